@@ -1,0 +1,267 @@
+// event_loop: one io_uring, driven by one thread. Coroutines suspend on
+// io_uring operations (any SQE, through submit()), timers and eventfds; the
+// loop submits in batches (one io_uring_enter per turn) and resumes the
+// waiting coroutines from the completions. post() and schedule() are the only
+// members safe to call from other threads.
+//
+// Lifetime rules: an operation's buffers must outlive it. Destroying a
+// suspended task cancels its pending operation and waits for the kernel to
+// let go before the frame's memory is freed, so nothing stays pending in the
+// kernel. Tasks are destroyed on the loop thread.
+#pragma once
+
+#include <liburing.h>
+
+#include <cerrno>
+#include <chrono>
+#include <coroutine>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stop_token>
+#include <thread>
+#include <vector>
+
+#include "vmrdma/error.hpp"
+#include "vmrdma/task.hpp"
+
+namespace vmrdma {
+
+class event_loop;
+
+namespace detail {
+
+// One in-flight io_uring operation. Slots live as long as the loop (stable
+// addresses), so a kernel-visible scratch buffer can sit inside one.
+struct op_slot {
+    std::coroutine_handle<> waiter;
+    int result = 0;
+    std::uint32_t cqe_flags = 0;
+    std::uint32_t generation = 0;
+    bool busy = false;      // submitted, completion not yet reaped
+    bool orphaned = false;  // its awaiter is gone; just free it on completion
+    // Called instead of resuming a waiter (internal multishot users).
+    void (*on_complete)(event_loop&, op_slot&) = nullptr;
+    void* context = nullptr;
+    std::uint64_t scratch = 0;  // e.g. the 8 bytes read from an eventfd
+    __kernel_timespec timespec{};
+};
+
+struct cancel_request {
+    event_loop* loop;
+    std::uint32_t slot;
+    std::uint32_t generation;
+    void operator()() const noexcept;
+};
+
+}  // namespace detail
+
+struct loop_options {
+    unsigned ring_entries = 256;
+};
+
+// Counters for tests and figures: how the loop spent its turns.
+struct loop_stats {
+    std::uint64_t submits = 0;       // io_uring_enter calls that submitted
+    std::uint64_t sqes = 0;          // SQEs handed to the kernel
+    std::uint64_t completions = 0;   // CQEs reaped
+    std::uint64_t resumptions = 0;   // coroutines resumed from the ready queue
+    std::uint64_t wakeups = 0;       // cross-thread wake-ups received
+};
+
+class event_loop {
+public:
+    explicit event_loop(loop_options options = {});
+    ~event_loop();
+    event_loop(const event_loop&) = delete;
+    event_loop& operator=(const event_loop&) = delete;
+
+    // Drives the loop on this thread until `t` finishes; returns its value or
+    // rethrows its exception. The thread calling run() becomes the loop thread.
+    template <typename T>
+    T run(task<T> t);
+
+    // Awaitable for one SQE. `prepare(io_uring_sqe*)` fills it in (any opcode,
+    // no user_data). Resumes with the CQE's res when >= 0; throws vmrdma::error
+    // for a negative res (errc::cancelled when the stop token fired).
+    template <typename Prepare>
+    auto submit(Prepare prepare, std::stop_token stop = {});
+
+    // As submit(), but resumes with the CQE's res as it is, negative or not
+    // (-ECANCELED when the stop token fired). For opcodes whose negative
+    // results are not failures, such as timeouts (-ETIME).
+    template <typename Prepare>
+    auto submit_raw(Prepare prepare, std::stop_token stop = {});
+
+    // Completes after `duration` (a relative io_uring timeout); throws
+    // errc::cancelled if `stop` fires first.
+    task<void> sleep_for(std::chrono::nanoseconds duration, std::stop_token stop = {});
+
+    // Thread-safe: run `fn` on the loop thread soon.
+    void post(std::function<void()> fn);
+
+    // Thread-safe: `co_await loop.schedule()` continues on the loop thread.
+    auto schedule() noexcept {
+        struct awaiter {
+            event_loop& loop;
+            bool await_ready() noexcept { return false; }
+            void await_suspend(std::coroutine_handle<> h) { loop.post_resume(h); }
+            void await_resume() noexcept {}
+        };
+        return awaiter{*this};
+    }
+
+    bool on_loop_thread() const noexcept { return std::this_thread::get_id() == loop_thread_; }
+    const loop_stats& stats() const noexcept { return stats_; }
+    // Operations submitted and not yet completed (the internal wake-up read
+    // excluded): zero means nothing is pending in the kernel for users.
+    std::size_t pending_operations() const noexcept { return busy_slots_ - internal_busy_; }
+
+    // --- for awaitables and transports built on the loop ---
+    io_uring_sqe* get_sqe();
+    std::uint32_t acquire_slot();
+    detail::op_slot& slot(std::uint32_t index) noexcept { return *slots_[index]; }
+    void arm(io_uring_sqe* sqe, std::uint32_t index) noexcept;
+    void cancel(std::uint32_t index) noexcept;
+    // The awaiter of a still-busy slot is going away: cancel it and reap
+    // completions until the kernel has finished with it, then free it.
+    void abandon(std::uint32_t index) noexcept;
+    void release_slot(std::uint32_t index) noexcept;
+    void make_ready(std::coroutine_handle<> h) { ready_.push_back(h); }
+    // A coroutine made ready is being destroyed before it ran: drop it.
+    void forget(std::coroutine_handle<> h) noexcept;
+
+private:
+    friend struct detail::cancel_request;
+    void post_resume(std::coroutine_handle<> h);
+    void turn(const bool& finished);
+    void reap();
+    void drain_posted();
+    void arm_wakeup();
+    static void on_wakeup(event_loop& loop, detail::op_slot& slot);
+    std::uint32_t wake_slot_ = 0;
+    bool shutting_down_ = false;
+
+    io_uring ring_{};
+    int wake_fd_ = -1;
+    std::thread::id loop_thread_;
+    std::vector<std::unique_ptr<detail::op_slot>> slots_;
+    std::vector<std::uint32_t> free_slots_;
+    std::size_t busy_slots_ = 0;
+    std::size_t internal_busy_ = 0;
+    std::deque<std::coroutine_handle<>> ready_;
+    std::mutex posted_mutex_;
+    std::vector<std::function<void()>> posted_;
+    loop_stats stats_;
+};
+
+namespace detail {
+
+template <typename Prepare, bool Raw>
+class sqe_awaiter {
+public:
+    sqe_awaiter(event_loop& loop, Prepare prepare, std::stop_token stop)
+        : loop_(loop), prepare_(std::move(prepare)), stop_(std::move(stop)) {}
+    sqe_awaiter(const sqe_awaiter&) = delete;
+    sqe_awaiter& operator=(const sqe_awaiter&) = delete;
+    ~sqe_awaiter() {
+        cancel_on_stop_.reset();
+        if (slot_ != none) loop_.abandon(slot_);
+    }
+
+    bool await_ready() const noexcept { return stop_.stop_requested(); }
+    void await_suspend(std::coroutine_handle<> h) {
+        io_uring_sqe* sqe = loop_.get_sqe();
+        slot_ = loop_.acquire_slot();
+        auto& s = loop_.slot(slot_);
+        s.waiter = h;
+        prepare_(sqe);
+        loop_.arm(sqe, slot_);
+        if (stop_.stop_possible())
+            cancel_on_stop_.emplace(stop_, cancel_request{&loop_, slot_, s.generation});
+    }
+    int await_resume() {
+        cancel_on_stop_.reset();
+        int res = -ECANCELED;  // the stop token fired before submission
+        if (slot_ != none) {
+            res = loop_.slot(slot_).result;
+            loop_.release_slot(std::exchange(slot_, none));
+        }
+        if constexpr (!Raw) {
+            if (res < 0) throw_errno(res, "io_uring operation failed");
+        }
+        return res;
+    }
+
+private:
+    static constexpr std::uint32_t none = UINT32_MAX;
+    event_loop& loop_;
+    Prepare prepare_;
+    std::stop_token stop_;
+    std::uint32_t slot_ = none;
+    std::optional<std::stop_callback<cancel_request>> cancel_on_stop_;
+};
+
+// Runs a task to completion and raises a flag at its end.
+struct flagging_coroutine {
+    struct promise_type {
+        bool* done = nullptr;
+        flagging_coroutine get_return_object() noexcept {
+            return {std::coroutine_handle<promise_type>::from_promise(*this)};
+        }
+        std::suspend_always initial_suspend() noexcept { return {}; }
+        std::suspend_always final_suspend() noexcept {
+            *done = true;
+            return {};
+        }
+        void return_void() noexcept {}
+        void unhandled_exception() noexcept { std::terminate(); }
+    };
+    std::coroutine_handle<promise_type> handle;
+};
+
+template <typename T, typename Out>
+flagging_coroutine run_and_keep(task<T>& inner, std::exception_ptr& failure, Out& out) {
+    try {
+        if constexpr (std::is_void_v<T>) {
+            co_await std::move(inner);
+            out.emplace(true);
+        } else {
+            out.emplace(co_await std::move(inner));
+        }
+    } catch (...) {
+        failure = std::current_exception();
+    }
+}
+
+}  // namespace detail
+
+template <typename Prepare>
+auto event_loop::submit(Prepare prepare, std::stop_token stop) {
+    return detail::sqe_awaiter<Prepare, false>(*this, std::move(prepare), std::move(stop));
+}
+
+template <typename Prepare>
+auto event_loop::submit_raw(Prepare prepare, std::stop_token stop) {
+    return detail::sqe_awaiter<Prepare, true>(*this, std::move(prepare), std::move(stop));
+}
+
+template <typename T>
+T event_loop::run(task<T> t) {
+    loop_thread_ = std::this_thread::get_id();
+    bool done = false;
+    std::exception_ptr failure;
+    std::optional<std::conditional_t<std::is_void_v<T>, bool, T>> out;
+    auto runner = detail::run_and_keep(t, failure, out);
+    runner.handle.promise().done = &done;
+    ready_.push_back(runner.handle);
+    while (!done) turn(done);
+    runner.handle.destroy();
+    if (failure) std::rethrow_exception(failure);
+    if constexpr (!std::is_void_v<T>) return std::move(*out);
+}
+
+}  // namespace vmrdma

@@ -1,0 +1,247 @@
+#include "vmrdma/event_loop.hpp"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+
+namespace vmrdma {
+
+event_loop::event_loop(loop_options options) : loop_thread_(std::this_thread::get_id()) {
+    io_uring_params params{};
+    // One CQ entry per SQ entry is too tight once many operations are in
+    // flight; ask for four times as many so completions never overflow.
+    params.flags = IORING_SETUP_CQSIZE;
+    params.cq_entries = options.ring_entries * 4;
+    if (int rc = io_uring_queue_init_params(options.ring_entries, &ring_, &params); rc < 0)
+        throw_errno(rc, "io_uring_queue_init failed (is io_uring disabled by sysctl or seccomp?)");
+    wake_fd_ = eventfd(0, EFD_CLOEXEC);
+    if (wake_fd_ < 0) {
+        int err = errno;
+        io_uring_queue_exit(&ring_);
+        throw_errno(-err, "eventfd failed");
+    }
+    arm_wakeup();
+}
+
+event_loop::~event_loop() {
+    shutting_down_ = true;
+    for (std::uint32_t i = 0; i < slots_.size(); ++i)
+        if (slots_[i]->busy) cancel(i);
+    // Nothing may stay pending in the kernel: wait until every slot is free.
+    while (busy_slots_ > 0) {
+        if (io_uring_submit_and_wait(&ring_, 1) < 0) break;
+        reap();
+    }
+    io_uring_queue_exit(&ring_);
+    close(wake_fd_);
+}
+
+io_uring_sqe* event_loop::get_sqe() {
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    if (sqe) return sqe;
+    // The submission queue is full: hand the batch to the kernel and retry.
+    int submitted = io_uring_submit(&ring_);
+    if (submitted > 0) {
+        ++stats_.submits;
+        stats_.sqes += static_cast<std::uint64_t>(submitted);
+    }
+    sqe = io_uring_get_sqe(&ring_);
+    if (!sqe) throw error(errc::resources_exhausted, "io_uring submission queue full");
+    return sqe;
+}
+
+std::uint32_t event_loop::acquire_slot() {
+    if (free_slots_.empty()) {
+        slots_.push_back(std::make_unique<detail::op_slot>());
+        free_slots_.push_back(static_cast<std::uint32_t>(slots_.size() - 1));
+    }
+    std::uint32_t index = free_slots_.back();
+    free_slots_.pop_back();
+    return index;
+}
+
+void event_loop::arm(io_uring_sqe* sqe, std::uint32_t index) noexcept {
+    auto& s = *slots_[index];
+    s.busy = true;
+    s.orphaned = false;
+    s.result = 0;
+    s.cqe_flags = 0;
+    ++busy_slots_;
+    io_uring_sqe_set_data64(sqe, std::uint64_t{index} + 1);
+}
+
+void event_loop::release_slot(std::uint32_t index) noexcept {
+    auto& s = *slots_[index];
+    s.waiter = {};
+    s.on_complete = nullptr;
+    s.context = nullptr;
+    ++s.generation;  // stale cancel requests for this slot now miss
+    free_slots_.push_back(index);
+}
+
+void event_loop::cancel(std::uint32_t index) noexcept {
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    if (!sqe) {
+        io_uring_submit(&ring_);
+        sqe = io_uring_get_sqe(&ring_);
+        if (!sqe) return;  // the kernel holds the queue; the op still completes
+    }
+    io_uring_prep_cancel64(sqe, std::uint64_t{index} + 1, 0);
+    io_uring_sqe_set_data64(sqe, 0);  // the cancel's own completion is ignored
+}
+
+void detail::cancel_request::operator()() const noexcept {
+    auto* l = loop;
+    auto index = slot;
+    auto gen = generation;
+    auto cancel_if_current = [l, index, gen] {
+        auto& s = l->slot(index);
+        if (s.busy && s.generation == gen) l->cancel(index);
+    };
+    if (l->on_loop_thread()) {
+        cancel_if_current();
+    } else {
+        try {
+            l->post(cancel_if_current);
+        } catch (...) {
+            // Out of memory while posting: the operation completes normally.
+        }
+    }
+}
+
+void event_loop::abandon(std::uint32_t index) noexcept {
+    auto& s = *slots_[index];
+    if (s.busy) {
+        s.orphaned = true;
+        cancel(index);
+        while (s.busy) {
+            if (io_uring_submit_and_wait(&ring_, 1) < 0) break;
+            reap();
+        }
+    } else if (s.waiter) {
+        forget(s.waiter);  // completed but not yet resumed: its frame is going away
+    }
+    release_slot(index);
+}
+
+void event_loop::forget(std::coroutine_handle<> h) noexcept {
+    auto it = std::find(ready_.begin(), ready_.end(), h);
+    if (it != ready_.end()) ready_.erase(it);
+}
+
+void event_loop::reap() {
+    // Copy a batch out and advance the CQ before acting on any of it: a
+    // completion may destroy a frame whose destructor reaps recursively.
+    struct done {
+        std::uint64_t user_data;
+        int res;
+        std::uint32_t flags;
+    };
+    std::array<io_uring_cqe*, 64> cqes;
+    for (;;) {
+        unsigned n = io_uring_peek_batch_cqe(&ring_, cqes.data(), cqes.size());
+        if (n == 0) return;
+        std::array<done, 64> batch;
+        for (unsigned i = 0; i < n; ++i) batch[i] = {cqes[i]->user_data, cqes[i]->res, cqes[i]->flags};
+        io_uring_cq_advance(&ring_, n);
+        stats_.completions += n;
+        for (unsigned i = 0; i < n; ++i) {
+            if (batch[i].user_data == 0) continue;  // a cancel request's own completion
+            auto index = static_cast<std::uint32_t>(batch[i].user_data - 1);
+            auto& s = *slots_[index];
+            s.result = batch[i].res;
+            s.cqe_flags = batch[i].flags;
+            if (!(batch[i].flags & IORING_CQE_F_MORE)) {
+                s.busy = false;
+                --busy_slots_;
+            }
+            if (s.orphaned) continue;  // abandon() frees it
+            if (s.on_complete)
+                s.on_complete(*this, s);
+            else
+                ready_.push_back(s.waiter);
+        }
+    }
+}
+
+void event_loop::turn(const bool& finished) {
+    // Resume what is ready now; coroutines made ready meanwhile wait for the
+    // next turn, so a busy coroutine cannot starve the ring.
+    for (std::size_t n = ready_.size(); n > 0 && !ready_.empty(); --n) {
+        auto h = ready_.front();
+        ready_.pop_front();
+        ++stats_.resumptions;
+        h.resume();
+    }
+    // Block for completions only while the awaited task still needs them.
+    const bool may_block = !finished;
+    int submitted;
+    if (may_block && ready_.empty())
+        submitted = io_uring_submit_and_wait(&ring_, 1);
+    else
+        submitted = io_uring_submit(&ring_);
+    if (submitted > 0) {
+        ++stats_.submits;
+        stats_.sqes += static_cast<std::uint64_t>(submitted);
+    }
+    reap();
+}
+
+void event_loop::post(std::function<void()> fn) {
+    {
+        std::lock_guard lock(posted_mutex_);
+        posted_.push_back(std::move(fn));
+    }
+    std::uint64_t one = 1;
+    // A failed write can only mean the counter would overflow, in which case
+    // the loop is certain to wake anyway.
+    [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
+}
+
+void event_loop::post_resume(std::coroutine_handle<> h) {
+    post([this, h] { ready_.push_back(h); });
+}
+
+void event_loop::drain_posted() {
+    std::vector<std::function<void()>> work;
+    {
+        std::lock_guard lock(posted_mutex_);
+        work.swap(posted_);
+    }
+    for (auto& fn : work) fn();
+}
+
+void event_loop::arm_wakeup() {
+    io_uring_sqe* sqe = get_sqe();
+    wake_slot_ = acquire_slot();
+    auto& s = *slots_[wake_slot_];
+    s.on_complete = &event_loop::on_wakeup;
+    io_uring_prep_read(sqe, wake_fd_, &s.scratch, sizeof s.scratch, 0);
+    arm(sqe, wake_slot_);
+    ++internal_busy_;
+}
+
+void event_loop::on_wakeup(event_loop& loop, detail::op_slot&) {
+    --loop.internal_busy_;
+    loop.release_slot(loop.wake_slot_);
+    ++loop.stats_.wakeups;
+    if (loop.shutting_down_) return;
+    loop.drain_posted();
+    loop.arm_wakeup();
+}
+
+task<void> event_loop::sleep_for(std::chrono::nanoseconds duration, std::stop_token stop) {
+    __kernel_timespec ts{};
+    auto ns = std::max<std::int64_t>(duration.count(), 0);
+    ts.tv_sec = ns / 1'000'000'000;
+    ts.tv_nsec = ns % 1'000'000'000;
+    int res = co_await submit_raw(
+        [&ts](io_uring_sqe* sqe) { io_uring_prep_timeout(sqe, &ts, 0, 0); }, std::move(stop));
+    if (res == -ETIME || res >= 0) co_return;
+    throw_errno(res, "timer failed");
+}
+
+}  // namespace vmrdma

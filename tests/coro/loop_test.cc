@@ -1,0 +1,276 @@
+// The io_uring event loop: timers by ordering, cancellation, timeouts,
+// cross-thread wake-ups, generic SQEs, destruction with I/O pending, and
+// clean shutdown with no fd left behind.
+#include <doctest/doctest.h>
+#include <dirent.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "vmrdma/runtime.hpp"
+
+using namespace std::chrono_literals;
+using vmrdma::errc;
+using vmrdma::error;
+using vmrdma::event_loop;
+using vmrdma::task;
+
+namespace {
+
+int open_fd_count() {
+    int n = 0;
+    if (DIR* d = opendir("/proc/self/fd")) {
+        while (readdir(d)) ++n;
+        closedir(d);
+    }
+    return n;
+}
+
+bool is_cancelled(const error& e) { return e.code() == errc::cancelled; }
+
+}  // namespace
+
+TEST_CASE("timers complete in deadline order, not start order") {
+    event_loop loop;
+    std::vector<int> order;
+    auto sleeper = [&](int id, std::chrono::milliseconds d) -> task<void> {
+        co_await loop.sleep_for(d);
+        order.push_back(id);
+    };
+    loop.run(vmrdma::when_all(sleeper(3, 30ms), sleeper(1, 1ms), sleeper(2, 15ms)));
+    CHECK(order == std::vector<int>{1, 2, 3});
+}
+
+TEST_CASE("a stop token cancels a pending timer promptly with errc::cancelled") {
+    event_loop loop;
+    std::stop_source stop;
+    bool cancelled = false;
+    auto sleeper = [&]() -> task<void> {
+        try {
+            co_await loop.sleep_for(1h, stop.get_token());
+        } catch (const error& e) {
+            cancelled = is_cancelled(e);
+        }
+    };
+    auto stopper = [&]() -> task<void> {
+        co_await loop.sleep_for(1ms);
+        stop.request_stop();
+    };
+    loop.run(vmrdma::when_all(sleeper(), stopper()));  // returns long before an hour
+    CHECK(cancelled);
+    CHECK(loop.pending_operations() == 0);
+}
+
+TEST_CASE("an operation whose token is already stopped is never submitted") {
+    event_loop loop;
+    std::stop_source stop;
+    stop.request_stop();
+    auto t = [&]() -> task<void> { co_await loop.sleep_for(1h, stop.get_token()); };
+    CHECK_THROWS_AS(loop.run(t()), error);
+    CHECK(loop.stats().sqes <= 1);  // only the loop's own wake-up read
+}
+
+TEST_CASE("a stop requested from another thread cancels the operation") {
+    event_loop loop;
+    std::stop_source stop;
+    std::thread other;
+    auto t = [&]() -> task<void> {
+        other = std::thread([&] {
+            std::this_thread::sleep_for(2ms);
+            stop.request_stop();
+        });
+        co_await loop.sleep_for(1h, stop.get_token());
+    };
+    try {
+        loop.run(t());
+        FAIL("the sleep should have been cancelled");
+    } catch (const error& e) {
+        CHECK(is_cancelled(e));
+    }
+    other.join();
+    CHECK(loop.pending_operations() == 0);
+}
+
+TEST_CASE("with_timeout turns an overdue operation into errc::timeout") {
+    event_loop loop;
+    auto slow = [&](std::stop_token st) -> task<int> {
+        co_await loop.sleep_for(1h, st);
+        co_return 1;
+    };
+    try {
+        loop.run(vmrdma::with_timeout(loop, 2ms, slow));
+        FAIL("expected a timeout");
+    } catch (const error& e) {
+        CHECK(e.code() == errc::timeout);
+    }
+    CHECK(loop.pending_operations() == 0);
+}
+
+TEST_CASE("with_timeout returns the value of an operation that finishes in time") {
+    event_loop loop;
+    auto quick = [&](std::stop_token st) -> task<int> {
+        co_await loop.sleep_for(1ms, st);
+        co_return 7;
+    };
+    CHECK(loop.run(vmrdma::with_timeout(loop, 1h, quick)) == 7);
+    CHECK(loop.pending_operations() == 0);
+}
+
+TEST_CASE("post from many threads runs every item on the loop thread") {
+    event_loop loop;
+    constexpr int threads = 4;
+    constexpr int per_thread = 1000;
+    std::atomic<int> ran{0};
+    bool all_on_loop = true;
+    auto waiter = [&]() -> task<void> {
+        std::vector<std::thread> posters;
+        const auto loop_id = std::this_thread::get_id();
+        for (int t = 0; t < threads; ++t)
+            posters.emplace_back([&] {
+                for (int i = 0; i < per_thread; ++i)
+                    loop.post([&] {
+                        if (std::this_thread::get_id() != loop_id) all_on_loop = false;
+                        ran.fetch_add(1);
+                    });
+            });
+        for (auto& p : posters) p.join();
+        while (ran.load() < threads * per_thread) co_await loop.sleep_for(100us);
+    };
+    loop.run(waiter());
+    CHECK(ran.load() == threads * per_thread);
+    CHECK(all_on_loop);
+}
+
+TEST_CASE("schedule() moves a coroutine from another thread onto the loop") {
+    event_loop loop;
+    std::thread::id resumed_on;
+    std::thread worker;
+    auto hop = [&]() -> task<void> {
+        // Leave the loop thread, then come back through schedule().
+        struct to_worker {
+            std::thread* w;
+            bool await_ready() noexcept { return false; }
+            void await_suspend(std::coroutine_handle<> h) {
+                *w = std::thread([h] { h.resume(); });
+            }
+            void await_resume() noexcept {}
+        };
+        co_await to_worker{&worker};
+        CHECK(std::this_thread::get_id() != std::thread::id{});
+        co_await loop.schedule();
+        resumed_on = std::this_thread::get_id();
+    };
+    loop.run(hop());
+    worker.join();
+    CHECK(resumed_on == std::this_thread::get_id());
+}
+
+TEST_CASE("generic SQEs: write, read, sendmsg, recvmsg and poll") {
+    event_loop loop;
+    int fds[2];
+    REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
+    auto t = [&]() -> task<void> {
+        const char msg[] = "hello";
+        int n = co_await loop.submit(
+            [&](io_uring_sqe* s) { io_uring_prep_write(s, fds[0], msg, sizeof msg, 0); });
+        CHECK(n == static_cast<int>(sizeof msg));
+        int revents = co_await loop.submit(
+            [&](io_uring_sqe* s) { io_uring_prep_poll_add(s, fds[1], POLLIN); });
+        CHECK((revents & POLLIN) != 0);
+        char buf[16] = {};
+        n = co_await loop.submit([&](io_uring_sqe* s) { io_uring_prep_read(s, fds[1], buf, sizeof buf, 0); });
+        CHECK(n == static_cast<int>(sizeof msg));
+        CHECK(std::string(buf) == "hello");
+
+        char out[] = "world";
+        iovec iov_out{out, sizeof out};
+        msghdr mh_out{};
+        mh_out.msg_iov = &iov_out;
+        mh_out.msg_iovlen = 1;
+        n = co_await loop.submit([&](io_uring_sqe* s) { io_uring_prep_sendmsg(s, fds[1], &mh_out, 0); });
+        CHECK(n == static_cast<int>(sizeof out));
+        char in[16] = {};
+        iovec iov_in{in, sizeof in};
+        msghdr mh_in{};
+        mh_in.msg_iov = &iov_in;
+        mh_in.msg_iovlen = 1;
+        n = co_await loop.submit([&](io_uring_sqe* s) { io_uring_prep_recvmsg(s, fds[0], &mh_in, 0); });
+        CHECK(n == static_cast<int>(sizeof out));
+        CHECK(std::string(in) == "world");
+    };
+    loop.run(t());
+    close(fds[0]);
+    close(fds[1]);
+}
+
+TEST_CASE("a failed SQE throws with the errno's meaning") {
+    event_loop loop;
+    auto t = [&]() -> task<void> {
+        char buf[4];
+        co_await loop.submit([&](io_uring_sqe* s) { io_uring_prep_read(s, -1, buf, sizeof buf, 0); });
+    };
+    try {
+        loop.run(t());
+        FAIL("expected EBADF");
+    } catch (const error& e) {
+        CHECK(e.code() == std::errc::bad_file_descriptor);
+    }
+}
+
+TEST_CASE("destroying a task suspended on I/O cancels it and leaves nothing in the kernel") {
+    event_loop loop;
+    int fds[2];
+    REQUIRE(pipe2(fds, O_CLOEXEC) == 0);
+    auto reader = [&]() -> task<void> {
+        char buf[64];
+        co_await loop.submit([&](io_uring_sqe* s) { io_uring_prep_read(s, fds[0], buf, sizeof buf, 0); });
+        FAIL("the read can never complete: nobody writes");
+    };
+    auto t = [&]() -> task<void> {
+        auto pending = reader();
+        vmrdma::async_scope unused;
+        (void)unused;
+        // Start the reader, let it submit, then abandon it.
+        auto starter = [](task<void>& r) -> task<void> { co_await std::move(r); };
+        auto s = starter(pending);
+        s.handle().resume();
+        co_await loop.sleep_for(1ms);  // the read is now in the kernel
+        CHECK(loop.pending_operations() == 1);
+        s = {};
+        pending = {};
+        CHECK(loop.pending_operations() == 0);
+    };
+    loop.run(t());
+    // The pipe still works and nothing read its bytes: the cancelled read
+    // did not consume data written afterwards.
+    REQUIRE(write(fds[1], "x", 1) == 1);
+    char c = 0;
+    CHECK(read(fds[0], &c, 1) == 1);
+    CHECK(c == 'x');
+    close(fds[0]);
+    close(fds[1]);
+}
+
+TEST_CASE("a loop shuts down with nothing pending and no leaked descriptor") {
+    int before = open_fd_count();
+    {
+        event_loop loop;
+        vmrdma::eventfd_channel a(loop, vmrdma::eventfd_wait_mode::read_rearm);
+        vmrdma::eventfd_channel b(loop, vmrdma::eventfd_wait_mode::multishot_poll);
+        auto t = [&]() -> task<void> {
+            a.notify();
+            b.notify();
+            co_await a.wait();
+            co_await b.wait();
+            co_await loop.sleep_for(1us);
+        };
+        loop.run(t());
+    }
+    CHECK(open_fd_count() == before);
+}
