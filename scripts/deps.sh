@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs the Debian packages vmrdma needs, only those that are missing.
+# Idempotent and silent when nothing is missing. Usage: scripts/deps.sh [extra-package...]
+set -euo pipefail
+
+packages=(
+    bazel-bootstrap    # Bazel 4.2.3, offline
+    g++
+    liburing-dev
+    doctest-dev
+    libxen-dev         # libxenevtchn, libxengnttab
+    iproute2           # ip netns / veth for the integration tests
+    "$@"
+)
+
+missing=()
+for p in "${packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$p")
+    fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "vmrdma: missing Debian packages: ${missing[*]}" >&2
+    echo "vmrdma: run as root, or install them with: sudo apt-get install ${missing[*]}" >&2
+    exit 1
+fi
+echo "vmrdma: installing ${missing[*]} (once)..." >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >/dev/null
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "vmrdma: packages installed." >&2
