@@ -176,8 +176,10 @@ void event_loop::turn(const bool& finished) {
         ++stats_.resumptions;
         h.resume();
     }
+    bool more_work = false;
+    for (std::size_t i = 0; i < turn_hooks_.size(); ++i) more_work |= turn_hooks_[i].second();
     // Block for completions only while the awaited task still needs them.
-    const bool may_block = !finished;
+    const bool may_block = !finished && !more_work;
     int submitted;
     if (may_block && ready_.empty())
         submitted = io_uring_submit_and_wait(&ring_, 1);
@@ -188,6 +190,15 @@ void event_loop::turn(const bool& finished) {
         stats_.sqes += static_cast<std::uint64_t>(submitted);
     }
     reap();
+}
+
+std::size_t event_loop::add_turn_hook(std::function<bool()> hook) {
+    turn_hooks_.emplace_back(next_hook_id_, std::move(hook));
+    return next_hook_id_++;
+}
+
+void event_loop::remove_turn_hook(std::size_t id) noexcept {
+    std::erase_if(turn_hooks_, [id](const auto& h) { return h.first == id; });
 }
 
 void event_loop::post(std::function<void()> fn) {

@@ -100,6 +100,13 @@ public:
     // errc::cancelled if `stop` fires first.
     task<void> sleep_for(std::chrono::nanoseconds duration, std::stop_token stop = {});
 
+    // Runs `hook` on every turn, after the ready coroutines and before the
+    // loop submits and waits: transports flush work batched during the turn.
+    // A hook returns true when it has more to do, and the loop then does not
+    // block this turn. Returns an id for remove_turn_hook. Loop thread only.
+    std::size_t add_turn_hook(std::function<bool()> hook);
+    void remove_turn_hook(std::size_t id) noexcept;
+
     // Thread-safe: run `fn` on the loop thread soon.
     void post(std::function<void()> fn);
 
@@ -155,6 +162,8 @@ private:
     std::deque<std::coroutine_handle<>> ready_;
     std::mutex posted_mutex_;
     std::vector<std::function<void()>> posted_;
+    std::vector<std::pair<std::size_t, std::function<bool()>>> turn_hooks_;
+    std::size_t next_hook_id_ = 1;
     loop_stats stats_;
 };
 

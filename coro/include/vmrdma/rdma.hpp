@@ -1,0 +1,211 @@
+// The vmrdma API: a device (one transport, chosen by URI), endpoints on it,
+// registered memory regions, connections between endpoints, and awaitable
+// RDMA operations. Every operation is a lazy task: nothing is posted until it
+// is awaited, so `co_await when_all(c.write(...), c.write(...))` posts both
+// before waiting for either.
+//
+//   auto dev = vmrdma::device::open(loop, "eth:veth0");
+//   auto ep = dev->open_endpoint(1);
+//   auto mr = ep.register_memory(buffer, vmrdma::access::remote_write);
+//   auto conn = co_await ep.connect(peer_mac, 1);
+//   co_await conn.write(mr, 0, peer_region, 0, buffer.size());
+//
+// Errors are thrown as vmrdma::error (see error.hpp): errc::timeout when the
+// peer stops answering within the retry limit, errc::peer_gone when the
+// connection closed, the NAK reasons (errc::bad_key, out_of_bounds,
+// access_denied, no_such_endpoint, receiver_not_ready, resources_exhausted)
+// when the peer refused, errc::cancelled when a stop token fired. A
+// cancelled operation may already be on the wire: the peer may still see it,
+// and a cancelled read may still land in the local region.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <stop_token>
+#include <string>
+#include <string_view>
+
+#include "vmrdma/event_loop.hpp"
+#include "vmrdma/task.hpp"
+
+namespace vmrdma {
+
+enum class access : std::uint32_t {
+    none = 0,
+    local_write = 0x1,
+    remote_read = 0x2,
+    remote_write = 0x4,
+    remote_atomic = 0x8,
+    all = 0xF,
+};
+constexpr access operator|(access a, access b) {
+    return static_cast<access>(static_cast<std::uint32_t>(a) | static_cast<std::uint32_t>(b));
+}
+
+struct mac_address {
+    std::array<std::uint8_t, 6> bytes{};
+    // "02:00:00:00:00:01"; throws errc::invalid_argument otherwise.
+    static mac_address parse(std::string_view text);
+    std::string to_string() const;
+    friend bool operator==(const mac_address&, const mac_address&) = default;
+};
+
+// What a peer needs to address one of our regions: exchange it with
+// send/recv (to_bytes/from_bytes give a fixed 16-byte little-endian form).
+struct remote_region {
+    std::uint32_t rkey = 0;
+    std::uint64_t length = 0;
+    static constexpr std::size_t wire_size = 16;
+    std::array<std::byte, wire_size> to_bytes() const;
+    static remote_region from_bytes(std::span<const std::byte> bytes);
+};
+
+struct recv_result {
+    std::uint64_t tag = 0;
+    std::uint64_t length = 0;
+};
+
+struct device_options {
+    std::uint16_t ethertype = 0x88B5;
+    std::uint32_t max_endpoints = 64;
+    std::uint32_t max_connections = 256;
+    std::uint32_t max_regions = 4096;
+    std::uint32_t max_ops_per_connection = 512;
+    std::uint32_t max_posted_recvs = 256;
+    std::uint32_t window_frames = 256;
+    std::uint64_t rto_ns = 20'000'000;      // first retransmission timeout
+    std::uint32_t retry_limit = 7;          // RTO expiries before errc::timeout
+};
+
+struct endpoint_options {
+    std::uint32_t weight = 1;   // share of transmit bandwidth against other endpoints
+    bool listen = false;        // accept incoming connections
+};
+
+// Counters of one device (all endpoints) or one endpoint.
+struct counters {
+    std::uint64_t tx_frames = 0, tx_bytes = 0, rx_frames = 0, rx_bytes = 0;
+    std::uint64_t retransmits = 0, timeouts = 0, duplicates = 0;
+    std::uint64_t rx_dropped = 0;   // malformed, forged or unaddressed frames
+    std::uint64_t naks_sent = 0, naks_received = 0;
+};
+
+namespace detail {
+class device_core;
+}
+
+class region;
+class connection;
+
+class endpoint {
+public:
+    endpoint() = default;
+    std::uint16_t id() const noexcept { return id_; }
+
+    // Registers `memory` for the given remote access (local read is always
+    // allowed). The memory must stay valid until the region is destroyed.
+    region register_memory(std::span<std::byte> memory, access rights);
+
+    task<connection> connect(mac_address peer, std::uint16_t peer_endpoint, std::stop_token stop = {});
+    // Waits for a peer's connect (the endpoint must have been opened to listen).
+    task<connection> accept(std::stop_token stop = {});
+    // Posts a receive for a tagged send whose (tag & mask) == (expected & mask),
+    // from any connection of this endpoint; matched in posting order.
+    task<recv_result> recv(const region& into, std::uint64_t offset, std::uint32_t length,
+                           std::uint64_t tag, std::uint64_t mask = ~0ull, std::stop_token stop = {});
+    counters stats() const;
+
+private:
+    friend class detail::device_core;
+    friend class device;
+    endpoint(detail::device_core* core, std::uint16_t id) : core_(core), id_(id) {}
+    detail::device_core* core_ = nullptr;
+    std::uint16_t id_ = 0;
+};
+
+// A registration; deregisters when destroyed (operations still using it
+// complete with an error first).
+class region {
+public:
+    region() = default;
+    region(region&& other) noexcept;
+    region& operator=(region&& other) noexcept;
+    region(const region&) = delete;
+    region& operator=(const region&) = delete;
+    ~region();
+
+    std::span<std::byte> memory() const noexcept { return memory_; }
+    std::uint32_t key() const noexcept { return key_; }
+    remote_region remote() const noexcept { return {key_, memory_.size()}; }
+
+private:
+    friend class endpoint;
+    friend class detail::device_core;
+    region(detail::device_core* core, std::uint32_t key, std::span<std::byte> memory)
+        : core_(core), key_(key), memory_(memory) {}
+    detail::device_core* core_ = nullptr;
+    std::uint32_t key_ = 0;
+    std::span<std::byte> memory_;
+};
+
+class connection {
+public:
+    connection() = default;
+    connection(connection&& other) noexcept;
+    connection& operator=(connection&& other) noexcept;
+    connection(const connection&) = delete;
+    connection& operator=(const connection&) = delete;
+    ~connection();  // disconnects; outstanding operations fail with errc::cancelled
+
+    // One-sided: copies `length` bytes at `local`+`local_offset` to the
+    // peer's `remote`+`remote_offset`.
+    task<void> write(const region& local, std::uint64_t local_offset, remote_region remote,
+                     std::uint64_t remote_offset, std::uint32_t length, std::stop_token stop = {});
+    task<void> read(const region& local, std::uint64_t local_offset, remote_region remote,
+                    std::uint64_t remote_offset, std::uint32_t length, std::stop_token stop = {});
+    // Two-sided: delivered to a receive posted on the peer endpoint.
+    task<void> send(const region& local, std::uint64_t offset, std::uint32_t length,
+                    std::uint64_t tag, std::stop_token stop = {});
+    // Atomics on an 8-byte aligned remote word; return the previous value.
+    task<std::uint64_t> fetch_add(remote_region remote, std::uint64_t offset, std::uint64_t add,
+                                  std::stop_token stop = {});
+    task<std::uint64_t> compare_swap(remote_region remote, std::uint64_t offset,
+                                     std::uint64_t expected, std::uint64_t desired,
+                                     std::stop_token stop = {});
+    // Completes when every operation posted before it on this connection has.
+    task<void> fence();
+    void close() noexcept;
+    bool is_open() const noexcept;
+
+private:
+    friend class endpoint;
+    friend class detail::device_core;
+    connection(detail::device_core* core, std::uint32_t id) : core_(core), id_(id) {}
+    detail::device_core* core_ = nullptr;
+    std::uint32_t id_ = 0;
+};
+
+class device {
+public:
+    // URIs: "eth:IFNAME" (in-process engine on a raw socket; needs
+    // CAP_NET_RAW). Throws vmrdma::error with a message that says what is wrong.
+    static std::unique_ptr<device> open(event_loop& loop, std::string_view uri,
+                                        device_options options = {});
+    ~device();
+    device(const device&) = delete;
+    device& operator=(const device&) = delete;
+
+    mac_address mac() const noexcept;
+    std::uint32_t mtu() const noexcept;
+    endpoint open_endpoint(std::uint16_t id, endpoint_options options = {});
+    counters stats() const;
+
+private:
+    explicit device(std::unique_ptr<detail::device_core> core);
+    std::unique_ptr<detail::device_core> core_;
+};
+
+}  // namespace vmrdma

@@ -1,0 +1,140 @@
+#include "eth_port.hpp"
+
+#include <arpa/inet.h>
+#include <linux/if_packet.h>
+#include <net/ethernet.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "vmrdma/error.hpp"
+
+namespace vmrdma::detail {
+
+namespace {
+[[noreturn]] void fail(int err, const std::string& what) {
+    if (err == EPERM || err == EACCES)
+        throw error(errc::permission_denied,
+                    what + ": raw Ethernet needs CAP_NET_RAW (run as root, or "
+                           "`setcap cap_net_raw+ep` on the program)");
+    throw_errno(-err, what);
+}
+}  // namespace
+
+eth_port::eth_port(std::string_view ifname, std::uint16_t ethertype) : name_(ifname) {
+    if (name_.empty() || name_.size() >= IFNAMSIZ)
+        throw error(errc::invalid_argument, "eth: interface name '" + name_ + "' is not valid");
+    unsigned ifindex = if_nametoindex(name_.c_str());
+    if (ifindex == 0)
+        throw error(errc::invalid_argument,
+                    "eth:" + name_ + ": no such network interface in this network namespace");
+    fd_ = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ethertype));
+    if (fd_ < 0) fail(errno, "eth:" + name_ + ": cannot open a raw socket");
+    try {
+        ifreq ifr{};
+        std::memcpy(ifr.ifr_name, name_.c_str(), name_.size() + 1);
+        if (ioctl(fd_, SIOCGIFHWADDR, &ifr) < 0) fail(errno, "eth:" + name_ + ": SIOCGIFHWADDR");
+        std::memcpy(mac_.bytes.data(), ifr.ifr_hwaddr.sa_data, 6);
+        if (ioctl(fd_, SIOCGIFMTU, &ifr) < 0) fail(errno, "eth:" + name_ + ": SIOCGIFMTU");
+        mtu_ = static_cast<std::uint32_t>(ifr.ifr_mtu);
+        if (mtu_ < VR_MTU_MIN)
+            throw error(errc::invalid_argument, "eth:" + name_ + ": MTU " + std::to_string(mtu_) +
+                                                    " is below the minimum of 1500");
+        if (mtu_ > VR_MTU_MAX) mtu_ = VR_MTU_MAX;
+
+        sockaddr_ll addr{};
+        addr.sll_family = AF_PACKET;
+        addr.sll_protocol = htons(ethertype);
+        addr.sll_ifindex = static_cast<int>(ifindex);
+        if (bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0)
+            fail(errno, "eth:" + name_ + ": bind");
+        int one = 1;
+        // Our own transmissions are no business of our receive path.
+        setsockopt(fd_, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof one);
+        int bytes = 8 << 20;
+        // Bigger socket buffers absorb bursts; FORCE needs CAP_NET_ADMIN.
+        if (setsockopt(fd_, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof bytes) < 0)
+            setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
+        if (setsockopt(fd_, SOL_SOCKET, SO_SNDBUFFORCE, &bytes, sizeof bytes) < 0)
+            setsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);
+    } catch (...) {
+        close(fd_);
+        throw;
+    }
+
+    constexpr std::size_t iov_per_frame = 1 + VR_MAX_FRAGS;
+    tx_headers_.resize(batch * max_header);
+    tx_iov_.resize(batch * iov_per_frame);
+    tx_msgs_.resize(batch);
+    for (std::size_t i = 0; i < batch; ++i) {
+        tx_msgs_[i].msg_hdr = {};
+        tx_msgs_[i].msg_hdr.msg_iov = &tx_iov_[i * iov_per_frame];
+    }
+    rx_buffer_size_ = VR_ETH_HLEN + mtu_;
+    rx_buffers_.resize(batch * rx_buffer_size_);
+    rx_iov_.resize(batch);
+    rx_msgs_.resize(batch);
+}
+
+eth_port::~eth_port() { close(fd_); }
+
+bool eth_port::queue(const vr_frame& frame) {
+    if (tx_count_ == batch) return false;
+    if (frame.hdr_len > max_header) {
+        ++tx_dropped_;  // cannot happen with this engine; never overrun the slot
+        return true;
+    }
+    std::byte* hdr = &tx_headers_[tx_count_ * max_header];
+    std::memcpy(hdr, frame.hdr, frame.hdr_len);
+    msghdr& m = tx_msgs_[tx_count_].msg_hdr;
+    iovec* iov = m.msg_iov;
+    iov[0] = {hdr, frame.hdr_len};
+    std::size_t n = 1;
+    for (std::uint32_t i = 0; i < frame.nfrags; ++i) {
+        const vr_frag& f = frame.frag[i];
+        if (f.len == 0) continue;
+        iov[n++] = {static_cast<std::byte*>(f.mem) + f.off, f.len};
+    }
+    m.msg_iovlen = n;
+    ++tx_count_;
+    return true;
+}
+
+void eth_port::flush() {
+    std::size_t sent = 0;
+    while (sent < tx_count_) {
+        int n = sendmmsg(fd_, &tx_msgs_[sent], static_cast<unsigned>(tx_count_ - sent), 0);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            // ENOBUFS and friends: the rest of the batch is lost on the
+            // floor, exactly as if the wire had dropped it.
+            tx_dropped_ += tx_count_ - sent;
+            break;
+        }
+        sent += static_cast<std::size_t>(n);
+    }
+    tx_count_ = 0;
+}
+
+void eth_port::drain(const std::function<void(const std::byte*, std::uint32_t)>& on_frame) {
+    for (;;) {
+        for (std::size_t i = 0; i < batch; ++i) {
+            rx_iov_[i] = {&rx_buffers_[i * rx_buffer_size_], rx_buffer_size_};
+            rx_msgs_[i].msg_hdr = {};
+            rx_msgs_[i].msg_hdr.msg_iov = &rx_iov_[i];
+            rx_msgs_[i].msg_hdr.msg_iovlen = 1;
+        }
+        int n = recvmmsg(fd_, rx_msgs_.data(), batch, MSG_DONTWAIT, nullptr);
+        if (n <= 0) return;  // EAGAIN: drained (errors surface as lost frames)
+        for (int i = 0; i < n; ++i) {
+            if (rx_msgs_[i].msg_hdr.msg_flags & MSG_TRUNC) continue;  // larger than our MTU
+            on_frame(&rx_buffers_[static_cast<std::size_t>(i) * rx_buffer_size_], rx_msgs_[i].msg_len);
+        }
+        if (static_cast<std::size_t>(n) < batch) return;
+    }
+}
+
+}  // namespace vmrdma::detail

@@ -1,0 +1,73 @@
+// eth_port: the raw-Ethernet side of the eth: transport. One AF_PACKET
+// socket bound to an interface and our EtherType; frames leave in batches
+// through sendmmsg(2), gathered straight from registered memory (the header
+// is the only thing copied), and arrive in batches through recvmmsg(2) into
+// MTU-sized buffers from which the engine places payload (the one copy after
+// the kernel's). docs/eth-transport.md says why AF_PACKET and not AF_XDP.
+#pragma once
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "vmrdma/rdma.hpp"
+
+extern "C" {
+#include "proto/engine.h"
+}
+
+namespace vmrdma::detail {
+
+class eth_port {
+public:
+    // Throws vmrdma::error: permission_denied without CAP_NET_RAW,
+    // invalid_argument for an unknown interface.
+    eth_port(std::string_view ifname, std::uint16_t ethertype);
+    ~eth_port();
+    eth_port(const eth_port&) = delete;
+    eth_port& operator=(const eth_port&) = delete;
+
+    int fd() const noexcept { return fd_; }
+    const mac_address& mac() const noexcept { return mac_; }
+    std::uint32_t mtu() const noexcept { return mtu_; }
+    const std::string& name() const noexcept { return name_; }
+
+    // Adds a frame to the transmit batch; false when the batch is full
+    // (call flush() first). The header is copied, fragments are referenced.
+    bool queue(const vr_frame& frame);
+    // Sends the batch. Frames the kernel refused are counted as dropped:
+    // the protocol recovers them as it recovers from loss.
+    void flush();
+    std::size_t queued() const noexcept { return tx_count_; }
+    std::uint64_t tx_dropped() const noexcept { return tx_dropped_; }
+
+    // Receives everything the socket holds now, calling on_frame for each.
+    void drain(const std::function<void(const std::byte*, std::uint32_t)>& on_frame);
+
+private:
+    static constexpr std::size_t batch = 64;
+    static constexpr std::size_t max_header = 128;
+    int fd_ = -1;
+    std::string name_;
+    mac_address mac_;
+    std::uint32_t mtu_ = 0;
+    // transmit batch
+    std::vector<std::byte> tx_headers_;
+    std::vector<iovec> tx_iov_;
+    std::vector<mmsghdr> tx_msgs_;
+    std::size_t tx_count_ = 0;
+    std::uint64_t tx_dropped_ = 0;
+    // receive batch
+    std::vector<std::byte> rx_buffers_;
+    std::vector<iovec> rx_iov_;
+    std::vector<mmsghdr> rx_msgs_;
+    std::size_t rx_buffer_size_ = 0;
+};
+
+}  // namespace vmrdma::detail

@@ -1,0 +1,210 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+/* completer.c - requester-side completion: cumulative ACKs, NAK handling
+ * (go-back-N, RNR back-off, fatal errors), READ/ATOMIC responses, flush
+ * and cancellation.  Every request completes exactly once: the
+ * `completed` flag is set before the callback runs. */
+#include "internal.h"
+
+static u32 wc_op(u8 kind)
+{
+	switch (kind) {
+	case VR_K_WRITE: return VR_WC_WRITE;
+	case VR_K_READ: return VR_WC_READ;
+	case VR_K_SEND: return VR_WC_SEND;
+	case VR_K_FADD: return VR_WC_FADD;
+	default: return VR_WC_CSWAP;
+	}
+}
+
+static void op_complete(struct vr_engine *eng, struct vr_conn *c, struct vr_op *op,
+			int status, u64 value)
+{
+	if (op->completed || op->kind > VR_K_CSWAP)
+		return;
+	op->completed = true;
+	vr_complete(eng, &eng->eps[c->ep], wc_op(op->kind), op->cookie, status, c->id,
+		    status ? 0 : op->len, 0, value);
+	vr_op_maybe_free(c, op);
+}
+
+void vr_comp_rx_ack(struct vr_engine *eng, struct vr_conn *c, u32 ack, u64 now)
+{
+	u32 cap = 2 * eng->cfg.max_ops;
+
+	/* only forward, and never beyond what was actually sent */
+	if (!vr_psn_lt(c->snd_una, ack))
+		return;
+	if (vr_psn_lt(c->snd_hi, ack)) {
+		VR_CTR(eng, &eng->eps[c->ep], drop_bad_ack, 1);
+		return;
+	}
+	c->snd_una = ack;
+	if (vr_psn_lt(c->snd_nxt, ack))
+		c->snd_nxt = ack;
+	while (c->ring_len) {
+		struct vr_op *op = &c->ops[c->ring[c->ring_head]];
+
+		if (!vr_psn_le(op->psn_first + op->nframes, ack))
+			break;
+		c->ring_head = (c->ring_head + 1) % cap;
+		c->ring_len--;
+		op->in_ring = false;
+		if (op->kind == VR_K_WRITE || op->kind == VR_K_SEND)
+			op_complete(eng, c, op, 0, 0);
+		vr_op_maybe_free(c, op);
+	}
+	/* progress: reset back-off and retry budgets */
+	c->retries = 0;
+	c->rnr_retries = 0;
+	c->rto = eng->cfg.rto_ns;
+	c->rto_deadline = c->snd_una == c->snd_hi ? VR_U64_MAX : now + c->rto;
+}
+
+static struct vr_op *op_at_psn(struct vr_engine *eng, struct vr_conn *c, u32 psn)
+{
+	u32 cap = 2 * eng->cfg.max_ops, i;
+
+	for (i = 0; i < c->ring_len; i++) {
+		struct vr_op *op = &c->ops[c->ring[(c->ring_head + i) % cap]];
+
+		if (vr_psn_le(op->psn_first, psn) && vr_psn_lt(psn, op->psn_first + op->nframes))
+			return op;
+	}
+	return NULL;
+}
+
+void vr_comp_rx_nak(struct vr_engine *eng, struct vr_conn *c, const struct vr_parsed *p,
+		    u64 now)
+{
+	struct vr_ep *e = &eng->eps[c->ep];
+	u32 psn = p->h.psn;
+	struct vr_op *op;
+	u8 why = p->h.nak_reason;
+
+	VR_CTR(eng, e, naks_rx[why], 1);
+	/* a NAK names a PSN we sent and that is not yet acknowledged */
+	if (vr_psn_lt(psn, c->snd_una) || !vr_psn_lt(psn, c->snd_hi)) {
+		VR_CTR(eng, e, drop_bad_ack, 1);
+		return;
+	}
+	vr_comp_rx_ack(eng, c, psn, now);
+	switch (why) {
+	case VR_NAK_SEQ:
+		c->snd_nxt = psn;
+		break;
+	case VR_NAK_RNR:
+	case VR_NAK_RESOURCES:
+		VR_CTR(eng, e, rnr_waits, 1);
+		if (++c->rnr_retries > eng->cfg.rnr_retry_limit) {
+			op = op_at_psn(eng, c, psn);
+			if (op)
+				op_complete(eng, c, op, -ENOBUFS, 0);
+			vr_conn_fail(eng, c, -ECONNRESET, true);
+			return;
+		}
+		c->snd_nxt = psn;
+		c->rnr_until = now + eng->cfg.rnr_delay_ns;
+		if (!c->rnr_until)
+			c->rnr_until = 1;
+		c->rto_deadline = c->rnr_until + c->rto;
+		break;
+	default:
+		/* remote access error: fatal for the connection, as in RC */
+		op = op_at_psn(eng, c, psn);
+		if (op)
+			op_complete(eng, c, op, vr_nak_to_errno(why), 0);
+		vr_conn_fail(eng, c, -ECONNRESET, true);
+		break;
+	}
+}
+
+static struct vr_op *op_by_msg(struct vr_engine *eng, struct vr_conn *c, u32 msg_id)
+{
+	u32 idx = msg_id & 0xFFFF;
+	struct vr_op *op;
+
+	if (idx >= eng->cfg.max_ops)
+		return NULL;
+	op = &c->ops[idx];
+	if (op->kind == VR_K_FREE || op->msg_id != msg_id)
+		return NULL;
+	return op;
+}
+
+/* READ_RESP / ATOMIC_RESP, already admitted in PSN order. */
+void vr_comp_rx_resp(struct vr_engine *eng, struct vr_conn *c, const struct vr_parsed *p)
+{
+	const struct vr_hdr *h = &p->h;
+	struct vr_op *op = op_by_msg(eng, c, h->msg_id);
+	const struct vr_region *reg;
+	int rc;
+
+	if (!op || op->completed)
+		return; /* cancelled locally: consume and drop */
+	if (h->opcode == VR_OP_ATOMIC_RESP) {
+		if (op->kind == VR_K_FADD || op->kind == VR_K_CSWAP)
+			op_complete(eng, c, op, 0, h->operand_a);
+		return;
+	}
+	if (op->kind != VR_K_READ || h->total_len != op->len)
+		return;
+	if (h->flags & VR_F_ABORT) {
+		op_complete(eng, c, op, vr_nak_to_errno(h->nak_reason), 0);
+		return;
+	}
+	if (h->payload_len) {
+		rc = vr_region_check(&eng->rt, op->lkey, c->ep, VR_ACCESS_LOCAL_WRITE,
+				     op->loff + h->remote_off, h->payload_len, &reg);
+		if (!rc)
+			rc = eng->mem->copy_in(reg->mem, op->loff + h->remote_off, p->payload,
+					       h->payload_len);
+		if (rc) {
+			op_complete(eng, c, op, -ECANCELED, 0);
+			return;
+		}
+	}
+	if (h->remote_off + h->payload_len == op->len)
+		op_complete(eng, c, op, 0, 0);
+}
+
+/* Fail every request on c and forget the outbound stream. */
+void vr_comp_flush(struct vr_engine *eng, struct vr_conn *c, int status)
+{
+	u32 i, n = 2 * eng->cfg.max_ops;
+
+	for (i = 0; i < n; i++) {
+		struct vr_op *op = &c->ops[i];
+
+		if (op->kind == VR_K_FREE)
+			continue;
+		op->in_ring = false;
+		op_complete(eng, c, op, status, 0);
+		op->kind = VR_K_FREE;
+	}
+	c->ring_len = 0;
+	c->snd_una = c->snd_nxt = c->snd_hi = c->snd_max;
+	c->rto_deadline = VR_U64_MAX;
+}
+
+/* A local key went away: requests that read from or write into it fail
+ * now; frames still owed to the peer go out as ABORT (payload-free). */
+void vr_comp_cancel_key(struct vr_engine *eng, u32 key)
+{
+	u32 i, j, n = 2 * eng->cfg.max_ops;
+
+	for (i = 0; i < eng->cfg.max_conns; i++) {
+		struct vr_conn *c = &eng->conns[i];
+
+		if (c->state == VR_CONN_FREE)
+			continue;
+		for (j = 0; j < n; j++) {
+			struct vr_op *op = &c->ops[j];
+
+			if ((op->kind == VR_K_WRITE || op->kind == VR_K_SEND ||
+			     op->kind == VR_K_READ) && op->lkey == key && !op->completed) {
+				op->aborted = true;
+				op_complete(eng, c, op, -ECANCELED, 0);
+			}
+		}
+	}
+}

@@ -1,0 +1,289 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+/* conn.c - connection table, CONNECT_REQ/ACK handshake, DISCONNECT,
+ * per-connection timers (handshake retry, RTO, delayed ACK, RNR wait). */
+#include "internal.h"
+
+struct vr_conn *vr_conn_get(struct vr_engine *eng, u32 id)
+{
+	u32 idx = VR_CONN_IDX(id);
+	struct vr_conn *c;
+
+	if (idx >= eng->cfg.max_conns)
+		return NULL;
+	c = &eng->conns[idx];
+	if (c->state == VR_CONN_FREE || c->id != id)
+		return NULL;
+	return c;
+}
+
+int vr_conn_state(const struct vr_engine *eng, u32 id)
+{
+	struct vr_conn *c = vr_conn_get((struct vr_engine *)eng, id);
+
+	return c ? c->state : -ENOENT;
+}
+
+static struct vr_conn *conn_alloc(struct vr_engine *eng, u16 ep)
+{
+	struct vr_ep *e = &eng->eps[ep];
+	u32 i, isn;
+
+	for (i = 0; i < eng->cfg.max_conns; i++) {
+		struct vr_conn *c = &eng->conns[i];
+		struct vr_op *ops = c->ops;
+		u16 *ring = c->ring;
+		u16 gen = c->gen;
+
+		if (c->state != VR_CONN_FREE)
+			continue;
+		memset(c, 0, sizeof(*c));
+		c->ops = ops;
+		c->ring = ring;
+		memset(ops, 0, sizeof(*ops) * 2 * eng->cfg.max_ops);
+		/* id = index | generation << 16; generation never 0 so id != 0 */
+		c->gen = (u16)(gen + 1) ? (u16)(gen + 1) : 1;
+		c->id = i | ((u32)c->gen << 16);
+		c->ep = ep;
+		isn = vr_rand(eng);
+		c->isn = c->snd_una = c->snd_nxt = c->snd_hi = c->snd_max = isn;
+		c->rto = eng->cfg.rto_ns;
+		c->rto_deadline = VR_U64_MAX;
+		c->ack_deadline = VR_U64_MAX;
+		c->ctl_deadline = VR_U64_MAX;
+		c->ep_next = e->conn_head;
+		e->conn_head = i;
+		return c;
+	}
+	eng->ctr.pool_exhausted++;
+	return NULL;
+}
+
+void vr_conn_free(struct vr_engine *eng, struct vr_conn *c)
+{
+	struct vr_ep *e = &eng->eps[c->ep];
+	u32 idx = (u32)(c - eng->conns);
+	u32 *pp = &e->conn_head;
+
+	while (*pp != VR_NO_SLOT) {
+		if (*pp == idx) {
+			*pp = c->ep_next;
+			break;
+		}
+		pp = &eng->conns[*pp].ep_next;
+	}
+	if (e->rr_conn == idx)
+		e->rr_conn = VR_NO_SLOT;
+	c->ep_next = VR_NO_SLOT;
+	c->state = VR_CONN_FREE;
+}
+
+int vr_connect(struct vr_engine *eng, u16 ep, const u8 peer_mac[6], u16 peer_ep,
+	       u64 cookie, u32 *conn)
+{
+	struct vr_conn *c;
+
+	if (!peer_mac || !conn)
+		return -EINVAL;
+	if (!vr_ep_get(eng, ep))
+		return -ENOENT;
+	c = conn_alloc(eng, ep);
+	if (!c)
+		return -ENOSPC;
+	memcpy(c->peer_mac, peer_mac, 6);
+	c->peer_ep = peer_ep;
+	c->cookie = cookie;
+	c->state = VR_CONN_CONNECTING;
+	c->ctl_pending = true;
+	c->ctl_deadline = VR_U64_MAX; /* armed when CONNECT_REQ goes out */
+	*conn = c->id;
+	return 0;
+}
+
+int vr_disconnect(struct vr_engine *eng, u32 id)
+{
+	struct vr_conn *c = vr_conn_get(eng, id);
+
+	if (!c)
+		return -ENOENT;
+	if (c->state == VR_CONN_CLOSING)
+		return -EALREADY;
+	vr_comp_flush(eng, c, -ECANCELED);
+	vr_resp_flush_rx(eng, c, -ECANCELED);
+	if (c->state == VR_CONN_CONNECTED) {
+		c->state = VR_CONN_CLOSING; /* scheduler sends DISCONNECT, then frees */
+		c->ctl_pending = true;
+	} else {
+		if (c->state == VR_CONN_CONNECTING)
+			vr_complete(eng, &eng->eps[c->ep], VR_WC_CONNECT, c->cookie,
+				    -ECANCELED, c->id, 0, 0, 0);
+		vr_conn_free(eng, c);
+	}
+	return 0;
+}
+
+/* Move to ERROR: every op fails with status, host is told, slot kept
+ * until vr_disconnect so that the id stays meaningful to the host. */
+void vr_conn_fail(struct vr_engine *eng, struct vr_conn *c, int status, bool tell_peer)
+{
+	if (c->state != VR_CONN_CONNECTED)
+		return;
+	vr_comp_flush(eng, c, status);
+	vr_resp_flush_rx(eng, c, status);
+	c->state = VR_CONN_ERROR;
+	c->rto_deadline = c->ack_deadline = c->ctl_deadline = VR_U64_MAX;
+	c->nak_reason = 0;
+	c->ack_now = false;
+	/* DISCONNECT is sent best-effort once; the peer times out otherwise. */
+	c->ctl_pending = tell_peer;
+	vr_complete(eng, &eng->eps[c->ep], VR_WC_DISCONNECT, c->cookie, status, c->id,
+		    0, 0, 0);
+}
+
+static void queue_reply(struct vr_engine *eng, const struct vr_parsed *p, u8 reason)
+{
+	struct vr_ctl_reply *r;
+
+	if (eng->ctl_len == VR_CTL_RING) {
+		eng->ctr.pool_exhausted++;
+		return;
+	}
+	r = &eng->ctl[(eng->ctl_head + eng->ctl_len) % VR_CTL_RING];
+	memcpy(r->mac, p->src_mac, 6);
+	r->src_ep = p->h.dst_ep;
+	r->dst_ep = p->h.src_ep;
+	r->peer_conn = p->h.msg_id;
+	r->reason = reason;
+	eng->ctl_len++;
+}
+
+static void rx_connect_req(struct vr_engine *eng, const struct vr_parsed *p)
+{
+	struct vr_ep *e = vr_ep_get(eng, p->h.dst_ep);
+	struct vr_conn *c;
+	u32 i;
+
+	if (!e || !e->listen) {
+		queue_reply(eng, p, VR_NAK_NO_EP);
+		return;
+	}
+	/* A retransmitted request for a live connection: re-send the ACK. */
+	for (i = e->conn_head; i != VR_NO_SLOT; i = eng->conns[i].ep_next) {
+		c = &eng->conns[i];
+		if (c->peer_id == p->h.msg_id && c->peer_ep == p->h.src_ep &&
+		    !memcmp(c->peer_mac, p->src_mac, 6)) {
+			if (c->state == VR_CONN_CONNECTED)
+				c->ctl_pending = true;
+			return;
+		}
+	}
+	if (eng->host.accept &&
+	    eng->host.accept(eng->cfg.ctx, p->h.dst_ep, p->src_mac, p->h.src_ep)) {
+		queue_reply(eng, p, VR_NAK_REJECTED);
+		return;
+	}
+	c = conn_alloc(eng, p->h.dst_ep);
+	if (!c) {
+		queue_reply(eng, p, VR_NAK_RESOURCES);
+		return;
+	}
+	memcpy(c->peer_mac, p->src_mac, 6);
+	c->peer_ep = p->h.src_ep;
+	c->peer_id = p->h.msg_id;
+	c->rcv_nxt = p->h.psn;
+	c->state = VR_CONN_CONNECTED;
+	c->ctl_pending = true; /* CONNECT_ACK; re-sent on each duplicate REQ */
+	vr_complete(eng, e, VR_WC_ACCEPT, 0, 0, c->id, 0, 0, 0);
+}
+
+void vr_conn_rx_ctl(struct vr_engine *eng, const struct vr_parsed *p, u64 now)
+{
+	struct vr_conn *c;
+
+	(void)now;
+	if (p->h.opcode == VR_OP_CONNECT_REQ) {
+		rx_connect_req(eng, p);
+		return;
+	}
+	c = vr_conn_get(eng, p->h.conn_id);
+	if (!c)
+		return;
+	switch (p->h.opcode) {
+	case VR_OP_CONNECT_ACK:
+		if (c->state != VR_CONN_CONNECTING)
+			return; /* duplicate */
+		c->peer_id = p->h.msg_id;
+		c->rcv_nxt = p->h.psn;
+		c->state = VR_CONN_CONNECTED;
+		c->ctl_pending = false;
+		c->ctl_deadline = VR_U64_MAX;
+		vr_complete(eng, &eng->eps[c->ep], VR_WC_CONNECT, c->cookie, 0, c->id, 0, 0, 0);
+		break;
+	case VR_OP_NAK: /* connection refused */
+		if (c->state != VR_CONN_CONNECTING)
+			return;
+		VR_CTR(eng, &eng->eps[c->ep], naks_rx[p->h.nak_reason], 1);
+		vr_complete(eng, &eng->eps[c->ep], VR_WC_CONNECT, c->cookie,
+			    -ECONNREFUSED, c->id, 0, 0, 0);
+		vr_conn_free(eng, c);
+		break;
+	case VR_OP_DISCONNECT:
+		if (c->state == VR_CONN_CONNECTED)
+			vr_conn_fail(eng, c, -ECONNRESET, false);
+		break;
+	default:
+		break;
+	}
+}
+
+u64 vr_conn_next_timeout(const struct vr_engine *eng, const struct vr_conn *c)
+{
+	u64 t = c->ctl_deadline;
+
+	(void)eng;
+	if (c->state != VR_CONN_CONNECTED)
+		return t;
+	if (c->rto_deadline < t)
+		t = c->rto_deadline;
+	if (c->ack_deadline < t)
+		t = c->ack_deadline;
+	if (c->rnr_until && c->rnr_until < t)
+		t = c->rnr_until;
+	return t;
+}
+
+void vr_conn_timer(struct vr_engine *eng, struct vr_conn *c, u64 now)
+{
+	struct vr_ep *e = &eng->eps[c->ep];
+
+	if (c->state == VR_CONN_CONNECTING && now >= c->ctl_deadline) {
+		VR_CTR(eng, e, timeouts, 1);
+		if (++c->ctl_retries > eng->cfg.retry_limit) {
+			vr_complete(eng, e, VR_WC_CONNECT, c->cookie, -ETIMEDOUT, c->id,
+				    0, 0, 0);
+			vr_conn_free(eng, c);
+			return;
+		}
+		c->ctl_pending = true;
+		c->ctl_deadline = VR_U64_MAX;
+		return;
+	}
+	if (c->state != VR_CONN_CONNECTED)
+		return;
+	if (now >= c->ack_deadline) {
+		c->ack_now = true;
+		c->ack_deadline = VR_U64_MAX;
+	}
+	if (c->rnr_until && now >= c->rnr_until)
+		c->rnr_until = 0;
+	if (now >= c->rto_deadline) {
+		VR_CTR(eng, e, timeouts, 1);
+		if (++c->retries > eng->cfg.retry_limit) {
+			vr_conn_fail(eng, c, -ETIMEDOUT, true);
+			return;
+		}
+		/* go-back-N: resend everything from the oldest unacked PSN */
+		c->snd_nxt = c->snd_una;
+		c->rto = c->rto * 2 > eng->cfg.rto_max_ns ? eng->cfg.rto_max_ns : c->rto * 2;
+		c->rto_deadline = now + c->rto;
+	}
+}

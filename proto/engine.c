@@ -1,0 +1,488 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+/* engine.c - setup, endpoints, regions glue, input dispatch, DRR scheduler,
+ * timers. */
+#include "internal.h"
+#include "crc32c.h"
+
+#define ALIGN8(x) (((x) + 7) & ~(size_t)7)
+
+struct layout {
+	size_t eng, eps, conns, ops, rings, regions, recvs, unexp, bufs, total;
+};
+
+static void apply_defaults(struct vr_config *c)
+{
+	if (!c->ethertype) c->ethertype = VR_ETHERTYPE_DEFAULT;
+	if (!c->mtu) c->mtu = VR_MTU_MIN;
+	if (!c->window) c->window = 64;
+	if (!c->ack_every) c->ack_every = 8;
+	if (!c->ack_delay_ns) c->ack_delay_ns = 20000;
+	if (!c->rto_ns) c->rto_ns = 1000000;
+	if (!c->rto_max_ns) c->rto_max_ns = 64 * c->rto_ns;
+	if (!c->retry_limit) c->retry_limit = 7;
+	if (!c->rnr_delay_ns) c->rnr_delay_ns = 100000;
+	if (!c->rnr_retry_limit) c->rnr_retry_limit = 7;
+	if (!c->mem) c->mem = &vr_ptr_mem_ops;
+}
+
+static bool cfg_valid(const struct vr_config *c)
+{
+	return c->mtu >= VR_MTU_MIN && c->mtu <= VR_MTU_MAX &&
+	       c->max_endpoints && c->max_endpoints <= 65536 &&
+	       c->max_conns && c->max_conns <= 65535 &&
+	       c->max_regions && c->max_regions <= (1u << 20) &&
+	       c->max_ops && c->max_ops <= 32767 &&
+	       c->max_recvs && c->unexp_depth <= 65536 &&
+	       c->unexp_buf_size <= (1u << 24) &&
+	       c->host && c->host->xmit && c->host->complete && c->host->random &&
+	       c->rto_ns <= c->rto_max_ns;
+}
+
+static bool compute_layout(const struct vr_config *in, struct layout *l)
+{
+	struct vr_config c = *in;
+	size_t nops;
+
+	apply_defaults(&c);
+	if (!cfg_valid(&c))
+		return false;
+	nops = (size_t)c.max_conns * 2 * c.max_ops;
+	l->eng = 0;
+	l->eps = ALIGN8(sizeof(struct vr_engine));
+	l->conns = l->eps + ALIGN8(sizeof(struct vr_ep) * c.max_endpoints);
+	l->ops = l->conns + ALIGN8(sizeof(struct vr_conn) * c.max_conns);
+	l->rings = l->ops + ALIGN8(sizeof(struct vr_op) * nops);
+	l->regions = l->rings + ALIGN8(sizeof(u16) * nops);
+	l->recvs = l->regions + ALIGN8(sizeof(struct vr_region) * c.max_regions);
+	l->unexp = l->recvs + ALIGN8(sizeof(struct vr_recv) * c.max_endpoints * c.max_recvs);
+	l->bufs = l->unexp + ALIGN8(sizeof(struct vr_unexp) * c.max_endpoints * c.unexp_depth);
+	l->total = l->bufs + ALIGN8((size_t)c.unexp_buf_size * c.max_endpoints * c.unexp_depth);
+	return true;
+}
+
+size_t vr_engine_mem_size(const struct vr_config *cfg)
+{
+	struct layout l;
+
+	return compute_layout(cfg, &l) ? l.total : 0;
+}
+
+int vr_engine_create(const struct vr_config *cfg, void *mem, size_t mem_len,
+		     struct vr_engine **out)
+{
+	struct layout l;
+	struct vr_engine *eng = mem;
+	u8 *base = mem;
+	u32 i, j, nops;
+	int rc;
+
+	if (!cfg || !out || !compute_layout(cfg, &l))
+		return -EINVAL;
+	if (!mem || mem_len < l.total || ((uintptr_t)mem & 7))
+		return -ENOMEM;
+	memset(mem, 0, l.total);
+	eng->cfg = *cfg;
+	apply_defaults(&eng->cfg);
+	eng->host = *cfg->host;
+	eng->mem = eng->cfg.mem;
+	eng->mps = eng->cfg.mtu - VR_HDR_LEN;
+	vr_crc32c_update(0, NULL, 0); /* build the CRC table now, not on the data path */
+	eng->eps = (struct vr_ep *)(base + l.eps);
+	eng->conns = (struct vr_conn *)(base + l.conns);
+	nops = 2 * eng->cfg.max_ops;
+	for (i = 0; i < eng->cfg.max_conns; i++) {
+		struct vr_conn *c = &eng->conns[i];
+
+		c->ops = (struct vr_op *)(base + l.ops) + (size_t)i * nops;
+		c->ring = (u16 *)(base + l.rings) + (size_t)i * nops;
+		c->ep_next = VR_NO_SLOT;
+	}
+	for (i = 0; i < eng->cfg.max_endpoints; i++) {
+		struct vr_ep *e = &eng->eps[i];
+
+		e->recvs = (struct vr_recv *)(base + l.recvs) + (size_t)i * eng->cfg.max_recvs;
+		e->unexp = (struct vr_unexp *)(base + l.unexp) + (size_t)i * eng->cfg.unexp_depth;
+		for (j = 0; j < eng->cfg.unexp_depth; j++)
+			e->unexp[j].buf = base + l.bufs +
+				((size_t)i * eng->cfg.unexp_depth + j) * eng->cfg.unexp_buf_size;
+		e->conn_head = VR_NO_SLOT;
+	}
+	rc = vr_region_table_init(&eng->rt, (struct vr_region *)(base + l.regions),
+				  eng->cfg.max_regions, eng->host.random, eng->cfg.ctx);
+	if (rc)
+		return rc;
+	*out = eng;
+	return 0;
+}
+
+void vr_engine_destroy(struct vr_engine *eng)
+{
+	u32 i;
+
+	for (i = 0; i < eng->cfg.max_conns; i++) {
+		struct vr_conn *c = &eng->conns[i];
+
+		if (c->state != VR_CONN_FREE) {
+			vr_comp_flush(eng, c, -ECANCELED);
+			vr_resp_flush_rx(eng, c, -ECANCELED);
+			c->state = VR_CONN_FREE;
+		}
+	}
+	for (i = 0; i < eng->cfg.max_endpoints; i++) {
+		struct vr_ep *e = &eng->eps[i];
+		u32 j;
+
+		if (!e->used)
+			continue;
+		for (j = 0; j < eng->cfg.max_recvs; j++) {
+			if (e->recvs[j].state != VR_RECV_FREE) {
+				e->recvs[j].state = VR_RECV_FREE;
+				vr_complete(eng, e, VR_WC_RECV, e->recvs[j].cookie, -ECANCELED,
+					    0, 0, 0, 0);
+			}
+		}
+		e->used = false;
+	}
+}
+
+u32 vr_rand(struct vr_engine *eng)
+{
+	return eng->host.random(eng->cfg.ctx);
+}
+
+void vr_complete(struct vr_engine *eng, struct vr_ep *e, u32 op, u64 cookie, int status,
+		 u32 conn, u64 bytes, u64 tag, u64 value)
+{
+	struct vr_completion wc;
+
+	wc.cookie = cookie;
+	wc.status = status;
+	wc.op = op;
+	wc.conn = conn;
+	wc.ep = e ? (u16)(e - eng->eps) : 0;
+	wc.bytes = bytes;
+	wc.tag = tag;
+	wc.value = value;
+	VR_CTR(eng, e, completions, 1);
+	eng->host.complete(eng->cfg.ctx, &wc);
+}
+
+int vr_nak_to_errno(u8 reason)
+{
+	switch (reason) {
+	case VR_NAK_BAD_KEY: return -EACCES;
+	case VR_NAK_ACCESS: return -EPERM;
+	case VR_NAK_BOUNDS: return -ERANGE;
+	case VR_NAK_NO_EP: return -ECONNREFUSED;
+	case VR_NAK_REJECTED: return -ECONNREFUSED;
+	case VR_NAK_RNR: return -ENOBUFS;
+	case VR_NAK_RESOURCES: return -ENOBUFS;
+	case VR_NAK_INVALID: return -EINVAL;
+	default: return -EPROTO;
+	}
+}
+
+u8 vr_errno_to_nak(int err)
+{
+	switch (err) {
+	case -EACCES: return VR_NAK_BAD_KEY;
+	case -EPERM: return VR_NAK_ACCESS;
+	case -ERANGE: return VR_NAK_BOUNDS;
+	default: return VR_NAK_INVALID;
+	}
+}
+
+struct vr_ep *vr_ep_get(struct vr_engine *eng, u16 ep)
+{
+	if (ep >= eng->cfg.max_endpoints || !eng->eps[ep].used)
+		return NULL;
+	return &eng->eps[ep];
+}
+
+int vr_ep_open(struct vr_engine *eng, u16 ep, u32 weight, bool listen)
+{
+	struct vr_ep *e;
+
+	if (ep >= eng->cfg.max_endpoints || !weight || weight > 1024)
+		return -EINVAL;
+	e = &eng->eps[ep];
+	if (e->used)
+		return -EEXIST;
+	e->used = true;
+	e->listen = listen;
+	e->weight = weight;
+	e->deficit = 0;
+	e->quantum_given = false;
+	e->conn_head = VR_NO_SLOT;
+	e->rr_conn = VR_NO_SLOT;
+	memset(&e->ctr, 0, sizeof(e->ctr));
+	return 0;
+}
+
+int vr_ep_set_weight(struct vr_engine *eng, u16 ep, u32 weight)
+{
+	struct vr_ep *e = vr_ep_get(eng, ep);
+
+	if (!e)
+		return -ENOENT;
+	if (!weight || weight > 1024)
+		return -EINVAL;
+	e->weight = weight;
+	return 0;
+}
+
+int vr_ep_counters(const struct vr_engine *eng, u16 ep, struct vr_counters *out)
+{
+	if (ep >= eng->cfg.max_endpoints || !eng->eps[ep].used)
+		return -ENOENT;
+	*out = eng->eps[ep].ctr;
+	return 0;
+}
+
+const struct vr_counters *vr_engine_counters(const struct vr_engine *eng)
+{
+	return &eng->ctr;
+}
+
+int vr_reg_mr(struct vr_engine *eng, u16 ep, void *mem, u64 len, u32 access, u32 *key)
+{
+	int rc;
+
+	if (!vr_ep_get(eng, ep))
+		return -ENOENT;
+	rc = vr_region_reg(&eng->rt, mem, len, access, ep, key);
+	if (rc == -ENOSPC)
+		eng->ctr.pool_exhausted++;
+	return rc;
+}
+
+int vr_dereg_mr(struct vr_engine *eng, u32 key)
+{
+	/* Invalidate first so that nothing below can reach the memory, then
+	 * fail every operation that still names the key. */
+	int rc = vr_region_dereg(&eng->rt, key);
+
+	if (rc)
+		return rc;
+	vr_comp_cancel_key(eng, key);
+	vr_resp_cancel_key(eng, key);
+	return 0;
+}
+
+int vr_post_recv(struct vr_engine *eng, u16 ep, u32 lkey, u64 loff, u32 len,
+		 u64 tag, u64 mask, u64 cookie)
+{
+	return vr_resp_post_recv(eng, ep, lkey, loff, len, tag, mask, cookie);
+}
+
+/* ---------------------------------------------------------------- input */
+
+int vr_engine_input(struct vr_engine *eng, const void *frame, u32 len, u64 now)
+{
+	struct vr_parsed p;
+	struct vr_conn *c;
+	struct vr_ep *e;
+	int rc;
+
+	eng->ctr.rx_frames++;
+	eng->ctr.rx_bytes += len;
+	rc = vr_wire_parse(frame, len, eng->cfg.ethertype, &p);
+	if (rc) {
+		int cls = vr_wire_err_class(rc);
+
+		if (cls < VR_WERR_MAX)
+			eng->ctr.drop_parse[cls]++;
+		return rc;
+	}
+	if (memcmp(p.dst_mac, eng->cfg.mac, 6)) {
+		eng->ctr.drop_not_for_us++;
+		return -EADDRNOTAVAIL;
+	}
+	e = vr_ep_get(eng, p.h.dst_ep);
+	if (!e) {
+		eng->ctr.drop_no_ep++;
+		if (p.h.opcode == VR_OP_CONNECT_REQ)
+			vr_conn_rx_ctl(eng, &p, now); /* answers NAK(NO_EP) */
+		return -ENOENT;
+	}
+	e->ctr.rx_frames++;
+	e->ctr.rx_bytes += len;
+	if (p.h.opcode == VR_OP_CONNECT_REQ) {
+		vr_conn_rx_ctl(eng, &p, now);
+		return 0;
+	}
+	c = vr_conn_get(eng, p.h.conn_id);
+	if (!c || c->ep != p.h.dst_ep || c->peer_ep != p.h.src_ep ||
+	    memcmp(c->peer_mac, p.src_mac, 6)) {
+		VR_CTR(eng, e, drop_no_conn, 1);
+		return -ENOTCONN;
+	}
+	if (p.h.opcode == VR_OP_CONNECT_ACK || p.h.opcode == VR_OP_DISCONNECT ||
+	    (p.h.opcode == VR_OP_NAK && c->state == VR_CONN_CONNECTING)) {
+		vr_conn_rx_ctl(eng, &p, now);
+		return 0;
+	}
+	if (c->state != VR_CONN_CONNECTED) {
+		VR_CTR(eng, e, drop_bad_state, 1);
+		return -ENOTCONN;
+	}
+	vr_comp_rx_ack(eng, c, p.h.ack_psn, now);
+	if (c->state != VR_CONN_CONNECTED)
+		return 0;
+	if (p.h.opcode == VR_OP_ACK) {
+		VR_CTR(eng, e, acks_rx, 1);
+		return 0;
+	}
+	if (p.h.opcode == VR_OP_NAK) {
+		vr_comp_rx_nak(eng, c, &p, now);
+		return 0;
+	}
+	VR_CTR(eng, e, rx_data_frames, 1);
+	vr_resp_rx_data(eng, c, &p, now);
+	return 0;
+}
+
+/* ------------------------------------------------------------ scheduler */
+
+static int emit(struct vr_engine *eng, struct vr_ep *e)
+{
+	int rc = eng->host.xmit(eng->cfg.ctx, &eng->txf);
+
+	if (rc == -EAGAIN) {
+		eng->ctr.xmit_eagain++;
+		return rc;
+	}
+	if (rc)
+		eng->ctr.xmit_err++; /* treated as lost on the wire */
+	VR_CTR(eng, e, tx_frames, 1);
+	VR_CTR(eng, e, tx_bytes, eng->txf.len);
+	return 0;
+}
+
+static int emit_ctl_replies(struct vr_engine *eng, u32 budget)
+{
+	int sent = 0;
+
+	while (eng->ctl_len && (u32)sent < budget) {
+		struct vr_ctl_reply *r = &eng->ctl[eng->ctl_head];
+		struct vr_hdr h;
+
+		memset(&h, 0, sizeof(h));
+		h.version = VR_WIRE_VERSION;
+		h.opcode = VR_OP_NAK;
+		h.nak_reason = r->reason;
+		h.src_ep = r->src_ep;
+		h.dst_ep = r->dst_ep;
+		h.conn_id = r->peer_conn;
+		vr_wire_put_eth(eng->txhdr, r->mac, eng->cfg.mac, eng->cfg.ethertype);
+		vr_wire_encode_full(eng->txhdr + VR_ETH_HLEN, &h, NULL);
+		eng->txf.hdr = eng->txhdr;
+		eng->txf.hdr_len = sizeof(eng->txhdr);
+		eng->txf.nfrags = 0;
+		eng->txf.len = sizeof(eng->txhdr);
+		eng->txf.ep = r->src_ep;
+		if (emit(eng, NULL))
+			break;
+		eng->ctr.naks_tx[r->reason]++;
+		eng->ctl_head = (eng->ctl_head + 1) % VR_CTL_RING;
+		eng->ctl_len--;
+		sent++;
+	}
+	return sent;
+}
+
+/* Build the next frame of endpoint e, rotating over its connections. */
+static bool ep_build(struct vr_engine *eng, struct vr_ep *e, u64 now)
+{
+	u32 start = e->rr_conn, i, n = 0;
+
+	if (start == VR_NO_SLOT || eng->conns[start].state == VR_CONN_FREE ||
+	    eng->conns[start].ep != (u16)(e - eng->eps))
+		start = e->conn_head;
+	i = start;
+	while (i != VR_NO_SLOT && n <= eng->cfg.max_conns) {
+		struct vr_conn *c = &eng->conns[i];
+		u32 nx = c->ep_next == VR_NO_SLOT ? e->conn_head : c->ep_next;
+
+		if (vr_tx_build(eng, c, now)) {
+			e->rr_conn = nx;
+			return true;
+		}
+		i = nx;
+		n++;
+		if (i == start)
+			break;
+	}
+	return false;
+}
+
+/*
+ * Deficit round robin over endpoints, in bytes: an endpoint receives
+ * weight * MTU of credit per visit and sends while its credit covers the
+ * next frame.  Since MTU >= any frame, every visit of a busy endpoint
+ * sends at least one frame and the loop terminates.
+ */
+int vr_engine_tx_poll(struct vr_engine *eng, u64 now, u32 budget)
+{
+	u32 n = eng->cfg.max_endpoints, idle = 0;
+	int sent = emit_ctl_replies(eng, budget);
+
+	while ((u32)sent < budget && idle < n) {
+		struct vr_ep *e = &eng->eps[eng->tx_cursor];
+
+		if (!e->used || e->conn_head == VR_NO_SLOT) {
+			eng->tx_cursor = (eng->tx_cursor + 1) % n;
+			idle++;
+			continue;
+		}
+		if (!e->quantum_given) {
+			e->deficit += (s64)e->weight * eng->cfg.mtu;
+			e->quantum_given = true;
+		}
+		if (!ep_build(eng, e, now)) {
+			e->deficit = 0;
+			e->quantum_given = false;
+			eng->tx_cursor = (eng->tx_cursor + 1) % n;
+			idle++;
+			continue;
+		}
+		if ((s64)eng->txf.len > e->deficit) {
+			e->quantum_given = false;
+			eng->tx_cursor = (eng->tx_cursor + 1) % n;
+			continue;
+		}
+		if (emit(eng, e))
+			return sent;
+		vr_tx_commit(eng, now);
+		e->deficit -= eng->txf.len;
+		sent++;
+		idle = 0;
+	}
+	return sent;
+}
+
+/* --------------------------------------------------------------- timers */
+
+u64 vr_engine_next_timeout(const struct vr_engine *eng)
+{
+	u64 t = VR_U64_MAX, x;
+	u32 i;
+
+	for (i = 0; i < eng->cfg.max_conns; i++) {
+		if (eng->conns[i].state == VR_CONN_FREE)
+			continue;
+		x = vr_conn_next_timeout(eng, &eng->conns[i]);
+		if (x < t)
+			t = x;
+	}
+	return t;
+}
+
+void vr_engine_on_timer(struct vr_engine *eng, u64 now)
+{
+	u32 i;
+
+	for (i = 0; i < eng->cfg.max_conns; i++)
+		if (eng->conns[i].state != VR_CONN_FREE)
+			vr_conn_timer(eng, &eng->conns[i], now);
+}

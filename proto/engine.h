@@ -1,0 +1,186 @@
+/* SPDX-License-Identifier: GPL-2.0 OR MIT */
+/*
+ * engine.h - public API of the vmrdma sans-I/O protocol engine.
+ *
+ * The engine never sends, sleeps, reads a clock or allocates after
+ * vr_engine_create.  The host:
+ *   - feeds received Ethernet frames:      vr_engine_input(eng, f, len, now)
+ *   - pulls frames to transmit:            vr_engine_tx_poll(eng, now, budget)
+ *   - drives timers:                       vr_engine_next_timeout / vr_engine_on_timer
+ *   - posts operations on connections and gets exactly one completion per op
+ *     through host_ops.complete.
+ * All calls on one engine must be serialised by the host.  Times are u64 ns.
+ * Errors are negative errno values.
+ */
+#ifndef VR_ENGINE_H
+#define VR_ENGINE_H
+#include "os.h"
+#include "wire.h"
+#include "region.h"
+
+#define VR_MAX_FRAGS 2
+
+/* A payload fragment inside registered memory (handle as registered). */
+struct vr_frag {
+	void *mem;
+	u64 off;
+	u32 len;
+};
+
+/*
+ * A frame to transmit: hdr (Ethernet + vmrdma header, hdr_len bytes)
+ * followed by the fragments.  Everything is valid only during the xmit
+ * callback: the host copies or pins (and must finish with the memory before
+ * it deregisters the region).
+ */
+struct vr_frame {
+	const u8 *hdr;
+	u32 hdr_len;
+	u32 nfrags;
+	struct vr_frag frag[VR_MAX_FRAGS];
+	u32 len;      /* total frame length */
+	u16 ep;       /* local endpoint id that owns the frame (0 for engine control) */
+};
+
+enum vr_wc_op {
+	VR_WC_WRITE = 1,
+	VR_WC_READ,
+	VR_WC_SEND,
+	VR_WC_RECV,
+	VR_WC_FADD,
+	VR_WC_CSWAP,
+	VR_WC_CONNECT,    /* active open finished (status 0 or error) */
+	VR_WC_ACCEPT,     /* passive open on a listening endpoint */
+	VR_WC_DISCONNECT, /* connection left CONNECTED: peer closed or failed */
+};
+
+struct vr_completion {
+	u64 cookie;
+	int status;   /* 0 or negative errno */
+	u32 op;       /* enum vr_wc_op */
+	u32 conn;     /* connection id (0 for RECV matched before binding) */
+	u16 ep;       /* local endpoint id */
+	u64 bytes;    /* bytes transferred; RECV: message length */
+	u64 tag;      /* RECV: tag of the matched message */
+	u64 value;    /* FADD/CSWAP: original remote value */
+};
+
+struct vr_host_ops {
+	/* 0 = frame taken; -EAGAIN = queue full, engine retries it later;
+	 * other negative = dropped (the protocol recovers as from loss). */
+	int (*xmit)(void *ctx, const struct vr_frame *f);
+	void (*complete)(void *ctx, const struct vr_completion *c);
+	u32 (*random)(void *ctx);
+	/* Optional accept policy for listening endpoints: 0 accepts. */
+	int (*accept)(void *ctx, u16 ep, const u8 peer_mac[6], u16 peer_ep);
+};
+
+struct vr_config {
+	u8 mac[6];
+	u16 ethertype;        /* 0 -> VR_ETHERTYPE_DEFAULT */
+	u32 mtu;              /* Ethernet payload bytes, 1500..65535 */
+	u32 max_endpoints;    /* endpoint ids are 0..max_endpoints-1 */
+	u32 max_conns;        /* <= 65535 */
+	u32 max_regions;
+	u32 max_ops;          /* outstanding requests per connection (and responses) */
+	u32 max_recvs;        /* posted receives per endpoint */
+	u32 unexp_depth;      /* unexpected messages buffered per endpoint */
+	u32 unexp_buf_size;   /* max size of one unexpected message */
+	u32 window;           /* max unacked data frames per connection */
+	u32 ack_every;        /* coalesce: ACK at least every N frames */
+	u64 ack_delay_ns;     /* delayed-ACK timer */
+	u64 rto_ns;           /* initial retransmission timeout */
+	u64 rto_max_ns;
+	u32 retry_limit;      /* consecutive RTO expiries before -ETIMEDOUT */
+	u64 rnr_delay_ns;
+	u32 rnr_retry_limit;  /* consecutive RNR NAKs before failing */
+	const struct vr_host_ops *host;
+	const struct vr_mem_ops *mem; /* NULL -> vr_ptr_mem_ops */
+	void *ctx;            /* passed to every callback */
+};
+
+struct vr_counters {
+	u64 tx_frames, tx_bytes, rx_frames, rx_bytes;
+	u64 tx_data_frames, rx_data_frames;
+	u64 retransmits, timeouts, rnr_waits, dups, out_of_order;
+	u64 acks_tx, acks_rx;
+	u64 drop_parse[VR_WERR_MAX];  /* one per vr_wire_parse error class */
+	u64 drop_not_for_us, drop_no_ep, drop_no_conn, drop_bad_state, drop_bad_ack;
+	u64 naks_tx[VR_NAK_MAX], naks_rx[VR_NAK_MAX];
+	u64 pool_exhausted, xmit_eagain, xmit_err, completions;
+};
+
+enum vr_conn_state {
+	VR_CONN_FREE = 0,
+	VR_CONN_CONNECTING,
+	VR_CONN_CONNECTED,
+	VR_CONN_ERROR,   /* failed or peer closed; host must vr_disconnect() */
+	VR_CONN_CLOSING, /* DISCONNECT queued; slot freed once sent */
+};
+
+struct vr_engine;
+
+/* Bytes of memory vr_engine_create needs for cfg (0 if cfg is invalid). */
+size_t vr_engine_mem_size(const struct vr_config *cfg);
+
+/*
+ * Create an engine inside mem (>= vr_engine_mem_size(cfg) bytes, 8-byte
+ * aligned).  Returns 0, -EINVAL (bad config), -ENOMEM (mem too small).
+ */
+int vr_engine_create(const struct vr_config *cfg, void *mem, size_t mem_len,
+		     struct vr_engine **out);
+
+/* Fail every outstanding op with -ECANCELED; mem may then be freed. */
+void vr_engine_destroy(struct vr_engine *eng);
+
+/* Endpoints.  -EINVAL (id out of range / weight 0), -EEXIST, -ENOENT. */
+int vr_ep_open(struct vr_engine *eng, u16 ep, u32 weight, bool listen);
+int vr_ep_set_weight(struct vr_engine *eng, u16 ep, u32 weight);
+int vr_ep_counters(const struct vr_engine *eng, u16 ep, struct vr_counters *out);
+
+/* Regions.  reg: -EINVAL, -ENOENT (no such endpoint), -ENOSPC.
+ * dereg: -ENOENT; ops using the region complete with -ECANCELED first. */
+int vr_reg_mr(struct vr_engine *eng, u16 ep, void *mem, u64 len, u32 access, u32 *key);
+int vr_dereg_mr(struct vr_engine *eng, u32 key);
+
+/* Connections.  connect: -EINVAL, -ENOENT, -ENOSPC; completion VR_WC_CONNECT. */
+int vr_connect(struct vr_engine *eng, u16 ep, const u8 peer_mac[6], u16 peer_ep,
+	       u64 cookie, u32 *conn);
+/* Close: outstanding ops complete -ECANCELED, DISCONNECT is sent, slot freed. */
+int vr_disconnect(struct vr_engine *eng, u32 conn);
+int vr_conn_state(const struct vr_engine *eng, u32 conn); /* enum or -ENOENT */
+
+/*
+ * Posting.  Synchronous errors: -ENOENT (unknown conn), -ENOTCONN (not
+ * CONNECTED), -EACCES/-EPERM/-ERANGE (local key check), -EINVAL (bad
+ * argument, e.g. unaligned atomic offset), -EAGAIN (op pool full; counted
+ * in pool_exhausted).  On success exactly one completion follows.
+ */
+int vr_post_write(struct vr_engine *eng, u32 conn, u32 lkey, u64 loff,
+		  u32 rkey, u64 roff, u32 len, u64 cookie);
+int vr_post_read(struct vr_engine *eng, u32 conn, u32 lkey, u64 loff,
+		 u32 rkey, u64 roff, u32 len, u64 cookie);
+int vr_post_send(struct vr_engine *eng, u32 conn, u32 lkey, u64 loff, u32 len,
+		 u64 tag, u64 cookie);
+int vr_post_fadd(struct vr_engine *eng, u32 conn, u32 rkey, u64 roff, u64 add,
+		 u64 cookie);
+int vr_post_cswap(struct vr_engine *eng, u32 conn, u32 rkey, u64 roff, u64 compare,
+		  u64 swap, u64 cookie);
+/* Receives are per endpoint and match sends from any of its connections. */
+int vr_post_recv(struct vr_engine *eng, u16 ep, u32 lkey, u64 loff, u32 len,
+		 u64 tag, u64 mask, u64 cookie);
+
+/* Receive one full Ethernet frame.  Returns 0 if accepted or a negative
+ * errno describing why it was dropped (it is counted either way). */
+int vr_engine_input(struct vr_engine *eng, const void *frame, u32 len, u64 now);
+
+/* Emit up to budget frames in DRR order; returns the number emitted. */
+int vr_engine_tx_poll(struct vr_engine *eng, u64 now, u32 budget);
+
+/* Absolute time of the next deadline, VR_U64_MAX if none. */
+u64 vr_engine_next_timeout(const struct vr_engine *eng);
+void vr_engine_on_timer(struct vr_engine *eng, u64 now);
+
+const struct vr_counters *vr_engine_counters(const struct vr_engine *eng);
+
+#endif

@@ -1,0 +1,177 @@
+/* SPDX-License-Identifier: GPL-2.0 OR MIT */
+/* internal.h - engine state shared by engine.c, conn.c, requester.c,
+ * responder.c and completer.c.  Not for hosts. */
+#ifndef VR_INTERNAL_H
+#define VR_INTERNAL_H
+#include "engine.h"
+
+enum vr_op_kind {
+	VR_K_FREE = 0,
+	VR_K_WRITE, VR_K_READ, VR_K_SEND, VR_K_FADD, VR_K_CSWAP, /* requests */
+	VR_K_READ_RESP, VR_K_ATOMIC_RESP,                        /* responses */
+};
+
+/* One message in a connection's outbound stream (request or response). */
+struct vr_op {
+	u8 kind;
+	bool in_ring;     /* PSNs not yet all acknowledged */
+	bool completed;   /* completion delivered (requests only) */
+	bool aborted;     /* remaining frames go out with VR_F_ABORT */
+	u8 abort_reason;  /* NAK reason carried by aborted READ_RESP */
+	u16 gen;
+	u32 msg_id;
+	u32 lkey, rkey;
+	u64 loff, roff;
+	u32 len;
+	u32 psn_first, nframes;
+	u64 a, b;         /* tag / atomic operands / atomic result */
+	u64 cookie;
+};
+
+enum { VR_RX_NONE = 0, VR_RX_RECV, VR_RX_UNEXP, VR_RX_DISCARD };
+
+struct vr_conn {
+	u8 state;
+	u16 gen;
+	u16 ep;
+	u16 peer_ep;
+	u8 peer_mac[6];
+	u32 id, peer_id;
+	u64 cookie;            /* of vr_connect */
+	u32 ep_next;           /* endpoint's connection list */
+	/* requester side of the outbound stream */
+	u32 isn;               /* our initial PSN, told to the peer in the handshake */
+	u32 snd_una, snd_nxt, snd_hi, snd_max;
+	u32 ring_head, ring_len;
+	u16 *ring;             /* op indices in PSN order */
+	struct vr_op *ops;     /* [0,max_ops) requests, [max_ops,2*max_ops) responses */
+	u32 msg_seq;
+	u64 rto, rto_deadline; /* deadline VR_U64_MAX when disarmed */
+	u32 retries;
+	u64 rnr_until;
+	u32 rnr_retries;
+	/* receiver side of the inbound stream */
+	u32 rcv_nxt;
+	u32 unacked_rx;
+	bool ack_now;
+	bool seq_nak_sent;
+	u64 ack_deadline;
+	u8 nak_reason;         /* pending NAK (0 = none) */
+	u32 nak_psn;
+	u8 rx_kind;            /* inbound SEND being assembled */
+	u32 rx_idx, rx_msg, rx_total;
+	/* handshake / teardown */
+	bool ctl_pending;      /* CONNECT_REQ/ACK or DISCONNECT to send */
+	u64 ctl_deadline;
+	u32 ctl_retries;
+};
+
+enum { VR_RECV_FREE = 0, VR_RECV_POSTED, VR_RECV_BOUND };
+
+struct vr_recv {
+	u8 state;
+	u32 lkey;
+	u64 loff;
+	u32 len;
+	u64 tag, mask, cookie;
+	u64 seq;
+};
+
+struct vr_unexp {
+	bool used, complete, aborted;
+	u32 conn;         /* source connection id */
+	u64 seq;          /* arrival order */
+	u64 tag;
+	u32 total, got;
+	u32 recv;         /* attached receive or VR_NO_SLOT */
+	u8 *buf;
+};
+
+struct vr_ep {
+	bool used, listen, quantum_given;
+	u32 weight;
+	s64 deficit;
+	u32 conn_head, rr_conn;
+	struct vr_recv *recvs;
+	struct vr_unexp *unexp;
+	u64 recv_seq, unexp_seq;
+	struct vr_counters ctr;
+};
+
+#define VR_CTL_RING 8
+struct vr_ctl_reply {        /* connection-less NAK (reject / no endpoint) */
+	u8 mac[6];
+	u16 src_ep, dst_ep;
+	u32 peer_conn;
+	u8 reason;
+};
+
+struct vr_engine {
+	struct vr_config cfg;
+	struct vr_host_ops host;
+	const struct vr_mem_ops *mem;
+	u32 mps;                  /* max payload per frame */
+	struct vr_ep *eps;
+	struct vr_conn *conns;
+	struct vr_region_table rt;
+	u32 tx_cursor;
+	struct vr_ctl_reply ctl[VR_CTL_RING];
+	u32 ctl_head, ctl_len;
+	struct vr_counters ctr;
+	u8 txhdr[VR_ETH_HLEN + VR_HDR_LEN];
+	struct vr_frame txf;
+	/* commit record for the frame in txf */
+	struct vr_conn *tx_conn;
+	u8 tx_what;
+};
+
+enum { VR_TX_NONE, VR_TX_CTL, VR_TX_NAK, VR_TX_DATA, VR_TX_ACK };
+
+#define VR_CONN_IDX(id) ((id) & 0xFFFFu)
+
+/* counters: engine-wide and per endpoint */
+#define VR_CTR(eng, e, field, n) do { (eng)->ctr.field += (n); \
+	if (e) (e)->ctr.field += (n); } while (0)
+
+/* engine.c */
+void vr_complete(struct vr_engine *eng, struct vr_ep *e, u32 op, u64 cookie, int status,
+		 u32 conn, u64 bytes, u64 tag, u64 value);
+struct vr_ep *vr_ep_get(struct vr_engine *eng, u16 ep);
+u32 vr_rand(struct vr_engine *eng);
+int vr_nak_to_errno(u8 reason);
+u8 vr_errno_to_nak(int err);
+
+/* conn.c */
+struct vr_conn *vr_conn_get(struct vr_engine *eng, u32 id);
+void vr_conn_rx_ctl(struct vr_engine *eng, const struct vr_parsed *p, u64 now);
+void vr_conn_fail(struct vr_engine *eng, struct vr_conn *c, int status, bool tell_peer);
+void vr_conn_free(struct vr_engine *eng, struct vr_conn *c);
+void vr_conn_timer(struct vr_engine *eng, struct vr_conn *c, u64 now);
+u64 vr_conn_next_timeout(const struct vr_engine *eng, const struct vr_conn *c);
+
+/* requester.c */
+struct vr_op *vr_op_alloc(struct vr_engine *eng, struct vr_conn *c, bool response);
+void vr_op_enqueue(struct vr_engine *eng, struct vr_conn *c, struct vr_op *op);
+void vr_op_maybe_free(struct vr_conn *c, struct vr_op *op);
+int vr_tx_build(struct vr_engine *eng, struct vr_conn *c, u64 now);
+void vr_tx_commit(struct vr_engine *eng, u64 now);
+u32 vr_op_frames(const struct vr_engine *eng, u32 kind, u32 len);
+
+/* responder.c */
+void vr_resp_rx_data(struct vr_engine *eng, struct vr_conn *c, const struct vr_parsed *p,
+		     u64 now);
+void vr_resp_queue_nak(struct vr_conn *c, u8 reason, u32 psn);
+void vr_resp_flush_rx(struct vr_engine *eng, struct vr_conn *c, int status);
+void vr_resp_cancel_key(struct vr_engine *eng, u32 key);
+int vr_resp_post_recv(struct vr_engine *eng, u16 ep, u32 lkey, u64 loff, u32 len,
+		      u64 tag, u64 mask, u64 cookie);
+
+/* completer.c */
+void vr_comp_rx_ack(struct vr_engine *eng, struct vr_conn *c, u32 ack_psn, u64 now);
+void vr_comp_rx_nak(struct vr_engine *eng, struct vr_conn *c, const struct vr_parsed *p,
+		    u64 now);
+void vr_comp_rx_resp(struct vr_engine *eng, struct vr_conn *c, const struct vr_parsed *p);
+void vr_comp_flush(struct vr_engine *eng, struct vr_conn *c, int status);
+void vr_comp_cancel_key(struct vr_engine *eng, u32 key);
+
+#endif

@@ -1,0 +1,146 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+/* region.c - region table: registration, key minting, the access check. */
+#include "region.h"
+#include "crc32c.h"
+
+#define GEN_BITS 8
+
+static int ptr_copy_in(void *mem, u64 off, const void *src, u32 len)
+{
+	memcpy((u8 *)mem + off, src, len);
+	return 0;
+}
+
+static int ptr_copy_out(void *mem, u64 off, void *dst, u32 len)
+{
+	memcpy(dst, (const u8 *)mem + off, len);
+	return 0;
+}
+
+static u32 ptr_crc(void *mem, u64 off, u32 len, u32 st)
+{
+	return vr_crc32c_update(st, (const u8 *)mem + off, len);
+}
+
+const struct vr_mem_ops vr_ptr_mem_ops = {
+	.copy_in = ptr_copy_in,
+	.copy_out = ptr_copy_out,
+	.crc32c = ptr_crc,
+};
+
+int vr_region_table_init(struct vr_region_table *t, struct vr_region *slots, u32 cap,
+			 u32 (*rnd)(void *ctx), void *rnd_ctx)
+{
+	u32 i;
+
+	if (!cap || cap > (1u << 20) || !slots)
+		return -EINVAL;
+	t->slot = slots;
+	t->cap = cap;
+	t->idx_bits = 1;
+	while ((1u << t->idx_bits) < cap)
+		t->idx_bits++;
+	for (i = 0; i < cap; i++) {
+		memset(&slots[i], 0, sizeof(slots[i]));
+		slots[i].next_free = i + 1 < cap ? i + 1 : VR_NO_SLOT;
+	}
+	t->free_head = 0;
+	t->free_tail = cap - 1;
+	t->used = 0;
+	t->rnd = rnd;
+	t->rnd_ctx = rnd_ctx;
+	return 0;
+}
+
+static u32 mint_key(const struct vr_region_table *t, u32 idx, u8 gen)
+{
+	u32 rbits = 32 - t->idx_bits - GEN_BITS;
+	u32 r = t->rnd ? t->rnd(t->rnd_ctx) : 0;
+	u32 rmask = rbits ? ((1u << rbits) - 1) : 0;
+
+	return idx | ((u32)gen << t->idx_bits) |
+	       ((r & rmask) << (t->idx_bits + GEN_BITS));
+}
+
+int vr_region_reg(struct vr_region_table *t, void *mem, u64 len, u32 access,
+		  u16 ep, u32 *key)
+{
+	struct vr_region *r;
+	u32 idx;
+
+	if (!mem || !len || (access & ~(u32)VR_ACCESS_ALL) || !key)
+		return -EINVAL;
+	if (t->free_head == VR_NO_SLOT)
+		return -ENOSPC;
+	idx = t->free_head;
+	r = &t->slot[idx];
+	t->free_head = r->next_free;
+	if (t->free_head == VR_NO_SLOT)
+		t->free_tail = VR_NO_SLOT;
+	/* generation 0 is never used, so key 0 never names a region */
+	r->gen = (u8)(r->gen + 1);
+	if (!r->gen)
+		r->gen = 1;
+	r->mem = mem;
+	r->len = len;
+	r->access = access;
+	r->ep = ep;
+	r->key = mint_key(t, idx, r->gen);
+	r->next_free = VR_NO_SLOT;
+	r->state = VR_REGION_VALID;
+	t->used++;
+	*key = r->key;
+	return 0;
+}
+
+static struct vr_region *lookup(const struct vr_region_table *t, u32 key)
+{
+	u32 idx = key & ((1u << t->idx_bits) - 1);
+	struct vr_region *r;
+
+	if (idx >= t->cap)
+		return NULL;
+	r = &t->slot[idx];
+	if (r->state != VR_REGION_VALID || r->key != key)
+		return NULL;
+	return r;
+}
+
+int vr_region_dereg(struct vr_region_table *t, u32 key)
+{
+	struct vr_region *r = lookup(t, key);
+	u32 idx;
+
+	if (!r)
+		return -ENOENT;
+	idx = key & ((1u << t->idx_bits) - 1);
+	r->state = VR_REGION_FREE;
+	r->mem = NULL;
+	r->len = 0;
+	r->access = 0;
+	r->next_free = VR_NO_SLOT;
+	if (t->free_tail == VR_NO_SLOT)
+		t->free_head = idx;
+	else
+		t->slot[t->free_tail].next_free = idx;
+	t->free_tail = idx;
+	t->used--;
+	return 0;
+}
+
+int vr_region_check(const struct vr_region_table *t, u32 key, u16 ep, u32 access,
+		    u64 off, u64 len, const struct vr_region **out)
+{
+	const struct vr_region *r = lookup(t, key);
+
+	if (!r || r->ep != ep)
+		return -EACCES;
+	if ((r->access & access) != access)
+		return -EPERM;
+	/* off + len <= r->len, written so that nothing can wrap */
+	if (off > r->len || len > r->len - off)
+		return -ERANGE;
+	if (out)
+		*out = r;
+	return 0;
+}

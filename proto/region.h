@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: GPL-2.0 OR MIT */
+/*
+ * region.h - registered memory regions (the IOTLB).
+ *
+ * A region maps a key to (host memory handle, length, access, owner
+ * endpoint).  The same 32-bit value serves as lkey and rkey:
+ *
+ *   key = slot index (idx_bits) | generation (8 bits) | random (rest)
+ *
+ * Lookup is O(1) via the index; the generation is bumped on every reuse
+ * of a slot and free slots are recycled FIFO, so a stale key from a
+ * delayed frame cannot name a newer registration unless 255 reuses of that
+ * very slot happened AND the host-random bits collide.
+ */
+#ifndef VR_REGION_H
+#define VR_REGION_H
+#include "os.h"
+
+#define VR_ACCESS_LOCAL_WRITE   0x1
+#define VR_ACCESS_REMOTE_READ   0x2
+#define VR_ACCESS_REMOTE_WRITE  0x4
+#define VR_ACCESS_REMOTE_ATOMIC 0x8
+#define VR_ACCESS_LOCAL_READ    0x0 /* always granted to the owner */
+#define VR_ACCESS_ALL 0xF
+
+/*
+ * Memory access seam.  `mem` is the opaque handle given at registration
+ * (a pointer for user hosts, a page vector for the kernel host).  All return
+ * 0 or a negative errno.  crc32c continues a CRC32C state over the bytes.
+ */
+struct vr_mem_ops {
+	int (*copy_in)(void *mem, u64 off, const void *src, u32 len);  /* write mem */
+	int (*copy_out)(void *mem, u64 off, void *dst, u32 len);       /* read mem */
+	u32 (*crc32c)(void *mem, u64 off, u32 len, u32 state);
+};
+
+/* Default ops for user hosts: mem is a plain pointer to the first byte. */
+extern const struct vr_mem_ops vr_ptr_mem_ops;
+
+enum { VR_REGION_FREE = 0, VR_REGION_VALID = 1 };
+
+struct vr_region {
+	void *mem;
+	u64 len;
+	u32 key;
+	u32 access;
+	u32 next_free;
+	u16 ep;       /* owning endpoint index */
+	u8 state;
+	u8 gen;
+};
+
+struct vr_region_table {
+	struct vr_region *slot;
+	u32 cap;
+	u32 idx_bits;
+	u32 free_head, free_tail; /* FIFO: oldest freed slot is reused first */
+	u32 used;
+	u32 (*rnd)(void *ctx);
+	void *rnd_ctx;
+};
+
+#define VR_NO_SLOT 0xFFFFFFFFu
+
+/* slots must hold cap entries.  Returns 0 or -EINVAL (cap 0 or > 2^20). */
+int vr_region_table_init(struct vr_region_table *t, struct vr_region *slots, u32 cap,
+			 u32 (*rnd)(void *ctx), void *rnd_ctx);
+
+/*
+ * Register.  Returns 0 and *key, or -EINVAL (len 0, unknown access bits,
+ * NULL mem), -ENOSPC (table full).
+ */
+int vr_region_reg(struct vr_region_table *t, void *mem, u64 len, u32 access,
+		  u16 ep, u32 *key);
+
+/* Invalidate and free.  Returns 0, or -ENOENT if key names no live region. */
+int vr_region_dereg(struct vr_region_table *t, u32 key);
+
+/*
+ * The single access check.  Validates together: key (index, generation,
+ * random bits), state, owner endpoint, every bit of `access`, and
+ * off + len <= region length without overflow.  len 0 is in bounds iff
+ * off <= length.  Returns 0 and *out, or:
+ *   -EACCES  key unknown / stale / freed / owned by another endpoint
+ *   -EPERM   region lacks a requested access right
+ *   -ERANGE  range outside the region
+ */
+int vr_region_check(const struct vr_region_table *t, u32 key, u16 ep, u32 access,
+		    u64 off, u64 len, const struct vr_region **out);
+
+#endif

@@ -1,0 +1,389 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+/* requester.c - posting operations, segmentation into PSN-numbered frames,
+ * and frame construction for the scheduler (data, control, ACK, NAK). */
+#include "internal.h"
+
+u32 vr_op_frames(const struct vr_engine *eng, u32 kind, u32 len)
+{
+	if (kind == VR_K_WRITE || kind == VR_K_SEND || kind == VR_K_READ_RESP)
+		return len ? (u32)(((u64)len + eng->mps - 1) / eng->mps) : 1;
+	return 1;
+}
+
+struct vr_op *vr_op_alloc(struct vr_engine *eng, struct vr_conn *c, bool response)
+{
+	u32 n = eng->cfg.max_ops, i, base = response ? n : 0;
+
+	for (i = base; i < base + n; i++) {
+		struct vr_op *op = &c->ops[i];
+
+		if (op->kind == VR_K_FREE) {
+			u16 gen = op->gen;
+
+			memset(op, 0, sizeof(*op));
+			op->gen = (u16)(gen + 1);
+			op->msg_id = i | ((u32)op->gen << 16);
+			return op;
+		}
+	}
+	VR_CTR(eng, &eng->eps[c->ep], pool_exhausted, 1);
+	return NULL;
+}
+
+/* Give the op its PSN range now: retransmission then always rebuilds the
+ * same frame for the same PSN. */
+void vr_op_enqueue(struct vr_engine *eng, struct vr_conn *c, struct vr_op *op)
+{
+	u32 cap = 2 * eng->cfg.max_ops;
+
+	op->nframes = vr_op_frames(eng, op->kind, op->len);
+	op->psn_first = c->snd_max;
+	c->snd_max += op->nframes;
+	op->in_ring = true;
+	c->ring[(c->ring_head + c->ring_len) % cap] = (u16)(op - c->ops);
+	c->ring_len++;
+}
+
+void vr_op_maybe_free(struct vr_conn *c, struct vr_op *op)
+{
+	(void)c;
+	if (op->in_ring)
+		return;
+	if (op->kind == VR_K_READ_RESP || op->kind == VR_K_ATOMIC_RESP || op->completed)
+		op->kind = VR_K_FREE;
+}
+
+static int post_common(struct vr_engine *eng, u32 conn, struct vr_conn **pc)
+{
+	struct vr_conn *c = vr_conn_get(eng, conn);
+
+	if (!c)
+		return -ENOENT;
+	if (c->state != VR_CONN_CONNECTED)
+		return -ENOTCONN;
+	*pc = c;
+	return 0;
+}
+
+static int post(struct vr_engine *eng, u32 conn, u8 kind, u32 lkey, u64 loff,
+		u32 local_access, u32 rkey, u64 roff, u32 len, u64 a, u64 b, u64 cookie)
+{
+	struct vr_conn *c;
+	struct vr_op *op;
+	int rc = post_common(eng, conn, &c);
+
+	if (rc)
+		return rc;
+	if (kind == VR_K_FADD || kind == VR_K_CSWAP) {
+		if (roff & 7)
+			return -EINVAL;
+	} else {
+		rc = vr_region_check(&eng->rt, lkey, c->ep, local_access, loff, len, NULL);
+		if (rc)
+			return rc;
+	}
+	if (kind == VR_K_WRITE && roff > VR_U64_MAX - len)
+		return -EINVAL;
+	op = vr_op_alloc(eng, c, false);
+	if (!op)
+		return -EAGAIN;
+	op->kind = kind;
+	op->lkey = lkey;
+	op->loff = loff;
+	op->rkey = rkey;
+	op->roff = roff;
+	op->len = len;
+	op->a = a;
+	op->b = b;
+	op->cookie = cookie;
+	vr_op_enqueue(eng, c, op);
+	return 0;
+}
+
+int vr_post_write(struct vr_engine *eng, u32 conn, u32 lkey, u64 loff,
+		  u32 rkey, u64 roff, u32 len, u64 cookie)
+{
+	return post(eng, conn, VR_K_WRITE, lkey, loff, 0, rkey, roff, len, 0, 0, cookie);
+}
+
+int vr_post_read(struct vr_engine *eng, u32 conn, u32 lkey, u64 loff,
+		 u32 rkey, u64 roff, u32 len, u64 cookie)
+{
+	return post(eng, conn, VR_K_READ, lkey, loff, VR_ACCESS_LOCAL_WRITE, rkey, roff,
+		    len, 0, 0, cookie);
+}
+
+int vr_post_send(struct vr_engine *eng, u32 conn, u32 lkey, u64 loff, u32 len,
+		 u64 tag, u64 cookie)
+{
+	return post(eng, conn, VR_K_SEND, lkey, loff, 0, 0, 0, len, tag, 0, cookie);
+}
+
+int vr_post_fadd(struct vr_engine *eng, u32 conn, u32 rkey, u64 roff, u64 add,
+		 u64 cookie)
+{
+	return post(eng, conn, VR_K_FADD, 0, 0, 0, rkey, roff, 8, add, 0, cookie);
+}
+
+int vr_post_cswap(struct vr_engine *eng, u32 conn, u32 rkey, u64 roff, u64 compare,
+		  u64 swap, u64 cookie)
+{
+	return post(eng, conn, VR_K_CSWAP, 0, 0, 0, rkey, roff, 8, compare, swap, cookie);
+}
+
+/* ------------------------------------------------------------ building */
+
+static struct vr_op *op_for_psn(const struct vr_engine *eng, struct vr_conn *c, u32 psn)
+{
+	u32 cap = 2 * eng->cfg.max_ops, i;
+
+	for (i = 0; i < c->ring_len; i++) {
+		struct vr_op *op = &c->ops[c->ring[(c->ring_head + i) % cap]];
+
+		if (vr_psn_le(op->psn_first, psn) && vr_psn_lt(psn, op->psn_first + op->nframes))
+			return op;
+	}
+	return NULL;
+}
+
+static u8 seg_opcode(u8 first, u32 i, u32 n)
+{
+	if (n == 1)
+		return first + 3; /* *_ONLY */
+	if (i == 0)
+		return first;
+	return i == n - 1 ? first + 2 : first + 1;
+}
+
+static void hdr_base(struct vr_engine *eng, struct vr_conn *c, struct vr_hdr *h, u8 opcode)
+{
+	memset(h, 0, sizeof(*h));
+	h->version = VR_WIRE_VERSION;
+	h->opcode = opcode;
+	h->src_ep = c->ep;
+	h->dst_ep = c->peer_ep;
+	h->conn_id = c->peer_id;
+	h->ack_psn = c->rcv_nxt;
+	(void)eng;
+}
+
+/* Finish txf: Ethernet header, vmrdma header, optional payload fragment. */
+static void finish(struct vr_engine *eng, struct vr_conn *c, struct vr_hdr *h,
+		   const struct vr_region *src, u64 off, u8 what)
+{
+	u8 *vh = eng->txhdr + VR_ETH_HLEN;
+	u32 st;
+
+	vr_wire_put_eth(eng->txhdr, c->peer_mac, eng->cfg.mac, eng->cfg.ethertype);
+	vr_wire_encode(vh, h);
+	st = vr_wire_hdr_crc_state(vh);
+	eng->txf.nfrags = 0;
+	if (h->payload_len) {
+		st = eng->mem->crc32c(src->mem, off, h->payload_len, st);
+		eng->txf.frag[0].mem = src->mem;
+		eng->txf.frag[0].off = off;
+		eng->txf.frag[0].len = h->payload_len;
+		eng->txf.nfrags = 1;
+	}
+	vr_wire_set_crc(vh, st ^ 0xFFFFFFFFu);
+	eng->txf.hdr = eng->txhdr;
+	eng->txf.hdr_len = sizeof(eng->txhdr);
+	eng->txf.len = sizeof(eng->txhdr) + h->payload_len;
+	eng->txf.ep = c->ep;
+	eng->tx_conn = c;
+	eng->tx_what = what;
+}
+
+static void abort_op(struct vr_engine *eng, struct vr_conn *c, struct vr_op *op, int err)
+{
+	op->aborted = true;
+	op->abort_reason = vr_errno_to_nak(err);
+	if (op->kind <= VR_K_CSWAP && !op->completed) {
+		op->completed = true;
+		vr_complete(eng, &eng->eps[c->ep], op->kind == VR_K_WRITE ? VR_WC_WRITE :
+			    VR_WC_SEND, op->cookie, -ECANCELED, c->id, 0, 0, 0);
+	}
+}
+
+static bool build_data(struct vr_engine *eng, struct vr_conn *c)
+{
+	struct vr_op *op = op_for_psn(eng, c, c->snd_nxt);
+	const struct vr_region *src = NULL;
+	struct vr_hdr h;
+	u32 i, seg_off = 0, pl = 0;
+	u64 src_off = 0;
+	int rc;
+
+	if (!op)
+		return false; /* cannot happen: PSNs in [una,max) always map */
+	i = c->snd_nxt - op->psn_first;
+	if (op->kind == VR_K_WRITE || op->kind == VR_K_SEND || op->kind == VR_K_READ_RESP) {
+		seg_off = i * eng->mps;
+		pl = op->len - seg_off < eng->mps ? op->len - seg_off : eng->mps;
+	}
+	switch (op->kind) {
+	case VR_K_WRITE:
+		hdr_base(eng, c, &h, seg_opcode(VR_OP_WRITE_FIRST, i, op->nframes));
+		h.rkey = op->rkey;
+		h.remote_off = op->roff + seg_off;
+		break;
+	case VR_K_SEND:
+		hdr_base(eng, c, &h, seg_opcode(VR_OP_SEND_FIRST, i, op->nframes));
+		h.remote_off = seg_off;
+		h.operand_a = op->a;
+		break;
+	case VR_K_READ_RESP:
+		hdr_base(eng, c, &h, seg_opcode(VR_OP_READ_RESP_FIRST, i, op->nframes));
+		h.remote_off = seg_off;
+		break;
+	case VR_K_READ:
+		hdr_base(eng, c, &h, VR_OP_READ_REQ);
+		h.rkey = op->rkey;
+		h.remote_off = op->roff;
+		break;
+	case VR_K_FADD:
+	case VR_K_CSWAP:
+		hdr_base(eng, c, &h, op->kind == VR_K_FADD ? VR_OP_ATOMIC_FADD :
+			 VR_OP_ATOMIC_CSWAP);
+		h.rkey = op->rkey;
+		h.remote_off = op->roff;
+		h.operand_a = op->a;
+		h.operand_b = op->b;
+		break;
+	default: /* VR_K_ATOMIC_RESP */
+		hdr_base(eng, c, &h, VR_OP_ATOMIC_RESP);
+		h.operand_a = op->a;
+		break;
+	}
+	h.psn = c->snd_nxt;
+	h.msg_id = op->msg_id;
+	h.total_len = op->len;
+	if (i == op->nframes - 1)
+		h.flags |= VR_F_ACKREQ;
+	if (pl && !op->aborted) {
+		/* Re-validate at every transmission: the region may be gone. */
+		if (op->kind == VR_K_READ_RESP) {
+			src_off = op->roff + seg_off;
+			rc = vr_region_check(&eng->rt, op->rkey, c->ep, VR_ACCESS_REMOTE_READ,
+					     src_off, pl, &src);
+		} else {
+			src_off = op->loff + seg_off;
+			rc = vr_region_check(&eng->rt, op->lkey, c->ep, 0, src_off, pl, &src);
+		}
+		if (rc)
+			abort_op(eng, c, op, rc);
+	}
+	if (op->aborted && (op->kind == VR_K_WRITE || op->kind == VR_K_SEND ||
+			    op->kind == VR_K_READ_RESP)) {
+		h.flags |= VR_F_ABORT;
+		if (op->kind == VR_K_READ_RESP)
+			h.nak_reason = op->abort_reason;
+		pl = 0;
+	}
+	h.payload_len = (u16)pl;
+	finish(eng, c, &h, src, src_off, VR_TX_DATA);
+	return true;
+}
+
+static bool data_ready(const struct vr_engine *eng, const struct vr_conn *c, u64 now)
+{
+	return c->state == VR_CONN_CONNECTED && c->snd_nxt != c->snd_max &&
+	       c->snd_nxt - c->snd_una < eng->cfg.window &&
+	       (!c->rnr_until || now >= c->rnr_until);
+}
+
+/* Build the next frame of connection c into eng->txf without changing
+ * protocol state (the host may refuse it); vr_tx_commit applies it. */
+int vr_tx_build(struct vr_engine *eng, struct vr_conn *c, u64 now)
+{
+	struct vr_hdr h;
+
+	if (c->ctl_pending) {
+		switch (c->state) {
+		case VR_CONN_CONNECTING:
+			hdr_base(eng, c, &h, VR_OP_CONNECT_REQ);
+			h.conn_id = 0;
+			h.ack_psn = 0;
+			h.psn = c->isn;
+			h.msg_id = c->id;
+			break;
+		case VR_CONN_CONNECTED:
+			hdr_base(eng, c, &h, VR_OP_CONNECT_ACK);
+			h.psn = c->isn;
+			h.msg_id = c->id;
+			break;
+		default:
+			hdr_base(eng, c, &h, VR_OP_DISCONNECT);
+			break;
+		}
+		finish(eng, c, &h, NULL, 0, VR_TX_CTL);
+		return 1;
+	}
+	if (c->state != VR_CONN_CONNECTED)
+		return 0;
+	if (c->nak_reason) {
+		hdr_base(eng, c, &h, VR_OP_NAK);
+		h.nak_reason = c->nak_reason;
+		h.psn = c->nak_psn;
+		finish(eng, c, &h, NULL, 0, VR_TX_NAK);
+		return 1;
+	}
+	if (data_ready(eng, c, now))
+		return build_data(eng, c);
+	if (c->ack_now) {
+		hdr_base(eng, c, &h, VR_OP_ACK);
+		finish(eng, c, &h, NULL, 0, VR_TX_ACK);
+		return 1;
+	}
+	return 0;
+}
+
+static void ack_sent(struct vr_conn *c)
+{
+	c->ack_now = false;
+	c->unacked_rx = 0;
+	c->ack_deadline = VR_U64_MAX;
+}
+
+void vr_tx_commit(struct vr_engine *eng, u64 now)
+{
+	struct vr_conn *c = eng->tx_conn;
+	struct vr_ep *e = &eng->eps[c->ep];
+	u64 backoff;
+
+	switch (eng->tx_what) {
+	case VR_TX_CTL:
+		c->ctl_pending = false;
+		if (c->state == VR_CONN_CONNECTING) {
+			backoff = eng->cfg.rto_ns << (c->ctl_retries < 16 ? c->ctl_retries : 16);
+			if (backoff > eng->cfg.rto_max_ns)
+				backoff = eng->cfg.rto_max_ns;
+			c->ctl_deadline = now + backoff;
+		} else if (c->state == VR_CONN_CLOSING) {
+			vr_conn_free(eng, c);
+		}
+		break;
+	case VR_TX_NAK:
+		VR_CTR(eng, e, naks_tx[c->nak_reason], 1);
+		c->nak_reason = 0;
+		ack_sent(c);
+		break;
+	case VR_TX_ACK:
+		VR_CTR(eng, e, acks_tx, 1);
+		ack_sent(c);
+		break;
+	case VR_TX_DATA:
+		VR_CTR(eng, e, tx_data_frames, 1);
+		if (c->snd_nxt == c->snd_hi)
+			c->snd_hi++;
+		else
+			VR_CTR(eng, e, retransmits, 1);
+		c->snd_nxt++;
+		if (c->rto_deadline == VR_U64_MAX)
+			c->rto_deadline = now + c->rto;
+		ack_sent(c);
+		break;
+	default:
+		break;
+	}
+}

@@ -1,0 +1,234 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+/* wire.c - encoder and bounds-checked parser for vmrdma frames. */
+#include "wire.h"
+#include "crc32c.h"
+
+void vr_wire_put_eth(u8 *eth, const u8 dst[6], const u8 src[6], u16 ethertype)
+{
+	memcpy(eth, dst, 6);
+	memcpy(eth + 6, src, 6);
+	vr_put_be16(eth + 12, ethertype);
+}
+
+void vr_wire_encode(u8 *o, const struct vr_hdr *h)
+{
+	o[VR_OFF_VERSION] = h->version;
+	o[VR_OFF_OPCODE] = h->opcode;
+	o[VR_OFF_FLAGS] = h->flags;
+	o[VR_OFF_NAK] = h->nak_reason;
+	vr_put_be16(o + VR_OFF_SRC_EP, h->src_ep);
+	vr_put_be16(o + VR_OFF_DST_EP, h->dst_ep);
+	vr_put_be32(o + VR_OFF_CONN, h->conn_id);
+	vr_put_be32(o + VR_OFF_PSN, h->psn);
+	vr_put_be32(o + VR_OFF_ACK_PSN, h->ack_psn);
+	vr_put_be32(o + VR_OFF_MSG_ID, h->msg_id);
+	vr_put_be32(o + VR_OFF_RKEY, h->rkey);
+	vr_put_be32(o + VR_OFF_TOTAL_LEN, h->total_len);
+	vr_put_be64(o + VR_OFF_REMOTE_OFF, h->remote_off);
+	vr_put_be64(o + VR_OFF_OPERAND_A, h->operand_a);
+	vr_put_be64(o + VR_OFF_OPERAND_B, h->operand_b);
+	vr_put_be16(o + VR_OFF_PAYLOAD_LEN, h->payload_len);
+	vr_put_be16(o + VR_OFF_RESERVED, 0);
+	vr_put_be32(o + VR_OFF_CRC, 0);
+}
+
+u32 vr_wire_hdr_crc_state(const u8 *hdr)
+{
+	return vr_crc32c_update(VR_CRC32C_INIT, hdr, VR_HDR_LEN);
+}
+
+void vr_wire_set_crc(u8 *hdr, u32 crc)
+{
+	vr_put_be32(hdr + VR_OFF_CRC, crc);
+}
+
+void vr_wire_encode_full(u8 *out, const struct vr_hdr *h, const void *payload)
+{
+	u32 st;
+
+	vr_wire_encode(out, h);
+	st = vr_wire_hdr_crc_state(out);
+	if (h->payload_len) {
+		st = vr_crc32c_update(st, payload, h->payload_len);
+		memcpy(out + VR_HDR_LEN, payload, h->payload_len);
+	}
+	vr_wire_set_crc(out, vr_crc32c_final(st));
+}
+
+bool vr_opcode_valid(u8 op)
+{
+	switch (op) {
+	case VR_OP_WRITE_FIRST: case VR_OP_WRITE_MIDDLE:
+	case VR_OP_WRITE_LAST: case VR_OP_WRITE_ONLY:
+	case VR_OP_READ_REQ:
+	case VR_OP_READ_RESP_FIRST: case VR_OP_READ_RESP_MIDDLE:
+	case VR_OP_READ_RESP_LAST: case VR_OP_READ_RESP_ONLY:
+	case VR_OP_SEND_FIRST: case VR_OP_SEND_MIDDLE:
+	case VR_OP_SEND_LAST: case VR_OP_SEND_ONLY:
+	case VR_OP_ATOMIC_FADD: case VR_OP_ATOMIC_CSWAP: case VR_OP_ATOMIC_RESP:
+	case VR_OP_ACK: case VR_OP_NAK:
+	case VR_OP_CONNECT_REQ: case VR_OP_CONNECT_ACK: case VR_OP_DISCONNECT:
+		return true;
+	default:
+		return false;
+	}
+}
+
+bool vr_op_is_data(u8 op)
+{
+	return vr_opcode_valid(op) && op < VR_OP_ACK;
+}
+
+const char *vr_opcode_name(u8 op)
+{
+	switch (op) {
+	case VR_OP_WRITE_FIRST: return "WRITE_FIRST";
+	case VR_OP_WRITE_MIDDLE: return "WRITE_MIDDLE";
+	case VR_OP_WRITE_LAST: return "WRITE_LAST";
+	case VR_OP_WRITE_ONLY: return "WRITE_ONLY";
+	case VR_OP_READ_REQ: return "READ_REQ";
+	case VR_OP_READ_RESP_FIRST: return "READ_RESP_FIRST";
+	case VR_OP_READ_RESP_MIDDLE: return "READ_RESP_MIDDLE";
+	case VR_OP_READ_RESP_LAST: return "READ_RESP_LAST";
+	case VR_OP_READ_RESP_ONLY: return "READ_RESP_ONLY";
+	case VR_OP_SEND_FIRST: return "SEND_FIRST";
+	case VR_OP_SEND_MIDDLE: return "SEND_MIDDLE";
+	case VR_OP_SEND_LAST: return "SEND_LAST";
+	case VR_OP_SEND_ONLY: return "SEND_ONLY";
+	case VR_OP_ATOMIC_FADD: return "ATOMIC_FADD";
+	case VR_OP_ATOMIC_CSWAP: return "ATOMIC_CSWAP";
+	case VR_OP_ATOMIC_RESP: return "ATOMIC_RESP";
+	case VR_OP_ACK: return "ACK";
+	case VR_OP_NAK: return "NAK";
+	case VR_OP_CONNECT_REQ: return "CONNECT_REQ";
+	case VR_OP_CONNECT_ACK: return "CONNECT_ACK";
+	case VR_OP_DISCONNECT: return "DISCONNECT";
+	default: return "?";
+	}
+}
+
+int vr_wire_err_class(int err)
+{
+	switch (err) {
+	case -ENODATA: return VR_WERR_TRUNCATED;
+	case -EPFNOSUPPORT: return VR_WERR_ETHERTYPE;
+	case -EPROTONOSUPPORT: return VR_WERR_VERSION;
+	case -EOPNOTSUPP: return VR_WERR_OPCODE;
+	case -EMSGSIZE: return VR_WERR_LENGTH;
+	case -EBADMSG: return VR_WERR_CHECKSUM;
+	case -EPROTO: return VR_WERR_FIELD;
+	default: return VR_WERR_MAX;
+	}
+}
+
+static void decode(const u8 *p, struct vr_hdr *h)
+{
+	h->version = p[VR_OFF_VERSION];
+	h->opcode = p[VR_OFF_OPCODE];
+	h->flags = p[VR_OFF_FLAGS];
+	h->nak_reason = p[VR_OFF_NAK];
+	h->src_ep = vr_get_be16(p + VR_OFF_SRC_EP);
+	h->dst_ep = vr_get_be16(p + VR_OFF_DST_EP);
+	h->conn_id = vr_get_be32(p + VR_OFF_CONN);
+	h->psn = vr_get_be32(p + VR_OFF_PSN);
+	h->ack_psn = vr_get_be32(p + VR_OFF_ACK_PSN);
+	h->msg_id = vr_get_be32(p + VR_OFF_MSG_ID);
+	h->rkey = vr_get_be32(p + VR_OFF_RKEY);
+	h->total_len = vr_get_be32(p + VR_OFF_TOTAL_LEN);
+	h->remote_off = vr_get_be64(p + VR_OFF_REMOTE_OFF);
+	h->operand_a = vr_get_be64(p + VR_OFF_OPERAND_A);
+	h->operand_b = vr_get_be64(p + VR_OFF_OPERAND_B);
+	h->payload_len = vr_get_be16(p + VR_OFF_PAYLOAD_LEN);
+}
+
+/* Opcode-specific payload/length rules, applied after the CRC passed. */
+static int check_semantics(const struct vr_hdr *h)
+{
+	bool abort = h->flags & VR_F_ABORT;
+	u32 pl = h->payload_len;
+
+	if (h->nak_reason >= VR_NAK_MAX)
+		return -EPROTO;
+	/* NAK reason is meaningful only in NAK and aborted READ_RESP frames. */
+	if (h->nak_reason && h->opcode != VR_OP_NAK &&
+	    !(abort && h->opcode >= VR_OP_READ_RESP_FIRST &&
+	      h->opcode <= VR_OP_READ_RESP_ONLY))
+		return -EPROTO;
+	if (h->opcode == VR_OP_NAK && h->nak_reason == VR_NAK_NONE)
+		return -EPROTO;
+	if (abort && !vr_op_is_data(h->opcode))
+		return -EPROTO;
+
+	switch (h->opcode) {
+	case VR_OP_WRITE_FIRST: case VR_OP_WRITE_MIDDLE:
+	case VR_OP_WRITE_LAST: case VR_OP_WRITE_ONLY:
+		if (pl > h->total_len || (abort && pl))
+			return -EMSGSIZE;
+		if (h->opcode == VR_OP_WRITE_ONLY && !abort && pl != h->total_len)
+			return -EMSGSIZE;
+		/* overflow-safe end of target range */
+		if (h->remote_off > VR_U64_MAX - pl)
+			return -EMSGSIZE;
+		return 0;
+	case VR_OP_SEND_FIRST: case VR_OP_SEND_MIDDLE:
+	case VR_OP_SEND_LAST: case VR_OP_SEND_ONLY:
+	case VR_OP_READ_RESP_FIRST: case VR_OP_READ_RESP_MIDDLE:
+	case VR_OP_READ_RESP_LAST: case VR_OP_READ_RESP_ONLY:
+		if (abort && pl)
+			return -EMSGSIZE;
+		if (h->remote_off > h->total_len || pl > h->total_len - h->remote_off)
+			return -EMSGSIZE;
+		if ((h->opcode == VR_OP_SEND_FIRST || h->opcode == VR_OP_SEND_ONLY ||
+		     h->opcode == VR_OP_READ_RESP_FIRST ||
+		     h->opcode == VR_OP_READ_RESP_ONLY) && h->remote_off != 0)
+			return -EMSGSIZE;
+		if ((h->opcode == VR_OP_SEND_ONLY || h->opcode == VR_OP_READ_RESP_ONLY) &&
+		    !abort && pl != h->total_len)
+			return -EMSGSIZE;
+		if ((h->opcode == VR_OP_SEND_LAST || h->opcode == VR_OP_READ_RESP_LAST) &&
+		    !abort && h->remote_off + pl != h->total_len)
+			return -EMSGSIZE;
+		return 0;
+	case VR_OP_ATOMIC_FADD: case VR_OP_ATOMIC_CSWAP:
+		if (pl || h->total_len != 8)
+			return -EMSGSIZE;
+		return 0;
+	default:
+		return pl ? -EMSGSIZE : 0;
+	}
+}
+
+int vr_wire_parse(const void *frame, u32 len, u16 ethertype, struct vr_parsed *out)
+{
+	const u8 *f = frame;
+	const u8 *p;
+	u32 st, crc;
+	u8 zero[4] = { 0, 0, 0, 0 };
+
+	if (!f || len < VR_ETH_HLEN + VR_HDR_LEN)
+		return -ENODATA;
+	if (vr_get_be16(f + 12) != ethertype)
+		return -EPFNOSUPPORT;
+	p = f + VR_ETH_HLEN;
+	if (p[VR_OFF_VERSION] != VR_WIRE_VERSION)
+		return -EPROTONOSUPPORT;
+	/* Exact length: our frames are never below the 60-byte Ethernet minimum,
+	 * so there is no padding to tolerate. */
+	if (vr_get_be16(p + VR_OFF_PAYLOAD_LEN) != len - VR_ETH_HLEN - VR_HDR_LEN)
+		return -EMSGSIZE;
+	st = vr_crc32c_update(VR_CRC32C_INIT, p, VR_OFF_CRC);
+	st = vr_crc32c_update(st, zero, 4);
+	st = vr_crc32c_update(st, p + VR_HDR_LEN, len - VR_ETH_HLEN - VR_HDR_LEN);
+	crc = vr_get_be32(p + VR_OFF_CRC);
+	if (vr_crc32c_final(st) != crc)
+		return -EBADMSG;
+	if (!vr_opcode_valid(p[VR_OFF_OPCODE]))
+		return -EOPNOTSUPP;
+	if ((p[VR_OFF_FLAGS] & ~VR_F_ALL) || vr_get_be16(p + VR_OFF_RESERVED))
+		return -EPROTO;
+	memcpy(out->dst_mac, f, 6);
+	memcpy(out->src_mac, f + 6, 6);
+	decode(p, &out->h);
+	out->payload = p + VR_HDR_LEN;
+	return check_semantics(&out->h);
+}

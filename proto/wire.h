@@ -1,0 +1,154 @@
+/* SPDX-License-Identifier: GPL-2.0 OR MIT */
+/*
+ * wire.h - vmrdma frame format (see docs/wire-format.md), encoder, parser.
+ *
+ * Frame = 14-byte Ethernet header + 64-byte vmrdma header + payload.
+ * All multi-byte fields are big-endian.  The CRC32C field covers the
+ * vmrdma header (with the CRC field zeroed) followed by the payload.
+ */
+#ifndef VR_WIRE_H
+#define VR_WIRE_H
+#include "os.h"
+
+#define VR_ETH_HLEN 14
+#define VR_HDR_LEN 64
+#define VR_ETHERTYPE_DEFAULT 0x88B5
+#define VR_WIRE_VERSION 1
+#define VR_MTU_MIN 1500   /* MTU = Ethernet payload (excludes 14-byte header) */
+#define VR_MTU_MAX 65535
+
+/* Header field offsets (relative to the vmrdma header). */
+enum {
+	VR_OFF_VERSION = 0,
+	VR_OFF_OPCODE = 1,
+	VR_OFF_FLAGS = 2,
+	VR_OFF_NAK = 3,
+	VR_OFF_SRC_EP = 4,
+	VR_OFF_DST_EP = 6,
+	VR_OFF_CONN = 8,
+	VR_OFF_PSN = 12,
+	VR_OFF_ACK_PSN = 16,
+	VR_OFF_MSG_ID = 20,
+	VR_OFF_RKEY = 24,
+	VR_OFF_TOTAL_LEN = 28,
+	VR_OFF_REMOTE_OFF = 32,
+	VR_OFF_OPERAND_A = 40,  /* send tag / atomic add or compare / result */
+	VR_OFF_OPERAND_B = 48,  /* atomic swap value */
+	VR_OFF_PAYLOAD_LEN = 56,
+	VR_OFF_RESERVED = 58,
+	VR_OFF_CRC = 60,
+};
+
+enum vr_opcode {
+	VR_OP_WRITE_FIRST = 0x01,
+	VR_OP_WRITE_MIDDLE = 0x02,
+	VR_OP_WRITE_LAST = 0x03,
+	VR_OP_WRITE_ONLY = 0x04,
+	VR_OP_READ_REQ = 0x10,
+	VR_OP_READ_RESP_FIRST = 0x11,
+	VR_OP_READ_RESP_MIDDLE = 0x12,
+	VR_OP_READ_RESP_LAST = 0x13,
+	VR_OP_READ_RESP_ONLY = 0x14,
+	VR_OP_SEND_FIRST = 0x20,
+	VR_OP_SEND_MIDDLE = 0x21,
+	VR_OP_SEND_LAST = 0x22,
+	VR_OP_SEND_ONLY = 0x23,
+	VR_OP_ATOMIC_FADD = 0x30,
+	VR_OP_ATOMIC_CSWAP = 0x31,
+	VR_OP_ATOMIC_RESP = 0x32,
+	VR_OP_ACK = 0x40,
+	VR_OP_NAK = 0x41,
+	VR_OP_CONNECT_REQ = 0x50,
+	VR_OP_CONNECT_ACK = 0x51,
+	VR_OP_DISCONNECT = 0x52,
+};
+
+/* Header flags. */
+#define VR_F_ACKREQ 0x01 /* sender wants an immediate ACK (message end) */
+#define VR_F_ABORT  0x02 /* data frame of a cancelled message: no payload, place nothing */
+#define VR_F_ALL    (VR_F_ACKREQ | VR_F_ABORT)
+
+enum vr_nak_reason {
+	VR_NAK_NONE = 0,
+	VR_NAK_BAD_KEY = 1,
+	VR_NAK_BOUNDS = 2,
+	VR_NAK_ACCESS = 3,
+	VR_NAK_NO_EP = 4,
+	VR_NAK_RNR = 5,
+	VR_NAK_RESOURCES = 6,
+	VR_NAK_SEQ = 7,
+	VR_NAK_INVALID = 8, /* malformed request, e.g. unaligned atomic */
+	VR_NAK_REJECTED = 9, /* connection refused by accept policy */
+	VR_NAK_MAX = 10,
+};
+
+/* Parse error classes; vr_wire_parse returns the matching negative errno. */
+enum vr_wire_err {
+	VR_WERR_TRUNCATED,     /* -ENODATA: shorter than the two headers */
+	VR_WERR_ETHERTYPE,     /* -EPFNOSUPPORT: not our EtherType */
+	VR_WERR_VERSION,       /* -EPROTONOSUPPORT */
+	VR_WERR_OPCODE,        /* -EOPNOTSUPP */
+	VR_WERR_LENGTH,        /* -EMSGSIZE: payload length inconsistent */
+	VR_WERR_CHECKSUM,      /* -EBADMSG */
+	VR_WERR_FIELD,         /* -EPROTO: reserved bits / bad flag / bad NAK reason */
+	VR_WERR_MAX,
+};
+
+struct vr_hdr {
+	u8 version;
+	u8 opcode;
+	u8 flags;
+	u8 nak_reason;
+	u16 src_ep;
+	u16 dst_ep;
+	u32 conn_id;    /* receiver's connection id (0 in CONNECT_REQ) */
+	u32 psn;
+	u32 ack_psn;    /* cumulative: next PSN the sender of this frame expects */
+	u32 msg_id;
+	u32 rkey;
+	u32 total_len;  /* whole message length */
+	u64 remote_off; /* WRITE: target offset of this frame; others: offset in message */
+	u64 operand_a;
+	u64 operand_b;
+	u16 payload_len;
+};
+
+struct vr_parsed {
+	u8 dst_mac[6];
+	u8 src_mac[6];
+	struct vr_hdr h;
+	const u8 *payload; /* points into the caller's frame */
+};
+
+/* Write Ethernet header into eth[0..13]. */
+void vr_wire_put_eth(u8 *eth, const u8 dst[6], const u8 src[6], u16 ethertype);
+
+/*
+ * Encode h into out[0..VR_HDR_LEN) with the CRC field zero.  The CRC is
+ * filled by vr_wire_set_crc once the payload CRC is known (the payload may
+ * live in host memory reachable only through mem ops).
+ */
+void vr_wire_encode(u8 *out, const struct vr_hdr *h);
+
+/* crc32c-state after the header (CRC field must be zero in hdr). */
+u32 vr_wire_hdr_crc_state(const u8 *hdr);
+void vr_wire_set_crc(u8 *hdr, u32 crc);
+
+/* Encode header plus a contiguous payload and set CRC (tests, simple hosts). */
+void vr_wire_encode_full(u8 *out, const struct vr_hdr *h, const void *payload);
+
+/*
+ * Parse a full Ethernet frame.  Never reads outside frame[0..len).
+ * Returns 0, or -ENODATA, -EPFNOSUPPORT, -EPROTONOSUPPORT, -EOPNOTSUPP,
+ * -EMSGSIZE, -EBADMSG, -EPROTO (see enum vr_wire_err).
+ */
+int vr_wire_parse(const void *frame, u32 len, u16 ethertype, struct vr_parsed *out);
+
+/* Map a vr_wire_parse error to its class (VR_WERR_MAX if unknown). */
+int vr_wire_err_class(int err);
+
+bool vr_opcode_valid(u8 op);
+bool vr_op_is_data(u8 op); /* carries a PSN in the reliable stream */
+const char *vr_opcode_name(u8 op);
+
+#endif

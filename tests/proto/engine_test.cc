@@ -1,0 +1,639 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+// Engine behaviour under hostile or degraded conditions.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "harness.h"
+
+extern "C" {
+#include "crc32c.h"
+}
+
+using namespace vrtest;
+
+namespace {
+
+struct Pair {
+	vrsim::Sim s;
+	uint32_t ca = 0, cb = 0;
+	explicit Pair(vr_config ca_cfg = base_cfg(), vr_config cb_cfg = base_cfg(), uint64_t seed = 7)
+		: s(seed)
+	{
+		REQUIRE(s.add_node(ca_cfg) == 0);
+		REQUIRE(s.add_node(cb_cfg) == 1);
+		REQUIRE(vr_ep_open(A().eng, 0, 1, false) == 0);
+		REQUIRE(vr_ep_open(B().eng, 0, 1, true) == 0);
+		REQUIRE(connect(s, 0, 0, 1, 0, &ca, &cb));
+	}
+	vrsim::Node &A() { return s.node(0); }
+	vrsim::Node &B() { return s.node(1); }
+	bool wait(uint64_t cookie, int node = 0, uint64_t limit = 2000000000)
+	{
+		return s.run([&] { return find(s.node(node), cookie) != nullptr; }, s.now + limit);
+	}
+};
+
+}  // namespace
+
+TEST_CASE("engine setup errors")
+{
+	vr_config c = base_cfg();
+	vr_host_ops ho{};
+	c.host = &ho;
+	CHECK(vr_engine_mem_size(&c) == 0); // no callbacks
+	vrsim::Sim s(1);
+	vr_config bad = base_cfg();
+	bad.mtu = 1499;
+	CHECK(s.add_node(bad) == -EINVAL);
+	bad = base_cfg();
+	bad.mtu = 65536;
+	CHECK(s.add_node(bad) == -EINVAL);
+	REQUIRE(s.add_node(base_cfg()) == 0);
+	vr_config good = base_cfg();
+	good.host = &s.node(0).ops;
+	size_t sz = vr_engine_mem_size(&good);
+	REQUIRE(sz > 0);
+	std::vector<uint64_t> mem(sz / 8);
+	vr_engine *e;
+	CHECK(vr_engine_create(&good, mem.data(), sz - 8, &e) == -ENOMEM);
+	CHECK(vr_ep_open(s.node(0).eng, 4, 1, false) == -EINVAL);
+	CHECK(vr_ep_open(s.node(0).eng, 0, 0, false) == -EINVAL);
+	REQUIRE(vr_ep_open(s.node(0).eng, 0, 1, false) == 0);
+	CHECK(vr_ep_open(s.node(0).eng, 0, 1, false) == -EEXIST);
+}
+
+TEST_CASE("peer vanishes: every op fails with -ETIMEDOUT within the retry limit")
+{
+	vr_config cfg = base_cfg();
+	cfg.retry_limit = 5;
+	cfg.rto_ns = 100000;
+	cfg.rto_max_ns = 400000;
+	Pair p(cfg, cfg);
+	GuardedBuf src, dst, sink;
+	src.init(100000, 1);
+	sink.init(100000, 2);
+	dst.init(100000, 3);
+	REQUIRE(reg(p.A(), 0, src, VR_ACCESS_LOCAL_WRITE) == 0);
+	REQUIRE(reg(p.A(), 0, sink, VR_ACCESS_LOCAL_WRITE) == 0);
+	REQUIRE(reg(p.B(), 0, dst, VR_ACCESS_ALL) == 0);
+	p.s.link(0, 1).down = true;
+	p.s.link(1, 0).down = true;
+	uint64_t t0 = p.s.now;
+	REQUIRE(vr_post_write(p.A().eng, p.ca, src.key, 0, dst.key, 0, 90000, 1) == 0);
+	REQUIRE(vr_post_read(p.A().eng, p.ca, sink.key, 0, dst.key, 0, 5000, 2) == 0);
+	REQUIRE(vr_post_send(p.A().eng, p.ca, src.key, 0, 10, 9, 3) == 0);
+	REQUIRE(vr_post_fadd(p.A().eng, p.ca, dst.key, 0, 1, 4) == 0);
+	REQUIRE(vr_post_cswap(p.A().eng, p.ca, dst.key, 8, 0, 1, 5) == 0);
+	// run to quiescence: must not hang
+	p.s.run(nullptr, p.s.now + 10000000000ull);
+	for (uint64_t k = 1; k <= 5; k++) {
+		CAPTURE(k);
+		REQUIRE(count(p.A(), k) == 1);
+		CHECK(find(p.A(), k)->status == -ETIMEDOUT);
+	}
+	const vr_completion *d = find(p.A(), 777, VR_WC_DISCONNECT);
+	REQUIRE(d);
+	CHECK(d->status == -ETIMEDOUT);
+	CHECK(vr_conn_state(p.A().eng, p.ca) == VR_CONN_ERROR);
+	CHECK(vr_post_write(p.A().eng, p.ca, src.key, 0, dst.key, 0, 1, 6) == -ENOTCONN);
+	// bound: sum of backed-off RTOs (100+200+400+400+400+400 us) plus slack
+	CHECK(p.s.now - t0 < 3000000);
+	CHECK(vr_engine_counters(p.A().eng)->timeouts == 6);
+	CHECK(vr_disconnect(p.A().eng, p.ca) == 0);
+	CHECK(vr_conn_state(p.A().eng, p.ca) == -ENOENT);
+	CHECK(vr_engine_next_timeout(p.A().eng) == VR_U64_MAX);
+}
+
+TEST_CASE("connect failures: no listener, policy reject, table full, no answer")
+{
+	vrsim::Sim s(3);
+	vr_config cb = base_cfg();
+	cb.max_conns = 1;
+	REQUIRE(s.add_node(base_cfg()) == 0);
+	REQUIRE(s.add_node(cb) == 1);
+	REQUIRE(vr_ep_open(s.node(0).eng, 0, 1, false) == 0);
+	REQUIRE(vr_ep_open(s.node(1).eng, 0, 1, false) == 0); // not listening
+	REQUIRE(vr_ep_open(s.node(1).eng, 1, 1, true) == 0);
+	uint32_t c1, c2, c3;
+	REQUIRE(vr_connect(s.node(0).eng, 0, s.node(1).mac, 0, 11, &c1) == 0);
+	REQUIRE(vr_connect(s.node(0).eng, 0, s.node(1).mac, 3, 12, &c2) == 0); // no such ep
+	s.run(nullptr, 1000000000);
+	CHECK(find(s.node(0), 11)->status == -ECONNREFUSED);
+	CHECK(find(s.node(0), 12)->status == -ECONNREFUSED);
+	CHECK(vr_engine_counters(s.node(0).eng)->naks_rx[VR_NAK_NO_EP] == 2);
+
+	s.node(1).accept = [](uint16_t, const uint8_t *, uint16_t pep) { return pep == 1 ? -1 : 0; };
+	REQUIRE(vr_ep_open(s.node(0).eng, 1, 1, false) == 0);
+	REQUIRE(vr_connect(s.node(0).eng, 1, s.node(1).mac, 1, 13, &c3) == 0);
+	s.run(nullptr, s.now + 1000000000);
+	CHECK(find(s.node(0), 13)->status == -ECONNREFUSED);
+	CHECK(vr_engine_counters(s.node(0).eng)->naks_rx[VR_NAK_REJECTED] == 1);
+
+	uint32_t ok1, ok2;
+	REQUIRE(vr_connect(s.node(0).eng, 0, s.node(1).mac, 1, 14, &ok1) == 0);
+	s.run(nullptr, s.now + 1000000000);
+	CHECK(find(s.node(0), 14)->status == 0);
+	REQUIRE(vr_connect(s.node(0).eng, 0, s.node(1).mac, 1, 15, &ok2) == 0);
+	s.run(nullptr, s.now + 1000000000);
+	CHECK(find(s.node(0), 15)->status == -ECONNREFUSED); // B's table full
+	CHECK(vr_engine_counters(s.node(1).eng)->pool_exhausted >= 1);
+
+	uint8_t ghost[6] = {2, 0, 0, 0, 0, 9};
+	uint32_t g;
+	REQUIRE(vr_connect(s.node(0).eng, 0, ghost, 0, 16, &g) == 0);
+	s.run(nullptr, s.now + 10000000000ull);
+	CHECK(find(s.node(0), 16)->status == -ETIMEDOUT);
+}
+
+TEST_CASE("forged remote keys and bad requests are NAKed and memory stays untouched")
+{
+	struct Case {
+		const char *name;
+		int kind; // 0 write, 1 read, 2 fadd
+		int key;  // 0 valid, 1 random, 2 other ep's region, 3 stale (deregistered)
+		uint64_t off;
+		uint32_t len;
+		int want;
+	};
+	const Case cases[] = {
+		{"random rkey", 0, 1, 0, 100, -EACCES},
+		{"other endpoint's region", 0, 2, 0, 100, -EACCES},
+		{"stale rkey", 0, 3, 0, 100, -EACCES},
+		{"write one past the end", 0, 0, 4001, 3000, -ERANGE},
+		{"write at huge offset", 0, 0, ~0ull - 10, 5, -ERANGE},
+		{"write whose end wraps", 0, 0, ~0ull - 2, 5, -EINVAL},
+		{"read beyond end", 1, 0, 4000, 97, -ERANGE},
+		{"read without REMOTE_READ", 1, 4, 0, 10, -EPERM},
+		{"write without REMOTE_WRITE", 0, 4, 0, 10, -EPERM},
+		{"unaligned atomic", 2, 0, 4, 8, -EINVAL},
+		{"atomic without right", 2, 4, 0, 8, -EPERM},
+		{"atomic past end", 2, 0, 4096, 8, -ERANGE},
+	};
+	for (const Case &c : cases) {
+		CAPTURE(c.name);
+		Pair p;
+		REQUIRE(vr_ep_open(p.B().eng, 1, 1, false) == 0);
+		GuardedBuf src, dst, other, ro, stale, sink;
+		src.init(8192, 1);
+		dst.init(4096, 2);
+		other.init(4096, 3);
+		ro.init(4096, 4);
+		stale.init(4096, 5);
+		sink.init(8192, 6);
+		REQUIRE(reg(p.A(), 0, src, 0) == 0);
+		REQUIRE(reg(p.A(), 0, sink, VR_ACCESS_LOCAL_WRITE) == 0);
+		REQUIRE(reg(p.B(), 0, dst, VR_ACCESS_REMOTE_WRITE | VR_ACCESS_REMOTE_READ |
+						   VR_ACCESS_REMOTE_ATOMIC) == 0);
+		REQUIRE(reg(p.B(), 1, other, VR_ACCESS_ALL) == 0);
+		REQUIRE(reg(p.B(), 0, ro, VR_ACCESS_LOCAL_WRITE) == 0);
+		REQUIRE(reg(p.B(), 0, stale, VR_ACCESS_ALL) == 0);
+		uint32_t stale_key = stale.key;
+		REQUIRE(vr_dereg_mr(p.B().eng, stale_key) == 0);
+		uint32_t rk = c.key == 0 ? dst.key : c.key == 1 ? (dst.key ^ 0x5A5A0000u) :
+			      c.key == 2 ? other.key : c.key == 3 ? stale_key : ro.key;
+		std::vector<uint8_t> before[4] = {dst.raw, other.raw, ro.raw, stale.raw};
+		int rc;
+		if (c.kind == 0)
+			rc = vr_post_write(p.A().eng, p.ca, src.key, 0, rk, c.off, c.len, 1);
+		else if (c.kind == 1)
+			rc = vr_post_read(p.A().eng, p.ca, sink.key, 0, rk, c.off, c.len, 1);
+		else
+			rc = vr_post_fadd(p.A().eng, p.ca, rk, c.off, 1, 1);
+		if (rc) {
+			CHECK(rc == c.want); // refused synchronously
+			continue;
+		}
+		REQUIRE(p.wait(1));
+		p.s.run(nullptr, p.s.now + 100000000);
+		CHECK(count(p.A(), 1) == 1);
+		CHECK(find(p.A(), 1)->status == c.want);
+		CHECK(dst.raw == before[0]);
+		CHECK(other.raw == before[1]);
+		CHECK(ro.raw == before[2]);
+		CHECK(stale.raw == before[3]);
+		CHECK(sink.guards_ok(6));
+		// remote access errors are fatal to the connection (as in RC)
+		CHECK(vr_conn_state(p.A().eng, p.ca) == VR_CONN_ERROR);
+		CHECK(find(p.B(), 0, VR_WC_DISCONNECT) != nullptr);
+	}
+}
+
+TEST_CASE("local key checks at post time")
+{
+	Pair p;
+	GuardedBuf src, ro;
+	src.init(100, 1);
+	ro.init(100, 2);
+	REQUIRE(reg(p.A(), 0, src, VR_ACCESS_LOCAL_WRITE) == 0);
+	REQUIRE(reg(p.A(), 0, ro, 0) == 0);
+	CHECK(vr_post_write(p.A().eng, p.ca, src.key, 1, 1, 0, 100, 1) == -ERANGE);
+	CHECK(vr_post_write(p.A().eng, p.ca, src.key ^ 0x100000, 0, 1, 0, 10, 1) == -EACCES);
+	CHECK(vr_post_read(p.A().eng, p.ca, ro.key, 0, 1, 0, 10, 1) == -EPERM);
+	CHECK(vr_post_recv(p.A().eng, 0, ro.key, 0, 10, 0, 0, 1) == -EPERM);
+	CHECK(vr_post_recv(p.A().eng, 0, src.key, 50, 51, 0, 0, 1) == -ERANGE);
+	CHECK(vr_post_recv(p.A().eng, 3, src.key, 0, 1, 0, 0, 1) == -ENOENT);
+	CHECK(vr_post_send(p.A().eng, p.ca + 1, src.key, 0, 10, 0, 1) == -ENOENT);
+	CHECK(vr_post_fadd(p.A().eng, p.ca, 1, 12, 1, 1) == -EINVAL);
+	p.s.run(nullptr, p.s.now + 10000000);
+	CHECK(p.A().comps.size() == 1); // only the connect completion
+}
+
+TEST_CASE("replayed, truncated and bit-flipped frames are dropped, never applied")
+{
+	Pair p;
+	GuardedBuf src, dst, sink, atom;
+	src.init(20000, 1);
+	dst.init(20000, 2);
+	sink.init(20000, 3);
+	atom.init(64, 4);
+	REQUIRE(reg(p.A(), 0, src, 0) == 0);
+	REQUIRE(reg(p.A(), 0, sink, VR_ACCESS_LOCAL_WRITE) == 0);
+	REQUIRE(reg(p.B(), 0, dst, VR_ACCESS_ALL) == 0);
+	REQUIRE(reg(p.B(), 0, atom, VR_ACCESS_REMOTE_ATOMIC) == 0);
+	std::vector<std::vector<uint8_t>> captured;
+	p.s.tap = [&](int from, const std::vector<uint8_t> &b) {
+		if (from == 0)
+			captured.push_back(b);
+	};
+	REQUIRE(vr_post_write(p.A().eng, p.ca, src.key, 0, dst.key, 0, 10000, 1) == 0);
+	REQUIRE(vr_post_fadd(p.A().eng, p.ca, atom.key, 0, 5, 2) == 0);
+	REQUIRE(vr_post_read(p.A().eng, p.ca, sink.key, 0, dst.key, 0, 10000, 3) == 0);
+	REQUIRE(vr_post_recv(p.B().eng, 0, dst.key, 12000, 100, 1, ~0ull, 4) == 0);
+	REQUIRE(vr_post_send(p.A().eng, p.ca, src.key, 0, 100, 1, 5) == 0);
+	REQUIRE(p.s.run([&] { return p.A().comps.size() == 5 && p.B().comps.size() == 2; },
+			p.s.now + 1000000000));
+	p.s.run(nullptr, p.s.now + 100000000);
+	p.s.tap = nullptr;
+	REQUIRE(captured.size() >= 10);
+	// the host scribbles over the target; replays must not restore anything
+	memset(dst.data(), 0xEE, dst.len);
+	auto snap_dst = dst.raw, snap_atom = atom.raw;
+	size_t nb = p.B().comps.size(), na = p.A().comps.size();
+	uint64_t dups0 = vr_engine_counters(p.B().eng)->dups;
+	vrsim::Rng r(5);
+	uint64_t t = p.s.now + 1000;
+	size_t injected_trunc = 0, injected_flip = 0;
+	for (auto &f : captured) {
+		p.s.inject(1, f, t);
+		auto tr = f;
+		tr.resize(r.below(f.size()));
+		p.s.inject(1, tr, t);
+		injected_trunc++;
+		auto fl = f;
+		fl[VR_ETH_HLEN + r.below(fl.size() - VR_ETH_HLEN)] ^= 1;
+		p.s.inject(1, fl, t);
+		injected_flip++;
+		t += 100;
+	}
+	p.s.run(nullptr, t + 100000000);
+	CHECK(dst.raw == snap_dst);
+	CHECK(atom.raw == snap_atom);
+	CHECK(p.B().comps.size() == nb);
+	CHECK(p.A().comps.size() == na);
+	const vr_counters *k = vr_engine_counters(p.B().eng);
+	CHECK(k->dups - dups0 >= 5);
+	uint64_t parse = 0;
+	for (int c = 0; c < VR_WERR_MAX; c++)
+		parse += k->drop_parse[c];
+	CHECK(parse >= injected_trunc + injected_flip - 2 * 2); // flips of len field etc. all drop
+	CHECK(k->drop_parse[VR_WERR_TRUNCATED] + k->drop_parse[VR_WERR_LENGTH] >= injected_trunc);
+	// the connection still works afterwards
+	REQUIRE(vr_post_write(p.A().eng, p.ca, src.key, 0, dst.key, 0, 100, 6) == 0);
+	REQUIRE(p.wait(6));
+	CHECK(find(p.A(), 6)->status == 0);
+	CHECK(memcmp(dst.data(), src.data(), 100) == 0);
+}
+
+TEST_CASE("forged frame from an unknown source is dropped")
+{
+	Pair p;
+	GuardedBuf dst;
+	dst.init(4096, 2);
+	REQUIRE(reg(p.B(), 0, dst, VR_ACCESS_ALL) == 0);
+	auto snap = dst.raw;
+	// a well-formed WRITE naming the right conn and key, but from another MAC
+	vr_hdr h{};
+	h.version = VR_WIRE_VERSION;
+	h.opcode = VR_OP_WRITE_ONLY;
+	h.dst_ep = 0;
+	h.conn_id = p.cb;
+	h.rkey = dst.key;
+	h.total_len = 16;
+	h.payload_len = 16;
+	uint8_t pl[16] = {1};
+	std::vector<uint8_t> f(VR_ETH_HLEN + VR_HDR_LEN + 16);
+	uint8_t evil[6] = {2, 0, 0, 0, 0, 0x66};
+	vr_wire_put_eth(f.data(), p.B().mac, evil, VR_ETHERTYPE_DEFAULT);
+	vr_wire_encode_full(f.data() + VR_ETH_HLEN, &h, pl);
+	uint64_t before = vr_engine_counters(p.B().eng)->drop_no_conn;
+	CHECK(vr_engine_input(p.B().eng, f.data(), (uint32_t)f.size(), p.s.now) == -ENOTCONN);
+	CHECK(vr_engine_counters(p.B().eng)->drop_no_conn == before + 1);
+	// not addressed to B at all
+	vr_wire_put_eth(f.data(), evil, p.A().mac, VR_ETHERTYPE_DEFAULT);
+	CHECK(vr_engine_input(p.B().eng, f.data(), (uint32_t)f.size(), p.s.now) == -EADDRNOTAVAIL);
+	CHECK(dst.raw == snap);
+}
+
+TEST_CASE("pool exhaustion: ops, recvs, regions -> -EAGAIN / -ENOSPC and counters")
+{
+	vr_config cfg = base_cfg();
+	cfg.max_ops = 2;
+	cfg.max_recvs = 2;
+	cfg.max_regions = 3;
+	Pair p(cfg, cfg);
+	GuardedBuf src, dst, x;
+	src.init(1000, 1);
+	dst.init(1000, 2);
+	x.init(10, 3);
+	REQUIRE(reg(p.A(), 0, src, VR_ACCESS_LOCAL_WRITE) == 0);
+	REQUIRE(reg(p.B(), 0, dst, VR_ACCESS_ALL) == 0);
+	CHECK(vr_post_write(p.A().eng, p.ca, src.key, 0, dst.key, 0, 10, 1) == 0);
+	CHECK(vr_post_write(p.A().eng, p.ca, src.key, 0, dst.key, 0, 10, 2) == 0);
+	CHECK(vr_post_write(p.A().eng, p.ca, src.key, 0, dst.key, 0, 10, 3) == -EAGAIN);
+	CHECK(vr_engine_counters(p.A().eng)->pool_exhausted == 1);
+	CHECK(vr_post_recv(p.A().eng, 0, src.key, 0, 10, 0, 0, 4) == 0);
+	CHECK(vr_post_recv(p.A().eng, 0, src.key, 0, 10, 0, 0, 5) == 0);
+	CHECK(vr_post_recv(p.A().eng, 0, src.key, 0, 10, 0, 0, 6) == -EAGAIN);
+	uint32_t k1, k2, k3;
+	CHECK(vr_reg_mr(p.A().eng, 0, x.data(), 10, 0, &k1) == 0);
+	CHECK(vr_reg_mr(p.A().eng, 0, x.data(), 10, 0, &k2) == 0);
+	CHECK(vr_reg_mr(p.A().eng, 0, x.data(), 10, 0, &k3) == -ENOSPC);
+	CHECK(vr_engine_counters(p.A().eng)->pool_exhausted == 3);
+	REQUIRE(p.wait(2));
+	CHECK(vr_post_write(p.A().eng, p.ca, src.key, 0, dst.key, 0, 10, 3) == 0); // freed again
+	REQUIRE(p.wait(3));
+	CHECK(find(p.A(), 3)->status == 0);
+}
+
+TEST_CASE("receiver not ready: RNR NAK, retry, then success when a recv appears")
+{
+	vr_config cfg = base_cfg();
+	cfg.unexp_depth = 1;
+	cfg.unexp_buf_size = 100;
+	Pair p(cfg, cfg);
+	GuardedBuf src, rb;
+	src.init(5000, 1);
+	rb.init(5000, 2);
+	REQUIRE(reg(p.A(), 0, src, 0) == 0);
+	REQUIRE(reg(p.B(), 0, rb, VR_ACCESS_LOCAL_WRITE) == 0);
+	REQUIRE(vr_post_send(p.A().eng, p.ca, src.key, 0, 3000, 42, 1) == 0); // too big to buffer
+	p.s.run(nullptr, p.s.now + 500000);
+	CHECK(find(p.A(), 1) == nullptr);
+	CHECK(vr_engine_counters(p.B().eng)->naks_tx[VR_NAK_RNR] >= 2);
+	CHECK(vr_engine_counters(p.A().eng)->rnr_waits >= 2);
+	REQUIRE(vr_post_recv(p.B().eng, 0, rb.key, 0, 4000, 42, ~0ull, 2) == 0);
+	REQUIRE(p.wait(2, 1));
+	REQUIRE(p.wait(1, 0));
+	CHECK(find(p.A(), 1)->status == 0);
+	CHECK(find(p.B(), 2)->bytes == 3000);
+	CHECK(memcmp(rb.data(), src.data(), 3000) == 0);
+}
+
+TEST_CASE("RNR retry limit exhausted fails the op and the connection")
+{
+	vr_config cfg = base_cfg();
+	cfg.unexp_depth = 0;
+	cfg.rnr_retry_limit = 3;
+	Pair p(cfg, cfg);
+	GuardedBuf src;
+	src.init(100, 1);
+	REQUIRE(reg(p.A(), 0, src, 0) == 0);
+	REQUIRE(vr_post_send(p.A().eng, p.ca, src.key, 0, 10, 1, 1) == 0);
+	REQUIRE(vr_post_send(p.A().eng, p.ca, src.key, 0, 10, 1, 2) == 0);
+	p.s.run(nullptr, p.s.now + 1000000000);
+	REQUIRE(count(p.A(), 1) == 1);
+	CHECK(find(p.A(), 1)->status == -ENOBUFS);
+	CHECK(find(p.A(), 2)->status == -ECONNRESET);
+	CHECK(vr_engine_counters(p.A().eng)->rnr_waits == 4); // 3 retries + the one that fails
+}
+
+TEST_CASE("tag matching: posted receives in posting order, unexpected in arrival order")
+{
+	Pair p;
+	GuardedBuf src, rb;
+	src.init(1000, 1);
+	rb.init(1000, 2);
+	for (int i = 0; i < 10; i++)
+		memset(src.data() + 10 * i, 'a' + i, 10);
+	REQUIRE(reg(p.A(), 0, src, 0) == 0);
+	REQUIRE(reg(p.B(), 0, rb, VR_ACCESS_LOCAL_WRITE) == 0);
+	auto send = [&](int i, uint64_t tag) {
+		REQUIRE(vr_post_send(p.A().eng, p.ca, src.key, 10 * i, 10, tag, 100 + i) == 0);
+		REQUIRE(p.wait(100 + i));
+		p.s.run(nullptr, p.s.now + 1000000);
+	};
+	auto got = [&](uint64_t cookie) -> char {
+		const vr_completion *c = find(p.B(), cookie, VR_WC_RECV);
+		if (!c || c->status)
+			return '?';
+		return (char)rb.data()[(cookie - 1) * 10];
+	};
+	// posted: R1 tag 5, R2 wildcard, R3 tag 5 (mask keeps the low byte)
+	REQUIRE(vr_post_recv(p.B().eng, 0, rb.key, 0, 10, 0x05, 0xFF, 1) == 0);
+	REQUIRE(vr_post_recv(p.B().eng, 0, rb.key, 10, 10, 0, 0, 2) == 0);
+	REQUIRE(vr_post_recv(p.B().eng, 0, rb.key, 20, 10, 0x105, 0xFF, 3) == 0);
+	send(0, 0x705);   // R1 (first posted that matches)
+	send(1, 0x705);   // R2 (wildcard posted before R3)
+	send(2, 0x905);   // R3
+	CHECK(got(1) == 'a');
+	CHECK(got(2) == 'b');
+	CHECK(got(3) == 'c');
+	CHECK(find(p.B(), 3)->tag == 0x905);
+	// unexpected: tags 1, 2, 1 arrive before any receive
+	send(3, 1);
+	send(4, 2);
+	send(5, 1);
+	REQUIRE(vr_post_recv(p.B().eng, 0, rb.key, 30, 10, 1, ~0ull, 4) == 0); // first tag 1
+	REQUIRE(vr_post_recv(p.B().eng, 0, rb.key, 40, 10, 0, 0, 5) == 0);     // oldest: tag 2
+	REQUIRE(vr_post_recv(p.B().eng, 0, rb.key, 50, 10, 1, ~0ull, 6) == 0); // second tag 1
+	CHECK(got(4) == 'd');
+	CHECK(got(5) == 'e');
+	CHECK(got(6) == 'f');
+	// truncation: recv smaller than message
+	REQUIRE(vr_post_recv(p.B().eng, 0, rb.key, 60, 4, 7, ~0ull, 7) == 0);
+	send(6, 7);
+	const vr_completion *c = find(p.B(), 7, VR_WC_RECV);
+	REQUIRE(c);
+	CHECK(c->status == -EMSGSIZE);
+	CHECK(c->bytes == 10);
+	CHECK(rb.data()[64] != 'g');
+	CHECK(rb.guards_ok(2));
+}
+
+TEST_CASE("deregistration cancels in-flight users and memory is never touched after")
+{
+	vr_config cfg = base_cfg();
+	cfg.window = 2; // keep the write in flight for a while
+	Pair p(cfg, cfg);
+	GuardedBuf src, dst, sink, rb;
+	src.init(200000, 1);
+	dst.init(200000, 2);
+	sink.init(200000, 3);
+	rb.init(1000, 4);
+	REQUIRE(reg(p.A(), 0, src, 0) == 0);
+	REQUIRE(reg(p.A(), 0, sink, VR_ACCESS_LOCAL_WRITE) == 0);
+	REQUIRE(reg(p.B(), 0, dst, VR_ACCESS_ALL) == 0);
+	REQUIRE(reg(p.B(), 0, rb, VR_ACCESS_LOCAL_WRITE) == 0);
+	SUBCASE("local source of a write") {
+		REQUIRE(vr_post_write(p.A().eng, p.ca, src.key, 0, dst.key, 0, 150000, 1) == 0);
+		p.s.run(nullptr, p.s.now + 20000);
+		REQUIRE(find(p.A(), 1) == nullptr);
+		REQUIRE(vr_dereg_mr(p.A().eng, src.key) == 0);
+		REQUIRE(count(p.A(), 1) == 1);
+		CHECK(find(p.A(), 1)->status == -ECANCELED);
+		auto snap = src.raw;
+		std::fill(src.raw.begin(), src.raw.end(), 0xCC); // host reuses it
+		p.s.run(nullptr, p.s.now + 100000000);
+		CHECK(count(p.A(), 1) == 1);
+		// every target byte is either untouched or the pre-dereg source byte:
+		// nothing of the reused buffer reached the peer
+		GuardedBuf pristine;
+		pristine.init(200000, 2);
+		size_t bad = 0;
+		for (size_t i = 0; i < 150000; i++)
+			if (dst.data()[i] != pristine.data()[i] &&
+			    dst.data()[i] != snap[GuardedBuf::G + i])
+				bad++;
+		CHECK(bad == 0);
+		CHECK(dst.guards_ok(2));
+		CHECK(vr_conn_state(p.A().eng, p.ca) == VR_CONN_CONNECTED);
+		GuardedBuf s2;
+		s2.init(100, 9);
+		REQUIRE(reg(p.A(), 0, s2, 0) == 0);
+		REQUIRE(vr_post_write(p.A().eng, p.ca, s2.key, 0, dst.key, 0, 100, 2) == 0);
+		REQUIRE(p.wait(2));
+		CHECK(find(p.A(), 2)->status == 0);
+	}
+	SUBCASE("local sink of a read") {
+		REQUIRE(vr_post_read(p.A().eng, p.ca, sink.key, 0, dst.key, 0, 150000, 1) == 0);
+		p.s.run(nullptr, p.s.now + 30000);
+		REQUIRE(find(p.A(), 1) == nullptr);
+		REQUIRE(vr_dereg_mr(p.A().eng, sink.key) == 0);
+		CHECK(find(p.A(), 1)->status == -ECANCELED);
+		auto snap = sink.raw;
+		p.s.run(nullptr, p.s.now + 100000000);
+		CHECK(sink.raw == snap);
+		CHECK(count(p.A(), 1) == 1);
+	}
+	SUBCASE("remote target of a write") {
+		REQUIRE(vr_post_write(p.A().eng, p.ca, src.key, 0, dst.key, 0, 150000, 1) == 0);
+		p.s.run(nullptr, p.s.now + 20000);
+		REQUIRE(vr_dereg_mr(p.B().eng, dst.key) == 0);
+		auto snap = dst.raw;
+		p.s.run(nullptr, p.s.now + 100000000);
+		CHECK(dst.raw == snap);
+		REQUIRE(count(p.A(), 1) == 1);
+		CHECK(find(p.A(), 1)->status == -EACCES);
+	}
+	SUBCASE("remote source of a read") {
+		REQUIRE(vr_post_read(p.A().eng, p.ca, sink.key, 0, dst.key, 0, 150000, 1) == 0);
+		p.s.run(nullptr, p.s.now + 30000);
+		REQUIRE(vr_dereg_mr(p.B().eng, dst.key) == 0);
+		p.s.run(nullptr, p.s.now + 100000000);
+		REQUIRE(count(p.A(), 1) == 1);
+		CHECK(find(p.A(), 1)->status == -EACCES);
+		CHECK(sink.guards_ok(3));
+	}
+	SUBCASE("posted receive buffer") {
+		REQUIRE(vr_post_recv(p.B().eng, 0, rb.key, 0, 1000, 0, 0, 1) == 0);
+		REQUIRE(vr_dereg_mr(p.B().eng, rb.key) == 0);
+		CHECK(find(p.B(), 1)->status == -ECANCELED);
+		auto snap = rb.raw;
+		REQUIRE(vr_post_send(p.A().eng, p.ca, src.key, 0, 10, 0, 2) == 0);
+		p.s.run(nullptr, p.s.now + 1000000);
+		CHECK(rb.raw == snap);
+		CHECK(count(p.B(), 1) == 1);
+	}
+}
+
+TEST_CASE("disconnect: local ops cancelled, peer told")
+{
+	Pair p;
+	GuardedBuf src, dst;
+	src.init(100000, 1);
+	dst.init(100000, 2);
+	REQUIRE(reg(p.A(), 0, src, 0) == 0);
+	REQUIRE(reg(p.B(), 0, dst, VR_ACCESS_ALL) == 0);
+	REQUIRE(vr_post_write(p.A().eng, p.ca, src.key, 0, dst.key, 0, 100000, 1) == 0);
+	REQUIRE(vr_disconnect(p.A().eng, p.ca) == 0);
+	CHECK(find(p.A(), 1)->status == -ECANCELED);
+	p.s.run(nullptr, p.s.now + 100000000);
+	const vr_completion *d = find(p.B(), 0, VR_WC_DISCONNECT);
+	REQUIRE(d);
+	CHECK(d->status == -ECONNRESET);
+	CHECK(vr_conn_state(p.A().eng, p.ca) == -ENOENT);
+	CHECK(vr_conn_state(p.B().eng, p.cb) == VR_CONN_ERROR);
+	CHECK(vr_disconnect(p.B().eng, p.cb) == 0);
+	CHECK(count(p.A(), 1) == 1);
+}
+
+TEST_CASE("DRR: backlogged endpoints share the wire in proportion to weight")
+{
+	vrsim::Sim s(11);
+	vr_config cfg = base_cfg();
+	cfg.window = 64;
+	REQUIRE(s.add_node(cfg) == 0);
+	REQUIRE(s.add_node(cfg) == 1);
+	s.link(0, 1).gbps = 1; // slow wire -> the host queue fills -> -EAGAIN
+	s.link(0, 1).queue_ns = 20000;
+	REQUIRE(vr_ep_open(s.node(0).eng, 0, 1, false) == 0);
+	REQUIRE(vr_ep_open(s.node(0).eng, 1, 3, false) == 0);
+	REQUIRE(vr_ep_open(s.node(1).eng, 0, 1, true) == 0);
+	uint32_t c0, c1, p0, p1;
+	REQUIRE(connect(s, 0, 0, 1, 0, &c0, &p0));
+	REQUIRE(connect(s, 0, 1, 1, 0, &c1, &p1));
+	GuardedBuf s0, s1, d;
+	s0.init(1 << 20, 1);
+	s1.init(1 << 20, 2);
+	d.init(1 << 20, 3);
+	REQUIRE(reg(s.node(0), 0, s0, 0) == 0);
+	REQUIRE(reg(s.node(0), 1, s1, 0) == 0);
+	REQUIRE(reg(s.node(1), 0, d, VR_ACCESS_REMOTE_WRITE) == 0);
+	vr_counters b0{}, b1{};
+	vr_ep_counters(s.node(0).eng, 0, &b0);
+	vr_ep_counters(s.node(0).eng, 1, &b1);
+	REQUIRE(vr_post_write(s.node(0).eng, c0, s0.key, 0, d.key, 0, 1 << 20, 1) == 0);
+	REQUIRE(vr_post_write(s.node(0).eng, c1, s1.key, 0, d.key, 0, 1 << 20, 2) == 0);
+	s.run(nullptr, s.now + 4000000); // 4 ms at 1 Gb/s: both still backlogged
+	CHECK(find(s.node(0), 1) == nullptr);
+	CHECK(find(s.node(0), 2) == nullptr);
+	vr_counters e0{}, e1{};
+	vr_ep_counters(s.node(0).eng, 0, &e0);
+	vr_ep_counters(s.node(0).eng, 1, &e1);
+	double r = double(e1.tx_bytes - b1.tx_bytes) / double(e0.tx_bytes - b0.tx_bytes);
+	CAPTURE(r);
+	CHECK(r > 2.5);
+	CHECK(r < 3.5);
+	CHECK(vr_engine_counters(s.node(0).eng)->xmit_eagain > 0);
+	REQUIRE(s.run([&] { return find(s.node(0), 1) && find(s.node(0), 2); }, s.now + 1000000000));
+	CHECK(find(s.node(0), 1)->status == 0);
+	CHECK(find(s.node(0), 2)->status == 0);
+}
+
+TEST_CASE("PSN wrap-around and large MTU")
+{
+	vr_config cfg = base_cfg();
+	cfg.mtu = 65535;
+	vrsim::Sim s(5);
+	REQUIRE(s.add_node(cfg) == 0);
+	REQUIRE(s.add_node(cfg) == 1);
+	// force ISNs near 2^32 so the PSN space wraps during the transfer
+	s.node(0).rng = vrsim::Rng(0);
+	REQUIRE(vr_ep_open(s.node(0).eng, 0, 1, false) == 0);
+	REQUIRE(vr_ep_open(s.node(1).eng, 0, 1, true) == 0);
+	s.link(0, 1).loss_ppm = 20000;
+	uint32_t ca, cb;
+	REQUIRE(connect(s, 0, 0, 1, 0, &ca, &cb));
+	GuardedBuf src, dst;
+	src.init(3 << 20, 1);
+	dst.init(3 << 20, 2);
+	REQUIRE(reg(s.node(0), 0, src, 0) == 0);
+	REQUIRE(reg(s.node(1), 0, dst, VR_ACCESS_REMOTE_WRITE) == 0);
+	REQUIRE(vr_post_write(s.node(0).eng, ca, src.key, 0, dst.key, 0, 3 << 20, 1) == 0);
+	REQUIRE(s.run([&] { return find(s.node(0), 1) != nullptr; }, s.now + 2000000000));
+	CHECK(find(s.node(0), 1)->status == 0);
+	CHECK(memcmp(src.data(), dst.data(), 3 << 20) == 0);
+	CHECK(dst.guards_ok(2));
+}
