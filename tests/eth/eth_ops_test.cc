@@ -3,6 +3,8 @@
 // inside the test's own network namespace.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <array>
 #include <cstring>
 #include <numeric>
 #include <random>
@@ -84,4 +86,258 @@ TEST_CASE("write then read back, bit for bit, at MTU 1500, 9000 and 65535") {
             one_sided_round_trip(mtu, size);
         }
     }
+}
+
+namespace {
+
+// A connected pair of endpoints (1 on a, listening 1 on b) and a loop.
+struct connected {
+    pair_of_devices net;
+    vmrdma::endpoint ea, eb;
+    connected(unsigned mtu, vmrdma::device_options options = {})
+        : net(mtu),
+          ea(),
+          eb() {
+        (void)options;
+        ea = net.a->open_endpoint(1);
+        eb = net.b->open_endpoint(1, {.weight = 1, .listen = true});
+    }
+};
+
+}  // namespace
+
+TEST_CASE("sizes from 1 byte to 64 MiB arrive bit for bit") {
+    if (vmrdma::testing::skip_network_tests()) return;
+    connected c(65535);
+    constexpr std::size_t max = 64u << 20;
+    auto src = pattern(max, 7);
+    std::vector<std::byte> dst(max, std::byte{0});
+    auto src_mr = c.ea.register_memory(src, access::none);
+    auto dst_mr = c.eb.register_memory(dst, access::remote_write);
+    auto body = [&]() -> task<void> {
+        auto [client, server] = co_await connect_pair(c.ea, c.eb, c.net.b->mac());
+        std::uint64_t offset = 0;
+        for (std::size_t size = 1; size <= max / 2; size = size * 3 + 1) {
+            co_await client.write(src_mr, offset, dst_mr.remote(), offset, static_cast<std::uint32_t>(size));
+            CHECK(std::memcmp(dst.data() + offset, src.data() + offset, size) == 0);
+            offset = (offset + size) % (max / 2);
+        }
+        co_await client.write(src_mr, 0, dst_mr.remote(), 0, static_cast<std::uint32_t>(max));
+    };
+    c.net.loop.run(body());
+    CHECK(dst == src);
+}
+
+TEST_CASE("tagged send/recv: matching by tag and mask, in posting order") {
+    if (vmrdma::testing::skip_network_tests()) return;
+    connected c(1500);
+    std::vector<std::byte> out(3 * 4096), in(3 * 4096, std::byte{0});
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] = static_cast<std::byte>(i / 4096 + 1);
+    auto out_mr = c.ea.register_memory(out, access::none);
+    auto in_mr = c.eb.register_memory(in, access::local_write);
+    auto body = [&]() -> task<void> {
+        auto [client, server] = co_await connect_pair(c.ea, c.eb, c.net.b->mac());
+        // Receives: exact tag 0x20, then "any tag with low byte 0x10", then anything.
+        auto r0 = c.eb.recv(in_mr, 0, 4096, 0x20);
+        auto r1 = c.eb.recv(in_mr, 4096, 4096, 0x10, 0xff);
+        auto r2 = c.eb.recv(in_mr, 8192, 4096, 0, 0);
+        auto sends = [&]() -> task<void> {
+            co_await client.send(out_mr, 0, 4096, 0x7710);   // matches r1 (mask 0xff)
+            co_await client.send(out_mr, 4096, 4096, 0x20);  // matches r0 (exact)
+            co_await client.send(out_mr, 8192, 100, 0x99);   // matches r2 (mask 0)
+        };
+        auto [a, b, d, unused] = co_await vmrdma::when_all(std::move(r0), std::move(r1), std::move(r2), sends());
+        (void)unused;
+        CHECK(a.tag == 0x20);
+        CHECK(a.length == 4096);
+        CHECK(b.tag == 0x7710);
+        CHECK(d.tag == 0x99);
+        CHECK(d.length == 100);
+    };
+    c.net.loop.run(body());
+    CHECK(in[0] == std::byte{2});      // r0 got the second send
+    CHECK(in[4096] == std::byte{1});   // r1 got the first
+    CHECK(in[8192] == std::byte{3});   // r2 got the third
+    CHECK(in[8192 + 100] == std::byte{0});  // nothing past the message length
+}
+
+TEST_CASE("a send that arrives before its receive is posted waits in the unexpected queue") {
+    if (vmrdma::testing::skip_network_tests()) return;
+    connected c(9000);
+    std::vector<std::byte> out(1000, std::byte{0x42}), in(1000, std::byte{0});
+    auto out_mr = c.ea.register_memory(out, access::none);
+    auto in_mr = c.eb.register_memory(in, access::local_write);
+    auto body = [&]() -> task<void> {
+        auto [client, server] = co_await connect_pair(c.ea, c.eb, c.net.b->mac());
+        co_await client.send(out_mr, 0, 1000, 5);
+        auto r = co_await c.eb.recv(in_mr, 0, 1000, 5);
+        CHECK(r.length == 1000);
+    };
+    c.net.loop.run(body());
+    CHECK(in == out);
+}
+
+TEST_CASE("atomics: fetch_add and compare_swap return the previous value and apply once") {
+    if (vmrdma::testing::skip_network_tests()) return;
+    connected c(1500);
+    alignas(8) std::array<std::uint64_t, 2> words{100, 7};
+    auto words_mr = c.eb.register_memory(std::as_writable_bytes(std::span(words)), access::remote_atomic);
+    auto body = [&]() -> task<void> {
+        auto [client, server] = co_await connect_pair(c.ea, c.eb, c.net.b->mac());
+        auto remote = words_mr.remote();
+        CHECK(co_await client.fetch_add(remote, 0, 5) == 100);
+        CHECK(co_await client.fetch_add(remote, 0, 1) == 105);
+        CHECK(co_await client.compare_swap(remote, 8, 8, 9) == 7);   // no swap: 7 != 8
+        CHECK(co_await client.compare_swap(remote, 8, 7, 70) == 7);  // swaps
+        std::vector<task<std::uint64_t>> adds;
+        for (int i = 0; i < 100; ++i) adds.push_back(client.fetch_add(remote, 0, 1));
+        co_await vmrdma::when_all(std::move(adds));
+    };
+    c.net.loop.run(body());
+    CHECK(words[0] == 206);
+    CHECK(words[1] == 70);
+}
+
+TEST_CASE("many operations posted together, then a fence") {
+    if (vmrdma::testing::skip_network_tests()) return;
+    connected c(9000);
+    constexpr std::size_t chunk = 64 * 1024, count = 64;
+    auto src = pattern(chunk * count, 3);
+    std::vector<std::byte> dst(chunk * count, std::byte{0});
+    auto src_mr = c.ea.register_memory(src, access::none);
+    auto dst_mr = c.eb.register_memory(dst, access::remote_write);
+    auto body = [&]() -> task<void> {
+        auto [client, server] = co_await connect_pair(c.ea, c.eb, c.net.b->mac());
+        vmrdma::async_scope scope;
+        for (std::size_t i = 0; i < count; ++i)
+            scope.spawn(client.write(src_mr, i * chunk, dst_mr.remote(), i * chunk, chunk));
+        co_await client.fence();
+        CHECK(dst == src);  // the fence returned only after every write completed
+        co_await scope.join();
+    };
+    c.net.loop.run(body());
+}
+
+TEST_CASE("remote access errors are typed: bad key, out of bounds, access denied") {
+    if (vmrdma::testing::skip_network_tests()) return;
+    connected c(1500);
+    std::vector<std::byte> local(4096, std::byte{1}), remote_mem(4096, std::byte{0});
+    auto local_mr = c.ea.register_memory(local, access::local_write);
+    auto read_only = c.eb.register_memory(remote_mem, access::remote_read);
+    // As in RC verbs, a remote access error fails the operation with its
+    // reason and then the connection: later operations see peer_gone.
+    auto expect = [&](errc want, auto make_op) -> task<void> {
+        auto [client, server] = co_await connect_pair(c.ea, c.eb, c.net.b->mac());
+        try {
+            co_await make_op(client);
+            FAIL("the operation should have failed");
+        } catch (const error& e) {
+            CHECK_MESSAGE(e.code() == want, e.what());
+        }
+        try {
+            co_await client.read(local_mr, 0, read_only.remote(), 0, 16);
+            FAIL("the connection should be in error");
+        } catch (const error& e) {
+            CHECK_MESSAGE(e.code() == errc::peer_gone, e.what());
+        }
+    };
+    auto body = [&]() -> task<void> {
+        auto r = read_only.remote();
+        vmrdma::remote_region forged{r.rkey ^ 0x5a5a0000u, r.length};
+        co_await expect(errc::bad_key, [&](connection& k) { return k.write(local_mr, 0, forged, 0, 16); });
+        co_await expect(errc::out_of_bounds, [&](connection& k) { return k.read(local_mr, 0, r, 4000, 97); });
+        co_await expect(errc::access_denied, [&](connection& k) { return k.write(local_mr, 0, r, 0, 16); });
+        // A fresh connection works.
+        auto [client, server] = co_await connect_pair(c.ea, c.eb, c.net.b->mac());
+        co_await client.read(local_mr, 0, r, 0, 4096);
+    };
+    c.net.loop.run(body());
+    CHECK(std::all_of(remote_mem.begin(), remote_mem.end(), [](std::byte b) { return b == std::byte{0}; }));
+    CHECK(std::all_of(local.begin(), local.end(), [](std::byte b) { return b == std::byte{0}; }));
+    CHECK(c.net.b->stats().naks_sent >= 3);
+}
+
+TEST_CASE("connecting to an endpoint that does not exist fails with no_such_endpoint") {
+    if (vmrdma::testing::skip_network_tests()) return;
+    connected c(1500);
+    auto body = [&]() -> task<void> { co_await c.ea.connect(c.net.b->mac(), 99); };
+    try {
+        c.net.loop.run(body());
+        FAIL("connect should fail");
+    } catch (const error& e) {
+        CHECK_MESSAGE(e.code() == errc::no_such_endpoint, e.what());
+    }
+}
+
+TEST_CASE("a deregistered region can no longer be named") {
+    if (vmrdma::testing::skip_network_tests()) return;
+    connected c(1500);
+    std::vector<std::byte> local(64, std::byte{9}), remote_mem(64, std::byte{0});
+    auto local_mr = c.ea.register_memory(local, access::none);
+    auto body = [&]() -> task<void> {
+        auto [client, server] = co_await connect_pair(c.ea, c.eb, c.net.b->mac());
+        vmrdma::remote_region old;
+        {
+            auto mr = c.eb.register_memory(remote_mem, access::remote_write);
+            old = mr.remote();
+            co_await client.write(local_mr, 0, old, 0, 8);
+        }
+        try {
+            co_await client.write(local_mr, 0, old, 8, 8);
+            FAIL("a write to a deregistered region must fail");
+        } catch (const error& e) {
+            CHECK(e.code() == errc::bad_key);
+        }
+    };
+    c.net.loop.run(body());
+    CHECK(remote_mem[0] == std::byte{9});
+    CHECK(remote_mem[8] == std::byte{0});
+}
+
+TEST_CASE("a stop token cancels a receive that nothing will match") {
+    if (vmrdma::testing::skip_network_tests()) return;
+    connected c(1500);
+    std::vector<std::byte> in(64);
+    auto in_mr = c.eb.register_memory(in, access::local_write);
+    auto body = [&]() -> task<void> {
+        co_await c.eb.recv(in_mr, 0, 64, 1234, ~0ull, {});
+    };
+    try {
+        c.net.loop.run(vmrdma::with_timeout(c.net.loop, 20ms, [&](std::stop_token st) {
+            return c.eb.recv(in_mr, 0, 64, 1234, ~0ull, st);
+        }));
+        FAIL("the receive should have timed out");
+    } catch (const error& e) {
+        CHECK(e.code() == errc::timeout);
+    }
+    (void)body;
+}
+
+TEST_CASE("a peer that vanishes fails operations with errc::timeout, no hang") {
+    if (vmrdma::testing::skip_network_tests()) return;
+    vmrdma::device_options quick;
+    quick.rto_ns = 2'000'000;
+    quick.retry_limit = 3;
+    event_loop loop;
+    vmrdma::testing::veth_pair veth("vrgone-a", "vrgone-b", 1500);
+    auto a = device::open(loop, "eth:" + veth.a, quick);
+    auto b = device::open(loop, "eth:" + veth.b, quick);
+    auto ea = a->open_endpoint(1);
+    auto eb = b->open_endpoint(1, {.weight = 1, .listen = true});
+    std::vector<std::byte> local(1 << 20, std::byte{1}), remote_mem(1 << 20);
+    auto local_mr = ea.register_memory(local, access::none);
+    auto remote_mr = eb.register_memory(remote_mem, access::remote_write);
+    auto body = [&]() -> task<void> {
+        auto [client, server] = co_await connect_pair(ea, eb, b->mac());
+        co_await client.write(local_mr, 0, remote_mr.remote(), 0, 4096);
+        vmrdma::testing::run("ip link set " + veth.b + " down");  // the peer is gone
+        try {
+            co_await client.write(local_mr, 0, remote_mr.remote(), 0, 1 << 20);
+            FAIL("the write should time out");
+        } catch (const error& e) {
+            CHECK_MESSAGE(e.code() == errc::timeout, e.what());
+        }
+        CHECK(a->stats().retransmits > 0);
+    };
+    loop.run(body());
 }
