@@ -375,7 +375,7 @@ static int emit_ctl_replies(struct vr_engine *eng, u32 budget)
 		h.dst_ep = r->dst_ep;
 		h.conn_id = r->peer_conn;
 		vr_wire_put_eth(eng->txhdr, r->mac, eng->cfg.mac, eng->cfg.ethertype);
-		vr_wire_encode_full(eng->txhdr + VR_ETH_HLEN, &h, NULL);
+		vr_wire_encode_full(eng->txhdr, &h, NULL);
 		eng->txf.hdr = eng->txhdr;
 		eng->txf.hdr_len = sizeof(eng->txhdr);
 		eng->txf.nfrags = 0;

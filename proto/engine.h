@@ -9,6 +9,8 @@
  *   - drives timers:                       vr_engine_next_timeout / vr_engine_on_timer
  *   - posts operations on connections and gets exactly one completion per op
  *     through host_ops.complete.
+ * After vr_engine_input, vr_post_*, vr_engine_on_timer or a freed host
+ * queue, the host calls vr_engine_tx_poll: nothing is sent otherwise.
  * All calls on one engine must be serialised by the host.  Times are u64 ns.
  * Errors are negative errno values.
  */

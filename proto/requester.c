@@ -6,7 +6,7 @@
 u32 vr_op_frames(const struct vr_engine *eng, u32 kind, u32 len)
 {
 	if (kind == VR_K_WRITE || kind == VR_K_SEND || kind == VR_K_READ_RESP)
-		return len ? (u32)(((u64)len + eng->mps - 1) / eng->mps) : 1;
+		return len ? len / eng->mps + (len % eng->mps != 0) : 1; /* 32-bit math only */
 	return 1;
 }
 
@@ -176,7 +176,7 @@ static void finish(struct vr_engine *eng, struct vr_conn *c, struct vr_hdr *h,
 
 	vr_wire_put_eth(eng->txhdr, c->peer_mac, eng->cfg.mac, eng->cfg.ethertype);
 	vr_wire_encode(vh, h);
-	st = vr_wire_hdr_crc_state(vh);
+	st = vr_wire_hdr_crc_state(eng->txhdr);
 	eng->txf.nfrags = 0;
 	if (h->payload_len) {
 		st = eng->mem->crc32c(src->mem, off, h->payload_len, st);
@@ -185,7 +185,7 @@ static void finish(struct vr_engine *eng, struct vr_conn *c, struct vr_hdr *h,
 		eng->txf.frag[0].len = h->payload_len;
 		eng->txf.nfrags = 1;
 	}
-	vr_wire_set_crc(vh, st ^ 0xFFFFFFFFu);
+	vr_wire_set_crc(eng->txhdr, st ^ 0xFFFFFFFFu);
 	eng->txf.hdr = eng->txhdr;
 	eng->txf.hdr_len = sizeof(eng->txhdr);
 	eng->txf.len = sizeof(eng->txhdr) + h->payload_len;

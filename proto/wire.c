@@ -32,27 +32,27 @@ void vr_wire_encode(u8 *o, const struct vr_hdr *h)
 	vr_put_be32(o + VR_OFF_CRC, 0);
 }
 
-u32 vr_wire_hdr_crc_state(const u8 *hdr)
+u32 vr_wire_hdr_crc_state(const u8 *frame)
 {
-	return vr_crc32c_update(VR_CRC32C_INIT, hdr, VR_HDR_LEN);
+	return vr_crc32c_update(VR_CRC32C_INIT, frame, VR_ETH_HLEN + VR_HDR_LEN);
 }
 
-void vr_wire_set_crc(u8 *hdr, u32 crc)
+void vr_wire_set_crc(u8 *frame, u32 crc)
 {
-	vr_put_be32(hdr + VR_OFF_CRC, crc);
+	vr_put_be32(frame + VR_ETH_HLEN + VR_OFF_CRC, crc);
 }
 
-void vr_wire_encode_full(u8 *out, const struct vr_hdr *h, const void *payload)
+void vr_wire_encode_full(u8 *frame, const struct vr_hdr *h, const void *payload)
 {
 	u32 st;
 
-	vr_wire_encode(out, h);
-	st = vr_wire_hdr_crc_state(out);
+	vr_wire_encode(frame + VR_ETH_HLEN, h);
+	st = vr_wire_hdr_crc_state(frame);
 	if (h->payload_len) {
 		st = vr_crc32c_update(st, payload, h->payload_len);
-		memcpy(out + VR_HDR_LEN, payload, h->payload_len);
+		memcpy(frame + VR_ETH_HLEN + VR_HDR_LEN, payload, h->payload_len);
 	}
-	vr_wire_set_crc(out, vr_crc32c_final(st));
+	vr_wire_set_crc(frame, vr_crc32c_final(st));
 }
 
 bool vr_opcode_valid(u8 op)
@@ -216,7 +216,9 @@ int vr_wire_parse(const void *frame, u32 len, u16 ethertype, struct vr_parsed *o
 	 * so there is no padding to tolerate. */
 	if (vr_get_be16(p + VR_OFF_PAYLOAD_LEN) != len - VR_ETH_HLEN - VR_HDR_LEN)
 		return -EMSGSIZE;
-	st = vr_crc32c_update(VR_CRC32C_INIT, p, VR_OFF_CRC);
+	/* CRC covers the Ethernet header too: a flipped MAC must not create a
+	 * "new peer" (e.g. a ghost connection from a corrupted CONNECT_REQ). */
+	st = vr_crc32c_update(VR_CRC32C_INIT, f, VR_ETH_HLEN + VR_OFF_CRC);
 	st = vr_crc32c_update(st, zero, 4);
 	st = vr_crc32c_update(st, p + VR_HDR_LEN, len - VR_ETH_HLEN - VR_HDR_LEN);
 	crc = vr_get_be32(p + VR_OFF_CRC);

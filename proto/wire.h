@@ -4,7 +4,7 @@
  *
  * Frame = 14-byte Ethernet header + 64-byte vmrdma header + payload.
  * All multi-byte fields are big-endian.  The CRC32C field covers the
- * vmrdma header (with the CRC field zeroed) followed by the payload.
+ * Ethernet header, the vmrdma header (CRC field zeroed) and the payload.
  */
 #ifndef VR_WIRE_H
 #define VR_WIRE_H
@@ -124,18 +124,20 @@ struct vr_parsed {
 void vr_wire_put_eth(u8 *eth, const u8 dst[6], const u8 src[6], u16 ethertype);
 
 /*
- * Encode h into out[0..VR_HDR_LEN) with the CRC field zero.  The CRC is
- * filled by vr_wire_set_crc once the payload CRC is known (the payload may
- * live in host memory reachable only through mem ops).
+ * Encode h into vh[0..VR_HDR_LEN) (the vmrdma header, right after the
+ * Ethernet header) with the CRC field zero.  The CRC is filled in by
+ * vr_wire_set_crc once the payload CRC is known (the payload may live in host
+ * memory reachable only through mem ops).
  */
-void vr_wire_encode(u8 *out, const struct vr_hdr *h);
+void vr_wire_encode(u8 *vh, const struct vr_hdr *h);
 
-/* crc32c-state after the header (CRC field must be zero in hdr). */
-u32 vr_wire_hdr_crc_state(const u8 *hdr);
-void vr_wire_set_crc(u8 *hdr, u32 crc);
+/* CRC32C state after Ethernet + vmrdma header of frame (CRC field zero). */
+u32 vr_wire_hdr_crc_state(const u8 *frame);
+void vr_wire_set_crc(u8 *frame, u32 crc);
 
-/* Encode header plus a contiguous payload and set CRC (tests, simple hosts). */
-void vr_wire_encode_full(u8 *out, const struct vr_hdr *h, const void *payload);
+/* frame already holds the Ethernet header: encode header and contiguous
+ * payload after it and set the CRC (tests, control frames). */
+void vr_wire_encode_full(u8 *frame, const struct vr_hdr *h, const void *payload);
 
 /*
  * Parse a full Ethernet frame.  Never reads outside frame[0..len).

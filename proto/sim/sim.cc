@@ -101,8 +101,10 @@ int Sim::xmit(Node &n, const vr_frame *f)
 	if (b.size() != f->len)
 		abort();
 	int to = route(b.data());
-	if (to < 0)
+	if (to < 0) {
+		n.tx_accepted++; // on the wire, nobody listens
 		return 0;
+	}
 	Link &l = links[{n.idx, to}];
 	if (l.busy_until > now + l.cfg.queue_ns) {
 		l.st.eagain++;

@@ -326,13 +326,19 @@ TEST_CASE("forged frame from an unknown source is dropped")
 	std::vector<uint8_t> f(VR_ETH_HLEN + VR_HDR_LEN + 16);
 	uint8_t evil[6] = {2, 0, 0, 0, 0, 0x66};
 	vr_wire_put_eth(f.data(), p.B().mac, evil, VR_ETHERTYPE_DEFAULT);
-	vr_wire_encode_full(f.data() + VR_ETH_HLEN, &h, pl);
+	vr_wire_encode_full(f.data(), &h, pl);
 	uint64_t before = vr_engine_counters(p.B().eng)->drop_no_conn;
 	CHECK(vr_engine_input(p.B().eng, f.data(), (uint32_t)f.size(), p.s.now) == -ENOTCONN);
 	CHECK(vr_engine_counters(p.B().eng)->drop_no_conn == before + 1);
 	// not addressed to B at all
 	vr_wire_put_eth(f.data(), evil, p.A().mac, VR_ETHERTYPE_DEFAULT);
+	vr_wire_encode_full(f.data(), &h, pl);
 	CHECK(vr_engine_input(p.B().eng, f.data(), (uint32_t)f.size(), p.s.now) == -EADDRNOTAVAIL);
+	// right everything, but the source MAC flipped in flight: CRC catches it
+	vr_wire_put_eth(f.data(), p.B().mac, p.A().mac, VR_ETHERTYPE_DEFAULT);
+	vr_wire_encode_full(f.data(), &h, pl);
+	f[6 + 5] ^= 0x40;
+	CHECK(vr_engine_input(p.B().eng, f.data(), (uint32_t)f.size(), p.s.now) == -EBADMSG);
 	CHECK(dst.raw == snap);
 }
 

@@ -39,7 +39,7 @@ std::vector<uint8_t> frame(const vr_hdr &h, const std::vector<uint8_t> &pl)
 	vr_wire_put_eth(f.data(), kDst, kSrc, VR_ETHERTYPE_DEFAULT);
 	vr_hdr hh = h;
 	hh.payload_len = (uint16_t)pl.size();
-	vr_wire_encode_full(f.data() + VR_ETH_HLEN, &hh, pl.data());
+	vr_wire_encode_full(f.data(), &hh, pl.data());
 	return f;
 }
 
@@ -55,7 +55,7 @@ void reseal(std::vector<uint8_t> &f)
 {
 	uint8_t *h = f.data() + VR_ETH_HLEN;
 	memset(h + VR_OFF_CRC, 0, 4);
-	uint32_t st = vr_crc32c_update(VR_CRC32C_INIT, h, (uint32_t)(f.size() - VR_ETH_HLEN));
+	uint32_t st = vr_crc32c_update(VR_CRC32C_INIT, f.data(), (uint32_t)f.size());
 	vr_put_be32(h + VR_OFF_CRC, vr_crc32c_final(st));
 }
 
@@ -176,14 +176,16 @@ TEST_CASE("each malformed class maps to its own error and class")
 		reseal(f);
 		CHECK(parse(f) == -EOPNOTSUPP);
 	}
-	SUBCASE("checksum: any single bit flip after the Ethernet header") {
-		for (size_t i = VR_ETH_HLEN; i < good.size(); i++) {
+	SUBCASE("checksum: any single bit flip anywhere, MACs included") {
+		for (size_t i = 0; i < good.size(); i++) {
 			auto f = good;
 			f[i] ^= 0x10;
 			int rc = parse(f);
 			CAPTURE(i);
-			// version and length fields are checked before the CRC
-			if (i == VR_ETH_HLEN + VR_OFF_VERSION)
+			// EtherType, version and length are checked before the CRC
+			if (i == 12 || i == 13)
+				CHECK(rc == -EPFNOSUPPORT);
+			else if (i == VR_ETH_HLEN + VR_OFF_VERSION)
 				CHECK(rc == -EPROTONOSUPPORT);
 			else if (i == VR_ETH_HLEN + VR_OFF_PAYLOAD_LEN ||
 				 i == VR_ETH_HLEN + VR_OFF_PAYLOAD_LEN + 1)

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs vmrdma for use outside Bazel: headers, libvmrdma.so and vmrdma.pc.
+#   bazel run //:install -- [PREFIX]     (default PREFIX: /usr/local)
+# Then: g++ -std=c++20 app.cc $(pkg-config --cflags --libs vmrdma)
+# (with PKG_CONFIG_PATH=PREFIX/lib/pkgconfig for a PREFIX pkg-config does not search).
+set -euo pipefail
+if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
+    sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//'
+    exit 0
+fi
+prefix=${1:-/usr/local}
+case "$prefix" in /*) ;; *) prefix="${BUILD_WORKING_DIRECTORY:-$PWD}/$prefix" ;; esac
+
+# Inside `bazel run` (or a test) the inputs sit in the runfiles tree.
+here=${RUNFILES_DIR:-$0.runfiles}/vmrdma
+[ -d "$here" ] || here=$(cd "$(dirname "$0")/.." && pwd)
+
+# (mkdir/cp, not install(1): this script is itself called `install` in Bazel)
+mkdir -p "$prefix/include/vmrdma" "$prefix/lib/pkgconfig"
+cp "$here"/coro/include/vmrdma/*.hpp "$prefix/include/vmrdma/"
+chmod 0644 "$prefix"/include/vmrdma/*.hpp
+cp "$here/libvmrdma.so" "$prefix/lib/libvmrdma.so"
+chmod 0755 "$prefix/lib/libvmrdma.so"
+cat > "$prefix/lib/pkgconfig/vmrdma.pc" <<PC
+prefix=$prefix
+includedir=\${prefix}/include
+libdir=\${prefix}/lib
+
+Name: vmrdma
+Description: RDMA semantics over plain Ethernet with a C++20 coroutine API
+Version: 0.1.0
+Requires: liburing
+Cflags: -std=c++20 -I\${includedir}
+Libs: -L\${libdir} -Wl,-rpath,\${libdir} -lvmrdma
+PC
+echo "vmrdma installed under $prefix (headers, lib/libvmrdma.so, lib/pkgconfig/vmrdma.pc)"

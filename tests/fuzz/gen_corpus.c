@@ -1,0 +1,300 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+/*
+ * gen_corpus.c - writes the seed corpus of rx_fuzz (tests/fuzz/corpus/).
+ * Build and run with tests/fuzz/gen_corpus.sh.  Frames are written as
+ * FIXUP records with symbolic connection slots, region indexes, relative
+ * ACK PSNs and op-slot msg_ids (see rx_fuzz.h), so the seeds stay valid
+ * whatever ids and keys the engine mints; a few are raw frames with a real
+ * CRC for the parser.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "wire.h"
+#include "rx_fuzz.h"
+
+#define HDRS (VR_ETH_HLEN + VR_HDR_LEN)
+
+static u8 out[16384];
+static size_t olen;
+
+static void rec(u16 pfx, const u8 *body, u32 len)
+{
+	if (olen + 2 + len > sizeof(out))
+		abort();
+	out[olen++] = (u8)(pfx >> 8);
+	out[olen++] = (u8)pfx;
+	memcpy(out + olen, body, len);
+	olen += len;
+}
+
+static struct vr_hdr hdr(u8 op, u32 conn_slot, u16 src_ep, u16 dst_ep, u32 psn)
+{
+	struct vr_hdr h;
+
+	memset(&h, 0, sizeof(h));
+	h.version = VR_WIRE_VERSION;
+	h.opcode = op;
+	h.conn_id = conn_slot;
+	h.src_ep = src_ep;
+	h.dst_ep = dst_ep;
+	h.psn = psn;
+	return h;
+}
+
+/* A frame record; fixup != 0 marks it for the harness to finish. */
+static void frame(struct vr_hdr h, const u8 *payload, int fixup)
+{
+	u8 f[HDRS + 2048];
+
+	vr_wire_put_eth(f, RXF_OUR_MAC, RXF_PEER_MAC, VR_ETHERTYPE_DEFAULT);
+	vr_wire_encode_full(f, &h, payload);
+	rec((u16)((HDRS + h.payload_len) | (fixup ? RXF_REC_FIXUP : 0)), f,
+	    HDRS + h.payload_len);
+}
+
+static void action(const u8 *args, u32 n)
+{
+	rec((u16)(RXF_REC_ACTION | n), args, n);
+}
+
+#define ACT(...) do { const u8 a_[] = { __VA_ARGS__ }; action(a_, sizeof(a_)); } while (0)
+
+/* A, B: the two connections of the harness setup (slot, peer ep, our ep). */
+static struct vr_hdr on_a(u8 op, u32 psn) { return hdr(op, 0, RXF_PEER_EP_A, 0, psn); }
+static struct vr_hdr on_b(u8 op, u32 psn) { return hdr(op, 1, RXF_PEER_EP_B, 1, psn); }
+
+static const char *dir;
+
+static void save(const char *name)
+{
+	char path[512];
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	fp = fopen(path, "wb");
+	if (!fp || fwrite(out, 1, olen, fp) != olen || fclose(fp)) {
+		perror(path);
+		exit(1);
+	}
+	printf("%-28s %5zu bytes\n", name, olen);
+	olen = 0;
+}
+
+int main(int argc, char **argv)
+{
+	u8 pay[2048];
+	struct vr_hdr h;
+	u32 i;
+
+	if (argc != 2) {
+		fprintf(stderr, "usage: %s OUTDIR\n", argv[0]);
+		return 2;
+	}
+	dir = argv[1];
+	for (i = 0; i < sizeof(pay); i++)
+		pay[i] = (u8)(i * 7 + 3);
+
+	/* raw CONNECT_REQ to the second listener (real CRC), then data on it */
+	h = hdr(VR_OP_CONNECT_REQ, 0, 21, 2, 5000);
+	h.msg_id = 0x00C00003;
+	frame(h, NULL, 0);
+	h = hdr(VR_OP_ACK, 2, 21, 2, 5000);
+	frame(h, NULL, 1);
+	save("connect_req_ep2");
+
+	h = on_a(VR_OP_WRITE_ONLY, RXF_PEER_ISN_A);
+	h.flags = VR_F_ACKREQ;
+	h.rkey = 0;
+	h.remote_off = 16;
+	h.total_len = h.payload_len = 32;
+	frame(h, pay, 1);
+	save("write_only");
+
+	h = on_a(VR_OP_WRITE_FIRST, RXF_PEER_ISN_A);
+	h.rkey = 4;
+	h.total_len = 40;
+	h.payload_len = 16;
+	frame(h, pay, 1);
+	h = on_a(VR_OP_WRITE_MIDDLE, RXF_PEER_ISN_A + 1);
+	h.rkey = 4;
+	h.total_len = 40;
+	h.remote_off = 16;
+	h.payload_len = 16;
+	frame(h, pay + 16, 1);
+	h = on_a(VR_OP_WRITE_LAST, RXF_PEER_ISN_A + 2); /* PSN wrapped to 0 */
+	h.flags = VR_F_ACKREQ;
+	h.rkey = 4;
+	h.total_len = 40;
+	h.remote_off = 32;
+	h.payload_len = 8;
+	frame(h, pay + 32, 1);
+	save("write_multi_wrap");
+
+	h = on_a(VR_OP_SEND_ONLY, RXF_PEER_ISN_A);
+	h.flags = VR_F_ACKREQ;
+	h.operand_a = 0x55;
+	h.total_len = h.payload_len = 40;
+	frame(h, pay, 1);
+	save("send_only");
+
+	/* three sends for two receives: the third is unexpected, then a
+	 * receive is posted for it */
+	for (i = 0; i < 3; i++) {
+		h = on_a(VR_OP_SEND_ONLY, RXF_PEER_ISN_A + i);
+		h.operand_a = i + 1;
+		h.total_len = h.payload_len = (u16)(20 + i);
+		frame(h, pay + i, 1);
+	}
+	ACT(RXF_A_POST_RECV, 0, 3, 0x01, 0x00, 0x00, 0x80, 0, 0);
+	save("send_unexpected");
+
+	h = on_b(VR_OP_SEND_FIRST, RXF_PEER_ISN_B);
+	h.total_len = 1000;
+	h.payload_len = 400;
+	frame(h, pay, 1);
+	h = on_b(VR_OP_SEND_MIDDLE, RXF_PEER_ISN_B + 1);
+	h.total_len = 1000;
+	h.remote_off = 400;
+	h.payload_len = 400;
+	frame(h, pay + 400, 1);
+	h = on_b(VR_OP_SEND_LAST, RXF_PEER_ISN_B + 2);
+	h.flags = VR_F_ACKREQ;
+	h.total_len = 1000;
+	h.remote_off = 800;
+	h.payload_len = 200;
+	frame(h, pay + 800, 1);
+	save("send_multi_truncated");
+
+	h = on_a(VR_OP_READ_REQ, RXF_PEER_ISN_A);
+	h.rkey = 1;
+	h.remote_off = 8;
+	h.total_len = 64;
+	frame(h, NULL, 1);
+	h = on_a(VR_OP_ACK, RXF_PEER_ISN_A + 1);
+	h.ack_psn = 4; /* WRITE, READ, FADD, READ_RESP */
+	frame(h, NULL, 1);
+	save("read_req");
+
+	h = on_a(VR_OP_ATOMIC_FADD, RXF_PEER_ISN_A);
+	h.rkey = 4;
+	h.remote_off = 8;
+	h.total_len = 8;
+	h.operand_a = 5;
+	frame(h, NULL, 1);
+	h = on_a(VR_OP_ATOMIC_CSWAP, RXF_PEER_ISN_A + 1);
+	h.rkey = 4;
+	h.remote_off = 16;
+	h.total_len = 8;
+	h.operand_a = 0x0706050403020100ull;
+	h.operand_b = 42;
+	frame(h, NULL, 1);
+	save("atomics");
+
+	h = on_a(VR_OP_ACK, RXF_PEER_ISN_A);
+	h.ack_psn = 1;
+	frame(h, NULL, 1);
+	h = on_a(VR_OP_NAK, 1); /* SEQ at our PSN isn+1: go back */
+	h.nak_reason = VR_NAK_SEQ;
+	h.ack_psn = 1;
+	frame(h, NULL, 1);
+	ACT(RXF_A_ADVANCE, 0, 10);
+	h = on_a(VR_OP_NAK, 2);
+	h.nak_reason = VR_NAK_RNR;
+	h.ack_psn = 2;
+	frame(h, NULL, 1);
+	ACT(RXF_A_ADVANCE, 0, 100);
+	save("ack_nak");
+
+	h = on_a(VR_OP_READ_RESP_ONLY, RXF_PEER_ISN_A);
+	h.msg_id = 1;
+	h.total_len = h.payload_len = 200;
+	frame(h, pay, 1);
+	h = on_a(VR_OP_ATOMIC_RESP, RXF_PEER_ISN_A + 1);
+	h.msg_id = 2;
+	h.total_len = 8;
+	h.operand_a = 42;
+	h.flags = VR_F_ACKREQ;
+	frame(h, NULL, 1);
+	h = on_a(VR_OP_ACK, RXF_PEER_ISN_A + 2);
+	h.ack_psn = 3;
+	frame(h, NULL, 1);
+	save("read_atomic_resp");
+
+	h = on_a(VR_OP_READ_RESP_FIRST, RXF_PEER_ISN_A);
+	h.msg_id = 1;
+	h.total_len = 200;
+	h.payload_len = 120;
+	frame(h, pay, 1);
+	h = on_a(VR_OP_READ_RESP_LAST, RXF_PEER_ISN_A + 1);
+	h.msg_id = 1;
+	h.flags = VR_F_ABORT;
+	h.nak_reason = VR_NAK_BOUNDS;
+	h.total_len = 200;
+	h.remote_off = 120;
+	frame(h, NULL, 1);
+	save("read_resp_abort");
+
+	h = on_a(VR_OP_DISCONNECT, RXF_PEER_ISN_A);
+	frame(h, NULL, 1);
+	ACT(RXF_A_DISCONNECT, 0);
+	ACT(RXF_A_CONNECT, 1, 0, 33);
+	ACT(RXF_A_TX_POLL, 4);
+	save("disconnect_reconnect");
+
+	/* no ACKs ever: RTO back-off until the connection fails */
+	for (i = 0; i < 6; i++)
+		ACT(RXF_A_ADVANCE, 0x03, 0x20);
+	save("rto_timeout");
+
+	ACT(RXF_A_DEREG, 0);
+	h = on_a(VR_OP_WRITE_ONLY, RXF_PEER_ISN_A); /* stale key: NAK BAD_KEY */
+	h.rkey = 0;
+	h.total_len = h.payload_len = 8;
+	frame(h, pay, 1);
+	ACT(RXF_A_REREG, 0);
+	h = on_b(VR_OP_WRITE_ONLY, RXF_PEER_ISN_B); /* R2 via ep1 */
+	h.rkey = 2;
+	h.remote_off = 1000;
+	h.total_len = h.payload_len = 24;
+	frame(h, pay, 1);
+	save("dereg_stale_key");
+
+	h = on_a(VR_OP_WRITE_ONLY, RXF_PEER_ISN_A); /* R1 has no REMOTE_WRITE */
+	h.rkey = 1;
+	h.total_len = h.payload_len = 8;
+	frame(h, pay, 1);
+	save("write_no_access");
+
+	ACT(RXF_A_POST_WRITE, 0, 0, 0x00, 0x10, 0, 0, 0x12, 0x34, 0, 0, 0x05, 0xDC);
+	ACT(RXF_A_POST_READ, 0, 3, 0x00, 0x00, 0, 0, 0x56, 0x78, 0, 0, 0x00, 0x40);
+	ACT(RXF_A_POST_SEND, 1, 2, 0x00, 0x00, 0x00, 0x80, 0x09);
+	ACT(RXF_A_POST_CSWAP, 0, 0x00, 0x10, 1, 2);
+	ACT(RXF_A_XMIT_MODE, 2);
+	ACT(RXF_A_ADVANCE, 0, 60);
+	ACT(RXF_A_XMIT_MODE, 0);
+	h = on_a(VR_OP_ACK, RXF_PEER_ISN_A);
+	h.ack_psn = 5;
+	frame(h, NULL, 1);
+	save("host_posts");
+
+	/* parser-only material: raw frames that fail each check */
+	h = on_a(VR_OP_ACK, RXF_PEER_ISN_A);
+	frame(h, NULL, 0); /* raw: conn 0 is no connection */
+	{
+		u8 f[HDRS + 8];
+
+		vr_wire_put_eth(f, RXF_OUR_MAC, RXF_PEER_MAC, VR_ETHERTYPE_DEFAULT);
+		h = on_a(VR_OP_WRITE_ONLY, 0);
+		h.total_len = h.payload_len = 8;
+		vr_wire_encode_full(f, &h, pay);
+		f[HDRS + 3] ^= 1; /* bad CRC */
+		rec(sizeof(f), f, sizeof(f));
+		rec(40, f, 40); /* truncated */
+		f[12] = 0x08; /* IPv4 */
+		rec(sizeof(f), f, sizeof(f));
+	}
+	save("parser_errors");
+	return 0;
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs vmrdma into a scratch prefix, builds an example with plain g++ and
+# pkg-config (no Bazel), and runs it.
+set -euo pipefail
+prefix=$(mktemp -d)
+trap 'rm -rf "$prefix"' EXIT
+root=$TEST_SRCDIR/vmrdma
+RUNFILES_DIR=$TEST_SRCDIR "$root/install" "$prefix"
+export PKG_CONFIG_PATH=$prefix/lib/pkgconfig
+flags=$(pkg-config --cflags --libs vmrdma)
+echo "pkg-config: $flags"
+g++ -Wall -Wextra -Werror "$root/examples/runtime_demo.cc" $flags -o "$prefix/runtime_demo"
+"$prefix/runtime_demo"
+# The RDMA API header compiles and links on its own too.
+cat > "$prefix/api.cc" <<'CC'
+#include <vmrdma/rdma.hpp>
+#include <vmrdma/runtime.hpp>
+int main() {
+    vmrdma::event_loop loop;
+    try {
+        vmrdma::device::open(loop, "nonsense:x");
+    } catch (const vmrdma::error& e) {
+        return e.code() == vmrdma::errc::invalid_argument ? 0 : 1;
+    }
+    return 1;
+}
+CC
+g++ -Wall -Wextra -Werror "$prefix/api.cc" $flags -o "$prefix/api"
+"$prefix/api"
+echo "built and ran two programs against the installed vmrdma"
