@@ -95,7 +95,8 @@ int Sim::xmit(Node &n, const vr_frame *f)
 {
 	std::vector<uint8_t> b(f->hdr, f->hdr + f->hdr_len);
 	for (uint32_t i = 0; i < f->nfrags; i++) {
-		const uint8_t *p = static_cast<const uint8_t *>(f->frag[i].mem) + f->frag[i].off;
+		const uint8_t *p = n.resolve ? n.resolve(f->frag[i].mem, f->frag[i].off, f->frag[i].len)
+					     : static_cast<const uint8_t *>(f->frag[i].mem) + f->frag[i].off;
 		b.insert(b.end(), p, p + f->frag[i].len);
 	}
 	if (b.size() != f->len)

@@ -58,6 +58,9 @@ struct Node {
 	std::vector<vr_completion> comps;
 	std::function<void(const vr_completion &)> on_complete;
 	std::function<int(uint16_t, const uint8_t *, uint16_t)> accept;
+	// Maps a transmit fragment to bytes; default treats mem as a pointer.
+	// Tests with custom vr_mem_ops set this to match their handles.
+	std::function<const uint8_t *(void *mem, uint64_t off, uint32_t len)> resolve;
 	uint64_t rx_delivered = 0, tx_accepted = 0, corrupted_rx = 0;
 	bool blocked = false;        // xmit returned -EAGAIN; retry when link frees
 	Rng rng{0};

@@ -62,7 +62,7 @@ private:
         change(h);
         std::vector<std::uint8_t> out(VR_ETH_HLEN + VR_HDR_LEN + h.payload_len);
         std::memcpy(out.data(), frame.data(), VR_ETH_HLEN);
-        vr_wire_encode_full(out.data() + VR_ETH_HLEN, &h, p.payload);
+        vr_wire_encode_full(out.data(), &h, p.payload);
         send_frame(out);
     }
 

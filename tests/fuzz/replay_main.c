@@ -21,6 +21,7 @@ static int run_file(const char *path)
 {
 	static unsigned char buf[1 << 20];
 	FILE *fp = fopen(path, "rb");
+	const char *base = strrchr(path, '/');
 	size_t n;
 
 	if (!fp) {
@@ -30,8 +31,8 @@ static int run_file(const char *path)
 	n = fread(buf, 1, sizeof(buf), fp);
 	fclose(fp);
 	LLVMFuzzerTestOneInput(buf, n);
-	printf("%-60s %5zu bytes: records %u frames %u accepted %u actions %u xmits %u "
-	       "completions %u (ok %u) bytes written %u\n", path, n, rxf_last_stats.records,
+	printf("%-22s %5zu bytes: records %u frames %u accepted %u actions %u xmits %u "
+	       "completions %u (ok %u) bytes written %u\n", base ? base + 1 : path, n, rxf_last_stats.records,
 	       rxf_last_stats.frames, rxf_last_stats.accepted, rxf_last_stats.actions,
 	       rxf_last_stats.xmits, rxf_last_stats.completions, rxf_last_stats.ok_completions,
 	       rxf_last_stats.changed);
