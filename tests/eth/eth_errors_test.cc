@@ -1,0 +1,72 @@
+// Opening the eth: transport: clear errors for what users get wrong.
+#include <doctest/doctest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <string>
+
+#include "tests/support/private_net.hpp"
+#include "vmrdma/rdma.hpp"
+#include "vmrdma/runtime.hpp"
+
+using vmrdma::errc;
+using vmrdma::error;
+
+TEST_CASE("without CAP_NET_RAW, eth: says that it needs it") {
+    if (vmrdma::testing::skip_network_tests()) return;
+    vmrdma::testing::veth_pair veth("vrcap-a", "vrcap-b", 1500);
+    int pipefd[2];
+    REQUIRE(pipe(pipefd) == 0);
+    pid_t child = fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        close(pipefd[0]);
+        std::string result = "no error";
+        // Become nobody: every capability is gone.
+        if (setresgid(65534, 65534, 65534) != 0 || setresuid(65534, 65534, 65534) != 0) _exit(3);
+        try {
+            vmrdma::event_loop loop;
+            vmrdma::device::open(loop, "eth:" + veth.a);
+        } catch (const error& e) {
+            result = (e.code() == errc::permission_denied ? "permission_denied: " : "other: ") +
+                     std::string(e.what());
+        }
+        if (write(pipefd[1], result.data(), result.size()) < 0) _exit(4);
+        _exit(0);
+    }
+    close(pipefd[1]);
+    char buf[512] = {};
+    ssize_t n = read(pipefd[0], buf, sizeof buf - 1);
+    close(pipefd[0]);
+    int status = 0;
+    waitpid(child, &status, 0);
+    REQUIRE(WIFEXITED(status));
+    REQUIRE(WEXITSTATUS(status) == 0);
+    REQUIRE(n > 0);
+    std::string message(buf);
+    MESSAGE(message);
+    CHECK(message.rfind("permission_denied: ", 0) == 0);
+    CHECK(message.find("CAP_NET_RAW") != std::string::npos);
+}
+
+TEST_CASE("unknown interfaces, bad URIs and small MTUs are refused with the reason") {
+    if (vmrdma::testing::skip_network_tests()) return;
+    vmrdma::event_loop loop;
+    auto code_of = [&](const std::string& uri) {
+        try {
+            vmrdma::device::open(loop, uri);
+        } catch (const error& e) {
+            MESSAGE(uri << " -> " << std::string(e.what()));
+            return e.code();
+        }
+        return std::error_code{};
+    };
+    CHECK(code_of("eth:no-such-if0") == errc::invalid_argument);
+    CHECK(code_of("eth:") == errc::invalid_argument);
+    CHECK(code_of("carrier-pigeon:coop") == errc::invalid_argument);
+    vmrdma::testing::veth_pair small("vrmtu-a", "vrmtu-b", 1280);
+    CHECK(code_of("eth:vrmtu-a") == errc::invalid_argument);
+    CHECK_THROWS_AS(vmrdma::mac_address::parse("02:00:00:00:00"), error);
+    CHECK(vmrdma::mac_address::parse("02:0a:0B:00:00:ff").to_string() == "02:0a:0b:00:00:ff");
+}
