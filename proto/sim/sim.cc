@@ -16,7 +16,10 @@ static void sim_complete(void *ctx, const vr_completion *c)
 
 static uint32_t sim_random(void *ctx)
 {
-	return static_cast<uint32_t>(static_cast<Node *>(ctx)->rng.next());
+	Node *n = static_cast<Node *>(ctx);
+	if (n->random_override)
+		return n->random_override();
+	return static_cast<uint32_t>(n->rng.next());
 }
 
 static int sim_accept(void *ctx, uint16_t ep, const uint8_t *mac, uint16_t pep)

@@ -61,6 +61,8 @@ struct Node {
 	// Maps a transmit fragment to bytes; default treats mem as a pointer.
 	// Tests with custom vr_mem_ops set this to match their handles.
 	std::function<const uint8_t *(void *mem, uint64_t off, uint32_t len)> resolve;
+	// Replaces the engine's random source (e.g. to force ISNs near 2^32).
+	std::function<uint32_t()> random_override;
 	uint64_t rx_delivered = 0, tx_accepted = 0, corrupted_rx = 0;
 	bool blocked = false;        // xmit returned -EAGAIN; retry when link frees
 	Rng rng{0};

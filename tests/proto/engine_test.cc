@@ -625,8 +625,9 @@ TEST_CASE("PSN wrap-around and large MTU")
 	vrsim::Sim s(5);
 	REQUIRE(s.add_node(cfg) == 0);
 	REQUIRE(s.add_node(cfg) == 1);
-	// force ISNs near 2^32 so the PSN space wraps during the transfer
-	s.node(0).rng = vrsim::Rng(0);
+	// force both ISNs just below 2^32 so the PSN space wraps mid-transfer
+	s.node(0).random_override = [] { return 0xFFFFFFF0u; };
+	s.node(1).random_override = [] { return 0xFFFFFFFAu; };
 	REQUIRE(vr_ep_open(s.node(0).eng, 0, 1, false) == 0);
 	REQUIRE(vr_ep_open(s.node(1).eng, 0, 1, true) == 0);
 	s.link(0, 1).loss_ppm = 20000;
@@ -638,8 +639,20 @@ TEST_CASE("PSN wrap-around and large MTU")
 	REQUIRE(reg(s.node(0), 0, src, 0) == 0);
 	REQUIRE(reg(s.node(1), 0, dst, VR_ACCESS_REMOTE_WRITE) == 0);
 	REQUIRE(vr_post_write(s.node(0).eng, ca, src.key, 0, dst.key, 0, 3 << 20, 1) == 0);
+	REQUIRE(vr_post_read(s.node(0).eng, ca, src.key, 0, dst.key, 0, 1 << 20, 2) == -EPERM);
 	REQUIRE(s.run([&] { return find(s.node(0), 1) != nullptr; }, s.now + 2000000000));
 	CHECK(find(s.node(0), 1)->status == 0);
 	CHECK(memcmp(src.data(), dst.data(), 3 << 20) == 0);
+	// responses wrap the other direction's PSN space too
+	GuardedBuf sink;
+	sink.init(1 << 20, 3);
+	REQUIRE(reg(s.node(0), 0, sink, VR_ACCESS_LOCAL_WRITE) == 0);
+	GuardedBuf rsrc;
+	rsrc.init(1 << 20, 4);
+	REQUIRE(reg(s.node(1), 0, rsrc, VR_ACCESS_REMOTE_READ) == 0);
+	REQUIRE(vr_post_read(s.node(0).eng, ca, sink.key, 0, rsrc.key, 0, 1 << 20, 3) == 0);
+	REQUIRE(s.run([&] { return find(s.node(0), 3) != nullptr; }, s.now + 2000000000));
+	CHECK(find(s.node(0), 3)->status == 0);
+	CHECK(memcmp(sink.data(), rsrc.data(), 1 << 20) == 0);
 	CHECK(dst.guards_ok(2));
 }

@@ -369,6 +369,16 @@ std::string run_seed(uint64_t seed)
 			return "completion counter mismatch";
 		if (k->drop_parse[VR_WERR_CHECKSUM] > s.node(i).corrupted_rx)
 			return "checksum drops without corruption";
+		// per-endpoint counters add up to the engine's (only ep 0 exists here)
+		vr_counters e0{};
+		if (vr_ep_counters(s.node(i).eng, 0, &e0))
+			return "ep counters";
+		if (e0.tx_data_frames != k->tx_data_frames || e0.completions != k->completions ||
+		    e0.retransmits != k->retransmits || e0.dups != k->dups ||
+		    e0.rx_data_frames != k->rx_data_frames)
+			return "endpoint counters disagree with engine counters";
+		if (k->tx_data_frames < k->retransmits)
+			return "more retransmits than data frames";
 	}
 	return "";
 }
