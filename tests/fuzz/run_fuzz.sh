@@ -35,7 +35,9 @@ crashes=$(find "$tmp/artifacts" -type f | wc -l)
 if [ "$crashes" -gt 0 ] || [ "$rc" -ne 0 ]; then
     mkdir -p "$here/crashes"
     cp "$tmp"/artifacts/* "$here/crashes/" 2>/dev/null || true
-    grep -E 'ERROR|rx_fuzz:|SUMMARY|^    #[0-9]' "$tmp/fuzz.log" | head -40 >&2
+    # the diagnosis: oracle message or sanitizer report, and frames in our code
+    grep -E 'ERROR|rx_fuzz:|SUMMARY|runtime error|^ *#[0-9]+ .*(/proto/|/tests/fuzz/)' \
+        "$tmp/fuzz.log" | head -30
     echo "rx_fuzz: CRASH after ${elapsed}s, ${execs:-?} execs (${speed:-?}/s), ${crashes} artifact(s) saved in tests/fuzz/crashes/ (rc ${rc})"
     exit 1
 fi
