@@ -1,0 +1,32 @@
+// Raw-frame paths shared by bench/rawframe and vmrdma-bench: blast frames of
+// one size at a peer with one AF_PACKET strategy, and count what arrives.
+// No protocol and no copies beyond the kernel's: the path's upper bound.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace vmrdma::bench {
+
+constexpr std::uint16_t raw_ethertype = 0x88B6;  // not vmrdma's: nothing else listens
+
+struct raw_options {
+    std::string mode = "mmsg";  // mmsg, ring, mixed, mixed2 (see rawframe --help)
+    std::size_t frame = 9014;   // bytes on the wire, Ethernet header included
+    double seconds = 2.0;
+};
+
+struct raw_counts {
+    std::uint64_t frames = 0, bytes = 0;
+    double seconds = 0;
+};
+
+// An AF_PACKET socket bound to ifname and raw_ethertype; exits on failure.
+int raw_open(const std::string& ifname);
+// Sends for o.seconds with the mode's transmit strategy.
+raw_counts raw_blast(int fd, const raw_options& o, const std::uint8_t dst[6]);
+// Receives with the mode's receive strategy until 500 ms pass without a frame.
+raw_counts raw_sink(int fd, const raw_options& o);
+
+}  // namespace vmrdma::bench

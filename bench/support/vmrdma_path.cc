@@ -1,0 +1,150 @@
+#include "bench/support/vmrdma_path.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <vector>
+
+#include "vmrdma/rdma.hpp"
+#include "vmrdma/runtime.hpp"
+
+namespace vmrdma::bench {
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+constexpr std::uint64_t tag_descriptor = 1, tag_data = 2, tag_done = 3;
+constexpr std::uint16_t endpoint_id = 1;
+
+// Region big enough for `depth` messages side by side (so no two in-flight
+// operations touch the same bytes), at least one page.
+std::size_t region_size(const workload& w) { return std::max<std::size_t>(w.size * w.depth, 4096); }
+
+double elapsed(clock_type::time_point t0) {
+    return std::chrono::duration<double>(clock_type::now() - t0).count();
+}
+
+bool keep_going(const workload& w, std::uint64_t done, clock_type::time_point t0) {
+    if (w.iterations) return done < w.iterations;
+    return elapsed(t0) < w.seconds;
+}
+
+}  // namespace
+
+side_result vmrdma_server(const std::string& uri, const workload& w, const std::function<void()>& ready) {
+    event_loop loop;
+    auto dev = device::open(loop, uri);
+    auto ep = dev->open_endpoint(endpoint_id, {.weight = 1, .listen = true});
+    std::vector<std::byte> memory(region_size(w));
+    std::memset(memory.data(), 0x5a, memory.size());
+    auto mr = ep.register_memory(memory, access::remote_write | access::remote_read | access::local_write);
+    std::array<std::byte, 16> control{};
+    auto control_mr = ep.register_memory(control, access::local_write);
+    ready();
+    side_result r;
+    auto body = [&]() -> task<void> {
+        auto conn = co_await ep.accept();
+        auto desc = mr.remote().to_bytes();
+        std::memcpy(control.data(), desc.data(), desc.size());
+        co_await conn.send(control_mr, 0, 16, tag_descriptor);
+        double cpu0 = cpu_now();
+        auto t0 = clock_type::now();
+        if (w.kind == mode::send) {
+            // Keep `depth` receives posted; the client's sends land in turn.
+            std::uint64_t received = 0;
+            std::stop_source finished;
+            async_scope scope;
+            auto receiver = [&](unsigned slot) -> task<void> {
+                while (!finished.stop_requested()) {
+                    recv_result got;
+                    try {
+                        got = co_await ep.recv(mr, slot * w.size, static_cast<std::uint32_t>(w.size), 0, 0,
+                                               finished.get_token());
+                    } catch (const error& e) {
+                        if (e.code() == errc::cancelled) break;
+                        throw;
+                    }
+                    if (got.tag == tag_done) {
+                        finished.request_stop();  // the other receives are cancelled
+                        break;
+                    }
+                    ++received;
+                    r.bytes += static_cast<double>(got.length);
+                }
+            };
+            for (unsigned i = 0; i < w.depth; ++i) scope.spawn(receiver(i));
+            co_await scope.join();
+            r.messages = static_cast<double>(received);
+        } else {
+            co_await ep.recv(control_mr, 0, 8, tag_done);
+        }
+        r.seconds = elapsed(t0);
+        r.cpu_seconds = cpu_now() - cpu0;
+    };
+    loop.run(body());
+    r.ok = true;
+    return r;
+}
+
+side_result vmrdma_client(const std::string& uri, const std::string& server_mac, const workload& w) {
+    event_loop loop;
+    auto dev = device::open(loop, uri);
+    auto ep = dev->open_endpoint(endpoint_id);
+    std::vector<std::byte> memory(region_size(w));
+    std::memset(memory.data(), 0xa5, memory.size());
+    auto mr = ep.register_memory(memory, access::local_write);
+    std::array<std::byte, 16> control{};
+    auto control_mr = ep.register_memory(control, access::local_write);
+    side_result r;
+    auto body = [&]() -> task<void> {
+        auto descriptor = ep.recv(control_mr, 0, 16, tag_descriptor);
+        auto conn = co_await ep.connect(mac_address::parse(server_mac), endpoint_id);
+        co_await std::move(descriptor);
+        auto remote = remote_region::from_bytes(control);
+        const auto len = static_cast<std::uint32_t>(w.size);
+        std::vector<double> latencies;
+        double cpu0 = cpu_now();
+        auto t0 = clock_type::now();
+        std::uint64_t done = 0;
+        if (w.kind == mode::lat) {
+            while (keep_going(w, done, t0)) {
+                auto s = clock_type::now();
+                co_await conn.write(mr, 0, remote, 0, len);
+                latencies.push_back(std::chrono::duration<double, std::micro>(clock_type::now() - s).count());
+                ++done;
+            }
+        } else {
+            // `depth` workers, each with its own slot, keep that many in flight.
+            async_scope scope;
+            auto worker = [&](unsigned slot) -> task<void> {
+                std::uint64_t off = std::uint64_t{slot} * w.size;
+                while (keep_going(w, done, t0)) {
+                    if (w.kind == mode::write)
+                        co_await conn.write(mr, off, remote, off, len);
+                    else if (w.kind == mode::read)
+                        co_await conn.read(mr, off, remote, off, len);
+                    else
+                        co_await conn.send(mr, off, len, tag_data);
+                    ++done;
+                }
+            };
+            for (unsigned i = 0; i < w.depth; ++i) scope.spawn(worker(i));
+            co_await scope.join();
+        }
+        r.seconds = elapsed(t0);
+        r.cpu_seconds = cpu_now() - cpu0;
+        r.messages = static_cast<double>(done);
+        r.bytes = static_cast<double>(done) * static_cast<double>(w.size);
+        if (!latencies.empty()) {
+            std::sort(latencies.begin(), latencies.end());
+            r.latency_median_us = latencies[latencies.size() / 2];
+            r.latency_p99_us = latencies[latencies.size() * 99 / 100];
+        }
+        co_await conn.send(control_mr, 0, 8, tag_done);
+    };
+    loop.run(body());
+    r.ok = true;
+    return r;
+}
+
+}  // namespace vmrdma::bench

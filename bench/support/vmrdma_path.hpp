@@ -1,0 +1,17 @@
+// The vmrdma side of a benchmark point: a server that registers memory and
+// serves, and a client that drives writes, reads, sends or a write
+// round-trip loop against it, over the eth: transport.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "bench/support/child.hpp"
+#include "bench/support/workload.hpp"
+
+namespace vmrdma::bench {
+
+side_result vmrdma_server(const std::string& uri, const workload& w, const std::function<void()>& ready);
+side_result vmrdma_client(const std::string& uri, const std::string& server_mac, const workload& w);
+
+}  // namespace vmrdma::bench

@@ -1,0 +1,31 @@
+// What one benchmark point asks of every path (vmrdma, TCP, raw frames).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace vmrdma::bench {
+
+enum class mode { write, read, send, lat };
+
+struct workload {
+    mode kind = mode::write;
+    std::size_t size = 65536;   // message size in bytes
+    unsigned depth = 16;        // messages in flight (bandwidth modes)
+    double seconds = 1.0;       // how long to run, unless iterations is set
+    std::uint64_t iterations = 0;
+    unsigned mtu = 9000;
+};
+
+inline const char* mode_name(mode m) {
+    switch (m) {
+    case mode::write: return "write";
+    case mode::read: return "read";
+    case mode::send: return "send";
+    case mode::lat: return "lat";
+    }
+    return "?";
+}
+
+}  // namespace vmrdma::bench

@@ -1,0 +1,245 @@
+// vmrdma-bench: vmrdma against a TCP socket and against raw frames, in one
+// run, over the same veth pair and MTU, between two network namespaces it
+// makes. perftest-like options; prints a table, writes CSV and an SVG plot.
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "bench/support/child.hpp"
+#include "bench/support/raw_path.hpp"
+#include "bench/support/report.hpp"
+#include "bench/support/tcp_path.hpp"
+#include "bench/support/vmrdma_path.hpp"
+#include "examples/support/netns_pair.hpp"
+
+using namespace vmrdma::bench;
+
+namespace {
+
+struct options {
+    workload w;
+    std::vector<std::size_t> sizes{65536};
+    bool tcp = true, raw = true, json = false;
+    std::string out_prefix = "vmrdma-bench";
+    std::string transport = "eth";
+};
+
+void usage() {
+    std::printf(
+        "usage: vmrdma-bench [options]\n"
+        "Measures vmrdma, a TCP socket doing the same transfers, and raw Ethernet frames\n"
+        "(the path's upper bound) in one run, over one veth pair between two network\n"
+        "namespaces it makes and removes (needs root).\n"
+        "  --mode M        write | read | send | lat (default write; lat = write round trip\n"
+        "                  vs TCP ping-pong)\n"
+        "  -s SIZE         message size, K/M suffixes allowed (default 64K)\n"
+        "  -a              all sizes 64 B .. 4 MiB (powers of 4)\n"
+        "  -n N            iterations per size (default: run -D seconds)\n"
+        "  -D SECONDS      seconds per size and path (default 1)\n"
+        "  --depth N       operations in flight (default 16; lat always 1)\n"
+        "  --mtu N         veth MTU, 1500..65535 (default 9000)\n"
+        "  --transport T   eth (default; the in-process engine on the veth)\n"
+        "  --no-tcp, --no-raw   skip a baseline\n"
+        "  --out PREFIX    write PREFIX-MODE.csv and PREFIX-MODE.svg (default vmrdma-bench)\n"
+        "  --json          print JSON instead of the table (fields in README.md)\n");
+}
+
+std::size_t parse_size(const std::string& s) {
+    char* end = nullptr;
+    unsigned long long v = std::strtoull(s.c_str(), &end, 10);
+    std::string suffix = end ? end : "";
+    if (suffix == "K" || suffix == "k") v <<= 10;
+    else if (suffix == "M" || suffix == "m") v <<= 20;
+    else if (!suffix.empty()) v = 0;
+    if (v == 0 || v > (64ull << 20)) throw std::runtime_error("size must be 1 byte .. 64 MiB, got " + s);
+    return static_cast<std::size_t>(v);
+}
+
+options parse(int argc, char** argv) {
+    options o;
+    for (int i = 1; i < argc; ++i) {
+        std::string a = argv[i];
+        auto value = [&]() -> std::string {
+            if (i + 1 >= argc) throw std::runtime_error(a + " needs a value (try --help)");
+            return argv[++i];
+        };
+        if (a == "-h" || a == "--help") {
+            usage();
+            std::exit(0);
+        } else if (a == "--mode") {
+            std::string m = value();
+            if (m == "write") o.w.kind = mode::write;
+            else if (m == "read") o.w.kind = mode::read;
+            else if (m == "send") o.w.kind = mode::send;
+            else if (m == "lat") o.w.kind = mode::lat;
+            else throw std::runtime_error("--mode must be write, read, send or lat");
+        } else if (a == "-s") {
+            o.sizes = {parse_size(value())};
+        } else if (a == "-a") {
+            o.sizes.clear();
+            for (std::size_t s = 64; s <= (4u << 20); s *= 4) o.sizes.push_back(s);
+        } else if (a == "-n") {
+            o.w.iterations = std::strtoull(value().c_str(), nullptr, 10);
+            if (!o.w.iterations) throw std::runtime_error("-n must be positive");
+        } else if (a == "-D") {
+            o.w.seconds = std::strtod(value().c_str(), nullptr);
+            if (o.w.seconds <= 0) throw std::runtime_error("-D must be positive");
+        } else if (a == "--depth") {
+            o.w.depth = static_cast<unsigned>(std::strtoul(value().c_str(), nullptr, 10));
+            if (o.w.depth == 0 || o.w.depth > 256) throw std::runtime_error("--depth must be 1..256");
+        } else if (a == "--mtu") {
+            o.w.mtu = static_cast<unsigned>(std::strtoul(value().c_str(), nullptr, 10));
+            if (o.w.mtu < 1500 || o.w.mtu > 65535) throw std::runtime_error("--mtu must be 1500..65535");
+        } else if (a == "--transport") {
+            o.transport = value();
+            if (o.transport != "eth")
+                throw std::runtime_error("--transport: only 'eth' exists yet (unix: and xen: are planned)");
+        } else if (a == "--no-tcp") {
+            o.tcp = false;
+        } else if (a == "--no-raw") {
+            o.raw = false;
+        } else if (a == "--out") {
+            o.out_prefix = value();
+        } else if (a == "--json") {
+            o.json = true;
+        } else {
+            throw std::runtime_error("unknown option " + a + " (try --help)");
+        }
+    }
+    if (o.w.kind == mode::lat) o.w.depth = 1;
+    return o;
+}
+
+template <typename Server, typename Client>
+path_figures measure(const vmrdma::examples::netns_pair& net, Server server, Client client, bool receiver_is_server) {
+    child srv(net.a(), server);
+    if (!srv.wait_ready()) {
+        auto r = srv.wait();
+        return figures_from(side_result{}, r, receiver_is_server);
+    }
+    child cli(net.b(), client);
+    side_result c = cli.wait();
+    if (!c.ok) {
+        path_figures f;
+        f.error = c.error;
+        return f;
+    }
+    side_result s = srv.wait();
+    return figures_from(c, s, receiver_is_server);
+}
+
+path_figures measure_raw(const vmrdma::examples::netns_pair& net, const workload& w) {
+    raw_options ro;
+    ro.mode = "mixed";  // sendmmsg + TPACKET_V3 receive ring: the fastest measured
+    ro.frame = std::min<std::size_t>(w.size, w.mtu) + 14;
+    ro.seconds = w.seconds;
+    auto sink = [&](const std::function<void()>& ready) {
+        int fd = raw_open(net.a().ifname);
+        ready();
+        auto c = raw_sink(fd, ro);
+        close(fd);
+        side_result r;
+        r.ok = true;
+        r.bytes = static_cast<double>(c.bytes);
+        r.messages = static_cast<double>(c.frames);
+        r.seconds = c.seconds;
+        return r;
+    };
+    auto blast = [&](const std::function<void()>&) {
+        int fd = raw_open(net.b().ifname);
+        std::uint8_t dst[6];
+        std::sscanf(net.a().mac.c_str(), "%hhx:%hhx:%hhx:%hhx:%hhx:%hhx", &dst[0], &dst[1], &dst[2], &dst[3],
+                    &dst[4], &dst[5]);
+        auto c = raw_blast(fd, ro, dst);
+        close(fd);
+        side_result r;
+        r.ok = true;
+        r.bytes = static_cast<double>(c.bytes);
+        r.messages = static_cast<double>(c.frames);
+        r.seconds = c.seconds;
+        return r;
+    };
+    auto f = measure(net, sink, blast, true);
+    // Messages of the workload's size that the frames could have carried.
+    std::size_t frames_per_message = (w.size + w.mtu - 1) / w.mtu;
+    f.messages_per_s /= static_cast<double>(frames_per_message);
+    return f;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    options o;
+    try {
+        o = parse(argc, argv);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "vmrdma-bench: %s\n", e.what());
+        return 2;
+    }
+    if (geteuid() != 0) {
+        std::fprintf(stderr, "vmrdma-bench: needs root (network namespaces, raw sockets)\n");
+        return 1;
+    }
+    if (const char* cwd = std::getenv("BUILD_WORKING_DIRECTORY"); cwd && o.out_prefix[0] != '/')
+        o.out_prefix = std::string(cwd) + "/" + o.out_prefix;
+    std::vector<row> rows;
+    try {
+        vmrdma::examples::netns_pair net("vmrdma-bench", o.w.mtu);
+        vmrdma::examples::run_command("ip -n " + net.a().netns + " addr add 192.0.2.1/24 dev " + net.a().ifname);
+        vmrdma::examples::run_command("ip -n " + net.b().netns + " addr add 192.0.2.2/24 dev " + net.b().ifname);
+        std::fprintf(stderr, "vmrdma-bench: %s, MTU %u, depth %u, %s per point, veth between %s and %s\n",
+                     mode_name(o.w.kind), o.w.mtu, o.w.depth,
+                     o.w.iterations ? (std::to_string(o.w.iterations) + " iterations").c_str()
+                                    : (std::to_string(o.w.seconds) + " s").c_str(),
+                     net.a().netns.c_str(), net.b().netns.c_str());
+        const bool write_like = o.w.kind != mode::read;
+        for (std::size_t size : o.sizes) {
+            workload w = o.w;
+            w.size = size;
+            row r;
+            r.size = size;
+            std::fprintf(stderr, "  %zu bytes: vmrdma...", size);
+            r.vmrdma = measure(
+                net, [&](const std::function<void()>& ready) { return vmrdma_server("eth:" + net.a().ifname, w, ready); },
+                [&](const std::function<void()>&) { return vmrdma_client("eth:" + net.b().ifname, net.a().mac, w); },
+                false);
+            if (o.tcp) {
+                std::fprintf(stderr, " tcp...");
+                r.tcp = measure(
+                    net, [&](const std::function<void()>& ready) { return tcp_server("192.0.2.1", w, ready); },
+                    [&](const std::function<void()>&) { return tcp_client("192.0.2.1", w); },
+                    write_like && o.w.kind != mode::lat);
+            }
+            if (o.raw && o.w.kind != mode::lat) {
+                std::fprintf(stderr, " raw...");
+                r.raw = measure_raw(net, w);
+            }
+            std::fprintf(stderr, " done\n");
+            rows.push_back(r);
+        }
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "vmrdma-bench: %s\n", e.what());
+        return 1;
+    }
+    std::string stem = o.out_prefix + "-" + mode_name(o.w.kind);
+    try {
+        write_csv(stem + ".csv", o.w.kind, rows);
+        write_svg(stem + ".svg", o.w.kind, o.w.mtu, rows);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "vmrdma-bench: %s\n", e.what());
+        return 1;
+    }
+    if (o.json)
+        print_json(stdout, o.w, rows);
+    else
+        print_table(stdout, o.w.kind, rows);
+    std::fprintf(stderr, "wrote %s.csv and %s.svg\n", stem.c_str(), stem.c_str());
+    for (const auto& r : rows)
+        if (!r.vmrdma.measured) return 1;
+    return 0;
+}
