@@ -10,6 +10,7 @@ packages=(
     doctest-dev
     libxen-dev         # libxenevtchn, libxengnttab
     iproute2           # ip netns / veth for the integration tests
+    tshark             # tests/wire:dissector_test (Wireshark dissector)
     "$@"
 )
 
@@ -29,5 +30,9 @@ fi
 echo "vmrdma: installing ${missing[*]} (once)..." >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq >/dev/null
+if printf '%s\n' "${missing[@]}" | grep -qx tshark; then
+    # wireshark-common asks whether non-root users may capture: answer no.
+    echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+fi
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 echo "vmrdma: packages installed." >&2
