@@ -16,15 +16,21 @@ static u32 wc_op(u8 kind)
 	}
 }
 
-static void op_complete(struct vr_engine *eng, struct vr_conn *c, struct vr_op *op,
-			int status, u64 value)
+static void op_complete_nak(struct vr_engine *eng, struct vr_conn *c, struct vr_op *op,
+			    int status, u64 value, u8 nak)
 {
 	if (op->completed || op->kind > VR_K_CSWAP)
 		return;
 	op->completed = true;
-	vr_complete(eng, &eng->eps[c->ep], wc_op(op->kind), op->cookie, status, c->id,
-		    status ? 0 : op->len, 0, value);
+	vr_complete_nak(eng, &eng->eps[c->ep], wc_op(op->kind), op->cookie, status, c->id,
+			status ? 0 : op->len, 0, value, nak);
 	vr_op_maybe_free(c, op);
+}
+
+static void op_complete(struct vr_engine *eng, struct vr_conn *c, struct vr_op *op,
+			int status, u64 value)
+{
+	op_complete_nak(eng, c, op, status, value, 0);
 }
 
 void vr_comp_rx_ack(struct vr_engine *eng, struct vr_conn *c, u32 ack, u64 now)
@@ -98,7 +104,7 @@ void vr_comp_rx_nak(struct vr_engine *eng, struct vr_conn *c, const struct vr_pa
 		if (++c->rnr_retries > eng->cfg.rnr_retry_limit) {
 			op = op_at_psn(eng, c, psn);
 			if (op)
-				op_complete(eng, c, op, -ENOBUFS, 0);
+				op_complete_nak(eng, c, op, -ENOBUFS, 0, why);
 			vr_conn_fail(eng, c, -ECONNRESET, true);
 			return;
 		}
@@ -112,7 +118,7 @@ void vr_comp_rx_nak(struct vr_engine *eng, struct vr_conn *c, const struct vr_pa
 		/* remote access error: fatal for the connection, as in RC */
 		op = op_at_psn(eng, c, psn);
 		if (op)
-			op_complete(eng, c, op, vr_nak_to_errno(why), 0);
+			op_complete_nak(eng, c, op, vr_nak_to_errno(why), 0, why);
 		vr_conn_fail(eng, c, -ECONNRESET, true);
 		break;
 	}
@@ -149,7 +155,7 @@ void vr_comp_rx_resp(struct vr_engine *eng, struct vr_conn *c, const struct vr_p
 	if (op->kind != VR_K_READ || h->total_len != op->len)
 		return;
 	if (h->flags & VR_F_ABORT) {
-		op_complete(eng, c, op, vr_nak_to_errno(h->nak_reason), 0);
+		op_complete_nak(eng, c, op, vr_nak_to_errno(h->nak_reason), 0, h->nak_reason);
 		return;
 	}
 	if (h->payload_len) {
@@ -183,6 +189,24 @@ void vr_comp_flush(struct vr_engine *eng, struct vr_conn *c, int status)
 	}
 	c->ring_len = 0;
 	c->snd_una = c->snd_nxt = c->snd_hi = c->snd_max;
+	c->rto_deadline = VR_U64_MAX;
+}
+
+/* Local close of a live connection: every request completes -ECANCELED
+ * now, but the outbound ring is kept so that responses already queued for
+ * the peer can still be sent (in PSN order) before the DISCONNECT.
+ * Cancelled requests stay in the ring only as PSN placeholders; nothing
+ * past the first of them is sent. */
+void vr_comp_close(struct vr_engine *eng, struct vr_conn *c)
+{
+	u32 i, n = 2 * eng->cfg.max_ops;
+
+	for (i = 0; i < n; i++) {
+		struct vr_op *op = &c->ops[i];
+
+		if (op->kind != VR_K_FREE && op->kind <= VR_K_CSWAP)
+			op_complete(eng, c, op, -ECANCELED, 0);
+	}
 	c->rto_deadline = VR_U64_MAX;
 }
 

@@ -107,12 +107,20 @@ int vr_disconnect(struct vr_engine *eng, u32 id)
 		return -ENOENT;
 	if (c->state == VR_CONN_CLOSING)
 		return -EALREADY;
-	vr_comp_flush(eng, c, -ECANCELED);
-	vr_resp_flush_rx(eng, c, -ECANCELED);
 	if (c->state == VR_CONN_CONNECTED) {
-		c->state = VR_CONN_CLOSING; /* scheduler sends DISCONNECT, then frees */
+		/* Requests fail now; responses already queued for the peer (it
+		 * may be waiting on them) still go out, in PSN order, before the
+		 * DISCONNECT, which carries our cumulative ACK.  The scheduler
+		 * sends them, then DISCONNECT, then frees the slot. */
+		c->state = VR_CONN_CLOSING; /* first: callbacks below see it closed */
 		c->ctl_pending = true;
+		vr_comp_close(eng, c);
+		vr_resp_flush_rx(eng, c, -ECANCELED);
+		c->nak_reason = 0;
+		c->rnr_until = 0;
 	} else {
+		vr_comp_flush(eng, c, -ECANCELED);
+		vr_resp_flush_rx(eng, c, -ECANCELED);
 		if (c->state == VR_CONN_CONNECTING)
 			vr_complete(eng, &eng->eps[c->ep], VR_WC_CONNECT, c->cookie,
 				    -ECANCELED, c->id, 0, 0, 0);
@@ -199,7 +207,6 @@ void vr_conn_rx_ctl(struct vr_engine *eng, const struct vr_parsed *p, u64 now)
 {
 	struct vr_conn *c;
 
-	(void)now;
 	if (p->h.opcode == VR_OP_CONNECT_REQ) {
 		rx_connect_req(eng, p);
 		return;
@@ -222,13 +229,18 @@ void vr_conn_rx_ctl(struct vr_engine *eng, const struct vr_parsed *p, u64 now)
 		if (c->state != VR_CONN_CONNECTING)
 			return;
 		VR_CTR(eng, &eng->eps[c->ep], naks_rx[p->h.nak_reason], 1);
-		vr_complete(eng, &eng->eps[c->ep], VR_WC_CONNECT, c->cookie,
-			    -ECONNREFUSED, c->id, 0, 0, 0);
+		vr_complete_nak(eng, &eng->eps[c->ep], VR_WC_CONNECT, c->cookie,
+				-ECONNREFUSED, c->id, 0, 0, 0, p->h.nak_reason);
 		vr_conn_free(eng, c);
 		break;
 	case VR_OP_DISCONNECT:
-		if (c->state == VR_CONN_CONNECTED)
-			vr_conn_fail(eng, c, -ECONNRESET, false);
+		if (c->state != VR_CONN_CONNECTED)
+			break;
+		/* The peer's last word acknowledges what it received: complete
+		 * those ops with success first (a delayed ACK may never come),
+		 * then fail the rest. */
+		vr_comp_rx_ack(eng, c, p->h.ack_psn, now);
+		vr_conn_fail(eng, c, -ECONNRESET, false);
 		break;
 	default:
 		break;

@@ -143,6 +143,7 @@ void vr_engine_destroy(struct vr_engine *eng)
 		}
 		e->used = false;
 	}
+	eng->n_open = 0; /* the scheduler sees no endpoint any more */
 }
 
 u32 vr_rand(struct vr_engine *eng)
@@ -153,9 +154,17 @@ u32 vr_rand(struct vr_engine *eng)
 void vr_complete(struct vr_engine *eng, struct vr_ep *e, u32 op, u64 cookie, int status,
 		 u32 conn, u64 bytes, u64 tag, u64 value)
 {
+	vr_complete_nak(eng, e, op, cookie, status, conn, bytes, tag, value, 0);
+}
+
+void vr_complete_nak(struct vr_engine *eng, struct vr_ep *e, u32 op, u64 cookie, int status,
+		     u32 conn, u64 bytes, u64 tag, u64 value, u8 nak_reason)
+{
 	struct vr_completion wc;
 
+	memset(&wc, 0, sizeof(wc));
 	wc.cookie = cookie;
+	wc.nak_reason = nak_reason;
 	wc.status = status;
 	wc.op = op;
 	wc.conn = conn;
@@ -199,6 +208,29 @@ struct vr_ep *vr_ep_get(struct vr_engine *eng, u16 ep)
 	return &eng->eps[ep];
 }
 
+/* Link the open endpoints into a circle in id order, so that the
+ * scheduler visits only those (opening is rare; this is O(max_endpoints)). */
+static void ep_relink(struct vr_engine *eng)
+{
+	u32 i, first = VR_NO_SLOT, prev = VR_NO_SLOT;
+
+	eng->n_open = 0;
+	for (i = 0; i < eng->cfg.max_endpoints; i++) {
+		if (!eng->eps[i].used)
+			continue;
+		if (prev == VR_NO_SLOT)
+			first = i;
+		else
+			eng->eps[prev].next_open = i;
+		prev = i;
+		eng->n_open++;
+	}
+	if (prev != VR_NO_SLOT)
+		eng->eps[prev].next_open = first;
+	if (!eng->n_open || !eng->eps[eng->tx_cursor].used)
+		eng->tx_cursor = first;
+}
+
 int vr_ep_open(struct vr_engine *eng, u16 ep, u32 weight, bool listen)
 {
 	struct vr_ep *e;
@@ -216,6 +248,7 @@ int vr_ep_open(struct vr_engine *eng, u16 ep, u32 weight, bool listen)
 	e->conn_head = VR_NO_SLOT;
 	e->rr_conn = VR_NO_SLOT;
 	memset(&e->ctr, 0, sizeof(e->ctr));
+	ep_relink(eng);
 	return 0;
 }
 
@@ -424,14 +457,17 @@ static bool ep_build(struct vr_engine *eng, struct vr_ep *e, u64 now)
  */
 int vr_engine_tx_poll(struct vr_engine *eng, u64 now, u32 budget)
 {
-	u32 n = eng->cfg.max_endpoints, idle = 0;
+	u32 n = eng->n_open, idle = 0;
 	int sent = emit_ctl_replies(eng, budget);
 
+	/* Only open endpoints are visited (a circle in id order): a scan
+	 * over every possible endpoint id per frame cost more than the
+	 * rest of the scheduler. */
 	while ((u32)sent < budget && idle < n) {
 		struct vr_ep *e = &eng->eps[eng->tx_cursor];
 
-		if (!e->used || e->conn_head == VR_NO_SLOT) {
-			eng->tx_cursor = (eng->tx_cursor + 1) % n;
+		if (e->conn_head == VR_NO_SLOT) {
+			eng->tx_cursor = e->next_open;
 			idle++;
 			continue;
 		}
@@ -442,13 +478,13 @@ int vr_engine_tx_poll(struct vr_engine *eng, u64 now, u32 budget)
 		if (!ep_build(eng, e, now)) {
 			e->deficit = 0;
 			e->quantum_given = false;
-			eng->tx_cursor = (eng->tx_cursor + 1) % n;
+			eng->tx_cursor = e->next_open;
 			idle++;
 			continue;
 		}
 		if ((s64)eng->txf.len > e->deficit) {
 			e->quantum_given = false;
-			eng->tx_cursor = (eng->tx_cursor + 1) % n;
+			eng->tx_cursor = e->next_open;
 			continue;
 		}
 		if (emit(eng, e))

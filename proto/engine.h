@@ -62,6 +62,8 @@ struct vr_completion {
 	u32 op;       /* enum vr_wc_op */
 	u32 conn;     /* connection id (0 for RECV matched before binding) */
 	u16 ep;       /* local endpoint id */
+	u8 nak_reason; /* enum vr_nak_reason of the remote NAK that failed the op
+			* (e.g. RNR vs RESOURCES behind -ENOBUFS); 0 otherwise */
 	u64 bytes;    /* bytes transferred; RECV: message length */
 	u64 tag;      /* RECV: tag of the matched message */
 	u64 value;    /* FADD/CSWAP: original remote value */
@@ -148,7 +150,8 @@ int vr_dereg_mr(struct vr_engine *eng, u32 key);
 /* Connections.  connect: -EINVAL, -ENOENT, -ENOSPC; completion VR_WC_CONNECT. */
 int vr_connect(struct vr_engine *eng, u16 ep, const u8 peer_mac[6], u16 peer_ep,
 	       u64 cookie, u32 *conn);
-/* Close: outstanding ops complete -ECANCELED, DISCONNECT is sent, slot freed. */
+/* Close: outstanding requests complete -ECANCELED; queued responses, then
+ * DISCONNECT (carrying our cumulative ACK) are sent; the slot is freed. */
 int vr_disconnect(struct vr_engine *eng, u32 conn);
 int vr_conn_state(const struct vr_engine *eng, u32 conn); /* enum or -ENOENT */
 

@@ -92,6 +92,7 @@ struct vr_ep {
 	u32 weight;
 	s64 deficit;
 	u32 conn_head, rr_conn;
+	u32 next_open;    /* circular list of open endpoints, in id order */
 	struct vr_recv *recvs;
 	struct vr_unexp *unexp;
 	u64 recv_seq, unexp_seq;
@@ -114,7 +115,8 @@ struct vr_engine {
 	struct vr_ep *eps;
 	struct vr_conn *conns;
 	struct vr_region_table rt;
-	u32 tx_cursor;
+	u32 tx_cursor;            /* an open endpoint (DRR position) */
+	u32 n_open;               /* open endpoints */
 	struct vr_ctl_reply ctl[VR_CTL_RING];
 	u32 ctl_head, ctl_len;
 	struct vr_counters ctr;
@@ -136,6 +138,8 @@ enum { VR_TX_NONE, VR_TX_CTL, VR_TX_NAK, VR_TX_DATA, VR_TX_ACK };
 /* engine.c */
 void vr_complete(struct vr_engine *eng, struct vr_ep *e, u32 op, u64 cookie, int status,
 		 u32 conn, u64 bytes, u64 tag, u64 value);
+void vr_complete_nak(struct vr_engine *eng, struct vr_ep *e, u32 op, u64 cookie, int status,
+		     u32 conn, u64 bytes, u64 tag, u64 value, u8 nak_reason);
 struct vr_ep *vr_ep_get(struct vr_engine *eng, u16 ep);
 u32 vr_rand(struct vr_engine *eng);
 int vr_nak_to_errno(u8 reason);
@@ -172,6 +176,7 @@ void vr_comp_rx_nak(struct vr_engine *eng, struct vr_conn *c, const struct vr_pa
 		    u64 now);
 void vr_comp_rx_resp(struct vr_engine *eng, struct vr_conn *c, const struct vr_parsed *p);
 void vr_comp_flush(struct vr_engine *eng, struct vr_conn *c, int status);
+void vr_comp_close(struct vr_engine *eng, struct vr_conn *c);
 void vr_comp_cancel_key(struct vr_engine *eng, u32 key);
 
 #endif

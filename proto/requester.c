@@ -292,12 +292,26 @@ static bool data_ready(const struct vr_engine *eng, const struct vr_conn *c, u64
 	       (!c->rnr_until || now >= c->rnr_until);
 }
 
+/* CLOSING: a response frame that is next in PSN order and within the
+ * window still goes out before the DISCONNECT (one best-effort pass). */
+static bool close_drain_ready(const struct vr_engine *eng, struct vr_conn *c)
+{
+	const struct vr_op *op;
+
+	if (c->snd_nxt == c->snd_max || c->snd_nxt - c->snd_una >= eng->cfg.window)
+		return false;
+	op = op_for_psn(eng, c, c->snd_nxt);
+	return op && (op->kind == VR_K_READ_RESP || op->kind == VR_K_ATOMIC_RESP);
+}
+
 /* Build the next frame of connection c into eng->txf without changing
  * protocol state (the host may refuse it); vr_tx_commit applies it. */
 int vr_tx_build(struct vr_engine *eng, struct vr_conn *c, u64 now)
 {
 	struct vr_hdr h;
 
+	if (c->state == VR_CONN_CLOSING && close_drain_ready(eng, c))
+		return build_data(eng, c);
 	if (c->ctl_pending) {
 		switch (c->state) {
 		case VR_CONN_CONNECTING:

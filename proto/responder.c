@@ -124,16 +124,19 @@ static u8 rx_send(struct vr_engine *eng, struct vr_conn *c, const struct vr_pars
 
 	switch (c->rx_kind) {
 	case VR_RX_RECV:
+		/* rx_kind is updated before recv_done: the host may close c
+		 * from the completion callback, which must not see r again. */
 		r = &e->recvs[c->rx_idx];
 		if (h->flags & VR_F_ABORT) {
-			recv_done(eng, e, r, -ECANCELED, c->id, h->total_len, h->operand_a);
 			c->rx_kind = last ? VR_RX_NONE : VR_RX_DISCARD;
+			recv_done(eng, e, r, -ECANCELED, c->id, h->total_len, h->operand_a);
 			break;
 		}
 		if (recv_place(eng, e, r, (u32)h->remote_off, p->payload, h->payload_len)) {
-			recv_done(eng, e, r, -ECANCELED, c->id, h->total_len, h->operand_a);
 			c->rx_kind = VR_RX_DISCARD;
+			recv_done(eng, e, r, -ECANCELED, c->id, h->total_len, h->operand_a);
 		} else if (last) {
+			c->rx_kind = VR_RX_NONE;
 			recv_done(eng, e, r, h->total_len > r->len ? -EMSGSIZE : 0, c->id,
 				  h->total_len, h->operand_a);
 		}
@@ -277,8 +280,13 @@ void vr_resp_rx_data(struct vr_engine *eng, struct vr_conn *c, const struct vr_p
 		vr_comp_rx_resp(eng, c, p);
 		break;
 	}
-	if (c->state != VR_CONN_CONNECTED)
+	if (c->state != VR_CONN_CONNECTED) {
+		/* The host closed c from a completion callback for this very
+		 * frame: it was consumed, so the DISCONNECT acknowledges it. */
+		if (c->state == VR_CONN_CLOSING && !nak)
+			c->rcv_nxt++;
 		return;
+	}
 	if (nak) {
 		/* not admitted: rcv_nxt stays, the sender resends from here */
 		vr_resp_queue_nak(c, nak, h->psn);

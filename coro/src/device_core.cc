@@ -5,7 +5,9 @@
 #include <time.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <string_view>
 
 namespace vmrdma::detail {
 
@@ -30,6 +32,14 @@ std::error_code code_from_status(int status) noexcept {
     }
 }
 
+std::error_code code_from_status(int status, std::uint8_t nak_reason) noexcept {
+    switch (nak_reason) {
+    case VR_NAK_RNR: return errc::receiver_not_ready;
+    case VR_NAK_RESOURCES: return errc::resources_exhausted;
+    default: return code_from_status(status);
+    }
+}
+
 device_core::device_core(event_loop& loop, std::unique_ptr<eth_port> port, const device_options& o)
     : loop_(loop), port_(std::move(port)) {
     host_ops_.xmit = &device_core::on_xmit;
@@ -46,8 +56,8 @@ device_core::device_core(event_loop& loop, std::unique_ptr<eth_port> port, const
     cfg.max_regions = o.max_regions;
     cfg.max_ops = o.max_ops_per_connection;
     cfg.max_recvs = o.max_posted_recvs;
-    cfg.unexp_depth = 64;
-    cfg.unexp_buf_size = 64 * 1024;
+    cfg.unexp_depth = o.unexpected_messages;
+    cfg.unexp_buf_size = o.unexpected_message_size;
     cfg.window = o.window_frames;
     cfg.ack_every = 16;
     cfg.ack_delay_ns = 200'000;
@@ -62,17 +72,44 @@ device_core::device_core(event_loop& loop, std::unique_ptr<eth_port> port, const
 
     std::size_t bytes = vr_engine_mem_size(&cfg);
     if (bytes == 0) throw error(errc::invalid_argument, "device options rejected by the engine");
-    engine_memory_.resize((bytes + 7) / 8);
-    if (int rc = vr_engine_create(&cfg, engine_memory_.data(), engine_memory_.size() * 8, &engine_);
+    // Not value-initialised: vr_engine_create clears what it uses.
+    std::size_t words = (bytes + 7) / 8;
+    engine_memory_.reset(new std::uint64_t[words]);
+    if (int rc = vr_engine_create(&cfg, engine_memory_.get(), words * 8, &engine_);
         rc < 0)
         throw error(code_from_status(rc), "cannot create the protocol engine");
 
     hook_id_ = loop_.add_turn_hook([this] { return flush(); });
-    arm_poll();
+    start_receiving();
+}
+
+// Receive through a provided-buffer ring if the kernel has them (5.19+),
+// about 8 MiB of MTU-sized buffers; otherwise poll + recvmmsg.
+void device_core::start_receiving() {
+    // VMRDMA_ETH_RX=recvmmsg forces the fallback, to compare the two.
+    if (const char* rx = std::getenv("VMRDMA_ETH_RX"); rx && std::string_view(rx) == "recvmmsg") {
+        arm_poll();
+        return;
+    }
+    std::size_t buffer = VR_ETH_HLEN + port_->mtu();
+    unsigned count = 64;
+    while (count < 4096 && std::size_t{count} * 2 * buffer <= (8u << 20)) count *= 2;
+    try {
+        receiver_ = std::make_unique<ring_receiver>(loop_, port_->fd(), buffer, count, &device_core::on_frame, this);
+    } catch (const error&) {
+        arm_poll();
+    }
+}
+
+void device_core::on_frame(void* context, const std::byte* frame, std::uint32_t length) {
+    auto* self = static_cast<device_core*>(context);
+    vr_engine_input(self->engine_, frame, length, now_ns());
+    self->flush_wanted_ = true;  // ACKs, responses and window openings
 }
 
 device_core::~device_core() {
     loop_.remove_turn_hook(hook_id_);
+    receiver_.reset();
     if (poll_slot_ != UINT32_MAX) loop_.abandon(poll_slot_);
     for (auto s : timer_slots_) loop_.abandon(s);
     // Every outstanding operation completes (with -ECANCELED) here; their

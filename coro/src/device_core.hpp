@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "eth_port.hpp"
+#include "ring_receiver.hpp"
 #include "vmrdma/error.hpp"
 #include "vmrdma/event_loop.hpp"
 #include "vmrdma/rdma.hpp"
@@ -22,6 +23,10 @@ namespace vmrdma::detail {
 
 // Turns an engine status (negative errno) into vmrdma's error codes.
 std::error_code code_from_status(int status) noexcept;
+// For a failed completion: the remote NAK reason (wc.nak_reason), when
+// there is one, tells receiver-not-ready from resources-exhausted, which
+// share the status -ENOBUFS.
+std::error_code code_from_status(int status, std::uint8_t nak_reason) noexcept;
 
 class device_core {
 public:
@@ -85,6 +90,8 @@ private:
 
     // Loop plumbing.
     bool flush();
+    void start_receiving();
+    static void on_frame(void* context, const std::byte* frame, std::uint32_t length);
     void arm_poll();
     static void on_readable(event_loop& loop, op_slot& slot);
     void arm_timer_if_needed();
@@ -93,7 +100,7 @@ private:
 
     event_loop& loop_;
     std::unique_ptr<eth_port> port_;
-    std::vector<std::uint64_t> engine_memory_;
+    std::unique_ptr<std::uint64_t[]> engine_memory_;
     vr_engine* engine_ = nullptr;
     vr_host_ops host_ops_{};
     std::vector<pending_op> ops_;
@@ -102,7 +109,8 @@ private:
     std::unordered_map<std::uint32_t, connection_state> connections_;
     std::vector<std::coroutine_handle<>> event_waiters_;  // room in the pool, drained conns
     std::size_t hook_id_ = 0;
-    std::uint32_t poll_slot_ = UINT32_MAX;
+    std::unique_ptr<ring_receiver> receiver_;  // or, where the kernel lacks buffer rings:
+    std::uint32_t poll_slot_ = UINT32_MAX;     // poll + recvmmsg
     std::vector<std::uint32_t> timer_slots_;
     std::uint64_t armed_deadline_ = UINT64_MAX;
     bool flush_wanted_ = false;
@@ -175,7 +183,7 @@ task<vr_completion> device_core::perform(std::uint32_t conn, Post post, std::sto
     if (!completed) throw error(errc::cancelled, "operation cancelled");
     vr_completion wc = ops_[index].wc;
     free_op(index);
-    if (wc.status != 0) throw error(code_from_status(wc.status), "RDMA operation failed");
+    if (wc.status != 0) throw error(code_from_status(wc.status, wc.nak_reason), "RDMA operation failed");
     co_return wc;
 }
 

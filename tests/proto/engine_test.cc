@@ -35,6 +35,18 @@ struct Pair {
 	}
 };
 
+// Requester-side errno for a NAK reason (docs/wire-format.md).
+int vr_nak_reason_errno(uint8_t r)
+{
+	switch (r) {
+	case VR_NAK_BAD_KEY: return -EACCES;
+	case VR_NAK_ACCESS: return -EPERM;
+	case VR_NAK_BOUNDS: return -ERANGE;
+	case VR_NAK_INVALID: return -EINVAL;
+	default: return 0;
+	}
+}
+
 }  // namespace
 
 TEST_CASE("engine setup errors")
@@ -122,6 +134,8 @@ TEST_CASE("connect failures: no listener, policy reject, table full, no answer")
 	s.run(nullptr, 1000000000);
 	CHECK(find(s.node(0), 11)->status == -ECONNREFUSED);
 	CHECK(find(s.node(0), 12)->status == -ECONNREFUSED);
+	CHECK(find(s.node(0), 11)->nak_reason == VR_NAK_NO_EP);
+	CHECK(find(s.node(0), 12)->nak_reason == VR_NAK_NO_EP);
 	CHECK(vr_engine_counters(s.node(0).eng)->naks_rx[VR_NAK_NO_EP] == 2);
 
 	s.node(1).accept = [](uint16_t, const uint8_t *, uint16_t pep) { return pep == 1 ? -1 : 0; };
@@ -129,15 +143,18 @@ TEST_CASE("connect failures: no listener, policy reject, table full, no answer")
 	REQUIRE(vr_connect(s.node(0).eng, 1, s.node(1).mac, 1, 13, &c3) == 0);
 	s.run(nullptr, s.now + 1000000000);
 	CHECK(find(s.node(0), 13)->status == -ECONNREFUSED);
+	CHECK(find(s.node(0), 13)->nak_reason == VR_NAK_REJECTED);
 	CHECK(vr_engine_counters(s.node(0).eng)->naks_rx[VR_NAK_REJECTED] == 1);
 
 	uint32_t ok1, ok2;
 	REQUIRE(vr_connect(s.node(0).eng, 0, s.node(1).mac, 1, 14, &ok1) == 0);
 	s.run(nullptr, s.now + 1000000000);
 	CHECK(find(s.node(0), 14)->status == 0);
+	CHECK(find(s.node(0), 14)->nak_reason == 0);
 	REQUIRE(vr_connect(s.node(0).eng, 0, s.node(1).mac, 1, 15, &ok2) == 0);
 	s.run(nullptr, s.now + 1000000000);
 	CHECK(find(s.node(0), 15)->status == -ECONNREFUSED); // B's table full
+	CHECK(find(s.node(0), 15)->nak_reason == VR_NAK_RESOURCES);
 	CHECK(vr_engine_counters(s.node(1).eng)->pool_exhausted >= 1);
 
 	uint8_t ghost[6] = {2, 0, 0, 0, 0, 9};
@@ -209,6 +226,8 @@ TEST_CASE("forged remote keys and bad requests are NAKed and memory stays untouc
 		p.s.run(nullptr, p.s.now + 100000000);
 		CHECK(count(p.A(), 1) == 1);
 		CHECK(find(p.A(), 1)->status == c.want);
+		// the completion names the remote NAK behind the errno
+		CHECK(vr_nak_reason_errno(find(p.A(), 1)->nak_reason) == c.want);
 		CHECK(dst.raw == before[0]);
 		CHECK(other.raw == before[1]);
 		CHECK(ro.raw == before[2]);
@@ -411,8 +430,34 @@ TEST_CASE("RNR retry limit exhausted fails the op and the connection")
 	p.s.run(nullptr, p.s.now + 1000000000);
 	REQUIRE(count(p.A(), 1) == 1);
 	CHECK(find(p.A(), 1)->status == -ENOBUFS);
+	CHECK(find(p.A(), 1)->nak_reason == VR_NAK_RNR);
 	CHECK(find(p.A(), 2)->status == -ECONNRESET);
+	CHECK(find(p.A(), 2)->nak_reason == 0);
 	CHECK(vr_engine_counters(p.A().eng)->rnr_waits == 4); // 3 retries + the one that fails
+}
+
+TEST_CASE("responder out of response slots: -ENOBUFS with nak_reason RESOURCES")
+{
+	vr_config ca = base_cfg(), cb = base_cfg();
+	ca.rnr_retry_limit = 3;
+	cb.max_ops = 1; // one response slot: a second READ in flight is refused
+	Pair p(ca, cb);
+	GuardedBuf sink, mem;
+	sink.init(2 << 20, 1);
+	mem.init(2 << 20, 2);
+	REQUIRE(reg(p.A(), 0, sink, VR_ACCESS_LOCAL_WRITE) == 0);
+	REQUIRE(reg(p.B(), 0, mem, VR_ACCESS_ALL) == 0);
+	// the first response takes ~0.9 ms on the wire; the RNR budget ~80 us
+	REQUIRE(vr_post_read(p.A().eng, p.ca, sink.key, 0, mem.key, 0, 1 << 20, 1) == 0);
+	REQUIRE(vr_post_read(p.A().eng, p.ca, sink.key, 1 << 20, mem.key, 0, 100, 2) == 0);
+	p.s.run(nullptr, p.s.now + 1000000000);
+	REQUIRE(count(p.A(), 1) == 1);
+	REQUIRE(count(p.A(), 2) == 1);
+	CHECK(find(p.A(), 2)->status == -ENOBUFS);
+	CHECK(find(p.A(), 2)->nak_reason == VR_NAK_RESOURCES);
+	CHECK(find(p.A(), 1)->status == -ECONNRESET);
+	CHECK(find(p.A(), 1)->nak_reason == 0);
+	CHECK(vr_engine_counters(p.B().eng)->naks_tx[VR_NAK_RESOURCES] >= 4);
 }
 
 TEST_CASE("tag matching: posted receives in posting order, unexpected in arrival order")
@@ -532,6 +577,7 @@ TEST_CASE("deregistration cancels in-flight users and memory is never touched af
 		CHECK(dst.raw == snap);
 		REQUIRE(count(p.A(), 1) == 1);
 		CHECK(find(p.A(), 1)->status == -EACCES);
+		CHECK(find(p.A(), 1)->nak_reason == VR_NAK_BAD_KEY);
 	}
 	SUBCASE("remote source of a read") {
 		REQUIRE(vr_post_read(p.A().eng, p.ca, sink.key, 0, dst.key, 0, 150000, 1) == 0);
@@ -540,6 +586,7 @@ TEST_CASE("deregistration cancels in-flight users and memory is never touched af
 		p.s.run(nullptr, p.s.now + 100000000);
 		REQUIRE(count(p.A(), 1) == 1);
 		CHECK(find(p.A(), 1)->status == -EACCES);
+		CHECK(find(p.A(), 1)->nak_reason == VR_NAK_BAD_KEY); // from the aborted READ_RESP
 		CHECK(sink.guards_ok(3));
 	}
 	SUBCASE("posted receive buffer") {
@@ -655,4 +702,135 @@ TEST_CASE("PSN wrap-around and large MTU")
 	CHECK(find(s.node(0), 3)->status == 0);
 	CHECK(memcmp(sink.data(), rsrc.data(), 1 << 20) == 0);
 	CHECK(dst.guards_ok(2));
+}
+
+TEST_CASE("graceful disconnect: DISCONNECT carries the ACK for what was received")
+{
+	vr_config cfg = base_cfg();
+	cfg.ack_every = 64;            // no coalesced ACK before the message ends
+	cfg.ack_delay_ns = 1000000000; // and no delayed ACK within the test
+	Pair p(cfg, cfg);
+	GuardedBuf src, dst, rb;
+	src.init(100000, 1);
+	dst.init(100000, 2);
+	rb.init(100000, 3);
+	REQUIRE(reg(p.B(), 0, src, 0) == 0);
+	REQUIRE(reg(p.A(), 0, dst, VR_ACCESS_ALL) == 0);
+	REQUIRE(reg(p.A(), 0, rb, VR_ACCESS_LOCAL_WRITE) == 0);
+	bool in_callback = false;
+	SUBCASE("host disconnects after the receive completed") {}
+	SUBCASE("host disconnects from inside the completion callback") {
+		in_callback = true;
+		p.A().on_complete = [&](const vr_completion &wc) {
+			if (wc.op == VR_WC_RECV && wc.cookie == 50)
+				CHECK(vr_disconnect(p.A().eng, p.ca) == 0);
+		};
+	}
+	REQUIRE(vr_post_recv(p.A().eng, 0, rb.key, 0, 10000, 5, ~0ull, 50) == 0);
+	// B: a multi-frame WRITE, then a multi-frame SEND (the reply A waits for)
+	REQUIRE(vr_post_write(p.B().eng, p.cb, src.key, 0, dst.key, 0, 4000, 1) == 0);
+	REQUIRE(vr_post_send(p.B().eng, p.cb, src.key, 100, 3000, 5, 2) == 0);
+	// Stop right after A consumed the SEND, before A's engine can send anything.
+	REQUIRE(p.s.run([&] { return find(p.A(), 50) != nullptr; }, p.s.now + 100000000));
+	CHECK(find(p.A(), 50)->status == 0);
+	const uint64_t acks0 = vr_engine_counters(p.A().eng)->acks_tx;
+	if (!in_callback)
+		REQUIRE(vr_disconnect(p.A().eng, p.ca) == 0);
+	CHECK(vr_conn_state(p.A().eng, p.ca) == VR_CONN_CLOSING);
+	p.s.run(nullptr, p.s.now + 100000000);
+	CHECK(vr_engine_counters(p.A().eng)->acks_tx == acks0); // only the DISCONNECT acked
+	REQUIRE(count(p.B(), 1) == 1);
+	REQUIRE(count(p.B(), 2) == 1);
+	CHECK(find(p.B(), 1)->status == 0);
+	CHECK(find(p.B(), 2)->status == 0);
+	CHECK(find(p.B(), 2)->bytes == 3000);
+	const vr_completion *d = find(p.B(), 0, VR_WC_DISCONNECT);
+	REQUIRE(d);
+	CHECK(d->status == -ECONNRESET);
+	CHECK(memcmp(dst.data(), src.data(), 4000) == 0);
+	CHECK(memcmp(rb.data(), src.data() + 100, 3000) == 0);
+	CHECK(vr_conn_state(p.A().eng, p.ca) == -ENOENT);
+	CHECK(vr_disconnect(p.B().eng, p.cb) == 0);
+}
+
+TEST_CASE("graceful disconnect: ops not delivered still fail with -ECONNRESET")
+{
+	Pair p;
+	GuardedBuf src, dst, rb;
+	src.init(100000, 1);
+	dst.init(100000, 2);
+	rb.init(100000, 3);
+	REQUIRE(reg(p.B(), 0, src, VR_ACCESS_LOCAL_WRITE) == 0);
+	REQUIRE(reg(p.A(), 0, dst, VR_ACCESS_ALL) == 0);
+	REQUIRE(reg(p.A(), 0, rb, VR_ACCESS_LOCAL_WRITE) == 0);
+	REQUIRE(vr_post_recv(p.A().eng, 0, rb.key, 0, 10000, 5, ~0ull, 50) == 0);
+	// delivered before the close: a READ (response fully received) and a SEND
+	REQUIRE(vr_post_read(p.B().eng, p.cb, src.key, 50000, dst.key, 0, 5000, 1) == 0);
+	REQUIRE(p.s.run([&] { return find(p.B(), 1) != nullptr; }, p.s.now + 100000000));
+	REQUIRE(vr_post_send(p.B().eng, p.cb, src.key, 0, 100, 5, 2) == 0);
+	REQUIRE(p.s.run([&] { return find(p.A(), 50) != nullptr; }, p.s.now + 100000000));
+	// never delivered: everything B sends from now on is lost
+	p.s.link(1, 0).down = true;
+	REQUIRE(vr_post_write(p.B().eng, p.cb, src.key, 0, dst.key, 0, 3000, 3) == 0);
+	REQUIRE(vr_post_fadd(p.B().eng, p.cb, dst.key, 64, 1, 4) == 0);
+	REQUIRE(vr_post_send(p.B().eng, p.cb, src.key, 0, 10, 5, 5) == 0);
+	p.s.run(nullptr, p.s.now + 20000); // B transmits into the void
+	REQUIRE(vr_disconnect(p.A().eng, p.ca) == 0);
+	p.s.run(nullptr, p.s.now + 100000000);
+	for (uint64_t k = 1; k <= 5; k++) {
+		CAPTURE(k);
+		REQUIRE(count(p.B(), k) == 1);
+		CHECK(find(p.B(), k)->status == (k <= 2 ? 0 : -ECONNRESET));
+	}
+	REQUIRE(find(p.B(), 0, VR_WC_DISCONNECT));
+	CHECK(memcmp(src.data() + 50000, dst.data(), 5000) == 0);
+}
+
+TEST_CASE("graceful disconnect: queued responses go out before the DISCONNECT")
+{
+	Pair p;
+	GuardedBuf mem, sink;
+	mem.init(100000, 1);
+	sink.init(100000, 2);
+	REQUIRE(reg(p.A(), 0, mem, VR_ACCESS_ALL) == 0);
+	REQUIRE(reg(p.B(), 0, sink, VR_ACCESS_LOCAL_WRITE) == 0);
+	uint64_t word0;
+	memcpy(&word0, mem.data() + 800, 8);
+	std::vector<uint8_t> ops_from_a;
+	p.s.tap = [&](int from, const std::vector<uint8_t> &b) {
+		if (from == 0)
+			ops_from_a.push_back(b[VR_ETH_HLEN + VR_OFF_OPCODE]);
+	};
+	const uint64_t rx0 = vr_engine_counters(p.A().eng)->rx_data_frames;
+	std::vector<uint8_t> want;
+	SUBCASE("READ") {
+		REQUIRE(vr_post_read(p.B().eng, p.cb, sink.key, 0, mem.key, 1000, 5000, 1) == 0);
+		want = {VR_OP_READ_RESP_FIRST, VR_OP_READ_RESP_MIDDLE, VR_OP_READ_RESP_MIDDLE,
+			VR_OP_READ_RESP_LAST, VR_OP_DISCONNECT};
+	}
+	SUBCASE("FADD") {
+		REQUIRE(vr_post_fadd(p.B().eng, p.cb, mem.key, 800, 7, 1) == 0);
+		want = {VR_OP_ATOMIC_RESP, VR_OP_DISCONNECT};
+	}
+	// A has executed the request but not sent a single response frame yet
+	REQUIRE(p.s.run([&] { return vr_engine_counters(p.A().eng)->rx_data_frames == rx0 + 1; },
+			p.s.now + 100000000));
+	CHECK(ops_from_a.empty());
+	REQUIRE(vr_disconnect(p.A().eng, p.ca) == 0);
+	p.s.run(nullptr, p.s.now + 100000000);
+	REQUIRE(count(p.B(), 1) == 1);
+	const vr_completion *wc = find(p.B(), 1);
+	CHECK(wc->status == 0);
+	if (wc->op == VR_WC_READ) {
+		CHECK(memcmp(sink.data(), mem.data() + 1000, 5000) == 0);
+	} else {
+		CHECK(wc->value == word0);
+		uint64_t word1;
+		memcpy(&word1, mem.data() + 800, 8);
+		CHECK(word1 == word0 + 7);
+	}
+	CHECK(ops_from_a == want); // wire order: the responses, then DISCONNECT
+	CHECK(vr_conn_state(p.A().eng, p.ca) == -ENOENT);
+	REQUIRE(find(p.B(), 0, VR_WC_DISCONNECT));
+	CHECK(sink.guards_ok(2));
 }

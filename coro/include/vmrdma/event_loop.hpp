@@ -128,6 +128,9 @@ public:
     std::size_t pending_operations() const noexcept { return busy_slots_ - internal_busy_; }
 
     // --- for awaitables and transports built on the loop ---
+    io_uring* native() noexcept { return &ring_; }
+    // A fresh id for a provided-buffer group on this ring.
+    int allocate_buffer_group() noexcept { return next_buffer_group_++; }
     io_uring_sqe* get_sqe();
     std::uint32_t acquire_slot();
     detail::op_slot& slot(std::uint32_t index) noexcept { return *slots_[index]; }
@@ -151,6 +154,7 @@ private:
     static void on_wakeup(event_loop& loop, detail::op_slot& slot);
     std::uint32_t wake_slot_ = 0;
     bool shutting_down_ = false;
+    int next_buffer_group_ = 1;
 
     io_uring ring_{};
     int wake_fd_ = -1;

@@ -68,13 +68,19 @@ struct recv_result {
     std::uint64_t length = 0;
 };
 
+// Capacities are reserved when the device opens (the engine allocates
+// nothing afterwards): the defaults take about 20 MiB.
 struct device_options {
     std::uint16_t ethertype = 0x88B5;
-    std::uint32_t max_endpoints = 64;
-    std::uint32_t max_connections = 256;
+    std::uint32_t max_endpoints = 16;
+    std::uint32_t max_connections = 64;
     std::uint32_t max_regions = 4096;
     std::uint32_t max_ops_per_connection = 512;
     std::uint32_t max_posted_recvs = 256;
+    // Sends that arrive before a matching receive wait here, per endpoint;
+    // a larger or further one is refused (receiver not ready) and retried.
+    std::uint32_t unexpected_messages = 16;
+    std::uint32_t unexpected_message_size = 64 * 1024;
     std::uint32_t window_frames = 256;
     std::uint64_t rto_ns = 20'000'000;      // first retransmission timeout
     std::uint32_t retry_limit = 7;          // RTO expiries before errc::timeout
