@@ -75,6 +75,7 @@ void vr_conn_free(struct vr_engine *eng, struct vr_conn *c)
 		e->rr_conn = VR_NO_SLOT;
 	c->ep_next = VR_NO_SLOT;
 	c->state = VR_CONN_FREE;
+	vr_ep_release_if_done(eng, e);
 }
 
 int vr_connect(struct vr_engine *eng, u16 ep, const u8 peer_mac[6], u16 peer_ep,
@@ -84,7 +85,7 @@ int vr_connect(struct vr_engine *eng, u16 ep, const u8 peer_mac[6], u16 peer_ep,
 
 	if (!peer_mac || !conn)
 		return -EINVAL;
-	if (!vr_ep_get(eng, ep))
+	if (!vr_ep_get_open(eng, ep))
 		return -ENOENT;
 	c = conn_alloc(eng, ep);
 	if (!c)

@@ -123,6 +123,9 @@ void vr_engine_destroy(struct vr_engine *eng)
 		struct vr_conn *c = &eng->conns[i];
 
 		if (c->state != VR_CONN_FREE) {
+			if (c->state == VR_CONN_CONNECTING)
+				vr_complete(eng, &eng->eps[c->ep], VR_WC_CONNECT, c->cookie,
+					    -ECANCELED, c->id, 0, 0, 0);
 			vr_comp_flush(eng, c, -ECANCELED);
 			vr_resp_flush_rx(eng, c, -ECANCELED);
 			c->state = VR_CONN_FREE;
@@ -208,6 +211,13 @@ struct vr_ep *vr_ep_get(struct vr_engine *eng, u16 ep)
 	return &eng->eps[ep];
 }
 
+struct vr_ep *vr_ep_get_open(struct vr_engine *eng, u16 ep)
+{
+	struct vr_ep *e = vr_ep_get(eng, ep);
+
+	return e && !e->closing ? e : NULL;
+}
+
 /* Link the open endpoints into a circle in id order, so that the
  * scheduler visits only those (opening is rare; this is O(max_endpoints)). */
 static void ep_relink(struct vr_engine *eng)
@@ -227,8 +237,9 @@ static void ep_relink(struct vr_engine *eng)
 	}
 	if (prev != VR_NO_SLOT)
 		eng->eps[prev].next_open = first;
-	if (!eng->n_open || !eng->eps[eng->tx_cursor].used)
-		eng->tx_cursor = first;
+	if (!eng->n_open || eng->tx_cursor >= eng->cfg.max_endpoints ||
+	    !eng->eps[eng->tx_cursor].used)
+		eng->tx_cursor = first; /* VR_NO_SLOT when none is open */
 }
 
 int vr_ep_open(struct vr_engine *eng, u16 ep, u32 weight, bool listen)
@@ -239,8 +250,9 @@ int vr_ep_open(struct vr_engine *eng, u16 ep, u32 weight, bool listen)
 		return -EINVAL;
 	e = &eng->eps[ep];
 	if (e->used)
-		return -EEXIST;
+		return e->closing ? -EBUSY : -EEXIST;
 	e->used = true;
+	e->closing = false;
 	e->listen = listen;
 	e->weight = weight;
 	e->deficit = 0;
@@ -249,6 +261,49 @@ int vr_ep_open(struct vr_engine *eng, u16 ep, u32 weight, bool listen)
 	e->rr_conn = VR_NO_SLOT;
 	memset(&e->ctr, 0, sizeof(e->ctr));
 	ep_relink(eng);
+	return 0;
+}
+
+void vr_ep_release_if_done(struct vr_engine *eng, struct vr_ep *e)
+{
+	if (!e->closing || e->conn_head != VR_NO_SLOT)
+		return;
+	e->closing = false;
+	e->used = false;
+	ep_relink(eng);
+}
+
+int vr_ep_close(struct vr_engine *eng, u16 ep)
+{
+	struct vr_ep *e = vr_ep_get_open(eng, ep);
+	u32 i, next;
+
+	if (!e)
+		return -ENOENT;
+	e->closing = true; /* first: host requests from callbacks below fail */
+	e->listen = false;
+	for (i = e->conn_head; i != VR_NO_SLOT; i = next) {
+		struct vr_conn *c = &eng->conns[i];
+
+		next = c->ep_next;
+		if (c->state != VR_CONN_CLOSING)
+			vr_disconnect(eng, c->id);
+	}
+	for (i = 0; i < eng->cfg.unexp_depth; i++)
+		e->unexp[i].used = false;
+	for (i = 0; i < eng->cfg.max_recvs; i++) {
+		if (e->recvs[i].state != VR_RECV_FREE) {
+			e->recvs[i].state = VR_RECV_FREE;
+			vr_complete(eng, e, VR_WC_RECV, e->recvs[i].cookie, -ECANCELED, 0, 0, 0, 0);
+		}
+	}
+	for (i = 0; i < eng->rt.cap; i++) {
+		const struct vr_region *r = &eng->rt.slot[i];
+
+		if (r->state == VR_REGION_VALID && r->ep == ep)
+			vr_dereg_mr(eng, r->key);
+	}
+	vr_ep_release_if_done(eng, e);
 	return 0;
 }
 
@@ -281,7 +336,7 @@ int vr_reg_mr(struct vr_engine *eng, u16 ep, void *mem, u64 len, u32 access, u32
 {
 	int rc;
 
-	if (!vr_ep_get(eng, ep))
+	if (!vr_ep_get_open(eng, ep))
 		return -ENOENT;
 	rc = vr_region_reg(&eng->rt, mem, len, access, ep, key);
 	if (rc == -ENOSPC)
@@ -457,13 +512,14 @@ static bool ep_build(struct vr_engine *eng, struct vr_ep *e, u64 now)
  */
 int vr_engine_tx_poll(struct vr_engine *eng, u64 now, u32 budget)
 {
-	u32 n = eng->n_open, idle = 0;
+	u32 idle = 0;
 	int sent = emit_ctl_replies(eng, budget);
 
 	/* Only open endpoints are visited (a circle in id order): a scan
 	 * over every possible endpoint id per frame cost more than the
-	 * rest of the scheduler. */
-	while ((u32)sent < budget && idle < n) {
+	 * rest of the scheduler.  n_open is re-read each time round: a
+	 * closing endpoint leaves the circle when its last DISCONNECT goes. */
+	while ((u32)sent < budget && eng->n_open && idle < eng->n_open) {
 		struct vr_ep *e = &eng->eps[eng->tx_cursor];
 
 		if (e->conn_head == VR_NO_SLOT) {

@@ -137,9 +137,18 @@ int vr_engine_create(const struct vr_config *cfg, void *mem, size_t mem_len,
 /* Fail every outstanding op with -ECANCELED; mem may then be freed. */
 void vr_engine_destroy(struct vr_engine *eng);
 
-/* Endpoints.  -EINVAL (id out of range / weight 0), -EEXIST, -ENOENT. */
+/* Endpoints.  -EINVAL (id out of range / weight 0), -EEXIST, -EBUSY, -ENOENT. */
 int vr_ep_open(struct vr_engine *eng, u16 ep, u32 weight, bool listen);
 int vr_ep_set_weight(struct vr_engine *eng, u16 ep, u32 weight);
+/*
+ * Close an endpoint.  Its connections are closed as by vr_disconnect
+ * (connected ones send DISCONNECT), its posted receives complete with
+ * -ECANCELED, its unexpected messages are dropped and its regions are
+ * deregistered (operations using them fail first).  The id is free again
+ * once the last DISCONNECT has gone out; until then vr_ep_open says
+ * -EBUSY.  Returns 0 or -ENOENT.
+ */
+int vr_ep_close(struct vr_engine *eng, u16 ep);
 int vr_ep_counters(const struct vr_engine *eng, u16 ep, struct vr_counters *out);
 
 /* Regions.  reg: -EINVAL, -ENOENT (no such endpoint), -ENOSPC.

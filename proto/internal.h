@@ -89,6 +89,7 @@ struct vr_unexp {
 
 struct vr_ep {
 	bool used, listen, quantum_given;
+	bool closing;     /* vr_ep_close: waits for its last DISCONNECT to go out */
 	u32 weight;
 	s64 deficit;
 	u32 conn_head, rr_conn;
@@ -136,6 +137,11 @@ enum { VR_TX_NONE, VR_TX_CTL, VR_TX_NAK, VR_TX_DATA, VR_TX_ACK };
 	if (e) (e)->ctr.field += (n); } while (0)
 
 /* engine.c */
+struct vr_ep *vr_ep_get(struct vr_engine *eng, u16 ep);
+/* As vr_ep_get, but not an endpoint that is closing: for host requests. */
+struct vr_ep *vr_ep_get_open(struct vr_engine *eng, u16 ep);
+/* A closing endpoint whose last connection is gone becomes free. */
+void vr_ep_release_if_done(struct vr_engine *eng, struct vr_ep *e);
 void vr_complete(struct vr_engine *eng, struct vr_ep *e, u32 op, u64 cookie, int status,
 		 u32 conn, u64 bytes, u64 tag, u64 value);
 void vr_complete_nak(struct vr_engine *eng, struct vr_ep *e, u32 op, u64 cookie, int status,

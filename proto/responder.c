@@ -355,7 +355,7 @@ void vr_resp_cancel_key(struct vr_engine *eng, u32 key)
 int vr_resp_post_recv(struct vr_engine *eng, u16 ep, u32 lkey, u64 loff, u32 len,
 		      u64 tag, u64 mask, u64 cookie)
 {
-	struct vr_ep *e = vr_ep_get(eng, ep);
+	struct vr_ep *e = vr_ep_get_open(eng, ep);
 	struct vr_recv *r = NULL;
 	struct vr_unexp *best = NULL;
 	u32 i;

@@ -121,9 +121,23 @@ void device_core::open_endpoint(std::uint16_t id, const endpoint_options& option
     if (int rc = vr_ep_open(engine_, id, options.weight, options.listen); rc < 0) {
         if (rc == -EEXIST)
             throw error(errc::invalid_argument, "endpoint " + std::to_string(id) + " is already open");
+        if (rc == -EBUSY)
+            throw error(errc::resources_exhausted,
+                        "endpoint " + std::to_string(id) + " is still closing (its DISCONNECTs are not out yet)");
         throw error(code_from_status(rc), "cannot open endpoint " + std::to_string(id));
     }
-    endpoints_[id];
+    endpoints_[id] = {};
+}
+
+void device_core::close_endpoint(std::uint16_t id) noexcept {
+    vr_ep_close(engine_, id);  // fails its operations; their awaiters resume
+    if (auto it = endpoints_.find(id); it != endpoints_.end()) {
+        auto& ep = it->second;
+        ep.closed = true;
+        ep.accepted.clear();  // vr_ep_close disconnected them too
+        if (ep.accept_waiter) loop_.make_ready(std::exchange(ep.accept_waiter, {}));
+    }
+    want_flush();  // the DISCONNECTs
 }
 
 std::uint32_t device_core::alloc_op(std::uint32_t conn) {
@@ -206,6 +220,7 @@ task<std::uint32_t> device_core::next_accepted(std::uint16_t ep, std::stop_token
     if (it == endpoints_.end()) throw error(errc::invalid_argument, "endpoint is not open");
     auto& state = it->second;
     while (state.accepted.empty()) {
+        if (state.closed) throw error(errc::cancelled, "the endpoint was closed");
         if (stop.stop_requested()) throw error(errc::cancelled, "accept cancelled");
         if (state.accept_waiter) throw error(errc::invalid_argument, "another accept is already waiting");
         struct park {

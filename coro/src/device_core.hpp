@@ -40,6 +40,7 @@ public:
     const eth_port& port() const noexcept { return *port_; }
 
     void open_endpoint(std::uint16_t id, const endpoint_options& options);
+    void close_endpoint(std::uint16_t id) noexcept;
 
     // Posts one operation through `post(cookie)` (a vr_post_* call) and
     // awaits its completion. Waits for room when the engine's pool is full;
@@ -67,6 +68,7 @@ private:
     struct endpoint_state {
         std::deque<std::uint32_t> accepted;
         std::coroutine_handle<> accept_waiter;
+        bool closed = false;
     };
     struct connection_state {
         std::uint32_t outstanding = 0;

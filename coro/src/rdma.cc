@@ -102,8 +102,25 @@ counters device::stats() const { return to_counters(*vr_engine_counters(core_->e
 
 // --- endpoint ---
 
+endpoint::endpoint(endpoint&& o) noexcept : core_(std::exchange(o.core_, nullptr)), id_(o.id_) {}
+
+endpoint& endpoint::operator=(endpoint&& o) noexcept {
+    if (this != &o) {
+        close();
+        core_ = std::exchange(o.core_, nullptr);
+        id_ = o.id_;
+    }
+    return *this;
+}
+
+endpoint::~endpoint() { close(); }
+
+void endpoint::close() noexcept {
+    if (core_) std::exchange(core_, nullptr)->close_endpoint(id_);
+}
+
 region endpoint::register_memory(std::span<std::byte> memory, access rights) {
-    if (!core_) throw error(errc::invalid_argument, "endpoint is not open");
+    if (!core_) throw error(errc::invalid_argument, "endpoint is closed");
     std::uint32_t key = 0;
     int rc = vr_reg_mr(core_->engine(), id_, memory.data(), memory.size(),
                        static_cast<std::uint32_t>(rights) | VR_ACCESS_LOCAL_WRITE, &key);
@@ -112,6 +129,7 @@ region endpoint::register_memory(std::span<std::byte> memory, access rights) {
 }
 
 task<connection> endpoint::connect(mac_address peer, std::uint16_t peer_endpoint, std::stop_token stop) {
+    if (!core_) throw error(errc::invalid_argument, "endpoint is closed");
     auto* core = core_;
     std::uint16_t ep = id_;
     std::uint32_t conn = 0;
@@ -125,6 +143,7 @@ task<connection> endpoint::connect(mac_address peer, std::uint16_t peer_endpoint
 }
 
 task<connection> endpoint::accept(std::stop_token stop) {
+    if (!core_) throw error(errc::invalid_argument, "endpoint is closed");
     auto* core = core_;
     std::uint32_t conn = co_await core->next_accepted(id_, std::move(stop));
     co_return connection(core, conn);
@@ -132,6 +151,7 @@ task<connection> endpoint::accept(std::stop_token stop) {
 
 task<recv_result> endpoint::recv(const region& into, std::uint64_t offset, std::uint32_t length,
                                  std::uint64_t tag, std::uint64_t mask, std::stop_token stop) {
+    if (!core_) throw error(errc::invalid_argument, "endpoint is closed");
     checked_length(length, offset, into.memory().size(), "recv");
     auto* core = core_;
     std::uint16_t ep = id_;
@@ -146,6 +166,7 @@ task<recv_result> endpoint::recv(const region& into, std::uint64_t offset, std::
 }
 
 counters endpoint::stats() const {
+    if (!core_) return {};
     vr_counters c{};
     vr_ep_counters(core_->engine(), id_, &c);
     return to_counters(c);

@@ -341,3 +341,52 @@ TEST_CASE("a peer that vanishes fails operations with errc::timeout, no hang") {
     };
     loop.run(body());
 }
+
+TEST_CASE("closing an endpoint fails its operations, revokes its regions, and frees its id") {
+    if (vmrdma::testing::skip_network_tests()) return;
+    connected c(1500);
+    std::vector<std::byte> local(4096, std::byte{1}), remote_mem(4096, std::byte{0}), inbox(64);
+    auto local_mr = c.ea.register_memory(local, access::local_write);
+    auto remote_mr = c.eb.register_memory(remote_mem, access::remote_write);
+    auto inbox_mr = c.eb.register_memory(inbox, access::local_write);
+    auto old = remote_mr.remote();
+    auto body = [&]() -> task<void> {
+        auto [client, server] = co_await connect_pair(c.ea, c.eb, c.net.b->mac());
+        co_await client.write(local_mr, 0, old, 0, 16);
+        // A receive is pending on the endpoint when it closes.
+        auto pending = [&]() -> task<void> {
+            try {
+                co_await c.eb.recv(inbox_mr, 0, 64, 7);
+                FAIL("the receive must fail when its endpoint closes");
+            } catch (const error& e) {
+                CHECK(e.code() == errc::cancelled);
+            }
+        };
+        auto closer = [&]() -> task<void> {
+            co_await c.net.loop.sleep_for(1ms);
+            c.eb.close();
+        };
+        co_await vmrdma::when_all(pending(), closer());
+        CHECK_FALSE(c.eb.is_open());
+        // The peer's connection is gone and the old region unreachable.
+        try {
+            co_await client.write(local_mr, 0, old, 0, 16);
+            FAIL("the connection to a closed endpoint must be dead");
+        } catch (const error& e) {
+            CHECK(e.code() == errc::peer_gone);
+        }
+        // The id comes back once the DISCONNECT is out.
+        co_await c.net.loop.sleep_for(5ms);
+        c.eb = c.net.b->open_endpoint(1, {.weight = 1, .listen = true});
+        auto [client2, server2] = co_await connect_pair(c.ea, c.eb, c.net.b->mac());
+        try {
+            co_await client2.write(local_mr, 0, old, 0, 16);
+            FAIL("a region of the closed endpoint must be unreachable");
+        } catch (const error& e) {
+            CHECK(e.code() == errc::bad_key);
+        }
+    };
+    c.net.loop.run(body());
+    CHECK(remote_mem[0] == std::byte{1});   // the write before the close landed
+    CHECK(remote_mem[16] == std::byte{0});  // nothing after
+}

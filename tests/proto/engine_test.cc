@@ -834,3 +834,64 @@ TEST_CASE("graceful disconnect: queued responses go out before the DISCONNECT")
 	REQUIRE(find(p.B(), 0, VR_WC_DISCONNECT));
 	CHECK(sink.guards_ok(2));
 }
+
+TEST_CASE("endpoint close: connections, receives and regions go; the id comes back after the DISCONNECT")
+{
+	Pair p;
+	GuardedBuf src, mine, recvbuf, peer;
+	src.init(100000, 1);
+	mine.init(4096, 3);
+	recvbuf.init(4096, 4);
+	peer.init(100000, 2);
+	REQUIRE(reg(p.A(), 0, src, 0) == 0);
+	REQUIRE(reg(p.A(), 0, mine, VR_ACCESS_ALL) == 0);
+	REQUIRE(reg(p.A(), 0, recvbuf, VR_ACCESS_LOCAL_WRITE) == 0);
+	REQUIRE(reg(p.B(), 0, peer, VR_ACCESS_ALL) == 0);
+	REQUIRE(vr_post_write(p.A().eng, p.ca, src.key, 0, peer.key, 0, 100000, 1) == 0);
+	REQUIRE(vr_post_recv(p.A().eng, 0, recvbuf.key, 0, 4096, 5, ~0ull, 2) == 0);
+
+	REQUIRE(vr_ep_close(p.A().eng, 0) == 0);
+	CHECK(find(p.A(), 1)->status == -ECANCELED);  // the write on its connection
+	CHECK(find(p.A(), 2, VR_WC_RECV)->status == -ECANCELED);
+	// Its regions are gone: new work naming them or the endpoint is refused.
+	CHECK(vr_ep_close(p.A().eng, 0) == -ENOENT);
+	uint32_t key = 0, conn = 0;
+	CHECK(vr_reg_mr(p.A().eng, 0, mine.data(), 16, 0, &key) == -ENOENT);
+	CHECK(vr_post_recv(p.A().eng, 0, recvbuf.key, 0, 16, 0, 0, 3) == -ENOENT);
+	CHECK(vr_connect(p.A().eng, 0, p.B().mac, 0, 4, &conn) == -ENOENT);
+	CHECK(vr_ep_open(p.A().eng, 0, 1, false) == -EBUSY);  // DISCONNECT not sent yet
+
+	// The peer can no longer reach the closed endpoint's memory.
+	uint32_t cb2 = 0, ca2 = 0;
+	REQUIRE(vr_ep_open(p.A().eng, 1, 1, true) == 0);
+	p.s.run(nullptr, p.s.now + 100000000);
+	const vr_completion *d = find(p.B(), 0, VR_WC_DISCONNECT);
+	REQUIRE(d);
+	CHECK(d->status == -ECONNRESET);
+	CHECK(vr_conn_state(p.A().eng, p.ca) == -ENOENT);
+
+	// Once the DISCONNECT went out the id is free again.
+	REQUIRE(vr_ep_open(p.A().eng, 0, 1, true) == 0);
+	REQUIRE(connect(p.s, 1, 0, 0, 0, &cb2, &ca2));
+	REQUIRE(vr_post_write(p.B().eng, cb2, peer.key, 0, mine.key, 0, 16, 9) == 0);
+	REQUIRE(p.wait(9, 1));
+	CHECK(find(p.B(), 9)->status == -EACCES);  // the old key died with the endpoint
+	CHECK(mine.guards_ok(3));
+	CHECK(count(p.A(), 1) == 1);
+	CHECK(count(p.A(), 2) == 1);
+}
+
+TEST_CASE("destroying an engine completes a connect still in progress")
+{
+	vrsim::Sim s(1);
+	vr_config c = vrtest::base_cfg();
+	s.add_node(c);
+	s.add_node(c);
+	REQUIRE(vr_ep_open(s.node(0).eng, 0, 1, false) == 0);
+	uint32_t conn = 0;
+	REQUIRE(vr_connect(s.node(0).eng, 0, s.node(1).mac, 0, 42, &conn) == 0);
+	vr_engine_destroy(s.node(0).eng);
+	const vr_completion *wc = find(s.node(0), 42, VR_WC_CONNECT);
+	REQUIRE(wc);
+	CHECK(wc->status == -ECANCELED);
+}

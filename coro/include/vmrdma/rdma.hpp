@@ -106,10 +106,24 @@ class device_core;
 class region;
 class connection;
 
+// An open endpoint; closes when destroyed (see close()).
 class endpoint {
 public:
     endpoint() = default;
+    endpoint(endpoint&& other) noexcept;
+    endpoint& operator=(endpoint&& other) noexcept;
+    endpoint(const endpoint&) = delete;
+    endpoint& operator=(const endpoint&) = delete;
+    ~endpoint();
+
     std::uint16_t id() const noexcept { return id_; }
+    bool is_open() const noexcept { return core_ != nullptr; }
+    // Closes the endpoint: its connections disconnect (operations on them
+    // fail with errc::cancelled), its posted receives and a waiting accept
+    // fail with errc::cancelled, and its regions are deregistered, so peers
+    // can no longer reach them. The id can be opened again once the last
+    // DISCONNECT has gone out.
+    void close() noexcept;
 
     // Registers `memory` for the given remote access (local read is always
     // allowed). The memory must stay valid until the region is destroyed.
