@@ -43,6 +43,8 @@ void usage() {
         "  -D SECONDS      seconds per size and path (default 1)\n"
         "  --depth N       operations in flight (default 16; lat always 1)\n"
         "  --mtu N         veth MTU, 1500..65535 (default 9000)\n"
+        "  --busy-poll US  both vmrdma and TCP poll this long for completions / data\n"
+        "                  before blocking (default 0: block at once)\n"
         "  --transport T   eth (default; the in-process engine on the veth)\n"
         "  --no-tcp, --no-raw   skip a baseline\n"
         "  --out PREFIX    write PREFIX-MODE.csv and PREFIX-MODE.svg (default vmrdma-bench)\n"
@@ -95,6 +97,9 @@ options parse(int argc, char** argv) {
         } else if (a == "--mtu") {
             o.w.mtu = static_cast<unsigned>(std::strtoul(value().c_str(), nullptr, 10));
             if (o.w.mtu < 1500 || o.w.mtu > 65535) throw std::runtime_error("--mtu must be 1500..65535");
+        } else if (a == "--busy-poll") {
+            o.w.busy_poll_us = static_cast<unsigned>(std::strtoul(value().c_str(), nullptr, 10));
+            if (o.w.busy_poll_us > 1000000) throw std::runtime_error("--busy-poll is in microseconds, at most 1 s");
         } else if (a == "--transport") {
             o.transport = value();
             if (o.transport != "eth")
@@ -192,8 +197,8 @@ int main(int argc, char** argv) {
         vmrdma::examples::netns_pair net("vmrdma-bench", o.w.mtu);
         vmrdma::examples::run_command("ip -n " + net.a().netns + " addr add 192.0.2.1/24 dev " + net.a().ifname);
         vmrdma::examples::run_command("ip -n " + net.b().netns + " addr add 192.0.2.2/24 dev " + net.b().ifname);
-        std::fprintf(stderr, "vmrdma-bench: %s, MTU %u, depth %u, %s per point, veth between %s and %s\n",
-                     mode_name(o.w.kind), o.w.mtu, o.w.depth,
+        std::fprintf(stderr, "vmrdma-bench: %s, MTU %u, depth %u, busy poll %u us, %s per point, veth between %s and %s\n",
+                     mode_name(o.w.kind), o.w.mtu, o.w.depth, o.w.busy_poll_us,
                      o.w.iterations ? (std::to_string(o.w.iterations) + " iterations").c_str()
                                     : (std::to_string(o.w.seconds) + " s").c_str(),
                      net.a().netns.c_str(), net.b().netns.c_str());

@@ -41,11 +41,26 @@ void send_all(int fd, const std::byte* p, std::size_t n) {
     }
 }
 
+// Spin on non-blocking receives this long before a blocking one (the
+// same busy polling vmrdma's loop can do), 0 for plain blocking reads.
+unsigned busy_poll_us = 0;
+
+ssize_t receive_some(int fd, std::byte* p, std::size_t n) {
+    if (busy_poll_us) {
+        auto deadline = clock_type::now() + std::chrono::microseconds(busy_poll_us);
+        do {
+            ssize_t k = ::recv(fd, p, n, MSG_DONTWAIT);
+            if (k >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) return k;
+        } while (clock_type::now() < deadline);
+    }
+    return ::recv(fd, p, n, 0);
+}
+
 // Reads exactly n bytes; false at a clean end of stream before any byte.
 bool recv_all(int fd, std::byte* p, std::size_t n) {
     std::size_t got = 0;
     while (got < n) {
-        ssize_t k = ::recv(fd, p + got, n - got, 0);
+        ssize_t k = receive_some(fd, p + got, n - got);
         if (k == 0) {
             if (got == 0) return false;
             throw std::runtime_error("TCP peer closed mid-message");
@@ -71,6 +86,7 @@ double elapsed(clock_type::time_point t0) {
 }  // namespace
 
 side_result tcp_server(const std::string& address, const workload& w, const std::function<void()>& ready) {
+    busy_poll_us = w.busy_poll_us;
     int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (ls < 0) fail("socket");
     int one = 1;
@@ -110,6 +126,7 @@ side_result tcp_server(const std::string& address, const workload& w, const std:
 }
 
 side_result tcp_client(const std::string& server_address, const workload& w) {
+    busy_poll_us = w.busy_poll_us;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) fail("socket");
     auto a = address_of(server_address);

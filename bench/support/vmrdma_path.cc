@@ -31,8 +31,14 @@ bool keep_going(const workload& w, std::uint64_t done, clock_type::time_point t0
 
 }  // namespace
 
+loop_options loop_options_for(const workload& w) {
+    loop_options o;
+    o.busy_poll = std::chrono::microseconds(w.busy_poll_us);
+    return o;
+}
+
 side_result vmrdma_server(const std::string& uri, const workload& w, const std::function<void()>& ready) {
-    event_loop loop;
+    event_loop loop(loop_options_for(w));
     auto dev = device::open(loop, uri);
     auto ep = dev->open_endpoint(endpoint_id, {.weight = 1, .listen = true});
     std::vector<std::byte> memory(region_size(w));
@@ -87,7 +93,7 @@ side_result vmrdma_server(const std::string& uri, const workload& w, const std::
 }
 
 side_result vmrdma_client(const std::string& uri, const std::string& server_mac, const workload& w) {
-    event_loop loop;
+    event_loop loop(loop_options_for(w));
     auto dev = device::open(loop, uri);
     auto ep = dev->open_endpoint(endpoint_id);
     std::vector<std::byte> memory(region_size(w));

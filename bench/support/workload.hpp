@@ -16,6 +16,7 @@ struct workload {
     double seconds = 1.0;       // how long to run, unless iterations is set
     std::uint64_t iterations = 0;
     unsigned mtu = 9000;
+    unsigned busy_poll_us = 0;  // poll for completions this long before blocking (both paths)
 };
 
 inline const char* mode_name(mode m) {

@@ -9,7 +9,7 @@
 
 namespace vmrdma {
 
-event_loop::event_loop(loop_options options) : loop_thread_(std::this_thread::get_id()) {
+event_loop::event_loop(loop_options options) : options_(options), loop_thread_(std::this_thread::get_id()) {
     io_uring_params params{};
     // One CQ entry per SQ entry is too tight once many operations are in
     // flight; ask for four times as many so completions never overflow.
@@ -132,6 +132,26 @@ void event_loop::forget(std::coroutine_handle<> h) noexcept {
     if (it != ready_.end()) ready_.erase(it);
 }
 
+// Submits what is pending and polls for completions for up to
+// options_.busy_poll; true when some arrived.
+bool event_loop::poll_for_completions() noexcept {
+    const auto deadline = std::chrono::steady_clock::now() + options_.busy_poll;
+    do {
+        // Enters the kernel without waiting: runs pending task work, so
+        // completions the kernel has ready become visible.
+        int submitted = io_uring_submit_and_get_events(&ring_);
+        if (submitted > 0) {
+            ++stats_.submits;
+            stats_.sqes += static_cast<std::uint64_t>(submitted);
+        }
+        if (io_uring_cq_ready(&ring_) > 0) {
+            ++stats_.polled;
+            return true;
+        }
+    } while (std::chrono::steady_clock::now() < deadline);
+    return false;
+}
+
 void event_loop::reap() {
     // Copy a batch out and advance the CQ before acting on any of it: a
     // completion may destroy a frame whose destructor reaps recursively.
@@ -181,6 +201,10 @@ void event_loop::turn(const bool& finished) {
     // Block for completions only while the awaited task still needs them.
     const bool may_block = !finished && !more_work;
     int submitted;
+    if (may_block && ready_.empty() && options_.busy_poll.count() > 0 && poll_for_completions()) {
+        reap();
+        return;
+    }
     if (may_block && ready_.empty())
         submitted = io_uring_submit_and_wait(&ring_, 1);
     else

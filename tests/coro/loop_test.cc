@@ -274,3 +274,14 @@ TEST_CASE("a loop shuts down with nothing pending and no leaked descriptor") {
     }
     CHECK(open_fd_count() == before);
 }
+
+TEST_CASE("busy polling finds a completion without blocking") {
+    vmrdma::loop_options options;
+    options.busy_poll = std::chrono::milliseconds(50);
+    event_loop loop(options);
+    vmrdma::eventfd_channel ch(loop);
+    ch.notify(2);  // the read completes as soon as it is submitted
+    CHECK(loop.run(ch.wait()) == 2);
+    CHECK(loop.stats().polled >= 1);
+    CHECK(loop.pending_operations() == 0);
+}
