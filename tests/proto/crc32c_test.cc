@@ -34,3 +34,19 @@ TEST_CASE("the fast and the portable CRC32C agree for every length, alignment an
     CHECK(vr_crc32c_update(VR_CRC32C_INIT, data.data(), 4096) ==
           vr_crc32c_update_portable(VR_CRC32C_INIT, data.data(), 4096));
 }
+
+TEST_CASE("long buffers (the interleaved path) agree with the portable CRC32C") {
+    std::mt19937 rng(12);
+    std::vector<std::uint8_t> data(70000 + 8);
+    for (auto& b : data) b = static_cast<std::uint8_t>(rng());
+    for (std::uint32_t len : {383u, 384u, 385u, 1436u, 3071u, 3072u, 3073u, 3455u, 6144u, 9000u, 9001u, 65535u, 70000u}) {
+        for (std::uint32_t offset : {0u, 1u, 7u}) {
+            const std::uint8_t* p = data.data() + offset;
+            std::uint32_t split = rng() % len;
+            std::uint32_t fast = vr_crc32c_update(VR_CRC32C_INIT, p, split);
+            fast = vr_crc32c_update(fast, p + split, len - split);
+            REQUIRE_MESSAGE(fast == vr_crc32c_update_portable(VR_CRC32C_INIT, p, len),
+                            "length " << len << " offset " << offset << " split " << split);
+        }
+    }
+}
