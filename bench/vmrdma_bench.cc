@@ -37,7 +37,7 @@ void usage() {
         "namespaces it makes and removes (needs root).\n"
         "  --mode M        write | read | send | lat (default write; lat = write round trip\n"
         "                  vs TCP ping-pong)\n"
-        "  -s SIZE         message size, K/M suffixes allowed (default 64K)\n"
+        "  -s SIZE         message size, K/M suffixes allowed (default 64K); repeatable\n"
         "  -a              all sizes 64 B .. 4 MiB (powers of 4)\n"
         "  -n N            iterations per size (default: run -D seconds)\n"
         "  -D SECONDS      seconds per size and path (default 1)\n"
@@ -64,6 +64,7 @@ std::size_t parse_size(const std::string& s) {
 
 options parse(int argc, char** argv) {
     options o;
+    bool sizes_given = false;  // the first -s replaces the default, later ones add
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
         auto value = [&]() -> std::string {
@@ -81,7 +82,9 @@ options parse(int argc, char** argv) {
             else if (m == "lat") o.w.kind = mode::lat;
             else throw std::runtime_error("--mode must be write, read, send or lat");
         } else if (a == "-s") {
-            o.sizes = {parse_size(value())};
+            if (!sizes_given) o.sizes.clear();
+            sizes_given = true;
+            o.sizes.push_back(parse_size(value()));
         } else if (a == "-a") {
             o.sizes.clear();
             for (std::size_t s = 64; s <= (4u << 20); s *= 4) o.sizes.push_back(s);
