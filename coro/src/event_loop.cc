@@ -250,12 +250,9 @@ void event_loop::drain_posted() {
 }
 
 void event_loop::arm_wakeup() {
-    io_uring_sqe* sqe = get_sqe();
-    wake_slot_ = acquire_slot();
-    auto& s = *slots_[wake_slot_];
-    s.on_complete = &event_loop::on_wakeup;
-    io_uring_prep_read(sqe, wake_fd_, &s.scratch, sizeof s.scratch, 0);
-    arm(sqe, wake_slot_);
+    wake_slot_ = arm_callback(&event_loop::on_wakeup, nullptr, [this](io_uring_sqe* sqe, detail::op_slot& s) {
+        io_uring_prep_read(sqe, wake_fd_, &s.scratch, sizeof s.scratch, 0);
+    });
     ++internal_busy_;
 }
 

@@ -43,13 +43,9 @@ task<std::uint64_t> eventfd_channel::wait_read(std::stop_token stop) {
 }
 
 void eventfd_channel::arm_poll() {
-    io_uring_sqe* sqe = loop_.get_sqe();
-    poll_slot_ = loop_.acquire_slot();
-    auto& s = loop_.slot(poll_slot_);
-    s.on_complete = &eventfd_channel::on_poll;
-    s.context = this;
-    io_uring_prep_poll_multishot(sqe, fd_, POLLIN);
-    loop_.arm(sqe, poll_slot_);
+    poll_slot_ = loop_.arm_callback(&eventfd_channel::on_poll, this, [this](io_uring_sqe* sqe, detail::op_slot&) {
+        io_uring_prep_poll_multishot(sqe, fd_, POLLIN);
+    });
 }
 
 void eventfd_channel::drain_counter() noexcept {

@@ -42,15 +42,11 @@ ring_receiver::~ring_receiver() {
 }
 
 void ring_receiver::arm() {
-    io_uring_sqe* sqe = loop_.get_sqe();
-    slot_ = loop_.acquire_slot();
-    auto& s = loop_.slot(slot_);
-    s.on_complete = &ring_receiver::on_cqe;
-    s.context = this;
-    io_uring_prep_recv_multishot(sqe, fd_, nullptr, 0, 0);
-    sqe->flags |= IOSQE_BUFFER_SELECT;
-    sqe->buf_group = static_cast<std::uint16_t>(group_);
-    loop_.arm(sqe, slot_);
+    slot_ = loop_.arm_callback(&ring_receiver::on_cqe, this, [this](io_uring_sqe* sqe, op_slot&) {
+        io_uring_prep_recv_multishot(sqe, fd_, nullptr, 0, 0);
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = static_cast<std::uint16_t>(group_);
+    });
     ++rearms_;
 }
 

@@ -141,6 +141,13 @@ public:
     std::uint32_t acquire_slot();
     detail::op_slot& slot(std::uint32_t index) noexcept { return *slots_[index]; }
     void arm(io_uring_sqe* sqe, std::uint32_t index) noexcept;
+    // Submits an operation whose completions go to on_complete(loop, slot)
+    // instead of resuming a coroutine (multishot receives, transports'
+    // timers). prepare(sqe, slot) fills the SQE; the slot can hold data the
+    // kernel reads. Returns the slot index.
+    template <typename Prepare>
+    std::uint32_t arm_callback(void (*on_complete)(event_loop&, detail::op_slot&), void* context,
+                               Prepare prepare);
     void cancel(std::uint32_t index) noexcept;
     // The awaiter of a still-busy slot is going away: cancel it and reap
     // completions until the kernel has finished with it, then free it.
@@ -260,6 +267,19 @@ flagging_coroutine run_and_keep(task<T>& inner, std::exception_ptr& failure, Out
 }
 
 }  // namespace detail
+
+template <typename Prepare>
+std::uint32_t event_loop::arm_callback(void (*on_complete)(event_loop&, detail::op_slot&), void* context,
+                                       Prepare prepare) {
+    io_uring_sqe* sqe = get_sqe();
+    std::uint32_t index = acquire_slot();
+    auto& s = slot(index);
+    s.on_complete = on_complete;
+    s.context = context;
+    prepare(sqe, s);
+    arm(sqe, index);
+    return index;
+}
 
 template <typename Prepare>
 auto event_loop::submit(Prepare prepare, std::stop_token stop) {
