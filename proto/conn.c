@@ -175,15 +175,22 @@ static void rx_connect_req(struct vr_engine *eng, const struct vr_parsed *p)
 		queue_reply(eng, p, VR_NAK_NO_EP);
 		return;
 	}
-	/* A retransmitted request for a live connection: re-send the ACK. */
 	for (i = e->conn_head; i != VR_NO_SLOT; i = eng->conns[i].ep_next) {
 		c = &eng->conns[i];
-		if (c->peer_id == p->h.msg_id && c->peer_ep == p->h.src_ep &&
-		    !memcmp(c->peer_mac, p->src_mac, 6)) {
+		if (c->peer_id != p->h.msg_id || c->peer_ep != p->h.src_ep ||
+		    memcmp(c->peer_mac, p->src_mac, 6))
+			continue;
+		/* A retransmitted request for a live connection: re-send the ACK. */
+		if (c->peer_isn == p->h.psn) {
 			if (c->state == VR_CONN_CONNECTED)
 				c->ctl_pending = true;
 			return;
 		}
+		/* Same peer and connection id, new initial PSN: the peer
+		 * restarted and its fresh engine reused the id.  The old
+		 * connection is dead; the request opens a new one below. */
+		vr_conn_fail(eng, c, -ECONNRESET, false);
+		c->peer_id = 0; /* no longer the peer's: later requests do not match */
 	}
 	if (eng->host.accept &&
 	    eng->host.accept(eng->cfg.ctx, p->h.dst_ep, p->src_mac, p->h.src_ep)) {
@@ -198,6 +205,7 @@ static void rx_connect_req(struct vr_engine *eng, const struct vr_parsed *p)
 	memcpy(c->peer_mac, p->src_mac, 6);
 	c->peer_ep = p->h.src_ep;
 	c->peer_id = p->h.msg_id;
+	c->peer_isn = p->h.psn;
 	c->rcv_nxt = p->h.psn;
 	c->state = VR_CONN_CONNECTED;
 	c->ctl_pending = true; /* CONNECT_ACK; re-sent on each duplicate REQ */

@@ -37,6 +37,7 @@ struct vr_conn {
 	u16 peer_ep;
 	u8 peer_mac[6];
 	u32 id, peer_id;
+	u32 peer_isn;           /* the peer's initial PSN: tells a restarted peer from a retry */
 	u64 cookie;            /* of vr_connect */
 	u32 ep_next;           /* endpoint's connection list */
 	/* requester side of the outbound stream */
