@@ -10,6 +10,7 @@ packages=(
     doctest-dev
     libxen-dev         # libxenevtchn, libxengnttab
     iproute2           # ip netns / veth for the integration tests
+    socat              # the data mover demo's TCP baseline (tar | socat)
     tshark             # tests/wire:dissector_test (Wireshark dissector)
     "$@"
 )
