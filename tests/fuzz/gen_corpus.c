@@ -243,6 +243,21 @@ int main(int argc, char **argv)
 	ACT(RXF_A_TX_POLL, 4);
 	save("disconnect_reconnect");
 
+	/* close an endpoint with a receive posted and traffic for it in
+	 * flight, let its DISCONNECTs out, reopen it, and address it again */
+	ACT(RXF_A_POST_RECV, 0, 3, 0, 0, 0, 64, 5, 0);
+	ACT(RXF_A_EP_CLOSE, 0);
+	h = on_a(VR_OP_WRITE_ONLY, RXF_PEER_ISN_A);
+	h.rkey = 0;
+	h.total_len = h.payload_len = 8;
+	frame(h, pay, 1);
+	ACT(RXF_A_TX_POLL, 8);
+	ACT(RXF_A_EP_CLOSE, 0, 1);
+	ACT(RXF_A_REREG, 0);
+	ACT(RXF_A_CONNECT, 0, 0, 33);
+	ACT(RXF_A_TX_POLL, 8);
+	save("ep_close_reopen");
+
 	/* no ACKs ever: RTO back-off until the connection fails */
 	for (i = 0; i < 6; i++)
 		ACT(RXF_A_ADVANCE, 0x03, 0x20);

@@ -101,6 +101,7 @@ struct lconn {
 };
 
 static struct vr_engine *eng;
+static bool ep_closed[5];  /* closed by RXF_A_EP_CLOSE and not reopened yet */
 static struct lconn conns[RXF_MAX_CONNS];
 static u32 last_req_msg[64]; /* by op slot (low 6 bits) */
 static u32 rnd_state;
@@ -598,11 +599,40 @@ static void do_action(const u8 *b, u32 n)
 	case RXF_A_REREG:
 		k = (int)(arg8(b, n, 1) % RXF_NREG);
 		if (!regs[k].live) {
-			CHECK(vr_reg_mr(eng, regs[k].ep, arena + regs[k].off, regs[k].len,
-					regs[k].access, &regs[k].key) == 0, "re-register failed");
-			regs[k].live = true;
+			int rc = vr_reg_mr(eng, regs[k].ep, arena + regs[k].off, regs[k].len,
+					   regs[k].access, &regs[k].key);
+
+			if (ep_closed[regs[k].ep]) {
+				CHECK(rc == -ENOENT, "registered on a closed endpoint");
+			} else {
+				CHECK(rc == 0, "re-register failed");
+				regs[k].live = true;
+			}
 		}
 		break;
+	case RXF_A_EP_CLOSE: {
+		u16 ep = (u16)(arg8(b, n, 1) % 5);
+
+		if (!ep_closed[ep]) {
+			int rc = vr_ep_close(eng, ep);
+
+			CHECK(rc == 0 || rc == -ENOENT, "ep close: %d", rc);
+			if (rc == 0) {
+				ep_closed[ep] = true;
+				for (k = 0; k < RXF_NREG; k++)
+					if (regs[k].ep == ep)
+						regs[k].live = false; /* deregistered by the close */
+			}
+		} else {
+			int rc = vr_ep_open(eng, ep, 1, arg8(b, n, 2) & 1);
+
+			CHECK(rc == 0 || rc == -EBUSY, "ep reopen: %d", rc);
+			if (rc == 0)
+				ep_closed[ep] = false;
+		}
+		check_mem();
+		break;
+	}
 	case RXF_A_DISCONNECT:
 		vr_disconnect(eng, conn_arg(arg8(b, n, 1)));
 		check_mem();
@@ -619,7 +649,8 @@ static void do_action(const u8 *b, u32 n)
 	case RXF_A_XMIT_MODE:
 		xmit_mode = (int)(arg8(b, n, 1) % 3);
 		break;
-	default: /* RXF_A_TX_POLL */
+	case RXF_A_TX_POLL:
+	default:
 		cur_what = "tx_poll";
 		vr_engine_tx_poll(eng, now, arg8(b, n, 1));
 		check_mem();
@@ -649,6 +680,7 @@ static void setup(void)
 
 	memset(&rxf_last_stats, 0, sizeof(rxf_last_stats));
 	memset(conns, 0, sizeof(conns));
+	memset(ep_closed, 0, sizeof(ep_closed));
 	memset(last_req_msg, 0, sizeof(last_req_msg));
 	nmops = nwins = 0;
 	rnd_state = 12345;
