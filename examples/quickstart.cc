@@ -267,7 +267,10 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "quickstart: %s\n", e.what());
     }
     std::printf("removed the namespaces and the veth pair\n");
-    std::printf(ok ? "quickstart: SUCCESS, the RDMA transfer was verified on both sides\n"
-                   : "quickstart: FAILED (see above)\n");
-    return ok ? 0 : 1;
+    if (interrupted)
+        std::printf("quickstart: interrupted; nothing it made is left behind\n");
+    else
+        std::printf(ok ? "quickstart: SUCCESS, the RDMA transfer was verified on both sides\n"
+                       : "quickstart: FAILED (see above)\n");
+    return ok ? 0 : interrupted ? 130 : 1;
 }
