@@ -1,4 +1,5 @@
 #include "device_core.hpp"
+#include "unix_link.hpp"
 
 #include <poll.h>
 #include <sys/random.h>
@@ -108,6 +109,10 @@ void device_core::on_frame(void* context, const std::byte* frame, std::uint32_t 
 }
 
 device_core::~device_core() {
+    if (link_) {
+        destroy_link();
+        return;
+    }
     loop_.remove_turn_hook(hook_id_);
     receiver_.reset();
     if (poll_slot_ != UINT32_MAX) loop_.abandon(poll_slot_);
@@ -118,6 +123,11 @@ device_core::~device_core() {
 }
 
 void device_core::open_endpoint(std::uint16_t id, const endpoint_options& options) {
+    if (link_) {
+        link_open_endpoint(id, options);
+        endpoints_[id] = {};
+        return;
+    }
     if (int rc = vr_ep_open(engine_, id, options.weight, options.listen); rc < 0) {
         if (rc == -EEXIST)
             throw error(errc::invalid_argument, "endpoint " + std::to_string(id) + " is already open");
@@ -130,7 +140,10 @@ void device_core::open_endpoint(std::uint16_t id, const endpoint_options& option
 }
 
 void device_core::close_endpoint(std::uint16_t id) noexcept {
-    vr_ep_close(engine_, id);  // fails its operations; their awaiters resume
+    if (link_)
+        link_close_endpoint(id);  // vmrdmad fails its operations
+    else
+        vr_ep_close(engine_, id);  // fails its operations; their awaiters resume
     if (auto it = endpoints_.find(id); it != endpoints_.end()) {
         auto& ep = it->second;
         ep.closed = true;

@@ -28,9 +28,15 @@ std::error_code code_from_status(int status) noexcept;
 // share the status -ENOBUFS.
 std::error_code code_from_status(int status, std::uint8_t nak_reason) noexcept;
 
+class unix_link;
+
 class device_core {
 public:
     device_core(event_loop& loop, std::unique_ptr<eth_port> port, const device_options& options);
+    // The unix: transport (unix_transport.cc): no engine in this process;
+    // operations travel to vmrdmad through the link's shared rings and their
+    // responses come back through the same completion path.
+    device_core(event_loop& loop, std::unique_ptr<unix_link> link);
     ~device_core();
     device_core(const device_core&) = delete;
     device_core& operator=(const device_core&) = delete;
@@ -38,6 +44,9 @@ public:
     event_loop& loop() noexcept { return loop_; }
     vr_engine* engine() noexcept { return engine_; }
     const eth_port& port() const noexcept { return *port_; }
+    unix_link* link() noexcept { return link_.get(); }  // null for eth:
+    mac_address mac() const noexcept;
+    std::uint32_t mtu() const noexcept;
 
     void open_endpoint(std::uint16_t id, const endpoint_options& options);
     void close_endpoint(std::uint16_t id) noexcept;
@@ -100,7 +109,17 @@ private:
     static void on_timer(event_loop& loop, op_slot& slot);
     static std::uint64_t now_ns() noexcept;
 
+    // unix: transport (unix_transport.cc).
+    void destroy_link() noexcept;
+    void link_open_endpoint(std::uint16_t id, const endpoint_options& options);
+    void link_close_endpoint(std::uint16_t id) noexcept;
+    bool link_flush();
+    void arm_doorbell();
+    static void on_doorbell(event_loop& loop, op_slot& slot);
+
     event_loop& loop_;
+    std::unique_ptr<unix_link> link_;
+    std::uint32_t doorbell_slot_ = UINT32_MAX;
     std::unique_ptr<eth_port> port_;
     std::unique_ptr<std::uint64_t[]> engine_memory_;
     vr_engine* engine_ = nullptr;

@@ -5,6 +5,8 @@
 #include <cstring>
 
 #include "device_core.hpp"
+#include "unix_link.hpp"
+#include "vmrdma/registrable.hpp"
 
 namespace vmrdma {
 
@@ -72,6 +74,26 @@ std::uint32_t checked_length(std::uint32_t length, std::uint64_t offset, std::ui
         throw error(errc::invalid_argument, std::string(what) + ": range is outside the local region");
     return length;
 }
+
+// unix: transport: one ring request (proto/ring.h).
+vr_ring_req ring_req(std::uint8_t opcode, std::uint64_t cookie) {
+    vr_ring_req r{};
+    r.opcode = opcode;
+    r.cookie = cookie;
+    return r;
+}
+
+vr_ring_req ring_rdma(std::uint8_t opcode, std::uint64_t cookie, std::uint32_t conn, std::uint32_t lkey,
+                      std::uint64_t loff, std::uint32_t rkey, std::uint64_t roff, std::uint32_t len) {
+    auto r = ring_req(opcode, cookie);
+    r.conn = conn;
+    r.lkey = lkey;
+    r.loff = loff;
+    r.rkey = rkey;
+    r.roff = roff;
+    r.len = len;
+    return r;
+}
 }  // namespace
 
 // --- device ---
@@ -83,22 +105,30 @@ std::unique_ptr<device> device::open(event_loop& loop, std::string_view uri, dev
         return std::unique_ptr<device>(
             new device(std::make_unique<device_core>(loop, std::move(port), options)));
     }
+    constexpr std::string_view unix_prefix = "unix:";
+    if (uri.substr(0, unix_prefix.size()) == unix_prefix) {
+        auto link = std::make_unique<detail::unix_link>(uri.substr(unix_prefix.size()));
+        return std::unique_ptr<device>(new device(std::make_unique<device_core>(loop, std::move(link))));
+    }
     throw error(errc::invalid_argument,
-                "unknown transport URI '" + std::string(uri) + "' (expected eth:IFNAME)");
+                "unknown transport URI '" + std::string(uri) + "' (expected eth:IFNAME or unix:PATH)");
 }
 
 device::device(std::unique_ptr<device_core> core) : core_(std::move(core)) {}
 device::~device() = default;
 
-mac_address device::mac() const noexcept { return core_->port().mac(); }
-std::uint32_t device::mtu() const noexcept { return core_->port().mtu(); }
+mac_address device::mac() const noexcept { return core_->mac(); }
+std::uint32_t device::mtu() const noexcept { return core_->mtu(); }
 
 endpoint device::open_endpoint(std::uint16_t id, endpoint_options options) {
     core_->open_endpoint(id, options);
     return endpoint(core_.get(), id);
 }
 
-counters device::stats() const { return to_counters(*vr_engine_counters(core_->engine())); }
+counters device::stats() const {
+    if (core_->link()) return {};  // the engine's counters are vmrdmad's
+    return to_counters(*vr_engine_counters(core_->engine()));
+}
 
 // --- endpoint ---
 
@@ -121,6 +151,16 @@ void endpoint::close() noexcept {
 
 region endpoint::register_memory(std::span<std::byte> memory, access rights) {
     if (!core_) throw error(errc::invalid_argument, "endpoint is closed");
+    if (auto* link = core_->link()) {
+        auto where = detail::find_registrable(memory);
+        if (!where)
+            throw error(errc::invalid_argument,
+                        "a unix: device registers only memory from a vmrdma::registrable_buffer "
+                        "(memfd-backed, so the daemon can map it); this span is ordinary memory");
+        auto key = link->register_memory(id_, where->fd, where->offset, memory.size(),
+                                         static_cast<std::uint32_t>(rights) | VR_ACCESS_LOCAL_WRITE);
+        return region(core_, key, memory);
+    }
     std::uint32_t key = 0;
     int rc = vr_reg_mr(core_->engine(), id_, memory.data(), memory.size(),
                        static_cast<std::uint32_t>(rights) | VR_ACCESS_LOCAL_WRITE, &key);
@@ -136,6 +176,13 @@ task<connection> endpoint::connect(mac_address peer, std::uint16_t peer_endpoint
     auto wc = co_await core->perform(
         0,
         [&](std::uint64_t cookie) {
+            if (auto* link = core->link()) {
+                auto r = ring_req(VR_RING_CONNECT, cookie);
+                r.ep = ep;
+                r.peer_ep = peer_endpoint;
+                std::memcpy(r.peer_mac, peer.bytes.data(), 6);
+                return link->post(r);
+            }
             return vr_connect(core->engine(), ep, peer.bytes.data(), peer_endpoint, cookie, &conn);
         },
         std::move(stop));
@@ -145,6 +192,18 @@ task<connection> endpoint::connect(mac_address peer, std::uint16_t peer_endpoint
 task<connection> endpoint::accept(std::stop_token stop) {
     if (!core_) throw error(errc::invalid_argument, "endpoint is closed");
     auto* core = core_;
+    if (auto* link = core->link()) {  // vmrdmad holds the accepted connections
+        std::uint16_t ep = id_;
+        auto wc = co_await core->perform(
+            0,
+            [&](std::uint64_t cookie) {
+                auto r = ring_req(VR_RING_ACCEPT, cookie);
+                r.ep = ep;
+                return link->post(r);
+            },
+            std::move(stop));
+        co_return connection(core, wc.conn);
+    }
     std::uint32_t conn = co_await core->next_accepted(id_, std::move(stop));
     co_return connection(core, conn);
 }
@@ -159,6 +218,13 @@ task<recv_result> endpoint::recv(const region& into, std::uint64_t offset, std::
     auto wc = co_await core->perform(
         0,
         [&](std::uint64_t cookie) {
+            if (auto* link = core->link()) {
+                auto r = ring_rdma(VR_RING_RECV, cookie, 0, key, offset, 0, 0, length);
+                r.ep = ep;
+                r.tag = tag;
+                r.mask = mask;
+                return link->post(r);
+            }
             return vr_post_recv(core->engine(), ep, key, offset, length, tag, mask, cookie);
         },
         std::move(stop));
@@ -166,7 +232,7 @@ task<recv_result> endpoint::recv(const region& into, std::uint64_t offset, std::
 }
 
 counters endpoint::stats() const {
-    if (!core_) return {};
+    if (!core_ || core_->link()) return {};
     vr_counters c{};
     vr_ep_counters(core_->engine(), id_, &c);
     return to_counters(c);
@@ -188,7 +254,9 @@ region& region::operator=(region&& o) noexcept {
 }
 
 region::~region() {
-    if (core_) {
+    if (core_ && core_->link()) {
+        core_->link()->deregister(key_);
+    } else if (core_) {
         vr_dereg_mr(core_->engine(), key_);
         core_->want_flush();
     }
@@ -211,7 +279,13 @@ connection::~connection() { close(); }
 
 void connection::close() noexcept {
     if (!core_) return;
-    vr_disconnect(core_->engine(), id_);
+    if (auto* link = core_->link()) {
+        auto r = ring_req(VR_RING_DISCONNECT, ~std::uint64_t{0});  // nobody awaits its response
+        r.conn = id_;
+        link->post_detached(r);
+    } else {
+        vr_disconnect(core_->engine(), id_);
+    }
     core_->forget_connection(id_);
     core_->want_flush();
     core_ = nullptr;
@@ -229,6 +303,9 @@ task<void> connection::write(const region& local, std::uint64_t local_offset, re
     co_await core->perform(
         conn,
         [&](std::uint64_t cookie) {
+            if (auto* link = core->link())
+                return link->post(ring_rdma(VR_RING_WRITE, cookie, conn, lkey, local_offset, remote.rkey,
+                                            remote_offset, length));
             return vr_post_write(core->engine(), conn, lkey, local_offset, remote.rkey, remote_offset,
                                  length, cookie);
         },
@@ -245,6 +322,9 @@ task<void> connection::read(const region& local, std::uint64_t local_offset, rem
     co_await core->perform(
         conn,
         [&](std::uint64_t cookie) {
+            if (auto* link = core->link())
+                return link->post(ring_rdma(VR_RING_READ, cookie, conn, lkey, local_offset, remote.rkey,
+                                            remote_offset, length));
             return vr_post_read(core->engine(), conn, lkey, local_offset, remote.rkey, remote_offset,
                                 length, cookie);
         },
@@ -261,6 +341,11 @@ task<void> connection::send(const region& local, std::uint64_t offset, std::uint
     co_await core->perform(
         conn,
         [&](std::uint64_t cookie) {
+            if (auto* link = core->link()) {
+                auto r = ring_rdma(VR_RING_SEND, cookie, conn, lkey, offset, 0, 0, length);
+                r.tag = tag;
+                return link->post(r);
+            }
             return vr_post_send(core->engine(), conn, lkey, offset, length, tag, cookie);
         },
         std::move(stop));
@@ -274,6 +359,11 @@ task<std::uint64_t> connection::fetch_add(remote_region remote, std::uint64_t of
     auto wc = co_await core->perform(
         conn,
         [&](std::uint64_t cookie) {
+            if (auto* link = core->link()) {
+                auto r = ring_rdma(VR_RING_FADD, cookie, conn, 0, 0, remote.rkey, offset, 8);
+                r.operand = add;
+                return link->post(r);
+            }
             return vr_post_fadd(core->engine(), conn, remote.rkey, offset, add, cookie);
         },
         std::move(stop));
@@ -289,6 +379,12 @@ task<std::uint64_t> connection::compare_swap(remote_region remote, std::uint64_t
     auto wc = co_await core->perform(
         conn,
         [&](std::uint64_t cookie) {
+            if (auto* link = core->link()) {
+                auto r = ring_rdma(VR_RING_CSWAP, cookie, conn, 0, 0, remote.rkey, offset, 8);
+                r.operand = expected;
+                r.swap = desired;
+                return link->post(r);
+            }
             return vr_post_cswap(core->engine(), conn, remote.rkey, offset, expected, desired, cookie);
         },
         std::move(stop));

@@ -211,7 +211,9 @@ private:
 class device {
 public:
     // URIs: "eth:IFNAME" (in-process engine on a raw socket; needs
-    // CAP_NET_RAW). Throws vmrdma::error with a message that says what is wrong.
+    // CAP_NET_RAW), "unix:PATH" (a frontend of vmrdmad, the user-space driver
+    // domain: docs/split-driver.md; register only vmrdma::registrable_buffer
+    // memory). Throws vmrdma::error with a message that says what is wrong.
     static std::unique_ptr<device> open(event_loop& loop, std::string_view uri,
                                         device_options options = {});
     ~device();

@@ -1,0 +1,88 @@
+// device_core for the unix: transport: the engine lives in vmrdmad; this
+// process posts requests into the shared ring, publishes them once per loop
+// turn (one doorbell per batch, and only when vmrdmad asked for one), and
+// turns responses into the same completions the eth: transport produces.
+#include <unistd.h>
+
+#include "device_core.hpp"
+#include "unix_link.hpp"
+
+namespace vmrdma::detail {
+
+device_core::device_core(event_loop& loop, std::unique_ptr<unix_link> link)
+    : loop_(loop), link_(std::move(link)) {
+    hook_id_ = loop_.add_turn_hook([this] { return link_flush(); });
+    arm_doorbell();
+}
+
+mac_address device_core::mac() const noexcept { return link_ ? link_->mac() : port_->mac(); }
+std::uint32_t device_core::mtu() const noexcept { return link_ ? link_->mtu() : port_->mtu(); }
+
+void device_core::link_open_endpoint(std::uint16_t id, const endpoint_options& options) {
+    link_->open_endpoint(id, options.weight, options.listen);
+}
+
+void device_core::link_close_endpoint(std::uint16_t id) noexcept { link_->close_endpoint(id); }
+
+bool device_core::link_flush() {
+    link_->publish();
+    return false;
+}
+
+void device_core::arm_doorbell() {
+    io_uring_sqe* sqe = loop_.get_sqe();
+    doorbell_slot_ = loop_.acquire_slot();
+    auto& s = loop_.slot(doorbell_slot_);
+    s.on_complete = &device_core::on_doorbell;
+    s.context = this;
+    io_uring_prep_read(sqe, link_->response_doorbell(), &s.scratch, sizeof s.scratch, 0);
+    loop_.arm(sqe, doorbell_slot_);
+}
+
+void device_core::on_doorbell(event_loop& loop, op_slot& slot) {
+    auto* self = static_cast<device_core*>(slot.context);
+    int result = slot.result;
+    loop.release_slot(std::exchange(self->doorbell_slot_, UINT32_MAX));
+    self->link_->drain([self](const vr_ring_rsp& rsp) {
+        if (rsp.cookie == ~std::uint64_t{0}) return;  // a detached request (DISCONNECT)
+        vr_completion wc{};
+        wc.cookie = rsp.cookie;
+        wc.status = rsp.status;
+        wc.nak_reason = rsp.nak_reason;
+        wc.conn = rsp.conn;
+        wc.ep = rsp.ep;
+        wc.bytes = rsp.bytes;
+        wc.tag = rsp.tag;
+        wc.value = rsp.value;
+        switch (rsp.opcode) {
+        case VR_RING_WRITE: wc.op = VR_WC_WRITE; break;
+        case VR_RING_READ: wc.op = VR_WC_READ; break;
+        case VR_RING_SEND: wc.op = VR_WC_SEND; break;
+        case VR_RING_RECV: wc.op = VR_WC_RECV; break;
+        case VR_RING_FADD: wc.op = VR_WC_FADD; break;
+        case VR_RING_CSWAP: wc.op = VR_WC_CSWAP; break;
+        default: wc.op = VR_WC_CONNECT; break;  // CONNECT, ACCEPT: a new connection
+        }
+        self->completed(wc);
+    });
+    self->want_flush();
+    // An eventfd read fails only if the fd is gone: then so is the daemon.
+    if (result >= 0) self->arm_doorbell();
+}
+
+void device_core::destroy_link() noexcept {
+    loop_.remove_turn_hook(hook_id_);
+    if (doorbell_slot_ != UINT32_MAX) loop_.abandon(doorbell_slot_);
+    // Like vr_engine_destroy: every operation still with the daemon fails.
+    std::vector<bool> is_free(ops_.size(), false);
+    for (auto i : free_ops_) is_free[i] = true;
+    for (std::uint32_t i = 0; i < ops_.size(); ++i) {
+        if (is_free[i] || ops_[i].done) continue;
+        vr_completion wc{};
+        wc.cookie = cookie_of(i, ops_[i].generation);
+        wc.status = -ECANCELED;
+        completed(wc);
+    }
+}
+
+}  // namespace vmrdma::detail

@@ -1,0 +1,218 @@
+/* SPDX-License-Identifier: GPL-2.0 OR MIT */
+/*
+ * ring.h - the split driver's shared ABI: one definition for the user-space
+ * driver domain (vmrdmad), its frontends (coro's unix: transport) and, later,
+ * the kernel modules.  docs/split-driver.md is the prose version.
+ *
+ * Data path: one shared-memory area holds a request ring (frontend ->
+ * driver domain) and a response ring (driver domain -> frontend), laid out
+ * like Xen's io/ring.h: free-running 32-bit producer indices in shared
+ * memory, private consumer indices, req_event/rsp_event for notification
+ * hold-off, power-of-two sizes.  Doorbells are eventfds (event channels).
+ *
+ * Invariants both sides keep (and neither may rely on the other keeping):
+ *   - every request gets exactly one response;
+ *   - the frontend keeps at most size-1 requests outstanding (posted and
+ *     response not yet consumed), so neither ring can overflow;
+ *   - the consumer copies an entry out of shared memory and validates the
+ *     copy: the other side can change the shared entry under it;
+ *   - the driver domain reads the producer index once per pass and refuses
+ *     (prod - cons) > size as a protocol violation.
+ *
+ * All multi-byte fields are little-endian.  The user-space sides run only on
+ * little-endian hosts (they assert it); a big-endian kernel would convert.
+ */
+#ifndef VR_RING_H
+#define VR_RING_H
+#include "os.h"
+
+#define VR_RING_MAGIC   0x474e5256u /* "VRNG" */
+#define VR_RING_VERSION 1u
+#define VR_RING_MIN_SIZE 2u
+#define VR_RING_MAX_SIZE 4096u
+
+/* Request opcodes. */
+enum vr_ring_op {
+	VR_RING_WRITE = 1,   /* conn, lkey, loff, rkey, roff, len */
+	VR_RING_READ,        /* conn, lkey, loff, rkey, roff, len */
+	VR_RING_SEND,        /* conn, lkey, loff, len, tag */
+	VR_RING_RECV,        /* ep, lkey, loff, len, tag, mask */
+	VR_RING_FADD,        /* conn, rkey, roff, operand (addend) */
+	VR_RING_CSWAP,       /* conn, rkey, roff, operand (compare), swap */
+	VR_RING_CONNECT,     /* ep, peer_mac, peer_ep -> rsp.conn */
+	VR_RING_ACCEPT,      /* ep (listening) -> rsp.conn */
+	VR_RING_DISCONNECT,  /* conn */
+	VR_RING_OP_MAX,
+};
+
+/* A request: 96 bytes. */
+struct vr_ring_req {
+	u64 cookie;     /* echoed in the response; opaque to the driver domain */
+	u8 opcode;      /* enum vr_ring_op */
+	u8 flags;       /* 0 */
+	u16 ep;         /* endpoint id (RECV, CONNECT, ACCEPT) */
+	u32 conn;       /* connection handle the driver domain gave out */
+	u32 lkey;       /* key of one of this frontend's regions */
+	u32 rkey;       /* the peer's key (not checked locally: the peer does) */
+	u64 loff;
+	u64 roff;
+	u32 len;
+	u16 peer_ep;    /* CONNECT */
+	u8 peer_mac[6]; /* CONNECT */
+	u32 reserved0;
+	u64 tag;        /* SEND, RECV */
+	u64 mask;       /* RECV */
+	u64 operand;    /* FADD: addend; CSWAP: compare */
+	u64 swap;       /* CSWAP */
+	u64 reserved1;
+};
+
+/* A response: 48 bytes. */
+struct vr_ring_rsp {
+	u64 cookie;
+	s32 status;     /* 0 or a negative errno (engine.h's meanings) */
+	u8 opcode;      /* the request's */
+	u8 nak_reason;  /* enum vr_nak_reason behind a remote refusal, else 0 */
+	u16 ep;
+	u32 conn;       /* CONNECT/ACCEPT: the new connection's handle */
+	u32 reserved;
+	u64 bytes;      /* bytes moved; RECV: message length */
+	u64 tag;        /* RECV: the matched message's tag */
+	u64 value;      /* FADD/CSWAP: the previous remote value */
+};
+
+/*
+ * The shared area starts with this header (VR_RING_HDR_SIZE bytes), then
+ * `size` requests at req_off, then `size` responses at rsp_off.  The driver
+ * domain writes magic..rsp_off once; neither side trusts what it reads
+ * there afterwards (each keeps its own copy of size and offsets).
+ */
+struct vr_ring_shared {
+	u32 magic;
+	u32 version;
+	u32 size;       /* entries per ring, a power of two */
+	u32 req_off;
+	u32 rsp_off;
+	u32 pad0[11];
+	/* written by the frontend: */
+	u32 req_prod;
+	u32 rsp_event;  /* "notify me when rsp_prod reaches this" */
+	u32 pad1[14];
+	/* written by the driver domain: */
+	u32 rsp_prod;
+	u32 req_event;  /* "notify me when req_prod reaches this" */
+	u32 pad2[14];
+};
+
+#define VR_RING_HDR_SIZE 256u
+
+static inline u32 vr_ring_req_off(void)
+{
+	return VR_RING_HDR_SIZE;
+}
+
+static inline u32 vr_ring_rsp_off(u32 size)
+{
+	return VR_RING_HDR_SIZE + size * (u32)sizeof(struct vr_ring_req);
+}
+
+/* Bytes of the shared area for `size` entries (not page-rounded). */
+static inline u32 vr_ring_bytes(u32 size)
+{
+	return vr_ring_rsp_off(size) + size * (u32)sizeof(struct vr_ring_rsp);
+}
+
+static inline bool vr_ring_size_ok(u32 size)
+{
+	return size >= VR_RING_MIN_SIZE && size <= VR_RING_MAX_SIZE &&
+	       (size & (size - 1)) == 0;
+}
+
+/* Shared-index access and ordering. */
+#ifdef __KERNEL__
+#include <linux/compiler.h>
+#include <asm/barrier.h>
+#define VR_RING_READ(x)      READ_ONCE(x)
+#define VR_RING_WRITE(x, v)  WRITE_ONCE(x, v)
+#define vr_ring_rmb()        virt_rmb()
+#define vr_ring_wmb()        virt_wmb()
+#define vr_ring_mb()         virt_mb()
+#else
+#define VR_RING_READ(x)      __atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define VR_RING_WRITE(x, v)  __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
+#define vr_ring_rmb()        __atomic_thread_fence(__ATOMIC_ACQUIRE)
+#define vr_ring_wmb()        __atomic_thread_fence(__ATOMIC_RELEASE)
+#define vr_ring_mb()         __atomic_thread_fence(__ATOMIC_SEQ_CST)
+#endif
+
+/*
+ * Producer side (either direction): publish `new_prod` after the entries
+ * are written; returns true when the consumer asked to be woken for an
+ * index in (old_prod, new_prod] (Xen's RING_PUSH_*_AND_CHECK_NOTIFY).
+ */
+static inline bool vr_ring_push(u32 *shared_prod, const u32 *shared_event, u32 new_prod)
+{
+	u32 old_prod = VR_RING_READ(*shared_prod);
+
+	vr_ring_wmb(); /* entries before the index */
+	VR_RING_WRITE(*shared_prod, new_prod);
+	vr_ring_mb(); /* index before reading the event */
+	return (u32)(new_prod - VR_RING_READ(*shared_event)) < (u32)(new_prod - old_prod);
+}
+
+/*
+ * Consumer side: after draining up to `cons`, ask to be woken at the next
+ * entry, then look again (Xen's RING_FINAL_CHECK_FOR_*).  Returns the
+ * producer index read after setting the event; more work if != cons.
+ */
+static inline u32 vr_ring_final_check(const u32 *shared_prod, u32 *shared_event, u32 cons)
+{
+	VR_RING_WRITE(*shared_event, cons + 1);
+	vr_ring_mb();
+	return VR_RING_READ(*shared_prod);
+}
+
+/*
+ * Control protocol on the UNIX socket (SOCK_SEQPACKET): fixed-size
+ * messages, one reply per request, in order.  File descriptors travel as
+ * SCM_RIGHTS: HELLO's reply carries [ring memfd, request doorbell eventfd,
+ * response doorbell eventfd]; REG's request carries the region's memfd.
+ */
+#define VR_CTL_MAGIC   0x4d445256u /* "VRDM" */
+#define VR_CTL_VERSION 1u
+
+enum vr_ctl_type {
+	VR_CTL_HELLO = 1,   /* arg0 = ring size; reply: arg0 = ring size, arg1 = MAC
+			     * (bytes 0..5 in the low 48 bits), arg2 = MTU, + fds */
+	VR_CTL_OPEN_EP,     /* arg0 = ep id, arg1 = weight, arg2 = listen */
+	VR_CTL_CLOSE_EP,    /* arg0 = ep id */
+	VR_CTL_REG,         /* arg0 = ep, arg1 = offset, arg2 = length, arg3 = access
+			     * (region.h VR_ACCESS_*), + memfd; reply: arg0 = key */
+	VR_CTL_DEREG,       /* arg0 = key */
+	VR_CTL_LIMITS,      /* reply: arg0 = endpoints, arg1 = regions, arg2 = bytes,
+			     * arg3 = max ring size, arg4 = max weight */
+	VR_CTL_TYPE_MAX,
+};
+
+/* A control message, request or reply: 128 bytes. */
+struct vr_ctl_msg {
+	u32 magic;
+	u16 version;
+	u16 type;       /* enum vr_ctl_type; the reply repeats it */
+	u32 seq;        /* the reply repeats it */
+	s32 status;     /* reply: 0 or a negative errno */
+	u64 arg[6];
+	char text[64];  /* reply: why, NUL-terminated, when status != 0 */
+};
+
+#ifdef __cplusplus
+#define VR_RING_ASSERT(c, m) static_assert(c, m)
+#else
+#define VR_RING_ASSERT(c, m) _Static_assert(c, m)
+#endif
+VR_RING_ASSERT(sizeof(struct vr_ring_req) == 96, "request ABI");
+VR_RING_ASSERT(sizeof(struct vr_ring_rsp) == 48, "response ABI");
+VR_RING_ASSERT(sizeof(struct vr_ring_shared) <= VR_RING_HDR_SIZE, "ring header ABI");
+VR_RING_ASSERT(sizeof(struct vr_ctl_msg) == 128, "control message ABI");
+
+#endif /* VR_RING_H */

@@ -1,0 +1,585 @@
+#include "daemon.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <bit>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <unordered_map>
+#include <utility>
+
+extern "C" {
+#include "proto/engine.h"
+}
+
+static_assert(std::endian::native == std::endian::little, "proto/ring.h is little-endian");
+
+namespace vmrdmad {
+
+using vmrdma::errc;
+using vmrdma::error;
+using vmrdma::task;
+
+namespace {
+
+std::size_t page_size() { return static_cast<std::size_t>(sysconf(_SC_PAGESIZE)); }
+
+void close_fd(int& fd) noexcept {
+    if (fd >= 0) ::close(std::exchange(fd, -1));
+}
+
+// A vmrdma error as the ring's status (engine.h's errno meanings, which the
+// frontend turns back into the same errc).
+std::int32_t status_of(const std::error_code& code, std::uint8_t& nak) {
+    nak = 0;
+    if (code.category() == std::generic_category() || code.category() == std::system_category())
+        return -code.value();
+    switch (static_cast<errc>(code.value())) {
+    case errc::timeout: return -ETIMEDOUT;
+    case errc::cancelled: return -ECANCELED;
+    case errc::peer_gone: return -ECONNRESET;
+    case errc::bad_key: return -EACCES;
+    case errc::access_denied: return -EPERM;
+    case errc::out_of_bounds: return -ERANGE;
+    case errc::no_such_endpoint: return -ECONNREFUSED;
+    case errc::receiver_not_ready: nak = VR_NAK_RNR; return -ENOBUFS;
+    case errc::resources_exhausted: return -ENOSPC;
+    case errc::invalid_argument: return -EINVAL;
+    case errc::protocol_error: return -EPROTO;
+    default: return -EIO;
+    }
+}
+
+// A request refused by validation: status and the reason are in the error.
+struct rejection {
+    std::int32_t status;
+};
+
+}  // namespace
+
+struct daemon::frontend {
+    int sock = -1;
+    bool hello_done = false;
+    bool dead = false;
+    // Shared ring (we created it; the frontend writes into it).
+    int ring_fd = -1, req_efd = -1, rsp_efd = -1;
+    void* ring_mem = nullptr;
+    std::size_t ring_len = 0;
+    vr_ring_shared* shared = nullptr;
+    const vr_ring_req* reqs = nullptr;
+    vr_ring_rsp* rsps = nullptr;
+    std::uint32_t size = 0, req_cons = 0, rsp_prod_pvt = 0;
+    // What it owns, by the handles it names them with.
+    std::map<std::uint16_t, vmrdma::endpoint> endpoints;
+    struct region_entry {
+        vmrdma::region mr;
+        void* map = nullptr;
+        std::size_t map_len = 0;
+        std::uint16_t ep = 0;
+        ~region_entry() {
+            mr = {};  // deregister (operations using it fail first), then unmap
+            if (map) munmap(map, map_len);
+        }
+    };
+    std::unordered_map<std::uint32_t, std::unique_ptr<region_entry>> regions;  // by engine key
+    std::uint64_t registered_bytes = 0;
+    struct conn_entry {
+        vmrdma::connection conn;
+        std::uint16_t ep = 0;
+    };
+    std::unordered_map<std::uint32_t, conn_entry> conns;  // by handle
+    std::uint32_t next_conn = 1;
+    vmrdma::async_scope ops;
+    std::stop_source stop;
+
+    ~frontend() {
+        regions.clear();
+        if (ring_mem) munmap(ring_mem, ring_len);
+        close_fd(ring_fd);
+        close_fd(req_efd);
+        close_fd(rsp_efd);
+        close_fd(sock);
+    }
+};
+
+daemon::daemon(vmrdma::event_loop& loop, vmrdma::device& dev, options opts)
+    : loop_(loop), dev_(dev), opts_(std::move(opts)) {
+    sockaddr_un addr{};
+    if (opts_.socket_path.empty() || opts_.socket_path.size() >= sizeof addr.sun_path)
+        throw error(errc::invalid_argument, "socket path '" + opts_.socket_path + "' is empty or too long");
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, opts_.socket_path.data(), opts_.socket_path.size());
+    listen_fd_ = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    if (listen_fd_ < 0) throw error(vmrdma::code_from_errno(-errno), "cannot create the UNIX socket");
+    // Replace a stale socket left by an earlier daemon, never anything else.
+    if (struct stat st {}; ::lstat(opts_.socket_path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode))
+        ::unlink(opts_.socket_path.c_str());
+    if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0 ||
+        ::chmod(opts_.socket_path.c_str(), opts_.socket_mode) < 0 || ::listen(listen_fd_, 64) < 0) {
+        int e = errno;
+        close_fd(listen_fd_);
+        throw error(vmrdma::code_from_errno(-e),
+                    "cannot listen on '" + opts_.socket_path + "': " + std::strerror(e));
+    }
+}
+
+daemon::~daemon() {
+    close_fd(listen_fd_);
+    ::unlink(opts_.socket_path.c_str());
+}
+
+task<void> daemon::serve(std::stop_token stop) {
+    for (;;) {
+        int fd = -1;
+        bool failed = false;
+        try {
+            fd = co_await loop_.submit(
+                [&](io_uring_sqe* sqe) { io_uring_prep_accept(sqe, listen_fd_, nullptr, nullptr, SOCK_CLOEXEC); },
+                stop);
+        } catch (const error& e) {
+            if (e.code() == errc::cancelled || stop.stop_requested()) break;
+            std::fprintf(stderr, "vmrdmad: accept: %s\n", e.what());
+            failed = true;
+        }
+        if (failed) {
+            try {
+                co_await loop_.sleep_for(std::chrono::milliseconds(10), stop);  // EMFILE and the like
+            } catch (const error&) {
+            }
+            continue;
+        }
+        scope_.spawn(serve_frontend(fd));
+    }
+    for (auto* f : frontends_) ::shutdown(f->sock, SHUT_RDWR);
+    co_await scope_.join();
+}
+
+task<void> daemon::serve_frontend(int fd) {
+    auto owned = std::make_unique<frontend>();
+    frontend& f = *owned;
+    f.sock = fd;
+    frontends_.insert(&f);
+    ++stats_.frontends_accepted;
+    ++stats_.frontends_active;
+    for (;;) {
+        try {
+            co_await loop_.submit([&](io_uring_sqe* sqe) { io_uring_prep_poll_add(sqe, f.sock, POLLIN); });
+        } catch (const error&) {
+            break;
+        }
+        vr_ctl_msg msg{};
+        iovec iov{&msg, sizeof msg};
+        alignas(cmsghdr) char control_buf[CMSG_SPACE(sizeof(int) * 4)]{};
+        msghdr mh{};
+        mh.msg_iov = &iov;
+        mh.msg_iovlen = 1;
+        mh.msg_control = control_buf;
+        mh.msg_controllen = sizeof control_buf;
+        ssize_t n = ::recvmsg(f.sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+        // Take every passed descriptor, so none leaks; at most one is used.
+        int passed = -1;
+        for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+            if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+            std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (std::size_t k = 0; k < count; ++k) {
+                int pfd;
+                std::memcpy(&pfd, CMSG_DATA(c) + k * sizeof(int), sizeof pfd);
+                if (passed < 0)
+                    passed = pfd;
+                else
+                    ::close(pfd);
+            }
+        }
+        if (n <= 0 || f.dead) {
+            close_fd(passed);
+            break;
+        }
+        bool keep = n == static_cast<ssize_t>(sizeof msg) && !(mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) &&
+                    msg.magic == VR_CTL_MAGIC;
+        if (!keep) ++stats_.violations;
+        if (keep) keep = control(f, msg, passed);
+        close_fd(passed);
+        if (!keep) break;
+    }
+    co_await cleanup(f);
+    frontends_.erase(&f);
+    --stats_.frontends_active;
+    ++stats_.frontends_cleaned_up;
+}
+
+bool daemon::control(frontend& f, const vr_ctl_msg& msg, int fd) {
+    vr_ctl_msg reply{};
+    reply.magic = VR_CTL_MAGIC;
+    reply.version = VR_CTL_VERSION;
+    reply.type = msg.type;
+    reply.seq = msg.seq;
+    int send_fds[3];
+    int nsend = 0;
+    auto refuse = [&](std::int32_t status, const std::string& why) {
+        reply.status = status;
+        std::snprintf(reply.text, sizeof reply.text, "%s", why.c_str());
+        ++stats_.control_errors;
+    };
+    const auto& lim = opts_.per_frontend;
+    if (msg.version != VR_CTL_VERSION) {
+        refuse(-EPROTO, "control protocol version " + std::to_string(msg.version) + " is not 1");
+    } else if (msg.type != VR_CTL_HELLO && !f.hello_done) {
+        refuse(-EPROTO, "say hello first");
+    } else {
+        switch (msg.type) {
+        case VR_CTL_HELLO: {
+            if (f.hello_done) {
+                refuse(-EPROTO, "hello twice");
+                break;
+            }
+            std::uint64_t want = msg.arg[0] ? msg.arg[0] : 256;
+            while (want > lim.max_ring_size && want > VR_RING_MIN_SIZE) want >>= 1;  // stays a power of two
+            auto size = static_cast<std::uint32_t>(want);
+            if (!vr_ring_size_ok(size)) {
+                refuse(-EINVAL, "ring size must be a power of two from 2 to 4096");
+                break;
+            }
+            std::size_t len = (vr_ring_bytes(size) + page_size() - 1) / page_size() * page_size();
+            f.ring_fd = memfd_create("vmrdmad-ring", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+            f.req_efd = eventfd(0, EFD_CLOEXEC);
+            f.rsp_efd = eventfd(0, EFD_CLOEXEC);
+            void* p = MAP_FAILED;
+            if (f.ring_fd >= 0 && f.req_efd >= 0 && f.rsp_efd >= 0 &&
+                ftruncate(f.ring_fd, static_cast<off_t>(len)) == 0 &&
+                fcntl(f.ring_fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) == 0)
+                p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, f.ring_fd, 0);
+            if (p == MAP_FAILED) {
+                refuse(-errno, "cannot create the shared ring");
+                break;
+            }
+            f.ring_mem = p;
+            f.ring_len = len;
+            f.size = size;
+            f.shared = static_cast<vr_ring_shared*>(p);
+            f.reqs = reinterpret_cast<const vr_ring_req*>(static_cast<char*>(p) + vr_ring_req_off());
+            f.rsps = reinterpret_cast<vr_ring_rsp*>(static_cast<char*>(p) + vr_ring_rsp_off(size));
+            f.shared->magic = VR_RING_MAGIC;
+            f.shared->version = VR_RING_VERSION;
+            f.shared->size = size;
+            f.shared->req_off = vr_ring_req_off();
+            f.shared->rsp_off = vr_ring_rsp_off(size);
+            f.shared->req_event = 1;
+            f.shared->rsp_event = 1;
+            f.hello_done = true;
+            reply.arg[0] = size;
+            auto mac = dev_.mac();
+            for (int i = 0; i < 6; ++i) reply.arg[1] |= std::uint64_t{mac.bytes[i]} << (8 * i);
+            reply.arg[2] = dev_.mtu();
+            send_fds[0] = f.ring_fd;
+            send_fds[1] = f.req_efd;
+            send_fds[2] = f.rsp_efd;
+            nsend = 3;
+            f.ops.spawn(watch_ring(f));
+            break;
+        }
+        case VR_CTL_OPEN_EP: {
+            auto id = static_cast<std::uint16_t>(msg.arg[0]);
+            if (msg.arg[0] > 0xffff) {
+                refuse(-EINVAL, "endpoint id out of range");
+            } else if (f.endpoints.size() >= lim.endpoints) {
+                refuse(-ENOSPC, "limit: " + std::to_string(lim.endpoints) + " endpoints per frontend");
+            } else {
+                std::uint64_t w = msg.arg[1] == 0 ? 1 : msg.arg[1];
+                if (w > lim.max_weight) w = lim.max_weight;
+                try {
+                    auto ep = dev_.open_endpoint(
+                        id, {.weight = static_cast<std::uint32_t>(w), .listen = msg.arg[2] != 0});
+                    f.endpoints.emplace(id, std::move(ep));
+                } catch (const error& e) {
+                    std::uint8_t nak;
+                    refuse(status_of(e.code(), nak), e.what());
+                }
+            }
+            break;
+        }
+        case VR_CTL_CLOSE_EP: {
+            auto it = f.endpoints.find(static_cast<std::uint16_t>(msg.arg[0]));
+            if (msg.arg[0] > 0xffff || it == f.endpoints.end()) {
+                refuse(-ENOENT, "not your endpoint");
+                break;
+            }
+            // Connections first: their engine ids die with the endpoint.
+            for (auto c = f.conns.begin(); c != f.conns.end();)
+                c = c->second.ep == it->first ? f.conns.erase(c) : std::next(c);
+            f.endpoints.erase(it);  // its regions are deregistered by the engine
+            for (auto r = f.regions.begin(); r != f.regions.end();) {
+                if (r->second->ep == static_cast<std::uint16_t>(msg.arg[0])) {
+                    f.registered_bytes -= r->second->mr.memory().size();
+                    r = f.regions.erase(r);
+                } else {
+                    ++r;
+                }
+            }
+            break;
+        }
+        case VR_CTL_REG: {
+            auto ep_it = f.endpoints.find(static_cast<std::uint16_t>(msg.arg[0]));
+            std::uint64_t offset = msg.arg[1], length = msg.arg[2], access = msg.arg[3];
+            struct stat st {};
+            int seals = fd >= 0 ? fcntl(fd, F_GET_SEALS) : -1;
+            if (msg.arg[0] > 0xffff || ep_it == f.endpoints.end()) {
+                refuse(-ENOENT, "not your endpoint");
+            } else if (fd < 0) {
+                refuse(-EINVAL, "register needs a memfd (SCM_RIGHTS)");
+            } else if (seals < 0) {
+                refuse(-EINVAL, "not a sealable memfd");
+            } else if (!(seals & F_SEAL_SHRINK)) {
+                refuse(-EINVAL, "memfd is not sealed against shrinking (F_SEAL_SHRINK)");
+            } else if (fstat(fd, &st) < 0 || length == 0 || offset > static_cast<std::uint64_t>(st.st_size) ||
+                       length > static_cast<std::uint64_t>(st.st_size) - offset) {
+                refuse(-EINVAL, "offset+length is outside the memfd");
+            } else if (access & ~std::uint64_t{VR_ACCESS_LOCAL_WRITE | VR_ACCESS_REMOTE_READ |
+                                                VR_ACCESS_REMOTE_WRITE | VR_ACCESS_REMOTE_ATOMIC}) {
+                refuse(-EINVAL, "unknown access bits");
+            } else if (f.regions.size() >= lim.regions) {
+                refuse(-ENOSPC, "limit: " + std::to_string(lim.regions) + " regions per frontend");
+            } else if (length > lim.registered_bytes - f.registered_bytes) {
+                refuse(-ENOSPC, "limit: " + std::to_string(lim.registered_bytes) + " registered bytes per frontend");
+            } else {
+                std::uint64_t start = offset / page_size() * page_size();
+                std::size_t map_len = offset + length - start;
+                void* p = mmap(nullptr, map_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, static_cast<off_t>(start));
+                if (p == MAP_FAILED) {
+                    refuse(-errno, std::string("cannot map the memfd: ") + std::strerror(errno));
+                    break;
+                }
+                auto entry = std::make_unique<frontend::region_entry>();
+                entry->map = p;
+                entry->map_len = map_len;
+                entry->ep = ep_it->first;
+                try {
+                    std::span<std::byte> memory(static_cast<std::byte*>(p) + (offset - start), length);
+                    entry->mr = ep_it->second.register_memory(memory, static_cast<vmrdma::access>(access));
+                } catch (const error& e) {
+                    std::uint8_t nak;
+                    refuse(status_of(e.code(), nak), e.what());
+                    break;
+                }
+                reply.arg[0] = entry->mr.key();
+                f.registered_bytes += length;
+                f.regions[entry->mr.key()] = std::move(entry);
+            }
+            break;
+        }
+        case VR_CTL_DEREG: {
+            auto it = f.regions.find(static_cast<std::uint32_t>(msg.arg[0]));
+            if (msg.arg[0] > 0xffffffffu || it == f.regions.end()) {
+                refuse(-ENOENT, "not your region");
+                break;
+            }
+            f.registered_bytes -= it->second->mr.memory().size();
+            f.regions.erase(it);
+            break;
+        }
+        case VR_CTL_LIMITS:
+            reply.arg[0] = lim.endpoints;
+            reply.arg[1] = lim.regions;
+            reply.arg[2] = lim.registered_bytes;
+            reply.arg[3] = lim.max_ring_size;
+            reply.arg[4] = lim.max_weight;
+            break;
+        default: refuse(-EINVAL, "unknown control message type " + std::to_string(msg.type)); break;
+        }
+    }
+
+    iovec iov{&reply, sizeof reply};
+    alignas(cmsghdr) char control_buf[CMSG_SPACE(sizeof(int) * 3)]{};
+    msghdr mh{};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    if (nsend > 0) {
+        mh.msg_control = control_buf;
+        mh.msg_controllen = CMSG_SPACE(sizeof(int) * nsend);
+        cmsghdr* c = CMSG_FIRSTHDR(&mh);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int) * nsend);
+        std::memcpy(CMSG_DATA(c), send_fds, sizeof(int) * nsend);
+    }
+    // A frontend that does not read its replies is dropped, not waited for.
+    return ::sendmsg(f.sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT) == static_cast<ssize_t>(sizeof reply);
+}
+
+task<void> daemon::watch_ring(frontend& f) {
+    std::uint64_t counter = 0;
+    auto stop = f.stop.get_token();
+    while (!f.dead) {
+        drain_ring(f);
+        if (f.dead) break;
+        try {
+            co_await loop_.submit(
+                [&](io_uring_sqe* sqe) { io_uring_prep_read(sqe, f.req_efd, &counter, sizeof counter, 0); }, stop);
+        } catch (const error&) {
+            break;
+        }
+    }
+}
+
+void daemon::drain_ring(frontend& f) {
+    for (;;) {
+        std::uint32_t prod = VR_RING_READ(f.shared->req_prod);
+        vr_ring_rmb();
+        if (prod - f.req_cons > f.size) {
+            violation(f, "request producer index out of range");
+            return;
+        }
+        while (f.req_cons != prod) {
+            if (f.req_cons - f.rsp_prod_pvt >= f.size - 1) {
+                violation(f, "more than size-1 requests outstanding");
+                return;
+            }
+            // Copy out first: the frontend can rewrite the shared entry at any time.
+            vr_ring_req req;
+            std::memcpy(&req, &f.reqs[f.req_cons & (f.size - 1)], sizeof req);
+            std::atomic_signal_fence(std::memory_order_seq_cst);
+            ++f.req_cons;
+            ++stats_.requests;
+            f.ops.spawn(run_op(f, req));
+            if (f.dead) return;
+        }
+        if (vr_ring_final_check(&f.shared->req_prod, &f.shared->req_event, f.req_cons) == f.req_cons) return;
+    }
+}
+
+void daemon::violation(frontend& f, const char* what) {
+    ++stats_.violations;
+    std::fprintf(stderr, "vmrdmad: frontend on fd %d broke the ring protocol (%s): disconnected\n", f.sock, what);
+    f.dead = true;
+    ::shutdown(f.sock, SHUT_RDWR);  // serve_frontend sees the end and cleans up
+}
+
+void daemon::respond(frontend& f, const vr_ring_rsp& rsp) {
+    if (f.dead) return;
+    f.rsps[f.rsp_prod_pvt & (f.size - 1)] = rsp;
+    ++f.rsp_prod_pvt;
+    ++stats_.responses;
+    if (vr_ring_push(&f.shared->rsp_prod, &f.shared->rsp_event, f.rsp_prod_pvt)) {
+        std::uint64_t one = 1;
+        [[maybe_unused]] auto n = ::write(f.rsp_efd, &one, sizeof one);
+    }
+}
+
+task<void> daemon::run_op(frontend& f, vr_ring_req req) {
+    vr_ring_rsp rsp{};
+    rsp.cookie = req.cookie;
+    rsp.opcode = req.opcode;
+    rsp.ep = req.ep;
+    rsp.conn = req.conn;
+    auto reject = [&](std::int32_t status) {
+        ++stats_.rejected;
+        throw rejection{status};
+    };
+    auto conn_of = [&]() -> frontend::conn_entry& {
+        auto it = f.conns.find(req.conn);
+        if (it == f.conns.end()) reject(-EINVAL);  // not a connection of this frontend
+        return it->second;
+    };
+    auto region_of = [&](std::uint16_t ep) -> vmrdma::region& {
+        auto it = f.regions.find(req.lkey);
+        if (it == f.regions.end() || it->second->ep != ep) reject(-EACCES);  // not its region: bad key
+        return it->second->mr;
+    };
+    auto endpoint_of = [&]() -> vmrdma::endpoint& {
+        auto it = f.endpoints.find(req.ep);
+        if (it == f.endpoints.end()) reject(-EINVAL);
+        return it->second;
+    };
+    try {
+        if (req.flags != 0) reject(-EINVAL);
+        switch (req.opcode) {
+        case VR_RING_WRITE:
+        case VR_RING_READ: {
+            auto& c = conn_of();
+            auto& mr = region_of(c.ep);
+            vmrdma::remote_region remote{req.rkey, 0};
+            if (req.opcode == VR_RING_WRITE)
+                co_await c.conn.write(mr, req.loff, remote, req.roff, req.len);
+            else
+                co_await c.conn.read(mr, req.loff, remote, req.roff, req.len);
+            rsp.bytes = req.len;
+            break;
+        }
+        case VR_RING_SEND: {
+            auto& c = conn_of();
+            auto& mr = region_of(c.ep);
+            co_await c.conn.send(mr, req.loff, req.len, req.tag);
+            rsp.bytes = req.len;
+            break;
+        }
+        case VR_RING_RECV: {
+            auto& ep = endpoint_of();
+            auto& mr = region_of(req.ep);
+            auto got = co_await ep.recv(mr, req.loff, req.len, req.tag, req.mask);
+            rsp.bytes = got.length;
+            rsp.tag = got.tag;
+            break;
+        }
+        case VR_RING_FADD:
+            rsp.value = co_await conn_of().conn.fetch_add({req.rkey, 0}, req.roff, req.operand);
+            break;
+        case VR_RING_CSWAP:
+            rsp.value = co_await conn_of().conn.compare_swap({req.rkey, 0}, req.roff, req.operand, req.swap);
+            break;
+        case VR_RING_CONNECT:
+        case VR_RING_ACCEPT: {
+            auto& ep = endpoint_of();
+            vmrdma::mac_address peer;
+            std::memcpy(peer.bytes.data(), req.peer_mac, 6);
+            vmrdma::connection conn;  // (no co_await inside ?: : GCC 12 miscompiles it)
+            if (req.opcode == VR_RING_CONNECT)
+                conn = co_await ep.connect(peer, req.peer_ep);
+            else
+                conn = co_await ep.accept();
+            if (f.dead) throw error(errc::cancelled, "frontend gone");  // conn closes here
+            std::uint32_t handle = f.next_conn++;
+            if (handle == 0) handle = f.next_conn++;
+            f.conns[handle] = {std::move(conn), req.ep};
+            rsp.conn = handle;
+            break;
+        }
+        case VR_RING_DISCONNECT:
+            conn_of();
+            f.conns.erase(req.conn);  // outstanding operations fail with cancelled
+            break;
+        default: reject(-EINVAL);
+        }
+    } catch (const rejection& r) {
+        rsp.status = r.status;
+    } catch (const error& e) {
+        rsp.status = status_of(e.code(), rsp.nak_reason);
+        if (std::getenv("VMRDMAD_DEBUG"))
+            std::fprintf(stderr, "vmrdmad: op %u failed: %s\n", unsigned(req.opcode), e.what());
+    } catch (...) {
+        rsp.status = -EIO;
+    }
+    respond(f, rsp);
+}
+
+task<void> daemon::cleanup(frontend& f) {
+    f.dead = true;
+    f.stop.request_stop();  // the doorbell watcher
+    f.conns.clear();        // disconnect first: connection ids die with their endpoint
+    f.endpoints.clear();    // vr_ep_close: receives, accepts and regions fail or go
+    co_await f.ops.join();  // every operation of this frontend has ended
+    f.regions.clear();      // dereg (already gone from the engine) and unmap
+    f.registered_bytes = 0;
+}
+
+}  // namespace vmrdmad

@@ -1,0 +1,95 @@
+// vmrdmad: the user-space driver domain of the split driver
+// (docs/split-driver.md). It owns the NIC (an eth: device: the proto/ engine
+// on a raw socket, hosted on coro's event loop exactly as in-process users
+// get it) and serves unprivileged frontends over a UNIX socket: the control
+// path (hello, endpoints, registration of sealed memfds) on the socket, the
+// data path through per-frontend shared request/response rings
+// (proto/ring.h) with eventfd doorbells. Each frontend names only its own
+// endpoints, regions and connections; everything it had is revoked when its
+// socket closes.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <set>
+#include <stop_token>
+#include <string>
+
+#include "vmrdma/async_scope.hpp"
+#include "vmrdma/event_loop.hpp"
+#include "vmrdma/rdma.hpp"
+#include "vmrdma/task.hpp"
+
+extern "C" {
+#include "proto/ring.h"
+}
+
+namespace vmrdmad {
+
+// Per-frontend limits; a request beyond one fails with resources_exhausted
+// (-ENOSPC) and a reason.
+struct limits {
+    std::uint32_t endpoints = 4;
+    std::uint32_t regions = 256;
+    std::uint64_t registered_bytes = std::uint64_t{1} << 30;
+    std::uint32_t max_ring_size = 1024;  // entries per ring (power of two)
+    std::uint32_t max_weight = 16;       // requested endpoint weights are clamped to this
+};
+
+struct options {
+    std::string socket_path = "/run/vmrdma.sock";
+    mode_t socket_mode = 0666;  // frontends are unprivileged
+    limits per_frontend;
+};
+
+// Read from any thread.
+struct stats {
+    std::atomic<std::uint64_t> frontends_accepted{0};
+    std::atomic<std::uint64_t> frontends_active{0};
+    std::atomic<std::uint64_t> frontends_cleaned_up{0};
+    std::atomic<std::uint64_t> requests{0};     // ring requests taken
+    std::atomic<std::uint64_t> responses{0};
+    std::atomic<std::uint64_t> rejected{0};     // requests naming what the frontend does not own, or malformed
+    std::atomic<std::uint64_t> violations{0};   // ring protocol broken: the frontend was disconnected
+    std::atomic<std::uint64_t> control_errors{0};  // control requests refused
+};
+
+class daemon {
+public:
+    // Binds and listens on options.socket_path (an existing socket file there
+    // is replaced). `dev` is the driver domain's NIC; it outlives the daemon.
+    daemon(vmrdma::event_loop& loop, vmrdma::device& dev, options opts);
+    ~daemon();
+    daemon(const daemon&) = delete;
+    daemon& operator=(const daemon&) = delete;
+
+    // Accepts and serves frontends until `stop` fires; then disconnects
+    // every frontend, revokes what it had and returns.
+    vmrdma::task<void> serve(std::stop_token stop);
+    const stats& counters() const noexcept { return stats_; }
+
+private:
+    struct frontend;
+    vmrdma::task<void> serve_frontend(int fd);
+    vmrdma::task<void> watch_ring(frontend& f);
+    vmrdma::task<void> run_op(frontend& f, vr_ring_req req);
+    vmrdma::task<void> cleanup(frontend& f);
+    void drain_ring(frontend& f);
+    void respond(frontend& f, const vr_ring_rsp& rsp);
+    void violation(frontend& f, const char* what);
+    // Returns false when the frontend must be dropped.
+    bool control(frontend& f, const vr_ctl_msg& msg, int fd);
+
+    vmrdma::event_loop& loop_;
+    vmrdma::device& dev_;
+    options opts_;
+    int listen_fd_ = -1;
+    std::set<frontend*> frontends_;
+    vmrdma::async_scope scope_;
+    stats stats_;
+};
+
+}  // namespace vmrdmad

@@ -1,0 +1,110 @@
+// vmrdmad --device eth:IFNAME [--socket PATH] [limits]: the user-space driver
+// domain (docs/split-driver.md). Runs until SIGINT or SIGTERM.
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "daemon.hpp"
+#include "vmrdma/runtime.hpp"
+
+namespace {
+
+void usage() {
+    std::fprintf(stderr,
+                 "usage: vmrdmad --device eth:IFNAME [--socket PATH (default /run/vmrdma.sock)]\n"
+                 "               [--max-endpoints N] [--max-regions N] [--max-bytes N]\n"
+                 "               [--max-ring N] [--max-weight N]\n");
+}
+
+vmrdma::task<void> run(vmrdma::event_loop& loop, vmrdmad::daemon& d, int sigfd) {
+    std::stop_source stop;
+    vmrdma::async_scope scope;
+    scope.spawn([](vmrdma::event_loop& l, int fd, std::stop_source& s) -> vmrdma::task<void> {
+        signalfd_siginfo info{};
+        try {
+            co_await l.submit([&](io_uring_sqe* sqe) { io_uring_prep_read(sqe, fd, &info, sizeof info, 0); },
+                              s.get_token());
+        } catch (const vmrdma::error&) {
+        }
+        s.request_stop();
+    }(loop, sigfd, stop));
+    co_await d.serve(stop.get_token());
+    stop.request_stop();
+    co_await scope.join();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::string device_uri;
+    vmrdmad::options opts;
+    try {
+        for (int i = 1; i < argc; ++i) {
+            std::string a = argv[i];
+            auto value = [&]() -> std::string {
+                if (i + 1 >= argc) {
+                    usage();
+                    std::exit(2);
+                }
+                return argv[++i];
+            };
+            if (a == "--device")
+                device_uri = value();
+            else if (a == "--socket")
+                opts.socket_path = value();
+            else if (a == "--max-endpoints")
+                opts.per_frontend.endpoints = static_cast<std::uint32_t>(std::stoul(value()));
+            else if (a == "--max-regions")
+                opts.per_frontend.regions = static_cast<std::uint32_t>(std::stoul(value()));
+            else if (a == "--max-bytes")
+                opts.per_frontend.registered_bytes = std::stoull(value());
+            else if (a == "--max-ring")
+                opts.per_frontend.max_ring_size = static_cast<std::uint32_t>(std::stoul(value()));
+            else if (a == "--max-weight")
+                opts.per_frontend.max_weight = static_cast<std::uint32_t>(std::stoul(value()));
+            else {
+                usage();
+                return 2;
+            }
+        }
+    } catch (const std::logic_error&) {  // std::stoul on something not a number
+        usage();
+        return 2;
+    }
+    if (device_uri.rfind("eth:", 0) != 0) {
+        usage();
+        return 2;
+    }
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGTERM);
+    sigprocmask(SIG_BLOCK, &mask, nullptr);
+    int sigfd = signalfd(-1, &mask, SFD_CLOEXEC);
+    try {
+            vmrdma::event_loop loop;
+            auto dev = vmrdma::device::open(loop, device_uri);
+            vmrdmad::daemon d(loop, *dev, opts);
+            std::fprintf(stderr, "vmrdmad: serving %s on %s (MAC %s, MTU %u)\n", device_uri.c_str(),
+                         opts.socket_path.c_str(), dev->mac().to_string().c_str(), dev->mtu());
+            loop.run(run(loop, d, sigfd));
+            const auto& c = d.counters();
+            std::fprintf(stderr,
+                         "vmrdmad: stopped; frontends %llu, requests %llu, rejected %llu, violations %llu\n",
+                         static_cast<unsigned long long>(c.frontends_accepted.load()),
+                         static_cast<unsigned long long>(c.requests.load()),
+                         static_cast<unsigned long long>(c.rejected.load()),
+                         static_cast<unsigned long long>(c.violations.load()));
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "vmrdmad: %s\n", e.what());
+            return 1;
+        }
+        close(sigfd);
+        return 0;
+    }
