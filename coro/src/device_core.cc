@@ -254,8 +254,17 @@ task<std::uint32_t> device_core::next_accepted(std::uint16_t ep, std::stop_token
             void await_suspend(std::coroutine_handle<> h) noexcept { st.accept_waiter = self = h; }
             void await_resume() noexcept { resumed = true; }
         };
-        auto wake = [this, &state] {
-            if (state.accept_waiter) loop_.make_ready(std::exchange(state.accept_waiter, {}));
+        // A stop may be requested on any thread: wake the waiter from the
+        // loop thread (a spurious wake-up just loops round).
+        auto wake = [this, ep] {
+            auto resume = [this, ep] {
+                auto& st = endpoints_[ep];
+                if (st.accept_waiter) loop_.make_ready(std::exchange(st.accept_waiter, {}));
+            };
+            if (loop_.on_loop_thread())
+                resume();
+            else
+                loop_.post(resume);
         };
         std::stop_callback<decltype(wake)> on_stop(stop, wake);
         co_await park{state, loop_};

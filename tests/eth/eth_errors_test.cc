@@ -5,6 +5,7 @@
 
 #include <cstring>
 #include <string>
+#include <thread>
 
 #include "tests/support/private_net.hpp"
 #include "vmrdma/rdma.hpp"
@@ -69,4 +70,28 @@ TEST_CASE("unknown interfaces, bad URIs and small MTUs are refused with the reas
     CHECK(code_of("eth:vrmtu-a") == errc::invalid_argument);
     CHECK_THROWS_AS(vmrdma::mac_address::parse("02:00:00:00:00"), error);
     CHECK(vmrdma::mac_address::parse("02:0a:0B:00:00:ff").to_string() == "02:0a:0b:00:00:ff");
+}
+
+TEST_CASE("an accept cancelled from another thread ends with errc::cancelled") {
+    if (vmrdma::testing::skip_network_tests()) return;
+    vmrdma::testing::veth_pair veth("vracc-a", "vracc-b", 1500);
+    vmrdma::event_loop loop;
+    auto dev = vmrdma::device::open(loop, "eth:" + veth.a);
+    auto ep = dev->open_endpoint(1, {.weight = 1, .listen = true});
+    std::stop_source stop;
+    std::thread canceller;
+    auto body = [&]() -> vmrdma::task<void> {
+        canceller = std::thread([&] {
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+            stop.request_stop();
+        });
+        co_await ep.accept(stop.get_token());
+    };
+    try {
+        loop.run(body());
+        FAIL("the accept should have been cancelled");
+    } catch (const error& e) {
+        CHECK(e.code() == errc::cancelled);
+    }
+    canceller.join();
 }
