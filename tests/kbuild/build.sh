@@ -3,8 +3,8 @@
 #   1. every proto/*.c compiles alone with gcc -std=gnu11 -Wall -Wextra -Werror;
 #   2. proto/*.c plus vmrdma_proto_test.c build as an out-of-tree module
 #      (W=1, any "warning:" fails) against the headers package of Debian's
-#      current kernel ABI, installed here if missing.  Build only; the module
-#      is never loaded.
+#      current kernel ABI, installed here if missing (tests/kbuild/kmod_lib.sh,
+#      shared with tests/qemu/run_module_test.sh, which loads the module).
 # Exits non-zero on any failure.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -28,44 +28,12 @@ if [ "$fail" -ne 0 ]; then
 fi
 
 echo "== step 2: kernel module against Debian's kernel headers"
-if [ -z "$(ls -A /var/lib/apt/lists 2>/dev/null | grep -v -e '^lock$' -e '^partial$' -e '^auxfiles$')" ]; then
-    apt-get update -qq >/dev/null || { echo "kbuild: FAILED (apt-get update)"; exit 1; }
-fi
-pkg=$(apt-cache depends linux-headers-amd64 2>/dev/null | awk '/Depends: linux-headers-/{print $2; exit}')
-if [ -z "$pkg" ]; then
-    apt-get update -qq >/dev/null
-    pkg=$(apt-cache depends linux-headers-amd64 2>/dev/null | awk '/Depends: linux-headers-/{print $2; exit}')
-fi
-if [ -z "$pkg" ]; then
-    echo "kbuild: FAILED (cannot resolve linux-headers-amd64)"
-    exit 1
-fi
-if [ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null)" != "install ok installed" ]; then
-    echo "   installing $pkg"
-    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >"$tmp/apt.log" 2>&1; then
-        cat "$tmp/apt.log" >&2
-        echo "kbuild: FAILED (apt-get install $pkg)"
-        exit 1
-    fi
-fi
-kdir=/usr/src/$pkg
-if [ ! -f "$kdir/Makefile" ]; then
-    echo "kbuild: FAILED ($kdir has no Makefile)"
-    exit 1
-fi
-
+# shellcheck source=SCRIPTDIR/kmod_lib.sh
+. "$here/kmod_lib.sh"
+vr_kmod_resolve kbuild || exit 1
+pkg=$VR_KMOD_PKG
+vr_kmod_headers kbuild "$tmp" || exit 1
 mod=$tmp/mod
-mkdir -p "$mod/proto"
-cp "$here/Kbuild" "$here/vmrdma_proto_test.c" "$mod/"
-cp "$root"/proto/*.c "$root"/proto/*.h "$mod/proto/"
-echo "   make -C $kdir M=<tmp> W=1 modules"
-make -C "$kdir" M="$mod" W=1 modules >"$tmp/build.log" 2>&1
-rc=$?
-sed "s|$mod/||g" "$tmp/build.log"
-nwarn=$(grep -ci 'warning:' "$tmp/build.log" || true)
-if [ "$rc" -ne 0 ] || [ "$nwarn" -ne 0 ] || [ ! -f "$mod/vmrdma_proto_kt.ko" ]; then
-    echo "kbuild: FAILED against $pkg (make rc $rc, $nwarn warning(s))"
-    exit 1
-fi
+vr_kmod_build kbuild "$mod" "$tmp/build.log" || exit 1
 size=$(stat -c %s "$mod/vmrdma_proto_kt.ko")
 echo "kbuild: OK: proto/*.c built with -Werror, and vmrdma_proto_kt.ko (${size} bytes) built against $pkg with W=1 and no warnings"

@@ -2,8 +2,12 @@
 /*
  * vmrdma_proto_test.c - kernel-safety proof for proto/: an engine over a
  * kmalloc'd buffer, one endpoint, one region, and a CONNECT_REQ fed through
- * the receive path (answered by a CONNECT_ACK through tx_poll).  Only built
- * by tests/kbuild/build.sh, never loaded by the test suite.
+ * the receive path (answered by a CONNECT_ACK through tx_poll).  Init checks
+ * the accept completion, the connection state and the frame sent, then logs
+ * one "vmrdma_proto_kt: OK: ..." line; on any mismatch it logs
+ * "vmrdma_proto_kt: init failed: ..." and returns an error.  Built by
+ * tests/kbuild/build.sh; loaded and unloaded under QEMU by
+ * tests/qemu/run_module_test.sh.
  */
 #include <linux/module.h>
 #include <linux/kernel.h>
@@ -11,21 +15,32 @@
 #include <linux/random.h>
 
 #include "engine.h"
+#include "ring.h" /* the shared ring ABI must build in the kernel too */
 
 static void *vrt_mem;
 static void *vrt_buf;
 static struct vr_engine *vrt_eng;
 static unsigned int vrt_xmits, vrt_completions;
+static struct vr_parsed vrt_sent;	/* the first frame handed to xmit */
+static int vrt_sent_rc = -ENODATA;
+static struct vr_completion vrt_accept;	/* the VR_WC_ACCEPT completion */
+static bool vrt_accepted;
 
 static int vrt_xmit(void *ctx, const struct vr_frame *f)
 {
-	vrt_xmits++;
+	if (vrt_xmits++ == 0 && f->nfrags == 0)
+		vrt_sent_rc = vr_wire_parse(f->hdr, f->hdr_len, VR_ETHERTYPE_DEFAULT,
+					    &vrt_sent);
 	return 0; /* dropped on the floor: nothing is sent */
 }
 
 static void vrt_complete(void *ctx, const struct vr_completion *c)
 {
 	vrt_completions++;
+	if (c->op == VR_WC_ACCEPT && !vrt_accepted) {
+		vrt_accept = *c;
+		vrt_accepted = true;
+	}
 }
 
 static u32 vrt_random(void *ctx)
@@ -92,9 +107,23 @@ static int __init vrt_init(void)
 	if (rc)
 		goto err_eng;
 	sent = vr_engine_tx_poll(vrt_eng, 2000, 8);
-	pr_info("vmrdma_proto_kt: engine of %zu bytes up, region key 0x%08x, "
-		"connection accepted, %d frame(s) sent, %u completion(s)\n",
-		need, key, sent, vrt_completions);
+	if (!vrt_accepted || vrt_accept.status ||
+	    vr_conn_state(vrt_eng, vrt_accept.conn) != VR_CONN_CONNECTED) {
+		pr_err("vmrdma_proto_kt: CONNECT_REQ not accepted\n");
+		rc = -EPROTO;
+		goto err_eng;
+	}
+	if (sent != 1 || vrt_sent_rc || vrt_sent.h.opcode != VR_OP_CONNECT_ACK ||
+	    vrt_sent.h.conn_id != h.msg_id || vrt_sent.h.dst_ep != h.src_ep) {
+		pr_err("vmrdma_proto_kt: expected one CONNECT_ACK, got %d frame(s) "
+		       "(parse %d, opcode 0x%02x)\n", sent, vrt_sent_rc,
+		       vrt_sent.h.opcode);
+		rc = -EPROTO;
+		goto err_eng;
+	}
+	pr_info("vmrdma_proto_kt: OK: engine of %zu bytes, region key 0x%08x, "
+		"CONNECT_REQ accepted as connection %u, answered by %s\n",
+		need, key, vrt_accept.conn, vr_opcode_name(vrt_sent.h.opcode));
 	return 0;
 
 err_eng:

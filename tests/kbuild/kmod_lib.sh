@@ -1,0 +1,74 @@
+# shellcheck shell=bash
+# Sourced by tests/kbuild/build.sh and tests/qemu/run_module_test.sh: find
+# Debian's current kernel ABI, install its headers, build the proto/ test
+# module.  Each function prints "TAG: FAILED (...)" and returns 1 on failure.
+# Not executable on its own.
+
+vr_kmod_here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+vr_kmod_root=$(cd "$vr_kmod_here/../.." && pwd)
+
+# vr_kmod_resolve TAG
+# Sets VR_KMOD_PKG (linux-headers-6.1.0-NN-amd64, the dependency of
+# linux-headers-amd64: NN is never hard-coded, old ones leave the mirror)
+# and VR_KMOD_ABI (6.1.0-NN-amd64).  Runs apt-get update if the package
+# lists are empty or do not resolve the name.
+vr_kmod_resolve() {
+    local tag=$1 pkg
+    # shellcheck disable=SC2010,SC2143  # the lists' file names are plain
+    if [ -z "$(ls -A /var/lib/apt/lists 2>/dev/null | grep -v -e '^lock$' -e '^partial$' -e '^auxfiles$')" ]; then
+        apt-get update -qq >/dev/null || { echo "$tag: FAILED (apt-get update)"; return 1; }
+    fi
+    pkg=$(apt-cache depends linux-headers-amd64 2>/dev/null | awk '/Depends: linux-headers-/{print $2; exit}')
+    if [ -z "$pkg" ]; then
+        apt-get update -qq >/dev/null
+        pkg=$(apt-cache depends linux-headers-amd64 2>/dev/null | awk '/Depends: linux-headers-/{print $2; exit}')
+    fi
+    if [ -z "$pkg" ]; then
+        echo "$tag: FAILED (cannot resolve linux-headers-amd64)"
+        return 1
+    fi
+    VR_KMOD_PKG=$pkg
+    # shellcheck disable=SC2034  # used by the callers
+    VR_KMOD_ABI=${pkg#linux-headers-}
+}
+
+# vr_kmod_headers TAG SCRATCH_DIR
+# Installs VR_KMOD_PKG if missing (printing "   installing PKG"); sets
+# VR_KMOD_KDIR to its kbuild directory.
+vr_kmod_headers() {
+    local tag=$1 scratch=$2 pkg=$VR_KMOD_PKG
+    if [ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null)" != "install ok installed" ]; then
+        echo "   installing $pkg"
+        if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >"$scratch/apt.log" 2>&1; then
+            cat "$scratch/apt.log" >&2
+            echo "$tag: FAILED (apt-get install $pkg)"
+            return 1
+        fi
+    fi
+    VR_KMOD_KDIR=/usr/src/$pkg
+    if [ ! -f "$VR_KMOD_KDIR/Makefile" ]; then
+        echo "$tag: FAILED ($VR_KMOD_KDIR has no Makefile)"
+        return 1
+    fi
+}
+
+# vr_kmod_build TAG MOD_DIR LOG
+# Copies Kbuild, vmrdma_proto_test.c and proto/*.[ch] into MOD_DIR (new or
+# empty), runs "make -C VR_KMOD_KDIR M=MOD_DIR W=1 modules" into LOG, prints
+# the log with MOD_DIR/ stripped, and fails on a make error, any "warning:"
+# or a missing MOD_DIR/vmrdma_proto_kt.ko.
+vr_kmod_build() {
+    local tag=$1 mod=$2 log=$3 rc nwarn
+    mkdir -p "$mod/proto"
+    cp "$vr_kmod_here/Kbuild" "$vr_kmod_here/vmrdma_proto_test.c" "$mod/"
+    cp "$vr_kmod_root"/proto/*.c "$vr_kmod_root"/proto/*.h "$mod/proto/"
+    echo "   make -C $VR_KMOD_KDIR M=<tmp> W=1 modules"
+    make -C "$VR_KMOD_KDIR" M="$mod" W=1 modules >"$log" 2>&1
+    rc=$?
+    sed "s|$mod/||g" "$log"
+    nwarn=$(grep -ci 'warning:' "$log" || true)
+    if [ "$rc" -ne 0 ] || [ "$nwarn" -ne 0 ] || [ ! -f "$mod/vmrdma_proto_kt.ko" ]; then
+        echo "$tag: FAILED against $VR_KMOD_PKG (make rc $rc, $nwarn warning(s))"
+        return 1
+    fi
+}

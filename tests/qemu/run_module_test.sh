@@ -1,0 +1,221 @@
+#!/usr/bin/env bash
+# Loads proto/ into a real kernel: builds the kbuild test module
+# (tests/kbuild) against Debian's current kernel ABI (6.1.0-NN-amd64), boots
+# that same Debian kernel under QEMU (TCG, no KVM needed) with a busybox
+# initramfs whose /init insmods the module, shows its kernel log, rmmods it,
+# checks the log and the taint flags, prints a PASS/FAIL marker and powers
+# off.  Exits 0 only when the guest says PASS and the module's own success
+# line is in the log.
+#
+# Installs qemu-system-x86, busybox-static, cpio and the kernel headers if
+# missing (needs root then).  The kernel image package is downloaded once
+# into $VMRDMA_QEMU_CACHE (default ${XDG_CACHE_HOME:-~/.cache}/vmrdma-qemu).
+# VMRDMA_QEMU_TIMEOUT (default 120) bounds the QEMU run in seconds;
+# VMRDMA_QEMU_LOG=FILE keeps a copy of the guest's serial console.
+set -uo pipefail
+start_ns=$(date +%s%N)
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+# shellcheck source=SCRIPTDIR/../kbuild/kmod_lib.sh
+. "$root/tests/kbuild/kmod_lib.sh"
+tag=qemu
+cache=${VMRDMA_QEMU_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vmrdma-qemu}
+qemu_timeout=${VMRDMA_QEMU_TIMEOUT:-120}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+secs_since() { # secs_since START_NS -> "12.3"
+    local d=$(( $(date +%s%N) - $1 ))
+    printf '%d.%d' $((d / 1000000000)) $((d / 100000000 % 10))
+}
+
+echo "== step 1: packages"
+vr_kmod_resolve "$tag" || exit 1
+abi=$VR_KMOD_ABI
+missing=()
+for p in qemu-system-x86 busybox-static cpio; do
+    if [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" != "install ok installed" ]; then
+        missing+=("$p")
+    fi
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "$tag: FAILED (missing ${missing[*]}; run as root or apt-get install them)"
+        exit 1
+    fi
+    echo "   installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$work/apt.log" 2>&1; then
+        # Stale package lists (404 on the mirror): refresh once and retry.
+        apt-get update -qq >/dev/null 2>&1
+        if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$work/apt.log" 2>&1; then
+            cat "$work/apt.log" >&2
+            echo "$tag: FAILED (apt-get install ${missing[*]})"
+            exit 1
+        fi
+    fi
+fi
+vr_kmod_headers "$tag" "$work" || exit 1
+busybox=/bin/busybox
+if [ ! -x "$busybox" ] || readelf -l "$busybox" 2>/dev/null | grep -q 'interpreter'; then
+    echo "$tag: FAILED ($busybox is missing or not static; busybox-static provides it)"
+    exit 1
+fi
+echo "   ok   qemu-system-x86 busybox-static cpio $VR_KMOD_PKG"
+
+echo "== step 2: kernel image linux-image-$abi"
+img=linux-image-$abi
+ver=$(apt-cache show "$img" 2>/dev/null | awk '/^Version:/{print $2; exit}')
+if [ -z "$ver" ]; then
+    echo "$tag: FAILED (apt-cache knows no $img)"
+    exit 1
+fi
+kcache=$cache/${img}_$ver
+vmlinuz=$kcache/vmlinuz
+mkdir -p "$cache" || { echo "$tag: FAILED (cannot create $cache)"; exit 1; }
+exec 9>"$cache/.lock"
+flock 9 # one download at a time per cache
+if [ -s "$vmlinuz" ]; then
+    echo "   cached $vmlinuz"
+else
+    t=$(date +%s%N)
+    rm -rf "$kcache" "$work/dl"
+    mkdir -p "$kcache" "$work/dl"
+    if ! (cd "$work/dl" && apt-get download "$img" >"$work/dl.log" 2>&1); then
+        apt-get update -qq >/dev/null 2>&1
+        if ! (cd "$work/dl" && apt-get download "$img" >"$work/dl.log" 2>&1); then
+            cat "$work/dl.log" >&2
+            echo "$tag: FAILED (apt-get download $img)"
+            exit 1
+        fi
+    fi
+    deb=$(ls "$work"/dl/*.deb)
+    if ! dpkg -x "$deb" "$work/x" || [ ! -s "$work/x/boot/vmlinuz-$abi" ]; then
+        echo "$tag: FAILED (no boot/vmlinuz-$abi in $(basename "$deb"))"
+        exit 1
+    fi
+    # Keep the .deb too (its modules, e.g. Xen's, may be wanted by later
+    # harnesses); drop other versions, whose ABI has left the mirror.
+    if ! { mv "$deb" "$kcache/" && cp "$work/x/boot/vmlinuz-$abi" "$vmlinuz.tmp" &&
+        mv "$vmlinuz.tmp" "$vmlinuz"; }; then
+        echo "$tag: FAILED (cannot fill $kcache)"
+        exit 1
+    fi
+    rm -rf "$work/x"
+    find "$cache" -mindepth 1 -maxdepth 1 -type d -name 'linux-image-*' ! -path "$kcache" -exec rm -rf {} +
+    echo "   downloaded $(basename "$deb") and extracted vmlinuz ($(secs_since "$t") s)"
+fi
+flock -u 9
+
+echo "== step 3: test module and initramfs"
+mod=$work/mod
+vr_kmod_build "$tag" "$mod" "$work/build.log" || exit 1
+# The .modinfo strings are NUL-separated "key=value" (no modinfo/kmod needed).
+vermagic=$(tr '\0' '\n' <"$mod/vmrdma_proto_kt.ko" | sed -n 's/^vermagic=\([^ ]*\).*/\1/p' | head -n 1)
+if [ "$vermagic" != "$abi" ]; then
+    echo "$tag: FAILED (module vermagic '$vermagic', kernel $abi)"
+    exit 1
+fi
+ird=$work/initramfs
+mkdir -p "$ird/bin" "$ird/dev" "$ird/proc" "$ird/sys" "$ird/tmp"
+cp "$busybox" "$ird/bin/busybox"
+cp "$mod/vmrdma_proto_kt.ko" "$ird/"
+[ "$(id -u)" -ne 0 ] || mknod -m 600 "$ird/dev/console" c 5 1
+# The guest's /init.  Its result marker is "vmrdma-qemu: RESULT: PASS" or
+# "vmrdma-qemu: RESULT: FAIL (reasons)".  The boot part of dmesg is
+# cleared (dmesg -c) before insmod, so the part shown is the module's; both
+# parts are checked.
+cat >"$ird/init" <<'EOF'
+#!/bin/busybox sh
+/bin/busybox mount -t proc proc /proc
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+say() { echo "vmrdma-qemu: $*"; }
+fails=""
+fail() { fails="$fails${fails:+; }$*"; }
+say "guest kernel $(uname -r)"
+dmesg -c >/tmp/boot.log
+say "boot log: $(wc -l </tmp/boot.log) lines"
+# Taint flags O (out-of-tree, 4096) and E (unsigned, 8192) are expected.
+taint0=$(( $(cat /proc/sys/kernel/tainted) & ~12288 ))
+if insmod /vmrdma_proto_kt.ko; then
+    grep -q '^vmrdma_proto_kt ' /proc/modules || fail "not in /proc/modules after insmod"
+    if rmmod vmrdma_proto_kt; then
+        ! grep -q '^vmrdma_proto_kt ' /proc/modules || fail "still in /proc/modules after rmmod"
+    else
+        fail "rmmod exit $?"
+    fi
+else
+    fail "insmod exit $?"
+fi
+taint1=$(( $(cat /proc/sys/kernel/tainted) & ~12288 ))
+dmesg >/tmp/mod.log
+say "kernel log from insmod to rmmod:"
+sed 's/^/  | /' /tmp/mod.log
+grep -q 'vmrdma_proto_kt: OK:' /tmp/mod.log || fail "no 'vmrdma_proto_kt: OK:' line"
+grep -q 'vmrdma_proto_kt: unloaded' /tmp/mod.log || fail "no 'vmrdma_proto_kt: unloaded' line"
+# The whole log, boot included, must be free of these.
+cat /tmp/boot.log /tmp/mod.log | grep -E 'WARNING|BUG|Oops|Call Trace|KASAN|[Ll]eak' >/tmp/bad.log
+bad=$(wc -l </tmp/bad.log)
+if [ "$bad" -ne 0 ]; then
+    say "suspicious kernel log lines:"
+    sed 's/^/  ! /' /tmp/bad.log
+    fail "$bad WARNING/BUG/Oops/Call Trace/KASAN/leak line(s) in dmesg"
+fi
+[ "$taint1" -eq "$taint0" ] || fail "kernel taint went from $taint0 to $taint1 (beyond O/E)"
+if [ -z "$fails" ]; then
+    say "RESULT: PASS"
+else
+    say "RESULT: FAIL ($fails)"
+fi
+sync
+poweroff -f
+EOF
+chmod 755 "$ird/init"
+if ! (cd "$ird" && find . -print0 | cpio --null -o -H newc -R 0:0 --quiet) | gzip -1 >"$work/initrd.gz"; then
+    echo "$tag: FAILED (cpio of the initramfs)"
+    exit 1
+fi
+echo "   initramfs: busybox + vmrdma_proto_kt.ko ($(stat -c %s "$work/initrd.gz") bytes gzipped)"
+
+echo "== step 4: boot Linux $abi under QEMU TCG (timeout ${qemu_timeout}s)"
+log=$work/serial.log
+t=$(date +%s%N)
+timeout -k 5 "$qemu_timeout" qemu-system-x86_64 -accel tcg -cpu qemu64 -m 512 -smp 1 \
+    -nodefaults -display none -no-reboot -serial "file:$log" \
+    -kernel "$vmlinuz" -initrd "$work/initrd.gz" \
+    -append "console=ttyS0 quiet panic=-1" </dev/null >"$work/qemu.out" 2>&1
+qrc=$?
+boot_s=$(secs_since "$t")
+touch "$log"
+tr -d '\r' <"$log" >"$log.txt"
+grep -a -e '^vmrdma-qemu: ' -e '^  [|!] ' "$log.txt" | sed 's/^/   /'
+[ -z "${VMRDMA_QEMU_LOG:-}" ] || cp "$log.txt" "$VMRDMA_QEMU_LOG"
+guest_abi=$(sed -n 's/^vmrdma-qemu: guest kernel //p' "$log.txt" | head -n 1)
+why=""
+if [ "$qrc" -eq 124 ] || [ "$qrc" -eq 137 ]; then
+    why="QEMU timed out after ${qemu_timeout}s"
+elif [ "$qrc" -ne 0 ]; then
+    why="QEMU exit $qrc"
+elif ! grep -aq '^vmrdma-qemu: RESULT: PASS$' "$log.txt"; then
+    why="no PASS marker from the guest"
+elif ! grep -aq 'vmrdma_proto_kt: OK:' "$log.txt"; then
+    why="no 'vmrdma_proto_kt: OK:' line from the module"
+elif [ "$guest_abi" != "$abi" ]; then
+    why="guest ran '$guest_abi', not $abi"
+fi
+if [ -n "$why" ]; then
+    if [ -s "$work/qemu.out" ]; then
+        echo "---- QEMU's own output ----"
+        cat "$work/qemu.out"
+    fi
+    echo "---- serial console, other than the guest lines above (last 60) ----"
+    grep -a -v -e '^vmrdma-qemu: ' -e '^  [|!] ' "$log.txt" | tail -n 60
+    echo "----"
+    echo "$tag: FAILED ($why; boot ran ${boot_s}s)"
+    exit 1
+fi
+echo "$tag: OK: vmrdma_proto_kt loaded, ran the engine, unloaded cleanly under Linux $guest_abi" \
+    "(QEMU TCG, boot to poweroff ${boot_s}s, $(secs_since "$start_ns")s in all)"
