@@ -33,6 +33,55 @@ static void op_complete(struct vr_engine *eng, struct vr_conn *c, struct vr_op *
 	op_complete_nak(eng, c, op, status, value, 0);
 }
 
+/*
+ * Congestion window, in frames (a NewReno-like AIMD, counted in frames
+ * because go-back-N resends frames): it starts at the configured window
+ * (a LAN should not wait for slow start), halves once per loss event, falls
+ * to 2 on a retransmission timeout, and grows back by slow start below
+ * ssthresh and by one frame per window acknowledged above it.  Without it a
+ * lossy link costs a whole window of retransmissions per loss.
+ */
+static u32 cc_floor(const struct vr_engine *eng)
+{
+	return eng->cfg.window < 2 ? eng->cfg.window : 2;
+}
+
+void vr_cc_init(struct vr_engine *eng, struct vr_conn *c)
+{
+	c->cwnd = c->ssthresh = eng->cfg.window;
+	c->cwnd_acked = 0;
+	c->recover = c->snd_una;
+}
+
+void vr_cc_on_ack(struct vr_engine *eng, struct vr_conn *c, u32 newly_acked)
+{
+	if (c->cwnd >= eng->cfg.window)
+		return;
+	if (c->cwnd < c->ssthresh) {
+		c->cwnd += newly_acked;
+	} else {
+		c->cwnd_acked += newly_acked;
+		while (c->cwnd_acked >= c->cwnd && c->cwnd < eng->cfg.window) {
+			c->cwnd_acked -= c->cwnd;
+			c->cwnd++;
+		}
+	}
+	if (c->cwnd > eng->cfg.window)
+		c->cwnd = eng->cfg.window;
+}
+
+void vr_cc_on_loss(struct vr_engine *eng, struct vr_conn *c, u32 psn, bool timeout)
+{
+	/* frames sent before the last reduction belong to that event */
+	if (!timeout && vr_psn_lt(psn, c->recover))
+		return;
+	c->ssthresh = c->cwnd / 2 > cc_floor(eng) ? c->cwnd / 2 : cc_floor(eng);
+	c->cwnd = timeout ? cc_floor(eng) : c->ssthresh;
+	c->cwnd_acked = 0;
+	c->recover = c->snd_hi;
+	VR_CTR(eng, &eng->eps[c->ep], congestion_events, 1);
+}
+
 void vr_comp_rx_ack(struct vr_engine *eng, struct vr_conn *c, u32 ack, u64 now)
 {
 	u32 cap = 2 * eng->cfg.max_ops;
@@ -44,6 +93,7 @@ void vr_comp_rx_ack(struct vr_engine *eng, struct vr_conn *c, u32 ack, u64 now)
 		VR_CTR(eng, &eng->eps[c->ep], drop_bad_ack, 1);
 		return;
 	}
+	vr_cc_on_ack(eng, c, ack - c->snd_una);
 	c->snd_una = ack;
 	if (vr_psn_lt(c->snd_nxt, ack))
 		c->snd_nxt = ack;
@@ -96,6 +146,7 @@ void vr_comp_rx_nak(struct vr_engine *eng, struct vr_conn *c, const struct vr_pa
 	vr_comp_rx_ack(eng, c, psn, now);
 	switch (why) {
 	case VR_NAK_SEQ:
+		vr_cc_on_loss(eng, c, psn, false);
 		c->snd_nxt = psn;
 		break;
 	case VR_NAK_RNR:

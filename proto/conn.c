@@ -46,6 +46,7 @@ static struct vr_conn *conn_alloc(struct vr_engine *eng, u16 ep)
 		c->ep = ep;
 		isn = vr_rand(eng);
 		c->isn = c->snd_una = c->snd_nxt = c->snd_hi = c->snd_max = isn;
+		vr_cc_init(eng, c);
 		c->rto = eng->cfg.rto_ns;
 		c->rto_deadline = VR_U64_MAX;
 		c->ack_deadline = VR_U64_MAX;
@@ -303,6 +304,7 @@ void vr_conn_timer(struct vr_engine *eng, struct vr_conn *c, u64 now)
 			return;
 		}
 		/* go-back-N: resend everything from the oldest unacked PSN */
+		vr_cc_on_loss(eng, c, c->snd_una, true);
 		c->snd_nxt = c->snd_una;
 		c->rto = c->rto * 2 > eng->cfg.rto_max_ns ? eng->cfg.rto_max_ns : c->rto * 2;
 		c->rto_deadline = now + c->rto;

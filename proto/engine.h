@@ -107,6 +107,7 @@ struct vr_counters {
 	u64 tx_frames, tx_bytes, rx_frames, rx_bytes;
 	u64 tx_data_frames, rx_data_frames;
 	u64 retransmits, timeouts, rnr_waits, dups, out_of_order;
+	u64 congestion_events; /* loss events that shrank a congestion window */
 	u64 acks_tx, acks_rx;
 	u64 drop_parse[VR_WERR_MAX];  /* one per vr_wire_parse error class */
 	u64 drop_not_for_us, drop_no_ep, drop_no_conn, drop_bad_state, drop_bad_ack;

@@ -48,6 +48,10 @@ struct vr_conn {
 	struct vr_op *ops;     /* [0,max_ops) requests, [max_ops,2*max_ops) responses */
 	u32 msg_seq;
 	u64 rto, rto_deadline; /* deadline VR_U64_MAX when disarmed */
+	/* congestion window (frames, <= cfg.window): slow start below
+	 * ssthresh, then one frame more per window acknowledged; halved once
+	 * per loss event (a sequence NAK past `recover`), back to 2 on RTO */
+	u32 cwnd, ssthresh, cwnd_acked, recover;
 	u32 retries;
 	u64 rnr_until;
 	u32 rnr_retries;
@@ -136,6 +140,11 @@ enum { VR_TX_NONE, VR_TX_CTL, VR_TX_NAK, VR_TX_DATA, VR_TX_ACK };
 /* counters: engine-wide and per endpoint */
 #define VR_CTR(eng, e, field, n) do { (eng)->ctr.field += (n); \
 	if (e) (e)->ctr.field += (n); } while (0)
+
+/* completer.c: the congestion window */
+void vr_cc_init(struct vr_engine *eng, struct vr_conn *c);
+void vr_cc_on_ack(struct vr_engine *eng, struct vr_conn *c, u32 newly_acked);
+void vr_cc_on_loss(struct vr_engine *eng, struct vr_conn *c, u32 psn, bool timeout);
 
 /* engine.c */
 struct vr_ep *vr_ep_get(struct vr_engine *eng, u16 ep);

@@ -285,10 +285,10 @@ static bool build_data(struct vr_engine *eng, struct vr_conn *c)
 	return true;
 }
 
-static bool data_ready(const struct vr_engine *eng, const struct vr_conn *c, u64 now)
+static bool data_ready(const struct vr_conn *c, u64 now)
 {
 	return c->state == VR_CONN_CONNECTED && c->snd_nxt != c->snd_max &&
-	       c->snd_nxt - c->snd_una < eng->cfg.window &&
+	       c->snd_nxt - c->snd_una < c->cwnd &&
 	       (!c->rnr_until || now >= c->rnr_until);
 }
 
@@ -298,7 +298,7 @@ static bool close_drain_ready(const struct vr_engine *eng, struct vr_conn *c)
 {
 	const struct vr_op *op;
 
-	if (c->snd_nxt == c->snd_max || c->snd_nxt - c->snd_una >= eng->cfg.window)
+	if (c->snd_nxt == c->snd_max || c->snd_nxt - c->snd_una >= c->cwnd)
 		return false;
 	op = op_for_psn(eng, c, c->snd_nxt);
 	return op && (op->kind == VR_K_READ_RESP || op->kind == VR_K_ATOMIC_RESP);
@@ -342,7 +342,7 @@ int vr_tx_build(struct vr_engine *eng, struct vr_conn *c, u64 now)
 		finish(eng, c, &h, NULL, 0, VR_TX_NAK);
 		return 1;
 	}
-	if (data_ready(eng, c, now))
+	if (data_ready(c, now))
 		return build_data(eng, c);
 	if (c->ack_now) {
 		hdr_base(eng, c, &h, VR_OP_ACK);
