@@ -950,3 +950,44 @@ TEST_CASE("a CONNECT_REQ that reuses a live connection's id with a new ISN comes
 	s.run(nullptr, s.now + 1000000);
 	CHECK(accepts() == 2);
 }
+
+TEST_CASE("congestion window: loss shrinks it, and a lossy link costs far less than a window per loss")
+{
+	// Same transfer over a clean and a lossy link: with the window halving
+	// once per loss event, retransmissions stay a small multiple of the
+	// frames lost instead of a whole window each.
+	auto run = [](uint32_t loss_ppm, vr_counters *out) {
+		vr_config c = base_cfg();
+		c.window = 64;
+		c.max_ops = 32;
+		Pair p(c, c, 11);
+		p.s.link(0, 1).loss_ppm = loss_ppm;
+		GuardedBuf src, dst;
+		src.init(2000000, 1);
+		dst.init(2000000, 2);
+		REQUIRE(reg(p.A(), 0, src, 0) == 0);
+		REQUIRE(reg(p.B(), 0, dst, VR_ACCESS_ALL) == 0);
+		for (uint64_t k = 0; k < 4; k++)
+			REQUIRE(vr_post_write(p.A().eng, p.ca, src.key, k * 500000, dst.key, k * 500000,
+					      500000, 100 + k) == 0);
+		for (uint64_t k = 0; k < 4; k++) {
+			REQUIRE(p.wait(100 + k));
+			CHECK(find(p.A(), 100 + k)->status == 0);
+		}
+		CHECK(std::memcmp(src.data(), dst.data(), 2000000) == 0);
+		*out = *vr_engine_counters(p.A().eng);
+		return p.s.stats(0, 1).lost;
+	};
+	vr_counters clean{}, lossy{};
+	run(0, &clean);
+	uint64_t lost = run(20000, &lossy);  // 2 % of A's frames
+	CHECK(clean.congestion_events == 0);
+	CHECK(clean.retransmits == 0);
+	REQUIRE(lost > 0);
+	CHECK(lossy.congestion_events > 0);
+	CHECK(lossy.congestion_events <= lost);
+	MESSAGE("lost " << lost << " frames; retransmitted " << lossy.retransmits << " of "
+			<< lossy.tx_data_frames << " data frames");
+	// Go-back-N with a fixed 64-frame window resent about a window per loss.
+	CHECK(lossy.retransmits < 64 * lost / 4);
+}
