@@ -9,6 +9,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
+
+#include <array>
 #include <atomic>
 #include <bit>
 #include <cerrno>
@@ -69,6 +72,22 @@ struct rejection {
 }  // namespace
 
 struct daemon::frontend {
+    std::uint32_t id = 0;
+    pid_t pid = 0;
+    uid_t uid = static_cast<uid_t>(-1);
+    gid_t gid = static_cast<gid_t>(-1);
+    limits lim;                  // the daemon's defaults, then what the administrator set
+    std::uint32_t admin_weight = 0;  // set by the administrator (0: none)
+    std::uint64_t requests = 0, responses = 0, rejected = 0, violations = 0, failed = 0;
+    std::uint32_t in_flight = 0;
+    std::uint64_t bulk_inflight = 0;  // WRITE/READ/SEND bytes at the engine
+    std::uint32_t bulk_waiting = 0;   // operations waiting for admission
+    std::uint64_t weight() const {
+        std::uint64_t w = 0;
+        for (auto& [id, m] : ep_info) w += m.weight;
+        return w ? w : 1;
+    }
+    std::stop_source drain;      // fires when the daemon starts draining
     int sock = -1;
     bool hello_done = false;
     bool dead = false;
@@ -82,6 +101,12 @@ struct daemon::frontend {
     std::uint32_t size = 0, req_cons = 0, rsp_prod_pvt = 0;
     // What it owns, by the handles it names them with.
     std::map<std::uint16_t, vmrdma::endpoint> endpoints;
+    struct ep_meta {
+        std::uint32_t asked_weight = 1;  // what the frontend asked for
+        std::uint32_t weight = 1;        // in force
+        bool listen = false;
+    };
+    std::map<std::uint16_t, ep_meta> ep_info;
     struct region_entry {
         vmrdma::region mr;
         void* map = nullptr;
@@ -97,6 +122,9 @@ struct daemon::frontend {
     struct conn_entry {
         vmrdma::connection conn;
         std::uint16_t ep = 0;
+        std::uint16_t peer_ep = 0;
+        std::array<std::uint8_t, 6> peer_mac{};
+        bool accepted = false;
     };
     std::unordered_map<std::uint32_t, conn_entry> conns;  // by handle
     std::uint32_t next_conn = 1;
@@ -136,7 +164,7 @@ daemon::daemon(vmrdma::event_loop& loop, vmrdma::device& dev, options opts)
 
 daemon::~daemon() {
     close_fd(listen_fd_);
-    ::unlink(opts_.socket_path.c_str());
+    if (!unlinked_) ::unlink(opts_.socket_path.c_str());
 }
 
 task<void> daemon::serve(std::stop_token stop) {
@@ -161,7 +189,35 @@ task<void> daemon::serve(std::stop_token stop) {
         }
         scope_.spawn(serve_frontend(fd));
     }
-    for (auto* f : frontends_) ::shutdown(f->sock, SHUT_RDWR);
+    // Drain: no new frontends (connects are refused from here on), no new
+    // requests (answered -ESHUTDOWN), no more waiting for peers (receives
+    // and accepts fail -ESHUTDOWN); what is in flight may finish.
+    draining_ = true;
+    close_fd(listen_fd_);
+    ::unlink(opts_.socket_path.c_str());
+    unlinked_ = true;
+    for (auto* f : frontends_) {
+        if (f->shared) VR_RING_WRITE(f->shared->state, std::uint32_t{VR_RING_STATE_DRAINING});
+        f->drain.request_stop();
+    }
+    wake_admission();  // not yet admitted: fail -ESHUTDOWN
+    auto deadline = std::chrono::steady_clock::now() + opts_.drain_timeout;
+    while (std::chrono::steady_clock::now() < deadline &&
+           std::any_of(frontends_.begin(), frontends_.end(), [](frontend* f) { return f->in_flight > 0; })) {
+        try {
+            co_await loop_.sleep_for(std::chrono::milliseconds(5));
+        } catch (const error&) {
+            break;
+        }
+    }
+    for (auto* f : frontends_) {
+        if (f->in_flight > 0)
+            std::fprintf(stderr, "vmrdmad: frontend %u (pid %d): %u operations still in flight after %lld ms; "
+                                 "disconnecting it\n",
+                         f->id, static_cast<int>(f->pid), f->in_flight,
+                         static_cast<long long>(opts_.drain_timeout.count()));
+        ::shutdown(f->sock, SHUT_RDWR);
+    }
     co_await scope_.join();
 }
 
@@ -169,6 +225,17 @@ task<void> daemon::serve_frontend(int fd) {
     auto owned = std::make_unique<frontend>();
     frontend& f = *owned;
     f.sock = fd;
+    f.id = next_frontend_id_++;
+    f.lim = opts_.per_frontend;
+    if (ucred cred{}; [&] {
+            socklen_t len = sizeof cred;
+            return ::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0;
+        }()) {
+        f.pid = cred.pid;
+        f.uid = cred.uid;
+        f.gid = cred.gid;
+    }
+    if (draining_) f.drain.request_stop();
     frontends_.insert(&f);
     ++stats_.frontends_accepted;
     ++stats_.frontends_active;
@@ -232,9 +299,15 @@ bool daemon::control(frontend& f, const vr_ctl_msg& msg, int fd) {
         std::snprintf(reply.text, sizeof reply.text, "%s", why.c_str());
         ++stats_.control_errors;
     };
-    const auto& lim = opts_.per_frontend;
+    const auto& lim = f.lim;
+    std::string records;
     if (msg.version != VR_CTL_VERSION) {
         refuse(-EPROTO, "control protocol version " + std::to_string(msg.version) + " is not 1");
+    } else if (msg.type == VR_CTL_ADMIN_LIST || msg.type == VR_CTL_ADMIN_SET) {
+        admin(f, msg, reply, records);
+        if (reply.status != 0) ++stats_.control_errors;
+    } else if (draining_ && (msg.type == VR_CTL_HELLO || msg.type == VR_CTL_OPEN_EP || msg.type == VR_CTL_REG)) {
+        refuse(-ESHUTDOWN, "vmrdmad is shutting down");
     } else if (msg.type != VR_CTL_HELLO && !f.hello_done) {
         refuse(-EPROTO, "say hello first");
     } else {
@@ -298,10 +371,13 @@ bool daemon::control(frontend& f, const vr_ctl_msg& msg, int fd) {
             } else {
                 std::uint64_t w = msg.arg[1] == 0 ? 1 : msg.arg[1];
                 if (w > lim.max_weight) w = lim.max_weight;
+                auto asked = static_cast<std::uint32_t>(w);
+                if (f.admin_weight) w = f.admin_weight;
                 try {
                     auto ep = dev_.open_endpoint(
                         id, {.weight = static_cast<std::uint32_t>(w), .listen = msg.arg[2] != 0});
                     f.endpoints.emplace(id, std::move(ep));
+                    f.ep_info[id] = {asked, static_cast<std::uint32_t>(w), msg.arg[2] != 0};
                 } catch (const error& e) {
                     std::uint8_t nak;
                     refuse(status_of(e.code(), nak), e.what());
@@ -318,6 +394,7 @@ bool daemon::control(frontend& f, const vr_ctl_msg& msg, int fd) {
             // Connections first: their engine ids die with the endpoint.
             for (auto c = f.conns.begin(); c != f.conns.end();)
                 c = c->second.ep == it->first ? f.conns.erase(c) : std::next(c);
+            f.ep_info.erase(it->first);
             f.endpoints.erase(it);  // its regions are deregistered by the engine
             for (auto r = f.regions.begin(); r != f.regions.end();) {
                 if (r->second->ep == static_cast<std::uint16_t>(msg.arg[0])) {
@@ -414,7 +491,179 @@ bool daemon::control(frontend& f, const vr_ctl_msg& msg, int fd) {
         std::memcpy(CMSG_DATA(c), send_fds, sizeof(int) * nsend);
     }
     // A frontend that does not read its replies is dropped, not waited for.
-    return ::sendmsg(f.sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT) == static_cast<ssize_t>(sizeof reply);
+    if (::sendmsg(f.sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT) != static_cast<ssize_t>(sizeof reply)) return false;
+    if (records.empty()) return true;
+    return ::send(f.sock, records.data(), records.size(), MSG_NOSIGNAL | MSG_DONTWAIT) ==
+           static_cast<ssize_t>(records.size());
+}
+
+void daemon::admin(frontend& self, const vr_ctl_msg& msg, vr_ctl_msg& reply, std::string& records) {
+    auto refuse = [&](std::int32_t status, const std::string& why) {
+        reply.status = status;
+        std::snprintf(reply.text, sizeof reply.text, "%s", why.c_str());
+    };
+    auto add = [&](const auto& record) {
+        records.append(reinterpret_cast<const char*>(&record), sizeof record);
+        ++reply.arg[0];
+        reply.arg[1] = sizeof record;
+    };
+    if (msg.type == VR_CTL_ADMIN_LIST) {
+        std::vector<frontend*> all(frontends_.begin(), frontends_.end());
+        std::sort(all.begin(), all.end(), [](frontend* a, frontend* b) { return a->id < b->id; });
+        switch (msg.arg[0]) {
+        case VR_ADMIN_FRONTENDS:
+            reply.arg[1] = sizeof(vr_admin_frontend);
+            for (auto* f : all) {
+                vr_admin_frontend r{};
+                r.id = f->id;
+                r.pid = f->pid;
+                r.uid = f->uid;
+                r.gid = f->gid;
+                r.ring_size = f->size;
+                r.in_flight = f->in_flight;
+                r.endpoints = static_cast<std::uint32_t>(f->endpoints.size());
+                r.regions = static_cast<std::uint32_t>(f->regions.size());
+                r.conns = static_cast<std::uint32_t>(f->conns.size());
+                r.weight = f->admin_weight;
+                r.max_endpoints = f->lim.endpoints;
+                r.max_regions = f->lim.regions;
+                r.max_weight = f->lim.max_weight;
+                r.draining = draining_;
+                for (auto& [key, reg] : f->regions) r.mapped_bytes += reg->map_len;
+                r.max_bytes = f->lim.registered_bytes;
+                r.requests = f->requests;
+                r.responses = f->responses;
+                r.rejected = f->rejected;
+                r.violations = f->violations;
+                r.failed = f->failed;
+                add(r);
+            }
+            break;
+        case VR_ADMIN_ENDPOINTS:
+            reply.arg[1] = sizeof(vr_admin_endpoint);
+            for (auto* f : all)
+                for (auto& [id, ep] : f->endpoints) {
+                    vr_admin_endpoint r{};
+                    r.frontend = f->id;
+                    r.ep = id;
+                    auto& meta = f->ep_info[id];
+                    r.listen = meta.listen;
+                    r.weight = meta.weight;
+                    for (auto& [h, c] : f->conns) r.conns += c.ep == id;
+                    for (auto& [k, reg] : f->regions) r.regions += reg->ep == id;
+                    auto c = ep.stats();
+                    r.tx_frames = c.tx_frames;
+                    r.tx_bytes = c.tx_bytes;
+                    r.rx_frames = c.rx_frames;
+                    r.rx_bytes = c.rx_bytes;
+                    r.retransmits = c.retransmits;
+                    r.naks_tx = c.naks_sent;
+                    r.naks_rx = c.naks_received;
+                    add(r);
+                }
+            break;
+        case VR_ADMIN_CONNS:
+            reply.arg[1] = sizeof(vr_admin_conn);
+            for (auto* f : all) {
+                std::map<std::uint32_t, const frontend::conn_entry*> sorted;
+                for (auto& [h, c] : f->conns) sorted[h] = &c;
+                for (auto& [h, c] : sorted) {
+                    vr_admin_conn r{};
+                    r.frontend = f->id;
+                    r.handle = h;
+                    r.ep = c->ep;
+                    r.peer_ep = c->peer_ep;
+                    std::memcpy(r.peer_mac, c->peer_mac.data(), 6);
+                    r.accepted = c->accepted;
+                    r.open = c->conn.is_open();
+                    add(r);
+                }
+            }
+            break;
+        case VR_ADMIN_DEVICE: {
+            vr_admin_device r{};
+            auto mac = dev_.mac();
+            for (int i = 0; i < 6; ++i) r.mac |= std::uint64_t{mac.bytes[i]} << (8 * i);
+            r.mtu = dev_.mtu();
+            r.draining = draining_;
+            auto c = dev_.stats();
+            r.tx_frames = c.tx_frames;
+            r.tx_bytes = c.tx_bytes;
+            r.rx_frames = c.rx_frames;
+            r.rx_bytes = c.rx_bytes;
+            r.retransmits = c.retransmits;
+            r.timeouts = c.timeouts;
+            r.duplicates = c.duplicates;
+            r.rx_dropped = c.rx_dropped;
+            r.naks_tx = c.naks_sent;
+            r.naks_rx = c.naks_received;
+            r.frontends_accepted = stats_.frontends_accepted;
+            r.frontends_active = stats_.frontends_active;
+            r.frontends_cleaned_up = stats_.frontends_cleaned_up;
+            r.requests = stats_.requests;
+            r.responses = stats_.responses;
+            r.rejected = stats_.rejected;
+            r.violations = stats_.violations;
+            r.control_errors = stats_.control_errors;
+            add(r);
+            break;
+        }
+        default: refuse(-EINVAL, "unknown list " + std::to_string(msg.arg[0])); return;
+        }
+        if (reply.arg[0] > VR_ADMIN_MAX_RECORDS) {
+            records.resize(std::size_t{VR_ADMIN_MAX_RECORDS} * reply.arg[1]);
+            reply.arg[0] = VR_ADMIN_MAX_RECORDS;
+        }
+        return;
+    }
+    // VR_CTL_ADMIN_SET: the administrator only.
+    if (self.uid != 0 && self.uid != ::geteuid()) {
+        refuse(-EPERM, "only root or vmrdmad's uid " + std::to_string(::geteuid()) + " may change this");
+        return;
+    }
+    frontend* target = nullptr;
+    for (auto* f : frontends_)
+        if (f->id == msg.arg[0]) target = f;
+    if (!target) {
+        refuse(-ENOENT, "no frontend " + std::to_string(msg.arg[0]));
+        return;
+    }
+    std::uint64_t value = msg.arg[2];
+    auto& lim = target->lim;
+    switch (msg.arg[1]) {
+    case VR_ADMIN_SET_WEIGHT: {
+        if (value > 1024) {
+            refuse(-EINVAL, "weight must be 1..1024 (0: the frontend's own)");
+            return;
+        }
+        target->admin_weight = static_cast<std::uint32_t>(value);
+        for (auto& [id, ep] : target->endpoints) {
+            auto& meta = target->ep_info[id];
+            std::uint32_t w = value ? static_cast<std::uint32_t>(value) : std::min(meta.asked_weight, lim.max_weight);
+            try {
+                ep.set_weight(w);
+                meta.weight = w;
+            } catch (const error& e) {
+                refuse(-EINVAL, e.what());
+                return;
+            }
+        }
+        break;
+    }
+    case VR_ADMIN_SET_MAX_ENDPOINTS:
+    case VR_ADMIN_SET_MAX_REGIONS:
+    case VR_ADMIN_SET_MAX_WEIGHT:
+        if (value > 0xffffffffu || (msg.arg[1] == VR_ADMIN_SET_MAX_WEIGHT && (value == 0 || value > 1024))) {
+            refuse(-EINVAL, "value out of range");
+            return;
+        }
+        (msg.arg[1] == VR_ADMIN_SET_MAX_ENDPOINTS  ? lim.endpoints
+         : msg.arg[1] == VR_ADMIN_SET_MAX_REGIONS ? lim.regions
+                                                   : lim.max_weight) = static_cast<std::uint32_t>(value);
+        break;
+    case VR_ADMIN_SET_MAX_BYTES: lim.registered_bytes = value; break;
+    default: refuse(-EINVAL, "unknown setting " + std::to_string(msg.arg[1])); return;
+    }
 }
 
 task<void> daemon::watch_ring(frontend& f) {
@@ -451,6 +700,8 @@ void daemon::drain_ring(frontend& f) {
             std::atomic_signal_fence(std::memory_order_seq_cst);
             ++f.req_cons;
             ++stats_.requests;
+            ++f.requests;
+            ++f.in_flight;
             f.ops.spawn(run_op(f, req));
             if (f.dead) return;
         }
@@ -460,13 +711,17 @@ void daemon::drain_ring(frontend& f) {
 
 void daemon::violation(frontend& f, const char* what) {
     ++stats_.violations;
+    ++f.violations;
     std::fprintf(stderr, "vmrdmad: frontend on fd %d broke the ring protocol (%s): disconnected\n", f.sock, what);
     f.dead = true;
     ::shutdown(f.sock, SHUT_RDWR);  // serve_frontend sees the end and cleans up
 }
 
 void daemon::respond(frontend& f, const vr_ring_rsp& rsp) {
+    --f.in_flight;
     if (f.dead) return;
+    ++f.responses;
+    if (rsp.status != 0) ++f.failed;
     f.rsps[f.rsp_prod_pvt & (f.size - 1)] = rsp;
     ++f.rsp_prod_pvt;
     ++stats_.responses;
@@ -484,6 +739,7 @@ task<void> daemon::run_op(frontend& f, vr_ring_req req) {
     rsp.conn = req.conn;
     auto reject = [&](std::int32_t status) {
         ++stats_.rejected;
+        ++f.rejected;
         throw rejection{status};
     };
     auto conn_of = [&]() -> frontend::conn_entry& {
@@ -501,12 +757,23 @@ task<void> daemon::run_op(frontend& f, vr_ring_req req) {
         if (it == f.endpoints.end()) reject(-EINVAL);
         return it->second;
     };
+    if (draining_) {  // stopping: nothing new
+        ++stats_.drained;
+        rsp.status = -ESHUTDOWN;
+        respond(f, rsp);
+        co_return;
+    }
+    std::uint64_t admitted = 0;
     try {
         if (req.flags != 0) reject(-EINVAL);
         switch (req.opcode) {
         case VR_RING_WRITE:
         case VR_RING_READ: {
-            auto& c = conn_of();
+            conn_of();
+            region_of(f.conns[req.conn].ep);
+            co_await admit(f, req.len);
+            admitted = req.len;
+            auto& c = conn_of();  // looked up again: admission may have waited
             auto& mr = region_of(c.ep);
             vmrdma::remote_region remote{req.rkey, 0};
             if (req.opcode == VR_RING_WRITE)
@@ -517,6 +784,10 @@ task<void> daemon::run_op(frontend& f, vr_ring_req req) {
             break;
         }
         case VR_RING_SEND: {
+            conn_of();
+            region_of(f.conns[req.conn].ep);
+            co_await admit(f, req.len);
+            admitted = req.len;
             auto& c = conn_of();
             auto& mr = region_of(c.ep);
             co_await c.conn.send(mr, req.loff, req.len, req.tag);
@@ -526,7 +797,7 @@ task<void> daemon::run_op(frontend& f, vr_ring_req req) {
         case VR_RING_RECV: {
             auto& ep = endpoint_of();
             auto& mr = region_of(req.ep);
-            auto got = co_await ep.recv(mr, req.loff, req.len, req.tag, req.mask);
+            auto got = co_await ep.recv(mr, req.loff, req.len, req.tag, req.mask, f.drain.get_token());
             rsp.bytes = got.length;
             rsp.tag = got.tag;
             break;
@@ -544,13 +815,18 @@ task<void> daemon::run_op(frontend& f, vr_ring_req req) {
             std::memcpy(peer.bytes.data(), req.peer_mac, 6);
             vmrdma::connection conn;  // (no co_await inside ?: : GCC 12 miscompiles it)
             if (req.opcode == VR_RING_CONNECT)
-                conn = co_await ep.connect(peer, req.peer_ep);
+                conn = co_await ep.connect(peer, req.peer_ep, f.drain.get_token());
             else
-                conn = co_await ep.accept();
+                conn = co_await ep.accept(f.drain.get_token());
             if (f.dead) throw error(errc::cancelled, "frontend gone");  // conn closes here
             std::uint32_t handle = f.next_conn++;
             if (handle == 0) handle = f.next_conn++;
-            f.conns[handle] = {std::move(conn), req.ep};
+            frontend::conn_entry entry{std::move(conn), req.ep, 0, {}, req.opcode == VR_RING_ACCEPT};
+            if (req.opcode == VR_RING_CONNECT) {
+                entry.peer_ep = req.peer_ep;
+                std::memcpy(entry.peer_mac.data(), req.peer_mac, 6);
+            }
+            f.conns[handle] = std::move(entry);
             rsp.conn = handle;
             break;
         }
@@ -564,18 +840,58 @@ task<void> daemon::run_op(frontend& f, vr_ring_req req) {
         rsp.status = r.status;
     } catch (const error& e) {
         rsp.status = status_of(e.code(), rsp.nak_reason);
+        if (draining_ && e.code() == errc::cancelled) rsp.status = -ESHUTDOWN;  // stopped waiting for a peer
         if (std::getenv("VMRDMAD_DEBUG"))
             std::fprintf(stderr, "vmrdmad: op %u failed: %s\n", unsigned(req.opcode), e.what());
     } catch (...) {
         rsp.status = -EIO;
     }
+    if (admitted) release(f, admitted);
     respond(f, rsp);
+}
+
+// Admission by weight (options::inflight_bytes).
+std::uint64_t daemon::share_of(const frontend& f) const {
+    std::uint64_t total = 0;
+    for (auto* g : frontends_)
+        if (g == &f || g->bulk_inflight > 0 || g->bulk_waiting > 0) total += g->weight();
+    return opts_.inflight_bytes * f.weight() / total;
+}
+
+task<void> daemon::admit(frontend& f, std::uint64_t bytes) {
+    if (opts_.inflight_bytes == 0) co_return;
+    struct park {
+        daemon& d;
+        bool await_ready() const noexcept { return false; }
+        void await_suspend(std::coroutine_handle<> h) { d.admission_waiters_.push_back(h); }
+        void await_resume() const noexcept {}
+    };
+    ++f.bulk_waiting;
+    while (!f.dead && !draining_ && f.bulk_inflight > 0 && f.bulk_inflight + bytes > share_of(f))
+        co_await park{*this};
+    --f.bulk_waiting;
+    if (f.dead || draining_) throw error(errc::cancelled, "frontend gone or daemon stopping");
+    f.bulk_inflight += bytes;
+}
+
+void daemon::release(frontend& f, std::uint64_t bytes) {
+    if (opts_.inflight_bytes == 0) return;
+    f.bulk_inflight -= bytes;
+    wake_admission();
+}
+
+void daemon::wake_admission() {
+    auto waiters = std::move(admission_waiters_);
+    admission_waiters_.clear();
+    for (auto h : waiters) loop_.make_ready(h);
 }
 
 task<void> daemon::cleanup(frontend& f) {
     f.dead = true;
+    wake_admission();  // its operations waiting for admission give up
     f.stop.request_stop();  // the doorbell watcher
     f.conns.clear();        // disconnect first: connection ids die with their endpoint
+    f.ep_info.clear();
     f.endpoints.clear();    // vr_ep_close: receives, accepts and regions fail or go
     co_await f.ops.join();  // every operation of this frontend has ended
     f.regions.clear();      // dereg (already gone from the engine) and unmap

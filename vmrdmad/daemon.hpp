@@ -12,6 +12,9 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <chrono>
+#include <coroutine>
+#include <vector>
 #include <cstdint>
 #include <memory>
 #include <set>
@@ -43,6 +46,18 @@ struct options {
     std::string socket_path = "/run/vmrdma.sock";
     mode_t socket_mode = 0666;  // frontends are unprivileged
     limits per_frontend;
+    // On stop: how long to let operations in flight finish before the
+    // frontends are disconnected anyway.
+    std::chrono::milliseconds drain_timeout{5000};
+    // Bytes of WRITE/READ/SEND all frontends together may have in flight at
+    // the engine; under contention each frontend gets a share in proportion
+    // to its weight (the sum of its endpoints' weights), and what is beyond
+    // it waits in the daemon. Whatever the bottleneck (wire, CPU, the peer),
+    // throughput follows bytes in flight, so the weights hold; the engine's
+    // DRR alone shares only a transmit queue that is backlogged. A frontend
+    // with nothing in flight may always post one operation, however big.
+    // 0: no admission control (DRR only).
+    std::uint64_t inflight_bytes = 4u << 20;
 };
 
 // Read from any thread.
@@ -55,6 +70,7 @@ struct stats {
     std::atomic<std::uint64_t> rejected{0};     // requests naming what the frontend does not own, or malformed
     std::atomic<std::uint64_t> violations{0};   // ring protocol broken: the frontend was disconnected
     std::atomic<std::uint64_t> control_errors{0};  // control requests refused
+    std::atomic<std::uint64_t> drained{0};      // requests answered -ESHUTDOWN while stopping
 };
 
 class daemon {
@@ -66,8 +82,11 @@ public:
     daemon(const daemon&) = delete;
     daemon& operator=(const daemon&) = delete;
 
-    // Accepts and serves frontends until `stop` fires; then disconnects
-    // every frontend, revokes what it had and returns.
+    // Accepts and serves frontends until `stop` fires; then drains: stops
+    // listening, marks every ring DRAINING, answers new requests with
+    // -ESHUTDOWN, fails waiting receives and accepts with -ESHUTDOWN, lets
+    // the rest finish (up to options.drain_timeout), then disconnects every
+    // frontend, revokes what it had and returns.
     vmrdma::task<void> serve(std::stop_token stop);
     const stats& counters() const noexcept { return stats_; }
 
@@ -76,18 +95,28 @@ private:
     vmrdma::task<void> serve_frontend(int fd);
     vmrdma::task<void> watch_ring(frontend& f);
     vmrdma::task<void> run_op(frontend& f, vr_ring_req req);
+    vmrdma::task<void> admit(frontend& f, std::uint64_t bytes);
+    void release(frontend& f, std::uint64_t bytes);
+    std::uint64_t share_of(const frontend& f) const;
+    void wake_admission();
     vmrdma::task<void> cleanup(frontend& f);
     void drain_ring(frontend& f);
     void respond(frontend& f, const vr_ring_rsp& rsp);
     void violation(frontend& f, const char* what);
     // Returns false when the frontend must be dropped.
     bool control(frontend& f, const vr_ctl_msg& msg, int fd);
+    // VR_CTL_ADMIN_*: fills the reply (and, for a list, the records).
+    void admin(frontend& f, const vr_ctl_msg& msg, vr_ctl_msg& reply, std::string& records);
 
     vmrdma::event_loop& loop_;
     vmrdma::device& dev_;
     options opts_;
     int listen_fd_ = -1;
     std::set<frontend*> frontends_;
+    std::uint32_t next_frontend_id_ = 1;
+    bool draining_ = false;
+    bool unlinked_ = false;
+    std::vector<std::coroutine_handle<>> admission_waiters_;
     vmrdma::async_scope scope_;
     stats stats_;
 };

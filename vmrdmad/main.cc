@@ -19,7 +19,10 @@ void usage() {
     std::fprintf(stderr,
                  "usage: vmrdmad --device eth:IFNAME [--socket PATH (default /run/vmrdma.sock)]\n"
                  "               [--max-endpoints N] [--max-regions N] [--max-bytes N]\n"
-                 "               [--max-ring N] [--max-weight N]\n");
+                 "               [--max-ring N] [--max-weight N] [--drain-timeout-ms N (default 5000)]\n"
+                 "               [--inflight-bytes N (default 4194304; 0: DRR only)]\n"
+                 "SIGTERM or SIGINT: stop accepting, finish what is in flight (new requests get\n"
+                 "ESHUTDOWN), disconnect the frontends, exit 0. Administration: vmrdmactl.\n");
 }
 
 vmrdma::task<void> run(vmrdma::event_loop& loop, vmrdmad::daemon& d, int sigfd) {
@@ -68,6 +71,14 @@ int main(int argc, char** argv) {
                 opts.per_frontend.max_ring_size = static_cast<std::uint32_t>(std::stoul(value()));
             else if (a == "--max-weight")
                 opts.per_frontend.max_weight = static_cast<std::uint32_t>(std::stoul(value()));
+            else if (a == "--inflight-bytes")
+                opts.inflight_bytes = std::stoull(value());
+            else if (a == "--drain-timeout-ms")
+                opts.drain_timeout = std::chrono::milliseconds(std::stoul(value()));
+            else if (a == "--help" || a == "-h") {
+                usage();
+                return 0;
+            }
             else {
                 usage();
                 return 2;
@@ -96,9 +107,11 @@ int main(int argc, char** argv) {
             loop.run(run(loop, d, sigfd));
             const auto& c = d.counters();
             std::fprintf(stderr,
-                         "vmrdmad: stopped; frontends %llu, requests %llu, rejected %llu, violations %llu\n",
+                         "vmrdmad: stopped; frontends %llu, requests %llu (%llu refused while draining), "
+                         "rejected %llu, violations %llu\n",
                          static_cast<unsigned long long>(c.frontends_accepted.load()),
                          static_cast<unsigned long long>(c.requests.load()),
+                         static_cast<unsigned long long>(c.drained.load()),
                          static_cast<unsigned long long>(c.rejected.load()),
                          static_cast<unsigned long long>(c.violations.load()));
         } catch (const std::exception& e) {

@@ -29,6 +29,7 @@ std::error_code code_from_status(int status) noexcept {
     case EINVAL: return errc::invalid_argument;
     case EPROTO:
     case EBADMSG: return errc::protocol_error;
+    case ESHUTDOWN: return errc::shut_down;  // unix: vmrdmad is stopping or gone
     default: return code_from_errno(status);
     }
 }

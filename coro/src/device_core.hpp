@@ -116,10 +116,15 @@ private:
     bool link_flush();
     void arm_doorbell();
     static void on_doorbell(event_loop& loop, op_slot& slot);
+    void drain_link();
+    void arm_hangup();
+    static void on_hangup(event_loop& loop, op_slot& slot);
+    void fail_outstanding(int status) noexcept;
 
     event_loop& loop_;
     std::unique_ptr<unix_link> link_;
     std::uint32_t doorbell_slot_ = UINT32_MAX;
+    std::uint32_t hangup_slot_ = UINT32_MAX;
     std::unique_ptr<eth_port> port_;
     std::unique_ptr<std::uint64_t[]> engine_memory_;
     vr_engine* engine_ = nullptr;
@@ -192,6 +197,8 @@ task<vr_completion> device_core::perform(std::uint32_t conn, Post post, std::sto
             continue;
         }
         free_op(index);
+        if (rc == -ESHUTDOWN)
+            throw error(errc::shut_down, "vmrdmad is shutting down or gone: open a new device to reconnect");
         throw error(code_from_status(rc), "the operation could not be posted");
     }
     if (connections_.count(conn)) ++connections_[conn].outstanding;
@@ -204,6 +211,8 @@ task<vr_completion> device_core::perform(std::uint32_t conn, Post post, std::sto
     if (!completed) throw error(errc::cancelled, "operation cancelled");
     vr_completion wc = ops_[index].wc;
     free_op(index);
+    if (wc.status == -ESHUTDOWN)
+        throw error(errc::shut_down, "vmrdmad stopped or went away before the operation completed");
     if (wc.status != 0) throw error(code_from_status(wc.status, wc.nak_reason), "RDMA operation failed");
     co_return wc;
 }

@@ -149,6 +149,15 @@ void endpoint::close() noexcept {
     if (core_) std::exchange(core_, nullptr)->close_endpoint(id_);
 }
 
+void endpoint::set_weight(std::uint32_t weight) {
+    if (!core_) throw error(errc::invalid_argument, "endpoint is closed");
+    if (core_->link())
+        throw error(errc::invalid_argument,
+                    "on a unix: device the weight is the daemon's to set (vmrdmactl set-weight)");
+    if (int rc = vr_ep_set_weight(core_->engine(), id_, weight); rc < 0)
+        throw error(detail::code_from_status(rc), "cannot set the weight (1..1024)");
+}
+
 region endpoint::register_memory(std::span<std::byte> memory, access rights) {
     if (!core_) throw error(errc::invalid_argument, "endpoint is closed");
     if (auto* link = core_->link()) {

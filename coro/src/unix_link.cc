@@ -171,7 +171,13 @@ void unix_link::deregister(std::uint32_t key) noexcept {
     }
 }
 
+void unix_link::mark_gone() noexcept {
+    gone_ = true;
+    detached_.clear();
+}
+
 int unix_link::post(const vr_ring_req& req) noexcept {
+    if (gone_ || VR_RING_READ(shared_->state) == VR_RING_STATE_DRAINING) return -ESHUTDOWN;
     if (!detached_.empty() || req_prod_pvt_ - rsp_cons_ >= size_ - 1) return -EAGAIN;
     reqs_[req_prod_pvt_ & (size_ - 1)] = req;
     ++req_prod_pvt_;
@@ -180,6 +186,7 @@ int unix_link::post(const vr_ring_req& req) noexcept {
 }
 
 void unix_link::post_detached(const vr_ring_req& req) {
+    if (gone_) return;
     detached_.push_back(req);
     publish();
 }
@@ -191,7 +198,7 @@ void unix_link::publish() noexcept {
         ++req_prod_pvt_;
         unpublished_ = true;
     }
-    if (!unpublished_) return;
+    if (!unpublished_ || gone_) return;
     unpublished_ = false;
     if (vr_ring_push(&shared_->req_prod, &shared_->req_event, req_prod_pvt_)) {
         std::uint64_t one = 1;

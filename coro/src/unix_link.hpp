@@ -31,6 +31,11 @@ public:
     const mac_address& mac() const noexcept { return mac_; }
     std::uint32_t mtu() const noexcept { return mtu_; }
     int response_doorbell() const noexcept { return rsp_efd_; }
+    int control_socket() const noexcept { return sock_; }
+    // vmrdmad closed the control socket (stopped, restarted or crashed):
+    // every later post fails with -ESHUTDOWN.
+    void mark_gone() noexcept;
+    bool gone() const noexcept { return gone_; }
 
     // Control path (blocking). Throw vmrdma::error with the daemon's reason.
     void open_endpoint(std::uint16_t id, std::uint32_t weight, bool listen);
@@ -40,8 +45,9 @@ public:
     void deregister(std::uint32_t key) noexcept;
 
     // Data path. post() returns -EAGAIN when size-1 requests are already
-    // outstanding; post_detached() queues locally instead (for requests
-    // whose response nobody awaits, such as DISCONNECT).
+    // outstanding, -ESHUTDOWN when vmrdmad is draining or gone;
+    // post_detached() queues locally instead (for requests whose response
+    // nobody awaits, such as DISCONNECT).
     int post(const vr_ring_req& req) noexcept;
     void post_detached(const vr_ring_req& req);
     // Makes posted requests visible and rings the doorbell if the daemon
@@ -67,6 +73,7 @@ private:
     std::uint32_t rsp_cons_ = 0;
     std::uint32_t seq_ = 0;
     bool unpublished_ = false;
+    bool gone_ = false;
     std::deque<vr_ring_req> detached_;
     mac_address mac_;
     std::uint32_t mtu_ = 0;

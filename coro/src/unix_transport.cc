@@ -2,6 +2,7 @@
 // process posts requests into the shared ring, publishes them once per loop
 // turn (one doorbell per batch, and only when vmrdmad asked for one), and
 // turns responses into the same completions the eth: transport produces.
+#include <poll.h>
 #include <unistd.h>
 
 #include "device_core.hpp"
@@ -13,6 +14,47 @@ device_core::device_core(event_loop& loop, std::unique_ptr<unix_link> link)
     : loop_(loop), link_(std::move(link)) {
     hook_id_ = loop_.add_turn_hook([this] { return link_flush(); });
     arm_doorbell();
+    arm_hangup();
+}
+
+// vmrdmad's end of the control socket closes when it stops, restarts or
+// crashes: the responses it wrote are taken, and every operation still with
+// it fails with -ESHUTDOWN (errc::shut_down), as do later ones. A new
+// device::open() reconnects.
+void device_core::arm_hangup() {
+    io_uring_sqe* sqe = loop_.get_sqe();
+    hangup_slot_ = loop_.acquire_slot();
+    auto& s = loop_.slot(hangup_slot_);
+    s.on_complete = &device_core::on_hangup;
+    s.context = this;
+    io_uring_prep_poll_add(sqe, link_->control_socket(), POLLRDHUP);
+    loop_.arm(sqe, hangup_slot_);
+}
+
+void device_core::on_hangup(event_loop& loop, op_slot& slot) {
+    auto* self = static_cast<device_core*>(slot.context);
+    int result = slot.result;
+    loop.release_slot(std::exchange(self->hangup_slot_, UINT32_MAX));
+    if (result >= 0 && !(result & (POLLRDHUP | POLLHUP | POLLERR))) {
+        self->arm_hangup();  // not an end: look again
+        return;
+    }
+    self->drain_link();
+    self->link_->mark_gone();
+    self->fail_outstanding(-ESHUTDOWN);
+}
+
+void device_core::fail_outstanding(int status) noexcept {
+    std::vector<bool> is_free(ops_.size(), false);
+    for (auto i : free_ops_) is_free[i] = true;
+    for (std::uint32_t i = 0; i < ops_.size(); ++i) {
+        if (is_free[i] || ops_[i].done) continue;
+        vr_completion wc{};
+        wc.cookie = cookie_of(i, ops_[i].generation);
+        wc.status = status;
+        completed(wc);
+    }
+    wake_event_waiters();  // operations waiting for room in the ring try again, and fail
 }
 
 mac_address device_core::mac() const noexcept { return link_ ? link_->mac() : port_->mac(); }
@@ -43,6 +85,13 @@ void device_core::on_doorbell(event_loop& loop, op_slot& slot) {
     auto* self = static_cast<device_core*>(slot.context);
     int result = slot.result;
     loop.release_slot(std::exchange(self->doorbell_slot_, UINT32_MAX));
+    self->drain_link();
+    // An eventfd read fails only if the fd is gone: then so is the daemon.
+    if (result >= 0) self->arm_doorbell();
+}
+
+void device_core::drain_link() {
+    auto* self = this;
     self->link_->drain([self](const vr_ring_rsp& rsp) {
         if (rsp.cookie == ~std::uint64_t{0}) return;  // a detached request (DISCONNECT)
         vr_completion wc{};
@@ -66,23 +115,14 @@ void device_core::on_doorbell(event_loop& loop, op_slot& slot) {
         self->completed(wc);
     });
     self->want_flush();
-    // An eventfd read fails only if the fd is gone: then so is the daemon.
-    if (result >= 0) self->arm_doorbell();
 }
 
 void device_core::destroy_link() noexcept {
     loop_.remove_turn_hook(hook_id_);
     if (doorbell_slot_ != UINT32_MAX) loop_.abandon(doorbell_slot_);
+    if (hangup_slot_ != UINT32_MAX) loop_.abandon(hangup_slot_);
     // Like vr_engine_destroy: every operation still with the daemon fails.
-    std::vector<bool> is_free(ops_.size(), false);
-    for (auto i : free_ops_) is_free[i] = true;
-    for (std::uint32_t i = 0; i < ops_.size(); ++i) {
-        if (is_free[i] || ops_[i].done) continue;
-        vr_completion wc{};
-        wc.cookie = cookie_of(i, ops_[i].generation);
-        wc.status = -ECANCELED;
-        completed(wc);
-    }
+    fail_outstanding(-ECANCELED);
 }
 
 }  // namespace vmrdma::detail

@@ -124,6 +124,10 @@ public:
     // can no longer reach them. The id can be opened again once the last
     // DISCONNECT has gone out.
     void close() noexcept;
+    // Changes the endpoint's transmit weight (1..1024) from now on. On a
+    // unix: device the daemon's administrator sets weights (vmrdmactl), so
+    // this throws invalid_argument there.
+    void set_weight(std::uint32_t weight);
 
     // Registers `memory` for the given remote access (local read is always
     // allowed). The memory must stay valid until the region is destroyed.
