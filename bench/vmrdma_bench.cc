@@ -1,6 +1,7 @@
 // vmrdma-bench: vmrdma against a TCP socket and against raw frames, in one
 // run, over the same veth pair and MTU, between two network namespaces it
 // makes. perftest-like options; prints a table, writes CSV and an SVG plot.
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "bench/support/child.hpp"
+#include "bench/support/daemon_path.hpp"
 #include "bench/support/raw_path.hpp"
 #include "bench/support/report.hpp"
 #include "bench/support/tcp_path.hpp"
@@ -45,7 +47,9 @@ void usage() {
         "  --mtu N         veth MTU, 1500..65535 (default 9000)\n"
         "  --busy-poll US  both vmrdma and TCP poll this long for completions / data\n"
         "                  before blocking (default 0: block at once)\n"
-        "  --transport T   eth (default; the in-process engine on the veth)\n"
+        "  --transport T   eth (default; the in-process engine on the veth), or unix: the\n"
+        "                  client as a frontend of vmrdmad (the user-space driver domain),\n"
+        "                  which runs in a process of its own beside it; eth is measured too\n"
         "  --no-tcp, --no-raw   skip a baseline\n"
         "  --out PREFIX    write PREFIX-MODE.csv and PREFIX-MODE.svg (default vmrdma-bench)\n"
         "  --json          print JSON instead of the table (fields in README.md)\n");
@@ -105,8 +109,8 @@ options parse(int argc, char** argv) {
             if (o.w.busy_poll_us > 1000000) throw std::runtime_error("--busy-poll is in microseconds, at most 1 s");
         } else if (a == "--transport") {
             o.transport = value();
-            if (o.transport != "eth")
-                throw std::runtime_error("--transport: only 'eth' exists yet (unix: and xen: are planned)");
+            if (o.transport != "eth" && o.transport != "unix")
+                throw std::runtime_error("--transport: eth or unix (xen: is planned)");
         } else if (a == "--no-tcp") {
             o.tcp = false;
         } else if (a == "--no-raw") {
@@ -139,6 +143,45 @@ path_figures measure(const vmrdma::examples::netns_pair& net, Server server, Cli
     }
     side_result s = srv.wait();
     return figures_from(c, s, receiver_is_server);
+}
+
+// --transport unix: the server as usual on one end; on the other, vmrdmad in
+// one process and the client as its frontend in another.
+path_figures measure_split(const vmrdma::examples::netns_pair& net, const workload& w) {
+    const std::string socket_path = "/tmp/vmrdma-bench-" + std::to_string(getpid()) + ".sock";
+    auto server = [&](const std::function<void()>& ready) {
+        return vmrdma_server("eth:" + net.a().ifname, w, ready);
+    };
+    child srv(net.a(), server);
+    if (!srv.wait_ready()) return figures_from(side_result{}, srv.wait(), false);
+    int stop[2];
+    if (pipe2(stop, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
+    child dmn(net.b(), [&](const std::function<void()>& ready) {
+        close(stop[1]);
+        return daemon_side("eth:" + net.b().ifname, socket_path, stop[0], ready);
+    });
+    close(stop[0]);
+    path_figures f;
+    if (!dmn.wait_ready()) {
+        close(stop[1]);
+        f.error = std::string("vmrdmad: ") + dmn.wait().error;
+        return f;
+    }
+    child cli(net.b(), [&](const std::function<void()>&) {
+        close(stop[1]);
+        return vmrdma_client("unix:" + socket_path, net.a().mac, w);
+    });
+    side_result c = cli.wait();
+    close(stop[1]);  // the daemon drains and exits
+    side_result d = dmn.wait();
+    if (!c.ok) {
+        f.error = c.error;
+        return f;
+    }
+    f = figures_from(c, srv.wait(), false);
+    double gib = c.bytes / (1024.0 * 1024.0 * 1024.0);
+    if (d.ok && gib > 0) f.daemon_cpu_s_per_gib = d.cpu_seconds / gib;
+    return f;
 }
 
 path_figures measure_raw(const vmrdma::examples::netns_pair& net, const workload& w) {
@@ -212,10 +255,20 @@ int main(int argc, char** argv) {
             row r;
             r.size = size;
             std::fprintf(stderr, "  %zu bytes: vmrdma...", size);
-            r.vmrdma = measure(
-                net, [&](const std::function<void()>& ready) { return vmrdma_server("eth:" + net.a().ifname, w, ready); },
-                [&](const std::function<void()>&) { return vmrdma_client("eth:" + net.b().ifname, net.a().mac, w); },
-                false);
+            auto eth = [&] {
+                return measure(
+                    net,
+                    [&](const std::function<void()>& ready) { return vmrdma_server("eth:" + net.a().ifname, w, ready); },
+                    [&](const std::function<void()>&) { return vmrdma_client("eth:" + net.b().ifname, net.a().mac, w); },
+                    false);
+            };
+            if (o.transport == "unix") {
+                r.vmrdma = measure_split(net, w);
+                std::fprintf(stderr, " eth...");
+                r.eth = eth();
+            } else {
+                r.vmrdma = eth();
+            }
             if (o.tcp) {
                 std::fprintf(stderr, " tcp...");
                 r.tcp = measure(

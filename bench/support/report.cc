@@ -53,6 +53,7 @@ void print_table(std::FILE* out, mode m, const std::vector<row>& rows) {
                  "raw", "vs tcp", "of raw", "vmrdma/s", "tcp/s", "x", "cpu s/GiB", "tcp s/GiB");
     std::fprintf(out, "%8s | %9s %9s %9s | %7s %7s | %10s %10s %6s | %11s %11s\n", "", "GiB/s", "GiB/s",
                  "GiB/s", "", "", "msgs", "msgs", "", "cli+srv", "cli+srv");
+    bool split = std::any_of(rows.begin(), rows.end(), [](const row& r) { return r.eth.measured; });
     for (const auto& r : rows) {
         auto cpu = [](const path_figures& f) { return f.client_cpu_s_per_gib + f.server_cpu_s_per_gib; };
         std::fprintf(out, "%8s | %9.3f %9.3f %9.3f | %6.2fx %6.0f%% | %10.0f %10.0f %5.2fx | %11.2f %11.2f\n",
@@ -60,7 +61,15 @@ void print_table(std::FILE* out, mode m, const std::vector<row>& rows) {
                      ratio(r.vmrdma.gib_per_s, r.tcp.gib_per_s), 100 * ratio(r.vmrdma.gib_per_s, r.raw.gib_per_s),
                      r.vmrdma.messages_per_s, r.tcp.messages_per_s,
                      ratio(r.vmrdma.messages_per_s, r.tcp.messages_per_s), cpu(r.vmrdma), cpu(r.tcp));
-        for (const auto* f : {&r.vmrdma, &r.tcp, &r.raw})
+        if (split)
+            std::fprintf(out,
+                         "         | unix: via vmrdmad; eth: in-process %.3f GiB/s (unix/eth %.2fx); CPU s/GiB: "
+                         "frontend %.3f, daemon %.3f (frontend/daemon %.2f), peer %.3f\n",
+                         r.eth.gib_per_s, ratio(r.vmrdma.gib_per_s, r.eth.gib_per_s),
+                         r.vmrdma.client_cpu_s_per_gib, r.vmrdma.daemon_cpu_s_per_gib,
+                         ratio(r.vmrdma.client_cpu_s_per_gib, r.vmrdma.daemon_cpu_s_per_gib),
+                         r.vmrdma.server_cpu_s_per_gib);
+        for (const auto* f : {&r.vmrdma, &r.tcp, &r.raw, &r.eth})
             if (!f->error.empty()) std::fprintf(out, "         ! %s\n", f->error.c_str());
     }
 }
@@ -69,13 +78,14 @@ void write_csv(const std::string& path, mode m, const std::vector<row>& rows) {
     std::ofstream f(path);
     if (!f) throw std::runtime_error("cannot write " + path);
     f << "mode,bytes,path,gib_per_s,messages_per_s,latency_median_us,latency_p99_us,"
-         "client_cpu_s_per_gib,server_cpu_s_per_gib\n";
+         "client_cpu_s_per_gib,server_cpu_s_per_gib,daemon_cpu_s_per_gib\n";
     for (const auto& r : rows) {
-        for (auto [name, p] : {std::pair{"vmrdma", &r.vmrdma}, std::pair{"tcp", &r.tcp}, std::pair{"raw", &r.raw}}) {
+        for (auto [name, p] : {std::pair{"vmrdma", &r.vmrdma}, std::pair{"tcp", &r.tcp}, std::pair{"raw", &r.raw},
+                               std::pair{"eth", &r.eth}}) {
             if (!p->measured) continue;
             f << mode_name(m) << ',' << r.size << ',' << name << ',' << p->gib_per_s << ',' << p->messages_per_s
               << ',' << p->latency_median_us << ',' << p->latency_p99_us << ',' << p->client_cpu_s_per_gib << ','
-              << p->server_cpu_s_per_gib << '\n';
+              << p->server_cpu_s_per_gib << ',' << p->daemon_cpu_s_per_gib << '\n';
         }
     }
 }
@@ -133,13 +143,15 @@ void print_json(std::FILE* out, const workload& w, const std::vector<row>& rows)
     for (std::size_t i = 0; i < rows.size(); ++i) {
         const auto& r = rows[i];
         std::fprintf(out, "%s{\"bytes\":%zu", i ? "," : "", r.size);
-        for (auto [name, p] : {std::pair{"vmrdma", &r.vmrdma}, std::pair{"tcp", &r.tcp}, std::pair{"raw", &r.raw}}) {
+        for (auto [name, p] : {std::pair{"vmrdma", &r.vmrdma}, std::pair{"tcp", &r.tcp}, std::pair{"raw", &r.raw},
+                               std::pair{"eth", &r.eth}}) {
             if (!p->measured) continue;
             std::fprintf(out,
                          ",\"%s\":{\"gib_per_s\":%.4f,\"messages_per_s\":%.1f,\"latency_median_us\":%.2f,"
-                         "\"latency_p99_us\":%.2f,\"client_cpu_s_per_gib\":%.3f,\"server_cpu_s_per_gib\":%.3f}",
+                         "\"latency_p99_us\":%.2f,\"client_cpu_s_per_gib\":%.3f,\"server_cpu_s_per_gib\":%.3f,"
+                         "\"daemon_cpu_s_per_gib\":%.3f}",
                          name, p->gib_per_s, p->messages_per_s, p->latency_median_us, p->latency_p99_us,
-                         p->client_cpu_s_per_gib, p->server_cpu_s_per_gib);
+                         p->client_cpu_s_per_gib, p->server_cpu_s_per_gib, p->daemon_cpu_s_per_gib);
         }
         std::fprintf(out, "}");
     }

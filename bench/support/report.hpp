@@ -17,12 +17,14 @@ struct path_figures {
     double messages_per_s = 0;
     double latency_median_us = 0, latency_p99_us = 0;
     double client_cpu_s_per_gib = 0, server_cpu_s_per_gib = 0;
+    double daemon_cpu_s_per_gib = 0;  // --transport unix: the driver domain's CPU
     std::string error;
 };
 
 struct row {
     std::size_t size = 0;
     path_figures vmrdma, tcp, raw;
+    path_figures eth;  // --transport unix: the in-process eth: transport, for comparison
 };
 
 // Turns the two sides' results into figures; `receiver_counts` says whose

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "vmrdma/rdma.hpp"
+#include "vmrdma/registrable.hpp"
 #include "vmrdma/runtime.hpp"
 
 namespace vmrdma::bench {
@@ -96,10 +97,12 @@ side_result vmrdma_client(const std::string& uri, const std::string& server_mac,
     event_loop loop(loop_options_for(w));
     auto dev = device::open(loop, uri);
     auto ep = dev->open_endpoint(endpoint_id);
-    std::vector<std::byte> memory(region_size(w));
+    // Registrable memory: ordinary memory on eth:, a sealed memfd that the
+    // driver domain maps (zero copy) on unix:.
+    registrable_buffer memory(region_size(w)), control_buffer(16);
     std::memset(memory.data(), 0xa5, memory.size());
-    auto mr = ep.register_memory(memory, access::local_write);
-    std::array<std::byte, 16> control{};
+    auto mr = ep.register_memory(memory.span().first(region_size(w)), access::local_write);
+    auto control = control_buffer.span().first(16);
     auto control_mr = ep.register_memory(control, access::local_write);
     side_result r;
     auto body = [&]() -> task<void> {

@@ -1,0 +1,17 @@
+// The driver-domain side of a `--transport unix` benchmark point: vmrdmad's
+// daemon in a process of its own (as in a real deployment), owning the
+// eth: device and serving the client process as a frontend. It runs until
+// `stop_fd` becomes readable (or hangs up), and reports its own CPU time.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "bench/support/child.hpp"
+
+namespace vmrdma::bench {
+
+side_result daemon_side(const std::string& device_uri, const std::string& socket_path, int stop_fd,
+                        const std::function<void()>& ready);
+
+}  // namespace vmrdma::bench
