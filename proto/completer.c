@@ -116,19 +116,6 @@ void vr_comp_rx_ack(struct vr_engine *eng, struct vr_conn *c, u32 ack, u64 now)
 	c->rto_deadline = c->snd_una == c->snd_hi ? VR_U64_MAX : now + c->rto;
 }
 
-static struct vr_op *op_at_psn(struct vr_engine *eng, struct vr_conn *c, u32 psn)
-{
-	u32 cap = 2 * eng->cfg.max_ops, i;
-
-	for (i = 0; i < c->ring_len; i++) {
-		struct vr_op *op = &c->ops[c->ring[(c->ring_head + i) % cap]];
-
-		if (vr_psn_le(op->psn_first, psn) && vr_psn_lt(psn, op->psn_first + op->nframes))
-			return op;
-	}
-	return NULL;
-}
-
 void vr_comp_rx_nak(struct vr_engine *eng, struct vr_conn *c, const struct vr_parsed *p,
 		    u64 now)
 {
@@ -153,7 +140,7 @@ void vr_comp_rx_nak(struct vr_engine *eng, struct vr_conn *c, const struct vr_pa
 	case VR_NAK_RESOURCES:
 		VR_CTR(eng, e, rnr_waits, 1);
 		if (++c->rnr_retries > eng->cfg.rnr_retry_limit) {
-			op = op_at_psn(eng, c, psn);
+			op = vr_op_for_psn(eng, c, psn);
 			if (op)
 				op_complete_nak(eng, c, op, -ENOBUFS, 0, why);
 			vr_conn_fail(eng, c, -ECONNRESET, true);
@@ -167,7 +154,7 @@ void vr_comp_rx_nak(struct vr_engine *eng, struct vr_conn *c, const struct vr_pa
 		break;
 	default:
 		/* remote access error: fatal for the connection, as in RC */
-		op = op_at_psn(eng, c, psn);
+		op = vr_op_for_psn(eng, c, psn);
 		if (op)
 			op_complete_nak(eng, c, op, vr_nak_to_errno(why), 0, why);
 		vr_conn_fail(eng, c, -ECONNRESET, true);

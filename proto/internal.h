@@ -170,6 +170,7 @@ void vr_conn_timer(struct vr_engine *eng, struct vr_conn *c, u64 now);
 u64 vr_conn_next_timeout(const struct vr_engine *eng, const struct vr_conn *c);
 
 /* requester.c */
+struct vr_op *vr_op_for_psn(const struct vr_engine *eng, struct vr_conn *c, u32 psn);
 struct vr_op *vr_op_alloc(struct vr_engine *eng, struct vr_conn *c, bool response);
 void vr_op_enqueue(struct vr_engine *eng, struct vr_conn *c, struct vr_op *op);
 void vr_op_maybe_free(struct vr_conn *c, struct vr_op *op);

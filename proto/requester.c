@@ -133,7 +133,8 @@ int vr_post_cswap(struct vr_engine *eng, u32 conn, u32 rkey, u64 roff, u64 compa
 
 /* ------------------------------------------------------------ building */
 
-static struct vr_op *op_for_psn(const struct vr_engine *eng, struct vr_conn *c, u32 psn)
+/* The op in c's ring whose PSN range holds psn, or NULL. */
+struct vr_op *vr_op_for_psn(const struct vr_engine *eng, struct vr_conn *c, u32 psn)
 {
 	u32 cap = 2 * eng->cfg.max_ops, i;
 
@@ -207,7 +208,7 @@ static void abort_op(struct vr_engine *eng, struct vr_conn *c, struct vr_op *op,
 
 static bool build_data(struct vr_engine *eng, struct vr_conn *c)
 {
-	struct vr_op *op = op_for_psn(eng, c, c->snd_nxt);
+	struct vr_op *op = vr_op_for_psn(eng, c, c->snd_nxt);
 	const struct vr_region *src = NULL;
 	struct vr_hdr h;
 	u32 i, seg_off = 0, pl = 0;
@@ -300,7 +301,7 @@ static bool close_drain_ready(const struct vr_engine *eng, struct vr_conn *c)
 
 	if (c->snd_nxt == c->snd_max || c->snd_nxt - c->snd_una >= c->cwnd)
 		return false;
-	op = op_for_psn(eng, c, c->snd_nxt);
+	op = vr_op_for_psn(eng, c, c->snd_nxt);
 	return op && (op->kind == VR_K_READ_RESP || op->kind == VR_K_ATOMIC_RESP);
 }
 
