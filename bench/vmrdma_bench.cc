@@ -55,16 +55,6 @@ void usage() {
         "  --json          print JSON instead of the table (fields in README.md)\n");
 }
 
-std::size_t parse_size(const std::string& s) {
-    char* end = nullptr;
-    unsigned long long v = std::strtoull(s.c_str(), &end, 10);
-    std::string suffix = end ? end : "";
-    if (suffix == "K" || suffix == "k") v <<= 10;
-    else if (suffix == "M" || suffix == "m") v <<= 20;
-    else if (!suffix.empty()) v = 0;
-    if (v == 0 || v > (64ull << 20)) throw std::runtime_error("size must be 1 byte .. 64 MiB, got " + s);
-    return static_cast<std::size_t>(v);
-}
 
 options parse(int argc, char** argv) {
     options o;
@@ -88,7 +78,7 @@ options parse(int argc, char** argv) {
         } else if (a == "-s") {
             if (!sizes_given) o.sizes.clear();
             sizes_given = true;
-            o.sizes.push_back(parse_size(value()));
+            o.sizes.push_back(vmrdma::examples::parse_size(value(), 64ull << 20, "size must be 1 byte .. 64 MiB"));
         } else if (a == "-a") {
             o.sizes.clear();
             for (std::size_t s = 64; s <= (4u << 20); s *= 4) o.sizes.push_back(s);

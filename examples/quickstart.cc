@@ -138,25 +138,6 @@ int client(const vmrdma::examples::netns_host& host, const std::string& server_m
     return loop.run(body()) ? 0 : 1;
 }
 
-// Runs fn in a child process inside `host`'s namespace; returns its pid.
-template <typename Fn>
-pid_t spawn_in(const vmrdma::examples::netns_host& host, Fn fn) {
-    std::fflush(stdout);
-    pid_t pid = fork();
-    if (pid < 0) throw std::runtime_error("fork failed");
-    if (pid > 0) return pid;
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-    int rc = 1;
-    try {
-        vmrdma::examples::netns_pair::enter(host);
-        rc = fn();
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "error: %s\n", e.what());
-    }
-    std::fflush(stdout);
-    _exit(rc);
-}
 
 // Waits for a child; false if it failed, was killed, or we were interrupted.
 bool wait_child(pid_t pid, const char* name, std::chrono::seconds limit) {
@@ -193,16 +174,6 @@ void usage(const char* argv0) {
         argv0);
 }
 
-std::size_t parse_size(const std::string& s) {
-    char* end = nullptr;
-    unsigned long long v = std::strtoull(s.c_str(), &end, 10);
-    std::string suffix = end ? end : "";
-    if (suffix == "K" || suffix == "k") v <<= 10;
-    else if (suffix == "M" || suffix == "m") v <<= 20;
-    else if (!suffix.empty()) v = 0;
-    if (v == 0 || v > 0xffffffffull) throw std::runtime_error("--size must be 1 byte .. 4 GiB-1, got " + s);
-    return static_cast<std::size_t>(v);
-}
 
 }  // namespace
 
@@ -221,7 +192,7 @@ int main(int argc, char** argv) {
                 o.mtu = static_cast<unsigned>(std::strtoul(argv[++i], nullptr, 10));
                 if (o.mtu < 1500 || o.mtu > 65535) throw std::runtime_error("--mtu must be 1500..65535");
             } else if (a == "--size") {
-                o.size = parse_size(argv[++i]);
+                o.size = vmrdma::examples::parse_size(argv[++i], 0xffffffffull, "--size must be 1 byte .. 4 GiB-1");
             } else {
                 throw std::runtime_error("unknown option " + a + " (try --help)");
             }
@@ -247,7 +218,7 @@ int main(int argc, char** argv) {
                     net.b().netns.c_str(), net.b().ifname.c_str());
         int ready[2];
         if (pipe2(ready, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
-        pid_t srv = spawn_in(net.a(), [&] {
+        pid_t srv = vmrdma::examples::spawn_in(net.a(), [&] {
             close(ready[0]);
             return server(net.a(), o, ready[1]);
         });
@@ -258,7 +229,7 @@ int main(int argc, char** argv) {
         if (!server_up) {
             wait_child(srv, "server", 1s);
         } else {
-            pid_t cli = spawn_in(net.b(), [&] { return client(net.b(), net.a().mac, o); });
+            pid_t cli = vmrdma::examples::spawn_in(net.b(), [&] { return client(net.b(), net.a().mac, o); });
             bool client_ok = wait_child(cli, "client", 120s);
             bool server_ok = wait_child(srv, "server", client_ok ? 10s : 0s);
             ok = client_ok && server_ok;

@@ -180,26 +180,6 @@ void write_file(const std::string& path, std::uint64_t size, std::uint64_t& seed
     chmod(path.c_str(), mode);
 }
 
-template <typename Fn>
-pid_t spawn_in(const vmrdma::examples::netns_host& host, Fn fn) {
-    std::fflush(stdout);
-    std::fflush(stderr);
-    pid_t pid = fork();
-    if (pid < 0) throw std::runtime_error("fork failed");
-    if (pid > 0) return pid;
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-    int rc = 1;
-    try {
-        vmrdma::examples::netns_pair::enter(host);
-        rc = fn();
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "error: %s\n", e.what());
-    }
-    std::fflush(stdout);
-    std::fflush(stderr);
-    _exit(rc);
-}
 
 int wait_for(pid_t pid, double limit_s) {
     auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(limit_s);
@@ -284,7 +264,7 @@ int cmd_demo(args a) {
         // 1. vmrdma.
         int ready[2];
         if (pipe(ready) != 0) throw std::runtime_error("pipe failed");
-        pid_t srv = spawn_in(net.a(), [&] {
+        pid_t srv = vmrdma::examples::spawn_in(net.a(), [&] {
             close(ready[0]);
             datamover::serve_options o;
             o.device = "eth:" + net.a().ifname;
@@ -303,7 +283,7 @@ int cmd_demo(args a) {
         std::printf("$ datamover send --device eth:%s --peer %s %s      # in %s\n", net.b().ifname.c_str(),
                     net.a().mac.c_str(), tree.c_str(), net.b().netns.c_str());
         double t0 = now_s();
-        pid_t cli = spawn_in(net.b(), [&] {
+        pid_t cli = vmrdma::examples::spawn_in(net.b(), [&] {
             datamover::send_options o;
             o.device = "eth:" + net.b().ifname;
             o.peer = net.a().mac;

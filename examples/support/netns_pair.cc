@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 
@@ -61,6 +62,17 @@ netns_pair::~netns_pair() {
         } catch (...) {
         }
     }
+}
+
+std::size_t parse_size(const std::string& text, unsigned long long max, const std::string& what) {
+    char* end = nullptr;
+    unsigned long long v = std::strtoull(text.c_str(), &end, 10);
+    std::string suffix = end ? end : "";
+    if (suffix == "K" || suffix == "k") v <<= 10;
+    else if (suffix == "M" || suffix == "m") v <<= 20;
+    else if (!suffix.empty()) v = 0;
+    if (v == 0 || v > max) throw std::runtime_error(what + ", got " + text);
+    return static_cast<std::size_t>(v);
 }
 
 void netns_pair::enter(const netns_host& host) {

@@ -4,6 +4,12 @@
 // server and a client on "two hosts" of one machine.
 #pragma once
 
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <exception>
+#include <stdexcept>
 #include <string>
 
 namespace vmrdma::examples {
@@ -35,5 +41,33 @@ private:
 
 // Runs a command through the shell; throws with its output when it fails.
 void run_command(const std::string& command);
+
+// Runs fn() in a forked child inside `host`'s namespace and returns the
+// child's pid; the child exits with fn's return value (1 if it threw, after
+// printing why). The child takes the default SIGINT/SIGTERM handling back.
+template <typename Fn>
+pid_t spawn_in(const netns_host& host, Fn fn) {
+    std::fflush(stdout);
+    std::fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) throw std::runtime_error("fork failed");
+    if (pid > 0) return pid;
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    int rc = 1;
+    try {
+        netns_pair::enter(host);
+        rc = fn();
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "error: %s\n", e.what());
+    }
+    std::fflush(stdout);
+    std::fflush(stderr);
+    _exit(rc);
+}
+
+// "65536", "64K", "16M": a byte count between 1 and max; throws
+// std::runtime_error naming `what` otherwise.
+std::size_t parse_size(const std::string& text, unsigned long long max, const std::string& what);
 
 }  // namespace vmrdma::examples
