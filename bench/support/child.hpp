@@ -7,10 +7,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "examples/support/netns_pair.hpp"
 
@@ -26,6 +28,14 @@ struct side_result {
     double latency_median_us = 0, latency_p99_us = 0;
     char error[160] = {};
 };
+
+// Median and 99th percentile of round trips (µs) into r; sorts `us`.
+inline void summarize_latencies(std::vector<double>& us, side_result& r) {
+    if (us.empty()) return;
+    std::sort(us.begin(), us.end());
+    r.latency_median_us = us[us.size() / 2];
+    r.latency_p99_us = us[us.size() * 99 / 100];
+}
 
 inline double cpu_now() {
     rusage u{};

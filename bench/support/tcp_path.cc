@@ -156,11 +156,7 @@ side_result tcp_client(const std::string& server_address, const workload& w) {
     r.cpu_seconds = cpu_now() - cpu0;
     r.messages = static_cast<double>(done);
     r.bytes = static_cast<double>(done) * static_cast<double>(w.size);
-    if (!latencies.empty()) {
-        std::sort(latencies.begin(), latencies.end());
-        r.latency_median_us = latencies[latencies.size() / 2];
-        r.latency_p99_us = latencies[latencies.size() * 99 / 100];
-    }
+    summarize_latencies(latencies, r);
     shutdown(fd, SHUT_RDWR);
     close(fd);
     r.ok = true;

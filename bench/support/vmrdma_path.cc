@@ -144,11 +144,7 @@ side_result vmrdma_client(const std::string& uri, const std::string& server_mac,
         r.cpu_seconds = cpu_now() - cpu0;
         r.messages = static_cast<double>(done);
         r.bytes = static_cast<double>(done) * static_cast<double>(w.size);
-        if (!latencies.empty()) {
-            std::sort(latencies.begin(), latencies.end());
-            r.latency_median_us = latencies[latencies.size() / 2];
-            r.latency_p99_us = latencies[latencies.size() * 99 / 100];
-        }
+        summarize_latencies(latencies, r);
         co_await conn.send(control_mr, 0, 8, tag_done);
     };
     loop.run(body());

@@ -2,7 +2,6 @@
 // cross-thread wake-ups, generic SQEs, destruction with I/O pending, and
 // clean shutdown with no fd left behind.
 #include <doctest/doctest.h>
-#include <dirent.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -13,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/fd_count.hpp"
 #include "vmrdma/runtime.hpp"
 
 using namespace std::chrono_literals;
@@ -23,14 +23,6 @@ using vmrdma::task;
 
 namespace {
 
-int open_fd_count() {
-    int n = 0;
-    if (DIR* d = opendir("/proc/self/fd")) {
-        while (readdir(d)) ++n;
-        closedir(d);
-    }
-    return n;
-}
 
 bool is_cancelled(const error& e) { return e.code() == errc::cancelled; }
 
@@ -258,7 +250,7 @@ TEST_CASE("destroying a task suspended on I/O cancels it and leaves nothing in t
 }
 
 TEST_CASE("a loop shuts down with nothing pending and no leaked descriptor") {
-    int before = open_fd_count();
+    int before = vmrdma::testing::open_fd_count();
     {
         event_loop loop;
         vmrdma::eventfd_channel a(loop, vmrdma::eventfd_wait_mode::read_rearm);
@@ -272,7 +264,7 @@ TEST_CASE("a loop shuts down with nothing pending and no leaked descriptor") {
         };
         loop.run(t());
     }
-    CHECK(open_fd_count() == before);
+    CHECK(vmrdma::testing::open_fd_count() == before);
 }
 
 TEST_CASE("busy polling finds a completion without blocking") {

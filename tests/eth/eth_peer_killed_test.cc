@@ -2,7 +2,6 @@
 // operations fail with a clear error within the retry limit, nothing hangs,
 // and tearing the device down leaves no descriptor behind.
 #include <doctest/doctest.h>
-#include <dirent.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -10,6 +9,7 @@
 #include <cstring>
 #include <vector>
 
+#include "tests/support/fd_count.hpp"
 #include "tests/support/private_net.hpp"
 #include "vmrdma/rdma.hpp"
 #include "vmrdma/runtime.hpp"
@@ -22,14 +22,6 @@ using vmrdma::task;
 
 namespace {
 
-int open_fds() {
-    int n = 0;
-    if (DIR* d = opendir("/proc/self/fd")) {
-        while (readdir(d)) ++n;
-        closedir(d);
-    }
-    return n;
-}
 
 // The peer: serves one listening endpoint with a registered region and
 // tells the parent its rkey through a pipe; runs until killed.
@@ -77,7 +69,7 @@ TEST_CASE("a peer killed mid-transfer: the write fails with errc::timeout, no ha
     const std::uint32_t rkey = report.rkey;
     close(pipefd[0]);
 
-    int fds_before = open_fds();
+    int fds_before = vmrdma::testing::open_fd_count();
     {
         vmrdma::device_options quick;
         quick.rto_ns = 5'000'000;
@@ -117,5 +109,5 @@ TEST_CASE("a peer killed mid-transfer: the write fails with errc::timeout, no ha
     int status = 0;
     waitpid(peer, &status, 0);
     CHECK(WIFSIGNALED(status));
-    CHECK(open_fds() == fds_before);
+    CHECK(vmrdma::testing::open_fd_count() == fds_before);
 }

@@ -4,7 +4,6 @@
 // ring and doorbells. Its rkey is dead afterwards, even through the same
 // endpoint id opened again by another frontend: the peer gets bad_key.
 #include <doctest/doctest.h>
-#include <dirent.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,6 +11,7 @@
 #include <atomic>
 #include <cstring>
 
+#include "tests/support/fd_count.hpp"
 #include "tests/split/split_support.hpp"
 #include "vmrdma/registrable.hpp"
 
@@ -25,14 +25,6 @@ namespace {
 
 constexpr std::size_t size = 1u << 20;
 
-int open_fds() {
-    int n = 0;
-    if (DIR* d = opendir("/proc/self/fd")) {
-        while (readdir(d)) ++n;
-        closedir(d);
-    }
-    return n;
-}
 
 // The frontend process: drops to nobody, registers 1 MiB on listening
 // endpoint 3, reports the key, accepts the peer, learns the peer's region
@@ -69,7 +61,7 @@ TEST_CASE("a frontend killed mid-transfer is cleaned up; its rkey then gives the
     alarm(120);
     vmrdma::testing::veth_pair veth("vsd6", "vsp6", 9000);
     split_test::daemon_thread daemon(veth.a, split_test::socket_path("killed"));
-    int fds_before = open_fds();
+    int fds_before = vmrdma::testing::open_fd_count();
 
     int report[2];
     REQUIRE(pipe2(report, O_CLOEXEC) == 0);
@@ -168,6 +160,6 @@ TEST_CASE("a frontend killed mid-transfer is cleaned up; its rkey then gives the
     CHECK(peer_saw_child_data);
     CHECK(stale_key == static_cast<int>(errc::bad_key));
     CHECK(split_test::eventually([&] { return daemon.stats().frontends_active == 0; }));
-    CHECK(split_test::eventually([&] { return open_fds() == fds_before; }));
+    CHECK(split_test::eventually([&] { return vmrdma::testing::open_fd_count() == fds_before; }));
     alarm(0);
 }
