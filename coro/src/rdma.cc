@@ -304,27 +304,19 @@ bool connection::is_open() const noexcept { return core_ && core_->connection_op
 
 task<void> connection::write(const region& local, std::uint64_t local_offset, remote_region remote,
                              std::uint64_t remote_offset, std::uint32_t length, std::stop_token stop) {
-    if (!core_) throw error(errc::peer_gone, "connection is closed");
-    checked_length(length, local_offset, local.memory().size(), "write");
-    auto* core = core_;
-    auto conn = id_;
-    auto lkey = local.key();
-    co_await core->perform(
-        conn,
-        [&](std::uint64_t cookie) {
-            if (auto* link = core->link())
-                return link->post(ring_rdma(VR_RING_WRITE, cookie, conn, lkey, local_offset, remote.rkey,
-                                            remote_offset, length));
-            return vr_post_write(core->engine(), conn, lkey, local_offset, remote.rkey, remote_offset,
-                                 length, cookie);
-        },
-        std::move(stop));
+    return one_sided(false, local, local_offset, remote, remote_offset, length, std::move(stop));
 }
 
 task<void> connection::read(const region& local, std::uint64_t local_offset, remote_region remote,
                             std::uint64_t remote_offset, std::uint32_t length, std::stop_token stop) {
+    return one_sided(true, local, local_offset, remote, remote_offset, length, std::move(stop));
+}
+
+task<void> connection::one_sided(bool read, const region& local, std::uint64_t local_offset,
+                                 remote_region remote, std::uint64_t remote_offset, std::uint32_t length,
+                                 std::stop_token stop) {
     if (!core_) throw error(errc::peer_gone, "connection is closed");
-    checked_length(length, local_offset, local.memory().size(), "read");
+    checked_length(length, local_offset, local.memory().size(), read ? "read" : "write");
     auto* core = core_;
     auto conn = id_;
     auto lkey = local.key();
@@ -332,10 +324,12 @@ task<void> connection::read(const region& local, std::uint64_t local_offset, rem
         conn,
         [&](std::uint64_t cookie) {
             if (auto* link = core->link())
-                return link->post(ring_rdma(VR_RING_READ, cookie, conn, lkey, local_offset, remote.rkey,
-                                            remote_offset, length));
-            return vr_post_read(core->engine(), conn, lkey, local_offset, remote.rkey, remote_offset,
-                                length, cookie);
+                return link->post(ring_rdma(read ? VR_RING_READ : VR_RING_WRITE, cookie, conn, lkey, local_offset,
+                                            remote.rkey, remote_offset, length));
+            return read ? vr_post_read(core->engine(), conn, lkey, local_offset, remote.rkey, remote_offset,
+                                       length, cookie)
+                        : vr_post_write(core->engine(), conn, lkey, local_offset, remote.rkey, remote_offset,
+                                        length, cookie);
         },
         std::move(stop));
 }

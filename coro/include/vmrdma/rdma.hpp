@@ -208,6 +208,9 @@ private:
     friend class endpoint;
     friend class detail::device_core;
     connection(detail::device_core* core, std::uint32_t id) : core_(core), id_(id) {}
+    // write and read: the same checks and post, in one direction or the other.
+    task<void> one_sided(bool read, const region& local, std::uint64_t local_offset, remote_region remote,
+                         std::uint64_t remote_offset, std::uint32_t length, std::stop_token stop);
     detail::device_core* core_ = nullptr;
     std::uint32_t id_ = 0;
 };
