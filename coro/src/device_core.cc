@@ -310,13 +310,9 @@ bool device_core::flush() {
 }
 
 void device_core::arm_poll() {
-    io_uring_sqe* sqe = loop_.get_sqe();
-    poll_slot_ = loop_.acquire_slot();
-    auto& s = loop_.slot(poll_slot_);
-    s.on_complete = &device_core::on_readable;
-    s.context = this;
-    io_uring_prep_poll_multishot(sqe, port_->fd(), POLLIN);
-    loop_.arm(sqe, poll_slot_);
+    poll_slot_ = loop_.arm_callback(&device_core::on_readable, this, [this](io_uring_sqe* sqe, op_slot&) {
+        io_uring_prep_poll_multishot(sqe, port_->fd(), POLLIN);
+    });
 }
 
 void device_core::on_readable(event_loop& loop, op_slot& slot) {
@@ -337,16 +333,12 @@ void device_core::on_readable(event_loop& loop, op_slot& slot) {
 void device_core::arm_timer_if_needed() {
     std::uint64_t next = vr_engine_next_timeout(engine_);
     if (next == UINT64_MAX || next >= armed_deadline_) return;
-    io_uring_sqe* sqe = loop_.get_sqe();
-    std::uint32_t index = loop_.acquire_slot();
-    auto& s = loop_.slot(index);
-    s.on_complete = &device_core::on_timer;
-    s.context = this;
-    s.scratch = next;
-    s.timespec.tv_sec = static_cast<std::int64_t>(next / 1'000'000'000);
-    s.timespec.tv_nsec = static_cast<std::int64_t>(next % 1'000'000'000);
-    io_uring_prep_timeout(sqe, &s.timespec, 0, IORING_TIMEOUT_ABS);
-    loop_.arm(sqe, index);
+    std::uint32_t index = loop_.arm_callback(&device_core::on_timer, this, [next](io_uring_sqe* sqe, op_slot& s) {
+        s.scratch = next;  // the deadline this timer stands for
+        s.timespec.tv_sec = static_cast<std::int64_t>(next / 1'000'000'000);
+        s.timespec.tv_nsec = static_cast<std::int64_t>(next % 1'000'000'000);
+        io_uring_prep_timeout(sqe, &s.timespec, 0, IORING_TIMEOUT_ABS);
+    });
     timer_slots_.push_back(index);
     armed_deadline_ = next;
 }

@@ -22,13 +22,9 @@ device_core::device_core(event_loop& loop, std::unique_ptr<unix_link> link)
 // it fails with -ESHUTDOWN (errc::shut_down), as do later ones. A new
 // device::open() reconnects.
 void device_core::arm_hangup() {
-    io_uring_sqe* sqe = loop_.get_sqe();
-    hangup_slot_ = loop_.acquire_slot();
-    auto& s = loop_.slot(hangup_slot_);
-    s.on_complete = &device_core::on_hangup;
-    s.context = this;
-    io_uring_prep_poll_add(sqe, link_->control_socket(), POLLRDHUP);
-    loop_.arm(sqe, hangup_slot_);
+    hangup_slot_ = loop_.arm_callback(&device_core::on_hangup, this, [this](io_uring_sqe* sqe, op_slot&) {
+        io_uring_prep_poll_add(sqe, link_->control_socket(), POLLRDHUP);
+    });
 }
 
 void device_core::on_hangup(event_loop& loop, op_slot& slot) {
@@ -72,13 +68,9 @@ bool device_core::link_flush() {
 }
 
 void device_core::arm_doorbell() {
-    io_uring_sqe* sqe = loop_.get_sqe();
-    doorbell_slot_ = loop_.acquire_slot();
-    auto& s = loop_.slot(doorbell_slot_);
-    s.on_complete = &device_core::on_doorbell;
-    s.context = this;
-    io_uring_prep_read(sqe, link_->response_doorbell(), &s.scratch, sizeof s.scratch, 0);
-    loop_.arm(sqe, doorbell_slot_);
+    doorbell_slot_ = loop_.arm_callback(&device_core::on_doorbell, this, [this](io_uring_sqe* sqe, op_slot& s) {
+        io_uring_prep_read(sqe, link_->response_doorbell(), &s.scratch, sizeof s.scratch, 0);
+    });
 }
 
 void device_core::on_doorbell(event_loop& loop, op_slot& slot) {
