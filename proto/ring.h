@@ -42,6 +42,17 @@ enum vr_ring_op {
 	VR_RING_CONNECT,     /* ep, peer_mac, peer_ep -> rsp.conn */
 	VR_RING_ACCEPT,      /* ep (listening) -> rsp.conn */
 	VR_RING_DISCONNECT,  /* conn */
+	/*
+	 * Control requests: used only on the Xen ring between frontend_kmod and
+	 * backend_kmod (proto/xen.h), where there is no control socket.
+	 * vmrdmad refuses them (-EINVAL).
+	 */
+	VR_RING_OPEN_EP,     /* ep, operand = weight, mask = 1 to listen */
+	VR_RING_CLOSE_EP,    /* ep */
+	VR_RING_REG,         /* ep, loff = offset in the first page, operand = length,
+			      * swap = page count, tag = grant ref of the directory
+			      * page (proto/xen.h), mask = access -> rsp.value = key */
+	VR_RING_DEREG,       /* lkey; answered once the backend no longer maps it */
 	VR_RING_OP_MAX,
 };
 

@@ -52,23 +52,26 @@ vr_kmod_headers() {
     fi
 }
 
-# vr_kmod_build TAG MOD_DIR LOG
-# Copies Kbuild, vmrdma_proto_test.c and proto/*.[ch] into MOD_DIR (new or
-# empty), runs "make -C VR_KMOD_KDIR M=MOD_DIR W=1 modules" into LOG, prints
-# the log with MOD_DIR/ stripped, and fails on a make error, any "warning:"
-# or a missing MOD_DIR/vmrdma_proto_kt.ko.
+# vr_kmod_build TAG MOD_DIR LOG [SRC_DIR KO_NAME]
+# Copies SRC_DIR's Kbuild and *.[ch] (default: this directory, the proto/
+# test module vmrdma_proto_kt) and proto/*.[ch] (into MOD_DIR/proto) into
+# MOD_DIR (new or empty), runs "make -C VR_KMOD_KDIR M=MOD_DIR W=1 modules"
+# into LOG, prints the log with MOD_DIR/ stripped, and fails on a make error,
+# any "warning:" or a missing MOD_DIR/KO_NAME.ko.
 vr_kmod_build() {
-    local tag=$1 mod=$2 log=$3 rc nwarn
+    local tag=$1 mod=$2 log=$3 src=${4:-$vr_kmod_here} ko=${5:-vmrdma_proto_kt} rc nwarn
     mkdir -p "$mod/proto"
-    cp "$vr_kmod_here/Kbuild" "$vr_kmod_here/vmrdma_proto_test.c" "$mod/"
+    cp "$src/Kbuild" "$mod/"
+    cp "$src"/*.c "$mod/"
+    cp "$src"/*.h "$mod/" 2>/dev/null || true
     cp "$vr_kmod_root"/proto/*.c "$vr_kmod_root"/proto/*.h "$mod/proto/"
-    echo "   make -C $VR_KMOD_KDIR M=<tmp> W=1 modules"
+    echo "   make -C $VR_KMOD_KDIR M=<tmp> W=1 modules   ($ko)"
     make -C "$VR_KMOD_KDIR" M="$mod" W=1 modules >"$log" 2>&1
     rc=$?
     sed "s|$mod/||g" "$log"
     nwarn=$(grep -ci 'warning:' "$log" || true)
-    if [ "$rc" -ne 0 ] || [ "$nwarn" -ne 0 ] || [ ! -f "$mod/vmrdma_proto_kt.ko" ]; then
-        echo "$tag: FAILED against $VR_KMOD_PKG (make rc $rc, $nwarn warning(s))"
+    if [ "$rc" -ne 0 ] || [ "$nwarn" -ne 0 ] || [ ! -f "$mod/$ko.ko" ]; then
+        echo "$tag: FAILED: $ko against $VR_KMOD_PKG (make rc $rc, $nwarn warning(s))"
         return 1
     fi
 }
