@@ -75,3 +75,72 @@ vr_kmod_build() {
         return 1
     fi
 }
+
+# vr_secs_since START_NS -> "12.3"
+vr_secs_since() {
+    local d=$(( $(date +%s%N) - $1 ))
+    printf '%d.%d' $((d / 1000000000)) $((d / 100000000 % 10))
+}
+
+# vr_apt_download TAG DIR PKG...
+# apt-get download PKG... into DIR (created), refreshing the package lists
+# once if that fails (a stale list names files the mirror no longer has).
+vr_apt_download() {
+    local tag=$1 dir=$2
+    shift 2
+    mkdir -p "$dir" || { echo "$tag: FAILED (cannot create $dir)"; return 1; }
+    if ! (cd "$dir" && apt-get download "$@" >"$dir/.download.log" 2>&1); then
+        apt-get update -qq >/dev/null 2>&1
+        if ! (cd "$dir" && apt-get download "$@" >"$dir/.download.log" 2>&1); then
+            cat "$dir/.download.log" >&2
+            echo "$tag: FAILED (apt-get download $*)"
+            return 1
+        fi
+    fi
+    rm -f "$dir/.download.log"
+}
+
+# vr_kmod_image TAG CACHE WORK
+# Makes sure CACHE/linux-image-$VR_KMOD_ABI_VERSION/ holds the image package
+# (.deb, whose modules the Xen harness needs) and its vmlinuz, downloading
+# them once; other versions there are deleted (their ABI has left the
+# mirror).  Sets VR_KMOD_IMAGE_DIR, VR_KMOD_IMAGE_DEB and VR_KMOD_VMLINUZ.
+# Holds CACHE/.lock while downloading.
+vr_kmod_image() {
+    local tag=$1 cache=$2 work=$3 img=linux-image-$VR_KMOD_ABI ver kcache deb t
+    ver=$(apt-cache show "$img" 2>/dev/null | awk '/^Version:/{print $2; exit}')
+    if [ -z "$ver" ]; then
+        echo "$tag: FAILED (apt-cache knows no $img)"
+        return 1
+    fi
+    kcache=$cache/${img}_$ver
+    mkdir -p "$cache" || { echo "$tag: FAILED (cannot create $cache)"; return 1; }
+    (
+        flock 9 # one download at a time per cache
+        if [ -s "$kcache/vmlinuz" ] && ls "$kcache"/*.deb >/dev/null 2>&1; then
+            echo "   cached $kcache/vmlinuz"
+            exit 0
+        fi
+        t=$(date +%s%N)
+        rm -rf "$kcache" "$work/dl" "$work/x"
+        vr_apt_download "$tag" "$work/dl" "$img" || exit 1
+        mkdir -p "$kcache"
+        deb=$(ls "$work"/dl/*.deb)
+        if ! dpkg -x "$deb" "$work/x" || [ ! -s "$work/x/boot/vmlinuz-$VR_KMOD_ABI" ]; then
+            echo "$tag: FAILED (no boot/vmlinuz-$VR_KMOD_ABI in $(basename "$deb"))"
+            exit 1
+        fi
+        if ! { mv "$deb" "$kcache/" && cp "$work/x/boot/vmlinuz-$VR_KMOD_ABI" "$kcache/vmlinuz.tmp" &&
+            mv "$kcache/vmlinuz.tmp" "$kcache/vmlinuz"; }; then
+            echo "$tag: FAILED (cannot fill $kcache)"
+            exit 1
+        fi
+        rm -rf "$work/x"
+        find "$cache" -mindepth 1 -maxdepth 1 -type d -name 'linux-image-*' ! -path "$kcache" -exec rm -rf {} +
+        echo "   downloaded $(basename "$deb") and extracted vmlinuz ($(vr_secs_since "$t") s)"
+    ) 9>"$cache/.lock" || return 1
+    VR_KMOD_IMAGE_DIR=$kcache
+    VR_KMOD_IMAGE_DEB=$(ls "$kcache"/*.deb | head -n 1)
+    # shellcheck disable=SC2034  # used by the callers
+    VR_KMOD_VMLINUZ=$kcache/vmlinuz
+}

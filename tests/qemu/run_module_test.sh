@@ -24,10 +24,6 @@ qemu_timeout=${VMRDMA_QEMU_TIMEOUT:-120}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-secs_since() { # secs_since START_NS -> "12.3"
-    local d=$(( $(date +%s%N) - $1 ))
-    printf '%d.%d' $((d / 1000000000)) $((d / 100000000 % 10))
-}
 
 echo "== step 1: packages"
 vr_kmod_resolve "$tag" || exit 1
@@ -64,48 +60,8 @@ fi
 echo "   ok   qemu-system-x86 busybox-static cpio $VR_KMOD_PKG"
 
 echo "== step 2: kernel image linux-image-$abi"
-img=linux-image-$abi
-ver=$(apt-cache show "$img" 2>/dev/null | awk '/^Version:/{print $2; exit}')
-if [ -z "$ver" ]; then
-    echo "$tag: FAILED (apt-cache knows no $img)"
-    exit 1
-fi
-kcache=$cache/${img}_$ver
-vmlinuz=$kcache/vmlinuz
-mkdir -p "$cache" || { echo "$tag: FAILED (cannot create $cache)"; exit 1; }
-exec 9>"$cache/.lock"
-flock 9 # one download at a time per cache
-if [ -s "$vmlinuz" ]; then
-    echo "   cached $vmlinuz"
-else
-    t=$(date +%s%N)
-    rm -rf "$kcache" "$work/dl"
-    mkdir -p "$kcache" "$work/dl"
-    if ! (cd "$work/dl" && apt-get download "$img" >"$work/dl.log" 2>&1); then
-        apt-get update -qq >/dev/null 2>&1
-        if ! (cd "$work/dl" && apt-get download "$img" >"$work/dl.log" 2>&1); then
-            cat "$work/dl.log" >&2
-            echo "$tag: FAILED (apt-get download $img)"
-            exit 1
-        fi
-    fi
-    deb=$(ls "$work"/dl/*.deb)
-    if ! dpkg -x "$deb" "$work/x" || [ ! -s "$work/x/boot/vmlinuz-$abi" ]; then
-        echo "$tag: FAILED (no boot/vmlinuz-$abi in $(basename "$deb"))"
-        exit 1
-    fi
-    # Keep the .deb too (its modules, e.g. Xen's, may be wanted by later
-    # harnesses); drop other versions, whose ABI has left the mirror.
-    if ! { mv "$deb" "$kcache/" && cp "$work/x/boot/vmlinuz-$abi" "$vmlinuz.tmp" &&
-        mv "$vmlinuz.tmp" "$vmlinuz"; }; then
-        echo "$tag: FAILED (cannot fill $kcache)"
-        exit 1
-    fi
-    rm -rf "$work/x"
-    find "$cache" -mindepth 1 -maxdepth 1 -type d -name 'linux-image-*' ! -path "$kcache" -exec rm -rf {} +
-    echo "   downloaded $(basename "$deb") and extracted vmlinuz ($(secs_since "$t") s)"
-fi
-flock -u 9
+vr_kmod_image "$tag" "$cache" "$work" || exit 1
+vmlinuz=$VR_KMOD_VMLINUZ
 
 echo "== step 3: test module and initramfs"
 mod=$work/mod
@@ -188,7 +144,7 @@ timeout -k 5 "$qemu_timeout" qemu-system-x86_64 -accel tcg -cpu qemu64 -m 512 -s
     -kernel "$vmlinuz" -initrd "$work/initrd.gz" \
     -append "console=ttyS0 quiet panic=-1" </dev/null >"$work/qemu.out" 2>&1
 qrc=$?
-boot_s=$(secs_since "$t")
+boot_s=$(vr_secs_since "$t")
 touch "$log"
 tr -d '\r' <"$log" >"$log.txt"
 grep -a -e '^vmrdma-qemu: ' -e '^  [|!] ' "$log.txt" | sed 's/^/   /'
@@ -218,4 +174,4 @@ if [ -n "$why" ]; then
     exit 1
 fi
 echo "$tag: OK: vmrdma_proto_kt loaded, ran the engine, unloaded cleanly under Linux $guest_abi" \
-    "(QEMU TCG, boot to poweroff ${boot_s}s, $(secs_since "$start_ns")s in all)"
+    "(QEMU TCG, boot to poweroff ${boot_s}s, $(vr_secs_since "$start_ns")s in all)"

@@ -1,0 +1,70 @@
+#!/bin/busybox sh
+# /init of the test domU (tests/xen/run_xen_test.sh).  dom0 passes the job
+# on the kernel command line; Linux hands unknown NAME=VALUE words to init
+# as environment variables: VMRDMA_MODE (boot | verify | forever) and, for
+# verify/forever, VMRDMA_PEER (MAC), VMRDMA_PEER_EP, VMRDMA_RKEY,
+# VMRDMA_SIZE.  Everything printed lands in dom0's console log of this
+# guest; the last line is "vmrdma-domu: RESULT: PASS" or "... FAIL (why)".
+/bin/busybox mount -t proc proc /proc
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mkdir -p /tmp
+say() { echo "vmrdma-domu: $*"; }
+fails=""
+fail() { fails="$fails${fails:+; }$*"; }
+finish() {
+    dmesg | grep -E 'WARNING|BUG|Oops|Call Trace' >/tmp/bad.log
+    if [ -s /tmp/bad.log ]; then
+        sed 's/^/vmrdma-domu: ! /' /tmp/bad.log
+        fail "$(wc -l </tmp/bad.log) WARNING/BUG/Oops line(s) in the guest's dmesg"
+    fi
+    if [ -z "$fails" ]; then say "RESULT: PASS"; else say "RESULT: FAIL ($fails)"; fi
+    sync
+    poweroff -f
+}
+say "guest kernel $(uname -r), mode ${VMRDMA_MODE:-unset}"
+[ "$VMRDMA_MODE" = boot ] && finish
+
+if ! insmod /vmrdma_front.ko; then
+    fail "insmod vmrdma_front.ko exit $?"
+    finish
+fi
+# dom0 attached the device before unpausing us: wait for the handshake.
+state=""
+i=0
+while [ $i -lt 100 ]; do
+    state=$(cat /sys/bus/xen/devices/vmrdma-0/state 2>/dev/null)
+    [ "$state" = Connected ] && [ -c /dev/vmrdma ] && break
+    sleep 0.1
+    i=$((i + 1))
+done
+say "xenbus state '${state:-absent}' after $((i / 10)).$((i % 10)) s"
+if [ "$state" != Connected ]; then
+    fail "the vmrdma device did not connect"
+    dmesg | tail -n 20 | sed 's/^/vmrdma-domu: | /'
+    finish
+fi
+dmesg | grep vmrdma | sed 's/^/vmrdma-domu: | /'
+
+args="--device xen:/dev/vmrdma --peer $VMRDMA_PEER --peer-ep $VMRDMA_PEER_EP --rkey $VMRDMA_RKEY --size $VMRDMA_SIZE"
+case "$VMRDMA_MODE" in
+verify)
+    # shellcheck disable=SC2086  # word splitting wanted
+    /vmrdma-check client $args --rounds 3 >/tmp/check.log 2>&1
+    rc=$?
+    sed 's/^/vmrdma-domu: /' /tmp/check.log
+    [ $rc -eq 0 ] || fail "vmrdma-check exit $rc"
+    grep -q '^vmrdma-check: OK' /tmp/check.log || fail "no 'vmrdma-check: OK' line"
+    ;;
+forever)
+    # shellcheck disable=SC2086
+    /vmrdma-check client $args --forever 2>&1 | sed 's/^/vmrdma-domu: /'
+    fail "the endless transfer ended on its own"
+    ;;
+*)
+    fail "unknown VMRDMA_MODE '$VMRDMA_MODE'"
+    ;;
+esac
+finish
