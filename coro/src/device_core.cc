@@ -1,5 +1,5 @@
 #include "device_core.hpp"
-#include "unix_link.hpp"
+#include "ring_link.hpp"
 
 #include <poll.h>
 #include <sys/random.h>

@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <stop_token>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -28,15 +29,16 @@ std::error_code code_from_status(int status) noexcept;
 // share the status -ENOBUFS.
 std::error_code code_from_status(int status, std::uint8_t nak_reason) noexcept;
 
-class unix_link;
+class ring_link;
 
 class device_core {
 public:
     device_core(event_loop& loop, std::unique_ptr<eth_port> port, const device_options& options);
-    // The unix: transport (unix_transport.cc): no engine in this process;
-    // operations travel to vmrdmad through the link's shared rings and their
-    // responses come back through the same completion path.
-    device_core(event_loop& loop, std::unique_ptr<unix_link> link);
+    // The split-driver transports, unix: and xen: (ring_transport.cc): no
+    // engine in this process; operations travel to the backend (vmrdmad or
+    // the Xen backend) through the link's shared rings and their responses
+    // come back through the same completion path.
+    device_core(event_loop& loop, std::unique_ptr<ring_link> link);
     ~device_core();
     device_core(const device_core&) = delete;
     device_core& operator=(const device_core&) = delete;
@@ -44,7 +46,7 @@ public:
     event_loop& loop() noexcept { return loop_; }
     vr_engine* engine() noexcept { return engine_; }
     const eth_port& port() const noexcept { return *port_; }
-    unix_link* link() noexcept { return link_.get(); }  // null for eth:
+    ring_link* link() noexcept { return link_.get(); }  // null for eth:
     mac_address mac() const noexcept;
     std::uint32_t mtu() const noexcept;
 
@@ -109,7 +111,7 @@ private:
     static void on_timer(event_loop& loop, op_slot& slot);
     static std::uint64_t now_ns() noexcept;
 
-    // unix: transport (unix_transport.cc).
+    // unix: and xen: transports (ring_transport.cc).
     void destroy_link() noexcept;
     void link_open_endpoint(std::uint16_t id, const endpoint_options& options);
     void link_close_endpoint(std::uint16_t id) noexcept;
@@ -120,9 +122,11 @@ private:
     void arm_hangup();
     static void on_hangup(event_loop& loop, op_slot& slot);
     void fail_outstanding(int status) noexcept;
+    // For -ESHUTDOWN's messages: "vmrdmad", "the Xen backend".
+    std::string backend_name() const;
 
     event_loop& loop_;
-    std::unique_ptr<unix_link> link_;
+    std::unique_ptr<ring_link> link_;
     std::uint32_t doorbell_slot_ = UINT32_MAX;
     std::uint32_t hangup_slot_ = UINT32_MAX;
     std::unique_ptr<eth_port> port_;
@@ -198,7 +202,7 @@ task<vr_completion> device_core::perform(std::uint32_t conn, Post post, std::sto
         }
         free_op(index);
         if (rc == -ESHUTDOWN)
-            throw error(errc::shut_down, "vmrdmad is shutting down or gone: open a new device to reconnect");
+            throw error(errc::shut_down, backend_name() + " is shutting down or gone: open a new device to reconnect");
         throw error(code_from_status(rc), "the operation could not be posted");
     }
     if (connections_.count(conn)) ++connections_[conn].outstanding;
@@ -212,7 +216,7 @@ task<vr_completion> device_core::perform(std::uint32_t conn, Post post, std::sto
     vr_completion wc = ops_[index].wc;
     free_op(index);
     if (wc.status == -ESHUTDOWN)
-        throw error(errc::shut_down, "vmrdmad stopped or went away before the operation completed");
+        throw error(errc::shut_down, backend_name() + " stopped or went away before the operation completed");
     if (wc.status != 0) throw error(code_from_status(wc.status, wc.nak_reason), "RDMA operation failed");
     co_return wc;
 }

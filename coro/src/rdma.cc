@@ -6,7 +6,7 @@
 
 #include "device_core.hpp"
 #include "unix_link.hpp"
-#include "vmrdma/registrable.hpp"
+#include "xen_link.hpp"
 
 namespace vmrdma {
 
@@ -75,7 +75,7 @@ std::uint32_t checked_length(std::uint32_t length, std::uint64_t offset, std::ui
     return length;
 }
 
-// unix: transport: one ring request (proto/ring.h).
+// unix: and xen: transports: one ring request (proto/ring.h).
 vr_ring_req ring_req(std::uint8_t opcode, std::uint64_t cookie) {
     vr_ring_req r{};
     r.opcode = opcode;
@@ -110,8 +110,13 @@ std::unique_ptr<device> device::open(event_loop& loop, std::string_view uri, dev
         auto link = std::make_unique<detail::unix_link>(uri.substr(unix_prefix.size()));
         return std::unique_ptr<device>(new device(std::make_unique<device_core>(loop, std::move(link))));
     }
-    throw error(errc::invalid_argument,
-                "unknown transport URI '" + std::string(uri) + "' (expected eth:IFNAME or unix:PATH)");
+    constexpr std::string_view xen_prefix = "xen:";
+    if (uri.substr(0, xen_prefix.size()) == xen_prefix) {
+        auto link = std::make_unique<detail::xen_link>(uri.substr(xen_prefix.size()));
+        return std::unique_ptr<device>(new device(std::make_unique<device_core>(loop, std::move(link))));
+    }
+    throw error(errc::invalid_argument, "unknown transport URI '" + std::string(uri) +
+                                            "' (expected eth:IFNAME, unix:PATH or xen:DEVICE such as xen:/dev/vmrdma)");
 }
 
 device::device(std::unique_ptr<device_core> core) : core_(std::move(core)) {}
@@ -126,7 +131,12 @@ endpoint device::open_endpoint(std::uint16_t id, endpoint_options options) {
 }
 
 counters device::stats() const {
-    if (core_->link()) return {};  // the engine's counters are vmrdmad's
+    if (auto* link = core_->link()) {
+        // The engine is the backend's: its device counters where the
+        // transport can ask for them (unix:), else zeros (xen:).
+        auto c = link->device_counters();
+        return c ? *c : counters{};
+    }
     return to_counters(*vr_engine_counters(core_->engine()));
 }
 
@@ -151,9 +161,10 @@ void endpoint::close() noexcept {
 
 void endpoint::set_weight(std::uint32_t weight) {
     if (!core_) throw error(errc::invalid_argument, "endpoint is closed");
-    if (core_->link())
+    if (auto* link = core_->link())
         throw error(errc::invalid_argument,
-                    "on a unix: device the weight is the daemon's to set (vmrdmactl set-weight)");
+                    std::string("on a ") + link->transport() + " device the weight is the driver domain's to set (" +
+                        link->weight_admin() + ")");
     if (int rc = vr_ep_set_weight(core_->engine(), id_, weight); rc < 0)
         throw error(detail::code_from_status(rc), "cannot set the weight (1..1024)");
 }
@@ -161,13 +172,7 @@ void endpoint::set_weight(std::uint32_t weight) {
 region endpoint::register_memory(std::span<std::byte> memory, access rights) {
     if (!core_) throw error(errc::invalid_argument, "endpoint is closed");
     if (auto* link = core_->link()) {
-        auto where = detail::find_registrable(memory);
-        if (!where)
-            throw error(errc::invalid_argument,
-                        "a unix: device registers only memory from a vmrdma::registrable_buffer "
-                        "(memfd-backed, so the daemon can map it); this span is ordinary memory");
-        auto key = link->register_memory(id_, where->fd, where->offset, memory.size(),
-                                         static_cast<std::uint32_t>(rights) | VR_ACCESS_LOCAL_WRITE);
+        auto key = link->register_memory(id_, memory, static_cast<std::uint32_t>(rights) | VR_ACCESS_LOCAL_WRITE);
         return region(core_, key, memory);
     }
     std::uint32_t key = 0;

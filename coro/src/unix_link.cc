@@ -6,15 +6,13 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <bit>
 #include <cerrno>
 #include <cstring>
 #include <string>
 #include <utility>
 
 #include "device_core.hpp"
-
-static_assert(std::endian::native == std::endian::little, "proto/ring.h is little-endian");
+#include "vmrdma/registrable.hpp"
 
 namespace vmrdma::detail {
 
@@ -46,49 +44,35 @@ unix_link::unix_link(std::string_view path, std::uint32_t ring_size) {
         rsp_efd_ = fds[2];
         if (ring_fd_ < 0 || req_efd_ < 0 || rsp_efd_ < 0)
             throw error(errc::protocol_error, "vmrdmad's hello carried no ring or doorbells");
-        size_ = static_cast<std::uint32_t>(reply.arg[0]);
-        if (!vr_ring_size_ok(size_)) throw error(errc::protocol_error, "vmrdmad chose a bad ring size");
-        for (int i = 0; i < 6; ++i) mac_.bytes[i] = static_cast<std::uint8_t>(reply.arg[1] >> (8 * i));
-        mtu_ = static_cast<std::uint32_t>(reply.arg[2]);
-        ring_len_ = vr_ring_bytes(size_);
+        auto size = static_cast<std::uint32_t>(reply.arg[0]);
+        if (!vr_ring_size_ok(size)) throw error(errc::protocol_error, "vmrdmad chose a bad ring size");
+        ring_len_ = vr_ring_bytes(size);
         struct stat st {};
         if (fstat(ring_fd_, &st) < 0 || static_cast<std::size_t>(st.st_size) < ring_len_)
             throw error(errc::protocol_error, "vmrdmad's ring memfd is too small");
         void* p = mmap(nullptr, ring_len_, PROT_READ | PROT_WRITE, MAP_SHARED, ring_fd_, 0);
         if (p == MAP_FAILED) throw error(code_from_errno(-errno), "cannot map the shared ring");
         ring_mem_ = p;
-        shared_ = static_cast<vr_ring_shared*>(p);
-        reqs_ = reinterpret_cast<vr_ring_req*>(static_cast<char*>(p) + vr_ring_req_off());
-        rsps_ = reinterpret_cast<const vr_ring_rsp*>(static_cast<char*>(p) + vr_ring_rsp_off(size_));
-        req_prod_pvt_ = VR_RING_READ(shared_->req_prod);
-        rsp_cons_ = req_prod_pvt_;
+        attach(p, size, rsp_efd_, reply.arg[1], reply.arg[2]);
     } catch (...) {
-        if (ring_mem_) munmap(ring_mem_, ring_len_);
-        close_fd(ring_fd_);
-        close_fd(req_efd_);
-        close_fd(rsp_efd_);
-        close_fd(sock_);
+        close_all();
         throw;
     }
 }
 
-unix_link::~unix_link() {
-    if (ring_mem_) munmap(ring_mem_, ring_len_);
+void unix_link::close_all() noexcept {
+    if (ring_mem_) munmap(std::exchange(ring_mem_, nullptr), ring_len_);
     close_fd(ring_fd_);
     close_fd(req_efd_);
     close_fd(rsp_efd_);
     close_fd(sock_);  // vmrdmad revokes everything of ours
 }
 
+unix_link::~unix_link() { close_all(); }
+
 vr_ctl_msg unix_link::call(std::uint16_t type, std::initializer_list<std::uint64_t> args, int send_fd,
                            int* recv_fds, int recv_count) {
-    vr_ctl_msg msg{};
-    msg.magic = VR_CTL_MAGIC;
-    msg.version = VR_CTL_VERSION;
-    msg.type = type;
-    msg.seq = ++seq_;
-    int i = 0;
-    for (auto a : args) msg.arg[i++] = a;
+    vr_ctl_msg msg = make_ctl_msg(type, ++seq_, args);
 
     iovec iov{&msg, sizeof msg};
     alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)]{};
@@ -158,9 +142,13 @@ void unix_link::close_endpoint(std::uint16_t id) noexcept {
     }
 }
 
-std::uint32_t unix_link::register_memory(std::uint16_t ep, int memfd, std::uint64_t offset,
-                                         std::uint64_t length, std::uint32_t access) {
-    auto reply = call(VR_CTL_REG, {ep, offset, length, access}, memfd);
+std::uint32_t unix_link::register_memory(std::uint16_t ep, std::span<std::byte> memory, std::uint32_t access) {
+    auto where = find_registrable(memory);
+    if (!where)
+        throw error(errc::invalid_argument,
+                    "a unix: device registers only memory from a vmrdma::registrable_buffer "
+                    "(memfd-backed, so the daemon can map it); this span is ordinary memory");
+    auto reply = call(VR_CTL_REG, {ep, where->offset, memory.size(), access}, where->fd);
     return static_cast<std::uint32_t>(reply.arg[0]);
 }
 
@@ -171,58 +159,39 @@ void unix_link::deregister(std::uint32_t key) noexcept {
     }
 }
 
-void unix_link::mark_gone() noexcept {
-    gone_ = true;
-    detached_.clear();
-}
-
-int unix_link::post(const vr_ring_req& req) noexcept {
-    if (gone_ || VR_RING_READ(shared_->state) == VR_RING_STATE_DRAINING) return -ESHUTDOWN;
-    if (!detached_.empty() || req_prod_pvt_ - rsp_cons_ >= size_ - 1) return -EAGAIN;
-    reqs_[req_prod_pvt_ & (size_ - 1)] = req;
-    ++req_prod_pvt_;
-    unpublished_ = true;
-    return 0;
-}
-
-void unix_link::post_detached(const vr_ring_req& req) {
-    if (gone_) return;
-    detached_.push_back(req);
-    publish();
-}
-
-void unix_link::publish() noexcept {
-    while (!detached_.empty() && req_prod_pvt_ - rsp_cons_ < size_ - 1) {
-        reqs_[req_prod_pvt_ & (size_ - 1)] = detached_.front();
-        detached_.pop_front();
-        ++req_prod_pvt_;
-        unpublished_ = true;
-    }
-    if (!unpublished_ || gone_) return;
-    unpublished_ = false;
-    if (vr_ring_push(&shared_->req_prod, &shared_->req_event, req_prod_pvt_)) {
-        std::uint64_t one = 1;
-        [[maybe_unused]] auto n = ::write(req_efd_, &one, sizeof one);
-    }
-}
-
-std::size_t unix_link::drain(const std::function<void(const vr_ring_rsp&)>& fn) {
-    std::size_t count = 0;
-    for (;;) {
-        std::uint32_t prod = VR_RING_READ(shared_->rsp_prod);
-        vr_ring_rmb();
-        // Never more than we asked for, whatever the shared index says.
-        if (prod - rsp_cons_ > req_prod_pvt_ - rsp_cons_) prod = req_prod_pvt_;
-        while (rsp_cons_ != prod) {
-            vr_ring_rsp rsp = rsps_[rsp_cons_ & (size_ - 1)];
-            ++rsp_cons_;
-            ++count;
-            fn(rsp);
+std::optional<counters> unix_link::device_counters() {
+    auto reply = call(VR_CTL_ADMIN_LIST, {VR_ADMIN_DEVICE});
+    if (reply.arg[0] != 1 || reply.arg[1] != sizeof(vr_admin_device)) {
+        // Take whatever follows so the next reply is read in step.
+        if (reply.arg[0] > 0) {
+            char sink[1];
+            [[maybe_unused]] auto n = ::recv(sock_, sink, sizeof sink, MSG_TRUNC);
         }
-        std::uint32_t again = vr_ring_final_check(&shared_->rsp_prod, &shared_->rsp_event, rsp_cons_);
-        if (again == rsp_cons_ || again - rsp_cons_ > req_prod_pvt_ - rsp_cons_) break;
+        throw error(errc::protocol_error, "vmrdmad's device record is not what this library knows");
     }
-    return count;
+    vr_admin_device d{};
+    ssize_t n;
+    do n = ::recv(sock_, &d, sizeof d, 0);
+    while (n < 0 && errno == EINTR);
+    if (n != static_cast<ssize_t>(sizeof d))
+        throw error(n == 0 ? errc::shut_down : errc::protocol_error, "short device record from vmrdmad");
+    counters c;
+    c.tx_frames = d.tx_frames;
+    c.tx_bytes = d.tx_bytes;
+    c.rx_frames = d.rx_frames;
+    c.rx_bytes = d.rx_bytes;
+    c.retransmits = d.retransmits;
+    c.timeouts = d.timeouts;
+    c.duplicates = d.duplicates;
+    c.rx_dropped = d.rx_dropped;
+    c.naks_sent = d.naks_tx;
+    c.naks_received = d.naks_rx;
+    return c;
+}
+
+void unix_link::kick() noexcept {
+    std::uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(req_efd_, &one, sizeof one);
 }
 
 }  // namespace vmrdma::detail

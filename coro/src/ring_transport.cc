@@ -1,29 +1,31 @@
-// device_core for the unix: transport: the engine lives in vmrdmad; this
-// process posts requests into the shared ring, publishes them once per loop
-// turn (one doorbell per batch, and only when vmrdmad asked for one), and
-// turns responses into the same completions the eth: transport produces.
+// device_core for the split-driver transports, unix: (vmrdmad) and xen:
+// (frontend_kmod): the engine lives in the backend; this process posts
+// requests into the shared ring, publishes them once per loop turn (one
+// doorbell per batch, and only when the backend asked for one), and turns
+// responses into the same completions the eth: transport produces.
 #include <poll.h>
 #include <unistd.h>
 
 #include "device_core.hpp"
-#include "unix_link.hpp"
+#include "ring_link.hpp"
 
 namespace vmrdma::detail {
 
-device_core::device_core(event_loop& loop, std::unique_ptr<unix_link> link)
+device_core::device_core(event_loop& loop, std::unique_ptr<ring_link> link)
     : loop_(loop), link_(std::move(link)) {
     hook_id_ = loop_.add_turn_hook([this] { return link_flush(); });
     arm_doorbell();
-    arm_hangup();
+    if (link_->hangup_fd() >= 0) arm_hangup();
 }
 
-// vmrdmad's end of the control socket closes when it stops, restarts or
-// crashes: the responses it wrote are taken, and every operation still with
-// it fails with -ESHUTDOWN (errc::shut_down), as do later ones. A new
-// device::open() reconnects.
+// unix: vmrdmad's end of the control socket closes when it stops, restarts
+// or crashes: the responses it wrote are taken, and every operation still
+// with it fails with -ESHUTDOWN (errc::shut_down), as do later ones. A new
+// device::open() reconnects. (xen: has no such descriptor: frontend_kmod
+// answers with -ESHUTDOWN itself when the backend goes.)
 void device_core::arm_hangup() {
     hangup_slot_ = loop_.arm_callback(&device_core::on_hangup, this, [this](io_uring_sqe* sqe, op_slot&) {
-        io_uring_prep_poll_add(sqe, link_->control_socket(), POLLRDHUP);
+        io_uring_prep_poll_add(sqe, link_->hangup_fd(), POLLRDHUP);
     });
 }
 
@@ -53,6 +55,8 @@ void device_core::fail_outstanding(int status) noexcept {
     wake_event_waiters();  // operations waiting for room in the ring try again, and fail
 }
 
+std::string device_core::backend_name() const { return link_ ? link_->backend() : "the driver domain"; }
+
 mac_address device_core::mac() const noexcept { return link_ ? link_->mac() : port_->mac(); }
 std::uint32_t device_core::mtu() const noexcept { return link_ ? link_->mtu() : port_->mtu(); }
 
@@ -78,7 +82,7 @@ void device_core::on_doorbell(event_loop& loop, op_slot& slot) {
     int result = slot.result;
     loop.release_slot(std::exchange(self->doorbell_slot_, UINT32_MAX));
     self->drain_link();
-    // An eventfd read fails only if the fd is gone: then so is the daemon.
+    // An eventfd read fails only if the fd is gone: then so is the backend.
     if (result >= 0) self->arm_doorbell();
 }
 
@@ -113,7 +117,7 @@ void device_core::destroy_link() noexcept {
     loop_.remove_turn_hook(hook_id_);
     if (doorbell_slot_ != UINT32_MAX) loop_.abandon(doorbell_slot_);
     if (hangup_slot_ != UINT32_MAX) loop_.abandon(hangup_slot_);
-    // Like vr_engine_destroy: every operation still with the daemon fails.
+    // Like vr_engine_destroy: every operation still with the backend fails.
     fail_outstanding(-ECANCELED);
 }
 
