@@ -62,6 +62,7 @@ TEST_CASE("write, read, send/recv, fetch_add and compare_swap through vmrdmad") 
     auto small_mr = ep.register_memory(small.span(), access::local_write);
 
     std::uint64_t old_add = 99, old_swap = 99, after = 99;
+    auto before = dev->stats();  // the daemon's NIC: nothing has crossed it yet but ours will
     auto body = [&]() -> task<void> {
         auto desc = ep.recv(small_mr, 0, 16, desc_tag);
         auto conn = co_await ep.connect(peer.mac(), 1);
@@ -97,6 +98,16 @@ TEST_CASE("write, read, send/recv, fetch_add and compare_swap through vmrdmad") 
     CHECK(peer_saw_write);
     CHECK(daemon.stats().rejected == 0);
     CHECK(daemon.stats().violations == 0);
+    // device::stats() on unix: is the daemon's device counters (ADMIN_LIST
+    // DEVICE): the 1 MiB write went out through it and the 1 MiB read came in.
+    auto stats = dev->stats();
+    MESSAGE("unix: device stats: tx " << stats.tx_frames << " frames " << stats.tx_bytes << " bytes, rx "
+                                      << stats.rx_frames << " frames " << stats.rx_bytes << " bytes");
+    CHECK(stats.tx_frames > before.tx_frames);
+    CHECK(stats.rx_frames > before.rx_frames);
+    CHECK(stats.tx_bytes - before.tx_bytes >= region_size);
+    CHECK(stats.rx_bytes - before.rx_bytes >= region_size);
+    CHECK(dev->stats().tx_frames >= stats.tx_frames);  // the socket stays in step: ask again
     alarm(0);
 }
 
