@@ -1,0 +1,351 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+/*
+ * vb_main.c - vmrdma_back: module parameters, init/exit, the one protocol
+ * engine of the module, its lock, timer and transmit pump, and
+ * /proc/vmrdma_back.
+ */
+#include <linux/module.h>
+#include <linux/kernel.h>
+#include <linux/mm.h>
+#include <linux/proc_fs.h>
+#include <linux/random.h>
+#include <linux/seq_file.h>
+#include <linux/slab.h>
+#include <linux/timekeeping.h>
+#include <net/net_namespace.h>
+#include <xen/xen.h>
+
+#include "vb.h"
+
+static char *netdev;
+module_param(netdev, charp, 0444);
+MODULE_PARM_DESC(netdev, "network device to bind (required), e.g. veth0");
+
+static ushort ethertype = VR_ETHERTYPE_DEFAULT;
+module_param(ethertype, ushort, 0444);
+MODULE_PARM_DESC(ethertype, "EtherType of vmrdma frames (default 0x88B5)");
+
+unsigned int vb_max_endpoints = 16;
+module_param_named(max_endpoints, vb_max_endpoints, uint, 0644);
+MODULE_PARM_DESC(max_endpoints, "endpoints per frontend (default 16)");
+
+unsigned int vb_max_regions = 64;
+module_param_named(max_regions, vb_max_regions, uint, 0644);
+MODULE_PARM_DESC(max_regions, "registered regions per frontend (default 64)");
+
+unsigned long long vb_max_bytes = 256ULL << 20;
+module_param_named(max_bytes, vb_max_bytes, ullong, 0644);
+MODULE_PARM_DESC(max_bytes, "registered bytes per frontend (default 256 MiB)");
+
+unsigned int vb_max_weight = 16;
+module_param_named(max_weight, vb_max_weight, uint, 0644);
+MODULE_PARM_DESC(max_weight, "largest endpoint weight a frontend may ask for (default 16)");
+
+struct vb_state vb;
+static bool vb_active;     /* init registered something: exit undoes it */
+static struct proc_dir_entry *vb_proc;
+
+u64 vb_now(void)
+{
+	return ktime_get_ns();
+}
+
+static u32 vb_random(void *ctx)
+{
+	return get_random_u32();
+}
+
+static const struct vr_host_ops vb_host_ops = {
+	.xmit = vb_xmit,
+	.complete = vb_complete,
+	.random = vb_random,
+	.accept = vb_accept,
+};
+
+void vb_lock(void)
+{
+	spin_lock_bh(&vb.lock);
+}
+
+/* Under vb.lock: emit what the engine has, (re)arm the timer. */
+static bool vb_kick_locked(void)
+{
+	u64 now = vb_now(), next;
+	u32 round;
+	int sent = 0;
+
+	if (vb.stopping)
+		return false;
+	for (round = 0; round < VB_TX_ROUNDS; round++) {
+		sent = vr_engine_tx_poll(vb.eng, now, VB_TX_BUDGET);
+		if (sent < (int)VB_TX_BUDGET)
+			break;
+	}
+	next = vr_engine_next_timeout(vb.eng);
+	if (next < vb.armed_at) {
+		vb.armed_at = next;
+		hrtimer_start(&vb.timer, ns_to_ktime(next), HRTIMER_MODE_ABS_SOFT);
+	}
+	return sent >= (int)VB_TX_BUDGET; /* more to send: the tx work goes on */
+}
+
+/* Leave the engine: pump, unlock, then hand the frames to the stack. */
+void vb_unlock(void)
+{
+	struct sk_buff_head q;
+	struct sk_buff *skb;
+	bool more;
+
+	__skb_queue_head_init(&q);
+	more = vb_kick_locked();
+	skb_queue_splice_init(&vb.txq, &q);
+	spin_unlock_bh(&vb.lock);
+	while ((skb = __skb_dequeue(&q)))
+		dev_queue_xmit(skb);
+	if (more)
+		queue_work(vb.wq, &vb.tx_work);
+}
+
+static void vb_tx_work(struct work_struct *work)
+{
+	vb_lock();
+	vb_unlock();
+}
+
+static enum hrtimer_restart vb_timer_fn(struct hrtimer *t)
+{
+	vb_lock();
+	vb.armed_at = VR_U64_MAX;
+	if (!vb.stopping)
+		vr_engine_on_timer(vb.eng, vb_now());
+	vb_unlock(); /* re-arms through vb_kick_locked */
+	return HRTIMER_NORESTART;
+}
+
+static int vb_proc_show(struct seq_file *m, void *v)
+{
+	u32 fes, rings, regs, eps;
+	u64 tx, rx, rexmit, stray, copies, drops, leaked;
+	u64 req = 0, rsp = 0, rej = 0, viol = 0;
+	struct vb_fe *fe;
+
+	spin_lock_bh(&vb.lock);
+	fes = vb.nfrontends;
+	rings = vb.mapped_rings;
+	regs = vb.nregions;
+	eps = vb.nendpoints;
+	tx = vr_engine_counters(vb.eng)->tx_frames;
+	rx = vr_engine_counters(vb.eng)->rx_frames;
+	rexmit = vr_engine_counters(vb.eng)->retransmits;
+	stray = vb.stray_completions;
+	copies = vb.xmit_copies;
+	drops = vb.xmit_drops;
+	leaked = vb.leaked_regions;
+	list_for_each_entry(fe, &vb.frontends, node) {
+		req += fe->requests;
+		rsp += fe->responses;
+		rej += fe->rejected;
+		viol += fe->violations;
+	}
+	spin_unlock_bh(&vb.lock);
+
+	seq_printf(m, "frontends %u\n", fes);
+	seq_printf(m, "mapped_rings %u\n", rings);
+	seq_printf(m, "mapped_pages %ld\n", atomic_long_read(&vb.mapped_pages));
+	seq_printf(m, "regions %u\n", regs);
+	seq_printf(m, "endpoints %u\n", eps);
+	seq_printf(m, "tx_frames %llu\n", tx);
+	seq_printf(m, "rx_frames %llu\n", rx);
+	seq_printf(m, "retransmits %llu\n", rexmit);
+	seq_printf(m, "requests %llu\n", req);
+	seq_printf(m, "responses %llu\n", rsp);
+	seq_printf(m, "rejected %llu\n", rej);
+	seq_printf(m, "violations %llu\n", viol);
+	seq_printf(m, "zerocopy_inflight %d\n", atomic_read(&vb.zc_inflight));
+	seq_printf(m, "xmit_copies %llu\n", copies);
+	seq_printf(m, "xmit_drops %llu\n", drops);
+	seq_printf(m, "stray_completions %llu\n", stray);
+	seq_printf(m, "leaked_regions %llu\n", leaked);
+	return 0;
+}
+
+static int vb_engine_init(struct net_device *dev)
+{
+	struct vr_config cfg = {
+		.ethertype = ethertype,
+		.mtu = dev->mtu,
+		.max_endpoints = VB_ENG_ENDPOINTS,
+		.max_conns = VB_ENG_CONNS,
+		.max_regions = VB_ENG_REGIONS,
+		.max_ops = VB_ENG_OPS,
+		.max_recvs = VB_ENG_RECVS,
+		.unexp_depth = VB_ENG_UNEXP,
+		.unexp_buf_size = VB_ENG_UNEXP_BUF,
+		.window = 256,
+		.ack_every = 16,
+		.ack_delay_ns = 200000,
+		.rto_ns = 20000000,
+		.rto_max_ns = 16 * 20000000ULL,
+		.retry_limit = 7,
+		.rnr_delay_ns = 1000000,
+		.rnr_retry_limit = 50,
+		.host = &vb_host_ops,
+		.mem = &vb_mem_ops,
+		.ctx = &vb,
+	};
+	size_t need;
+	int rc;
+
+	memcpy(cfg.mac, dev->dev_addr, 6);
+	need = vr_engine_mem_size(&cfg);
+	if (!need) {
+		pr_err(VB_NAME ": %s: the engine refuses its configuration (MTU %u; 1500..65535 needed)\n",
+		       dev->name, dev->mtu);
+		return -EINVAL;
+	}
+	vb.eng_mem = kvzalloc(need, GFP_KERNEL);
+	if (!vb.eng_mem)
+		return -ENOMEM;
+	rc = vr_engine_create(&cfg, vb.eng_mem, need, &vb.eng);
+	if (rc) {
+		pr_err(VB_NAME ": cannot create the protocol engine: %d\n", rc);
+		kvfree(vb.eng_mem);
+		vb.eng_mem = NULL;
+		return rc;
+	}
+	pr_info(VB_NAME ": serving %s (MAC %pM, MTU %u, EtherType 0x%04x), engine of %zu bytes\n",
+		dev->name, dev->dev_addr, dev->mtu, ethertype, need);
+	return 0;
+}
+
+/* Waits (bounded) for every zero-copy skb to come back, then frees zombies. */
+static void vb_drain_zerocopy(void)
+{
+	struct vb_region *r, *tmp;
+	LIST_HEAD(z);
+
+	if (!wait_event_timeout(vb.zc_wq, atomic_read(&vb.zc_inflight) == 0, 60 * HZ))
+		pr_err(VB_NAME ": %d zero-copy skb(s) still in the stack after 60 s\n",
+		       atomic_read(&vb.zc_inflight));
+	spin_lock_bh(&vb.lock);
+	list_splice_init(&vb.zombies, &z);
+	spin_unlock_bh(&vb.lock);
+	list_for_each_entry_safe(r, tmp, &z, node) {
+		list_del_init(&r->node);
+		if (vb_region_release(r))
+			pr_err(VB_NAME ": leaving a region of dom%u (%u pages) mapped\n",
+			       r->domid, r->npages);
+	}
+	synchronize_rcu(); /* the last callback has returned */
+}
+
+static void vb_engine_stop(void)
+{
+	spin_lock_bh(&vb.lock);
+	vb.stopping = true;
+	spin_unlock_bh(&vb.lock);
+	hrtimer_cancel(&vb.timer);
+	cancel_work_sync(&vb.tx_work);
+	spin_lock_bh(&vb.lock);
+	vr_engine_destroy(vb.eng); /* no frontend left: completions go nowhere */
+	spin_unlock_bh(&vb.lock);
+	skb_queue_purge(&vb.txq);
+}
+
+static int __init vb_init(void)
+{
+	struct net_device *dev;
+	int rc;
+
+	if (!xen_domain() || !xen_initial_domain()) {
+		pr_info(VB_NAME ": not running in a Xen dom0: nothing to serve\n");
+		return 0;
+	}
+	BUILD_BUG_ON(PAGE_SIZE != VR_XEN_PAGE_SIZE);
+	if (!netdev || !*netdev) {
+		pr_err(VB_NAME ": netdev= is required (the network device to bind)\n");
+		return -EINVAL;
+	}
+	dev = dev_get_by_name(&init_net, netdev);
+	if (!dev) {
+		pr_err(VB_NAME ": no network device %s\n", netdev);
+		return -ENODEV;
+	}
+
+	spin_lock_init(&vb.lock);
+	skb_queue_head_init(&vb.txq);
+	INIT_WORK(&vb.tx_work, vb_tx_work);
+	INIT_LIST_HEAD(&vb.frontends);
+	INIT_LIST_HEAD(&vb.zombies);
+	init_waitqueue_head(&vb.zc_wq);
+	atomic_set(&vb.zc_inflight, 0);
+	atomic_long_set(&vb.mapped_pages, 0);
+	vb.armed_at = VR_U64_MAX;
+	vb.next_fe_id = 1;
+	vb.dev = dev;
+	vb.ethertype = ethertype;
+	hrtimer_init(&vb.timer, CLOCK_MONOTONIC, HRTIMER_MODE_ABS_SOFT);
+	vb.timer.function = vb_timer_fn;
+
+	vb.wq = alloc_workqueue("vmrdma_back", WQ_UNBOUND, 0);
+	if (!vb.wq) {
+		rc = -ENOMEM;
+		goto err_dev;
+	}
+	rc = vb_engine_init(dev);
+	if (rc)
+		goto err_wq;
+
+	vb.ptype.type = htons(ethertype);
+	vb.ptype.dev = dev;
+	vb.ptype.func = vb_rcv;
+	dev_add_pack(&vb.ptype);
+	vb.ptype_added = true;
+
+	vb_proc = proc_create_single("vmrdma_back", 0444, NULL, vb_proc_show);
+	if (!vb_proc) {
+		pr_err(VB_NAME ": cannot create /proc/vmrdma_back\n");
+		rc = -ENOMEM;
+		goto err_pack;
+	}
+	rc = vb_xenbus_init();
+	if (rc) {
+		pr_err(VB_NAME ": cannot register the xenbus backend: %d\n", rc);
+		goto err_proc;
+	}
+	vb_active = true;
+	return 0;
+
+err_proc:
+	proc_remove(vb_proc);
+err_pack:
+	dev_remove_pack(&vb.ptype);
+	vb_engine_stop();
+	kvfree(vb.eng_mem);
+err_wq:
+	destroy_workqueue(vb.wq);
+err_dev:
+	dev_put(dev);
+	return rc;
+}
+
+static void __exit vb_exit(void)
+{
+	if (!vb_active)
+		return;
+	proc_remove(vb_proc);
+	vb_xenbus_exit();              /* every frontend torn down */
+	dev_remove_pack(&vb.ptype);    /* no receive handler runs after this */
+	vb_engine_stop();
+	vb_drain_zerocopy();
+	destroy_workqueue(vb.wq);
+	kvfree(vb.eng_mem);
+	dev_put(vb.dev);
+	pr_info(VB_NAME ": unloaded\n");
+}
+
+module_init(vb_init);
+module_exit(vb_exit);
+MODULE_LICENSE("Dual MIT/GPL");
+MODULE_DESCRIPTION("vmrdma Xen backend: RDMA semantics over Ethernet for guests");
+MODULE_ALIAS("xen-backend:vmrdma");

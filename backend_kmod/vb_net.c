@@ -1,0 +1,209 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+/*
+ * vb_net.c - the wire side.  Receive: a packet_type handler feeds whole
+ * frames (Ethernet header included) to the engine.  Transmit: the engine's
+ * xmit callback builds an skb whose linear part is the header and whose
+ * fragments are the granted pages themselves (zero copy); a ubuf_info
+ * holds a reference on each region until the stack is done with the
+ * pages (or has copied them: veth forwarding and packet taps call
+ * skb_orphan_frags, which copies and releases us early).
+ */
+#include <linux/etherdevice.h>
+#include <linux/if_ether.h>
+#include <linux/mm.h>
+#include <linux/rcupdate.h>
+#include <linux/skbuff.h>
+#include <linux/slab.h>
+
+#include "vb.h"
+
+struct vb_zc {
+	struct ubuf_info ubuf;
+	u32 nregions;
+	struct vb_region *region[VR_MAX_FRAGS];
+};
+
+/* Called once the last skb sharing the ubuf_info lets go of the pages. */
+static void vb_zc_callback(struct sk_buff *skb, struct ubuf_info *uarg, bool success)
+{
+	struct vb_zc *zc = container_of(uarg, struct vb_zc, ubuf);
+	struct vb_region *region[VR_MAX_FRAGS];
+	u32 i, n;
+
+	if (!refcount_dec_and_test(&uarg->refcnt))
+		return;
+	rcu_read_lock(); /* module exit waits for this section (synchronize_rcu) */
+	n = zc->nregions;
+	for (i = 0; i < n; i++)
+		region[i] = zc->region[i];
+	kfree(zc);
+	/* The registration's own reference keeps each count above zero. */
+	for (i = 0; i < n; i++)
+		refcount_dec(&region[i]->refs);
+	atomic_dec(&vb.zc_inflight);
+	wake_up_all(&vb.zc_wq);
+	rcu_read_unlock();
+}
+
+/* Pages a fragment spans. */
+static u32 vb_frag_pages(const struct vb_region *r, const struct vr_frag *fr)
+{
+	u64 start = r->first_off + fr->off;
+
+	if (!fr->len)
+		return 0;
+	return (u32)(((start + fr->len - 1) >> PAGE_SHIFT) - (start >> PAGE_SHIFT) + 1);
+}
+
+static bool vb_frag_ok(const struct vr_frag *fr)
+{
+	const struct vb_region *r = fr->mem;
+
+	return r && fr->off <= r->len && fr->len <= r->len - fr->off;
+}
+
+/* Fallback when the fragments need more than MAX_SKB_FRAGS pages: copy. */
+static struct sk_buff *vb_build_copy(struct net_device *dev, const struct vr_frame *f)
+{
+	unsigned int hr = LL_RESERVED_SPACE(dev);
+	struct sk_buff *skb;
+	u32 i;
+
+	skb = alloc_skb(hr + f->len + dev->needed_tailroom, GFP_ATOMIC);
+	if (!skb)
+		return NULL;
+	skb_reserve(skb, hr);
+	skb_put_data(skb, f->hdr, f->hdr_len);
+	for (i = 0; i < f->nfrags; i++) {
+		const struct vr_frag *fr = &f->frag[i];
+
+		if (vb_mem_ops.copy_out(fr->mem, fr->off, skb_put(skb, fr->len), fr->len)) {
+			kfree_skb(skb);
+			return NULL;
+		}
+	}
+	vb.xmit_copies++;
+	return skb;
+}
+
+static struct sk_buff *vb_build_zerocopy(struct net_device *dev, const struct vr_frame *f)
+{
+	unsigned int hr = LL_RESERVED_SPACE(dev);
+	struct sk_buff *skb;
+	struct vb_zc *zc;
+	int nr = 0;
+	u32 i;
+
+	skb = alloc_skb(hr + f->hdr_len + dev->needed_tailroom, GFP_ATOMIC);
+	if (!skb)
+		return NULL;
+	skb_reserve(skb, hr);
+	skb_put_data(skb, f->hdr, f->hdr_len);
+	if (!f->nfrags)
+		return skb;
+
+	zc = kmalloc(sizeof(*zc), GFP_ATOMIC);
+	if (!zc) {
+		kfree_skb(skb);
+		return NULL;
+	}
+	zc->nregions = 0;
+	for (i = 0; i < f->nfrags; i++) {
+		struct vb_region *r = f->frag[i].mem;
+
+		refcount_inc(&r->refs);
+		zc->region[zc->nregions++] = r;
+	}
+	zc->ubuf.callback = vb_zc_callback;
+	refcount_set(&zc->ubuf.refcnt, 1);
+	zc->ubuf.flags = SKBFL_ZEROCOPY_FRAG;
+	atomic_inc(&vb.zc_inflight);
+	/* From here kfree_skb() runs the callback, which drops the references. */
+	skb_zcopy_init(skb, &zc->ubuf);
+
+	for (i = 0; i < f->nfrags; i++) {
+		const struct vr_frag *fr = &f->frag[i];
+		struct vb_region *r = fr->mem;
+		u64 pos = r->first_off + fr->off;
+		u32 left = fr->len;
+
+		while (left) {
+			struct page *page = r->pages[pos >> PAGE_SHIFT];
+			u32 poff = (u32)(pos & ~PAGE_MASK);
+			u32 n = min_t(u32, left, PAGE_SIZE - poff);
+
+			get_page(page);
+			skb_fill_page_desc(skb, nr++, page, poff, n);
+			skb->len += n;
+			skb->data_len += n;
+			skb->truesize += n;
+			pos += n;
+			left -= n;
+		}
+	}
+	return skb;
+}
+
+/* Engine callback, under vb.lock: build the frame, queue it for vb_unlock(). */
+int vb_xmit(void *ctx, const struct vr_frame *f)
+{
+	struct net_device *dev = vb.dev;
+	struct sk_buff *skb;
+	u32 i, pages = 0, total = f->hdr_len;
+
+	if (vb.stopping)
+		return -ENODEV;
+	if (f->nfrags > VR_MAX_FRAGS)
+		return -EINVAL;
+	for (i = 0; i < f->nfrags; i++) {
+		if (!vb_frag_ok(&f->frag[i]))
+			return -EINVAL;
+		pages += vb_frag_pages(f->frag[i].mem, &f->frag[i]);
+		total += f->frag[i].len;
+	}
+	if (total != f->len || f->hdr_len < ETH_HLEN)
+		return -EINVAL;
+	if (pages > MAX_SKB_FRAGS)
+		skb = vb_build_copy(dev, f);
+	else
+		skb = vb_build_zerocopy(dev, f);
+	if (!skb) {
+		vb.xmit_drops++;
+		return -ENOMEM; /* lost on the wire: the protocol recovers */
+	}
+	skb->dev = dev;
+	skb->protocol = htons(vb.ethertype);
+	skb_reset_mac_header(skb);
+	skb_set_network_header(skb, ETH_HLEN);
+	__skb_queue_tail(&vb.txq, skb);
+	return 0;
+}
+
+/* packet_type handler for our EtherType on vb.dev (softirq). */
+int vb_rcv(struct sk_buff *skb, struct net_device *dev, struct packet_type *pt,
+	   struct net_device *orig_dev)
+{
+	const u8 *frame;
+	u32 len;
+
+	skb = skb_share_check(skb, GFP_ATOMIC);
+	if (!skb)
+		return NET_RX_DROP;
+	if (!skb_mac_header_was_set(skb) || skb_linearize(skb))
+		goto drop;
+	frame = skb_mac_header(skb);
+	if (frame < skb->head || frame > skb->data)
+		goto drop;
+	len = (u32)(skb_tail_pointer(skb) - frame);
+	if (len < ETH_HLEN)
+		goto drop;
+	vb_lock();
+	if (!vb.stopping)
+		vr_engine_input(vb.eng, frame, len, vb_now());
+	vb_unlock();
+	consume_skb(skb);
+	return NET_RX_SUCCESS;
+drop:
+	kfree_skb(skb);
+	return NET_RX_DROP;
+}
