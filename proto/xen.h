@@ -18,7 +18,8 @@
  * 2. The shared ring between the modules: proto/ring.h's layout exactly
  *    (header, requests, responses) in ring-pages granted pages, with the
  *    VR_RING_OPEN_EP/CLOSE_EP/REG/DEREG control requests added.  Here the
- *    frontend writes magic..rsp_off before granting (it allocates the
+ *    frontend writes magic..rsp_off, and req_event = rsp_event = 1 (like
+ *    Xen's SHARED_RING_INIT), before publishing ring-ref (it allocates the
  *    pages); the backend checks them once against ring-size, keeps its own
  *    copies and never reads them again.  Cookies on this ring are the
  *    frontend's own (it routes responses to the right file).
@@ -67,8 +68,9 @@
  * pages, in order.  So one region spans at most 2^20 pages (4 GiB).  The
  * backend maps the directory and index pages read-only, copies the refs
  * out, unmaps them and answers; the frontend may then end their grants.
- * Data pages are granted writable when access has VR_ACCESS_REMOTE_WRITE
- * or LOCAL_WRITE (receive copies into them), else read-only.
+ * Data pages are granted writable when access has VR_ACCESS_REMOTE_WRITE,
+ * LOCAL_WRITE (receive copies into them) or REMOTE_ATOMIC (FADD/CSWAP
+ * write the result), else read-only.
  */
 #define VR_XEN_REFS_PER_PAGE  (VR_XEN_PAGE_SIZE / 4u)
 #define VR_XEN_MAX_REG_PAGES  (VR_XEN_REFS_PER_PAGE * VR_XEN_REFS_PER_PAGE)
