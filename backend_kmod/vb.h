@@ -148,10 +148,13 @@ struct vb_state {
 	spinlock_t lock;
 	struct vr_engine *eng;
 	void *eng_mem;
-	struct net_device *dev;
+	struct net_device *dev;  /* held while attached */
+	bool attached;           /* vb.lock: false once the device unregisters */
+	u8 mac[6];
+	u32 mtu;
 	u16 ethertype;
 	struct packet_type ptype;
-	bool ptype_added;
+	struct notifier_block netdev_nb;
 	struct hrtimer timer;
 	u64 armed_at;            /* VR_U64_MAX: not armed */
 	bool stopping;
@@ -186,6 +189,8 @@ u64 vb_now(void);
 int vb_xmit(void *ctx, const struct vr_frame *f);
 int vb_rcv(struct sk_buff *skb, struct net_device *dev, struct packet_type *pt,
 	   struct net_device *orig_dev);
+int vb_net_attach(struct net_device *dev);
+void vb_net_detach(void);
 
 /* vb_grant.c */
 extern const struct vr_mem_ops vb_mem_ops;

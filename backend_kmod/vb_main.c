@@ -82,6 +82,8 @@ static bool vb_kick_locked(void)
 			break;
 	}
 	next = vr_engine_next_timeout(vb.eng);
+	if (next != VR_U64_MAX && next < now + 5000)
+		next = now + 5000; /* never a softirq storm on a deadline in the past */
 	if (next < vb.armed_at) {
 		vb.armed_at = next;
 		hrtimer_start(&vb.timer, ns_to_ktime(next), HRTIMER_MODE_ABS_SOFT);
@@ -99,9 +101,11 @@ void vb_unlock(void)
 	__skb_queue_head_init(&q);
 	more = vb_kick_locked();
 	skb_queue_splice_init(&vb.txq, &q);
+	rcu_read_lock(); /* vb_net_detach waits for this before dropping vb.dev */
 	spin_unlock_bh(&vb.lock);
 	while ((skb = __skb_dequeue(&q)))
 		dev_queue_xmit(skb);
+	rcu_read_unlock();
 	if (more)
 		queue_work(vb.wq, &vb.tx_work);
 }
@@ -134,6 +138,8 @@ static int vb_proc_show(struct seq_file *m, void *v)
 	rings = vb.mapped_rings;
 	regs = vb.nregions;
 	eps = vb.nendpoints;
+	if (!vb.attached)
+		seq_puts(m, "detached 1\n");
 	tx = vr_engine_counters(vb.eng)->tx_frames;
 	rx = vr_engine_counters(vb.eng)->rx_frames;
 	rexmit = vr_engine_counters(vb.eng)->retransmits;
@@ -173,7 +179,7 @@ static int vb_engine_init(struct net_device *dev)
 {
 	struct vr_config cfg = {
 		.ethertype = ethertype,
-		.mtu = dev->mtu,
+		.mtu = vb.mtu,
 		.max_endpoints = VB_ENG_ENDPOINTS,
 		.max_conns = VB_ENG_CONNS,
 		.max_regions = VB_ENG_REGIONS,
@@ -196,7 +202,7 @@ static int vb_engine_init(struct net_device *dev)
 	size_t need;
 	int rc;
 
-	memcpy(cfg.mac, dev->dev_addr, 6);
+	memcpy(cfg.mac, vb.mac, 6);
 	need = vr_engine_mem_size(&cfg);
 	if (!need) {
 		pr_err(VB_NAME ": %s: the engine refuses its configuration (MTU %u; 1500..65535 needed)\n",
@@ -214,7 +220,7 @@ static int vb_engine_init(struct net_device *dev)
 		return rc;
 	}
 	pr_info(VB_NAME ": serving %s (MAC %pM, MTU %u, EtherType 0x%04x), engine of %zu bytes\n",
-		dev->name, dev->dev_addr, dev->mtu, ethertype, need);
+		dev->name, vb.mac, vb.mtu, ethertype, need);
 	return 0;
 }
 
@@ -282,8 +288,9 @@ static int __init vb_init(void)
 	atomic_long_set(&vb.mapped_pages, 0);
 	vb.armed_at = VR_U64_MAX;
 	vb.next_fe_id = 1;
-	vb.dev = dev;
 	vb.ethertype = ethertype;
+	memcpy(vb.mac, dev->dev_addr, 6);
+	vb.mtu = dev->mtu;
 	hrtimer_init(&vb.timer, CLOCK_MONOTONIC, HRTIMER_MODE_ABS_SOFT);
 	vb.timer.function = vb_timer_fn;
 
@@ -295,12 +302,11 @@ static int __init vb_init(void)
 	rc = vb_engine_init(dev);
 	if (rc)
 		goto err_wq;
-
-	vb.ptype.type = htons(ethertype);
-	vb.ptype.dev = dev;
-	vb.ptype.func = vb_rcv;
-	dev_add_pack(&vb.ptype);
-	vb.ptype_added = true;
+	rc = vb_net_attach(dev); /* owns the device reference from here */
+	if (rc) {
+		pr_err(VB_NAME ": cannot watch %s: %d\n", netdev, rc);
+		goto err_eng;
+	}
 
 	vb_proc = proc_create_single("vmrdma_back", 0444, NULL, vb_proc_show);
 	if (!vb_proc) {
@@ -319,7 +325,13 @@ static int __init vb_init(void)
 err_proc:
 	proc_remove(vb_proc);
 err_pack:
-	dev_remove_pack(&vb.ptype);
+	vb_net_detach();
+	unregister_netdevice_notifier(&vb.netdev_nb);
+	vb_engine_stop();
+	kvfree(vb.eng_mem);
+	destroy_workqueue(vb.wq);
+	return rc;
+err_eng:
 	vb_engine_stop();
 	kvfree(vb.eng_mem);
 err_wq:
@@ -335,12 +347,12 @@ static void __exit vb_exit(void)
 		return;
 	proc_remove(vb_proc);
 	vb_xenbus_exit();              /* every frontend torn down */
-	dev_remove_pack(&vb.ptype);    /* no receive handler runs after this */
+	unregister_netdevice_notifier(&vb.netdev_nb);
+	vb_net_detach();               /* no receive handler runs after this */
 	vb_engine_stop();
 	vb_drain_zerocopy();
 	destroy_workqueue(vb.wq);
 	kvfree(vb.eng_mem);
-	dev_put(vb.dev);
 	pr_info(VB_NAME ": unloaded\n");
 }
 

@@ -151,7 +151,7 @@ int vb_xmit(void *ctx, const struct vr_frame *f)
 	struct sk_buff *skb;
 	u32 i, pages = 0, total = f->hdr_len;
 
-	if (vb.stopping)
+	if (vb.stopping || !vb.attached)
 		return -ENODEV;
 	if (f->nfrags > VR_MAX_FRAGS)
 		return -EINVAL;
@@ -206,4 +206,56 @@ int vb_rcv(struct sk_buff *skb, struct net_device *dev, struct packet_type *pt,
 drop:
 	kfree_skb(skb);
 	return NET_RX_DROP;
+}
+
+/* The bound device is going away: let go of it (we serve nothing after). */
+static int vb_netdev_event(struct notifier_block *nb, unsigned long event, void *ptr)
+{
+	struct net_device *dev = netdev_notifier_info_to_dev(ptr);
+
+	if (event == NETDEV_UNREGISTER && dev == vb.dev) {
+		pr_warn(VB_NAME ": %s is being unregistered: no more traffic\n", dev->name);
+		vb_net_detach();
+	}
+	return NOTIFY_DONE;
+}
+
+/* Takes over the reference dev_get_by_name gave. */
+int vb_net_attach(struct net_device *dev)
+{
+	int rc;
+
+	vb.dev = dev;
+	vb.attached = true;
+	vb.ptype.type = htons(vb.ethertype);
+	vb.ptype.dev = dev;
+	vb.ptype.func = vb_rcv;
+	dev_add_pack(&vb.ptype);
+	vb.netdev_nb.notifier_call = vb_netdev_event;
+	rc = register_netdevice_notifier(&vb.netdev_nb);
+	if (rc) {
+		vb_net_detach();
+		return rc;
+	}
+	return 0;
+}
+
+/*
+ * Idempotent.  Skbs are built under vb.lock and sent inside an RCU read
+ * section that starts before the lock is dropped (vb_unlock), so after
+ * synchronize_net() nobody hands vb.dev a frame any more.
+ */
+void vb_net_detach(void)
+{
+	bool was;
+
+	spin_lock_bh(&vb.lock);
+	was = vb.attached;
+	vb.attached = false;
+	spin_unlock_bh(&vb.lock);
+	if (!was)
+		return;
+	dev_remove_pack(&vb.ptype); /* waits for running handlers */
+	synchronize_net();
+	dev_put(vb.dev);
 }

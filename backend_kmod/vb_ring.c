@@ -493,7 +493,7 @@ static int vb_reg(struct vb_fe *fe, const struct vr_ring_req *req, u64 *key_out)
 	if (rc)
 		return rc;
 
-	/* Atomics write the target too (proto/responder.c). */
+	/* Atomics write the target too (proto/responder.c): proto/xen.h. */
 	writable = access & (VR_ACCESS_LOCAL_WRITE | VR_ACCESS_REMOTE_WRITE |
 			     VR_ACCESS_REMOTE_ATOMIC);
 	rc = vb_region_map(fe->domid, (u32)req->tag, (u32)req->swap, (u32)req->loff, len,

@@ -22,9 +22,9 @@ static int vb_publish(struct vb_fe *fe)
 	struct xenbus_device *dev = fe->dev;
 	int rc;
 
-	rc = xenbus_printf(XBT_NIL, dev->nodename, VR_XEN_KEY_MAC, "%pM", vb.dev->dev_addr);
+	rc = xenbus_printf(XBT_NIL, dev->nodename, VR_XEN_KEY_MAC, "%pM", vb.mac);
 	if (!rc)
-		rc = xenbus_printf(XBT_NIL, dev->nodename, VR_XEN_KEY_MTU, "%u", vb.dev->mtu);
+		rc = xenbus_printf(XBT_NIL, dev->nodename, VR_XEN_KEY_MTU, "%u", vb.mtu);
 	if (!rc)
 		rc = xenbus_printf(XBT_NIL, dev->nodename, VR_XEN_KEY_MAX_EPS, "%u", fe->max_eps);
 	if (!rc)
