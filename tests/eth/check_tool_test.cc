@@ -1,0 +1,189 @@
+// vmrdma-check (examples/vmrdma_check.cc), the binary the Xen harness runs,
+// on eth: across a veth pair whose ends are in two network namespaces: the
+// server in the test's private namespace, the client in another one (as on
+// two hosts). Its READY line feeds the clients' arguments, as in
+// tests/xen/dom0_init.sh.
+#include <doctest/doctest.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "tests/support/private_net.hpp"
+
+namespace {
+
+std::string check_binary() {
+    if (const char* srcdir = std::getenv("TEST_SRCDIR")) {
+        const char* ws = std::getenv("TEST_WORKSPACE");
+        return std::string(srcdir) + "/" + (ws ? ws : "vmrdma") + "/examples/vmrdma-check";
+    }
+    return "bazel-bin/examples/vmrdma-check";
+}
+
+// A child that sits in a network namespace of its own until killed.
+struct other_netns {
+    pid_t holder = -1;
+    other_netns() {
+        int p[2];
+        REQUIRE(pipe(p) == 0);
+        holder = fork();
+        REQUIRE(holder >= 0);
+        if (holder == 0) {
+            close(p[0]);
+            char ok = unshare(CLONE_NEWNET) == 0 ? 'y' : 'n';
+            if (write(p[1], &ok, 1) != 1) _exit(1);
+            for (;;) pause();
+        }
+        close(p[1]);
+        char ok = 0;
+        REQUIRE(read(p[0], &ok, 1) == 1);
+        close(p[0]);
+        REQUIRE(ok == 'y');
+    }
+    ~other_netns() {
+        kill(holder, SIGKILL);
+        waitpid(holder, nullptr, 0);
+    }
+    std::string path() const { return "/proc/" + std::to_string(holder) + "/ns/net"; }
+};
+
+// Starts vmrdma-check with `args`, optionally inside the namespace at
+// `netns` after bringing `ifname` up there; its stdout (and stderr when
+// `merge`) comes back through the returned descriptor.
+pid_t start(const std::vector<std::string>& args, int& out_fd, const std::string& netns = {},
+            const std::string& ifname = {}, bool merge = true) {
+    int p[2];
+    REQUIRE(pipe(p) == 0);
+    std::string bin = check_binary();
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        close(p[0]);
+        if (!netns.empty()) {
+            int fd = open(netns.c_str(), O_RDONLY | O_CLOEXEC);
+            if (fd < 0 || setns(fd, CLONE_NEWNET) != 0) _exit(120);
+            if (std::system(("ip link set " + ifname + " up").c_str()) != 0) _exit(121);
+        }
+        dup2(p[1], 1);
+        if (merge) dup2(p[1], 2);
+        close(p[1]);
+        std::vector<char*> argv{bin.data()};
+        std::vector<std::string> copy = args;
+        for (auto& a : copy) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        execv(bin.c_str(), argv.data());
+        _exit(127);
+    }
+    close(p[1]);
+    out_fd = p[0];
+    return pid;
+}
+
+// Reads until `done(text)` or EOF or `ms` pass.
+std::string read_until(int fd, int ms, bool (*done)(const std::string&)) {
+    std::string text;
+    for (int waited = 0; waited < ms && !done(text);) {
+        pollfd pfd{fd, POLLIN, 0};
+        int n = poll(&pfd, 1, 100);
+        if (n == 0) {
+            waited += 100;
+            continue;
+        }
+        char buf[4096];
+        ssize_t got = read(fd, buf, sizeof buf);
+        if (got <= 0) break;
+        text.append(buf, static_cast<std::size_t>(got));
+    }
+    return text;
+}
+
+bool has_ready_line(const std::string& t) { return t.find('\n') != std::string::npos; }
+bool never(const std::string&) { return false; }
+
+struct result {
+    int exit_code = -1;
+    std::string output;
+};
+
+result run_client(const std::vector<std::string>& args, const std::string& netns, const std::string& ifname) {
+    int fd = -1;
+    pid_t pid = start(args, fd, netns, ifname);
+    result r;
+    r.output = read_until(fd, 60'000, never);
+    close(fd);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    MESSAGE("client exit " << r.exit_code << ":\n" << r.output);
+    return r;
+}
+
+}  // namespace
+
+TEST_CASE("vmrdma-check: serve on one host, client on another: OK, a bad key FAILs, SIGTERM exits 0") {
+    if (vmrdma::testing::skip_network_tests()) return;
+    alarm(150);
+    vmrdma::testing::veth_pair veth("vck-a", "vck-b", 1500);
+    other_netns host_b;
+    vmrdma::testing::run("ip link set vck-b netns " + std::to_string(host_b.holder));
+
+    int serve_out = -1;
+    pid_t server = start({"serve", "--device", "eth:vck-a", "--ep", "3", "--size", "256K"}, serve_out, {}, {}, false);
+    std::string ready = read_until(serve_out, 10'000, has_ready_line);
+    MESSAGE("server: " << ready);
+    REQUIRE(ready.rfind("READY ", 0) == 0);
+    std::map<std::string, std::string> field;
+    std::istringstream words(ready.substr(6));
+    for (std::string w; words >> w;)
+        if (auto eq = w.find('='); eq != std::string::npos) field[w.substr(0, eq)] = w.substr(eq + 1);
+    CHECK(field["ep"] == "3");
+    CHECK(field["size"] == "262144");
+    CHECK(field["mac"].size() == 17);
+    CHECK(field["rkey"].rfind("0x", 0) == 0);
+
+    auto client_args = [&](const std::string& rkey, const std::string& rounds) {
+        return std::vector<std::string>{"client", "--device", "eth:vck-b",   "--peer", field["mac"], "--peer-ep",
+                                        field["ep"], "--rkey", rkey, "--size", field["size"], "--rounds", rounds};
+    };
+    const std::string ok3 =
+        "vmrdma-check: OK: 3 rounds of 262136 bytes written, read back and verified; fetch_add ok";
+    auto r = run_client(client_args(field["rkey"], "3"), host_b.path(), "vck-b");
+    CHECK(r.exit_code == 0);
+    CHECK(r.output.find(ok3) != std::string::npos);
+    CHECK(r.output.find("vmrdma-check: round 3/3:") != std::string::npos);
+
+    // The server accepts again; the counter word goes on from 3.
+    r = run_client(client_args(field["rkey"], "2"), host_b.path(), "vck-b");
+    CHECK(r.exit_code == 0);
+    CHECK(r.output.find("vmrdma-check: OK: 2 rounds") != std::string::npos);
+    CHECK(r.output.find("fetch_add returned 3") != std::string::npos);
+
+    // A key the server never gave: the first write is refused.
+    auto bad = std::to_string(std::strtoul(field["rkey"].c_str(), nullptr, 16) + 1000);
+    r = run_client(client_args(bad, "1"), host_b.path(), "vck-b");
+    CHECK(r.exit_code == 1);
+    CHECK(r.output.find("vmrdma-check: FAIL: after 0 rounds:") != std::string::npos);
+
+    // Bad arguments: exit 2 and the reason.
+    r = run_client({"client", "--device", "eth:vck-b"}, host_b.path(), "vck-b");
+    CHECK(r.exit_code == 2);
+    CHECK(r.output.find("--peer is required") != std::string::npos);
+
+    kill(server, SIGTERM);
+    int status = 0;
+    waitpid(server, &status, 0);
+    close(serve_out);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+    alarm(0);
+}
