@@ -347,8 +347,8 @@ static void __exit vb_exit(void)
 		return;
 	proc_remove(vb_proc);
 	vb_xenbus_exit();              /* every frontend torn down */
-	unregister_netdevice_notifier(&vb.netdev_nb);
 	vb_net_detach();               /* no receive handler runs after this */
+	unregister_netdevice_notifier(&vb.netdev_nb);
 	vb_engine_stop();
 	vb_drain_zerocopy();
 	destroy_workqueue(vb.wq);

@@ -213,7 +213,10 @@ static int vb_netdev_event(struct notifier_block *nb, unsigned long event, void 
 {
 	struct net_device *dev = netdev_notifier_info_to_dev(ptr);
 
-	if (event == NETDEV_UNREGISTER && dev == vb.dev) {
+	/* Unregistering the notifier replays UNREGISTER for every device:
+	 * only a device still bound is news.
+	 */
+	if (event == NETDEV_UNREGISTER && dev == vb.dev && READ_ONCE(vb.attached)) {
 		pr_warn(VB_NAME ": %s is being unregistered: no more traffic\n", dev->name);
 		vb_net_detach();
 	}

@@ -4,7 +4,8 @@
 #   2. proto/*.c plus vmrdma_proto_test.c build as an out-of-tree module
 #      (W=1, any "warning:" fails) against the headers package of Debian's
 #      current kernel ABI, installed here if missing (tests/kbuild/kmod_lib.sh,
-#      shared with tests/qemu/run_module_test.sh, which loads the module).
+#      shared with tests/qemu/run_module_test.sh, which loads the module);
+#   3. backend_kmod and frontend_kmod build the same way (W=1, no warnings).
 # Exits non-zero on any failure.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -36,4 +37,8 @@ vr_kmod_headers kbuild "$tmp" || exit 1
 mod=$tmp/mod
 vr_kmod_build kbuild "$mod" "$tmp/build.log" || exit 1
 size=$(stat -c %s "$mod/vmrdma_proto_kt.ko")
-echo "kbuild: OK: proto/*.c built with -Werror, and vmrdma_proto_kt.ko (${size} bytes) built against $pkg with W=1 and no warnings"
+echo "== step 3: the Xen drivers: backend_kmod (dom0), frontend_kmod (domU)"
+vr_kmod_build kbuild "$tmp/back" "$tmp/back.log" "$root/backend_kmod" vmrdma_back || exit 1
+vr_kmod_build kbuild "$tmp/front" "$tmp/front.log" "$root/frontend_kmod" vmrdma_front || exit 1
+echo "kbuild: OK: proto/*.c built with -Werror; vmrdma_proto_kt.ko (${size} bytes), vmrdma_back.ko and" \
+    "vmrdma_front.ko built against $pkg with W=1 and no warnings"

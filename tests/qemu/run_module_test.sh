@@ -66,6 +66,11 @@ vmlinuz=$VR_KMOD_VMLINUZ
 echo "== step 3: test module and initramfs"
 mod=$work/mod
 vr_kmod_build "$tag" "$mod" "$work/build.log" || exit 1
+# The Xen drivers too: outside Xen they must load, refuse politely, unload.
+vr_kmod_build "$tag" "$work/back" "$work/back.log" "$root/backend_kmod" vmrdma_back >/dev/null ||
+    { cat "$work/back.log"; exit 1; }
+vr_kmod_build "$tag" "$work/front" "$work/front.log" "$root/frontend_kmod" vmrdma_front >/dev/null ||
+    { cat "$work/front.log"; exit 1; }
 # The .modinfo strings are NUL-separated "key=value" (no modinfo/kmod needed).
 vermagic=$(tr '\0' '\n' <"$mod/vmrdma_proto_kt.ko" | sed -n 's/^vermagic=\([^ ]*\).*/\1/p' | head -n 1)
 if [ "$vermagic" != "$abi" ]; then
@@ -75,7 +80,7 @@ fi
 ird=$work/initramfs
 mkdir -p "$ird/bin" "$ird/dev" "$ird/proc" "$ird/sys" "$ird/tmp"
 cp "$busybox" "$ird/bin/busybox"
-cp "$mod/vmrdma_proto_kt.ko" "$ird/"
+cp "$mod/vmrdma_proto_kt.ko" "$work/back/vmrdma_back.ko" "$work/front/vmrdma_front.ko" "$ird/"
 [ "$(id -u)" -ne 0 ] || mknod -m 600 "$ird/dev/console" c 5 1
 # The guest's /init.  Its result marker is "vmrdma-qemu: RESULT: PASS" or
 # "vmrdma-qemu: RESULT: FAIL (reasons)".  The boot part of dmesg is
@@ -106,8 +111,22 @@ if insmod /vmrdma_proto_kt.ko; then
 else
     fail "insmod exit $?"
 fi
+# The Xen drivers outside Xen: each loads, says why it does nothing, unloads.
+for m in vmrdma_front "vmrdma_back netdev=eth0"; do
+    set -- $m
+    m=$1
+    shift
+    if insmod "/$m.ko" "$@"; then
+        grep -q "^$m " /proc/modules || fail "$m not in /proc/modules after insmod"
+        rmmod $m || fail "rmmod $m exit $?"
+    else
+        fail "insmod $m exit $?"
+    fi
+done
 taint1=$(( $(cat /proc/sys/kernel/tainted) & ~12288 ))
 dmesg >/tmp/mod.log
+grep -q 'vmrdma_front: not running on Xen' /tmp/mod.log || fail "no 'vmrdma_front: not running on Xen' line"
+grep -q 'vmrdma_back: not running in a Xen dom0' /tmp/mod.log || fail "no 'vmrdma_back: not running in a Xen dom0' line"
 say "kernel log from insmod to rmmod:"
 sed 's/^/  | /' /tmp/mod.log
 grep -q 'vmrdma_proto_kt: OK:' /tmp/mod.log || fail "no 'vmrdma_proto_kt: OK:' line"
@@ -174,4 +193,5 @@ if [ -n "$why" ]; then
     exit 1
 fi
 echo "$tag: OK: vmrdma_proto_kt loaded, ran the engine, unloaded cleanly under Linux $guest_abi" \
+    "and vmrdma_front/vmrdma_back loaded, refused without Xen and unloaded" \
     "(QEMU TCG, boot to poweroff ${boot_s}s, $(vr_secs_since "$start_ns")s in all)"

@@ -100,7 +100,8 @@ if [ "$VMRDMA_XEN_STAGE" = boot ]; then
 fi
 
 step "dom0: veth pair, backend_kmod on veth0, peer on eth:veth1"
-ip link add veth0 type veth peer name veth1 && ip link set dev veth0 up && ip link set dev veth1 up ||
+/usr/sbin/ip link add veth0 type veth peer name veth1 && /usr/sbin/ip link set dev veth0 up &&
+    /usr/sbin/ip link set dev veth1 up ||
     fail "veth pair"
 insmod /vmrdma_back.ko netdev=veth0 || fail "insmod vmrdma_back.ko netdev=veth0"
 dmesg | grep vmrdma | sed 's/^/vmrdma-xen: | /'
