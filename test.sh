@@ -1,20 +1,41 @@
 #!/usr/bin/env bash
-# Runs every vmrdma test (installs missing Debian packages first).
-# Extra arguments go to `bazel test`, e.g. ./test.sh --config=asan; targets
-# after `--` replace //..., e.g. ./test.sh --config=tsan -- //tests/coro/...
-set -euo pipefail
+# Runs every vmrdma test (installs missing Debian packages first):
+#   1. bazel test //...  (unit, engine, simulation, transports, daemon, tools);
+#   2. the kernel checks: proto/ and both Xen modules built with kbuild
+#      (tests/kbuild/build.sh), loaded in Debian's kernel under QEMU
+#      (tests/qemu/run_module_test.sh), and the split driver under real Xen
+#      in QEMU (tests/xen/run_xen_test.sh).  About two minutes once the
+#      kernel and Xen packages are cached.
+# With arguments only Bazel runs: they go to `bazel test`, e.g.
+# ./test.sh --config=asan; targets after `--` replace //..., e.g.
+# ./test.sh --config=tsan -- //tests/coro/...
+set -uo pipefail
 cd "$(dirname "$0")"
-scripts/deps.sh
-options=()
-targets=()
-while [ $# -gt 0 ]; do
-    if [ "$1" = "--" ]; then
+if [ $# -gt 0 ]; then
+    scripts/deps.sh || exit 1
+    options=()
+    targets=()
+    while [ $# -gt 0 ]; do
+        if [ "$1" = "--" ]; then
+            shift
+            targets=("$@")
+            break
+        fi
+        options+=("$1")
         shift
-        targets=("$@")
-        break
-    fi
-    options+=("$1")
-    shift
+    done
+    [ ${#targets[@]} -gt 0 ] || targets=(//...)
+    exec bazel test "${options[@]}" -- "${targets[@]}"
+fi
+scripts/deps.sh make || exit 1
+failed=()
+bazel test //... || failed+=("bazel test //...")
+for check in tests/kbuild/build.sh tests/qemu/run_module_test.sh tests/xen/run_xen_test.sh; do
+    echo "=== $check"
+    "$check" || failed+=("$check")
 done
-[ ${#targets[@]} -gt 0 ] || targets=(//...)
-exec bazel test "${options[@]}" -- "${targets[@]}"
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "test.sh: FAILED: ${failed[*]}"
+    exit 1
+fi
+echo "test.sh: every test passed (bazel test //..., kbuild, QEMU module load, Xen split driver)"
