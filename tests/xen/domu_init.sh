@@ -57,6 +57,15 @@ verify)
     sed 's/^/vmrdma-domu: /' /tmp/check.log
     [ $rc -eq 0 ] || fail "vmrdma-check exit $rc"
     grep -q '^vmrdma-check: OK' /tmp/check.log || fail "no 'vmrdma-check: OK' line"
+    # A forged key: the peer refuses it, and the refusal must come back
+    # through backend and frontend as a clear error, not a hang.
+    forged=$(printf '0x%x' $(( VMRDMA_RKEY ^ 0x5a5a00 )))
+    # shellcheck disable=SC2086
+    /vmrdma-check client ${args%--rkey*} --rkey "$forged" --size "$VMRDMA_SIZE" --rounds 1 >/tmp/forged.log 2>&1
+    rc=$?
+    sed 's/^/vmrdma-domu: [forged key] /' /tmp/forged.log
+    [ $rc -eq 1 ] || fail "a forged rkey gave exit $rc, not 1"
+    grep -qi 'bad key' /tmp/forged.log || fail "a forged rkey was not reported as a bad key"
     ;;
 forever)
     # shellcheck disable=SC2086
