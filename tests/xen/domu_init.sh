@@ -66,6 +66,35 @@ verify)
     sed 's/^/vmrdma-domu: [forged key] /' /tmp/forged.log
     [ $rc -eq 1 ] || fail "a forged rkey gave exit $rc, not 1"
     grep -qi 'bad key' /tmp/forged.log || fail "a forged rkey was not reported as a bad key"
+    # A process SIGKILLed mid-transfer: closing its file must unpin every
+    # page it registered (the kernel counts pins in /proc/vmstat) and the
+    # device must keep working for the next process.
+    # shellcheck disable=SC2086
+    /vmrdma-check client $args --forever >/tmp/killed.log 2>&1 &
+    pid=$!
+    i=0
+    while [ $i -lt 300 ] && [ "$(grep -c 'round' /tmp/killed.log)" -lt 2 ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    kill -9 $pid
+    wait $pid 2>/dev/null
+    # The last reference to the file can be io_uring's, dropped by its exit
+    # work shortly after the process is gone: give the release 10 s.
+    i=0
+    while :; do
+        acquired=$(awk '/^nr_foll_pin_acquired/{print $2}' /proc/vmstat)
+        released=$(awk '/^nr_foll_pin_released/{print $2}' /proc/vmstat)
+        [ "$acquired" = "$released" ] || [ $i -ge 100 ] || { sleep 0.1; i=$((i + 1)); continue; }
+        break
+    done
+    say "SIGKILLed a transfer after: $(grep round /tmp/killed.log | tail -n 1 | sed 's/^vmrdma-check: //')"
+    say "page pins: $acquired acquired, $released released"
+    [ "$(grep -c 'round' /tmp/killed.log)" -ge 2 ] || fail "the transfer to be killed made no progress"
+    [ -n "$acquired" ] && [ "$acquired" = "$released" ] || fail "pins left after the killed process: $acquired acquired, $released released"
+    # shellcheck disable=SC2086
+    /vmrdma-check client $args --rounds 1 >/tmp/after.log 2>&1 || fail "the device failed after a killed process: $(tail -n 1 /tmp/after.log)"
+    grep -q '^vmrdma-check: OK' /tmp/after.log && say "the next process: $(grep '^vmrdma-check: OK' /tmp/after.log)"
     ;;
 forever)
     # shellcheck disable=SC2086
