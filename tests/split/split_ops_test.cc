@@ -7,6 +7,7 @@
 
 #include "tests/split/split_support.hpp"
 #include "vmrdma/registrable.hpp"
+#include "vmrdma/registrable_arena.hpp"
 
 using namespace std::chrono_literals;
 using split_test::pattern;
@@ -60,6 +61,12 @@ TEST_CASE("write, read, send/recv, fetch_add and compare_swap through vmrdmad") 
     auto data_mr = ep.register_memory(data.span(), access::none);
     auto back_mr = ep.register_memory(back.span(), access::local_write);
     auto small_mr = ep.register_memory(small.span(), access::local_write);
+    // Arena memory: an interior span of a pmr::vector that shares its memfd
+    // with another allocation; an RDMA read lands in it through the daemon.
+    vmrdma::registrable_arena arena;
+    std::pmr::vector<std::byte> neighbour(3000, &arena), landed(region_size, &arena);
+    constexpr std::size_t landed_at = 100, landed_len = region_size / 2;
+    auto landed_mr = ep.register_memory(std::span(landed).subspan(landed_at, landed_len), access::local_write);
 
     std::uint64_t old_add = 99, old_swap = 99, after = 99;
     auto before = dev->stats();  // the daemon's NIC: nothing has crossed it yet but ours will
@@ -73,6 +80,7 @@ TEST_CASE("write, read, send/recv, fetch_add and compare_swap through vmrdmad") 
         auto remote = vmrdma::remote_region::from_bytes(small.span().subspan(0, 16));
         co_await conn.write(data_mr, 0, remote, 0, static_cast<std::uint32_t>(region_size));
         co_await conn.read(back_mr, 0, remote, 0, static_cast<std::uint32_t>(region_size));
+        co_await conn.read(landed_mr, 0, remote, 8, static_cast<std::uint32_t>(landed_len));
         // Atomics on the first word, which the write set to src[0..8).
         std::uint64_t first;
         std::memcpy(&first, src.data(), 8);
@@ -89,6 +97,9 @@ TEST_CASE("write, read, send/recv, fetch_add and compare_swap through vmrdmad") 
     }
     peer.join();
     CHECK(std::memcmp(back.data(), src.data(), region_size) == 0);
+    CHECK(std::memcmp(landed.data() + landed_at, src.data() + 8, landed_len) == 0);
+    CHECK(landed[landed_at - 1] == std::byte{0});  // nothing outside the region was touched
+    CHECK(landed[landed_at + landed_len] == std::byte{0});
     std::uint64_t first;
     std::memcpy(&first, src.data(), 8);
     CHECK(old_swap == first + 5);
