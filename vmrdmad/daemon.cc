@@ -24,6 +24,7 @@
 
 extern "C" {
 #include "proto/engine.h"
+#include "proto/xen.h"
 }
 
 static_assert(std::endian::native == std::endian::little, "proto/ring.h is little-endian");
@@ -88,6 +89,8 @@ struct daemon::frontend {
         return w ? w : 1;
     }
     std::stop_source drain;      // fires when the daemon starts draining
+    std::stop_source ended;      // a Xen guest: fires when it is to be disconnected
+    guest_port* port = nullptr;  // a Xen guest (serve_guest), else a socket frontend
     int sock = -1;
     bool hello_done = false;
     bool dead = false;
@@ -112,9 +115,14 @@ struct daemon::frontend {
         void* map = nullptr;
         std::size_t map_len = 0;
         std::uint16_t ep = 0;
+        guest_port* port = nullptr;  // granted pages (map_len / 4096 of them), else a memfd mapping
+        bool writable = true;        // false: granted read-only, nothing may be written into it
         ~region_entry() {
             mr = {};  // deregister (operations using it fail first), then unmap
-            if (map) munmap(map, map_len);
+            if (map && port)
+                port->unmap(map, static_cast<std::uint32_t>(map_len / VR_XEN_PAGE_SIZE));
+            else if (map)
+                munmap(map, map_len);
         }
     };
     std::unordered_map<std::uint32_t, std::unique_ptr<region_entry>> regions;  // by engine key
@@ -216,7 +224,10 @@ task<void> daemon::serve(std::stop_token stop) {
                                  "disconnecting it\n",
                          f->id, static_cast<int>(f->pid), f->in_flight,
                          static_cast<long long>(opts_.drain_timeout.count()));
-        ::shutdown(f->sock, SHUT_RDWR);
+        if (f->port)
+            f->ended.request_stop();
+        else
+            ::shutdown(f->sock, SHUT_RDWR);
     }
     co_await scope_.join();
 }
@@ -284,6 +295,50 @@ task<void> daemon::serve_frontend(int fd) {
     frontends_.erase(&f);
     --stats_.frontends_active;
     ++stats_.frontends_cleaned_up;
+}
+
+task<bool> daemon::serve_guest(guest_port& port, void* ring, std::uint32_t size, guest_params params,
+                                std::stop_token end) {
+    auto owned = std::make_unique<frontend>();
+    frontend& f = *owned;
+    f.port = &port;
+    f.id = next_frontend_id_++;
+    f.pid = -static_cast<pid_t>(params.domid);  // vmrdmactl: a guest shows as pid -DOMID
+    f.uid = 0;
+    f.gid = 0;
+    f.lim = opts_.per_frontend;
+    f.admin_weight = std::min<std::uint32_t>(params.admin_weight, 1024);
+    f.hello_done = true;
+    f.size = size;
+    f.shared = static_cast<vr_ring_shared*>(ring);
+    f.reqs = reinterpret_cast<const vr_ring_req*>(static_cast<char*>(ring) + vr_ring_req_off());
+    f.rsps = reinterpret_cast<vr_ring_rsp*>(static_cast<char*>(ring) + vr_ring_rsp_off(size));
+    // The guest wrote the header (proto/xen.h); ours are the indices we produce.
+    VR_RING_WRITE(f.shared->rsp_prod, 0u);
+    VR_RING_WRITE(f.shared->state, draining_ ? std::uint32_t{VR_RING_STATE_DRAINING} : std::uint32_t{VR_RING_STATE_OPEN});
+    VR_RING_WRITE(f.shared->req_event, 1u);
+    if (draining_) f.drain.request_stop();
+    frontends_.insert(&f);
+    ++stats_.frontends_accepted;
+    ++stats_.frontends_active;
+    {
+        std::stop_callback on_end(end, [&f] { f.ended.request_stop(); });
+        f.ops.spawn(watch_ring(f));
+        auto token = f.ended.get_token();
+        while (!token.stop_requested()) {
+            try {
+                co_await loop_.sleep_for(std::chrono::hours(1), token);
+            } catch (const error&) {
+            }
+        }
+    }
+    bool broke = f.violations > 0;
+    co_await cleanup(f);
+    f.shared = nullptr;  // the caller unmaps the ring
+    frontends_.erase(&f);
+    --stats_.frontends_active;
+    ++stats_.frontends_cleaned_up;
+    co_return broke;
 }
 
 bool daemon::control(frontend& f, const vr_ctl_msg& msg, int fd) {
@@ -363,55 +418,21 @@ bool daemon::control(frontend& f, const vr_ctl_msg& msg, int fd) {
             break;
         }
         case VR_CTL_OPEN_EP: {
-            auto id = static_cast<std::uint16_t>(msg.arg[0]);
-            if (msg.arg[0] > 0xffff) {
-                refuse(-EINVAL, "endpoint id out of range");
-            } else if (f.endpoints.size() >= lim.endpoints) {
-                refuse(-ENOSPC, "limit: " + std::to_string(lim.endpoints) + " endpoints per frontend");
-            } else {
-                std::uint64_t w = msg.arg[1] == 0 ? 1 : msg.arg[1];
-                if (w > lim.max_weight) w = lim.max_weight;
-                auto asked = static_cast<std::uint32_t>(w);
-                if (f.admin_weight) w = f.admin_weight;
-                try {
-                    auto ep = dev_.open_endpoint(
-                        id, {.weight = static_cast<std::uint32_t>(w), .listen = msg.arg[2] != 0});
-                    f.endpoints.emplace(id, std::move(ep));
-                    f.ep_info[id] = {asked, static_cast<std::uint32_t>(w), msg.arg[2] != 0};
-                } catch (const error& e) {
-                    std::uint8_t nak;
-                    refuse(status_of(e.code(), nak), e.what());
-                }
-            }
+            std::string why;
+            if (auto rc = open_ep(f, msg.arg[0], msg.arg[1], msg.arg[2] != 0, why)) refuse(rc, why);
             break;
         }
         case VR_CTL_CLOSE_EP: {
-            auto it = f.endpoints.find(static_cast<std::uint16_t>(msg.arg[0]));
-            if (msg.arg[0] > 0xffff || it == f.endpoints.end()) {
-                refuse(-ENOENT, "not your endpoint");
-                break;
-            }
-            // Connections first: their engine ids die with the endpoint.
-            for (auto c = f.conns.begin(); c != f.conns.end();)
-                c = c->second.ep == it->first ? f.conns.erase(c) : std::next(c);
-            f.ep_info.erase(it->first);
-            f.endpoints.erase(it);  // its regions are deregistered by the engine
-            for (auto r = f.regions.begin(); r != f.regions.end();) {
-                if (r->second->ep == static_cast<std::uint16_t>(msg.arg[0])) {
-                    f.registered_bytes -= r->second->mr.memory().size();
-                    r = f.regions.erase(r);
-                } else {
-                    ++r;
-                }
-            }
+            std::string why;
+            if (auto rc = close_ep(f, msg.arg[0], why)) refuse(rc, why);
             break;
         }
         case VR_CTL_REG: {
-            auto ep_it = f.endpoints.find(static_cast<std::uint16_t>(msg.arg[0]));
             std::uint64_t offset = msg.arg[1], length = msg.arg[2], access = msg.arg[3];
             struct stat st {};
             int seals = fd >= 0 ? fcntl(fd, F_GET_SEALS) : -1;
-            if (msg.arg[0] > 0xffff || ep_it == f.endpoints.end()) {
+            std::string why;
+            if (msg.arg[0] > 0xffff || !f.endpoints.contains(static_cast<std::uint16_t>(msg.arg[0]))) {
                 refuse(-ENOENT, "not your endpoint");
             } else if (fd < 0) {
                 refuse(-EINVAL, "register needs a memfd (SCM_RIGHTS)");
@@ -419,17 +440,13 @@ bool daemon::control(frontend& f, const vr_ctl_msg& msg, int fd) {
                 refuse(-EINVAL, "not a sealable memfd");
             } else if (!(seals & F_SEAL_SHRINK)) {
                 refuse(-EINVAL, "memfd is not sealed against shrinking (F_SEAL_SHRINK)");
-            } else if (fstat(fd, &st) < 0 || length == 0 || offset > static_cast<std::uint64_t>(st.st_size) ||
+            } else if (fstat(fd, &st) < 0 || offset > static_cast<std::uint64_t>(st.st_size) ||
                        length > static_cast<std::uint64_t>(st.st_size) - offset) {
                 refuse(-EINVAL, "offset+length is outside the memfd");
-            } else if (access & ~std::uint64_t{VR_ACCESS_LOCAL_WRITE | VR_ACCESS_REMOTE_READ |
-                                                VR_ACCESS_REMOTE_WRITE | VR_ACCESS_REMOTE_ATOMIC}) {
-                refuse(-EINVAL, "unknown access bits");
-            } else if (f.regions.size() >= lim.regions) {
-                refuse(-ENOSPC, "limit: " + std::to_string(lim.regions) + " regions per frontend");
-            } else if (length > lim.registered_bytes - f.registered_bytes) {
-                refuse(-ENOSPC, "limit: " + std::to_string(lim.registered_bytes) + " registered bytes per frontend");
+            } else if (auto rc = check_reg(f, msg.arg[0], length, access, why)) {
+                refuse(rc, why);
             } else {
+                auto ep_it = f.endpoints.find(static_cast<std::uint16_t>(msg.arg[0]));
                 std::uint64_t start = offset / page_size() * page_size();
                 std::size_t map_len = offset + length - start;
                 void* p = mmap(nullptr, map_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, static_cast<off_t>(start));
@@ -456,13 +473,8 @@ bool daemon::control(frontend& f, const vr_ctl_msg& msg, int fd) {
             break;
         }
         case VR_CTL_DEREG: {
-            auto it = f.regions.find(static_cast<std::uint32_t>(msg.arg[0]));
-            if (msg.arg[0] > 0xffffffffu || it == f.regions.end()) {
-                refuse(-ENOENT, "not your region");
-                break;
-            }
-            f.registered_bytes -= it->second->mr.memory().size();
-            f.regions.erase(it);
+            std::string why;
+            if (auto rc = dereg(f, msg.arg[0], why)) refuse(rc, why);
             break;
         }
         case VR_CTL_LIMITS:
@@ -495,6 +507,137 @@ bool daemon::control(frontend& f, const vr_ctl_msg& msg, int fd) {
     if (records.empty()) return true;
     return ::send(f.sock, records.data(), records.size(), MSG_NOSIGNAL | MSG_DONTWAIT) ==
            static_cast<ssize_t>(records.size());
+}
+
+std::int32_t daemon::open_ep(frontend& f, std::uint64_t id, std::uint64_t weight, bool listen, std::string& why) {
+    const auto& lim = f.lim;
+    if (id > 0xffff) {
+        why = "endpoint id out of range";
+        return -EINVAL;
+    }
+    if (f.endpoints.size() >= lim.endpoints) {
+        why = "limit: " + std::to_string(lim.endpoints) + " endpoints per frontend";
+        return -ENOSPC;
+    }
+    std::uint64_t w = weight == 0 ? 1 : weight;
+    if (w > lim.max_weight) w = lim.max_weight;
+    auto asked = static_cast<std::uint32_t>(w);
+    if (f.admin_weight) w = f.admin_weight;
+    auto ep_id = static_cast<std::uint16_t>(id);
+    try {
+        auto ep = dev_.open_endpoint(ep_id, {.weight = static_cast<std::uint32_t>(w), .listen = listen});
+        f.endpoints.emplace(ep_id, std::move(ep));
+        f.ep_info[ep_id] = {asked, static_cast<std::uint32_t>(w), listen};
+    } catch (const error& e) {
+        std::uint8_t nak;
+        why = e.what();
+        return status_of(e.code(), nak);
+    }
+    return 0;
+}
+
+std::int32_t daemon::close_ep(frontend& f, std::uint64_t id, std::string& why) {
+    auto it = f.endpoints.find(static_cast<std::uint16_t>(id));
+    if (id > 0xffff || it == f.endpoints.end()) {
+        why = "not your endpoint";
+        return -ENOENT;
+    }
+    // Connections first: their engine ids die with the endpoint.
+    for (auto c = f.conns.begin(); c != f.conns.end();)
+        c = c->second.ep == it->first ? f.conns.erase(c) : std::next(c);
+    f.ep_info.erase(it->first);
+    f.endpoints.erase(it);  // its regions are deregistered by the engine
+    for (auto r = f.regions.begin(); r != f.regions.end();) {
+        if (r->second->ep == static_cast<std::uint16_t>(id)) {
+            f.registered_bytes -= r->second->mr.memory().size();
+            r = f.regions.erase(r);
+        } else {
+            ++r;
+        }
+    }
+    return 0;
+}
+
+std::int32_t daemon::check_reg(frontend& f, std::uint64_t ep, std::uint64_t length, std::uint64_t access,
+                               std::string& why) {
+    const auto& lim = f.lim;
+    if (ep > 0xffff || !f.endpoints.contains(static_cast<std::uint16_t>(ep))) {
+        why = "not your endpoint";
+        return -ENOENT;
+    }
+    if (length == 0) {
+        why = "empty region";
+        return -EINVAL;
+    }
+    if (access & ~std::uint64_t{VR_ACCESS_LOCAL_WRITE | VR_ACCESS_REMOTE_READ | VR_ACCESS_REMOTE_WRITE |
+                                VR_ACCESS_REMOTE_ATOMIC}) {
+        why = "unknown access bits";
+        return -EINVAL;
+    }
+    if (f.regions.size() >= lim.regions) {
+        why = "limit: " + std::to_string(lim.regions) + " regions per frontend";
+        return -ENOSPC;
+    }
+    if (length > lim.registered_bytes - std::min(f.registered_bytes, lim.registered_bytes)) {
+        why = "limit: " + std::to_string(lim.registered_bytes) + " registered bytes per frontend";
+        return -ENOSPC;
+    }
+    return 0;
+}
+
+std::int32_t daemon::dereg(frontend& f, std::uint64_t key, std::string& why) {
+    auto it = f.regions.find(static_cast<std::uint32_t>(key));
+    if (key > 0xffffffffu || it == f.regions.end()) {
+        why = "not your region";
+        return -ENOENT;
+    }
+    f.registered_bytes -= it->second->mr.memory().size();
+    f.regions.erase(it);  // deregistered (operations using it fail first), then unmapped
+    return 0;
+}
+
+std::int32_t daemon::guest_reg(frontend& f, const vr_ring_req& req, std::uint64_t& key) {
+    std::string why;
+    std::uint64_t len = req.operand, access = req.mask;
+    if (auto rc = check_reg(f, req.ep, len, access, why)) return rc;
+    if (req.loff >= VR_XEN_PAGE_SIZE || len > std::uint64_t{VR_XEN_MAX_REG_PAGES} * VR_XEN_PAGE_SIZE ||
+        req.swap != vr_xen_reg_pages(req.loff, len))
+        return -EINVAL;
+    auto pages = static_cast<std::uint32_t>(req.swap);
+    std::uint32_t nindex = vr_xen_index_pages(pages);
+    // Directory and index pages, read-only: copy the data pages' refs out.
+    std::uint32_t dir_ref = static_cast<std::uint32_t>(req.tag);
+    void* dir = f.port->map(&dir_ref, 1, false);
+    if (!dir) return errno ? -errno : -EFAULT;
+    std::vector<std::uint32_t> index(nindex);
+    std::memcpy(index.data(), dir, nindex * sizeof(std::uint32_t));
+    f.port->unmap(dir, 1);
+    void* idx = f.port->map(index.data(), nindex, false);
+    if (!idx) return errno ? -errno : -EFAULT;
+    std::vector<std::uint32_t> refs(pages);
+    std::memcpy(refs.data(), idx, pages * sizeof(std::uint32_t));
+    f.port->unmap(idx, nindex);
+    // Atomics write the target too (proto/responder.c): proto/xen.h.
+    bool writable = access & (VR_ACCESS_LOCAL_WRITE | VR_ACCESS_REMOTE_WRITE | VR_ACCESS_REMOTE_ATOMIC);
+    void* data = f.port->map(refs.data(), pages, writable);
+    if (!data) return errno ? -errno : -EFAULT;
+    auto entry = std::make_unique<frontend::region_entry>();
+    entry->map = data;
+    entry->map_len = std::size_t{pages} * VR_XEN_PAGE_SIZE;
+    entry->port = f.port;
+    entry->writable = writable;
+    entry->ep = req.ep;
+    try {
+        std::span<std::byte> memory(static_cast<std::byte*>(data) + req.loff, len);
+        entry->mr = f.endpoints.at(req.ep).register_memory(memory, static_cast<vmrdma::access>(access));
+    } catch (const error& e) {
+        std::uint8_t nak;
+        return status_of(e.code(), nak);  // entry unmaps
+    }
+    key = entry->mr.key();
+    f.registered_bytes += len;
+    f.regions[entry->mr.key()] = std::move(entry);
+    return 0;
 }
 
 void daemon::admin(frontend& self, const vr_ctl_msg& msg, vr_ctl_msg& reply, std::string& records) {
@@ -673,8 +816,15 @@ task<void> daemon::watch_ring(frontend& f) {
         drain_ring(f);
         if (f.dead) break;
         try {
-            co_await loop_.submit(
-                [&](io_uring_sqe* sqe) { io_uring_prep_read(sqe, f.req_efd, &counter, sizeof counter, 0); }, stop);
+            if (f.port) {  // a Xen guest: its event channel
+                co_await loop_.submit(
+                    [&](io_uring_sqe* sqe) { io_uring_prep_poll_add(sqe, f.port->doorbell_fd(), POLLIN); }, stop);
+                f.port->doorbell_ack();
+            } else {
+                co_await loop_.submit(
+                    [&](io_uring_sqe* sqe) { io_uring_prep_read(sqe, f.req_efd, &counter, sizeof counter, 0); },
+                    stop);
+            }
         } catch (const error&) {
             break;
         }
@@ -712,9 +862,14 @@ void daemon::drain_ring(frontend& f) {
 void daemon::violation(frontend& f, const char* what) {
     ++stats_.violations;
     ++f.violations;
-    std::fprintf(stderr, "vmrdmad: frontend on fd %d broke the ring protocol (%s): disconnected\n", f.sock, what);
+    if (f.port)
+        std::fprintf(stderr, "vmrdmad: Xen guest dom%d broke the ring protocol (%s): disconnected\n",
+                     static_cast<int>(-f.pid), what);
+    else
+        std::fprintf(stderr, "vmrdmad: frontend on fd %d broke the ring protocol (%s): disconnected\n", f.sock, what);
     f.dead = true;
-    ::shutdown(f.sock, SHUT_RDWR);  // serve_frontend sees the end and cleans up
+    if (f.port) f.ended.request_stop();  // serve_guest sees the end and cleans up
+    else ::shutdown(f.sock, SHUT_RDWR);  // serve_frontend sees the end and cleans up
 }
 
 void daemon::respond(frontend& f, const vr_ring_rsp& rsp) {
@@ -726,8 +881,12 @@ void daemon::respond(frontend& f, const vr_ring_rsp& rsp) {
     ++f.rsp_prod_pvt;
     ++stats_.responses;
     if (vr_ring_push(&f.shared->rsp_prod, &f.shared->rsp_event, f.rsp_prod_pvt)) {
-        std::uint64_t one = 1;
-        [[maybe_unused]] auto n = ::write(f.rsp_efd, &one, sizeof one);
+        if (f.port) {
+            f.port->notify();
+        } else {
+            std::uint64_t one = 1;
+            [[maybe_unused]] auto n = ::write(f.rsp_efd, &one, sizeof one);
+        }
     }
 }
 
@@ -750,6 +909,8 @@ task<void> daemon::run_op(frontend& f, vr_ring_req req) {
     auto region_of = [&](std::uint16_t ep) -> vmrdma::region& {
         auto it = f.regions.find(req.lkey);
         if (it == f.regions.end() || it->second->ep != ep) reject(-EACCES);  // not its region: bad key
+        // Granted read-only (no LOCAL_WRITE): nothing may land in it.
+        if (!it->second->writable && (req.opcode == VR_RING_READ || req.opcode == VR_RING_RECV)) reject(-EPERM);
         return it->second->mr;
     };
     auto endpoint_of = [&]() -> vmrdma::endpoint& {
@@ -834,6 +995,26 @@ task<void> daemon::run_op(frontend& f, vr_ring_req req) {
             conn_of();
             f.conns.erase(req.conn);  // outstanding operations fail with cancelled
             break;
+        // Control on the ring: Xen guests only (a socket frontend uses VR_CTL_*).
+        case VR_RING_OPEN_EP:
+        case VR_RING_CLOSE_EP:
+        case VR_RING_REG:
+        case VR_RING_DEREG: {
+            if (!f.port) reject(-EINVAL);
+            std::string why;
+            if (req.opcode == VR_RING_OPEN_EP)
+                rsp.status = open_ep(f, req.ep, req.operand, req.mask & 1, why);
+            else if (req.opcode == VR_RING_CLOSE_EP)
+                rsp.status = close_ep(f, req.ep, why);
+            else if (req.opcode == VR_RING_REG)
+                rsp.status = guest_reg(f, req, rsp.value);
+            else
+                rsp.status = dereg(f, req.lkey, why);
+            if (rsp.status != 0 && std::getenv("VMRDMAD_DEBUG"))
+                std::fprintf(stderr, "vmrdmad: dom%d: control op %u failed: %d %s\n", static_cast<int>(-f.pid),
+                             unsigned(req.opcode), rsp.status, why.c_str());
+            break;
+        }
         default: reject(-EINVAL);
         }
     } catch (const rejection& r) {

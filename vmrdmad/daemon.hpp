@@ -73,6 +73,29 @@ struct stats {
     std::atomic<std::uint64_t> drained{0};      // requests answered -ESHUTDOWN while stopping
 };
 
+// One Xen guest as the daemon sees it (vmrdmad/xen_backend.hpp implements
+// it with libxenevtchn and libxengnttab; tests can fake it): the calls that
+// need Xen, so the request handling stays the daemon's own.
+class guest_port {
+public:
+    virtual ~guest_port() = default;
+    // Readable when the guest kicked its event channel.
+    virtual int doorbell_fd() const = 0;
+    // Takes the pending event and unmasks the channel (before draining).
+    virtual void doorbell_ack() = 0;
+    // Responses are in the ring.
+    virtual void notify() = 0;
+    // Maps `count` of the guest's grant refs as one contiguous range;
+    // nullptr with errno set on failure.
+    virtual void* map(const std::uint32_t* refs, std::uint32_t count, bool writable) = 0;
+    virtual void unmap(void* addr, std::uint32_t count) = 0;
+};
+
+struct guest_params {
+    std::uint32_t domid = 0;
+    std::uint32_t admin_weight = 0;  // the backend node's "weight" (0: the guest's own)
+};
+
 class daemon {
 public:
     // Binds and listens on options.socket_path (an existing socket file there
@@ -90,6 +113,17 @@ public:
     vmrdma::task<void> serve(std::stop_token stop);
     const stats& counters() const noexcept { return stats_; }
 
+    // Serves one Xen guest (docs/xen.md) as a frontend: `ring` is its shared
+    // ring (proto/ring.h, `size` entries), already mapped and its header
+    // checked by the caller, which keeps it and `port` mapped until this
+    // returns. The control requests (VR_RING_OPEN_EP/CLOSE_EP/REG/DEREG)
+    // arrive on the ring. Runs until `end` fires, the guest breaks the ring
+    // protocol or the daemon stops; returns once everything the guest had is
+    // closed, deregistered and unmapped; true if it broke the protocol.
+    vmrdma::task<bool> serve_guest(guest_port& port, void* ring, std::uint32_t size, guest_params params,
+                                   std::stop_token end);
+    const options& settings() const noexcept { return opts_; }
+
 private:
     struct frontend;
     vmrdma::task<void> serve_frontend(int fd);
@@ -102,6 +136,15 @@ private:
     vmrdma::task<void> cleanup(frontend& f);
     void drain_ring(frontend& f);
     void respond(frontend& f, const vr_ring_rsp& rsp);
+    // What the socket's VR_CTL_* and the Xen ring's VR_RING_* control
+    // requests share: 0 or a negative errno, with the reason in `why`.
+    std::int32_t open_ep(frontend& f, std::uint64_t id, std::uint64_t weight, bool listen, std::string& why);
+    std::int32_t close_ep(frontend& f, std::uint64_t id, std::string& why);
+    std::int32_t check_reg(frontend& f, std::uint64_t ep, std::uint64_t length, std::uint64_t access,
+                           std::string& why);
+    std::int32_t dereg(frontend& f, std::uint64_t key, std::string& why);
+    // VR_RING_REG on a guest's ring: maps the granted pages and registers them.
+    std::int32_t guest_reg(frontend& f, const vr_ring_req& req, std::uint64_t& key);
     void violation(frontend& f, const char* what);
     // Returns false when the frontend must be dropped.
     bool control(frontend& f, const vr_ctl_msg& msg, int fd);
