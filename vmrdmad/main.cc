@@ -1,5 +1,6 @@
-// vmrdmad --device eth:IFNAME [--socket PATH] [limits]: the user-space driver
-// domain (docs/split-driver.md). Runs until SIGINT or SIGTERM.
+// vmrdmad --device eth:IFNAME [--socket PATH] [--xen] [limits]: the user-space
+// driver domain (docs/split-driver.md); with --xen also the Xen backend of
+// frontend_kmod guests (docs/xen.md). Runs until SIGINT or SIGTERM.
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -10,8 +11,11 @@
 #include <stdexcept>
 #include <string>
 
+#include <memory>
+
 #include "daemon.hpp"
 #include "vmrdma/runtime.hpp"
+#include "xen_backend.hpp"
 
 namespace {
 
@@ -20,12 +24,16 @@ void usage() {
                  "usage: vmrdmad --device eth:IFNAME [--socket PATH (default /run/vmrdma.sock)]\n"
                  "               [--max-endpoints N] [--max-regions N] [--max-bytes N]\n"
                  "               [--max-ring N] [--max-weight N] [--drain-timeout-ms N (default 5000)]\n"
-                 "               [--inflight-bytes N (default 4194304; 0: DRR only)]\n"
+                 "               [--inflight-bytes N (default 4194304; 0: DRR only)] [--xen]\n"
+                 "--xen: also be the Xen backend (in dom0, instead of backend_kmod): serve the\n"
+                 "guests' frontend_kmod through libxengnttab/libxenevtchn, with the same limits,\n"
+                 "weights and admission as socket frontends (docs/xen.md).\n"
                  "SIGTERM or SIGINT: stop accepting, finish what is in flight (new requests get\n"
                  "ESHUTDOWN), disconnect the frontends, exit 0. Administration: vmrdmactl.\n");
 }
 
-vmrdma::task<void> run(vmrdma::event_loop& loop, vmrdmad::daemon& d, int sigfd) {
+vmrdma::task<void> run(vmrdma::event_loop& loop, vmrdmad::daemon& d, int sigfd, vmrdmad::xen_backend* xen,
+                       vmrdma::device& dev) {
     std::stop_source stop;
     vmrdma::async_scope scope;
     scope.spawn([](vmrdma::event_loop& l, int fd, std::stop_source& s) -> vmrdma::task<void> {
@@ -37,8 +45,11 @@ vmrdma::task<void> run(vmrdma::event_loop& loop, vmrdmad::daemon& d, int sigfd) 
         }
         s.request_stop();
     }(loop, sigfd, stop));
-    co_await d.serve(stop.get_token());
+    std::stop_source xen_stop;
+    if (xen) scope.spawn(xen->run(d, dev, xen_stop.get_token()));
+    co_await d.serve(stop.get_token());  // drains the guests too: they are its frontends
     stop.request_stop();
+    xen_stop.request_stop();
     co_await scope.join();
 }
 
@@ -47,6 +58,7 @@ vmrdma::task<void> run(vmrdma::event_loop& loop, vmrdmad::daemon& d, int sigfd) 
 int main(int argc, char** argv) {
     std::string device_uri;
     vmrdmad::options opts;
+    bool xen_mode = false;
     try {
         for (int i = 1; i < argc; ++i) {
             std::string a = argv[i];
@@ -75,6 +87,8 @@ int main(int argc, char** argv) {
                 opts.inflight_bytes = std::stoull(value());
             else if (a == "--drain-timeout-ms")
                 opts.drain_timeout = std::chrono::milliseconds(std::stoul(value()));
+            else if (a == "--xen")
+                xen_mode = true;
             else if (a == "--help" || a == "-h") {
                 usage();
                 return 0;
@@ -100,11 +114,14 @@ int main(int argc, char** argv) {
     int sigfd = signalfd(-1, &mask, SFD_CLOEXEC);
     try {
             vmrdma::event_loop loop;
+            std::unique_ptr<vmrdmad::xen_backend> xen;
+            if (xen_mode) xen = std::make_unique<vmrdmad::xen_backend>(loop);  // no Xen: fail first
             auto dev = vmrdma::device::open(loop, device_uri);
             vmrdmad::daemon d(loop, *dev, opts);
-            std::fprintf(stderr, "vmrdmad: serving %s on %s (MAC %s, MTU %u)\n", device_uri.c_str(),
-                         opts.socket_path.c_str(), dev->mac().to_string().c_str(), dev->mtu());
-            loop.run(run(loop, d, sigfd));
+            std::fprintf(stderr, "vmrdmad: serving %s on %s%s (MAC %s, MTU %u)\n", device_uri.c_str(),
+                         opts.socket_path.c_str(), xen ? " and Xen guests" : "", dev->mac().to_string().c_str(),
+                         dev->mtu());
+            loop.run(run(loop, d, sigfd, xen.get(), *dev));
             const auto& c = d.counters();
             std::fprintf(stderr,
                          "vmrdmad: stopped; frontends %llu, requests %llu (%llu refused while draining), "
