@@ -9,7 +9,11 @@
 #      off; the backend must let go of it;
 #   3. guest "b": an endless transfer, destroyed from dom0 mid-way; the
 #      backend must clean up (grants unmapped, domain gone), dom0 healthy;
-#   4. unload the backend; no WARNING/BUG/Oops in dom0's log.
+#   4. unload the backend;
+#   5. guest "c": guest a's transfer again, with vmrdmad --xen (the
+#      user-space daemon) as the backend instead of backend_kmod; it must let
+#      go of the guest after poweroff and exit 0 on SIGTERM;
+#   no WARNING/BUG/Oops in dom0's log.
 # VMRDMA_XEN_STAGE=boot only boots an empty guest (checks the toolchain).
 # Markers: "vmrdma-xen: ..." lines; the last is "vmrdma-xen: RESULT: PASS"
 # or "vmrdma-xen: RESULT: FAIL (reasons)".
@@ -159,4 +163,38 @@ kill "$serve_pid" 2>/dev/null
 wait "$serve_pid" 2>/dev/null
 rmmod vmrdma_back || fail "rmmod vmrdma_back"
 dmesg | grep vmrdma | sed 's/^/vmrdma-xen: | /'
+
+step "guest c: the same transfer served by vmrdmad --xen"
+# veth0 is free again: the user-space daemon is the backend now, the guest
+# (frontend_kmod) unchanged.  A fresh peer, since the first one is gone.
+/vmrdma-check serve --device eth:veth1 --ep 1 --size 1M >/tmp/serve2.log 2>&1 &
+serve_pid=$!
+/vmrdmad --device eth:veth0 --xen >/tmp/vmrdmad.log 2>&1 &
+vmrdmad_pid=$!
+wait_for 20 grep -q '^READY' /tmp/serve2.log || fail "the second peer did not get ready"
+wait_for 20 grep -q 'Xen backend: serving' /tmp/vmrdmad.log || fail "vmrdmad --xen did not start"
+if [ -z "$fails" ]; then
+    ready=$(grep '^READY' /tmp/serve2.log)
+    job="VMRDMA_PEER=$(field mac) VMRDMA_PEER_EP=$(field ep) VMRDMA_RKEY=$(field rkey) VMRDMA_SIZE=$(field size)"
+    if make_guest c "VMRDMA_MODE=verify $job"; then
+        c=$domid
+        /vmrdma-xen-attach attach "$c" | sed 's/^/vmrdma-xen: /'
+        xl unpause c
+        wait_for 240 log_has c "RESULT:" || fail "guest c printed no result in 240 s"
+        show_guest c
+        log_has c "RESULT: PASS" || fail "guest c: transfer through vmrdmad --xen not verified"
+        wait_for 30 domain_gone c || fail "guest c still exists 30 s after powering off (grants held by vmrdmad?)"
+        wait_for 10 grep -q "dom$c gone" /tmp/vmrdmad.log || fail "vmrdmad did not tear dom$c down"
+        /vmrdma-xen-attach detach "$c" --wait 0 >/dev/null 2>&1
+    else
+        fail "xl create c"
+    fi
+fi
+kill -TERM "$vmrdmad_pid" 2>/dev/null
+wait "$vmrdmad_pid"
+vrc=$?
+sed 's/^/vmrdma-xen: [vmrdmad] /' /tmp/vmrdmad.log
+[ "$vrc" = 0 ] || fail "vmrdmad --xen exited $vrc after SIGTERM"
+kill "$serve_pid" 2>/dev/null
+wait "$serve_pid" 2>/dev/null
 finish

@@ -116,15 +116,16 @@ if [ "$stage" = full ]; then
         { cat "$work/front.log"; exit 1; }
     echo "   vmrdma_back.ko, vmrdma_front.ko built against $VR_KMOD_PKG (W=1, no warnings)"
     if ! (cd "$root" && bazel build --config=release --noshow_progress --ui_event_filters=-info \
-        //examples:vmrdma-check //tools/xen_attach:vmrdma-xen-attach) >"$work/bazel.log" 2>&1; then
+        //examples:vmrdma-check //tools/xen_attach:vmrdma-xen-attach //vmrdmad:vmrdmad) >"$work/bazel.log" 2>&1; then
         cat "$work/bazel.log"
-        echo "$tag: FAILED (bazel build of vmrdma-check and vmrdma-xen-attach)"
+        echo "$tag: FAILED (bazel build of vmrdma-check, vmrdma-xen-attach and vmrdmad)"
         exit 1
     fi
     bin=$(cd "$root" && bazel info --config=release bazel-bin 2>/dev/null)
     check=$bin/examples/vmrdma-check
     attach=$bin/tools/xen_attach/vmrdma-xen-attach
-    echo "   vmrdma-check, vmrdma-xen-attach (bazel --config=release)"
+    vmrdmad=$bin/vmrdmad/vmrdmad
+    echo "   vmrdma-check, vmrdma-xen-attach, vmrdmad (bazel --config=release)"
 fi
 
 # add_binary ROOT FILE [DEST]: copies FILE and its shared-library closure.
@@ -176,6 +177,7 @@ if [ "$stage" = full ]; then
     cp "$work/back/vmrdma_back.ko" "$dom0/"
     add_binary "$dom0" "$check" /vmrdma-check
     add_binary "$dom0" "$attach" /vmrdma-xen-attach
+    add_binary "$dom0" "$vmrdmad" /vmrdmad
 fi
 pack "$dom0" "$work/dom0.gz" || { echo "$tag: FAILED (dom0 initramfs)"; exit 1; }
 echo "   initramfs: dom0 $(($(stat -c %s "$work/dom0.gz") / 1048576)) MiB (toolstack, guest kernel and initramfs inside)"
