@@ -302,10 +302,10 @@ static int __init vb_init(void)
 	rc = vb_engine_init(dev);
 	if (rc)
 		goto err_wq;
-	rc = vb_net_attach(dev); /* owns the device reference from here */
+	rc = vb_net_attach(dev); /* owns the device reference from here, even on failure */
 	if (rc) {
 		pr_err(VB_NAME ": cannot watch %s: %d\n", netdev, rc);
-		goto err_eng;
+		goto err_eng_nodev;
 	}
 
 	vb_proc = proc_create_single("vmrdma_back", 0444, NULL, vb_proc_show);
@@ -331,9 +331,12 @@ err_pack:
 	kvfree(vb.eng_mem);
 	destroy_workqueue(vb.wq);
 	return rc;
-err_eng:
+err_eng_nodev:
+	/* vb_net_attach's failure path has dropped the device reference. */
 	vb_engine_stop();
 	kvfree(vb.eng_mem);
+	destroy_workqueue(vb.wq);
+	return rc;
 err_wq:
 	destroy_workqueue(vb.wq);
 err_dev:
