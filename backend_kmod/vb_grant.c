@@ -114,6 +114,7 @@ static int vb_read_refs(domid_t domid, u32 ref, u32 n, u32 *out)
 		return -ENOMEM;
 	addr = (unsigned long)page_address(page);
 	gnttab_set_map_op(&map, addr, GNTMAP_host_map | GNTMAP_readonly, ref, domid);
+	map.status = GNTST_general_error; /* Xen writes it only if the hypercall runs */
 	rc = gnttab_map_refs(&map, NULL, &page, 1);
 	if (map.status != GNTST_okay) {
 		gnttab_free_pages(1, &page);
@@ -125,7 +126,8 @@ static int vb_read_refs(domid_t domid, u32 ref, u32 n, u32 *out)
 			out[i] = le32_to_cpu(READ_ONCE(src[i]));
 	}
 	gnttab_set_unmap_op(&unmap, addr, GNTMAP_host_map, map.handle);
-	if (gnttab_unmap_refs(&unmap, NULL, &page, 1)) {
+	unmap.status = GNTST_general_error;
+	if (gnttab_unmap_refs(&unmap, NULL, &page, 1) || unmap.status != GNTST_okay) {
 		pr_err(VB_NAME ": dom%u: cannot unmap a registration index page: leaking it\n",
 		       domid);
 		return -EFAULT;
@@ -155,51 +157,55 @@ static int vb_read_all_refs(domid_t domid, u32 dir_ref, u32 npages, u32 *refs)
 	return rc;
 }
 
-/* Unmap every mapped data page; false if Xen refused (pages stay mapped). */
+/*
+ * Unmap every mapped data page; false if Xen refused any (those pages stay
+ * mapped).  Each page Xen did unmap forgets its handle at once, so a retry
+ * (a zombie at unload) only asks for the ones still mapped.
+ */
 static bool vb_unmap_data(struct vb_region *r)
 {
 	struct gnttab_unmap_grant_ref *ops;
 	struct page **pages;
-	u32 i, n = 0;
+	u32 *idx, i, j, n = 0;
 	bool ok = true;
 
 	if (!r->nmapped)
 		return true;
 	ops = kcalloc(VB_MAP_BATCH, sizeof(*ops), GFP_KERNEL);
 	pages = kcalloc(VB_MAP_BATCH, sizeof(*pages), GFP_KERNEL);
-	if (!ops || !pages) {
-		kfree(ops);
-		kfree(pages);
-		return false;
+	idx = kcalloc(VB_MAP_BATCH, sizeof(*idx), GFP_KERNEL);
+	if (!ops || !pages || !idx) {
+		ok = false;
+		goto out;
 	}
 	for (i = 0; i <= r->npages; i++) {
 		if (i < r->npages && r->handles[i] != VB_INVALID_HANDLE) {
 			gnttab_set_unmap_op(&ops[n], (unsigned long)page_address(r->pages[i]),
 					    GNTMAP_host_map, r->handles[i]);
-			pages[n++] = r->pages[i];
+			ops[n].status = GNTST_general_error;
+			pages[n] = r->pages[i];
+			idx[n++] = i;
 		}
 		if (n && (n == VB_MAP_BATCH || i == r->npages)) {
-			if (gnttab_unmap_refs(ops, NULL, pages, n)) {
+			if (gnttab_unmap_refs(ops, NULL, pages, n))
 				ok = false;
-			} else {
-				u32 j;
-
-				for (j = 0; j < n; j++)
-					if (ops[j].status != GNTST_okay)
-						ok = false;
+			for (j = 0; j < n; j++) {
+				if (ops[j].status != GNTST_okay) {
+					ok = false;
+					continue;
+				}
+				r->handles[idx[j]] = VB_INVALID_HANDLE;
+				r->nmapped--;
+				atomic_long_dec(&vb.mapped_pages);
 			}
 			n = 0;
 		}
 	}
-	if (ok) {
-		atomic_long_sub(r->nmapped, &vb.mapped_pages);
-		for (i = 0; i < r->npages; i++)
-			r->handles[i] = VB_INVALID_HANDLE;
-		r->nmapped = 0;
-	}
+out:
 	kfree(ops);
 	kfree(pages);
-	return ok;
+	kfree(idx);
+	return ok && !r->nmapped;
 }
 
 static int vb_map_data(struct vb_region *r, const u32 *refs)
@@ -216,10 +222,13 @@ static int vb_map_data(struct vb_region *r, const u32 *refs)
 		int hrc;
 
 		n = min(VB_MAP_BATCH, r->npages - base);
-		for (j = 0; j < n; j++)
+		for (j = 0; j < n; j++) {
 			gnttab_set_map_op(&ops[j],
 					  (unsigned long)page_address(r->pages[base + j]),
 					  flags, refs[base + j], r->domid);
+			/* not kcalloc's 0 (GNTST_okay) if the hypercall never runs */
+			ops[j].status = GNTST_general_error;
+		}
 		hrc = gnttab_map_refs(ops, NULL, &r->pages[base], n);
 		for (j = 0; j < n; j++) {
 			if (ops[j].status == GNTST_okay) {
