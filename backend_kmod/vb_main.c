@@ -224,15 +224,20 @@ static int vb_engine_init(struct net_device *dev)
 	return 0;
 }
 
-/* Waits (bounded) for every zero-copy skb to come back, then frees zombies. */
+/*
+ * Waits for every zero-copy skb to come back, then frees zombies.  The wait
+ * is not bounded: each such skb calls vb_zc_callback, which is this
+ * module's text, so unloading before the last one returns would oops the
+ * kernel later (vhost_net waits the same way).
+ */
 static void vb_drain_zerocopy(void)
 {
 	struct vb_region *r, *tmp;
 	LIST_HEAD(z);
 
-	if (!wait_event_timeout(vb.zc_wq, atomic_read(&vb.zc_inflight) == 0, 60 * HZ))
-		pr_err(VB_NAME ": %d zero-copy skb(s) still in the stack after 60 s\n",
-		       atomic_read(&vb.zc_inflight));
+	while (!wait_event_timeout(vb.zc_wq, atomic_read(&vb.zc_inflight) == 0, 60 * HZ))
+		pr_warn(VB_NAME ": %d zero-copy skb(s) still in the network stack: unload waits for them\n",
+			atomic_read(&vb.zc_inflight));
 	spin_lock_bh(&vb.lock);
 	list_splice_init(&vb.zombies, &z);
 	spin_unlock_bh(&vb.lock);
