@@ -196,7 +196,7 @@ void vb_net_detach(void);
 extern const struct vr_mem_ops vb_mem_ops;
 int vb_region_map(domid_t domid, u32 dir_ref, u32 npages, u32 first_off, u64 len,
 		  bool writable, struct vb_region **out);
-int vb_region_release(struct vb_region *r);
+int vb_region_release(struct vb_region *r, unsigned long deadline);
 void vb_regions_release(struct list_head *list, u32 *nregions, u32 *npages);
 
 /* vb_ring.c */

@@ -324,17 +324,14 @@ static bool vb_pages_idle(const struct vb_region *r)
 /*
  * The engine no longer knows the region (vr_dereg_mr or vr_ep_close ran):
  * wait until no skb holds its pages, unmap and free it.  Returns -EBUSY if
- * the stack held on longer than VB_RELEASE_MS: the region then stays
+ * the stack still held on at deadline (jiffies): the region then stays
  * mapped (never unmapped under the stack) and the caller parks it.
  */
-int vb_region_release(struct vb_region *r)
+int vb_region_release(struct vb_region *r, unsigned long deadline)
 {
-	unsigned long deadline = jiffies + msecs_to_jiffies(VB_RELEASE_MS);
-	long left;
+	long left = time_after(deadline, jiffies) ? (long)(deadline - jiffies) : 0;
 
-	left = wait_event_timeout(vb.zc_wq, refcount_read(&r->refs) == 1,
-				  msecs_to_jiffies(VB_RELEASE_MS));
-	if (!left)
+	if (!wait_event_timeout(vb.zc_wq, refcount_read(&r->refs) == 1, left))
 		return -EBUSY;
 	/* skb_release_data runs our callback before it drops the frag refs. */
 	while (!vb_pages_idle(r)) {
@@ -348,16 +345,21 @@ int vb_region_release(struct vb_region *r)
 	return 0;
 }
 
-/* Release every region on list (taken off the engine and the frontend). */
+/*
+ * Release every region on list (taken off the engine and the frontend).
+ * The regions share one VB_RELEASE_MS budget: teardown runs in the xenwatch
+ * thread, which must not stall for VB_RELEASE_MS per region.
+ */
 void vb_regions_release(struct list_head *list, u32 *nregions, u32 *npages)
 {
+	unsigned long deadline = jiffies + msecs_to_jiffies(VB_RELEASE_MS);
 	struct vb_region *r, *tmp;
 
 	list_for_each_entry_safe(r, tmp, list, node) {
 		u32 pages = r->npages;
 
 		list_del_init(&r->node);
-		if (vb_region_release(r)) {
+		if (vb_region_release(r, deadline)) {
 			pr_warn(VB_NAME ": dom%u: region of %u pages still held by the network stack after %u ms: left mapped\n",
 				r->domid, pages, VB_RELEASE_MS);
 			spin_lock_bh(&vb.lock);

@@ -243,7 +243,7 @@ static void vb_drain_zerocopy(void)
 	spin_unlock_bh(&vb.lock);
 	list_for_each_entry_safe(r, tmp, &z, node) {
 		list_del_init(&r->node);
-		if (vb_region_release(r))
+		if (vb_region_release(r, jiffies + msecs_to_jiffies(VB_RELEASE_MS)))
 			pr_err(VB_NAME ": leaving a region of dom%u (%u pages) mapped\n",
 			       r->domid, r->npages);
 	}
