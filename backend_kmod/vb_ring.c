@@ -142,14 +142,22 @@ static void vb_op_fail(struct vb_fe *fe, u32 slot, int status)
 static u32 vb_expected_wc(u8 opcode)
 {
 	switch (opcode) {
-	case VR_RING_WRITE: return VR_WC_WRITE;
-	case VR_RING_READ: return VR_WC_READ;
-	case VR_RING_SEND: return VR_WC_SEND;
-	case VR_RING_RECV: return VR_WC_RECV;
-	case VR_RING_FADD: return VR_WC_FADD;
-	case VR_RING_CSWAP: return VR_WC_CSWAP;
-	case VR_RING_CONNECT: return VR_WC_CONNECT;
-	default: return 0;
+	case VR_RING_WRITE:
+		return VR_WC_WRITE;
+	case VR_RING_READ:
+		return VR_WC_READ;
+	case VR_RING_SEND:
+		return VR_WC_SEND;
+	case VR_RING_RECV:
+		return VR_WC_RECV;
+	case VR_RING_FADD:
+		return VR_WC_FADD;
+	case VR_RING_CSWAP:
+		return VR_WC_CSWAP;
+	case VR_RING_CONNECT:
+		return VR_WC_CONNECT;
+	default:
+		return 0;
 	}
 }
 
