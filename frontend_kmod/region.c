@@ -6,8 +6,11 @@
  * the pages.
  */
 #include "vmrdma_front.h"
+#include <linux/capability.h>
 #include <linux/mm.h>
 #include <linux/sched.h>
+#include <linux/sched/mm.h>
+#include <linux/sched/signal.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
 #include <xen/page.h>
@@ -43,6 +46,10 @@ static void vrf_region_free(struct vrf_region *r)
 	}
 	if (r->npinned)
 		unpin_user_pages_dirty_lock(r->pages, r->npinned, r->writable);
+	if (r->mm) {
+		atomic64_sub(r->naccounted, &r->mm->pinned_vm);
+		mmdrop(r->mm);
+	}
 	kvfree(r->refs);
 	kvfree(r->pages);
 	kfree(r);
@@ -70,6 +77,27 @@ int vrf_region_drop(struct vrf_file *f, struct vrf_region *r, bool tell_backend)
 	}
 	vrf_region_free(r);
 	return ret;
+}
+
+/*
+ * Long-term pins count against RLIMIT_MEMLOCK in the caller's
+ * mm->pinned_vm, as RDMA's ib_umem does: /dev/vmrdma is open to every user.
+ */
+static int vrf_account(struct vrf_region *r, u32 npages)
+{
+	unsigned long limit = rlimit(RLIMIT_MEMLOCK) >> PAGE_SHIFT;
+	struct mm_struct *mm = current->mm;
+	s64 pinned;
+
+	pinned = atomic64_add_return(npages, &mm->pinned_vm);
+	if ((u64)pinned > limit && !capable(CAP_IPC_LOCK)) {
+		atomic64_sub(npages, &mm->pinned_vm);
+		return -ENOMEM;
+	}
+	mmgrab(mm);
+	r->mm = mm;
+	r->naccounted = npages;
+	return 0;
 }
 
 /* Pin [addr, addr + npages pages), writable if asked. */
@@ -260,6 +288,12 @@ void vrf_ctl_reg(struct vrf_file *f, const struct vr_ctl_msg *msg, struct vr_ctl
 	if (!r->pages || !r->refs) {
 		vrf_region_free(r);
 		vrf_refuse(reply, -ENOMEM, "out of memory");
+		return;
+	}
+	err = vrf_account(r, npages);
+	if (err) {
+		vrf_refuse(reply, err, "RLIMIT_MEMLOCK: too many pinned pages");
+		vrf_region_free(r);
 		return;
 	}
 	err = vrf_pin(r, (unsigned long)(addr - loff), npages);

@@ -119,6 +119,8 @@ struct vrf_region {
 	bool writable;
 	u64 len;
 	u32 npinned;          /* pages[0..npinned) are pinned */
+	u32 naccounted;       /* pages counted in mm->pinned_vm */
+	struct mm_struct *mm; /* whose pinned_vm (mmgrab'd), or NULL */
 	u32 ngranted;         /* refs[0..ngranted) are granted */
 	struct page **pages;
 	grant_ref_t *refs;
