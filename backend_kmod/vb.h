@@ -104,7 +104,7 @@ struct vb_fe {
 	domid_t domid;
 
 	/* limits, copied at probe */
-	u32 max_eps, max_regs, max_weight, admin_weight;
+	u32 max_eps, max_regs, max_conns, max_weight, admin_weight;
 	u64 max_bytes;
 
 	/* ring (mapped while ring_va != NULL) */
@@ -177,7 +177,7 @@ struct vb_state {
 };
 
 extern struct vb_state vb;
-extern unsigned int vb_max_endpoints, vb_max_regions, vb_max_weight;
+extern unsigned int vb_max_endpoints, vb_max_regions, vb_max_conns, vb_max_weight;
 extern unsigned long long vb_max_bytes;
 
 /* vb_main.c */

@@ -29,6 +29,10 @@ unsigned int vb_max_endpoints = 16;
 module_param_named(max_endpoints, vb_max_endpoints, uint, 0644);
 MODULE_PARM_DESC(max_endpoints, "endpoints per frontend (default 16)");
 
+unsigned int vb_max_conns = 32;
+module_param_named(max_conns, vb_max_conns, uint, 0644);
+MODULE_PARM_DESC(max_conns, "connections per frontend, open or opening (default 32)");
+
 unsigned int vb_max_regions = 64;
 module_param_named(max_regions, vb_max_regions, uint, 0644);
 MODULE_PARM_DESC(max_regions, "registered regions per frontend (default 64)");

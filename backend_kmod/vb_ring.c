@@ -51,6 +51,21 @@ static struct vb_conn *vb_conn_of(struct vb_fe *fe, u32 id)
 	return NULL;
 }
 
+/*
+ * Connections a frontend holds or is opening: its share of the engine's
+ * connection table, capped by max_conns so one guest cannot take them all.
+ */
+static u32 vb_conns_held(const struct vb_fe *fe)
+{
+	u32 i, n = 0;
+
+	for (i = 0; i < VB_ENG_CONNS; i++)
+		n += fe->conns[i].used;
+	for (i = 0; i < fe->size; i++)
+		n += fe->ops[i].opcode == VR_RING_CONNECT;
+	return n;
+}
+
 static struct vb_region *vb_region_of(struct vb_fe *fe, u32 key)
 {
 	struct vb_region *r;
@@ -212,6 +227,8 @@ int vb_accept(void *ctx, u16 ep, const u8 peer_mac[6], u16 peer_ep)
 		return -ECONNREFUSED;
 	if (!e->accepts && e->nbacklog >= VB_BACKLOG)
 		return -ENOBUFS;
+	if (vb_conns_held(fe) + e->nbacklog >= fe->max_conns)
+		return -ENOBUFS;
 	return 0;
 }
 
@@ -362,6 +379,11 @@ static int vb_post(struct vb_fe *fe, const struct vr_ring_req *req, struct vr_ri
 				  req->mask, VB_COOKIE(fe, slot));
 		break;
 	default: /* VR_RING_CONNECT */
+		/* This request's slot already counts as one being opened. */
+		if (vb_conns_held(fe) > fe->max_conns) {
+			rc = -ENOSPC;
+			break;
+		}
 		/* The handle is answered with the completion. */
 		rc = vr_connect(vb.eng, req->ep, req->peer_mac, req->peer_ep,
 				VB_COOKIE(fe, slot), &conn);

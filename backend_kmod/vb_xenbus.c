@@ -229,6 +229,7 @@ static int vb_probe(struct xenbus_device *dev, const struct xenbus_device_id *id
 	fe->domid = dev->otherend_id;
 	fe->max_eps = min_t(u32, vb_max_endpoints, VB_ENG_ENDPOINTS);
 	fe->max_regs = vb_max_regions;
+	fe->max_conns = clamp_t(u32, vb_max_conns, 1, VB_ENG_CONNS);
 	fe->max_bytes = vb_max_bytes;
 	fe->max_weight = clamp_t(u32, vb_max_weight, 1, 1024);
 	fe->eps = kcalloc(max_t(u32, fe->max_eps, 1), sizeof(*fe->eps), GFP_KERNEL);
