@@ -231,6 +231,11 @@ void xen_backend::connect(guest& g) {
         fatal(g, EINVAL, "bad ring: size " + std::to_string(size) + " in " + std::to_string(npages) + " page(s)");
         return;
     }
+    if (size > daemon_->settings().per_frontend.max_ring_size) {
+        fatal(g, ENOSPC, "ring of " + std::to_string(size) + " entries is over the limit of " +
+                             std::to_string(daemon_->settings().per_frontend.max_ring_size) + " (--max-ring)");
+        return;
+    }
     std::uint32_t refs[VR_XEN_MAX_RING_PAGES];
     for (std::uint32_t i = 0; i < npages; ++i) {
         char key[32];

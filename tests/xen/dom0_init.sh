@@ -79,6 +79,32 @@ EOF
 domain_gone() { ! xl list 2>/dev/null | grep -q "^$1 "; }
 proc_value() { awk -v k="$1" '$1 == k { print $2 }' /proc/vmrdma_back; }
 backend_idle() { [ "$(proc_value frontends)" = 0 ] && [ "$(proc_value mapped_pages)" = 0 ]; }
+# destroy_mid_transfer NAME: a guest on an endless transfer (job in $job) is
+# attached, shown to make progress, then xl-destroyed; it must disappear
+# (Xen keeps a domain whose grants are still mapped).  Sets $domid; returns
+# 1 (after failing) if any step did not happen.  The caller checks its
+# backend's own teardown.
+destroy_mid_transfer() {
+    local name=$1 rc=1
+    make_guest "$name" "VMRDMA_MODE=forever $job" || { fail "xl create $name"; return 1; }
+    /vmrdma-xen-attach attach "$domid" | sed 's/^/vmrdma-xen: /'
+    xl unpause "$name"
+    progress() { [ "$(grep -c 'vmrdma-check: .*round' "$(guest_log "$name")" 2>/dev/null)" -ge 2 ]; }
+    if ! wait_for 240 progress; then
+        fail "guest $name made no progress in 240 s"
+    else
+        [ ! -r /proc/vmrdma_back ] || say "backend while $name transfers: $(tr '\n' ' ' </proc/vmrdma_back)"
+        xl destroy "$name"
+        if wait_for 30 domain_gone "$name"; then
+            rc=0
+        else
+            fail "guest $name still exists 30 s after xl destroy (grants still mapped?)"
+        fi
+    fi
+    show_guest "$name" | tail -n 3
+    /vmrdma-xen-attach detach "$domid" --wait 0 >/dev/null 2>&1
+    return $rc
+}
 
 step "dom0: Xen toolstack"
 for m in xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs veth; do
@@ -136,24 +162,9 @@ else
 fi
 
 step "guest b: destroyed in the middle of a transfer"
-if make_guest b "VMRDMA_MODE=forever $job"; then
-    b=$domid
-    /vmrdma-xen-attach attach "$b" | sed 's/^/vmrdma-xen: /'
-    xl unpause b
-    progress() { [ "$(grep -c 'vmrdma-check: .*round' "$(guest_log b)" 2>/dev/null)" -ge 2 ]; }
-    if wait_for 240 progress; then
-        say "backend while b transfers: $(tr '\n' ' ' </proc/vmrdma_back)"
-        xl destroy b
-        wait_for 30 domain_gone b || fail "guest b still exists 30 s after xl destroy (grants held?)"
-        wait_for 10 backend_idle || fail "backend still holds guest b: $(tr '\n' ' ' </proc/vmrdma_back)"
-        dmesg | grep -q "vmrdma_back: frontend dom$b gone" || fail "no teardown line for dom$b"
-    else
-        fail "guest b made no progress in 240 s"
-    fi
-    show_guest b | tail -n 5
-    /vmrdma-xen-attach detach "$b" --wait 0 >/dev/null 2>&1
-else
-    fail "xl create b"
+if destroy_mid_transfer b; then
+    wait_for 10 backend_idle || fail "backend still holds guest b: $(tr '\n' ' ' </proc/vmrdma_back)"
+    dmesg | grep -q "vmrdma_back: frontend dom$domid gone" || fail "no teardown line for dom$domid"
 fi
 kill -0 "$serve_pid" 2>/dev/null || fail "the peer process died"
 say "backend after both guests: $(tr '\n' ' ' </proc/vmrdma_back)"
@@ -189,6 +200,11 @@ if [ -z "$fails" ]; then
     else
         fail "xl create c"
     fi
+    step "guest d: destroyed in the middle of a transfer served by vmrdmad --xen"
+    if destroy_mid_transfer d; then
+        wait_for 10 grep -q "dom$domid gone" /tmp/vmrdmad.log || fail "vmrdmad did not tear dom$domid down"
+    fi
+    kill -0 "$vmrdmad_pid" 2>/dev/null || fail "vmrdmad died"
 fi
 kill -TERM "$vmrdmad_pid" 2>/dev/null
 wait "$vmrdmad_pid"
