@@ -9,7 +9,8 @@
 //                       [--ep N] [--rounds R | --forever]
 //
 // serve prints one line to stdout, `READY mac=.. ep=N rkey=0xKEY size=BYTES`,
-// whose values are the client's arguments; everything else goes to stderr.
+// whose values are the client's arguments; progress goes to stderr, and the
+// verdict (`vmrdma-check: OK: ...` or `vmrdma-check: FAIL: ...`) to stdout.
 #include <signal.h>
 
 #include <cerrno>
@@ -49,8 +50,8 @@ constexpr const char* serve_help =
     "read and atomics, and prints one line to stdout:\n"
     "  READY mac=XX:XX:XX:XX:XX:XX ep=N rkey=0xKEY size=BYTES\n"
     "Then accepts connections until SIGTERM or SIGINT (exit 0). Connections are kept until\n"
-    "their peer disconnects (at most 32: the oldest is closed to make room). Progress and\n"
-    "errors go to stderr; exit 1 on an error.\n";
+    "their peer disconnects (at most 32: the oldest is closed to make room). Progress goes\n"
+    "to stderr; on an error 'vmrdma-check: FAIL: <what>' goes to stdout and it exits 1.\n";
 
 constexpr const char* client_help =
     "usage: vmrdma-check client --device URI --peer MAC --peer-ep N --rkey KEY --size BYTES\n"

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 OR MIT */
 /*
  * xen.h - the Xen split driver's ABI: one definition for frontend_kmod (domU),
- * backend_kmod (dom0), the attach tool and coro's xen: transport.
+ * backend_kmod (dom0), vmrdmad --xen (dom0, in place of backend_kmod), the
+ * attach tool and coro's xen: transport.
  * docs/xen.md is the prose version.
  *
  * Three interfaces:
@@ -88,8 +89,9 @@ static inline u32 vr_xen_index_pages(u32 data_pages)
 /*
  * /dev/vmrdma.  VR_IOC_CTL takes a struct vr_ctl_msg (ring.h) and returns
  * the reply in place (status and text filled, like vmrdmad's socket).
- * ioctl() itself fails only for a bad pointer (-EFAULT) or an unknown
- * command (-ENOTTY).  Types and arguments:
+ * ioctl() itself fails only for a bad pointer (-EFAULT), an unknown
+ * command (-ENOTTY) or a fatal signal while waiting for the file's control
+ * lock (-EINTR).  Types and arguments:
  *   HELLO    arg0 = ring size (entries), arg1 = eventfd for responses;
  *            reply: arg0 = ring size, arg1 = MAC (bytes 0..5 in the low
  *            48 bits), arg2 = MTU, arg3 = bytes to mmap at offset 0.
@@ -99,7 +101,8 @@ static inline u32 vr_xen_index_pages(u32 data_pages)
  *            arg3 = access; reply: arg0 = key.  The pages are pinned
  *            and granted until DEREG or close.
  * VR_IOC_KICK: "I published requests": the frontend consumes the file's
- * request ring.  Closing the file releases everything it had.
+ * request ring (-EINVAL before HELLO, -EPROTO once the file broke its ring
+ * protocol).  Closing the file releases everything it had.
  */
 #define VR_IOC_MAGIC 'V'
 #define VR_IOC_CTL   _IOWR(VR_IOC_MAGIC, 1, struct vr_ctl_msg)

@@ -6,7 +6,9 @@
 // data path through per-frontend shared request/response rings
 // (proto/ring.h) with eventfd doorbells. Each frontend names only its own
 // endpoints, regions and connections; everything it had is revoked when its
-// socket closes.
+// socket closes. With --xen, Xen guests are frontends too (serve_guest,
+// guest_port below; xen_backend.hpp): ring and regions in granted pages,
+// control requests on the ring, revoked when the guest goes.
 #pragma once
 
 #include <sys/types.h>

@@ -1,8 +1,8 @@
 // xen_link: the frontend's half of the Xen split driver from user space (the
 // xen:DEVICE transport, docs/xen.md): ring_link's data path over the ring
 // frontend_kmod maps into this process through its misc device
-// (/dev/vmrdma), which forwards requests to backend_kmod in the driver
-// domain. Per proto/xen.h: control is ioctl(VR_IOC_CTL) with the reply in
+// (/dev/vmrdma), which forwards requests to the backend in the driver
+// domain (backend_kmod, or vmrdmad --xen). Per proto/xen.h: control is ioctl(VR_IOC_CTL) with the reply in
 // place, the request doorbell is ioctl(VR_IOC_KICK), and responses are
 // announced on an eventfd handed in at HELLO. There is nothing to watch for
 // hang-up: when the backend goes away, responses carry -ESHUTDOWN.

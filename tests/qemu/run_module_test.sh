@@ -2,10 +2,11 @@
 # Loads proto/ into a real kernel: builds the kbuild test module
 # (tests/kbuild) against Debian's current kernel ABI (6.1.0-NN-amd64), boots
 # that same Debian kernel under QEMU (TCG, no KVM needed) with a busybox
-# initramfs whose /init insmods the module, shows its kernel log, rmmods it,
-# checks the log and the taint flags, prints a PASS/FAIL marker and powers
-# off.  Exits 0 only when the guest says PASS and the module's own success
-# line is in the log.
+# initramfs whose /init insmods the module and rmmods it, then does the same
+# with the Xen drivers (vmrdma_front.ko, vmrdma_back.ko), which must say why
+# they do nothing outside Xen; it shows the kernel log, checks it and the
+# taint flags, prints a PASS/FAIL marker and powers off.  Exits 0 only when
+# the guest says PASS and the test module's own success line is in the log.
 #
 # Installs qemu-system-x86, busybox-static, cpio and the kernel headers if
 # missing (needs root then).  The kernel image package is downloaded once

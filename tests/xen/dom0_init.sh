@@ -5,15 +5,21 @@
 #   1. a veth pair; backend_kmod bound to veth0; a vmrdma-check server on
 #      the eth: transport on veth1 (the peer, a process in dom0);
 #   2. guest "a": frontend_kmod + vmrdma-check client on xen:/dev/vmrdma
-#      RDMA-writes, reads back and verifies through the backend, then powers
-#      off; the backend must let go of it;
+#      RDMA-writes, reads back and verifies through the backend; a forged
+#      rkey must come back as "bad key", a SIGKILLed transfer must release
+#      its page pins and the next process must succeed (domu_init.sh); then
+#      it powers off and the backend must let go of it;
 #   3. guest "b": an endless transfer, destroyed from dom0 mid-way; the
-#      backend must clean up (grants unmapped, domain gone), dom0 healthy;
+#      backend must clean up (grants unmapped, domain gone, a teardown
+#      line), the peer must live on;
 #   4. unload the backend;
-#   5. guest "c": guest a's transfer again, with vmrdmad --xen (the
-#      user-space daemon) as the backend instead of backend_kmod; it must let
-#      go of the guest after poweroff and exit 0 on SIGTERM;
-#   no WARNING/BUG/Oops in dom0's log.
+#   5. guest "c": guest a's job again, with vmrdmad --xen (the user-space
+#      daemon) as the backend instead of backend_kmod; it must let go of the
+#      guest after poweroff (domain gone, "domN gone" in its log);
+#   6. guest "d": guest b's endless transfer, destroyed, served by vmrdmad;
+#      the domain must go away and vmrdmad must log the teardown and live
+#      on; then vmrdmad must exit 0 on SIGTERM;
+#   no WARNING/BUG/Oops/Call Trace in dom0's log.
 # VMRDMA_XEN_STAGE=boot only boots an empty guest (checks the toolchain).
 # Markers: "vmrdma-xen: ..." lines; the last is "vmrdma-xen: RESULT: PASS"
 # or "vmrdma-xen: RESULT: FAIL (reasons)".

@@ -4,20 +4,21 @@
 # dom0 (tests/xen/dom0_init.sh) PV guests running frontend_kmod
 # (tests/xen/domu_init.sh).  A guest RDMA-writes and reads back through
 # the backend to a peer process in dom0 (eth: transport over a veth pair)
-# with the data verified; a second guest is destroyed mid-transfer and the
-# backend must clean up; after backend_kmod is unloaded, a third guest does
-# the first one's transfer with vmrdmad --xen (the user-space daemon) as the
-# backend.  Exits 0 only when dom0 says PASS.
+# with the data verified (plus a forged rkey and a SIGKILLed transfer); a
+# second guest is destroyed mid-transfer and the backend must clean up;
+# after backend_kmod is unloaded, a third and a fourth guest do the same two
+# with vmrdmad --xen (the user-space daemon) as the backend.  Exits 0 only
+# when dom0 says PASS.
 #
 #   tests/xen/run_xen_test.sh [--boot-only]
 #
 # --boot-only boots Xen, dom0 and an empty guest (checks the toolchain; no
 # vmrdma code involved).  Installs qemu-system-x86, busybox-static, cpio,
-# libxen-dev and the kernel headers when missing (root needed then);
-# downloads the kernel image and Xen packages once into $VMRDMA_QEMU_CACHE
-# (default ${XDG_CACHE_HOME:-~/.cache}/vmrdma-qemu), shared with
-# tests/qemu/run_module_test.sh.  VMRDMA_XEN_TIMEOUT (default 540) bounds
-# QEMU in seconds; VMRDMA_XEN_LOG=FILE keeps the serial console.
+# libxen-dev, iproute2, xz-utils and the kernel headers when missing (root
+# needed then); downloads the kernel image and Xen packages once into
+# $VMRDMA_QEMU_CACHE (default ${XDG_CACHE_HOME:-~/.cache}/vmrdma-qemu),
+# shared with tests/qemu/run_module_test.sh.  VMRDMA_XEN_TIMEOUT (default
+# 540) bounds QEMU in seconds; VMRDMA_XEN_LOG=FILE keeps the serial console.
 set -uo pipefail
 start_ns=$(date +%s%N)
 here=$(cd "$(dirname "$0")" && pwd)

@@ -4,8 +4,8 @@
  * domain, from dom0.  xl knows nothing of our device type and Debian's
  * hotplug scripts do nothing for it, so this tool writes both ends'
  * xenstore nodes (links, ids, permissions, state Initialising) in one
- * transaction; the xenbus drivers (backend_kmod, frontend_kmod) then run
- * the handshake.  docs/xen.md, "Attaching a guest".
+ * transaction; the backend (backend_kmod or vmrdmad --xen) and
+ * frontend_kmod then run the handshake.  docs/xen.md, "Attaching a guest".
  */
 #include <errno.h>
 #include <getopt.h>
@@ -205,7 +205,8 @@ static int attach(struct xs_handle *xs, unsigned int domid, unsigned int backend
 		return 0;
 	if (!wait_states(xs, &p, wait, both_connected)) {
 		fprintf(stderr, "vmrdma-xen-attach: not connected after %.0f s (frontend %s, "
-			"backend %s): is vmrdma_back loaded in dom%u and vmrdma_front in the guest?\n",
+			"backend %s): is a backend (vmrdma_back or vmrdmad --xen) running in dom%u "
+			"and vmrdma_front loaded in the (unpaused) guest?\n",
 			wait, state_name(read_state(xs, p.fe)), state_name(read_state(xs, p.be)),
 			backend);
 		return 2;
@@ -292,12 +293,14 @@ static void usage(FILE *out)
 		"       vmrdma-xen-attach status\n"
 		"\n"
 		"Run in dom0 (needs xenstored).  attach writes the frontend's and the backend's\n"
-		"xenstore nodes for a vmrdma device of a running (or paused) domain; backend_kmod\n"
-		"and frontend_kmod then connect.  --wait waits until both ends are Connected\n"
-		"(attach, default 0: do not wait) or the frontend has closed (detach, default 10).\n"
-		"--weight sets the domain's share of the NIC (1..max-weight; default: the\n"
-		"guest's own choice per endpoint).  --backend-domid N (default 0) names the\n"
-		"driver domain.  Exit status: 0 done, 1 error, 2 attached but not connected in time.\n");
+		"xenstore nodes for a vmrdma device of a running (or paused) domain; the backend\n"
+		"(backend_kmod or vmrdmad --xen) and frontend_kmod then connect.  --wait waits\n"
+		"until both ends are Connected (attach, default 0: do not wait; a paused guest\n"
+		"cannot connect) or the frontend has closed (detach, default 10).\n"
+		"--weight sets the domain's share of the NIC (1..1024, overriding the guest's\n"
+		"weights and max-weight; default: the guest's own choice per endpoint).\n"
+		"--backend-domid N (default 0) names the driver domain.\n"
+		"Exit status: 0 done, 1 error, 2 attached but not connected in time.\n");
 }
 
 int main(int argc, char **argv)

@@ -125,8 +125,9 @@ public:
     // DISCONNECT has gone out.
     void close() noexcept;
     // Changes the endpoint's transmit weight (1..1024) from now on. On a
-    // unix: device the daemon's administrator sets weights (vmrdmactl), so
-    // this throws invalid_argument there.
+    // unix: device the daemon's administrator sets weights (vmrdmactl), on a
+    // xen: device dom0's (the backend's xenstore weight node), so this throws
+    // invalid_argument there.
     void set_weight(std::uint32_t weight);
 
     // Registers `memory` for the given remote access (local read is always
@@ -219,8 +220,10 @@ class device {
 public:
     // URIs: "eth:IFNAME" (in-process engine on a raw socket; needs
     // CAP_NET_RAW), "unix:PATH" (a frontend of vmrdmad, the user-space driver
-    // domain: docs/split-driver.md; register only vmrdma::registrable_buffer
-    // memory). Throws vmrdma::error with a message that says what is wrong.
+    // domain: docs/split-driver.md; register only memory of a
+    // vmrdma::registrable_buffer or registrable_arena), "xen:DEVICE" (e.g.
+    // xen:/dev/vmrdma: frontend_kmod's device in a Xen guest, docs/xen.md;
+    // any memory). Throws vmrdma::error with a message that says what is wrong.
     static std::unique_ptr<device> open(event_loop& loop, std::string_view uri,
                                         device_options options = {});
     ~device();

@@ -4,7 +4,8 @@
 // memfd can be registered. A registrable_buffer is one sealed memfd
 // (F_SEAL_SHRINK: the daemon's mapping can never lose its pages) mapped into
 // this process; register_memory() on any sub-span of it sends the memfd, the
-// offset and the length. On an `eth:` device it is ordinary memory.
+// offset and the length. On `eth:` and `xen:` devices it is ordinary memory
+// (any memory can be registered there).
 //
 //   vmrdma::registrable_buffer buf(1 << 20);
 //   auto mr = ep.register_memory(buf.span(), vmrdma::access::remote_write);
