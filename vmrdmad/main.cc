@@ -19,8 +19,9 @@
 
 namespace {
 
-void usage() {
-    std::fprintf(stderr,
+// --help prints to stdout (it was asked for); a usage error to stderr.
+void usage(std::FILE* out = stderr) {
+    std::fprintf(out,
                  "usage: vmrdmad --device eth:IFNAME [--socket PATH (default /run/vmrdma.sock)]\n"
                  "               [--max-endpoints N] [--max-regions N] [--max-bytes N]\n"
                  "               [--max-ring N] [--max-weight N] [--drain-timeout-ms N (default 5000)]\n"
@@ -90,7 +91,7 @@ int main(int argc, char** argv) {
             else if (a == "--xen")
                 xen_mode = true;
             else if (a == "--help" || a == "-h") {
-                usage();
+                usage(stdout);
                 return 0;
             }
             else {

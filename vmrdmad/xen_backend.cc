@@ -167,7 +167,15 @@ xen_backend::~xen_backend() {
     if (xs_) xs_close(xs_);
 }
 
+// A detached device's node is gone: writing under it would create it again
+// (and a later attach would find a stale device), so nothing is written then.
+bool xen_backend::be_present(const guest& g) {
+    std::string dummy;
+    return read_str(xs_, g.be, dummy);
+}
+
 bool xen_backend::write_state(guest& g, int state) {
+    if (!be_present(g)) return false;
     auto text = std::to_string(state);
     bool ok = xs_write(xs_, XBT_NULL, (g.be + "/state").c_str(), text.data(), static_cast<unsigned>(text.size()));
     if (ok) g.be_state = state;
@@ -178,6 +186,7 @@ bool xen_backend::write_state(guest& g, int state) {
 void xen_backend::fatal(guest& g, int err, const std::string& what) {
     std::fprintf(stderr, "vmrdmad: dom%u: %s (%s)\n", g.domid, what.c_str(), std::strerror(err < 0 ? -err : err));
     auto text = std::to_string(err < 0 ? -err : err) + " " + what;
+    if (!be_present(g)) return;
     xs_write(xs_, XBT_NULL, (g.be + "/error").c_str(), text.data(), static_cast<unsigned>(text.size()));
     write_state(g, st_closing);
 }
@@ -332,8 +341,7 @@ void xen_backend::reconcile() {
     std::free(doms);
     for (auto it = guests_.begin(); it != guests_.end();) {
         guest& g = *it->second;
-        std::string dummy;
-        bool be_gone = !read_str(xs_, g.be, dummy);
+        bool be_gone = !be_present(g);
         int fe = read_state(xs_, g.fe);
         if (be_gone || fe == st_unknown || fe == st_closing || fe == st_closed) {
             if (g.serving) {

@@ -46,6 +46,7 @@ private:
     void publish(guest& g);
     void connect(guest& g);
     void fatal(guest& g, int err, const std::string& what);
+    bool be_present(const guest& g);
     bool write_state(guest& g, int state);
     vmrdma::task<void> serve(guest& g);
     vmrdma::task<void> watch_xenstore(std::stop_token stop);

@@ -8,6 +8,17 @@
 #   3. backend_kmod and frontend_kmod build the same way (W=1, no warnings).
 # Exits non-zero on any failure.
 set -uo pipefail
+case "${1:-}" in
+"") ;;
+-h | --help)
+    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+    exit 0
+    ;;
+*)
+    echo "usage: $0 [--help]  (no arguments: runs the check)" >&2
+    exit 2
+    ;;
+esac
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 tmp=$(mktemp -d)

@@ -14,6 +14,17 @@
 # VMRDMA_QEMU_TIMEOUT (default 120) bounds the QEMU run in seconds;
 # VMRDMA_QEMU_LOG=FILE keeps a copy of the guest's serial console.
 set -uo pipefail
+case "${1:-}" in
+"") ;;
+-h | --help)
+    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+    exit 0
+    ;;
+*)
+    echo "usage: $0 [--help]  (no arguments: runs the check)" >&2
+    exit 2
+    ;;
+esac
 start_ns=$(date +%s%N)
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -154,7 +165,7 @@ if ! (cd "$ird" && find . -print0 | cpio --null -o -H newc -R 0:0 --quiet) | gzi
     echo "$tag: FAILED (cpio of the initramfs)"
     exit 1
 fi
-echo "   initramfs: busybox + vmrdma_proto_kt.ko ($(stat -c %s "$work/initrd.gz") bytes gzipped)"
+echo "   initramfs: busybox + vmrdma_proto_kt.ko, vmrdma_front.ko, vmrdma_back.ko ($(stat -c %s "$work/initrd.gz") bytes gzipped)"
 
 echo "== step 4: boot Linux $abi under QEMU TCG (timeout ${qemu_timeout}s)"
 log=$work/serial.log

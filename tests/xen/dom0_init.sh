@@ -18,7 +18,11 @@
 #      guest after poweroff (domain gone, "domN gone" in its log);
 #   6. guest "d": guest b's endless transfer, destroyed, served by vmrdmad;
 #      the domain must go away and vmrdmad must log the teardown and live
-#      on; then vmrdmad must exit 0 on SIGTERM;
+#      on;
+#   7. guest "e": detached (vmrdma-xen-attach detach) while transferring
+#      under vmrdmad: vmrdmad lets go, the guest's transfer fails with a
+#      clear error, and the backend node stays gone; then vmrdmad must exit
+#      0 on SIGTERM;
 #   no WARNING/BUG/Oops/Call Trace in dom0's log.
 # VMRDMA_XEN_STAGE=boot only boots an empty guest (checks the toolchain).
 # Markers: "vmrdma-xen: ..." lines; the last is "vmrdma-xen: RESULT: PASS"
@@ -209,6 +213,28 @@ if [ -z "$fails" ]; then
     step "guest d: destroyed in the middle of a transfer served by vmrdmad --xen"
     if destroy_mid_transfer d; then
         wait_for 10 grep -q "dom$domid gone" /tmp/vmrdmad.log || fail "vmrdmad did not tear dom$domid down"
+    fi
+    step "guest e: detached while transferring under vmrdmad --xen"
+    if make_guest e "VMRDMA_MODE=forever $job"; then
+        e=$domid
+        /vmrdma-xen-attach attach "$e" | sed 's/^/vmrdma-xen: /'
+        xl unpause e
+        eprogress() { [ "$(grep -c 'vmrdma-check: .*round' "$(guest_log e)" 2>/dev/null)" -ge 2 ]; }
+        if wait_for 240 eprogress; then
+            /vmrdma-xen-attach detach "$e" --wait 10 | sed 's/^/vmrdma-xen: /'
+            wait_for 10 grep -q "dom$e gone" /tmp/vmrdmad.log || fail "vmrdmad did not let go of detached dom$e"
+            # The guest's transfer fails with a clear error and it powers
+            # off; the device node must stay gone (a stale one written back
+            # by the backend would refuse the next attach).
+            wait_for 30 domain_gone e || fail "guest e still exists 30 s after its device was detached"
+            /vmrdma-xen-attach status | grep -q "^$e " && fail "dom$e's backend node came back after detach"
+        else
+            fail "guest e made no progress in 240 s"
+        fi
+        show_guest e | grep -v '^.*| \[' | tail -n 3
+        xl destroy e 2>/dev/null
+    else
+        fail "xl create e"
     fi
     kill -0 "$vmrdmad_pid" 2>/dev/null || fail "vmrdmad died"
 fi
