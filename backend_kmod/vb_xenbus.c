@@ -106,9 +106,7 @@ static int vb_connect(struct vb_fe *fe)
 		goto err_slots;
 	}
 	sh = va;
-	if (READ_ONCE(sh->magic) != VR_RING_MAGIC || READ_ONCE(sh->version) != VR_RING_VERSION ||
-	    READ_ONCE(sh->size) != size || READ_ONCE(sh->req_off) != vr_ring_req_off() ||
-	    READ_ONCE(sh->rsp_off) != vr_ring_rsp_off(size)) {
+	if (!vr_ring_header_ok(sh, size)) {
 		rc = -EPROTO;
 		xenbus_dev_fatal(dev, rc, "ring header does not match ring-size %u", size);
 		goto err_unmap;
@@ -215,6 +213,18 @@ static void vb_teardown(struct vb_fe *fe)
 		fe->domid, neps, nregs, npages, failed);
 }
 
+/* Unlinks and frees a frontend that has nothing mapped or bound (any more). */
+static void vb_fe_free(struct vb_fe *fe)
+{
+	spin_lock_bh(&vb.lock);
+	list_del(&fe->node);
+	vb.nfrontends--;
+	spin_unlock_bh(&vb.lock);
+	dev_set_drvdata(&fe->dev->dev, NULL);
+	kfree(fe->eps);
+	kfree(fe);
+}
+
 static int vb_probe(struct xenbus_device *dev, const struct xenbus_device_id *id)
 {
 	struct vb_fe *fe;
@@ -256,17 +266,9 @@ static int vb_probe(struct xenbus_device *dev, const struct xenbus_device_id *id
 	rc = vb_publish(fe);
 	if (!rc)
 		rc = xenbus_switch_state(dev, XenbusStateInitWait);
-	if (rc) {
-		spin_lock_bh(&vb.lock);
-		list_del(&fe->node);
-		vb.nfrontends--;
-		spin_unlock_bh(&vb.lock);
-		dev_set_drvdata(&dev->dev, NULL);
-		kfree(fe->eps);
-		kfree(fe);
-		return rc;
-	}
-	return 0;
+	if (rc)
+		vb_fe_free(fe);
+	return rc;
 }
 
 static void vb_remove(struct xenbus_device *dev)
@@ -276,13 +278,7 @@ static void vb_remove(struct xenbus_device *dev)
 	if (!fe)
 		return;
 	vb_teardown(fe);
-	spin_lock_bh(&vb.lock);
-	list_del(&fe->node);
-	vb.nfrontends--;
-	spin_unlock_bh(&vb.lock);
-	dev_set_drvdata(&dev->dev, NULL);
-	kfree(fe->eps);
-	kfree(fe);
+	vb_fe_free(fe);
 }
 
 static void vb_frontend_changed(struct xenbus_device *dev, enum xenbus_state state)

@@ -124,13 +124,7 @@ static void vrf_hello(struct vrf_file *f, const struct vr_ctl_msg *msg, struct v
 		return;
 	}
 	sh = ring;
-	sh->magic = VR_RING_MAGIC;
-	sh->version = VR_RING_VERSION;
-	sh->size = size;
-	sh->req_off = vr_ring_req_off();
-	sh->rsp_off = vr_ring_rsp_off(size);
-	sh->req_event = 1;
-	sh->rsp_event = 1;
+	vr_ring_init(sh, size);
 	f->ring = ring;
 	f->ring_len = len;
 	f->size = size;

@@ -123,13 +123,7 @@ static int vrf_ring_setup(struct xenbus_device *dev)
 		return err;
 	}
 	sh = vrf.ring;
-	sh->magic = VR_RING_MAGIC;
-	sh->version = VR_RING_VERSION;
-	sh->size = VRF_RING_SIZE;
-	sh->req_off = vr_ring_req_off();
-	sh->rsp_off = vr_ring_rsp_off(VRF_RING_SIZE);
-	sh->req_event = 1;
-	sh->rsp_event = 1;
+	vr_ring_init(sh, VRF_RING_SIZE);
 	vrf_chan_reset(sh);
 
 	err = xenbus_alloc_evtchn(dev, &vrf.evtchn);

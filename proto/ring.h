@@ -169,6 +169,35 @@ static inline bool vr_ring_size_ok(u32 size)
 #endif
 
 /*
+ * The side that allocates the shared area (vmrdmad for unix:, the guest
+ * for Xen) writes the header once, before the other side can see it; both
+ * event indices start at 1: "notify me at the first entry".
+ */
+static inline void vr_ring_init(struct vr_ring_shared *sh, u32 size)
+{
+	sh->magic = VR_RING_MAGIC;
+	sh->version = VR_RING_VERSION;
+	sh->size = size;
+	sh->req_off = vr_ring_req_off();
+	sh->rsp_off = vr_ring_rsp_off(size);
+	sh->req_event = 1;
+	sh->rsp_event = 1;
+}
+
+/*
+ * The other side checks the header once against the size it was told
+ * elsewhere (xenstore, HELLO), then uses only its own copies.
+ */
+static inline bool vr_ring_header_ok(const struct vr_ring_shared *sh, u32 size)
+{
+	return VR_RING_READ(sh->magic) == VR_RING_MAGIC &&
+	       VR_RING_READ(sh->version) == VR_RING_VERSION &&
+	       VR_RING_READ(sh->size) == size &&
+	       VR_RING_READ(sh->req_off) == vr_ring_req_off() &&
+	       VR_RING_READ(sh->rsp_off) == vr_ring_rsp_off(size);
+}
+
+/*
  * Producer side (either direction): publish `new_prod` after the entries
  * are written; returns true when the consumer asked to be woken for an
  * index in (old_prod, new_prod] (Xen's RING_PUSH_*_AND_CHECK_NOTIFY).

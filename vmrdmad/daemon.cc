@@ -398,13 +398,7 @@ bool daemon::control(frontend& f, const vr_ctl_msg& msg, int fd) {
             f.shared = static_cast<vr_ring_shared*>(p);
             f.reqs = reinterpret_cast<const vr_ring_req*>(static_cast<char*>(p) + vr_ring_req_off());
             f.rsps = reinterpret_cast<vr_ring_rsp*>(static_cast<char*>(p) + vr_ring_rsp_off(size));
-            f.shared->magic = VR_RING_MAGIC;
-            f.shared->version = VR_RING_VERSION;
-            f.shared->size = size;
-            f.shared->req_off = vr_ring_req_off();
-            f.shared->rsp_off = vr_ring_rsp_off(size);
-            f.shared->req_event = 1;
-            f.shared->rsp_event = 1;
+            vr_ring_init(f.shared, size);
             f.hello_done = true;
             reply.arg[0] = size;
             auto mac = dev_.mac();

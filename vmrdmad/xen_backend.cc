@@ -269,9 +269,7 @@ void xen_backend::connect(guest& g) {
         return;
     }
     auto* sh = static_cast<vr_ring_shared*>(ring);
-    if (VR_RING_READ(sh->magic) != VR_RING_MAGIC || VR_RING_READ(sh->version) != VR_RING_VERSION ||
-        VR_RING_READ(sh->size) != size || VR_RING_READ(sh->req_off) != vr_ring_req_off() ||
-        VR_RING_READ(sh->rsp_off) != vr_ring_rsp_off(size)) {
+    if (!vr_ring_header_ok(sh, size)) {
         port->unmap(ring, npages);
         fatal(g, EPROTO, "ring header does not match ring-size " + std::to_string(size));
         return;

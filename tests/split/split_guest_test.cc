@@ -154,13 +154,7 @@ TEST_CASE("a Xen guest (fake grants): control on the ring, granted regions, a WR
     std::uint32_t ring_refs[] = {1, 2, 3};
     REQUIRE(vr_ring_bytes(size) <= 3 * page);
     guest_ring g{reinterpret_cast<vr_ring_shared*>(port.guest(1)), size};
-    g.sh->magic = VR_RING_MAGIC;
-    g.sh->version = VR_RING_VERSION;
-    g.sh->size = size;
-    g.sh->req_off = vr_ring_req_off();
-    g.sh->rsp_off = vr_ring_rsp_off(size);
-    g.sh->req_event = 1;
-    g.sh->rsp_event = 1;
+    vr_ring_init(g.sh, size);
     void* ring = port.map(ring_refs, 3, true);
     REQUIRE(ring != nullptr);
 
