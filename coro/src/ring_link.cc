@@ -87,4 +87,24 @@ std::size_t ring_link::drain(const std::function<void(const vr_ring_rsp&)>& fn) 
     return count;
 }
 
+void ring_link::open_endpoint(std::uint16_t id, std::uint32_t weight, bool listen) {
+    control(VR_CTL_OPEN_EP, {id, weight, listen ? 1u : 0u});
+}
+
+// Closing and deregistering cannot fail from the caller's point of view: a
+// backend that refuses or is gone has nothing of ours left to keep.
+void ring_link::close_endpoint(std::uint16_t id) noexcept {
+    try {
+        control(VR_CTL_CLOSE_EP, {id});
+    } catch (const error&) {
+    }
+}
+
+void ring_link::deregister(std::uint32_t key) noexcept {
+    try {
+        control(VR_CTL_DEREG, {key});
+    } catch (const error&) {
+    }
+}
+
 }  // namespace vmrdma::detail

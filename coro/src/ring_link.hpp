@@ -50,13 +50,13 @@ public:
     bool gone() const noexcept { return gone_; }
 
     // Control path (blocking). Throw vmrdma::error with the backend's reason.
-    virtual void open_endpoint(std::uint16_t id, std::uint32_t weight, bool listen) = 0;
-    virtual void close_endpoint(std::uint16_t id) noexcept = 0;
+    void open_endpoint(std::uint16_t id, std::uint32_t weight, bool listen);
+    void close_endpoint(std::uint16_t id) noexcept;
     // Registers `memory` for endpoint `ep`; returns the key. The transport
     // decides which memory it can take (unix: only registrable_buffer).
     virtual std::uint32_t register_memory(std::uint16_t ep, std::span<std::byte> memory,
                                           std::uint32_t access) = 0;
-    virtual void deregister(std::uint32_t key) noexcept = 0;
+    void deregister(std::uint32_t key) noexcept;
     // The backend's device counters, when the transport can ask for them.
     virtual std::optional<counters> device_counters() { return std::nullopt; }
 
@@ -81,6 +81,10 @@ protected:
     void attach(void* shared, std::uint32_t size, int rsp_efd, std::uint64_t mac48, std::uint64_t mtu);
     // Rings the request doorbell.
     virtual void kick() noexcept = 0;
+    // One control request and its reply (proto/ring.h VR_CTL_*, the same
+    // messages on every transport), without descriptors. Throws
+    // vmrdma::error when it fails or the backend refuses.
+    virtual vr_ctl_msg control(std::uint16_t type, std::initializer_list<std::uint64_t> args) = 0;
 
 private:
     int rsp_efd_ = -1;  // owned by the subclass

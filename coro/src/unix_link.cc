@@ -131,15 +131,8 @@ vr_ctl_msg unix_link::call(std::uint16_t type, std::initializer_list<std::uint64
     return reply;
 }
 
-void unix_link::open_endpoint(std::uint16_t id, std::uint32_t weight, bool listen) {
-    call(VR_CTL_OPEN_EP, {id, weight, listen ? 1u : 0u});
-}
-
-void unix_link::close_endpoint(std::uint16_t id) noexcept {
-    try {
-        call(VR_CTL_CLOSE_EP, {id});
-    } catch (const error&) {
-    }
+vr_ctl_msg unix_link::control(std::uint16_t type, std::initializer_list<std::uint64_t> args) {
+    return call(type, args);
 }
 
 std::uint32_t unix_link::register_memory(std::uint16_t ep, std::span<std::byte> memory, std::uint32_t access) {
@@ -150,13 +143,6 @@ std::uint32_t unix_link::register_memory(std::uint16_t ep, std::span<std::byte> 
                     "(memfd-backed, so the daemon can map it); this span is ordinary memory");
     auto reply = call(VR_CTL_REG, {ep, where->offset, memory.size(), access}, where->fd);
     return static_cast<std::uint32_t>(reply.arg[0]);
-}
-
-void unix_link::deregister(std::uint32_t key) noexcept {
-    try {
-        call(VR_CTL_DEREG, {key});
-    } catch (const error&) {
-    }
 }
 
 std::optional<counters> unix_link::device_counters() {

@@ -24,17 +24,15 @@ public:
     const char* weight_admin() const noexcept override { return "vmrdmactl set-weight"; }
     int hangup_fd() const noexcept override { return sock_; }
 
-    void open_endpoint(std::uint16_t id, std::uint32_t weight, bool listen) override;
-    void close_endpoint(std::uint16_t id) noexcept override;
     // Only memory inside a vmrdma::registrable_buffer: its memfd travels to
     // the daemon, which maps it.
     std::uint32_t register_memory(std::uint16_t ep, std::span<std::byte> memory, std::uint32_t access) override;
-    void deregister(std::uint32_t key) noexcept override;
     // The daemon's NIC counters (ADMIN_LIST DEVICE): every frontend's traffic.
     std::optional<counters> device_counters() override;
 
 protected:
     void kick() noexcept override;
+    vr_ctl_msg control(std::uint16_t type, std::initializer_list<std::uint64_t> args) override;
 
 private:
     vr_ctl_msg call(std::uint16_t type, std::initializer_list<std::uint64_t> args, int send_fd = -1,

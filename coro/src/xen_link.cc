@@ -38,7 +38,7 @@ xen_link::xen_link(std::string_view path, std::uint32_t ring_size) : path_(path)
     try {
         rsp_efd_ = ::eventfd(0, EFD_CLOEXEC);
         if (rsp_efd_ < 0) throw error(code_from_errno(-errno), "xen: cannot create the response eventfd");
-        auto reply = call(VR_CTL_HELLO, {ring_size, static_cast<std::uint64_t>(rsp_efd_)});
+        auto reply = control(VR_CTL_HELLO, {ring_size, static_cast<std::uint64_t>(rsp_efd_)});
         auto size = static_cast<std::uint32_t>(reply.arg[0]);
         if (!vr_ring_size_ok(size)) throw error(errc::protocol_error, "xen: " + path_ + " chose a bad ring size");
         std::uint64_t map_len = reply.arg[3];
@@ -63,7 +63,7 @@ void xen_link::close_all() noexcept {
 
 xen_link::~xen_link() { close_all(); }
 
-vr_ctl_msg xen_link::call(std::uint16_t type, std::initializer_list<std::uint64_t> args) {
+vr_ctl_msg xen_link::control(std::uint16_t type, std::initializer_list<std::uint64_t> args) {
     vr_ctl_msg msg = make_ctl_msg(type, ++seq_, args);
     int rc;
     do rc = ::ioctl(fd_, VR_IOC_CTL, &msg);
@@ -83,27 +83,9 @@ vr_ctl_msg xen_link::call(std::uint16_t type, std::initializer_list<std::uint64_
     return msg;
 }
 
-void xen_link::open_endpoint(std::uint16_t id, std::uint32_t weight, bool listen) {
-    call(VR_CTL_OPEN_EP, {id, weight, listen ? 1u : 0u});
-}
-
-void xen_link::close_endpoint(std::uint16_t id) noexcept {
-    try {
-        call(VR_CTL_CLOSE_EP, {id});
-    } catch (const error&) {
-    }
-}
-
 std::uint32_t xen_link::register_memory(std::uint16_t ep, std::span<std::byte> memory, std::uint32_t access) {
-    auto reply = call(VR_CTL_REG, {ep, reinterpret_cast<std::uintptr_t>(memory.data()), memory.size(), access});
+    auto reply = control(VR_CTL_REG, {ep, reinterpret_cast<std::uintptr_t>(memory.data()), memory.size(), access});
     return static_cast<std::uint32_t>(reply.arg[0]);
-}
-
-void xen_link::deregister(std::uint32_t key) noexcept {
-    try {
-        call(VR_CTL_DEREG, {key});
-    } catch (const error&) {
-    }
 }
 
 void xen_link::kick() noexcept { [[maybe_unused]] int rc = ::ioctl(fd_, VR_IOC_KICK); }

@@ -27,17 +27,15 @@ public:
     const char* backend() const noexcept override { return "the Xen backend"; }
     const char* weight_admin() const noexcept override { return "the weight node in the backend's xenstore directory"; }
 
-    void open_endpoint(std::uint16_t id, std::uint32_t weight, bool listen) override;
-    void close_endpoint(std::uint16_t id) noexcept override;
     // Any memory: frontend_kmod pins and grants its pages.
     std::uint32_t register_memory(std::uint16_t ep, std::span<std::byte> memory, std::uint32_t access) override;
-    void deregister(std::uint32_t key) noexcept override;
 
 protected:
     void kick() noexcept override;
+    // VR_IOC_CTL: the reply comes back in place.
+    vr_ctl_msg control(std::uint16_t type, std::initializer_list<std::uint64_t> args) override;
 
 private:
-    vr_ctl_msg call(std::uint16_t type, std::initializer_list<std::uint64_t> args);
     void close_all() noexcept;
 
     std::string path_;
