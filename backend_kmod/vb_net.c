@@ -62,18 +62,29 @@ static bool vb_frag_ok(const struct vr_frag *fr)
 	return r && fr->off <= r->len && fr->len <= r->len - fr->off;
 }
 
-/* Fallback when the fragments need more than MAX_SKB_FRAGS pages: copy. */
-static struct sk_buff *vb_build_copy(struct net_device *dev, const struct vr_frame *f)
+/* An skb holding the frame's headers, with linear room for `payload` more bytes. */
+static struct sk_buff *vb_skb_with_hdr(struct net_device *dev, const struct vr_frame *f, u32 payload)
 {
 	unsigned int hr = LL_RESERVED_SPACE(dev);
 	struct sk_buff *skb;
-	u32 i;
 
-	skb = alloc_skb(hr + f->len + dev->needed_tailroom, GFP_ATOMIC);
+	skb = alloc_skb(hr + f->hdr_len + payload + dev->needed_tailroom, GFP_ATOMIC);
 	if (!skb)
 		return NULL;
 	skb_reserve(skb, hr);
 	skb_put_data(skb, f->hdr, f->hdr_len);
+	return skb;
+}
+
+/* Fallback when the fragments need more than MAX_SKB_FRAGS pages: copy. */
+static struct sk_buff *vb_build_copy(struct net_device *dev, const struct vr_frame *f)
+{
+	struct sk_buff *skb;
+	u32 i;
+
+	skb = vb_skb_with_hdr(dev, f, f->len - f->hdr_len);
+	if (!skb)
+		return NULL;
 	for (i = 0; i < f->nfrags; i++) {
 		const struct vr_frag *fr = &f->frag[i];
 
@@ -88,17 +99,14 @@ static struct sk_buff *vb_build_copy(struct net_device *dev, const struct vr_fra
 
 static struct sk_buff *vb_build_zerocopy(struct net_device *dev, const struct vr_frame *f)
 {
-	unsigned int hr = LL_RESERVED_SPACE(dev);
 	struct sk_buff *skb;
 	struct vb_zc *zc;
 	int nr = 0;
 	u32 i;
 
-	skb = alloc_skb(hr + f->hdr_len + dev->needed_tailroom, GFP_ATOMIC);
+	skb = vb_skb_with_hdr(dev, f, 0);
 	if (!skb)
 		return NULL;
-	skb_reserve(skb, hr);
-	skb_put_data(skb, f->hdr, f->hdr_len);
 	if (!f->nfrags)
 		return skb;
 
