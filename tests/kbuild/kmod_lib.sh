@@ -144,3 +144,64 @@ vr_kmod_image() {
     # shellcheck disable=SC2034  # used by the callers
     VR_KMOD_VMLINUZ=$kcache/vmlinuz
 }
+
+# vr_apt_install TAG WORK PKG...
+# Installs those of PKG... that are missing (without recommends; root needed
+# then), refreshing the package lists once if the first try fails (stale
+# lists name files the mirror no longer has).
+vr_apt_install() {
+    local tag=$1 work=$2 p missing=()
+    shift 2
+    for p in "$@"; do
+        if [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" != "install ok installed" ]; then
+            missing+=("$p")
+        fi
+    done
+    [ ${#missing[@]} -gt 0 ] || return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "$tag: FAILED (missing ${missing[*]}; run as root or apt-get install them)"
+        return 1
+    fi
+    echo "   installing ${missing[*]}"
+    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
+        >"$work/apt.log" 2>&1; then
+        apt-get update -qq >/dev/null 2>&1
+        if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
+            >"$work/apt.log" 2>&1; then
+            cat "$work/apt.log" >&2
+            echo "$tag: FAILED (apt-get install ${missing[*]})"
+            return 1
+        fi
+    fi
+}
+
+# vr_pack_initramfs DIR OUT: DIR as a gzipped newc cpio archive, owned by root.
+vr_pack_initramfs() {
+    (cd "$1" && find . -print0 | cpio --null -o -H newc -R 0:0 --quiet) | gzip -1 >"$2"
+}
+
+# vr_qemu_boot WORK TIMEOUT QEMU-ARGS...
+# Boots qemu-system-x86_64 under TCG (-cpu qemu64: with -cpu max a Xen PV
+# dom0 faults at once under TCG) with no devices but a serial console into
+# WORK/serial.log, bounded by TIMEOUT seconds.  Leaves the console with CRs
+# stripped in WORK/serial.log.txt and QEMU's own output in WORK/qemu.out,
+# and sets VR_QEMU_SECS (boot to exit) and VR_QEMU_WHY (empty, or why QEMU
+# itself failed: a timeout or an exit status).
+vr_qemu_boot() {
+    local work=$1 limit=$2 t rc
+    shift 2
+    t=$(date +%s%N)
+    timeout -k 5 "$limit" qemu-system-x86_64 -accel tcg -cpu qemu64 \
+        -nodefaults -display none -no-reboot -serial "file:$work/serial.log" "$@" \
+        </dev/null >"$work/qemu.out" 2>&1
+    rc=$?
+    VR_QEMU_SECS=$(vr_secs_since "$t")
+    touch "$work/serial.log"
+    tr -d '\r' <"$work/serial.log" >"$work/serial.log.txt"
+    VR_QEMU_WHY=""
+    if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+        VR_QEMU_WHY="QEMU timed out after ${limit}s"
+    elif [ "$rc" -ne 0 ]; then
+        VR_QEMU_WHY="QEMU exit $rc"
+    fi
+}

@@ -40,29 +40,7 @@ trap 'rm -rf "$work"' EXIT
 echo "== step 1: packages"
 vr_kmod_resolve "$tag" || exit 1
 abi=$VR_KMOD_ABI
-missing=()
-for p in qemu-system-x86 busybox-static cpio; do
-    if [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" != "install ok installed" ]; then
-        missing+=("$p")
-    fi
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    if [ "$(id -u)" -ne 0 ]; then
-        echo "$tag: FAILED (missing ${missing[*]}; run as root or apt-get install them)"
-        exit 1
-    fi
-    echo "   installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$work/apt.log" 2>&1; then
-        # Stale package lists (404 on the mirror): refresh once and retry.
-        apt-get update -qq >/dev/null 2>&1
-        if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$work/apt.log" 2>&1; then
-            cat "$work/apt.log" >&2
-            echo "$tag: FAILED (apt-get install ${missing[*]})"
-            exit 1
-        fi
-    fi
-fi
+vr_apt_install "$tag" "$work" qemu-system-x86 busybox-static cpio || exit 1
 vr_kmod_headers "$tag" "$work" || exit 1
 busybox=/bin/busybox
 if [ ! -x "$busybox" ] || readelf -l "$busybox" 2>/dev/null | grep -q 'interpreter'; then
@@ -161,7 +139,7 @@ sync
 poweroff -f
 EOF
 chmod 755 "$ird/init"
-if ! (cd "$ird" && find . -print0 | cpio --null -o -H newc -R 0:0 --quiet) | gzip -1 >"$work/initrd.gz"; then
+if ! vr_pack_initramfs "$ird" "$work/initrd.gz"; then
     echo "$tag: FAILED (cpio of the initramfs)"
     exit 1
 fi
@@ -169,30 +147,23 @@ echo "   initramfs: busybox + vmrdma_proto_kt.ko, vmrdma_front.ko, vmrdma_back.k
 
 echo "== step 4: boot Linux $abi under QEMU TCG (timeout ${qemu_timeout}s)"
 log=$work/serial.log
-t=$(date +%s%N)
-timeout -k 5 "$qemu_timeout" qemu-system-x86_64 -accel tcg -cpu qemu64 -m 512 -smp 1 \
-    -nodefaults -display none -no-reboot -serial "file:$log" \
-    -kernel "$vmlinuz" -initrd "$work/initrd.gz" \
-    -append "console=ttyS0 quiet panic=-1" </dev/null >"$work/qemu.out" 2>&1
-qrc=$?
-boot_s=$(vr_secs_since "$t")
-touch "$log"
-tr -d '\r' <"$log" >"$log.txt"
+vr_qemu_boot "$work" "$qemu_timeout" -m 512 -smp 1 -kernel "$vmlinuz" -initrd "$work/initrd.gz" \
+    -append "console=ttyS0 quiet panic=-1"
+boot_s=$VR_QEMU_SECS
 grep -a -e '^vmrdma-qemu: ' -e '^  [|!] ' "$log.txt" | sed 's/^/   /'
 [ -z "${VMRDMA_QEMU_LOG:-}" ] || cp "$log.txt" "$VMRDMA_QEMU_LOG"
 guest_abi=$(sed -n 's/^vmrdma-qemu: guest kernel //p' "$log.txt" | head -n 1)
-why=""
-if [ "$qrc" -eq 124 ] || [ "$qrc" -eq 137 ]; then
-    why="QEMU timed out after ${qemu_timeout}s"
-elif [ "$qrc" -ne 0 ]; then
-    why="QEMU exit $qrc"
-elif ! grep -aq '^vmrdma-qemu: RESULT: PASS$' "$log.txt"; then
-    why="no PASS marker from the guest"
-elif ! grep -aq 'vmrdma_proto_kt: OK:' "$log.txt"; then
-    why="no 'vmrdma_proto_kt: OK:' line from the module"
-elif [ "$guest_abi" != "$abi" ]; then
-    why="guest ran '$guest_abi', not $abi"
-fi
+# Why the guest's run does not count, or nothing.
+guest_verdict() {
+    if ! grep -aq '^vmrdma-qemu: RESULT: PASS$' "$log.txt"; then
+        echo "no PASS marker from the guest"
+    elif ! grep -aq 'vmrdma_proto_kt: OK:' "$log.txt"; then
+        echo "no 'vmrdma_proto_kt: OK:' line from the module"
+    elif [ "$guest_abi" != "$abi" ]; then
+        echo "guest ran '$guest_abi', not $abi"
+    fi
+}
+why=${VR_QEMU_WHY:-$(guest_verdict)}
 if [ -n "$why" ]; then
     if [ -s "$work/qemu.out" ]; then
         echo "---- QEMU's own output ----"

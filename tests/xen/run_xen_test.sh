@@ -48,28 +48,7 @@ trap 'rm -rf "$work"' EXIT
 echo "== step 1: packages"
 vr_kmod_resolve "$tag" || exit 1
 abi=$VR_KMOD_ABI
-missing=()
-for p in qemu-system-x86 busybox-static cpio libxen-dev iproute2 xz-utils; do
-    if [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" != "install ok installed" ]; then
-        missing+=("$p")
-    fi
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    if [ "$(id -u)" -ne 0 ]; then
-        echo "$tag: FAILED (missing ${missing[*]}; run as root or apt-get install them)"
-        exit 1
-    fi
-    echo "   installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$work/apt.log" 2>&1; then
-        apt-get update -qq >/dev/null 2>&1
-        if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$work/apt.log" 2>&1; then
-            cat "$work/apt.log" >&2
-            echo "$tag: FAILED (apt-get install ${missing[*]})"
-            exit 1
-        fi
-    fi
-fi
+vr_apt_install "$tag" "$work" qemu-system-x86 busybox-static cpio libxen-dev iproute2 xz-utils || exit 1
 vr_kmod_headers "$tag" "$work" || exit 1
 echo "   ok   qemu-system-x86 busybox-static cpio libxen-dev iproute2 $VR_KMOD_PKG"
 
@@ -148,7 +127,6 @@ new_root() {
     cp /bin/busybox "$1/bin/busybox"
     [ "$(id -u)" -ne 0 ] || mknod -m 600 "$1/dev/console" c 5 1
 }
-pack() { (cd "$1" && find . -print0 | cpio --null -o -H newc -R 0:0 --quiet) | gzip -1 >"$2"; }
 
 domu=$work/domu
 new_root "$domu"
@@ -157,7 +135,7 @@ if [ "$stage" = full ]; then
     cp "$work/front/vmrdma_front.ko" "$domu/"
     add_binary "$domu" "$check" /vmrdma-check
 fi
-pack "$domu" "$work/domu.gz" || { echo "$tag: FAILED (domU initramfs)"; exit 1; }
+vr_pack_initramfs "$domu" "$work/domu.gz" || { echo "$tag: FAILED (domU initramfs)"; exit 1; }
 
 dom0=$work/dom0
 new_root "$dom0"
@@ -182,32 +160,19 @@ if [ "$stage" = full ]; then
     add_binary "$dom0" "$attach" /vmrdma-xen-attach
     add_binary "$dom0" "$vmrdmad" /vmrdmad
 fi
-pack "$dom0" "$work/dom0.gz" || { echo "$tag: FAILED (dom0 initramfs)"; exit 1; }
+vr_pack_initramfs "$dom0" "$work/dom0.gz" || { echo "$tag: FAILED (dom0 initramfs)"; exit 1; }
 echo "   initramfs: dom0 $(($(stat -c %s "$work/dom0.gz") / 1048576)) MiB (toolstack, guest kernel and initramfs inside)"
 
 echo "== step 4: boot Xen $xver + dom0 under QEMU TCG (timeout ${qemu_timeout}s, stage $stage)"
 log=$work/serial.log
-t=$(date +%s%N)
-# -cpu qemu64: with -cpu max the PV dom0 faults at once under TCG (SMAP).
-timeout -k 5 "$qemu_timeout" qemu-system-x86_64 -accel tcg -cpu qemu64 -m 2048 -smp 2 \
-    -nodefaults -display none -no-reboot -serial "file:$log" \
+vr_qemu_boot "$work" "$qemu_timeout" -m 2048 -smp 2 \
     -kernel "$xcache/xen.img" -append "console=com1 dom0_mem=1024M,max:1024M" \
-    -initrd "$VR_KMOD_VMLINUZ console=hvc0 quiet VMRDMA_XEN_STAGE=$stage,$work/dom0.gz" \
-    </dev/null >"$work/qemu.out" 2>&1
-qrc=$?
-secs=$(vr_secs_since "$t")
-touch "$log"
-tr -d '\r' <"$log" >"$log.txt"
+    -initrd "$VR_KMOD_VMLINUZ console=hvc0 quiet VMRDMA_XEN_STAGE=$stage,$work/dom0.gz"
+secs=$VR_QEMU_SECS
 grep -a '^vmrdma-xen: ' "$log.txt" | sed 's/^/   /'
 [ -z "${VMRDMA_XEN_LOG:-}" ] || cp "$log.txt" "$VMRDMA_XEN_LOG"
-why=""
-if [ "$qrc" -eq 124 ] || [ "$qrc" -eq 137 ]; then
-    why="QEMU timed out after ${qemu_timeout}s"
-elif [ "$qrc" -ne 0 ]; then
-    why="QEMU exit $qrc"
-elif ! grep -aq '^vmrdma-xen: RESULT: PASS' "$log.txt"; then
-    why="dom0 did not report PASS"
-fi
+why=$VR_QEMU_WHY
+[ -n "$why" ] || grep -aq '^vmrdma-xen: RESULT: PASS' "$log.txt" || why="dom0 did not report PASS"
 if [ -n "$why" ]; then
     echo "--- QEMU output"
     cat "$work/qemu.out"
