@@ -89,20 +89,26 @@ EOF
 domain_gone() { ! xl list 2>/dev/null | grep -q "^$1 "; }
 proc_value() { awk -v k="$1" '$1 == k { print $2 }' /proc/vmrdma_back; }
 backend_idle() { [ "$(proc_value frontends)" = 0 ] && [ "$(proc_value mapped_pages)" = 0 ]; }
-# destroy_mid_transfer NAME: a guest on an endless transfer (job in $job) is
-# attached, shown to make progress, then xl-destroyed; it must disappear
-# (Xen keeps a domain whose grants are still mapped).  Sets $domid; returns
-# 1 (after failing) if any step did not happen.  The caller checks its
-# backend's own teardown.
+# start_transfer NAME: a guest on an endless transfer (the job in $job),
+# attached, unpaused and shown to make progress.  Sets $domid (empty if
+# the guest could not be created); returns 1, after failing, if it did not
+# get that far.
+start_transfer() {
+    local guest=$1
+    domid=""
+    make_guest "$guest" "VMRDMA_MODE=forever $job" || { fail "xl create $guest"; return 1; }
+    /vmrdma-xen-attach attach "$domid" | sed 's/^/vmrdma-xen: /'
+    xl unpause "$guest"
+    progress() { [ "$(grep -c 'vmrdma-check: .*round' "$(guest_log "$guest")" 2>/dev/null)" -ge 2 ]; }
+    wait_for 240 progress || { fail "guest $guest made no progress in 240 s"; return 1; }
+}
+# destroy_mid_transfer NAME: start_transfer, then xl destroy; the guest
+# must disappear (Xen keeps a domain whose grants are still mapped).
+# Returns 1 (after failing) if any step did not happen.  The caller checks
+# its backend's own teardown.
 destroy_mid_transfer() {
     local name=$1 rc=1
-    make_guest "$name" "VMRDMA_MODE=forever $job" || { fail "xl create $name"; return 1; }
-    /vmrdma-xen-attach attach "$domid" | sed 's/^/vmrdma-xen: /'
-    xl unpause "$name"
-    progress() { [ "$(grep -c 'vmrdma-check: .*round' "$(guest_log "$name")" 2>/dev/null)" -ge 2 ]; }
-    if ! wait_for 240 progress; then
-        fail "guest $name made no progress in 240 s"
-    else
+    if start_transfer "$name"; then
         [ ! -r /proc/vmrdma_back ] || say "backend while $name transfers: $(tr '\n' ' ' </proc/vmrdma_back)"
         xl destroy "$name"
         if wait_for 30 domain_gone "$name"; then
@@ -112,7 +118,7 @@ destroy_mid_transfer() {
         fi
     fi
     show_guest "$name" | tail -n 3
-    /vmrdma-xen-attach detach "$domid" --wait 0 >/dev/null 2>&1
+    [ -z "$domid" ] || /vmrdma-xen-attach detach "$domid" --wait 0 >/dev/null 2>&1
     return $rc
 }
 
@@ -215,27 +221,18 @@ if [ -z "$fails" ]; then
         wait_for 10 grep -q "dom$domid gone" /tmp/vmrdmad.log || fail "vmrdmad did not tear dom$domid down"
     fi
     step "guest e: detached while transferring under vmrdmad --xen"
-    if make_guest e "VMRDMA_MODE=forever $job"; then
+    if start_transfer e; then
         e=$domid
-        /vmrdma-xen-attach attach "$e" | sed 's/^/vmrdma-xen: /'
-        xl unpause e
-        eprogress() { [ "$(grep -c 'vmrdma-check: .*round' "$(guest_log e)" 2>/dev/null)" -ge 2 ]; }
-        if wait_for 240 eprogress; then
-            /vmrdma-xen-attach detach "$e" --wait 10 | sed 's/^/vmrdma-xen: /'
-            wait_for 10 grep -q "dom$e gone" /tmp/vmrdmad.log || fail "vmrdmad did not let go of detached dom$e"
-            # The guest's transfer fails with a clear error and it powers
-            # off; the device node must stay gone (a stale one written back
-            # by the backend would refuse the next attach).
-            wait_for 30 domain_gone e || fail "guest e still exists 30 s after its device was detached"
-            /vmrdma-xen-attach status | grep -q "^$e " && fail "dom$e's backend node came back after detach"
-        else
-            fail "guest e made no progress in 240 s"
-        fi
-        show_guest e | grep -v '^.*| \[' | tail -n 3
-        xl destroy e 2>/dev/null
-    else
-        fail "xl create e"
+        /vmrdma-xen-attach detach "$e" --wait 10 | sed 's/^/vmrdma-xen: /'
+        wait_for 10 grep -q "dom$e gone" /tmp/vmrdmad.log || fail "vmrdmad did not let go of detached dom$e"
+        # The guest's transfer fails with a clear error and it powers off;
+        # the device node must stay gone (a stale one written back by the
+        # backend would refuse the next attach).
+        wait_for 30 domain_gone e || fail "guest e still exists 30 s after its device was detached"
+        /vmrdma-xen-attach status | grep -q "^$e " && fail "dom$e's backend node came back after detach"
     fi
+    show_guest e | grep -v '^.*| \[' | tail -n 3
+    xl destroy e 2>/dev/null
     kill -0 "$vmrdmad_pid" 2>/dev/null || fail "vmrdmad died"
 fi
 kill -TERM "$vmrdmad_pid" 2>/dev/null
