@@ -115,7 +115,12 @@ start_transfer() {
     make_guest "$guest" "VMRDMA_MODE=forever $job" || { fail "xl create $guest"; return 1; }
     /vmrdma-xen-attach attach "$domid" | sed 's/^/vmrdma-xen: /'
     xl unpause "$guest"
-    progress() { [ "$(grep -c 'vmrdma-check: .*round' "$(guest_log "$guest")" 2>/dev/null)" -ge 2 ]; }
+    # The console log appears only once xenconsoled has output to write.
+    progress() {
+        local n
+        n=$(grep -c 'vmrdma-check: .*round' "$(guest_log "$guest")" 2>/dev/null)
+        [ "${n:-0}" -ge 2 ]
+    }
     wait_for 240 progress || { fail "guest $guest made no progress in 240 s"; return 1; }
 }
 # destroy_mid_transfer NAME: start_transfer, then xl destroy; the guest

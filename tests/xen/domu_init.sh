@@ -69,11 +69,15 @@ verify)
     # A process SIGKILLed mid-transfer: closing its file must unpin every
     # page it registered (the kernel counts pins in /proc/vmstat) and the
     # device must keep working for the next process.
+    # The log is created before the job starts: the background shell opens
+    # its redirection only once it runs, which can be after our first look.
+    : >/tmp/killed.log
+    rounds_done() { n=$(grep -c 'round' /tmp/killed.log); echo "${n:-0}"; }
     # shellcheck disable=SC2086
-    /vmrdma-check client $args --forever >/tmp/killed.log 2>&1 &
+    /vmrdma-check client $args --forever >>/tmp/killed.log 2>&1 &
     pid=$!
     i=0
-    while [ $i -lt 300 ] && [ "$(grep -c 'round' /tmp/killed.log)" -lt 2 ]; do
+    while [ $i -lt 300 ] && [ "$(rounds_done)" -lt 2 ]; do
         sleep 0.1
         i=$((i + 1))
     done
@@ -90,7 +94,7 @@ verify)
     done
     say "SIGKILLed a transfer after: $(grep round /tmp/killed.log | tail -n 1 | sed 's/^vmrdma-check: //')"
     say "page pins: $acquired acquired, $released released"
-    [ "$(grep -c 'round' /tmp/killed.log)" -ge 2 ] || fail "the transfer to be killed made no progress"
+    [ "$(rounds_done)" -ge 2 ] || fail "the transfer to be killed made no progress"
     [ -n "$acquired" ] && [ "$acquired" = "$released" ] || fail "pins left after the killed process: $acquired acquired, $released released"
     # shellcheck disable=SC2086
     /vmrdma-check client $args --rounds 1 >/tmp/after.log 2>&1 || fail "the device failed after a killed process: $(tail -n 1 /tmp/after.log)"
