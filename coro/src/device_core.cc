@@ -298,10 +298,11 @@ bool device_core::flush() {
     if (flush_wanted_) {
         flush_wanted_ = false;
         auto now = now_ns();
+        const auto frames = static_cast<int>(port_->batch_frames());
         for (int i = 0; i < batches_per_turn; ++i) {
-            int n = vr_engine_tx_poll(engine_, now, 64);
+            int n = vr_engine_tx_poll(engine_, now, static_cast<std::uint32_t>(frames));
             port_->flush();
-            if (n < 64) break;
+            if (n < frames) break;
             if (i == batches_per_turn - 1) more = flush_wanted_ = true;
         }
     }

@@ -7,6 +7,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -74,6 +75,7 @@ eth_port::eth_port(std::string_view ifname, std::uint16_t ethertype) : name_(ifn
         tx_msgs_[i].msg_hdr.msg_iov = &tx_iov_[i * iov_per_frame];
     }
     rx_buffer_size_ = VR_ETH_HLEN + mtu_;
+    batch_frames_ = std::clamp<std::size_t>(cache_budget / rx_buffer_size_, 4, batch);
     rx_buffers_.resize(batch * rx_buffer_size_);
     rx_iov_.resize(batch);
     rx_msgs_.resize(batch);
@@ -82,7 +84,7 @@ eth_port::eth_port(std::string_view ifname, std::uint16_t ethertype) : name_(ifn
 eth_port::~eth_port() { close(fd_); }
 
 bool eth_port::queue(const vr_frame& frame) {
-    if (tx_count_ == batch) return false;
+    if (tx_count_ == batch_frames_) return false;
     if (frame.hdr_len > max_header) {
         ++tx_dropped_;  // cannot happen with this engine; never overrun the slot
         return true;
@@ -121,19 +123,19 @@ void eth_port::flush() {
 
 void eth_port::drain(const std::function<void(const std::byte*, std::uint32_t)>& on_frame) {
     for (;;) {
-        for (std::size_t i = 0; i < batch; ++i) {
+        for (std::size_t i = 0; i < batch_frames_; ++i) {
             rx_iov_[i] = {&rx_buffers_[i * rx_buffer_size_], rx_buffer_size_};
             rx_msgs_[i].msg_hdr = {};
             rx_msgs_[i].msg_hdr.msg_iov = &rx_iov_[i];
             rx_msgs_[i].msg_hdr.msg_iovlen = 1;
         }
-        int n = recvmmsg(fd_, rx_msgs_.data(), batch, MSG_DONTWAIT, nullptr);
+        int n = recvmmsg(fd_, rx_msgs_.data(), static_cast<unsigned>(batch_frames_), MSG_DONTWAIT, nullptr);
         if (n <= 0) return;  // EAGAIN: drained (errors surface as lost frames)
         for (int i = 0; i < n; ++i) {
             if (rx_msgs_[i].msg_hdr.msg_flags & MSG_TRUNC) continue;  // larger than our MTU
             on_frame(&rx_buffers_[static_cast<std::size_t>(i) * rx_buffer_size_], rx_msgs_[i].msg_len);
         }
-        if (static_cast<std::size_t>(n) < batch) return;
+        if (static_cast<std::size_t>(n) < batch_frames_) return;
     }
 }
 

@@ -45,6 +45,10 @@ public:
     // the protocol recovers them as it recovers from loss.
     void flush();
     std::size_t queued() const noexcept { return tx_count_; }
+    // Frames per batch, both ways: as many as fit in cache_budget bytes
+    // (at least 4, at most 64), so that a frame's payload is still in cache
+    // when the next pass over it (CRC, the kernel's copy, placement) runs.
+    std::size_t batch_frames() const noexcept { return batch_frames_; }
     std::uint64_t tx_dropped() const noexcept { return tx_dropped_; }
 
     // Receives everything the socket holds now, calling on_frame for each.
@@ -52,6 +56,8 @@ public:
 
 private:
     static constexpr std::size_t batch = 64;
+    static constexpr std::size_t cache_budget = 256 << 10;
+    std::size_t batch_frames_ = batch;
     static constexpr std::size_t max_header = 128;
     int fd_ = -1;
     std::string name_;
