@@ -50,6 +50,8 @@ void usage() {
         "  --transport T   eth (default; the in-process engine on the veth), or unix: the\n"
         "                  client as a frontend of vmrdmad (the user-space driver domain),\n"
         "                  which runs in a process of its own beside it; eth is measured too\n"
+        "  --no-bundle     vmrdma sends every small frame alone (to compare; default:\n"
+        "                  consecutive small frames to one peer leave as one bundle)\n"
         "  --no-tcp, --no-raw   skip a baseline\n"
         "  --out PREFIX    write PREFIX-MODE.csv and PREFIX-MODE.svg (default vmrdma-bench)\n"
         "  --json          print JSON instead of the table (fields in README.md)\n");
@@ -101,6 +103,8 @@ options parse(int argc, char** argv) {
             o.transport = value();
             if (o.transport != "eth" && o.transport != "unix")
                 throw std::runtime_error("--transport: eth or unix (xen: is planned)");
+        } else if (a == "--no-bundle") {
+            o.w.bundle = false;
         } else if (a == "--no-tcp") {
             o.tcp = false;
         } else if (a == "--no-raw") {

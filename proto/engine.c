@@ -365,7 +365,45 @@ int vr_post_recv(struct vr_engine *eng, u16 ep, u32 lkey, u64 loff, u32 len,
 
 /* ---------------------------------------------------------------- input */
 
+static int vr_engine_input_frame(struct vr_engine *eng, const void *frame, u32 len, u64 now);
+
+/*
+ * Each inner frame goes through the normal path and counts as a frame; a bad
+ * one is dropped like a lone frame and does not stop the others.  A bundle
+ * whose structure is bad is dropped whole and counts as one frame.
+ */
+static int vr_engine_input_bundle(struct vr_engine *eng, const void *frame, u32 len, u64 now)
+{
+	const u8 *inner;
+	u32 pos = 0, inner_len;
+	int rc;
+
+	rc = vr_wire_bundle_next(frame, len, eng->cfg.ethertype, &pos, &inner, &inner_len);
+	if (rc < 0) {
+		int cls = vr_wire_err_class(rc);
+
+		eng->ctr.rx_frames++;
+		eng->ctr.rx_bytes += len;
+		if (cls < VR_WERR_MAX)
+			eng->ctr.drop_parse[cls]++;
+		return rc;
+	}
+	eng->ctr.rx_bundles++;
+	while (rc > 0) {
+		vr_engine_input_frame(eng, inner, inner_len, now);
+		rc = vr_wire_bundle_next(frame, len, eng->cfg.ethertype, &pos, &inner, &inner_len);
+	}
+	return 0;
+}
+
 int vr_engine_input(struct vr_engine *eng, const void *frame, u32 len, u64 now)
+{
+	if (vr_wire_is_bundle(frame, len))
+		return vr_engine_input_bundle(eng, frame, len, now);
+	return vr_engine_input_frame(eng, frame, len, now);
+}
+
+static int vr_engine_input_frame(struct vr_engine *eng, const void *frame, u32 len, u64 now)
 {
 	struct vr_parsed p;
 	struct vr_conn *c;

@@ -113,6 +113,7 @@ struct vr_counters {
 	u64 drop_not_for_us, drop_no_ep, drop_no_conn, drop_bad_state, drop_bad_ack;
 	u64 naks_tx[VR_NAK_MAX], naks_rx[VR_NAK_MAX];
 	u64 pool_exhausted, xmit_eagain, xmit_err, completions;
+	u64 rx_bundles; /* bundles received; their frames count in rx_frames */
 };
 
 enum vr_conn_state {

@@ -103,6 +103,7 @@ const char *vr_opcode_name(u8 op)
 	case VR_OP_CONNECT_REQ: return "CONNECT_REQ";
 	case VR_OP_CONNECT_ACK: return "CONNECT_ACK";
 	case VR_OP_DISCONNECT: return "DISCONNECT";
+	case VR_OP_BUNDLE: return "BUNDLE";
 	default: return "?";
 	}
 }
@@ -233,4 +234,79 @@ int vr_wire_parse(const void *frame, u32 len, u16 ethertype, struct vr_parsed *o
 	decode(p, &out->h);
 	out->payload = p + VR_HDR_LEN;
 	return check_semantics(&out->h);
+}
+
+u32 vr_wire_bundle_init(u8 *bundle, const u8 *first_frame)
+{
+	u8 *b = bundle + VR_ETH_HLEN;
+
+	memcpy(bundle, first_frame, VR_ETH_HLEN);
+	b[VR_OFF_VERSION] = VR_WIRE_VERSION;
+	b[VR_OFF_OPCODE] = VR_OP_BUNDLE;
+	vr_put_be16(b + VR_BUNDLE_OFF_COUNT, 0);
+	vr_put_be32(b + VR_BUNDLE_OFF_RESERVED, 0);
+	return VR_ETH_HLEN + VR_BUNDLE_HLEN;
+}
+
+void vr_wire_bundle_set_count(u8 *bundle, u16 count)
+{
+	vr_put_be16(bundle + VR_ETH_HLEN + VR_BUNDLE_OFF_COUNT, count);
+}
+
+/* Checks a bundle's whole structure: count entries that fit exactly, each
+ * long enough for a frame and addressed like the bundle. */
+static int bundle_check(const u8 *f, u32 len)
+{
+	u32 count = vr_get_be16(f + VR_ETH_HLEN + VR_BUNDLE_OFF_COUNT);
+	u32 at = VR_ETH_HLEN + VR_BUNDLE_HLEN;
+	u32 seen = 0, n;
+
+	while (at < len) {
+		if (len - at < VR_BUNDLE_ENTRY_HLEN)
+			return -EMSGSIZE;
+		n = vr_get_be16(f + at);
+		at += VR_BUNDLE_ENTRY_HLEN;
+		if (n < VR_ETH_HLEN + VR_HDR_LEN || n > len - at)
+			return -EMSGSIZE;
+		if (memcmp(f + at, f, VR_ETH_HLEN))
+			return -EPROTO;
+		at += n;
+		seen++;
+	}
+	return seen == count ? 0 : -EPROTO;
+}
+
+int vr_wire_bundle_next(const void *frame, u32 len, u16 ethertype, u32 *pos,
+			const u8 **inner, u32 *inner_len)
+{
+	const u8 *f = frame;
+	const u8 *b = f + VR_ETH_HLEN;
+	u32 at;
+	int rc;
+
+	if (!*pos) {
+		if (len < VR_ETH_HLEN + VR_BUNDLE_HLEN)
+			return -ENODATA;
+		if (vr_get_be16(f + 12) != ethertype)
+			return -EPFNOSUPPORT;
+		if (b[VR_OFF_VERSION] != VR_WIRE_VERSION)
+			return -EPROTONOSUPPORT;
+		if (b[VR_OFF_OPCODE] != VR_OP_BUNDLE)
+			return -EOPNOTSUPP;
+		if (vr_get_be32(b + VR_BUNDLE_OFF_RESERVED) ||
+		    !vr_get_be16(b + VR_BUNDLE_OFF_COUNT))
+			return -EPROTO;
+		rc = bundle_check(f, len);
+		if (rc)
+			return rc;
+		*pos = VR_ETH_HLEN + VR_BUNDLE_HLEN;
+	}
+	at = *pos;
+	if (at >= len)
+		return 0;
+	/* bundle_check vouched for every entry's bounds. */
+	*inner_len = vr_get_be16(f + at);
+	*inner = f + at + VR_BUNDLE_ENTRY_HLEN;
+	*pos = at + VR_BUNDLE_ENTRY_HLEN + *inner_len;
+	return 1;
 }

@@ -61,7 +61,53 @@ enum vr_opcode {
 	VR_OP_CONNECT_REQ = 0x50,
 	VR_OP_CONNECT_ACK = 0x51,
 	VR_OP_DISCONNECT = 0x52,
+	VR_OP_BUNDLE = 0x60, /* several whole frames in one (see below) */
 };
+
+/*
+ * A bundle carries several small frames to one peer in one Ethernet frame,
+ * so small messages pay the per-frame cost of the path once per bundle:
+ *   Ethernet header | version, VR_OP_BUNDLE, count (be16), reserved (be32, 0)
+ *   | count x ( length (be16) | a whole frame of that length )
+ * Each inner frame is exactly what would have been sent alone: its own
+ * Ethernet header (the outer one's addresses and EtherType), header and
+ * CRC.  A bundle has no CRC of its own; each inner frame is checked on its
+ * own, and a bundle never holds a bundle.  The engine unpacks bundles in
+ * vr_engine_input, so every host receives them; which hosts send them is
+ * up to the host (docs/wire-format.md).
+ */
+#define VR_BUNDLE_HLEN 8
+#define VR_BUNDLE_OFF_COUNT 2
+#define VR_BUNDLE_OFF_RESERVED 4
+#define VR_BUNDLE_ENTRY_HLEN 2
+
+/* Writes the outer Ethernet header (copied from a frame bound for the same
+ * peer) and the bundle header with a count of zero; returns the offset of
+ * the first entry. */
+u32 vr_wire_bundle_init(u8 *bundle, const u8 *first_frame);
+void vr_wire_bundle_set_count(u8 *bundle, u16 count);
+
+/*
+ * Iterates over a bundle: *pos starts at 0.  The first call checks the
+ * whole bundle and yields nothing from a bad one, returning a negative errno
+ * as vr_wire_parse would: -ENODATA (truncated), -EPFNOSUPPORT,
+ * -EPROTONOSUPPORT, -EOPNOTSUPP (not a bundle), -EMSGSIZE (an entry's length
+ * does not fit or is too short for a frame), -EPROTO (reserved bits, a count
+ * that is zero or disagrees with the entries, or an inner frame addressed
+ * differently from the bundle).  Then each call returns 1 with *inner and
+ * *inner_len set to the next frame, and 0 at the end.  Inner frames are not
+ * parsed here.  Never reads outside frame[0..len).
+ */
+int vr_wire_bundle_next(const void *frame, u32 len, u16 ethertype, u32 *pos,
+			const u8 **inner, u32 *inner_len);
+
+/* True when frame (at least VR_ETH_HLEN + 2 bytes) has a bundle's opcode. */
+static inline bool vr_wire_is_bundle(const void *frame, u32 len)
+{
+	const u8 *f = (const u8 *)frame;
+
+	return len >= VR_ETH_HLEN + 2 && f[VR_ETH_HLEN + VR_OFF_OPCODE] == VR_OP_BUNDLE;
+}
 
 /* Header flags. */
 #define VR_F_ACKREQ 0x01 /* sender wants an immediate ACK (message end) */

@@ -32,6 +32,12 @@ bool keep_going(const workload& w, std::uint64_t done, clock_type::time_point t0
 
 }  // namespace
 
+device_options device_options_for(const workload& w) {
+    device_options o;
+    o.bundle_small_frames = w.bundle;
+    return o;
+}
+
 loop_options loop_options_for(const workload& w) {
     loop_options o;
     o.busy_poll = std::chrono::microseconds(w.busy_poll_us);
@@ -40,7 +46,7 @@ loop_options loop_options_for(const workload& w) {
 
 side_result vmrdma_server(const std::string& uri, const workload& w, const std::function<void()>& ready) {
     event_loop loop(loop_options_for(w));
-    auto dev = device::open(loop, uri);
+    auto dev = device::open(loop, uri, device_options_for(w));
     auto ep = dev->open_endpoint(endpoint_id, {.weight = 1, .listen = true});
     std::vector<std::byte> memory(region_size(w));
     std::memset(memory.data(), 0x5a, memory.size());
@@ -95,7 +101,7 @@ side_result vmrdma_server(const std::string& uri, const workload& w, const std::
 
 side_result vmrdma_client(const std::string& uri, const std::string& server_mac, const workload& w) {
     event_loop loop(loop_options_for(w));
-    auto dev = device::open(loop, uri);
+    auto dev = device::open(loop, uri, device_options_for(w));
     auto ep = dev->open_endpoint(endpoint_id);
     // Registrable memory: ordinary memory on eth:, a sealed memfd that the
     // driver domain maps (zero copy) on unix:.

@@ -17,6 +17,7 @@ struct workload {
     std::uint64_t iterations = 0;
     unsigned mtu = 9000;
     unsigned busy_poll_us = 0;  // poll for completions this long before blocking (both paths)
+    bool bundle = true;         // eth: small frames to one peer leave bundled
 };
 
 inline const char* mode_name(mode m) {

@@ -44,6 +44,7 @@ std::error_code code_from_status(int status, std::uint8_t nak_reason) noexcept {
 
 device_core::device_core(event_loop& loop, std::unique_ptr<eth_port> port, const device_options& o)
     : loop_(loop), port_(std::move(port)) {
+    port_->set_bundling(o.bundle_small_frames);
     host_ops_.xmit = &device_core::on_xmit;
     host_ops_.complete = &device_core::on_complete;
     host_ops_.random = &device_core::on_random;

@@ -76,6 +76,9 @@ eth_port::eth_port(std::string_view ifname, std::uint16_t ethertype) : name_(ifn
     }
     rx_buffer_size_ = VR_ETH_HLEN + mtu_;
     batch_frames_ = std::clamp<std::size_t>(cache_budget / rx_buffer_size_, 4, batch);
+    tx_bundles_.resize(batch_frames_ * rx_buffer_size_);
+    // At least two entries fit in a bundle of this size.
+    bundle_limit_ = (rx_buffer_size_ - VR_ETH_HLEN - VR_BUNDLE_HLEN) / 2 - VR_BUNDLE_ENTRY_HLEN;
     rx_buffers_.resize(batch * rx_buffer_size_);
     rx_iov_.resize(batch);
     rx_msgs_.resize(batch);
@@ -83,12 +86,67 @@ eth_port::eth_port(std::string_view ifname, std::uint16_t ethertype) : name_(ifn
 
 eth_port::~eth_port() { close(fd_); }
 
+namespace {
+std::size_t frame_length(const vr_frame& frame) {
+    std::size_t n = frame.hdr_len;
+    for (std::uint32_t i = 0; i < frame.nfrags; ++i) n += frame.frag[i].len;
+    return n;
+}
+}  // namespace
+
+// Ends the open bundle: a bundle of one goes out as the plain frame it holds.
+void eth_port::close_bundle() noexcept {
+    if (open_ == none) return;
+    auto* buffer = reinterpret_cast<std::uint8_t*>(&tx_bundles_[open_ * rx_buffer_size_]);
+    iovec& iov = tx_msgs_[open_].msg_hdr.msg_iov[0];
+    if (open_count_ == 1) {
+        const std::size_t first = VR_ETH_HLEN + VR_BUNDLE_HLEN + VR_BUNDLE_ENTRY_HLEN;
+        iov = {buffer + first, open_len_ - first};
+    } else {
+        vr_wire_bundle_set_count(buffer, open_count_);
+        iov = {buffer, open_len_};
+        ++bundles_sent_;
+    }
+    tx_msgs_[open_].msg_hdr.msg_iovlen = 1;
+    open_ = none;
+}
+
 bool eth_port::queue(const vr_frame& frame) {
-    if (tx_count_ == batch_frames_) return false;
-    if (frame.hdr_len > max_header) {
+    if (frame.hdr_len > max_header || frame.hdr_len < VR_ETH_HLEN) {
         ++tx_dropped_;  // cannot happen with this engine; never overrun the slot
         return true;
     }
+    const std::size_t length = frame_length(frame);
+    if (bundling_ && length <= bundle_limit_) {
+        auto* bundles = reinterpret_cast<std::uint8_t*>(tx_bundles_.data());
+        const bool joins = open_ != none && open_len_ + VR_BUNDLE_ENTRY_HLEN + length <= rx_buffer_size_ &&
+                           std::memcmp(bundles + open_ * rx_buffer_size_, frame.hdr, VR_ETH_HLEN) == 0;
+        if (!joins) {
+            close_bundle();
+            if (tx_count_ == batch_frames_) return false;
+            open_ = tx_count_++;
+            open_len_ = vr_wire_bundle_init(bundles + open_ * rx_buffer_size_, frame.hdr);
+            open_count_ = 0;
+        }
+        // Entries are copied whole: the frame's payload is small by definition.
+        std::uint8_t* at = bundles + open_ * rx_buffer_size_ + open_len_;
+        vr_put_be16(at, static_cast<std::uint16_t>(length));
+        at += VR_BUNDLE_ENTRY_HLEN;
+        std::memcpy(at, frame.hdr, frame.hdr_len);
+        at += frame.hdr_len;
+        for (std::uint32_t i = 0; i < frame.nfrags; ++i) {
+            const vr_frag& f = frame.frag[i];
+            if (f.len == 0) continue;
+            std::memcpy(at, static_cast<const std::byte*>(f.mem) + f.off, f.len);
+            at += f.len;
+        }
+        open_len_ += VR_BUNDLE_ENTRY_HLEN + length;
+        ++open_count_;
+        return true;
+    }
+    // A large frame ends the bundle before it: frames leave in engine order.
+    close_bundle();
+    if (tx_count_ == batch_frames_) return false;
     std::byte* hdr = &tx_headers_[tx_count_ * max_header];
     std::memcpy(hdr, frame.hdr, frame.hdr_len);
     msghdr& m = tx_msgs_[tx_count_].msg_hdr;
@@ -106,6 +164,7 @@ bool eth_port::queue(const vr_frame& frame) {
 }
 
 void eth_port::flush() {
+    close_bundle();
     std::size_t sent = 0;
     while (sent < tx_count_) {
         int n = sendmmsg(fd_, &tx_msgs_[sent], static_cast<unsigned>(tx_count_ - sent), 0);

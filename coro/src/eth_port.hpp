@@ -39,8 +39,13 @@ public:
     const std::string& name() const noexcept { return name_; }
 
     // Adds a frame to the transmit batch; false when the batch is full
-    // (call flush() first). The header is copied, fragments are referenced.
+    // (call flush() first). The header is copied, fragments are referenced;
+    // a small frame (at most half the MTU) is copied whole into a bundle
+    // (proto/wire.h) when bundling is on and the frame before it was small
+    // too and bound for the same peer: one frame on the wire for many.
     bool queue(const vr_frame& frame);
+    void set_bundling(bool on) noexcept { bundling_ = on; }
+    std::uint64_t bundles_sent() const noexcept { return bundles_sent_; }
     // Sends the batch. Frames the kernel refused are counted as dropped:
     // the protocol recovers them as it recovers from loss.
     void flush();
@@ -69,6 +74,17 @@ private:
     std::vector<mmsghdr> tx_msgs_;
     std::size_t tx_count_ = 0;
     std::uint64_t tx_dropped_ = 0;
+    // bundles: one MTU-sized buffer per batch slot; open_ is the slot of
+    // the bundle that small frames are still joining
+    void close_bundle() noexcept;
+    bool bundling_ = true;
+    std::size_t bundle_limit_ = 0;  // largest frame worth bundling
+    std::vector<std::byte> tx_bundles_;
+    static constexpr std::size_t none = SIZE_MAX;
+    std::size_t open_ = none;
+    std::size_t open_len_ = 0;
+    std::uint16_t open_count_ = 0;
+    std::uint64_t bundles_sent_ = 0;
     // receive batch
     std::vector<std::byte> rx_buffers_;
     std::vector<iovec> rx_iov_;

@@ -65,6 +65,7 @@ counters to_counters(const vr_counters& c) {
     out.rx_dropped = dropped;
     for (auto n : c.naks_tx) out.naks_sent += n;
     for (auto n : c.naks_rx) out.naks_received += n;
+    out.bundles_received = c.rx_bundles;
     return out;
 }
 
@@ -137,7 +138,9 @@ counters device::stats() const {
         auto c = link->device_counters();
         return c ? *c : counters{};
     }
-    return to_counters(*vr_engine_counters(core_->engine()));
+    auto c = to_counters(*vr_engine_counters(core_->engine()));
+    c.bundles_sent = core_->port().bundles_sent();
+    return c;
 }
 
 // --- endpoint ---

@@ -247,3 +247,43 @@ TEST_CASE("each malformed class maps to its own error and class")
 	CHECK(vr_wire_err_class(-EPROTO) == VR_WERR_FIELD);
 	CHECK(vr_wire_err_class(-EINVAL) == VR_WERR_MAX);
 }
+
+TEST_CASE("bundles: iteration yields each frame; every truncation is refused before any frame")
+{
+	std::vector<std::vector<uint8_t>> frames = {frame(sample(VR_OP_WRITE_ONLY), {1, 2, 3}),
+						    frame(sample(VR_OP_ACK), {}),
+						    frame(sample(VR_OP_SEND_ONLY), std::vector<uint8_t>(300, 9))};
+	std::vector<uint8_t> b(VR_ETH_HLEN + VR_BUNDLE_HLEN);
+	CHECK(vr_wire_bundle_init(b.data(), frames[0].data()) == b.size());
+	for (const auto &f : frames) {
+		b.push_back((uint8_t)(f.size() >> 8));
+		b.push_back((uint8_t)f.size());
+		b.insert(b.end(), f.begin(), f.end());
+	}
+	vr_wire_bundle_set_count(b.data(), 3);
+	REQUIRE(vr_wire_is_bundle(b.data(), (uint32_t)b.size()));
+	// A bundle is not a frame: the lone-frame parser refuses it.
+	CHECK(parse(b) < 0);
+
+	uint32_t pos = 0, len = 0;
+	const uint8_t *inner = nullptr;
+	for (const auto &f : frames) {
+		REQUIRE(vr_wire_bundle_next(b.data(), (uint32_t)b.size(), VR_ETHERTYPE_DEFAULT, &pos, &inner, &len) == 1);
+		REQUIRE(len == f.size());
+		CHECK(memcmp(inner, f.data(), len) == 0);
+	}
+	CHECK(vr_wire_bundle_next(b.data(), (uint32_t)b.size(), VR_ETHERTYPE_DEFAULT, &pos, &inner, &len) == 0);
+
+	// Exact-size copies, so ASan sees any read past the end.
+	for (size_t cut = 0; cut < b.size(); cut++) {
+		std::vector<uint8_t> t(b.begin(), b.begin() + (long)cut);
+		pos = 0;
+		int rc = vr_wire_bundle_next(t.data(), (uint32_t)t.size(), VR_ETHERTYPE_DEFAULT, &pos, &inner, &len);
+		CHECK_MESSAGE(rc < 0, "cut at ", cut);
+	}
+	pos = 0;
+	CHECK(vr_wire_bundle_next(b.data(), (uint32_t)b.size(), 0x1234, &pos, &inner, &len) == -EPFNOSUPPORT);
+	b[VR_ETH_HLEN + VR_OFF_VERSION] = 2;
+	pos = 0;
+	CHECK(vr_wire_bundle_next(b.data(), (uint32_t)b.size(), VR_ETHERTYPE_DEFAULT, &pos, &inner, &len) == -EPROTONOSUPPORT);
+}

@@ -84,6 +84,10 @@ struct device_options {
     std::uint32_t window_frames = 256;
     std::uint64_t rto_ns = 20'000'000;      // first retransmission timeout
     std::uint32_t retry_limit = 7;          // RTO expiries before errc::timeout
+    // eth: consecutive small frames (up to half the MTU) bound for one peer
+    // leave as one bundle frame (docs/wire-format.md). Every vmrdma receiver
+    // unpacks bundles; off only to compare.
+    bool bundle_small_frames = true;
 };
 
 struct endpoint_options {
@@ -97,6 +101,9 @@ struct counters {
     std::uint64_t retransmits = 0, timeouts = 0, duplicates = 0;
     std::uint64_t rx_dropped = 0;   // malformed, forged or unaddressed frames
     std::uint64_t naks_sent = 0, naks_received = 0;
+    // Bundles of small frames (eth: device only); their frames count in
+    // tx_frames and rx_frames one by one.
+    std::uint64_t bundles_sent = 0, bundles_received = 0;
 };
 
 namespace detail {
