@@ -133,7 +133,7 @@ static enum hrtimer_restart vb_timer_fn(struct hrtimer *t)
 static int vb_proc_show(struct seq_file *m, void *v)
 {
 	u32 fes, rings, regs, eps;
-	u64 tx, rx, rexmit, stray, copies, drops, leaked;
+	u64 tx, rx, bundles, rexmit, stray, copies, drops, leaked;
 	u64 req = 0, rsp = 0, rej = 0, viol = 0;
 	struct vb_fe *fe;
 
@@ -146,6 +146,7 @@ static int vb_proc_show(struct seq_file *m, void *v)
 		seq_puts(m, "detached 1\n");
 	tx = vr_engine_counters(vb.eng)->tx_frames;
 	rx = vr_engine_counters(vb.eng)->rx_frames;
+	bundles = vr_engine_counters(vb.eng)->rx_bundles;
 	rexmit = vr_engine_counters(vb.eng)->retransmits;
 	stray = vb.stray_completions;
 	copies = vb.xmit_copies;
@@ -166,6 +167,7 @@ static int vb_proc_show(struct seq_file *m, void *v)
 	seq_printf(m, "endpoints %u\n", eps);
 	seq_printf(m, "tx_frames %llu\n", tx);
 	seq_printf(m, "rx_frames %llu\n", rx);
+	seq_printf(m, "rx_bundles %llu\n", bundles);
 	seq_printf(m, "retransmits %llu\n", rexmit);
 	seq_printf(m, "requests %llu\n", req);
 	seq_printf(m, "responses %llu\n", rsp);
