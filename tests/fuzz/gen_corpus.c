@@ -54,6 +54,30 @@ static void frame(struct vr_hdr h, const u8 *payload, int fixup)
 	    HDRS + h.payload_len);
 }
 
+/* A FIXUP bundle record of n frames (headers h[i], payloads from payload). */
+static void bundle(const struct vr_hdr *h, u32 n, const u8 *payload)
+{
+	u8 b[VR_ETH_HLEN + VR_BUNDLE_HLEN + 4 * (2 + HDRS + 256)];
+	u32 at, i;
+
+	if (n > 4)
+		abort();
+	vr_wire_put_eth(b, RXF_OUR_MAC, RXF_PEER_MAC, VR_ETHERTYPE_DEFAULT);
+	at = vr_wire_bundle_init(b, b);
+	for (i = 0; i < n; i++) {
+		u8 *f = b + at + 2;
+
+		if (h[i].payload_len > 256)
+			abort();
+		vr_put_be16(b + at, (u16)(HDRS + h[i].payload_len));
+		vr_wire_put_eth(f, RXF_OUR_MAC, RXF_PEER_MAC, VR_ETHERTYPE_DEFAULT);
+		vr_wire_encode_full(f, &h[i], payload);
+		at += 2 + HDRS + h[i].payload_len;
+	}
+	vr_wire_bundle_set_count(b, (u16)n);
+	rec((u16)(at | RXF_REC_FIXUP), b, at);
+}
+
 static void action(const u8 *args, u32 n)
 {
 	rec((u16)(RXF_REC_ACTION | n), args, n);
@@ -111,6 +135,23 @@ int main(int argc, char **argv)
 	h.total_len = h.payload_len = 32;
 	frame(h, pay, 1);
 	save("write_only");
+
+	/* a bundle: two writes and an ACK on connection A */
+	{
+		struct vr_hdr b3[3];
+
+		b3[0] = on_a(VR_OP_WRITE_ONLY, RXF_PEER_ISN_A);
+		b3[0].flags = VR_F_ACKREQ;
+		b3[0].remote_off = 8;
+		b3[0].total_len = b3[0].payload_len = 24;
+		b3[1] = on_a(VR_OP_WRITE_ONLY, RXF_PEER_ISN_A + 1);
+		b3[1].flags = VR_F_ACKREQ;
+		b3[1].remote_off = 64;
+		b3[1].total_len = b3[1].payload_len = 40;
+		b3[2] = on_a(VR_OP_ACK, 0);
+		bundle(b3, 3, pay);
+	}
+	save("bundle");
 
 	h = on_a(VR_OP_WRITE_FIRST, RXF_PEER_ISN_A);
 	h.rkey = 4;

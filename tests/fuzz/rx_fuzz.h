@@ -27,6 +27,10 @@
  *   - READ_RESP_* / ATOMIC_RESP with msg_id < 0x10000: the msg_id of the
  *     latest request the engine sent whose op slot was (msg_id & 0xFFFF);
  *   - finally the CRC is recomputed.
+ * A FIXUP record holding a bundle (opcode VR_OP_BUNDLE) gets its outer
+ * Ethernet header, version and reserved field made valid; each entry that
+ * fits gets the rewrites above as a lone frame; the count is set to the
+ * entries found and any bytes after the last whole entry are cut off.
  * Everything else (opcode, flags, nak reason, PSN of data frames, lengths,
  * offsets, operands, payload) is left as fuzzed.
  *
