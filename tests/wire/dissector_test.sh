@@ -7,9 +7,13 @@
 # it makes a veth pair with MTU 1500, captures EtherType 0x88B5 on one end
 # with dumpcap, runs opcode_tour on the pair (every opcode at least once),
 # then decodes the capture with `tshark -X lua_script:vmrdma.lua` and checks:
-# every opcode name of the spec appears, every vmrdma frame has "crc: good",
-# no frame carries expert info (malformed, bad CRC, Lua error) and every
-# captured frame was dissected as vmrdma. Prints a count per opcode.
+# every opcode name of the spec appears (BUNDLE included: the tour posts
+# small writes together, which the eth: device bundles), every vmrdma frame
+# has "crc: good" (the frames inside bundles too, each on its own), every
+# bundle's entries were all dissected, no frame carries expert info
+# (malformed, bad CRC, Lua error) and every captured frame was dissected as
+# vmrdma. Prints a count per opcode. Then damaged copies of a real frame and
+# of a real bundle must be flagged.
 #
 # Usage: dissector_test.sh [vmrdma.lua] [opcode_tour] [wire-format.md]
 # (Bazel passes all three.) Needs root (or CAP_SYS_ADMIN + CAP_NET_RAW) and
@@ -102,7 +106,7 @@ captured=$(tshark -r capture.pcapng -T fields -e frame.number 2>/dev/null | wc -
 # Decode. Lua load errors go to stderr: any "Lua" complaint fails the test.
 tshark -r capture.pcapng -X lua_script:"$LUA" -Y vmrdma -T fields -E separator=/t -E occurrence=a \
     -e frame.number -e vmrdma.opname -e vmrdma.crc.status -e _ws.expert.message -e vmrdma.problem \
-    -e _ws.col.Info >decoded.tsv 2>tshark.err || { cat tshark.err >&2; fail "tshark could not decode the capture"; }
+    -e _ws.col.Info -e vmrdma.bundle.count >decoded.tsv 2>tshark.err || { cat tshark.err >&2; fail "tshark could not decode the capture"; }
 if grep -iq "lua" tshark.err; then cat tshark.err >&2; fail "the Lua dissector reported errors"; fi
 
 decoded=$(wc -l <decoded.tsv)
@@ -117,7 +121,39 @@ if [ "$decoded" -ne "$captured" ]; then
     status=1
 fi
 
-bad_crc=$(awk -F'\t' '$3 != "good"' decoded.tsv)
+# A bundle's line lists its fields in tree order: opnames "BUNDLE,WRITE_ONLY,
+# WRITE_ONLY,...", one CRC status per inner frame. frames.tsv has one row per
+# vmrdma frame, lone or inner: capture frame number, opname, CRC status
+# ("-" for the bundle itself, "none" when missing), "lone"/"inner"/"bundle".
+# A line whose opnames do not add up (a bundle with fewer inner frames than
+# its count, a bundle not first, several frames outside a bundle, CRC
+# statuses left over) goes to odd.tsv.
+awk -F'\t' -v OFS='\t' '
+    {
+        n = split($2, ops, ","); m = split($3, crcs, ",")
+        bundle = (ops[1] == "BUNDLE")
+        inner = 0; bundles = 0
+        for (i = 1; i <= n; i++) {
+            if (ops[i] == "BUNDLE") { bundles++; print $1, "BUNDLE", "-", "bundle"; continue }
+            inner++
+            print $1, ops[i], (inner <= m ? crcs[inner] : "none"), (bundle ? "inner" : "lone")
+        }
+        want = bundle ? $7 : 1
+        if (bundles != bundle || inner != want || inner < 1 || m > inner)
+            print $1 "\t" $2 "\t" $3 "\tcount " $7 > "odd.tsv"
+    }' decoded.tsv >frames.tsv
+touch odd.tsv
+if [ -s odd.tsv ]; then
+    echo "dissector_test: FAIL: frames whose bundle entries were not all dissected (or did not add up):" >&2
+    head -n 20 odd.tsv >&2
+    status=1
+fi
+nbundles=$(awk -F'\t' '$4 == "bundle"' frames.tsv | wc -l)
+ninner=$(awk -F'\t' '$4 == "inner"' frames.tsv | wc -l)
+nframes=$(awk -F'\t' '$4 != "bundle"' frames.tsv | wc -l)
+echo "dissector_test: $nbundles bundles carrying $ninner frames; $nframes vmrdma frames in all"
+
+bad_crc=$(awk -F'\t' '$4 != "bundle" && $3 != "good"' frames.tsv)
 if [ -n "$bad_crc" ]; then
     echo "dissector_test: FAIL: frames whose CRC is not good:" >&2
     echo "$bad_crc" | head -n 20 >&2
@@ -130,14 +166,19 @@ if [ -n "$flagged" ]; then
     status=1
 fi
 
-echo "dissector_test: frames per opcode:"
+echo "dissector_test: frames per opcode (lone and inside bundles; BUNDLE: the bundles):"
 missing=()
 for op in "${expected[@]}"; do
-    n=$(awk -F'\t' -v op="$op" '$2 == op' decoded.tsv | wc -l)
-    printf '    %-18s %6d\n' "$op" "$n"
+    n=$(awk -F'\t' -v op="$op" '$2 == op' frames.tsv | wc -l)
+    in_bundles=$(awk -F'\t' -v op="$op" '$2 == op && $4 == "inner"' frames.tsv | wc -l)
+    if [ "$in_bundles" -gt 0 ]; then
+        printf '    %-18s %6d  (%d in bundles)\n' "$op" "$n" "$in_bundles"
+    else
+        printf '    %-18s %6d\n' "$op" "$n"
+    fi
     [ "$n" -gt 0 ] || missing+=("$op")
 done
-others=$(cut -f2 decoded.tsv | sort -u | grep -vxF -f <(printf '%s\n' "${expected[@]}") || true)
+others=$(cut -f2 frames.tsv | sort -u | grep -vxF -f <(printf '%s\n' "${expected[@]}") || true)
 if [ -n "$others" ]; then
     echo "dissector_test: FAIL: opcodes not in the spec were decoded: $others" >&2
     status=1
@@ -150,9 +191,9 @@ fi
 [ "$status" -eq 0 ] || exit 1
 
 # --- the checks above can fail: damaged copies of a real frame are flagged ---
-# Takes the first WRITE_ONLY frame (1-byte payload, 79 bytes) of the capture,
-# writes damaged variants into a classic pcap (with od and printf only) and
-# expects the dissector to report each one.
+# Takes the first WRITE_ONLY frame (1-byte payload, 79 bytes) and the first
+# bundle of the capture, writes damaged variants into a classic pcap (with od
+# and printf only) and expects the dissector to report each one.
 base_no=$(awk -F'\t' '$2 == "WRITE_ONLY" { print $1; exit }' decoded.tsv)
 tshark -r capture.pcapng -Y "frame.number == $base_no" -F pcap -w base.pcap 2>/dev/null
 read -r -a base < <(od -An -tx1 -v -j 40 base.pcap | tr -s ' \n' '  '; echo)
@@ -162,21 +203,54 @@ le32() { printf '\\x%02x\\x%02x\\x%02x\\x%02x' $(($1 & 255)) $((($1 >> 8) & 255)
 record() { # hex bytes... -> one pcap record on stdout
     local esc="" b
     for b in "$@"; do esc+="\\x$b"; done
-    printf "$(le32 0)$(le32 0)$(le32 $#)$(le32 $#)$esc"
+    printf '%b' "$(le32 0)$(le32 0)$(le32 $#)$(le32 $#)$esc"
 }
-with() { # index value: the base frame with one byte replaced
-    local f=("${base[@]}")
+with() { # index value: f = the base frame with one byte replaced
+    f=("${base[@]}")
     f[$1]=$2
-    echo "${f[@]}"
 }
+flip() { printf %02x $((0x$1 ^ 0xff)); }
+hi() { printf %02x $(($1 >> 8)); }   # the bytes of a be16
+lo() { printf %02x $(($1 & 255)); }
+
+# The bundle: its header at 14 (count at 16), entry 1's length at 22, entry
+# 1's frame at 24.
+bundle_no=$(awk -F'\t' '$2 ~ /^BUNDLE,/ { print $1; exit }' decoded.tsv)
+[ -n "$bundle_no" ] || fail "self-check: no bundle in the capture"
+tshark -r capture.pcapng -Y "frame.number == $bundle_no" -F pcap -w bundle.pcap 2>/dev/null
+read -r -a bundle < <(od -An -tx1 -v -j 40 bundle.pcap | tr -s ' \n' '  '; echo)
+if [ "${#bundle[@]}" -lt 182 ] || [ "${bundle[15]}" != 60 ]; then
+    fail "self-check: frame $bundle_no is not a bundle of two frames or more (${#bundle[@]} bytes)"
+fi
+count=$((0x${bundle[16]}${bundle[17]}))
+len1=$((0x${bundle[22]}${bundle[23]}))
+blen=${#bundle[@]}
+bwith() { # index hex-bytes...: f = the bundle with bytes replaced from index on
+    local i=$1 v
+    shift
+    f=("${bundle[@]}")
+    for v in "$@"; do f[i]=$v; i=$((i + 1)); done
+}
+last1=$((24 + len1 - 1))  # entry 1's last byte
 {
-    printf '\xd4\xc3\xb2\xa1\x02\x00\x04\x00'"$(le32 0)$(le32 0)$(le32 65535)$(le32 1)"
-    record "${base[@]}"                                         # 1: intact
-    record $(with 78 "$(printf %02x $((0x${base[78]} ^ 0xff)))")  # 2: payload byte flipped
-    record $(with 14 02)                                        # 3: version 2
-    record $(with 15 7f)                                        # 4: opcode 0x7f
-    record "${base[@]}" 00                                      # 5: one byte more than payload length
-    record "${base[@]:0:70}"                                    # 6: too short
+    printf '%b' '\xd4\xc3\xb2\xa1\x02\x00\x04\x00'"$(le32 0)$(le32 0)$(le32 65535)$(le32 1)"
+    record "${base[@]}"                                      # 1: intact
+    with 78 "$(flip "${base[78]}")"; record "${f[@]}"        # 2: payload byte flipped
+    with 14 02; record "${f[@]}"                             # 3: version 2
+    with 15 7f; record "${f[@]}"                             # 4: opcode 0x7f
+    record "${base[@]}" 00                                   # 5: one byte more than payload length
+    record "${base[@]:0:70}"                                 # 6: too short
+    record "${bundle[@]}"                                    # 7: intact bundle
+    bwith 16 "$(hi $((count + 1)))" "$(lo $((count + 1)))"
+    record "${f[@]}"                                         # 8: count one too many
+    bwith 22 "$(hi "$blen")" "$(lo "$blen")"; record "${f[@]}"  # 9: entry 1 runs past the end
+    bwith 22 00 46; record "${f[@]}"                         # 10: entry 1 too short (70 bytes)
+    bwith 21 01; record "${f[@]}"                            # 11: reserved bit
+    bwith 0 "$(flip "${bundle[0]}")"; record "${f[@]}"       # 12: outer dst differs from inner
+    bwith $last1 "$(flip "${bundle[$last1]}")"; record "${f[@]}"  # 13: entry 1's CRC bad
+    record "${bundle[@]:0:14}" 01 60 00 01 00 00 00 00 "$(hi "$blen")" "$(lo "$blen")" \
+        "${bundle[@]}"                                       # 14: a bundle in a bundle
+    record "${bundle[@]}" 00                                 # 15: a byte after the last entry
 } >damaged.pcap
 tshark -r damaged.pcap -X lua_script:"$LUA" -T fields -E separator=/t -E occurrence=a \
     -e frame.number -e vmrdma.crc.status -e vmrdma.problem -e _ws.expert.message \
@@ -195,7 +269,17 @@ expect_damage 3 'Version 2 is not 1' "bad version"
 expect_damage 4 'Unknown opcode 0x7f' "unknown opcode"
 expect_damage 5 'Payload length 1, but the frame carries 2 bytes' "payload length mismatch"
 expect_damage 6 'too short' "too short"
+expect_damage 7 '^7	good(,good)+		$' "intact bundle"
+expect_damage 8 "	Bundle count $((count + 1)), but it holds $count entries" "bundle count one too many"
+expect_damage 9 "	Entry 1: length $blen runs past the end of the bundle" "bundle entry runs past the end"
+expect_damage 10 '	Entry 1: length 70 is too short for a frame' "bundle entry too short"
+expect_damage 11 '	Bundle reserved field is 0x00000001, must be 0' "bundle reserved bit"
+expect_damage 12 '^12	good(,good)+	Entry 1: its Ethernet header differs' "inner Ethernet header differs"
+expect_damage 13 '^13	bad(,good)+	.*Bad CRC32C' "bad CRC of a bundle's first frame"
+expect_damage 14 '	Entry 1 is a bundle inside a bundle' "nested bundle"
+expect_damage 15 '	1 byte after the last entry' "byte after the last entry"
 [ "$status" -eq 0 ] || { cat damaged.tsv >&2; exit 1; }
 echo "dissector_test: self-check: damaged frames are flagged (bad CRC, version, opcode, length, too short)"
+echo "dissector_test: self-check: damaged bundles are flagged (count, entry length, reserved, Ethernet header, inner CRC, nesting, trailing byte)"
 
-echo "dissector_test: PASS: all ${#expected[@]} opcodes decoded, $decoded frames with good CRC, none malformed"
+echo "dissector_test: PASS: all ${#expected[@]} opcodes decoded, $nframes frames with good CRC ($ninner in $nbundles bundles), none malformed"

@@ -6,11 +6,14 @@
 //   opcode_tour IF_A IF_B
 //
 // Order: CONNECT_REQ/CONNECT_ACK; WRITE_ONLY (1 B) and WRITE_FIRST/MIDDLE/LAST
-// (10 KB); READ_REQ with READ_RESP_ONLY and READ_RESP_FIRST/MIDDLE/LAST;
+// (10 KB); eight 8-byte writes posted together, which the eth: device sends
+// as one BUNDLE of WRITE_ONLY frames (the tour fails if a sent no bundle);
+// READ_REQ with READ_RESP_ONLY and READ_RESP_FIRST/MIDDLE/LAST;
 // SEND_ONLY and SEND_FIRST/MIDDLE/LAST; ATOMIC_FADD, ATOMIC_CSWAP,
 // ATOMIC_RESP; ACKs throughout; DISCONNECT on close; then, on a second
 // connection (it goes to error), a write with a forged rkey that the peer
 // answers with NAK BAD_KEY. Every transfer is verified; exits 0 on success.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -32,6 +35,8 @@ using vmrdma::task;
 namespace {
 
 constexpr std::uint32_t big = 10 * 1024;  // 8 frames at MTU 1500 (1436 bytes each)
+constexpr std::uint32_t small_writes = 8;  // posted in one turn: one BUNDLE
+constexpr std::uint32_t small = 8;         // bytes each: 86-byte frames, well below half the MTU
 
 std::vector<std::byte> pattern(std::size_t n, unsigned seed) {
     std::vector<std::byte> v(n);
@@ -89,6 +94,23 @@ int main(int argc, char** argv) {
                 co_await client.write(src_mr, 0, remote, 0, big);
                 require(target == src, "10 KB write arrived");
 
+                step("8 writes of 8 B posted together (BUNDLE of WRITE_ONLY)");
+                {
+                    // Clear what they rewrite, so that each must arrive (and
+                    // target equals src again for the reads below).
+                    std::fill_n(target.begin(), small_writes * small, std::byte{0});
+                    const auto bundles_before = a->stats().bundles_sent;
+                    std::vector<task<void>> writes;
+                    for (std::uint32_t i = 0; i < small_writes; ++i)
+                        writes.push_back(client.write(src_mr, i * small, remote, i * small, small));
+                    co_await vmrdma::when_all(std::move(writes));  // all posted before any is sent
+                    require(target == src, "8 small writes arrived");
+                    require(a->stats().bundles_sent > bundles_before,
+                            "a sent no BUNDLE for 8 small writes posted together "
+                            "(is device_options::bundle_small_frames off?)");
+                    require(b->stats().bundles_received > 0, "b received a BUNDLE");
+                }
+
                 step("read 1 B (READ_REQ, READ_RESP_ONLY) and 10 KB (READ_RESP_FIRST/MIDDLE/LAST)");
                 co_await client.read(back_mr, 0, remote, 0, 1);
                 require(back[0] == src[0], "1-byte read returned");
@@ -136,9 +158,12 @@ int main(int argc, char** argv) {
         };
         loop.run(body());
         auto sa = a->stats(), sb = b->stats();
-        std::printf("opcode_tour: done: a sent %llu frames, b sent %llu frames, b sent %llu NAKs\n",
+        std::printf("opcode_tour: done: a sent %llu frames (%llu bundles), b sent %llu frames "
+                    "(%llu bundles), b sent %llu NAKs\n",
                     static_cast<unsigned long long>(sa.tx_frames),
+                    static_cast<unsigned long long>(sa.bundles_sent),
                     static_cast<unsigned long long>(sb.tx_frames),
+                    static_cast<unsigned long long>(sb.bundles_sent),
                     static_cast<unsigned long long>(sb.naks_sent));
         require(sb.naks_sent >= 1, "b sent a NAK");
         return 0;

@@ -20,12 +20,26 @@
 -- length mismatch, bad CRC, unknown opcode, unknown flag bits, reserved != 0,
 -- bad NAK reason, ABORT on a non-data frame and the opcode/length rules.
 --
+-- BUNDLE frames (opcode 0x60, several whole frames in one, see
+-- docs/wire-format.md "Bundles"): shows the bundle header and each entry
+-- (its length, the inner Ethernet header, then the inner frame dissected
+-- exactly like a lone frame, CRC included), and flags what vr_wire_bundle_next
+-- would reject (count that disagrees with the entries, an entry too short or
+-- overrunning the frame, reserved != 0, an inner Ethernet header that differs
+-- from the outer one) and a bundle inside a bundle. Filters:
+-- vmrdma.opname == "BUNDLE" (or vmrdma.bundle.count), vmrdma.bundle.entry;
+-- a filter on a frame's field (vmrdma.opname == "ACK") also matches a bundle
+-- that carries such a frame.
+--
 -- Written for Wireshark 4.0 (Lua 5.2, bit32), the version in Debian 12; it
 -- also runs on later versions with Lua 5.3/5.4 (bit32 or native operators).
 
 local ETH_HLEN = 14
 local HDR_LEN = 64
 local DEFAULT_ETHERTYPE = 0x88B5
+local BUNDLE_HLEN = 8        -- version, opcode, count (be16), reserved (be32)
+local BUNDLE_ENTRY_HLEN = 2  -- each entry: length (be16), then a whole frame
+local OP_BUNDLE = 0x60
 
 ---------------------------------------------------------------------------
 -- Bit operations: bit32 on Lua 5.2 (Wireshark <= 4.2); fall back to the
@@ -101,6 +115,10 @@ local opcodes = {
     [0x51] = "CONNECT_ACK",
     [0x52] = "DISCONNECT",
 }
+-- Names shown for the opcode field: the frame opcodes above and BUNDLE, which
+-- only ever starts a bundle (never a frame that vr_wire_parse accepts).
+local opcode_names = { [OP_BUNDLE] = "BUNDLE" }
+for op, name in pairs(opcodes) do opcode_names[op] = name end
 
 local nak_reasons = {
     [0] = "NONE",
@@ -135,7 +153,7 @@ local vmrdma = Proto("vmrdma", "vmrdma (RDMA over Ethernet)")
 
 local f = {
     version = ProtoField.uint8("vmrdma.version", "Version", base.DEC),
-    opcode = ProtoField.uint8("vmrdma.opcode", "Opcode", base.HEX, opcodes),
+    opcode = ProtoField.uint8("vmrdma.opcode", "Opcode", base.HEX, opcode_names),
     opname = ProtoField.string("vmrdma.opname", "Opcode name"),
     flags = ProtoField.uint8("vmrdma.flags", "Flags", base.HEX),
     flag_ackreq = ProtoField.uint8("vmrdma.flags.ackreq", "ACKREQ (last frame of a message)", base.DEC, nil, F_ACKREQ),
@@ -162,6 +180,15 @@ local f = {
     crc_status = ProtoField.string("vmrdma.crc.status", "CRC status"),
     payload = ProtoField.bytes("vmrdma.payload", "Payload"),
     problem = ProtoField.string("vmrdma.problem", "Problem"),
+    bundle_count = ProtoField.uint16("vmrdma.bundle.count", "Bundle count", base.DEC),
+    bundle_reserved = ProtoField.uint32("vmrdma.bundle.reserved", "Bundle reserved", base.HEX),
+    bundle_entries = ProtoField.uint16("vmrdma.bundle.entries", "Entries found", base.DEC),
+    entry = ProtoField.none("vmrdma.bundle.entry", "Bundle entry"),
+    entry_len = ProtoField.uint16("vmrdma.bundle.entry.length", "Entry length", base.DEC),
+    entry_eth_dst = ProtoField.ether("vmrdma.bundle.entry.eth.dst", "Inner destination MAC"),
+    entry_eth_src = ProtoField.ether("vmrdma.bundle.entry.eth.src", "Inner source MAC"),
+    entry_eth_type = ProtoField.uint16("vmrdma.bundle.entry.eth.type", "Inner EtherType", base.HEX),
+    entry_data = ProtoField.bytes("vmrdma.bundle.entry.data", "Entry bytes (not dissected)"),
 }
 vmrdma.fields = f
 
@@ -182,8 +209,20 @@ local ef = {
                             expert.group.MALFORMED, expert.severity.ERROR),
     unverified = ProtoExpert.new("vmrdma.crc.unverified", "CRC not verified (truncated capture or no Ethernet header)",
                                  expert.group.CHECKSUM, expert.severity.NOTE),
+    bundle_count = ProtoExpert.new("vmrdma.bundle.bad_count", "Bundle count is 0 or disagrees with its entries",
+                                   expert.group.MALFORMED, expert.severity.ERROR),
+    bundle_entry = ProtoExpert.new("vmrdma.bundle.bad_entry_length",
+                                   "Bundle entry too short for a frame, or beyond the end of the bundle",
+                                   expert.group.MALFORMED, expert.severity.ERROR),
+    bundle_eth = ProtoExpert.new("vmrdma.bundle.eth_mismatch", "Inner Ethernet header differs from the bundle's",
+                                 expert.group.MALFORMED, expert.severity.ERROR),
+    bundle_nested = ProtoExpert.new("vmrdma.bundle.nested", "Bundle inside a bundle",
+                                    expert.group.MALFORMED, expert.severity.ERROR),
+    bundle_truncated = ProtoExpert.new("vmrdma.bundle.truncated", "Rest of the bundle not captured (snaplen)",
+                                       expert.group.UNDECODED, expert.severity.NOTE),
 }
-vmrdma.experts = { ef.short, ef.version, ef.opcode, ef.length, ef.crc, ef.field, ef.rules, ef.unverified }
+vmrdma.experts = { ef.short, ef.version, ef.opcode, ef.length, ef.crc, ef.field, ef.rules, ef.unverified,
+                   ef.bundle_count, ef.bundle_entry, ef.bundle_eth, ef.bundle_nested, ef.bundle_truncated }
 
 -- Preferences (tshark: -o vmrdma.ethertype:34997 -o vmrdma.check_crc:FALSE).
 vmrdma.prefs.ethertype = Pref.uint("EtherType (decimal)", DEFAULT_ETHERTYPE,
@@ -263,9 +302,13 @@ local function semantics(h)
 end
 
 ---------------------------------------------------------------------------
-function vmrdma.dissector(tvb, pinfo, tree)
+-- One frame, lone or inside a bundle. tvb starts at the vmrdma header; eth is
+-- the 14-byte Ethernet header its CRC covers (a string; nil when unknown,
+-- which leaves the CRC unverified). Adds the frame's vmrdma subtree to tree
+-- and returns a summary: info (for the Info column), opname, crc (the CRC
+-- status, nil when not reached) and problems (the texts of what is wrong).
+local function dissect_frame(tvb, tree, eth)
     local len = tvb:reported_len()
-    pinfo.cols.protocol:set("vmrdma")
     local root = tree:add(vmrdma, tvb(0, math.min(len, tvb:len())))
 
     local problems = {}
@@ -278,8 +321,7 @@ function vmrdma.dissector(tvb, pinfo, tree)
     if len < HDR_LEN then
         problem(root, ef.short, string.format("Frame too short: %d bytes of vmrdma header, need %d",
                                               len, HDR_LEN))
-        pinfo.cols.info:set("[malformed: too short]")
-        return tvb:len()
+        return { info = "[malformed: too short]", opname = "?", problems = problems }
     end
 
     local h = {
@@ -338,21 +380,19 @@ function vmrdma.dissector(tvb, pinfo, tree)
 
     -- Same order of checks as vr_wire_parse.
     local crc_text = "unverified"
+    local crc_reached = false
     if h.version ~= 1 then
         problem(vi, ef.version, "Version " .. h.version .. " is not 1")
     elseif h.payload_len ~= actual_pl then
         problem(pi, ef.length, string.format("Payload length %d, but the frame carries %d bytes",
                                              h.payload_len, actual_pl))
     else
-        local dst = last(eth_dst_f())
-        local src = last(eth_src_f())
+        crc_reached = true
         if not vmrdma.prefs.check_crc then
             crc_text = "not checked"
-        elseif tvb:len() < len or not dst or not src then
+        elseif tvb:len() < len or not eth then
             crci:add_proto_expert_info(ef.unverified)
         else
-            local eth = dst.range:raw() .. src.range:raw() ..
-                        string.char(rshift(vmrdma.prefs.ethertype, 8) % 256, vmrdma.prefs.ethertype % 256)
             local st = crc32c_update(0xFFFFFFFF, eth)
             st = crc32c_update(st, tvb:raw(0, 60))
             st = crc32c_update(st, "\0\0\0\0")
@@ -399,10 +439,182 @@ function vmrdma.dissector(tvb, pinfo, tree)
     if #flag_names > 0 then info = info .. " [" .. table.concat(flag_names, ",") .. "]" end
     if crc_text == "bad" then info = info .. " [CRC BAD]" end
     if #problems > 0 then info = info .. " [malformed: " .. problems[1] .. "]" end
-    pinfo.cols.info:set(info)
 
     root:append_text(string.format(", %s, ep %d→%d, conn %d, psn %d, crc: %s",
                                    opname or "unknown opcode", h.src_ep, h.dst_ep, h.conn, h.psn, crc_text))
+    return { info = info, opname = opname or string.format("OP_0x%02x", h.opcode),
+             crc = crc_reached and crc_text or nil, problems = problems }
+end
+
+-- "A, A, A, B" -> "A ×3, B"
+local function runs(names)
+    local parts = {}
+    local i = 1
+    while i <= #names do
+        local j = i
+        while j < #names and names[j + 1] == names[i] do j = j + 1 end
+        parts[#parts + 1] = j > i and string.format("%s ×%d", names[i], j - i + 1) or names[i]
+        i = j + 1
+    end
+    return table.concat(parts, ", ")
+end
+
+---------------------------------------------------------------------------
+-- A bundle (see VR_BUNDLE_HLEN in proto/wire.h): tvb starts at the bundle
+-- header, eth is the outer Ethernet header (nil when unknown). The checks of
+-- vr_wire_bundle_next come first (the engine drops a bundle that fails one
+-- of them whole); each inner frame is then dissected as a lone one, and the
+-- engine would drop only that frame if it were bad.
+local function dissect_bundle(tvb, pinfo, tree, eth)
+    local len = tvb:reported_len()
+    local cap = tvb:len()
+    local root = tree:add(vmrdma, tvb(0, math.min(len, cap)))
+
+    local problems = {}
+    local function problem(item, expert_field, text)
+        item:add_proto_expert_info(expert_field, text)
+        root:add(f.problem, text):set_generated()
+        problems[#problems + 1] = text
+    end
+    local function malformed(info)
+        if #problems > 0 then info = info .. " [malformed: " .. problems[1] .. "]" end
+        pinfo.cols.info:set(info)
+    end
+
+    if len < BUNDLE_HLEN or cap < BUNDLE_HLEN then
+        if len < BUNDLE_HLEN then
+            problem(root, ef.short, string.format("Bundle too short: %d bytes of bundle header, need %d",
+                                                  len, BUNDLE_HLEN))
+        else
+            root:add_proto_expert_info(ef.bundle_truncated)
+        end
+        root:append_text(", BUNDLE")
+        malformed("BUNDLE")
+        return
+    end
+
+    local version, count, reserved = tvb(0, 1):uint(), tvb(2, 2):uint(), tvb(4, 4):uint()
+    local vi = root:add(f.version, tvb(0, 1))
+    root:add(f.opcode, tvb(1, 1))
+    root:add(f.opname, tvb(1, 1), "BUNDLE"):set_generated()
+    local ci = root:add(f.bundle_count, tvb(2, 2))
+    local ri = root:add(f.bundle_reserved, tvb(4, 4))
+    if version ~= 1 then
+        -- A later version may lay its bundles out differently: stop here.
+        problem(vi, ef.version, "Version " .. version .. " is not 1")
+        root:append_text(", BUNDLE, version " .. version)
+        malformed("BUNDLE")
+        return
+    end
+    if reserved ~= 0 then
+        problem(ri, ef.field, string.format("Bundle reserved field is 0x%08x, must be 0", reserved))
+    end
+    if count == 0 then problem(ci, ef.bundle_count, "Bundle count is 0") end
+
+    local names = {}          -- opcode name of each entry, for the Info column
+    local crc_bad = false
+    local inner_problem = nil -- the first inner frame's problem
+    local entries = 0
+    local to_the_end = true   -- false when the entries could not be followed to the end
+    local at = BUNDLE_HLEN
+    while at < len do
+        if cap < at + math.min(len - at, BUNDLE_ENTRY_HLEN) then
+            root:add_proto_expert_info(ef.bundle_truncated)
+            to_the_end = false
+            break
+        end
+        if len - at < BUNDLE_ENTRY_HLEN then
+            problem(root:add(f.entry_data, tvb(at, len - at)), ef.bundle_entry,
+                    string.format("%d byte after the last entry, too few for an entry length", len - at))
+            to_the_end = false
+            break
+        end
+        entries = entries + 1
+        local n = tvb(at, 2):uint()
+        local body = at + BUNDLE_ENTRY_HLEN
+        local room = len - body
+        local ei = root:add(f.entry, tvb(at, math.min(BUNDLE_ENTRY_HLEN + math.min(n, room), cap - at)))
+        ei:set_text(string.format("Entry %d: %d bytes", entries, n))
+        local li = ei:add(f.entry_len, tvb(at, 2))
+        if n > room then
+            if room > 0 and cap > body then ei:add(f.entry_data, tvb(body, math.min(room, cap - body))) end
+            problem(li, ef.bundle_entry,
+                    string.format("Entry %d: length %d runs past the end of the bundle (%d bytes left)",
+                                  entries, n, room))
+            names[#names + 1] = "?"
+            to_the_end = false
+            break
+        end
+        if cap < body + n then
+            ei:add_proto_expert_info(ef.bundle_truncated)
+            to_the_end = false
+            break
+        end
+        at = body + n
+        if n < ETH_HLEN + HDR_LEN then
+            if n > 0 then ei:add(f.entry_data, tvb(body, n)) end
+            problem(li, ef.bundle_entry,
+                    string.format("Entry %d: length %d is too short for a frame (at least %d)",
+                                  entries, n, ETH_HLEN + HDR_LEN))
+            names[#names + 1] = "?"
+        else
+            ei:add(f.entry_eth_dst, tvb(body, 6))
+            ei:add(f.entry_eth_src, tvb(body + 6, 6))
+            ei:add(f.entry_eth_type, tvb(body + 12, 2))
+            local inner_eth = tvb:raw(body, ETH_HLEN)
+            if eth and inner_eth ~= eth then
+                problem(ei, ef.bundle_eth, string.format("Entry %d: its Ethernet header differs from the bundle's",
+                                                         entries))
+            end
+            if tvb(body + ETH_HLEN + 1, 1):uint() == OP_BUNDLE then
+                ei:add(f.entry_data, tvb(body + ETH_HLEN, n - ETH_HLEN))
+                problem(ei, ef.bundle_nested, string.format("Entry %d is a bundle inside a bundle", entries))
+                names[#names + 1] = "BUNDLE"
+                ei:append_text(", BUNDLE")
+            else
+                local r = dissect_frame(tvb(body + ETH_HLEN, n - ETH_HLEN):tvb(), ei, inner_eth)
+                names[#names + 1] = r.opname
+                ei:append_text(", " .. r.opname .. (r.crc and (", crc: " .. r.crc) or ""))
+                if r.crc == "bad" then crc_bad = true end
+                if r.problems[1] and not inner_problem then
+                    inner_problem = string.format("entry %d: %s", entries, r.problems[1])
+                end
+            end
+        end
+    end
+    if to_the_end and count ~= 0 and entries ~= count then
+        problem(ci, ef.bundle_count, string.format("Bundle count %d, but it holds %d entries", count, entries))
+    end
+    root:add(f.bundle_entries, entries):set_generated()
+
+    -- Info column, e.g. "BUNDLE of 8: WRITE_ONLY ×7, ACK".
+    local info = string.format("BUNDLE of %d", entries)
+    if #names > 0 then info = info .. ": " .. runs(names) end
+    if crc_bad then info = info .. " [CRC BAD]" end
+    if inner_problem and #problems == 0 then problems[1] = inner_problem end
+    malformed(info)
+    root:append_text(string.format(", BUNDLE of %d frames", entries))
+end
+
+---------------------------------------------------------------------------
+-- The outer Ethernet header as the CRC covers it (nil when unknown): read back
+-- from the Ethernet dissector's fields (the last ones, in case of
+-- encapsulation), with the configured EtherType.
+local function outer_eth()
+    local dst = last(eth_dst_f())
+    local src = last(eth_src_f())
+    if not dst or not src then return nil end
+    return dst.range:raw() .. src.range:raw() ..
+           string.char(rshift(vmrdma.prefs.ethertype, 8) % 256, vmrdma.prefs.ethertype % 256)
+end
+
+function vmrdma.dissector(tvb, pinfo, tree)
+    pinfo.cols.protocol:set("vmrdma")
+    if tvb:len() >= 2 and tvb(1, 1):uint() == OP_BUNDLE then
+        dissect_bundle(tvb, pinfo, tree, outer_eth())
+    else
+        pinfo.cols.info:set(dissect_frame(tvb, tree, outer_eth()).info)
+    end
     return tvb:len()
 end
 
