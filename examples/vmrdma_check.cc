@@ -13,6 +13,7 @@
 // verdict (`vmrdma-check: OK: ...` or `vmrdma-check: FAIL: ...`) to stdout.
 #include <signal.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cinttypes>
@@ -59,7 +60,9 @@ constexpr const char* client_help =
     "Connects from local endpoint N (default 1) to the server's endpoint and, per round,\n"
     "fills a buffer with a pattern of that round, RDMA-writes it to the server's region at\n"
     "offset 0 (all of it but the last 8 bytes), RDMA-reads it back into a second buffer,\n"
-    "compares byte for byte, and does fetch_add 1 on the region's last 8-byte word (at\n"
+    "compares byte for byte, reads up to 16 spots of 64 bytes at once and compares them\n"
+    "too (small responses that an eth: peer sends as one bundle), and does fetch_add 1 on\n"
+    "the region's last 8-byte word (at\n"
     "BYTES-8), whose old value must go up by one each round. KEY and the sizes are what the\n"
     "server's READY line says. R defaults to 3; --forever runs until killed and prints a\n"
     "line about once a second. Prints\n"
@@ -235,6 +238,12 @@ int client(int argc, char** argv) {
     vmrdma::registrable_buffer out(data), in(data);
     auto out_mr = ep.register_memory(out.span(), vmrdma::access::none);
     auto in_mr = ep.register_memory(in.span(), vmrdma::access::local_write);
+    // Small reads in flight together, spread over the region.
+    constexpr std::size_t spot = 64;
+    const std::size_t spots = std::min<std::size_t>(16, data / spot);
+    vmrdma::registrable_buffer spot_buf(std::max<std::size_t>(spots, 1) * spot);
+    auto spot_mr = ep.register_memory(spot_buf.span(), vmrdma::access::local_write);
+    const std::size_t spot_stride = spots ? data / spots / spot * spot : 0;
     const vmrdma::remote_region remote{rkey, size};
     std::fprintf(stderr, "vmrdma-check: %s (mac %s, mtu %u) -> %s endpoint %u, rkey 0x%" PRIx32 ", %zu bytes\n",
                  uri.c_str(), dev->mac().to_string().c_str(), dev->mtu(), peer.to_string().c_str(), peer_ep, rkey,
@@ -261,6 +270,17 @@ int client(int argc, char** argv) {
                               std::to_integer<unsigned>(in.data()[at]), std::to_integer<unsigned>(out.data()[at]));
                 failure = buf;
                 co_return;
+            }
+            std::vector<task<void>> reads;
+            for (std::size_t i = 0; i < spots; ++i)
+                reads.push_back(conn.read(spot_mr, i * spot, remote, i * spot_stride, spot));
+            co_await vmrdma::when_all(std::move(reads));
+            for (std::size_t i = 0; i < spots; ++i) {
+                if (std::memcmp(spot_buf.data() + i * spot, out.data() + i * spot_stride, spot) != 0) {
+                    failure = "round " + std::to_string(r) + ": the read of " + std::to_string(spot) +
+                              " bytes at offset " + std::to_string(i * spot_stride) + " differs from what was written";
+                    co_return;
+                }
             }
             auto old = co_await conn.fetch_add(remote, size - 8, 1);
             if (r > 1 && old != last + 1) {

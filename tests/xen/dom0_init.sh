@@ -182,11 +182,16 @@ ready=$(grep '^READY' /tmp/serve.log)
 field() { echo "$ready" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 job="VMRDMA_PEER=$(field mac) VMRDMA_PEER_EP=$(field ep) VMRDMA_RKEY=$(field rkey) VMRDMA_SIZE=$(field size)"
 
-step "guest a: RDMA write, read back and fetch_add through the backend"
+step "guest a: RDMA write, read back, small reads and fetch_add through the backend"
 if verify_in_guest a; then
     # It powered off: the backend must let go of it.
     wait_for 10 backend_idle || fail "backend still holds guest a: $(tr '\n' ' ' </proc/vmrdma_back)"
     /vmrdma-xen-attach detach "$domid" --wait 0 >/dev/null 2>&1
+    # The guest's small reads in flight together come back from the eth:
+    # peer as bundles, which the backend's engine must have unpacked.
+    bundles=$(proc_value rx_bundles)
+    say "backend received ${bundles:-no} bundle(s) of small frames from the peer"
+    [ "${bundles:-0}" -gt 0 ] || fail "backend_kmod received no bundles"
 fi
 
 step "guest b: destroyed in the middle of a transfer"
