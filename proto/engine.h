@@ -187,7 +187,9 @@ int vr_post_recv(struct vr_engine *eng, u16 ep, u32 lkey, u64 loff, u32 len,
 		 u64 tag, u64 mask, u64 cookie);
 
 /* Receive one full Ethernet frame.  Returns 0 if accepted or a negative
- * errno describing why it was dropped (it is counted either way). */
+ * errno describing why it was dropped (it is counted either way).  A
+ * well-formed bundle returns 0 even if frames inside it were dropped: each
+ * of those is counted as it would be alone. */
 int vr_engine_input(struct vr_engine *eng, const void *frame, u32 len, u64 now);
 
 /* Emit up to budget frames in DRR order; returns the number emitted. */

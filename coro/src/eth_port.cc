@@ -77,6 +77,9 @@ eth_port::eth_port(std::string_view ifname, std::uint16_t ethertype) : name_(ifn
     rx_buffer_size_ = VR_ETH_HLEN + mtu_;
     batch_frames_ = std::clamp<std::size_t>(cache_budget / rx_buffer_size_, 4, batch);
     tx_bundles_.resize(batch_frames_ * rx_buffer_size_);
+    tx_frames_.resize(batch_frames_);
+    // An entry's length is 16 bits: even half the largest frame fits.
+    static_assert((VR_ETH_HLEN + VR_MTU_MAX) / 2 <= UINT16_MAX);
     // At least two entries fit in a bundle of this size.
     bundle_limit_ = (rx_buffer_size_ - VR_ETH_HLEN - VR_BUNDLE_HLEN) / 2 - VR_BUNDLE_ENTRY_HLEN;
     rx_buffers_.resize(batch * rx_buffer_size_);
@@ -105,9 +108,9 @@ void eth_port::close_bundle() noexcept {
     } else {
         vr_wire_bundle_set_count(buffer, open_count_);
         iov = {buffer, open_len_};
-        ++bundles_sent_;
     }
     tx_msgs_[open_].msg_hdr.msg_iovlen = 1;
+    tx_frames_[open_] = open_count_;
     open_ = none;
 }
 
@@ -159,6 +162,7 @@ bool eth_port::queue(const vr_frame& frame) {
         iov[n++] = {static_cast<std::byte*>(f.mem) + f.off, f.len};
     }
     m.msg_iovlen = n;
+    tx_frames_[tx_count_] = 1;
     ++tx_count_;
     return true;
 }
@@ -172,9 +176,11 @@ void eth_port::flush() {
             if (errno == EINTR) continue;
             // ENOBUFS and friends: the rest of the batch is lost on the
             // floor, exactly as if the wire had dropped it.
-            tx_dropped_ += tx_count_ - sent;
+            for (std::size_t i = sent; i < tx_count_; ++i) tx_dropped_ += tx_frames_[i];
             break;
         }
+        for (std::size_t i = sent; i < sent + static_cast<std::size_t>(n); ++i)
+            if (tx_frames_[i] > 1) ++bundles_sent_;
         sent += static_cast<std::size_t>(n);
     }
     tx_count_ = 0;

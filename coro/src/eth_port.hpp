@@ -45,6 +45,7 @@ public:
     // too and bound for the same peer: one frame on the wire for many.
     bool queue(const vr_frame& frame);
     void set_bundling(bool on) noexcept { bundling_ = on; }
+    // Bundles the kernel took (a refused one is counted in tx_dropped()).
     std::uint64_t bundles_sent() const noexcept { return bundles_sent_; }
     // Sends the batch. Frames the kernel refused are counted as dropped:
     // the protocol recovers them as it recovers from loss.
@@ -73,7 +74,8 @@ private:
     std::vector<iovec> tx_iov_;
     std::vector<mmsghdr> tx_msgs_;
     std::size_t tx_count_ = 0;
-    std::uint64_t tx_dropped_ = 0;
+    std::vector<std::uint16_t> tx_frames_;  // frames in each queued message (a bundle's count)
+    std::uint64_t tx_dropped_ = 0;           // frames, not messages
     // bundles: one MTU-sized buffer per batch slot; open_ is the slot of
     // the bundle that small frames are still joining
     void close_bundle() noexcept;

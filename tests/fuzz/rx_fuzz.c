@@ -89,10 +89,12 @@ struct win {
 	const u8 *expect;    /* exact new bytes, or NULL */
 	int atomic;          /* 0, VR_OP_ATOMIC_FADD or VR_OP_ATOMIC_CSWAP */
 	u64 a, b;
+	u32 psn;             /* atomics: a copy with the same PSN is a replay */
 };
 
 static struct win wins[MAX_WIN];
 static u32 nwins;
+static bool wins_overflow; /* more windows than MAX_WIN: region bytes unchecked */
 
 struct lconn {
 	bool known;
@@ -272,26 +274,62 @@ static void cookie_refused(struct mop *m)
 
 /* --------------------------------------------------- memory checking */
 
-static void win_add(u8 *lo, u32 len, const u8 *expect, int atomic, u64 a, u64 b)
+/* Adds a window; an identical one (the frames of a bundle that all name
+ * the same posted receive, a replayed atomic) is added once. */
+static void win_add(u8 *lo, u32 len, const u8 *expect, int atomic, u64 a, u64 b, u32 psn)
 {
-	if (nwins == MAX_WIN || !len)
-		return;
-	wins[nwins].lo = lo;
-	wins[nwins].hi = lo + len;
-	wins[nwins].expect = expect;
-	wins[nwins].atomic = atomic;
-	wins[nwins].a = a;
-	wins[nwins].b = b;
-	nwins++;
-}
-
-static bool win_overlapped(u32 w)
-{
+	struct win nw = { lo, lo + len, expect, atomic, a, b, psn };
 	u32 v;
 
-	for (v = 0; v < nwins; v++)
-		if (v != w && wins[v].lo < wins[w].hi && wins[w].lo < wins[v].hi)
+	if (!len)
+		return;
+	for (v = 0; v < nwins; v++) {
+		const struct win *o = &wins[v];
+
+		if (o->lo == nw.lo && o->hi == nw.hi && o->expect == nw.expect &&
+		    o->atomic == nw.atomic && o->a == nw.a && o->b == nw.b && o->psn == nw.psn)
+			return;
+	}
+	if (nwins == MAX_WIN) {
+		wins_overflow = true;
+		return;
+	}
+	wins[nwins++] = nw;
+}
+
+/*
+ * The atomics of this call over the word at wins[w] (a bundle may hold
+ * several) each run at most once, in frame order: is newv one of the values
+ * that can give?  A WRITE over the same word too, or too many atomics to
+ * enumerate: only the range check applies.
+ */
+static bool atomics_explain(u32 w, u64 oldv, u64 newv)
+{
+	u32 idx[10], k = 0, v, mask;
+
+	for (v = 0; v < nwins; v++) {
+		if (wins[v].lo >= wins[w].hi || wins[w].lo >= wins[v].hi)
+			continue;
+		if (!wins[v].atomic || wins[v].lo != wins[w].lo || k == 10)
 			return true;
+		idx[k++] = v;
+	}
+	for (mask = 0; mask < (1u << k); mask++) {
+		u64 x = oldv;
+
+		for (v = 0; v < k; v++) {
+			const struct win *a = &wins[idx[v]];
+
+			if (!(mask & (1u << v)))
+				continue;
+			if (a->atomic == VR_OP_ATOMIC_FADD)
+				x += a->a;
+			else if (x == a->a)
+				x = a->b;
+		}
+		if (x == newv)
+			return true;
+	}
 	return false;
 }
 
@@ -305,7 +343,7 @@ static void win_add_mop(const struct mop *m)
 	r = &regs[m->reg];
 	if (!r->live || r->key != m->key || m->loff > r->len || m->len > r->len - m->loff)
 		return;
-	win_add(arena + r->off + m->loff, m->len, NULL, 0, 0, 0);
+	win_add(arena + r->off + m->loff, m->len, NULL, 0, 0, 0, 0);
 }
 
 static void check_mem(void)
@@ -337,6 +375,8 @@ static void check_mem(void)
 			for (r = 0; r < RXF_NREG; r++)
 				if (i >= regs[r].off && i < regs[r].off + regs[r].len)
 					in = r;
+			if (in >= 0 && wins_overflow)
+				continue;
 			if (in >= 0)
 				FAIL("[%s] R%d offset %u changed 0x%02x -> 0x%02x outside any "
 				     "window this call may write", cur_what, in, i - regs[in].off,
@@ -344,24 +384,26 @@ static void check_mem(void)
 			FAIL("[%s] guard byte at arena offset %u changed 0x%02x -> 0x%02x",
 			     cur_what, i, shadow[i], *p);
 		}
-		CHECK(w < nwins, "[%s] WRITE placed 0x%02x, which no frame's payload has there",
-		      cur_what, *p);
+		CHECK(w < nwins || wins_overflow,
+		      "[%s] WRITE placed 0x%02x, which no frame's payload has there", cur_what, *p);
 	}
 	for (w = 0; w < nwins; w++) {
-		u64 oldv, newv, want;
+		u64 oldv, newv;
+		u32 v;
 
-		if (!wins[w].atomic || win_overlapped(w))
-			continue; /* several writers: only the range check applies */
+		if (!wins[w].atomic)
+			continue;
+		for (v = 0; v < w; v++) /* each word once */
+			if (wins[v].atomic && wins[v].lo == wins[w].lo)
+				break;
+		if (v < w)
+			continue;
 		memcpy(&oldv, shadow + (wins[w].lo - arena), 8);
 		memcpy(&newv, wins[w].lo, 8);
-		if (wins[w].atomic == VR_OP_ATOMIC_FADD)
-			want = oldv + wins[w].a;
-		else
-			want = oldv == wins[w].a ? wins[w].b : oldv;
-		CHECK(newv == oldv || newv == want,
-		      "[%s] atomic produced %llx from %llx (expected %llx)", cur_what,
-		      (unsigned long long)newv, (unsigned long long)oldv,
-		      (unsigned long long)want);
+		CHECK(atomics_explain(w, oldv, newv),
+		      "[%s] atomics produced %llx from %llx, which no order of them applied "
+		      "at most once gives", cur_what, (unsigned long long)newv,
+		      (unsigned long long)oldv);
 	}
 	memcpy(shadow, arena, ARENA);
 tail:
@@ -369,6 +411,7 @@ tail:
 		CHECK(engmem[ENG_MEM + i] == (u8)(0xA5 ^ i),
 		      "[%s] engine memory overrun at tail byte %u", cur_what, i);
 	nwins = 0;
+	wins_overflow = false;
 }
 
 /* Windows that one lone frame may write, added to those already found. */
@@ -399,9 +442,9 @@ static void lone_frame_windows(const u8 *f, u32 len)
 			return;
 		if (atomic)
 			win_add(arena + r->off + h->remote_off, 8, NULL, h->opcode,
-				h->operand_a, h->operand_b);
+				h->operand_a, h->operand_b, h->psn);
 		else
-			win_add(arena + r->off + h->remote_off, (u32)n, p.payload, 0, 0, 0);
+			win_add(arena + r->off + h->remote_off, (u32)n, p.payload, 0, 0, 0, 0);
 		return;
 	}
 	case VR_OP_SEND_FIRST: case VR_OP_SEND_MIDDLE:
@@ -427,16 +470,26 @@ static void lone_frame_windows(const u8 *f, u32 len)
  * the model (not the engine). */
 static void frame_windows(const u8 *f, u32 len)
 {
-	const u8 *inner;
-	u32 pos = 0, inner_len;
+	u32 at, n;
 
 	nwins = 0;
+	wins_overflow = false;
 	if (!vr_wire_is_bundle(f, len)) {
 		lone_frame_windows(f, len);
 		return;
 	}
-	while (vr_wire_bundle_next(f, len, VR_ETHERTYPE_DEFAULT, &pos, &inner, &inner_len) > 0)
-		lone_frame_windows(inner, inner_len);
+	/* Walked here, not with vr_wire_bundle_next: a bug there must not
+	 * blind the model.  Windows for entries of a bundle the engine
+	 * refuses whole only make the check more lenient. */
+	at = VR_ETH_HLEN + VR_BUNDLE_HLEN;
+	while (len >= at + VR_BUNDLE_ENTRY_HLEN) {
+		n = vr_get_be16(f + at);
+		at += VR_BUNDLE_ENTRY_HLEN;
+		if (n > len - at)
+			break;
+		lone_frame_windows(f + at, n);
+		at += n;
+	}
 }
 
 /* ------------------------------------------------------------ driving */
