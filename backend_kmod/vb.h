@@ -159,6 +159,8 @@ struct vb_state {
 	u64 armed_at;            /* VR_U64_MAX: not armed */
 	bool stopping;
 	struct sk_buff_head txq; /* built under the lock, sent after it */
+	struct sk_buff *bundle;  /* the last skb on txq, while small frames may join it */
+	u16 bundle_count;
 	struct work_struct tx_work;
 	struct workqueue_struct *wq;
 	struct list_head frontends;
@@ -173,7 +175,7 @@ struct vb_state {
 
 	/* counters, under lock */
 	u32 nfrontends, mapped_rings, nregions, nendpoints;
-	u64 stray_completions, xmit_copies, xmit_drops, leaked_regions;
+	u64 stray_completions, xmit_copies, xmit_drops, leaked_regions, tx_bundles;
 };
 
 extern struct vb_state vb;
@@ -183,10 +185,12 @@ extern unsigned long long vb_max_bytes;
 /* vb_main.c */
 void vb_lock(void);
 void vb_unlock(void);
+void vb_unlock_unpumped(void);
 u64 vb_now(void);
 
 /* vb_net.c */
 int vb_xmit(void *ctx, const struct vr_frame *f);
+void vb_bundle_close(void);
 int vb_rcv(struct sk_buff *skb, struct net_device *dev, struct packet_type *pt,
 	   struct net_device *orig_dev);
 int vb_net_attach(struct net_device *dev);

@@ -95,6 +95,13 @@ static bool vb_kick_locked(void)
 	return sent >= (int)VB_TX_BUDGET; /* more to send: the tx work goes on */
 }
 
+/* Leave the engine without pumping it: for a caller that pumps once after
+ * a batch of requests (vb_unlock), so their frames leave together. */
+void vb_unlock_unpumped(void)
+{
+	spin_unlock_bh(&vb.lock);
+}
+
 /* Leave the engine: pump, unlock, then hand the frames to the stack. */
 void vb_unlock(void)
 {
@@ -104,6 +111,7 @@ void vb_unlock(void)
 
 	__skb_queue_head_init(&q);
 	more = vb_kick_locked();
+	vb_bundle_close();
 	skb_queue_splice_init(&vb.txq, &q);
 	rcu_read_lock(); /* vb_net_detach waits for this before dropping vb.dev */
 	spin_unlock_bh(&vb.lock);
@@ -133,7 +141,7 @@ static enum hrtimer_restart vb_timer_fn(struct hrtimer *t)
 static int vb_proc_show(struct seq_file *m, void *v)
 {
 	u32 fes, rings, regs, eps;
-	u64 tx, rx, bundles, rexmit, stray, copies, drops, leaked;
+	u64 tx, rx, bundles, tx_bundles, rexmit, stray, copies, drops, leaked;
 	u64 req = 0, rsp = 0, rej = 0, viol = 0;
 	struct vb_fe *fe;
 
@@ -147,6 +155,7 @@ static int vb_proc_show(struct seq_file *m, void *v)
 	tx = vr_engine_counters(vb.eng)->tx_frames;
 	rx = vr_engine_counters(vb.eng)->rx_frames;
 	bundles = vr_engine_counters(vb.eng)->rx_bundles;
+	tx_bundles = vb.tx_bundles;
 	rexmit = vr_engine_counters(vb.eng)->retransmits;
 	stray = vb.stray_completions;
 	copies = vb.xmit_copies;
@@ -168,6 +177,7 @@ static int vb_proc_show(struct seq_file *m, void *v)
 	seq_printf(m, "tx_frames %llu\n", tx);
 	seq_printf(m, "rx_frames %llu\n", rx);
 	seq_printf(m, "rx_bundles %llu\n", bundles);
+	seq_printf(m, "tx_bundles %llu\n", tx_bundles);
 	seq_printf(m, "retransmits %llu\n", rexmit);
 	seq_printf(m, "requests %llu\n", req);
 	seq_printf(m, "responses %llu\n", rsp);
@@ -265,6 +275,7 @@ static void vb_engine_stop(void)
 	cancel_work_sync(&vb.tx_work);
 	spin_lock_bh(&vb.lock);
 	vr_engine_destroy(vb.eng); /* no frontend left: completions go nowhere */
+	vb.bundle = NULL;
 	spin_unlock_bh(&vb.lock);
 	skb_queue_purge(&vb.txq);
 }

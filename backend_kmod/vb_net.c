@@ -6,7 +6,9 @@
  * fragments are the granted pages themselves (zero copy); a ubuf_info
  * holds a reference on each region until the stack is done with the
  * pages (or has copied them: veth forwarding and packet taps call
- * skb_orphan_frags, which copies and releases us early).
+ * skb_orphan_frags, which copies and releases us early).  Small frames
+ * (at most about half of VB_BUNDLE_MAX) to one peer are instead copied
+ * into a bundle (proto/wire.h): one skb for many.
  */
 #include <linux/etherdevice.h>
 #include <linux/if_ether.h>
@@ -152,6 +154,85 @@ static struct sk_buff *vb_build_zerocopy(struct net_device *dev, const struct vr
 	return skb;
 }
 
+/* Bundles are capped so that their skb stays an order-1 allocation. */
+#define VB_BUNDLE_MAX 7000u
+
+static u32 vb_bundle_size(void)
+{
+	return min_t(u32, ETH_HLEN + vb.mtu, VB_BUNDLE_MAX);
+}
+
+static void vb_skb_set_frame(struct sk_buff *skb, struct net_device *dev)
+{
+	skb->dev = dev;
+	skb->protocol = htons(vb.ethertype);
+	skb_reset_mac_header(skb);
+	skb_set_network_header(skb, ETH_HLEN);
+}
+
+/* Under vb.lock: no more frames join the open bundle; one of one frame
+ * becomes that plain frame. */
+void vb_bundle_close(void)
+{
+	struct sk_buff *skb = vb.bundle;
+
+	if (!skb)
+		return;
+	if (vb.bundle_count == 1) {
+		skb_pull(skb, ETH_HLEN + VR_BUNDLE_HLEN + VR_BUNDLE_ENTRY_HLEN);
+		skb_reset_mac_header(skb);
+		skb_set_network_header(skb, ETH_HLEN);
+	} else {
+		vr_wire_bundle_set_count(skb->data, vb.bundle_count);
+		vb.tx_bundles++;
+	}
+	vb.bundle = NULL;
+}
+
+/*
+ * Copies a small frame into the open bundle, or into a new one if it is
+ * full or for another peer.  0: queued; -ENOMEM: no bundle skb (send the
+ * frame alone); -EFAULT: its pages could not be read (the frame is lost).
+ */
+static int vb_bundle_add(struct net_device *dev, const struct vr_frame *f)
+{
+	struct sk_buff *skb = vb.bundle;
+	u32 i, size = vb_bundle_size();
+	u8 *at;
+
+	if (skb && (skb->len + VR_BUNDLE_ENTRY_HLEN + f->len > size ||
+		    memcmp(skb->data, f->hdr, ETH_HLEN)))
+		vb_bundle_close();
+	if (!vb.bundle) {
+		skb = alloc_skb(LL_RESERVED_SPACE(dev) + size + dev->needed_tailroom, GFP_ATOMIC);
+		if (!skb)
+			return -ENOMEM;
+		skb_reserve(skb, LL_RESERVED_SPACE(dev));
+		vr_wire_bundle_init(skb_put(skb, ETH_HLEN + VR_BUNDLE_HLEN), f->hdr);
+		vb_skb_set_frame(skb, dev);
+		__skb_queue_tail(&vb.txq, skb);
+		vb.bundle = skb;
+		vb.bundle_count = 0;
+	}
+	skb = vb.bundle;
+	at = skb_put(skb, VR_BUNDLE_ENTRY_HLEN + f->len);
+	vr_put_be16(at, (u16)f->len);
+	at += VR_BUNDLE_ENTRY_HLEN;
+	memcpy(at, f->hdr, f->hdr_len);
+	at += f->hdr_len;
+	for (i = 0; i < f->nfrags; i++) {
+		const struct vr_frag *fr = &f->frag[i];
+
+		if (vb_mem_ops.copy_out(fr->mem, fr->off, at, fr->len)) {
+			skb_trim(skb, skb->len - VR_BUNDLE_ENTRY_HLEN - f->len);
+			return -EFAULT;
+		}
+		at += fr->len;
+	}
+	vb.bundle_count++;
+	return 0;
+}
+
 /* Engine callback, under vb.lock: build the frame, queue it for vb_unlock(). */
 int vb_xmit(void *ctx, const struct vr_frame *f)
 {
@@ -171,6 +252,18 @@ int vb_xmit(void *ctx, const struct vr_frame *f)
 	}
 	if (total != f->len || f->hdr_len < ETH_HLEN)
 		return -EINVAL;
+	if (f->len <= (vb_bundle_size() - ETH_HLEN - VR_BUNDLE_HLEN) / 2 - VR_BUNDLE_ENTRY_HLEN) {
+		int rc = vb_bundle_add(dev, f);
+
+		if (rc == -EFAULT) {
+			vb.xmit_drops++;
+			return rc; /* lost on the wire: the protocol recovers */
+		}
+		if (!rc)
+			return 0;
+	}
+	/* Frames leave in the engine's order: this one goes after the bundle. */
+	vb_bundle_close();
 	if (pages > MAX_SKB_FRAGS)
 		skb = vb_build_copy(dev, f);
 	else
@@ -179,10 +272,7 @@ int vb_xmit(void *ctx, const struct vr_frame *f)
 		vb.xmit_drops++;
 		return -ENOMEM; /* lost on the wire: the protocol recovers */
 	}
-	skb->dev = dev;
-	skb->protocol = htons(vb.ethertype);
-	skb_reset_mac_header(skb);
-	skb_set_network_header(skb, ETH_HLEN);
+	vb_skb_set_frame(skb, dev);
 	__skb_queue_tail(&vb.txq, skb);
 	return 0;
 }

@@ -612,7 +612,7 @@ static void vb_handle(struct vb_fe *fe, const struct vr_ring_req *req)
 			vb_lock();
 			rc = vb_post(fe, req, &rsp);
 			if (rc == 1) {
-				vb_unlock();
+				vb_unlock_unpumped();
 				return;
 			}
 			break;
@@ -620,7 +620,7 @@ static void vb_handle(struct vb_fe *fe, const struct vr_ring_req *req)
 	}
 	rsp.status = rc;
 	vb_respond(fe, &rsp);
-	vb_unlock();
+	vb_unlock_unpumped(); /* vb_consume pumps once per batch */
 }
 
 /* ----------------------------------------------------------- the work */
@@ -674,6 +674,10 @@ static bool vb_consume(struct vb_fe *fe)
 			vb_handle(fe, &req);
 			cond_resched();
 		}
+		/* One pump for the whole batch: what it posted leaves together,
+		 * small frames to one peer in bundles. */
+		vb_lock();
+		vb_unlock();
 		if (vr_ring_final_check(&fe->shared->req_prod, &fe->shared->req_event,
 					fe->req_cons) == fe->req_cons)
 			return did;
@@ -687,6 +691,10 @@ void vb_ring_work(struct work_struct *work)
 
 	if (!READ_ONCE(fe->stopping))
 		did = vb_consume(fe);
+	if (did) { /* a batch cut short by an early return is sent too */
+		vb_lock();
+		vb_unlock();
+	}
 	mutex_lock(&fe->irq_mutex);
 	if (fe->irq_bound && atomic_xchg(&fe->eoi_pending, 0))
 		xen_irq_lateeoi(fe->irq, did ? 0 : XEN_EOI_FLAG_SPURIOUS);

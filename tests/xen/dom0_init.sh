@@ -187,10 +187,13 @@ if verify_in_guest a; then
     # It powered off: the backend must let go of it.
     wait_for 10 backend_idle || fail "backend still holds guest a: $(tr '\n' ' ' </proc/vmrdma_back)"
     /vmrdma-xen-attach detach "$domid" --wait 0 >/dev/null 2>&1
-    # The guest's small reads in flight together come back from the eth:
-    # peer as bundles, which the backend's engine must have unpacked.
+    # The guest's small reads in flight together leave the backend as
+    # bundles and come back from the eth: peer as bundles, which the
+    # backend's engine must have unpacked.
+    sent=$(proc_value tx_bundles)
     bundles=$(proc_value rx_bundles)
-    say "backend received ${bundles:-no} bundle(s) of small frames from the peer"
+    say "backend sent ${sent:-no} and received ${bundles:-no} bundle(s) of small frames"
+    [ "${sent:-0}" -gt 0 ] || fail "backend_kmod sent no bundles"
     [ "${bundles:-0}" -gt 0 ] || fail "backend_kmod received no bundles"
 fi
 
