@@ -180,8 +180,7 @@ void vb_bundle_close(void)
 		return;
 	if (vb.bundle_count == 1) {
 		skb_pull(skb, ETH_HLEN + VR_BUNDLE_HLEN + VR_BUNDLE_ENTRY_HLEN);
-		skb_reset_mac_header(skb);
-		skb_set_network_header(skb, ETH_HLEN);
+		vb_skb_set_frame(skb, skb->dev);
 	} else {
 		vr_wire_bundle_set_count(skb->data, vb.bundle_count);
 		vb.tx_bundles++;
@@ -252,7 +251,7 @@ int vb_xmit(void *ctx, const struct vr_frame *f)
 	}
 	if (total != f->len || f->hdr_len < ETH_HLEN)
 		return -EINVAL;
-	if (f->len <= (vb_bundle_size() - ETH_HLEN - VR_BUNDLE_HLEN) / 2 - VR_BUNDLE_ENTRY_HLEN) {
+	if (f->len <= vr_wire_bundle_limit(vb_bundle_size())) {
 		int rc = vb_bundle_add(dev, f);
 
 		if (rc == -EFAULT) {

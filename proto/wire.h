@@ -81,6 +81,12 @@ enum vr_opcode {
 #define VR_BUNDLE_OFF_RESERVED 4
 #define VR_BUNDLE_ENTRY_HLEN 2
 
+/* The largest frame worth bundling in bundles of bundle_bytes: two fit. */
+static inline u32 vr_wire_bundle_limit(u32 bundle_bytes)
+{
+	return (bundle_bytes - VR_ETH_HLEN - VR_BUNDLE_HLEN) / 2 - VR_BUNDLE_ENTRY_HLEN;
+}
+
 /* Writes the outer Ethernet header (copied from a frame bound for the same
  * peer) and the bundle header with a count of zero; returns the offset of
  * the first entry. */

@@ -74,15 +74,14 @@ eth_port::eth_port(std::string_view ifname, std::uint16_t ethertype) : name_(ifn
         tx_msgs_[i].msg_hdr = {};
         tx_msgs_[i].msg_hdr.msg_iov = &tx_iov_[i * iov_per_frame];
     }
-    rx_buffer_size_ = VR_ETH_HLEN + mtu_;
-    batch_frames_ = std::clamp<std::size_t>(cache_budget / rx_buffer_size_, 4, batch);
-    tx_bundles_.resize(batch_frames_ * rx_buffer_size_);
+    frame_bytes_ = VR_ETH_HLEN + mtu_;
+    batch_frames_ = std::clamp<std::size_t>(cache_budget / frame_bytes_, 4, batch);
+    tx_bundles_.resize(batch_frames_ * frame_bytes_);
     tx_frames_.resize(batch_frames_);
     // An entry's length is 16 bits: even half the largest frame fits.
     static_assert((VR_ETH_HLEN + VR_MTU_MAX) / 2 <= UINT16_MAX);
-    // At least two entries fit in a bundle of this size.
-    bundle_limit_ = (rx_buffer_size_ - VR_ETH_HLEN - VR_BUNDLE_HLEN) / 2 - VR_BUNDLE_ENTRY_HLEN;
-    rx_buffers_.resize(batch * rx_buffer_size_);
+    bundle_limit_ = vr_wire_bundle_limit(static_cast<std::uint32_t>(frame_bytes_));
+    rx_buffers_.resize(batch * frame_bytes_);
     rx_iov_.resize(batch);
     rx_msgs_.resize(batch);
 }
@@ -100,7 +99,7 @@ std::size_t frame_length(const vr_frame& frame) {
 // Ends the open bundle: a bundle of one goes out as the plain frame it holds.
 void eth_port::close_bundle() noexcept {
     if (open_ == none) return;
-    auto* buffer = reinterpret_cast<std::uint8_t*>(&tx_bundles_[open_ * rx_buffer_size_]);
+    auto* buffer = reinterpret_cast<std::uint8_t*>(&tx_bundles_[open_ * frame_bytes_]);
     iovec& iov = tx_msgs_[open_].msg_hdr.msg_iov[0];
     if (open_count_ == 1) {
         const std::size_t first = VR_ETH_HLEN + VR_BUNDLE_HLEN + VR_BUNDLE_ENTRY_HLEN;
@@ -122,17 +121,17 @@ bool eth_port::queue(const vr_frame& frame) {
     const std::size_t length = frame_length(frame);
     if (bundling_ && length <= bundle_limit_) {
         auto* bundles = reinterpret_cast<std::uint8_t*>(tx_bundles_.data());
-        const bool joins = open_ != none && open_len_ + VR_BUNDLE_ENTRY_HLEN + length <= rx_buffer_size_ &&
-                           std::memcmp(bundles + open_ * rx_buffer_size_, frame.hdr, VR_ETH_HLEN) == 0;
+        const bool joins = open_ != none && open_len_ + VR_BUNDLE_ENTRY_HLEN + length <= frame_bytes_ &&
+                           std::memcmp(bundles + open_ * frame_bytes_, frame.hdr, VR_ETH_HLEN) == 0;
         if (!joins) {
             close_bundle();
             if (tx_count_ == batch_frames_) return false;
             open_ = tx_count_++;
-            open_len_ = vr_wire_bundle_init(bundles + open_ * rx_buffer_size_, frame.hdr);
+            open_len_ = vr_wire_bundle_init(bundles + open_ * frame_bytes_, frame.hdr);
             open_count_ = 0;
         }
         // Entries are copied whole: the frame's payload is small by definition.
-        std::uint8_t* at = bundles + open_ * rx_buffer_size_ + open_len_;
+        std::uint8_t* at = bundles + open_ * frame_bytes_ + open_len_;
         vr_put_be16(at, static_cast<std::uint16_t>(length));
         at += VR_BUNDLE_ENTRY_HLEN;
         std::memcpy(at, frame.hdr, frame.hdr_len);
@@ -189,7 +188,7 @@ void eth_port::flush() {
 void eth_port::drain(const std::function<void(const std::byte*, std::uint32_t)>& on_frame) {
     for (;;) {
         for (std::size_t i = 0; i < batch_frames_; ++i) {
-            rx_iov_[i] = {&rx_buffers_[i * rx_buffer_size_], rx_buffer_size_};
+            rx_iov_[i] = {&rx_buffers_[i * frame_bytes_], frame_bytes_};
             rx_msgs_[i].msg_hdr = {};
             rx_msgs_[i].msg_hdr.msg_iov = &rx_iov_[i];
             rx_msgs_[i].msg_hdr.msg_iovlen = 1;
@@ -198,7 +197,7 @@ void eth_port::drain(const std::function<void(const std::byte*, std::uint32_t)>&
         if (n <= 0) return;  // EAGAIN: drained (errors surface as lost frames)
         for (int i = 0; i < n; ++i) {
             if (rx_msgs_[i].msg_hdr.msg_flags & MSG_TRUNC) continue;  // larger than our MTU
-            on_frame(&rx_buffers_[static_cast<std::size_t>(i) * rx_buffer_size_], rx_msgs_[i].msg_len);
+            on_frame(&rx_buffers_[static_cast<std::size_t>(i) * frame_bytes_], rx_msgs_[i].msg_len);
         }
         if (static_cast<std::size_t>(n) < batch_frames_) return;
     }

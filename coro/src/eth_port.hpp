@@ -69,6 +69,7 @@ private:
     std::string name_;
     mac_address mac_;
     std::uint32_t mtu_ = 0;
+    std::size_t frame_bytes_ = 0;  // Ethernet header + MTU: a receive buffer, a bundle slot
     // transmit batch
     std::vector<std::byte> tx_headers_;
     std::vector<iovec> tx_iov_;
@@ -91,7 +92,6 @@ private:
     std::vector<std::byte> rx_buffers_;
     std::vector<iovec> rx_iov_;
     std::vector<mmsghdr> rx_msgs_;
-    std::size_t rx_buffer_size_ = 0;
 };
 
 }  // namespace vmrdma::detail
