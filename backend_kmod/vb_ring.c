@@ -674,8 +674,12 @@ static bool vb_consume(struct vb_fe *fe)
 			vb_handle(fe, &req);
 			cond_resched();
 		}
-		/* One pump for the whole batch: what it posted leaves together,
-		 * small frames to one peer in bundles. */
+		/*
+		 * One pump for the whole batch: what it posted leaves together,
+		 * small frames to one peer in bundles.  The early returns above
+		 * skip it only for a frontend that is stopping or broken, whose
+		 * teardown closes its endpoints (and pumps).
+		 */
 		vb_lock();
 		vb_unlock();
 		if (vr_ring_final_check(&fe->shared->req_prod, &fe->shared->req_event,
@@ -691,10 +695,6 @@ void vb_ring_work(struct work_struct *work)
 
 	if (!READ_ONCE(fe->stopping))
 		did = vb_consume(fe);
-	if (did) { /* a batch cut short by an early return is sent too */
-		vb_lock();
-		vb_unlock();
-	}
 	mutex_lock(&fe->irq_mutex);
 	if (fe->irq_bound && atomic_xchg(&fe->eoi_pending, 0))
 		xen_irq_lateeoi(fe->irq, did ? 0 : XEN_EOI_FLAG_SPURIOUS);
