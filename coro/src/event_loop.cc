@@ -13,20 +13,18 @@ event_loop::event_loop(loop_options options) : options_(options), loop_thread_(s
     io_uring_params params{};
     // One CQ entry per SQ entry is too tight once many operations are in
     // flight; ask for four times as many so completions never overflow.
-    params.flags = IORING_SETUP_CQSIZE;
-    params.cq_entries = options.ring_entries * 4;
+    auto init = [&](unsigned flags) {
+        params = {};
+        params.flags = IORING_SETUP_CQSIZE | flags;
+        params.cq_entries = options.ring_entries * 4;
+        return io_uring_queue_init_params(options.ring_entries, &ring_, &params);
+    };
     // Cooperative task work (Linux 5.19+): a completion does not interrupt
     // this thread with an IPI; it runs when the thread next enters the
     // kernel, which a busy loop does all the time. Per-frame poll wake-ups
     // made IPIs a tenth of a transfer's CPU time. Older kernels: without.
-    params.flags |= IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
-    int rc = io_uring_queue_init_params(options.ring_entries, &ring_, &params);
-    if (rc == -EINVAL) {
-        params = {};
-        params.flags = IORING_SETUP_CQSIZE;
-        params.cq_entries = options.ring_entries * 4;
-        rc = io_uring_queue_init_params(options.ring_entries, &ring_, &params);
-    }
+    int rc = init(IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG);
+    if (rc == -EINVAL) rc = init(0);
     if (rc < 0) throw_errno(rc, "io_uring_queue_init failed (is io_uring disabled by sysctl or seccomp?)");
     wake_fd_ = eventfd(0, EFD_CLOEXEC);
     if (wake_fd_ < 0) {
