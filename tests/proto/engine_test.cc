@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "bundle.h"
 #include "harness.h"
 
 extern "C" {
@@ -993,21 +994,6 @@ TEST_CASE("congestion window: loss shrinks it, and a lossy link costs far less t
 }
 
 namespace {
-
-// A bundle (proto/wire.h) of the given whole frames, as the eth: host sends.
-std::vector<uint8_t> bundle_of(const std::vector<std::vector<uint8_t>> &frames)
-{
-	std::vector<uint8_t> b(VR_ETH_HLEN + VR_BUNDLE_HLEN);
-	vr_wire_bundle_init(b.data(), frames.at(0).data());
-	for (const auto &f : frames) {
-		uint8_t len[2];
-		vr_put_be16(len, (uint16_t)f.size());
-		b.insert(b.end(), len, len + 2);
-		b.insert(b.end(), f.begin(), f.end());
-	}
-	vr_wire_bundle_set_count(b.data(), (uint16_t)frames.size());
-	return b;
-}
 
 // Posts `n` small writes from A with A's link to B down, and returns the
 // first transmission of each (its data frame), in order.

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <vector>
 
+#include "bundle.h"
+
 extern "C" {
 #include "crc32c.h"
 #include "wire.h"
@@ -253,14 +255,9 @@ TEST_CASE("bundles: iteration yields each frame; every truncation is refused bef
 	std::vector<std::vector<uint8_t>> frames = {frame(sample(VR_OP_WRITE_ONLY), {1, 2, 3}),
 						    frame(sample(VR_OP_ACK), {}),
 						    frame(sample(VR_OP_SEND_ONLY), std::vector<uint8_t>(300, 9))};
-	std::vector<uint8_t> b(VR_ETH_HLEN + VR_BUNDLE_HLEN);
-	CHECK(vr_wire_bundle_init(b.data(), frames[0].data()) == b.size());
-	for (const auto &f : frames) {
-		b.push_back((uint8_t)(f.size() >> 8));
-		b.push_back((uint8_t)f.size());
-		b.insert(b.end(), f.begin(), f.end());
-	}
-	vr_wire_bundle_set_count(b.data(), 3);
+	uint8_t head[VR_ETH_HLEN + VR_BUNDLE_HLEN];
+	CHECK(vr_wire_bundle_init(head, frames[0].data()) == sizeof(head));
+	std::vector<uint8_t> b = vrtest::bundle_of(frames);
 	REQUIRE(vr_wire_is_bundle(b.data(), (uint32_t)b.size()));
 	// A bundle is not a frame: the lone-frame parser refuses it.
 	CHECK(parse(b) < 0);
