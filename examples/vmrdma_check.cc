@@ -142,20 +142,36 @@ std::size_t parse_region_size(const std::string& text) {
 }
 
 // SIGTERM and SIGINT, blocked in every thread and taken by one that stops
-// the loop's work through `stop`.
-void stop_on_signals(vmrdma::event_loop& loop, std::stop_source& stop) {
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &set, nullptr);
-    std::thread([&loop, &stop, set] {
-        int sig = 0;
-        sigwait(&set, &sig);
-        std::fprintf(stderr, "vmrdma-check: %s: stopping\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-        loop.post([&stop] { stop.request_stop(); });
-    }).detach();  // ends with the process
-}
+// the loop's work through `stop`. Declared after the loop it posts to, so
+// it is gone first: its destructor wakes the thread with SIGUSR1 and joins
+// it, so no post can reach a destroyed loop.
+class signal_watcher {
+public:
+    signal_watcher(vmrdma::event_loop& loop, std::stop_source& stop) {
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGTERM);
+        sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGUSR1);
+        pthread_sigmask(SIG_BLOCK, &set, nullptr);
+        thread_ = std::thread([&loop, &stop, set] {
+            int sig = 0;
+            sigwait(&set, &sig);
+            if (sig == SIGUSR1) return;  // the watcher is going away
+            std::fprintf(stderr, "vmrdma-check: %s: stopping\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            loop.post([&stop] { stop.request_stop(); });
+        });
+    }
+    ~signal_watcher() {
+        pthread_kill(thread_.native_handle(), SIGUSR1);  // harmless if it already returned
+        thread_.join();
+    }
+    signal_watcher(const signal_watcher&) = delete;
+    signal_watcher& operator=(const signal_watcher&) = delete;
+
+private:
+    std::thread thread_;
+};
 
 int serve(int argc, char** argv) {
     options opt(argc, argv, 2, {"device", "ep", "size"}, {});
@@ -165,7 +181,7 @@ int serve(int argc, char** argv) {
 
     vmrdma::event_loop loop;
     std::stop_source stop;
-    stop_on_signals(loop, stop);
+    signal_watcher signals(loop, stop);
     auto dev = vmrdma::device::open(loop, uri);
     auto ep = dev->open_endpoint(ep_id, {.weight = 1, .listen = true});
     vmrdma::registrable_buffer buffer(size);  // zeroed; registrable on every transport
