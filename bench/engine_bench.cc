@@ -125,14 +125,8 @@ vr_config make_config(const options& o, std::uint8_t last_mac_byte, host* h) {
     c.max_recvs = 256;
     c.unexp_depth = 1;
     c.unexp_buf_size = 4096;
-    c.window = 256;
-    c.ack_every = 16;
-    c.ack_delay_ns = 200'000;
-    c.rto_ns = 20'000'000;
-    c.rto_max_ns = 16 * c.rto_ns;
-    c.retry_limit = 7;
-    c.rnr_delay_ns = 1'000'000;
-    c.rnr_retry_limit = 50;
+    // Tuning: the engine's profile (VR_DEFAULT_* in proto/engine.h), as
+    // every host takes it.
     h->ops.xmit = on_xmit;
     h->ops.complete = on_complete;
     h->ops.random = on_random;

@@ -14,14 +14,14 @@ static void apply_defaults(struct vr_config *c)
 {
 	if (!c->ethertype) c->ethertype = VR_ETHERTYPE_DEFAULT;
 	if (!c->mtu) c->mtu = VR_MTU_MIN;
-	if (!c->window) c->window = 64;
-	if (!c->ack_every) c->ack_every = 8;
-	if (!c->ack_delay_ns) c->ack_delay_ns = 20000;
-	if (!c->rto_ns) c->rto_ns = 1000000;
-	if (!c->rto_max_ns) c->rto_max_ns = 64 * c->rto_ns;
-	if (!c->retry_limit) c->retry_limit = 7;
-	if (!c->rnr_delay_ns) c->rnr_delay_ns = 100000;
-	if (!c->rnr_retry_limit) c->rnr_retry_limit = 7;
+	if (!c->window) c->window = VR_DEFAULT_WINDOW;
+	if (!c->ack_every) c->ack_every = VR_DEFAULT_ACK_EVERY;
+	if (!c->ack_delay_ns) c->ack_delay_ns = VR_DEFAULT_ACK_DELAY_NS;
+	if (!c->rto_ns) c->rto_ns = VR_DEFAULT_RTO_NS;
+	if (!c->rto_max_ns) c->rto_max_ns = VR_DEFAULT_RTO_MAX_FACTOR * c->rto_ns;
+	if (!c->retry_limit) c->retry_limit = VR_DEFAULT_RETRY_LIMIT;
+	if (!c->rnr_delay_ns) c->rnr_delay_ns = VR_DEFAULT_RNR_DELAY_NS;
+	if (!c->rnr_retry_limit) c->rnr_retry_limit = VR_DEFAULT_RNR_RETRY_LIMIT;
 	if (!c->mem) c->mem = &vr_ptr_mem_ops;
 }
 
@@ -246,7 +246,7 @@ int vr_ep_open(struct vr_engine *eng, u16 ep, u32 weight, bool listen)
 {
 	struct vr_ep *e;
 
-	if (ep >= eng->cfg.max_endpoints || !weight || weight > 1024)
+	if (ep >= eng->cfg.max_endpoints || !weight || weight > VR_WEIGHT_MAX)
 		return -EINVAL;
 	e = &eng->eps[ep];
 	if (e->used)
@@ -313,7 +313,7 @@ int vr_ep_set_weight(struct vr_engine *eng, u16 ep, u32 weight)
 
 	if (!e)
 		return -ENOENT;
-	if (!weight || weight > 1024)
+	if (!weight || weight > VR_WEIGHT_MAX)
 		return -EINVAL;
 	e->weight = weight;
 	return 0;

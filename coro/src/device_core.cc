@@ -61,14 +61,11 @@ device_core::device_core(event_loop& loop, std::unique_ptr<eth_port> port, const
     cfg.max_recvs = o.max_posted_recvs;
     cfg.unexp_depth = o.unexpected_messages;
     cfg.unexp_buf_size = o.unexpected_message_size;
+    // The rest of the tuning is the engine's profile (VR_DEFAULT_* in
+    // proto/engine.h); a 0 here takes it too.
     cfg.window = o.window_frames;
-    cfg.ack_every = 16;
-    cfg.ack_delay_ns = 200'000;
     cfg.rto_ns = o.rto_ns;
-    cfg.rto_max_ns = o.rto_ns * 16;
     cfg.retry_limit = o.retry_limit;
-    cfg.rnr_delay_ns = 1'000'000;
-    cfg.rnr_retry_limit = 50;
     cfg.host = &host_ops_;
     cfg.mem = nullptr;  // plain pointers
     cfg.ctx = this;

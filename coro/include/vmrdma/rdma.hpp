@@ -81,9 +81,12 @@ struct device_options {
     // a larger or further one is refused (receiver not ready) and retried.
     std::uint32_t unexpected_messages = 16;
     std::uint32_t unexpected_message_size = 64 * 1024;
-    std::uint32_t window_frames = 256;
-    std::uint64_t rto_ns = 20'000'000;      // first retransmission timeout
-    std::uint32_t retry_limit = 7;          // RTO expiries before errc::timeout
+    // Reliability tuning; 0 takes the protocol's profile (VR_DEFAULT_* in
+    // proto/engine.h: 256 frames, 20 ms doubling to 16x, 7 expiries), the
+    // same one vmrdmad and the Xen backend run with.
+    std::uint32_t window_frames = 0;        // unacknowledged data frames per connection
+    std::uint64_t rto_ns = 0;               // first retransmission timeout
+    std::uint32_t retry_limit = 0;          // RTO expiries before errc::timeout
     // eth: consecutive small frames (up to half the MTU) bound for one peer
     // leave as one bundle frame (docs/wire-format.md). Every vmrdma receiver
     // unpacks bundles; off only to compare.
