@@ -2,6 +2,7 @@
 // destruction of tasks that never ran or never finished.
 #include <doctest/doctest.h>
 
+#include <future>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -60,6 +61,25 @@ TEST_CASE("values propagate through co_await") {
 TEST_CASE("exceptions propagate to the awaiter") {
     CHECK_THROWS_WITH_AS(sync_wait(fails()), "boom", std::runtime_error);
     CHECK_THROWS_AS(sync_wait(add_one(fails())), std::runtime_error);
+}
+
+TEST_CASE("awaiting an empty task throws broken_promise, as a broken promise does") {
+    auto is_broken_promise = [](const std::future_error& e) {
+        return e.code() == std::make_error_code(std::future_errc::broken_promise);
+    };
+    // Default-constructed.
+    try {
+        sync_wait(add_one(task<int>{}));
+        FAIL("awaiting an empty task<int> returned");
+    } catch (const std::future_error& e) {
+        CHECK(is_broken_promise(e));
+    }
+    // Moved from: the coroutine now belongs to another task.
+    auto await_void = [](task<void> t) -> task<void> { co_await std::move(t); };
+    task<void> full = nothing();
+    task<void> taken = std::move(full);
+    CHECK_THROWS_AS(sync_wait(await_void(std::move(full))), std::future_error);
+    sync_wait(await_void(std::move(taken)));  // the one that owns it still runs
 }
 
 TEST_CASE("destroying a task that never ran frees its frame and arguments") {

@@ -2,10 +2,13 @@
 // finishes, its awaiter is resumed by symmetric transfer (no stack growth on
 // long chains). Values and exceptions propagate to the awaiter. Destroying a
 // task that never finished destroys its frame and everything it holds.
+// Awaiting an empty task (default-constructed or moved from) throws
+// std::future_error(broken_promise): there is no coroutine to give a value.
 #pragma once
 
 #include <coroutine>
 #include <exception>
+#include <future>
 #include <utility>
 #include <variant>
 
@@ -102,7 +105,10 @@ public:
                 handle.promise().set_continuation(caller);
                 return handle;
             }
-            T await_resume() { return handle.promise().take(); }
+            T await_resume() {
+                if (!handle) throw std::future_error(std::future_errc::broken_promise);
+                return handle.promise().take();
+            }
         };
         return awaiter{handle_};
     }
