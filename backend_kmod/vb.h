@@ -33,8 +33,10 @@
 #include <xen/grant_table.h>
 #include <xen/xenbus.h>
 
+#include "bundle.h"
 #include "engine.h"
 #include "ring.h"
+#include "service.h"
 #include "xen.h"
 
 #define VB_NAME "vmrdma_back"
@@ -160,7 +162,7 @@ struct vb_state {
 	bool stopping;
 	struct sk_buff_head txq; /* built under the lock, sent after it */
 	struct sk_buff *bundle;  /* the last skb on txq, while small frames may join it */
-	u16 bundle_count;
+	struct vr_bundle_writer bundle_writer; /* encodes into bundle's data */
 	struct work_struct tx_work;
 	struct workqueue_struct *wq;
 	struct list_head frontends;

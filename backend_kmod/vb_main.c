@@ -203,14 +203,7 @@ static int vb_engine_init(struct net_device *dev)
 		.max_recvs = VB_ENG_RECVS,
 		.unexp_depth = VB_ENG_UNEXP,
 		.unexp_buf_size = VB_ENG_UNEXP_BUF,
-		.window = 256,
-		.ack_every = 16,
-		.ack_delay_ns = 200000,
-		.rto_ns = 20000000,
-		.rto_max_ns = 16 * 20000000ULL,
-		.retry_limit = 7,
-		.rnr_delay_ns = 1000000,
-		.rnr_retry_limit = 50,
+		/* tuning: the engine's profile (VR_DEFAULT_* in engine.h) */
 		.host = &vb_host_ops,
 		.mem = &vb_mem_ops,
 		.ctx = &vb,
@@ -276,6 +269,7 @@ static void vb_engine_stop(void)
 	spin_lock_bh(&vb.lock);
 	vr_engine_destroy(vb.eng); /* no frontend left: completions go nowhere */
 	vb.bundle = NULL;
+	vb.bundle_writer.buf = NULL;
 	spin_unlock_bh(&vb.lock);
 	skb_queue_purge(&vb.txq);
 }

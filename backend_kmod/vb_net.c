@@ -170,22 +170,27 @@ static void vb_skb_set_frame(struct sk_buff *skb, struct net_device *dev)
 	skb_set_network_header(skb, ETH_HLEN);
 }
 
-/* Under vb.lock: no more frames join the open bundle; one of one frame
- * becomes that plain frame. */
+/* Under vb.lock: no more frames join the open bundle; the encoder says
+ * which bytes of its skb go out (one frame alone goes out plain). */
 void vb_bundle_close(void)
 {
 	struct sk_buff *skb = vb.bundle;
+	struct vr_bundle_span span;
 
 	if (!skb)
 		return;
-	if (vb.bundle_count == 1) {
-		skb_pull(skb, ETH_HLEN + VR_BUNDLE_HLEN + VR_BUNDLE_ENTRY_HLEN);
-		vb_skb_set_frame(skb, skb->dev);
-	} else {
-		vr_wire_bundle_set_count(skb->data, vb.bundle_count);
-		vb.tx_bundles++;
-	}
 	vb.bundle = NULL;
+	if (!vr_bundle_close(&vb.bundle_writer, &span)) {
+		/* nothing joined (its one frame failed to copy): send nothing */
+		__skb_unlink(skb, &vb.txq);
+		kfree_skb(skb);
+		return;
+	}
+	skb_put(skb, span.off + span.len);
+	skb_pull(skb, span.off);
+	vb_skb_set_frame(skb, skb->dev);
+	if (span.count > 1)
+		vb.tx_bundles++;
 }
 
 /*
@@ -195,41 +200,23 @@ void vb_bundle_close(void)
  */
 static int vb_bundle_add(struct net_device *dev, const struct vr_frame *f)
 {
-	struct sk_buff *skb = vb.bundle;
-	u32 i, size = vb_bundle_size();
-	u8 *at;
+	struct sk_buff *skb;
+	u32 size = vb_bundle_size();
 
-	if (skb && (skb->len + VR_BUNDLE_ENTRY_HLEN + f->len > size ||
-		    memcmp(skb->data, f->hdr, ETH_HLEN)))
+	if (vb.bundle && !vr_bundle_joins(&vb.bundle_writer, f))
 		vb_bundle_close();
 	if (!vb.bundle) {
 		skb = alloc_skb(LL_RESERVED_SPACE(dev) + size + dev->needed_tailroom, GFP_ATOMIC);
 		if (!skb)
 			return -ENOMEM;
 		skb_reserve(skb, LL_RESERVED_SPACE(dev));
-		vr_wire_bundle_init(skb_put(skb, ETH_HLEN + VR_BUNDLE_HLEN), f->hdr);
-		vb_skb_set_frame(skb, dev);
+		skb->dev = dev;
+		/* The encoder writes into the tailroom; vb_bundle_close puts it. */
+		vr_bundle_open(&vb.bundle_writer, skb->data, size, f);
 		__skb_queue_tail(&vb.txq, skb);
 		vb.bundle = skb;
-		vb.bundle_count = 0;
 	}
-	skb = vb.bundle;
-	at = skb_put(skb, VR_BUNDLE_ENTRY_HLEN + f->len);
-	vr_put_be16(at, (u16)f->len);
-	at += VR_BUNDLE_ENTRY_HLEN;
-	memcpy(at, f->hdr, f->hdr_len);
-	at += f->hdr_len;
-	for (i = 0; i < f->nfrags; i++) {
-		const struct vr_frag *fr = &f->frag[i];
-
-		if (vb_mem_ops.copy_out(fr->mem, fr->off, at, fr->len)) {
-			skb_trim(skb, skb->len - VR_BUNDLE_ENTRY_HLEN - f->len);
-			return -EFAULT;
-		}
-		at += fr->len;
-	}
-	vb.bundle_count++;
-	return 0;
+	return vr_bundle_append(&vb.bundle_writer, f, &vb_mem_ops) ? -EFAULT : 0;
 }
 
 /* Engine callback, under vb.lock: build the frame, queue it for vb_unlock(). */
@@ -251,7 +238,7 @@ int vb_xmit(void *ctx, const struct vr_frame *f)
 	}
 	if (total != f->len || f->hdr_len < ETH_HLEN)
 		return -EINVAL;
-	if (f->len <= vr_wire_bundle_limit(vb_bundle_size())) {
+	if (vr_bundle_wanted(vb_bundle_size(), f->len)) {
 		int rc = vb_bundle_add(dev, f);
 
 		if (rc == -EFAULT) {

@@ -154,28 +154,6 @@ static void vb_op_fail(struct vb_fe *fe, u32 slot, int status)
 	vb_respond(fe, &rsp);
 }
 
-static u32 vb_expected_wc(u8 opcode)
-{
-	switch (opcode) {
-	case VR_RING_WRITE:
-		return VR_WC_WRITE;
-	case VR_RING_READ:
-		return VR_WC_READ;
-	case VR_RING_SEND:
-		return VR_WC_SEND;
-	case VR_RING_RECV:
-		return VR_WC_RECV;
-	case VR_RING_FADD:
-		return VR_WC_FADD;
-	case VR_RING_CSWAP:
-		return VR_WC_CSWAP;
-	case VR_RING_CONNECT:
-		return VR_WC_CONNECT;
-	default:
-		return 0;
-	}
-}
-
 /* ------------------------------------------------------ engine callbacks */
 
 /* A listening endpoint's new connection: the oldest posted ACCEPT takes it. */
@@ -249,7 +227,7 @@ void vb_complete(void *ctx, const struct vr_completion *c)
 	fe = vb_fe_find((u32)(c->cookie >> 32));
 	slot = (u32)c->cookie;
 	if (!fe || !fe->ops || slot >= fe->size || !fe->ops[slot].opcode ||
-	    vb_expected_wc(fe->ops[slot].opcode) != c->op) {
+	    vr_svc_wc_of_ring_op(fe->ops[slot].opcode) != c->op) {
 		vb.stray_completions++;
 		return;
 	}
@@ -405,23 +383,18 @@ reject_acces:
 
 static int vb_open_ep(struct vb_fe *fe, const struct vr_ring_req *req)
 {
-	u64 w = req->operand ? req->operand : 1;
+	const struct vr_svc_limits lim = { .endpoints = fe->max_eps };
+	const struct vr_svc_usage use = { .endpoints = fe->neps };
+	const char *why;
 	u32 i;
 	int rc;
 
-	if (req->ep >= VB_ENG_ENDPOINTS)
-		return -EINVAL;
-	if (fe->neps >= fe->max_eps)
-		return -ENOSPC;
-	if (w > fe->max_weight)
-		w = fe->max_weight;
-	if (fe->admin_weight)
-		w = fe->admin_weight;
-	if (w > 1024)
-		w = 1024;
-	if (!w)
-		w = 1;
-	rc = vr_ep_open(vb.eng, req->ep, (u32)w, req->mask & 1);
+	rc = vr_svc_check_open_ep(&lim, &use, req->ep, VB_ENG_ENDPOINTS, &why);
+	if (rc)
+		return rc;
+	rc = vr_ep_open(vb.eng, req->ep,
+			vr_svc_ep_weight(req->operand, fe->max_weight, fe->admin_weight),
+			req->mask & 1);
 	if (rc)
 		return rc;
 	for (i = 0; i < fe->max_eps; i++) {
@@ -504,28 +477,25 @@ static int vb_reg(struct vb_fe *fe, const struct vr_ring_req *req, u64 *key_out)
 	bool writable;
 	int rc;
 
+	const struct vr_svc_limits lim = {
+		.regions = fe->max_regs, .registered_bytes = fe->max_bytes,
+	};
+	struct vr_svc_usage use;
+	const char *why;
+
 	vb_lock();
-	if (!vb_ep_of(fe, req->ep))
-		rc = -ENOENT;
-	else if (!len || req->loff >= VR_XEN_PAGE_SIZE ||
-		 len > (u64)VR_XEN_MAX_REG_PAGES * VR_XEN_PAGE_SIZE ||
-		 req->swap != vr_xen_reg_pages(req->loff, len))
-		rc = -EINVAL;
-	else if (req->mask & ~(u64)VR_ACCESS_ALL)
-		rc = -EINVAL; /* unknown access bits */
-	else if (fe->nregions >= fe->max_regs)
-		rc = -ENOSPC;
-	else if (len > fe->max_bytes - min(fe->reg_bytes, fe->max_bytes))
-		rc = -ENOSPC;
-	else
-		rc = 0;
+	use = (struct vr_svc_usage){
+		.regions = fe->nregions, .registered_bytes = fe->reg_bytes,
+	};
+	rc = vr_svc_check_reg(&lim, &use, vb_ep_of(fe, req->ep) != NULL, len,
+			      req->mask, &why);
 	vb_unlock();
+	if (!rc)
+		rc = vr_svc_check_grant_reg(req->loff, len, req->swap, &why);
 	if (rc)
 		return rc;
 
-	/* Atomics write the target too (proto/responder.c): proto/xen.h. */
-	writable = access & (VR_ACCESS_LOCAL_WRITE | VR_ACCESS_REMOTE_WRITE |
-			     VR_ACCESS_REMOTE_ATOMIC);
+	writable = vr_svc_reg_writable(access);
 	rc = vb_region_map(fe->domid, (u32)req->tag, (u32)req->swap, (u32)req->loff, len,
 			   writable, &r);
 	if (rc)

@@ -93,7 +93,7 @@ static int vb_connect(struct vb_fe *fe)
 	}
 	fe->admin_weight = 0;
 	if (xenbus_scanf(XBT_NIL, dev->nodename, VR_XEN_KEY_WEIGHT, "%u", &weight) == 1)
-		fe->admin_weight = min_t(u32, weight, 1024);
+		fe->admin_weight = min_t(u32, weight, VR_WEIGHT_MAX);
 
 	rc = vb_fe_ring_init(fe, size);
 	if (rc) {
@@ -241,7 +241,7 @@ static int vb_probe(struct xenbus_device *dev, const struct xenbus_device_id *id
 	fe->max_regs = vb_max_regions;
 	fe->max_conns = clamp_t(u32, vb_max_conns, 1, VB_ENG_CONNS);
 	fe->max_bytes = vb_max_bytes;
-	fe->max_weight = clamp_t(u32, vb_max_weight, 1, 1024);
+	fe->max_weight = vr_svc_clamp_weight(vb_max_weight);
 	fe->eps = kcalloc(max_t(u32, fe->max_eps, 1), sizeof(*fe->eps), GFP_KERNEL);
 	if (!fe->eps) {
 		kfree(fe);

@@ -22,6 +22,9 @@
 
 #define VR_MAX_FRAGS 2
 
+/* Endpoint weights (DRR shares) are 1..VR_WEIGHT_MAX. */
+#define VR_WEIGHT_MAX 1024
+
 /* A payload fragment inside registered memory (handle as registered). */
 struct vr_frag {
 	void *mem;
@@ -79,6 +82,25 @@ struct vr_host_ops {
 	int (*accept)(void *ctx, u16 ep, const u8 peer_mac[6], u16 peer_ep);
 };
 
+/*
+ * The tuning profile: what a 0 in the tuning fields of vr_config means.
+ * Every host (the eth: device, vmrdmad, backend_kmod) and both benches take
+ * it by leaving those fields 0, so a change here reaches all of them.  Tuned
+ * on veth at MTU 9000 and under Xen (docs/proto.md): a window that covers
+ * 2 MiB of 9000-byte frames, ACKs coalesced 16 to one, an RTO well above a
+ * busy host's scheduling delay, and patience with a receiver that is not
+ * ready (RNR) because it is posting receives.  Unit tests of timing set
+ * their own values.
+ */
+#define VR_DEFAULT_WINDOW 256
+#define VR_DEFAULT_ACK_EVERY 16
+#define VR_DEFAULT_ACK_DELAY_NS 200000ULL
+#define VR_DEFAULT_RTO_NS 20000000ULL
+#define VR_DEFAULT_RTO_MAX_FACTOR 16 /* rto_max_ns = factor x rto_ns */
+#define VR_DEFAULT_RETRY_LIMIT 7
+#define VR_DEFAULT_RNR_DELAY_NS 1000000ULL
+#define VR_DEFAULT_RNR_RETRY_LIMIT 50
+
 struct vr_config {
 	u8 mac[6];
 	u16 ethertype;        /* 0 -> VR_ETHERTYPE_DEFAULT */
@@ -90,6 +112,7 @@ struct vr_config {
 	u32 max_recvs;        /* posted receives per endpoint */
 	u32 unexp_depth;      /* unexpected messages buffered per endpoint */
 	u32 unexp_buf_size;   /* max size of one unexpected message */
+	/* Tuning: 0 takes the profile above. */
 	u32 window;           /* max unacked data frames per connection */
 	u32 ack_every;        /* coalesce: ACK at least every N frames */
 	u64 ack_delay_ns;     /* delayed-ACK timer */

@@ -24,6 +24,7 @@
 
 extern "C" {
 #include "proto/engine.h"
+#include "proto/service.h"
 #include "proto/xen.h"
 }
 
@@ -148,6 +149,31 @@ struct daemon::frontend {
         close_fd(sock);
     }
 };
+
+namespace {
+// The frontend service's rules (proto/service.h) see a frontend through its
+// limits and what it holds now.
+vr_svc_limits service_limits(const limits& lim) {
+    return {.endpoints = lim.endpoints,
+            .regions = lim.regions,
+            .registered_bytes = lim.registered_bytes,
+            .max_weight = lim.max_weight};
+}
+
+vr_svc_usage service_usage(std::size_t endpoints, std::size_t regions, std::uint64_t registered_bytes) {
+    return {.endpoints = static_cast<std::uint32_t>(endpoints),
+            .regions = static_cast<std::uint32_t>(regions),
+            .registered_bytes = registered_bytes};
+}
+
+// A refusal as the daemon reports it: the service's reason, with the limit
+// in force when the reason is a limit.
+std::int32_t refused(int rc, const char* reason, std::uint64_t limit, std::string& why) {
+    why = reason;
+    if (rc == -ENOSPC) why += " (" + std::to_string(limit) + ")";
+    return rc;
+}
+}  // namespace
 
 daemon::daemon(vmrdma::event_loop& loop, vmrdma::device& dev, options opts)
     : loop_(loop), dev_(dev), opts_(std::move(opts)) {
@@ -307,7 +333,7 @@ task<bool> daemon::serve_guest(guest_port& port, void* ring, std::uint32_t size,
     f.uid = 0;
     f.gid = 0;
     f.lim = opts_.per_frontend;
-    f.admin_weight = std::min<std::uint32_t>(params.admin_weight, 1024);
+    f.admin_weight = std::min<std::uint32_t>(params.admin_weight, VR_WEIGHT_MAX);
     f.hello_done = true;
     f.size = size;
     f.shared = static_cast<vr_ring_shared*>(ring);
@@ -505,18 +531,14 @@ bool daemon::control(frontend& f, const vr_ctl_msg& msg, int fd) {
 
 std::int32_t daemon::open_ep(frontend& f, std::uint64_t id, std::uint64_t weight, bool listen, std::string& why) {
     const auto& lim = f.lim;
-    if (id > 0xffff) {
-        why = "endpoint id out of range";
-        return -EINVAL;
-    }
-    if (f.endpoints.size() >= lim.endpoints) {
-        why = "limit: " + std::to_string(lim.endpoints) + " endpoints per frontend";
-        return -ENOSPC;
-    }
-    std::uint64_t w = weight == 0 ? 1 : weight;
-    if (w > lim.max_weight) w = lim.max_weight;
-    auto asked = static_cast<std::uint32_t>(w);
-    if (f.admin_weight) w = f.admin_weight;
+    const char* reason = nullptr;
+    const auto limits = service_limits(lim);
+    const auto usage = service_usage(f.endpoints.size(), f.regions.size(), f.registered_bytes);
+    if (auto rc = vr_svc_check_open_ep(&limits, &usage, id, 0x10000, &reason))
+        return refused(rc, reason, lim.endpoints, why);
+    // The policy without and with the administrator's override.
+    std::uint32_t asked = vr_svc_ep_weight(weight, lim.max_weight, 0);
+    std::uint32_t w = vr_svc_ep_weight(weight, lim.max_weight, f.admin_weight);
     auto ep_id = static_cast<std::uint16_t>(id);
     try {
         auto ep = dev_.open_endpoint(ep_id, {.weight = static_cast<std::uint32_t>(w), .listen = listen});
@@ -554,29 +576,14 @@ std::int32_t daemon::close_ep(frontend& f, std::uint64_t id, std::string& why) {
 
 std::int32_t daemon::check_reg(frontend& f, std::uint64_t ep, std::uint64_t length, std::uint64_t access,
                                std::string& why) {
-    const auto& lim = f.lim;
-    if (ep > 0xffff || !f.endpoints.contains(static_cast<std::uint16_t>(ep))) {
-        why = "not your endpoint";
-        return -ENOENT;
-    }
-    if (length == 0) {
-        why = "empty region";
-        return -EINVAL;
-    }
-    if (access & ~std::uint64_t{VR_ACCESS_LOCAL_WRITE | VR_ACCESS_REMOTE_READ | VR_ACCESS_REMOTE_WRITE |
-                                VR_ACCESS_REMOTE_ATOMIC}) {
-        why = "unknown access bits";
-        return -EINVAL;
-    }
-    if (f.regions.size() >= lim.regions) {
-        why = "limit: " + std::to_string(lim.regions) + " regions per frontend";
-        return -ENOSPC;
-    }
-    if (length > lim.registered_bytes - std::min(f.registered_bytes, lim.registered_bytes)) {
-        why = "limit: " + std::to_string(lim.registered_bytes) + " registered bytes per frontend";
-        return -ENOSPC;
-    }
-    return 0;
+    const char* reason = nullptr;
+    const auto limits = service_limits(f.lim);
+    const auto usage = service_usage(f.endpoints.size(), f.regions.size(), f.registered_bytes);
+    bool owned = ep <= 0xffff && f.endpoints.contains(static_cast<std::uint16_t>(ep));
+    auto rc = vr_svc_check_reg(&limits, &usage, owned, length, access, &reason);
+    if (rc == -ENOSPC && f.regions.size() >= f.lim.regions) return refused(rc, reason, f.lim.regions, why);
+    if (rc == -ENOSPC) return refused(rc, reason, f.lim.registered_bytes, why);
+    return rc ? refused(rc, reason, 0, why) : 0;
 }
 
 std::int32_t daemon::dereg(frontend& f, std::uint64_t key, std::string& why) {
@@ -594,9 +601,8 @@ std::int32_t daemon::guest_reg(frontend& f, const vr_ring_req& req, std::uint64_
     std::string why;
     std::uint64_t len = req.operand, access = req.mask;
     if (auto rc = check_reg(f, req.ep, len, access, why)) return rc;
-    if (req.loff >= VR_XEN_PAGE_SIZE || len > std::uint64_t{VR_XEN_MAX_REG_PAGES} * VR_XEN_PAGE_SIZE ||
-        req.swap != vr_xen_reg_pages(req.loff, len))
-        return -EINVAL;
+    const char* reason = nullptr;
+    if (auto rc = vr_svc_check_grant_reg(req.loff, len, req.swap, &reason)) return rc;
     auto pages = static_cast<std::uint32_t>(req.swap);
     std::uint32_t nindex = vr_xen_index_pages(pages);
     // Directory and index pages, read-only: copy the data pages' refs out.
@@ -611,8 +617,7 @@ std::int32_t daemon::guest_reg(frontend& f, const vr_ring_req& req, std::uint64_
     std::vector<std::uint32_t> refs(pages);
     std::memcpy(refs.data(), idx, pages * sizeof(std::uint32_t));
     f.port->unmap(idx, nindex);
-    // Atomics write the target too (proto/responder.c): proto/xen.h.
-    bool writable = access & (VR_ACCESS_LOCAL_WRITE | VR_ACCESS_REMOTE_WRITE | VR_ACCESS_REMOTE_ATOMIC);
+    bool writable = vr_svc_reg_writable(access);
     void* data = f.port->map(refs.data(), pages, writable);
     if (!data) return errno ? -errno : -EFAULT;
     auto entry = std::make_unique<frontend::region_entry>();
@@ -769,14 +774,14 @@ void daemon::admin(frontend& self, const vr_ctl_msg& msg, vr_ctl_msg& reply, std
     auto& lim = target->lim;
     switch (msg.arg[1]) {
     case VR_ADMIN_SET_WEIGHT: {
-        if (value > 1024) {
-            refuse(-EINVAL, "weight must be 1..1024 (0: the frontend's own)");
+        if (value > VR_WEIGHT_MAX) {
+            refuse(-EINVAL, "weight must be 1.." + std::to_string(VR_WEIGHT_MAX) + " (0: the frontend's own)");
             return;
         }
         target->admin_weight = static_cast<std::uint32_t>(value);
         for (auto& [id, ep] : target->endpoints) {
             auto& meta = target->ep_info[id];
-            std::uint32_t w = value ? static_cast<std::uint32_t>(value) : std::min(meta.asked_weight, lim.max_weight);
+            std::uint32_t w = vr_svc_ep_weight(meta.asked_weight, lim.max_weight, static_cast<std::uint32_t>(value));
             try {
                 ep.set_weight(w);
                 meta.weight = w;

@@ -80,7 +80,6 @@ eth_port::eth_port(std::string_view ifname, std::uint16_t ethertype) : name_(ifn
     tx_frames_.resize(batch_frames_);
     // An entry's length is 16 bits: even half the largest frame fits.
     static_assert((VR_ETH_HLEN + VR_MTU_MAX) / 2 <= UINT16_MAX);
-    bundle_limit_ = vr_wire_bundle_limit(static_cast<std::uint32_t>(frame_bytes_));
     rx_buffers_.resize(batch * frame_bytes_);
     rx_iov_.resize(batch);
     rx_msgs_.resize(batch);
@@ -88,28 +87,17 @@ eth_port::eth_port(std::string_view ifname, std::uint16_t ethertype) : name_(ifn
 
 eth_port::~eth_port() { close(fd_); }
 
-namespace {
-std::size_t frame_length(const vr_frame& frame) {
-    std::size_t n = frame.hdr_len;
-    for (std::uint32_t i = 0; i < frame.nfrags; ++i) n += frame.frag[i].len;
-    return n;
-}
-}  // namespace
-
-// Ends the open bundle: a bundle of one goes out as the plain frame it holds.
+// Ends the open bundle: its slot sends what the encoder names (a bundle
+// of one goes out as the plain frame it holds).
 void eth_port::close_bundle() noexcept {
     if (open_ == none) return;
-    auto* buffer = reinterpret_cast<std::uint8_t*>(&tx_bundles_[open_ * frame_bytes_]);
-    iovec& iov = tx_msgs_[open_].msg_hdr.msg_iov[0];
-    if (open_count_ == 1) {
-        const std::size_t first = VR_ETH_HLEN + VR_BUNDLE_HLEN + VR_BUNDLE_ENTRY_HLEN;
-        iov = {buffer + first, open_len_ - first};
-    } else {
-        vr_wire_bundle_set_count(buffer, open_count_);
-        iov = {buffer, open_len_};
+    vr_bundle_span span{};
+    if (vr_bundle_close(&bundle_, &span)) {
+        auto* buffer = reinterpret_cast<std::uint8_t*>(&tx_bundles_[open_ * frame_bytes_]);
+        tx_msgs_[open_].msg_hdr.msg_iov[0] = {buffer + span.off, span.len};
+        tx_msgs_[open_].msg_hdr.msg_iovlen = 1;
+        tx_frames_[open_] = span.count;
     }
-    tx_msgs_[open_].msg_hdr.msg_iovlen = 1;
-    tx_frames_[open_] = open_count_;
     open_ = none;
 }
 
@@ -118,32 +106,18 @@ bool eth_port::queue(const vr_frame& frame) {
         ++tx_dropped_;  // cannot happen with this engine; never overrun the slot
         return true;
     }
-    const std::size_t length = frame_length(frame);
-    if (bundling_ && length <= bundle_limit_) {
-        auto* bundles = reinterpret_cast<std::uint8_t*>(tx_bundles_.data());
-        const bool joins = open_ != none && open_len_ + VR_BUNDLE_ENTRY_HLEN + length <= frame_bytes_ &&
-                           std::memcmp(bundles + open_ * frame_bytes_, frame.hdr, VR_ETH_HLEN) == 0;
-        if (!joins) {
+    const auto cap = static_cast<std::uint32_t>(frame_bytes_);
+    if (bundling_ && vr_bundle_wanted(cap, frame.len)) {
+        if (!vr_bundle_joins(&bundle_, &frame)) {
             close_bundle();
             if (tx_count_ == batch_frames_) return false;
             open_ = tx_count_++;
-            open_len_ = vr_wire_bundle_init(bundles + open_ * frame_bytes_, frame.hdr);
-            open_count_ = 0;
+            auto* slot = reinterpret_cast<std::uint8_t*>(&tx_bundles_[open_ * frame_bytes_]);
+            vr_bundle_open(&bundle_, slot, cap, &frame);
         }
-        // Entries are copied whole: the frame's payload is small by definition.
-        std::uint8_t* at = bundles + open_ * frame_bytes_ + open_len_;
-        vr_put_be16(at, static_cast<std::uint16_t>(length));
-        at += VR_BUNDLE_ENTRY_HLEN;
-        std::memcpy(at, frame.hdr, frame.hdr_len);
-        at += frame.hdr_len;
-        for (std::uint32_t i = 0; i < frame.nfrags; ++i) {
-            const vr_frag& f = frame.frag[i];
-            if (f.len == 0) continue;
-            std::memcpy(at, static_cast<const std::byte*>(f.mem) + f.off, f.len);
-            at += f.len;
-        }
-        open_len_ += VR_BUNDLE_ENTRY_HLEN + length;
-        ++open_count_;
+        // Entries are copied whole: the frame's payload is small by
+        // definition. Plain pointers cannot fail to copy.
+        vr_bundle_append(&bundle_, &frame, &vr_ptr_mem_ops);
         return true;
     }
     // A large frame ends the bundle before it: frames leave in engine order.

@@ -19,6 +19,7 @@
 #include "vmrdma/rdma.hpp"
 
 extern "C" {
+#include "proto/bundle.h"
 #include "proto/engine.h"
 }
 
@@ -77,16 +78,14 @@ private:
     std::size_t tx_count_ = 0;
     std::vector<std::uint16_t> tx_frames_;  // frames in each queued message (a bundle's count)
     std::uint64_t tx_dropped_ = 0;           // frames, not messages
-    // bundles: one MTU-sized buffer per batch slot; open_ is the slot of
-    // the bundle that small frames are still joining
+    // bundles (proto/bundle.h encodes them): one MTU-sized buffer per batch
+    // slot; open_ is the slot of the bundle that small frames still join
     void close_bundle() noexcept;
     bool bundling_ = true;
-    std::size_t bundle_limit_ = 0;  // largest frame worth bundling
     std::vector<std::byte> tx_bundles_;
     static constexpr std::size_t none = SIZE_MAX;
     std::size_t open_ = none;
-    std::size_t open_len_ = 0;
-    std::uint16_t open_count_ = 0;
+    vr_bundle_writer bundle_{};
     std::uint64_t bundles_sent_ = 0;
     // receive batch
     std::vector<std::byte> rx_buffers_;

@@ -9,6 +9,10 @@
 #include "device_core.hpp"
 #include "ring_link.hpp"
 
+extern "C" {
+#include "proto/service.h"
+}
+
 namespace vmrdma::detail {
 
 device_core::device_core(event_loop& loop, std::unique_ptr<ring_link> link)
@@ -99,15 +103,10 @@ void device_core::drain_link() {
         wc.bytes = rsp.bytes;
         wc.tag = rsp.tag;
         wc.value = rsp.value;
-        switch (rsp.opcode) {
-        case VR_RING_WRITE: wc.op = VR_WC_WRITE; break;
-        case VR_RING_READ: wc.op = VR_WC_READ; break;
-        case VR_RING_SEND: wc.op = VR_WC_SEND; break;
-        case VR_RING_RECV: wc.op = VR_WC_RECV; break;
-        case VR_RING_FADD: wc.op = VR_WC_FADD; break;
-        case VR_RING_CSWAP: wc.op = VR_WC_CSWAP; break;
-        default: wc.op = VR_WC_CONNECT; break;  // CONNECT, ACCEPT: a new connection
-        }
+        // CONNECT and ACCEPT answer with a new connection; nothing else
+        // that carries a cookie reaches here.
+        wc.op = vr_svc_wc_of_ring_op(rsp.opcode);
+        if (wc.op == 0) wc.op = VR_WC_CONNECT;
         self->completed(wc);
     });
     self->want_flush();

@@ -64,7 +64,7 @@ vr_kmod_build() {
     cp "$src/Kbuild" "$mod/"
     cp "$src"/*.c "$mod/"
     cp "$src"/*.h "$mod/" 2>/dev/null || true
-    cp "$vr_kmod_root"/proto/*.c "$vr_kmod_root"/proto/*.h "$mod/proto/"
+    cp "$vr_kmod_root"/proto/*.c "$vr_kmod_root"/proto/*.h "$vr_kmod_root"/proto/Kbuild.objs "$mod/proto/"
     echo "   make -C $VR_KMOD_KDIR M=<tmp> W=1 modules   ($ko)"
     make -C "$VR_KMOD_KDIR" M="$mod" W=1 modules >"$log" 2>&1
     rc=$?

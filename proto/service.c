@@ -1,0 +1,94 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+/* service.c - the frontend service's rules (service.h). */
+#include "service.h"
+#include "ring.h"
+#include "xen.h"
+
+u32 vr_svc_ep_weight(u64 asked, u32 max_weight, u32 admin_weight)
+{
+	u64 w = asked ? asked : 1;
+
+	if (w > max_weight)
+		w = max_weight;
+	if (admin_weight)
+		w = admin_weight;
+	return vr_svc_clamp_weight(w);
+}
+
+int vr_svc_check_open_ep(const struct vr_svc_limits *lim, const struct vr_svc_usage *use,
+			 u64 id, u32 max_ep_id, const char **why)
+{
+	if (id >= max_ep_id) {
+		*why = "endpoint id out of range";
+		return -EINVAL;
+	}
+	if (use->endpoints >= lim->endpoints) {
+		*why = "limit: endpoints per frontend";
+		return -ENOSPC;
+	}
+	return 0;
+}
+
+int vr_svc_check_reg(const struct vr_svc_limits *lim, const struct vr_svc_usage *use,
+		     bool ep_owned, u64 len, u64 access, const char **why)
+{
+	u64 room;
+
+	if (!ep_owned) {
+		*why = "not your endpoint";
+		return -ENOENT;
+	}
+	if (!len) {
+		*why = "empty region";
+		return -EINVAL;
+	}
+	if (access & ~(u64)VR_ACCESS_ALL) {
+		*why = "unknown access bits";
+		return -EINVAL;
+	}
+	if (use->regions >= lim->regions) {
+		*why = "limit: regions per frontend";
+		return -ENOSPC;
+	}
+	room = use->registered_bytes >= lim->registered_bytes ?
+		       0 : lim->registered_bytes - use->registered_bytes;
+	if (len > room) {
+		*why = "limit: registered bytes per frontend";
+		return -ENOSPC;
+	}
+	return 0;
+}
+
+int vr_svc_check_grant_reg(u64 first_page_off, u64 len, u64 pages, const char **why)
+{
+	if (first_page_off >= VR_XEN_PAGE_SIZE ||
+	    len > (u64)VR_XEN_MAX_REG_PAGES * VR_XEN_PAGE_SIZE ||
+	    pages != vr_xen_reg_pages(first_page_off, len)) {
+		*why = "granted pages do not match the region";
+		return -EINVAL;
+	}
+	return 0;
+}
+
+u32 vr_svc_wc_of_ring_op(u32 ring_op)
+{
+	switch (ring_op) {
+	case VR_RING_WRITE:
+		return VR_WC_WRITE;
+	case VR_RING_READ:
+		return VR_WC_READ;
+	case VR_RING_SEND:
+		return VR_WC_SEND;
+	case VR_RING_RECV:
+		return VR_WC_RECV;
+	case VR_RING_FADD:
+		return VR_WC_FADD;
+	case VR_RING_CSWAP:
+		return VR_WC_CSWAP;
+	case VR_RING_CONNECT:
+	case VR_RING_ACCEPT:
+		return VR_WC_CONNECT;
+	default:
+		return 0;
+	}
+}

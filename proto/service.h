@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: GPL-2.0 OR MIT */
+/*
+ * service.h - the frontend service's rules: what a backend (vmrdmad or
+ * backend_kmod) checks before it passes a frontend's request to the engine,
+ * and how it answers.  Both backends call these, so a guest gets the same
+ * answer from either; each function is pure (no tables, no I/O) and the
+ * host keeps its own record of what each frontend owns, the usage below.
+ * Every refusal comes with a short reason for the host's log and reply.
+ */
+#ifndef VR_SERVICE_H
+#define VR_SERVICE_H
+#include "engine.h"
+
+/* What one frontend may hold; set per frontend by the backend's
+ * administrator (vmrdmactl, xenstore). */
+struct vr_svc_limits {
+	u32 endpoints;
+	u32 regions;
+	u64 registered_bytes;
+	u32 max_weight;    /* the most a frontend may ask for itself */
+};
+
+/* What one frontend holds now (kept by the host). */
+struct vr_svc_usage {
+	u32 endpoints;
+	u32 regions;
+	u64 registered_bytes;
+};
+
+/* An endpoint's weight into the engine's range: 0 counts as 1, and no more
+ * than VR_WEIGHT_MAX. */
+static inline u32 vr_svc_clamp_weight(u64 w)
+{
+	return w == 0 ? 1 : w > VR_WEIGHT_MAX ? VR_WEIGHT_MAX : (u32)w;
+}
+
+/*
+ * The weight policy: the frontend's ask (0 = 1), capped at its max_weight;
+ * an administrator's weight (admin_weight != 0) overrides both.  Always in
+ * 1..VR_WEIGHT_MAX.
+ */
+u32 vr_svc_ep_weight(u64 asked, u32 max_weight, u32 admin_weight);
+
+/*
+ * OPEN_EP: id must be an engine endpoint id (< max_ep_id) and the frontend
+ * below its endpoint limit.  0, -EINVAL or -ENOSPC with *why set.
+ */
+int vr_svc_check_open_ep(const struct vr_svc_limits *lim, const struct vr_svc_usage *use,
+			 u64 id, u32 max_ep_id, const char **why);
+
+/*
+ * REG: the endpoint must be the frontend's own (ep_owned), the length not
+ * 0, the access bits known, and the frontend below its region and byte
+ * limits.  0, -ENOENT, -EINVAL or -ENOSPC with *why set.
+ */
+int vr_svc_check_reg(const struct vr_svc_limits *lim, const struct vr_svc_usage *use,
+		     bool ep_owned, u64 len, u64 access, const char **why);
+
+/*
+ * REG of granted pages (proto/xen.h): the offset inside the first page,
+ * the length and the page count must agree and stay within
+ * VR_XEN_MAX_REG_PAGES.  0 or -EINVAL with *why set.
+ */
+int vr_svc_check_grant_reg(u64 first_page_off, u64 len, u64 pages, const char **why);
+
+/* Whether a region with these access bits must be mapped writable: local
+ * writes, remote writes and atomics (which write the target too) all do. */
+static inline bool vr_svc_reg_writable(u64 access)
+{
+	return (access & (VR_ACCESS_LOCAL_WRITE | VR_ACCESS_REMOTE_WRITE |
+			  VR_ACCESS_REMOTE_ATOMIC)) != 0;
+}
+
+/*
+ * The completion kind (enum vr_wc_op) that answers a ring request's opcode
+ * (enum vr_ring_op): CONNECT and ACCEPT both make a connection
+ * (VR_WC_CONNECT).  0 for opcodes that the backend answers itself.
+ */
+u32 vr_svc_wc_of_ring_op(u32 ring_op);
+
+#endif
