@@ -1,4 +1,5 @@
 #include "daemon.hpp"
+#include "engine_status.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -44,26 +45,12 @@ void close_fd(int& fd) noexcept {
     if (fd >= 0) ::close(std::exchange(fd, -1));
 }
 
-// A vmrdma error as the ring's status (engine.h's errno meanings, which the
+// A vmrdma error as the ring's status and NAK reason (the one mapping the
 // frontend turns back into the same errc).
 std::int32_t status_of(const std::error_code& code, std::uint8_t& nak) {
-    nak = 0;
-    if (code.category() == std::generic_category() || code.category() == std::system_category())
-        return -code.value();
-    switch (static_cast<errc>(code.value())) {
-    case errc::timeout: return -ETIMEDOUT;
-    case errc::cancelled: return -ECANCELED;
-    case errc::peer_gone: return -ECONNRESET;
-    case errc::bad_key: return -EACCES;
-    case errc::access_denied: return -EPERM;
-    case errc::out_of_bounds: return -ERANGE;
-    case errc::no_such_endpoint: return -ECONNREFUSED;
-    case errc::receiver_not_ready: nak = VR_NAK_RNR; return -ENOBUFS;
-    case errc::resources_exhausted: return -ENOSPC;
-    case errc::invalid_argument: return -EINVAL;
-    case errc::protocol_error: return -EPROTO;
-    default: return -EIO;
-    }
+    auto st = vmrdma::detail::status_from_code(code);
+    nak = st.nak_reason;
+    return st.status;
 }
 
 // A request refused by validation: status and the reason are in the error.

@@ -12,36 +12,6 @@
 
 namespace vmrdma::detail {
 
-std::error_code code_from_status(int status) noexcept {
-    switch (-status) {
-    case ETIMEDOUT: return errc::timeout;
-    case ECANCELED: return errc::cancelled;
-    case ECONNRESET:
-    case ENOTCONN:
-    case EPIPE: return errc::peer_gone;
-    case EACCES: return errc::bad_key;
-    case EPERM: return errc::access_denied;
-    case ERANGE: return errc::out_of_bounds;
-    case ECONNREFUSED: return errc::no_such_endpoint;
-    case ENOBUFS: return errc::receiver_not_ready;
-    case ENOSPC:
-    case EAGAIN: return errc::resources_exhausted;
-    case EINVAL: return errc::invalid_argument;
-    case EPROTO:
-    case EBADMSG: return errc::protocol_error;
-    case ESHUTDOWN: return errc::shut_down;  // unix: vmrdmad is stopping or gone
-    default: return code_from_errno(status);
-    }
-}
-
-std::error_code code_from_status(int status, std::uint8_t nak_reason) noexcept {
-    switch (nak_reason) {
-    case VR_NAK_RNR: return errc::receiver_not_ready;
-    case VR_NAK_RESOURCES: return errc::resources_exhausted;
-    default: return code_from_status(status);
-    }
-}
-
 device_core::device_core(event_loop& loop, std::unique_ptr<eth_port> port, const device_options& o)
     : loop_(loop), port_(std::move(port)) {
     port_->set_bundling(o.bundle_small_frames);

@@ -14,6 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "engine_status.hpp"
 #include "eth_port.hpp"
 #include "ring_receiver.hpp"
 #include "vmrdma/error.hpp"
@@ -22,12 +23,6 @@
 
 namespace vmrdma::detail {
 
-// Turns an engine status (negative errno) into vmrdma's error codes.
-std::error_code code_from_status(int status) noexcept;
-// For a failed completion: the remote NAK reason (wc.nak_reason), when
-// there is one, tells receiver-not-ready from resources-exhausted, which
-// share the status -ENOBUFS.
-std::error_code code_from_status(int status, std::uint8_t nak_reason) noexcept;
 
 class ring_link;
 
