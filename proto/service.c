@@ -92,3 +92,78 @@ u32 vr_svc_wc_of_ring_op(u32 ring_op)
 		return 0;
 	}
 }
+
+int vr_svc_post(struct vr_engine *eng, const struct vr_ring_req *req, u32 conn, u64 cookie,
+		u32 *new_conn)
+{
+	switch (req->opcode) {
+	case VR_RING_WRITE:
+		return vr_post_write(eng, conn, req->lkey, req->loff, req->rkey, req->roff,
+				     req->len, cookie);
+	case VR_RING_READ:
+		return vr_post_read(eng, conn, req->lkey, req->loff, req->rkey, req->roff,
+				    req->len, cookie);
+	case VR_RING_SEND:
+		return vr_post_send(eng, conn, req->lkey, req->loff, req->len, req->tag, cookie);
+	case VR_RING_FADD:
+		return vr_post_fadd(eng, conn, req->rkey, req->roff, req->operand, cookie);
+	case VR_RING_CSWAP:
+		return vr_post_cswap(eng, conn, req->rkey, req->roff, req->operand, req->swap,
+				     cookie);
+	case VR_RING_RECV:
+		return vr_post_recv(eng, req->ep, req->lkey, req->loff, req->len, req->tag,
+				    req->mask, cookie);
+	case VR_RING_CONNECT:
+		return vr_connect(eng, req->ep, req->peer_mac, req->peer_ep, cookie, new_conn);
+	case VR_RING_DISCONNECT:
+		return vr_disconnect(eng, conn);
+	default:
+		return -EINVAL;
+	}
+}
+
+void vr_svc_rsp_of_wc(const struct vr_svc_pending *req, const struct vr_completion *wc,
+		      u32 new_conn, struct vr_ring_rsp *rsp)
+{
+	memset(rsp, 0, sizeof(*rsp));
+	rsp->cookie = req->cookie;
+	rsp->opcode = req->opcode;
+	rsp->ep = req->ep;
+	rsp->conn = req->conn;
+	rsp->status = wc->status;
+	rsp->nak_reason = wc->nak_reason;
+	switch (req->opcode) {
+	case VR_RING_WRITE:
+	case VR_RING_READ:
+	case VR_RING_SEND:
+		rsp->bytes = wc->status ? 0 : req->len;
+		break;
+	case VR_RING_RECV:
+		rsp->bytes = wc->bytes;
+		rsp->tag = wc->tag;
+		break;
+	case VR_RING_FADD:
+	case VR_RING_CSWAP:
+		rsp->value = wc->value;
+		break;
+	case VR_RING_CONNECT:
+	case VR_RING_ACCEPT:
+		if (!wc->status)
+			rsp->conn = new_conn;
+		break;
+	}
+}
+
+void vr_svc_wc_of_rsp(const struct vr_ring_rsp *rsp, struct vr_completion *wc)
+{
+	memset(wc, 0, sizeof(*wc));
+	wc->cookie = rsp->cookie;
+	wc->status = rsp->status;
+	wc->nak_reason = rsp->nak_reason;
+	wc->conn = rsp->conn;
+	wc->ep = rsp->ep;
+	wc->bytes = rsp->bytes;
+	wc->tag = rsp->tag;
+	wc->value = rsp->value;
+	wc->op = vr_svc_wc_of_ring_op(rsp->opcode);
+}

@@ -10,6 +10,7 @@
 #ifndef VR_SERVICE_H
 #define VR_SERVICE_H
 #include "engine.h"
+#include "ring.h"
 
 /* What one frontend may hold; set per frontend by the backend's
  * administrator (vmrdmactl, xenstore). */
@@ -77,5 +78,43 @@ static inline bool vr_svc_reg_writable(u64 access)
  * (VR_WC_CONNECT).  0 for opcodes that the backend answers itself.
  */
 u32 vr_svc_wc_of_ring_op(u32 ring_op);
+
+/*
+ * Ring request -> engine call: the one place a request in proto/ring.h's
+ * form becomes an engine operation.  Every host describes an operation as
+ * a vr_ring_req (the in-process library too), so this is its only
+ * dispatch.  The host has already checked ownership; `conn` is the engine's
+ * connection id (the ring's handle may be the host's own), `cookie` the
+ * engine's cookie.  WRITE, READ, SEND, RECV, FADD, CSWAP, CONNECT (the new
+ * id in *new_conn, also in its completion) and DISCONNECT (0 or -ENOENT;
+ * no completion); any other opcode is -EINVAL.  Otherwise the engine's
+ * status.
+ */
+int vr_svc_post(struct vr_engine *eng, const struct vr_ring_req *req, u32 conn, u64 cookie,
+		u32 *new_conn);
+
+/* What a backend remembers of a request the engine still holds: enough
+ * to answer it. */
+struct vr_svc_pending {
+	u64 cookie; /* the frontend's */
+	u8 opcode;
+	u16 ep;
+	u32 conn;   /* the frontend's handle */
+	u32 len;
+};
+
+/*
+ * Engine completion -> ring response for the pending request it answers:
+ * status and NAK reason; bytes moved (the request's length for WRITE,
+ * READ, SEND on success; RECV the message's); RECV's tag; FADD/CSWAP's
+ * old value; a connection's id for CONNECT/ACCEPT on success (`new_conn`,
+ * the handle the backend gives out for wc->conn).
+ */
+void vr_svc_rsp_of_wc(const struct vr_svc_pending *req, const struct vr_completion *wc,
+		      u32 new_conn, struct vr_ring_rsp *rsp);
+
+/* Ring response -> the completion a frontend's library hands its waiter
+ * (the inverse of vr_svc_rsp_of_wc, opcode to completion kind included). */
+void vr_svc_wc_of_rsp(const struct vr_ring_rsp *rsp, struct vr_completion *wc);
 
 #endif

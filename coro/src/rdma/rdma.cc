@@ -1,0 +1,285 @@
+// The public API: thin wrappers that describe each call as one ring request
+// (proto/ring.h) and hand it to the device's transport (transport.hpp).
+#include "vmrdma/rdma.hpp"
+
+#include <cstdio>
+#include <cstring>
+
+#include "device_core.hpp"
+#include "engine_transport.hpp"
+#include "ring_transport.hpp"
+#include "unix_link.hpp"
+#include "xen_link.hpp"
+
+namespace vmrdma {
+
+using detail::device_core;
+
+mac_address mac_address::parse(std::string_view text) {
+    mac_address m;
+    unsigned b[6];
+    char tail;
+    std::string s(text);
+    if (std::sscanf(s.c_str(), "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5],
+                    &tail) != 6 ||
+        s.size() != 17)
+        throw error(errc::invalid_argument, "'" + s + "' is not a MAC address like 02:00:00:00:00:01");
+    for (int i = 0; i < 6; ++i) m.bytes[i] = static_cast<std::uint8_t>(b[i]);
+    return m;
+}
+
+std::string mac_address::to_string() const {
+    char buf[18];
+    std::snprintf(buf, sizeof buf, "%02x:%02x:%02x:%02x:%02x:%02x", bytes[0], bytes[1], bytes[2],
+                  bytes[3], bytes[4], bytes[5]);
+    return buf;
+}
+
+std::array<std::byte, remote_region::wire_size> remote_region::to_bytes() const {
+    std::array<std::byte, wire_size> out{};
+    for (int i = 0; i < 4; ++i) out[i] = static_cast<std::byte>(rkey >> (8 * i));
+    for (int i = 0; i < 8; ++i) out[8 + i] = static_cast<std::byte>(length >> (8 * i));
+    return out;
+}
+
+remote_region remote_region::from_bytes(std::span<const std::byte> bytes) {
+    if (bytes.size() < wire_size)
+        throw error(errc::invalid_argument, "a region descriptor is 16 bytes");
+    remote_region r;
+    for (int i = 0; i < 4; ++i) r.rkey |= std::uint32_t(std::to_integer<std::uint8_t>(bytes[i])) << (8 * i);
+    for (int i = 0; i < 8; ++i)
+        r.length |= std::uint64_t(std::to_integer<std::uint8_t>(bytes[8 + i])) << (8 * i);
+    return r;
+}
+
+namespace {
+std::uint32_t checked_length(std::uint32_t length, std::uint64_t offset, std::uint64_t size,
+                             const char* what) {
+    if (offset > size || length > size - offset)
+        throw error(errc::invalid_argument, std::string(what) + ": range is outside the local region");
+    return length;
+}
+
+// Every operation is one request in proto/ring.h's form, whatever the
+// transport (transport.hpp).
+vr_ring_req request(std::uint8_t opcode) {
+    vr_ring_req r{};
+    r.opcode = opcode;
+    return r;
+}
+
+vr_ring_req rdma_request(std::uint8_t opcode, std::uint32_t conn, std::uint32_t lkey, std::uint64_t loff,
+                         std::uint32_t rkey, std::uint64_t roff, std::uint32_t len) {
+    auto r = request(opcode);
+    r.conn = conn;
+    r.lkey = lkey;
+    r.loff = loff;
+    r.rkey = rkey;
+    r.roff = roff;
+    r.len = len;
+    return r;
+}
+}  // namespace
+
+// --- device ---
+
+std::unique_ptr<device> device::open(event_loop& loop, std::string_view uri, device_options options) {
+    // unix: and xen: both reach their backend through a ring_link.
+    auto open_ring = [&loop](std::unique_ptr<detail::ring_link> link) {
+        return std::unique_ptr<device>(new device(std::make_unique<device_core>(loop, [&](auto& sink) {
+            return std::make_unique<detail::ring_transport>(loop, sink, std::move(link));
+        })));
+    };
+    constexpr std::string_view eth = "eth:";
+    if (uri.substr(0, eth.size()) == eth) {
+        auto port = std::make_unique<detail::eth_port>(uri.substr(eth.size()), options.ethertype);
+        return std::unique_ptr<device>(new device(std::make_unique<device_core>(loop, [&](auto& sink) {
+            return std::make_unique<detail::engine_transport>(loop, sink, std::move(port), options);
+        })));
+    }
+    constexpr std::string_view unix_prefix = "unix:";
+    if (uri.substr(0, unix_prefix.size()) == unix_prefix) {
+        return open_ring(std::make_unique<detail::unix_link>(uri.substr(unix_prefix.size())));
+    }
+    constexpr std::string_view xen_prefix = "xen:";
+    if (uri.substr(0, xen_prefix.size()) == xen_prefix) {
+        return open_ring(std::make_unique<detail::xen_link>(uri.substr(xen_prefix.size())));
+    }
+    throw error(errc::invalid_argument, "unknown transport URI '" + std::string(uri) +
+                                            "' (expected eth:IFNAME, unix:PATH or xen:DEVICE such as xen:/dev/vmrdma)");
+}
+
+device::device(std::unique_ptr<device_core> core) : core_(std::move(core)) {}
+device::~device() = default;
+
+mac_address device::mac() const noexcept { return core_->transport().mac(); }
+std::uint32_t device::mtu() const noexcept { return core_->transport().mtu(); }
+
+endpoint device::open_endpoint(std::uint16_t id, endpoint_options options) {
+    core_->transport().open_endpoint(id, options);
+    return endpoint(core_.get(), id);
+}
+
+counters device::stats() const { return core_->transport().device_stats(); }
+
+// --- endpoint ---
+
+endpoint::endpoint(endpoint&& o) noexcept : core_(std::exchange(o.core_, nullptr)), id_(o.id_) {}
+
+endpoint& endpoint::operator=(endpoint&& o) noexcept {
+    if (this != &o) {
+        close();
+        core_ = std::exchange(o.core_, nullptr);
+        id_ = o.id_;
+    }
+    return *this;
+}
+
+endpoint::~endpoint() { close(); }
+
+void endpoint::close() noexcept {
+    if (core_) std::exchange(core_, nullptr)->transport().close_endpoint(id_);
+}
+
+void endpoint::set_weight(std::uint32_t weight) {
+    if (!core_) throw error(errc::invalid_argument, "endpoint is closed");
+    core_->transport().set_weight(id_, weight);
+}
+
+region endpoint::register_memory(std::span<std::byte> memory, access rights) {
+    if (!core_) throw error(errc::invalid_argument, "endpoint is closed");
+    auto key = core_->transport().register_memory(id_, memory,
+                                                  static_cast<std::uint32_t>(rights) | VR_ACCESS_LOCAL_WRITE);
+    return region(core_, key, memory);
+}
+
+task<connection> endpoint::connect(mac_address peer, std::uint16_t peer_endpoint, std::stop_token stop) {
+    if (!core_) throw error(errc::invalid_argument, "endpoint is closed");
+    auto* core = core_;
+    auto r = request(VR_RING_CONNECT);
+    r.ep = id_;
+    r.peer_ep = peer_endpoint;
+    std::memcpy(r.peer_mac, peer.bytes.data(), 6);
+    auto wc = co_await core->perform(r, std::move(stop));
+    co_return connection(core, wc.conn);
+}
+
+task<connection> endpoint::accept(std::stop_token stop) {
+    if (!core_) throw error(errc::invalid_argument, "endpoint is closed");
+    auto* core = core_;
+    auto r = request(VR_RING_ACCEPT);
+    r.ep = id_;
+    auto wc = co_await core->perform(r, std::move(stop));
+    co_return connection(core, wc.conn);
+}
+
+task<recv_result> endpoint::recv(const region& into, std::uint64_t offset, std::uint32_t length,
+                                 std::uint64_t tag, std::uint64_t mask, std::stop_token stop) {
+    if (!core_) throw error(errc::invalid_argument, "endpoint is closed");
+    checked_length(length, offset, into.memory().size(), "recv");
+    auto* core = core_;
+    auto r = rdma_request(VR_RING_RECV, 0, into.key(), offset, 0, 0, length);
+    r.ep = id_;
+    r.tag = tag;
+    r.mask = mask;
+    auto wc = co_await core->perform(r, std::move(stop));
+    co_return recv_result{wc.tag, wc.bytes};
+}
+
+counters endpoint::stats() const { return core_ ? core_->transport().endpoint_stats(id_) : counters{}; }
+
+// --- region ---
+
+region::region(region&& o) noexcept
+    : core_(std::exchange(o.core_, nullptr)), key_(o.key_), memory_(o.memory_) {}
+
+region& region::operator=(region&& o) noexcept {
+    if (this != &o) {
+        this->~region();
+        core_ = std::exchange(o.core_, nullptr);
+        key_ = o.key_;
+        memory_ = o.memory_;
+    }
+    return *this;
+}
+
+region::~region() {
+    if (core_) core_->transport().deregister(key_);
+}
+
+// --- connection ---
+
+connection::connection(connection&& o) noexcept : core_(std::exchange(o.core_, nullptr)), id_(o.id_) {}
+
+connection& connection::operator=(connection&& o) noexcept {
+    if (this != &o) {
+        close();
+        core_ = std::exchange(o.core_, nullptr);
+        id_ = o.id_;
+    }
+    return *this;
+}
+
+connection::~connection() { close(); }
+
+void connection::close() noexcept {
+    if (core_) std::exchange(core_, nullptr)->close_connection(id_);
+}
+
+bool connection::is_open() const noexcept { return core_ && core_->connection_open(id_); }
+
+task<void> connection::write(const region& local, std::uint64_t local_offset, remote_region remote,
+                             std::uint64_t remote_offset, std::uint32_t length, std::stop_token stop) {
+    return one_sided(false, local, local_offset, remote, remote_offset, length, std::move(stop));
+}
+
+task<void> connection::read(const region& local, std::uint64_t local_offset, remote_region remote,
+                            std::uint64_t remote_offset, std::uint32_t length, std::stop_token stop) {
+    return one_sided(true, local, local_offset, remote, remote_offset, length, std::move(stop));
+}
+
+task<void> connection::one_sided(bool read, const region& local, std::uint64_t local_offset,
+                                 remote_region remote, std::uint64_t remote_offset, std::uint32_t length,
+                                 std::stop_token stop) {
+    if (!core_) throw error(errc::peer_gone, "connection is closed");
+    checked_length(length, local_offset, local.memory().size(), read ? "read" : "write");
+    co_await core_->perform(rdma_request(read ? VR_RING_READ : VR_RING_WRITE, id_, local.key(), local_offset,
+                                         remote.rkey, remote_offset, length),
+                            std::move(stop));
+}
+
+task<void> connection::send(const region& local, std::uint64_t offset, std::uint32_t length,
+                            std::uint64_t tag, std::stop_token stop) {
+    if (!core_) throw error(errc::peer_gone, "connection is closed");
+    checked_length(length, offset, local.memory().size(), "send");
+    auto r = rdma_request(VR_RING_SEND, id_, local.key(), offset, 0, 0, length);
+    r.tag = tag;
+    co_await core_->perform(r, std::move(stop));
+}
+
+task<std::uint64_t> connection::fetch_add(remote_region remote, std::uint64_t offset, std::uint64_t add,
+                                          std::stop_token stop) {
+    if (!core_) throw error(errc::peer_gone, "connection is closed");
+    auto r = rdma_request(VR_RING_FADD, id_, 0, 0, remote.rkey, offset, 8);
+    r.operand = add;
+    auto wc = co_await core_->perform(r, std::move(stop));
+    co_return wc.value;
+}
+
+task<std::uint64_t> connection::compare_swap(remote_region remote, std::uint64_t offset,
+                                             std::uint64_t expected, std::uint64_t desired,
+                                             std::stop_token stop) {
+    if (!core_) throw error(errc::peer_gone, "connection is closed");
+    auto r = rdma_request(VR_RING_CSWAP, id_, 0, 0, remote.rkey, offset, 8);
+    r.operand = expected;
+    r.swap = desired;
+    auto wc = co_await core_->perform(r, std::move(stop));
+    co_return wc.value;
+}
+
+task<void> connection::fence() {
+    if (!core_) co_return;
+    co_await core_->drained(id_);
+}
+
+}  // namespace vmrdma
