@@ -91,12 +91,8 @@ struct vb_ep {
 
 /* One request waiting for its completion (slot index = cookie's low half). */
 struct vb_op {
-	u64 cookie;              /* the frontend's */
-	u64 len;
-	u32 conn;
-	u32 seq;                 /* ACCEPT: order of posting */
-	u16 ep;
-	u8 opcode;               /* 0: free */
+	struct vr_svc_pending req; /* what answers it; req.opcode 0: free */
+	u32 seq;                   /* ACCEPT: order of posting */
 };
 
 struct vb_fe {

@@ -62,7 +62,7 @@ static u32 vb_conns_held(const struct vb_fe *fe)
 	for (i = 0; i < VB_ENG_CONNS; i++)
 		n += fe->conns[i].used;
 	for (i = 0; i < fe->size; i++)
-		n += fe->ops[i].opcode == VR_RING_CONNECT;
+		n += fe->ops[i].req.opcode == VR_RING_CONNECT;
 	return n;
 }
 
@@ -115,10 +115,10 @@ static void vb_respond(struct vb_fe *fe, const struct vr_ring_rsp *rsp)
 static void vb_rsp_init(struct vr_ring_rsp *rsp, const struct vb_op *op)
 {
 	memset(rsp, 0, sizeof(*rsp));
-	rsp->cookie = op->cookie;
-	rsp->opcode = op->opcode;
-	rsp->ep = op->ep;
-	rsp->conn = op->conn;
+	rsp->cookie = op->req.cookie;
+	rsp->opcode = op->req.opcode;
+	rsp->ep = op->req.ep;
+	rsp->conn = op->req.conn;
 }
 
 /* ------------------------------------------------------ slot handling */
@@ -128,18 +128,18 @@ static u32 vb_op_get(struct vb_fe *fe, const struct vr_ring_req *req)
 	u32 slot = fe->op_free[--fe->nfree];
 	struct vb_op *op = &fe->ops[slot];
 
-	op->cookie = req->cookie;
-	op->opcode = req->opcode;
-	op->ep = req->ep;
-	op->conn = req->conn;
-	op->len = req->len;
+	op->req.cookie = req->cookie;
+	op->req.opcode = req->opcode;
+	op->req.ep = req->ep;
+	op->req.conn = req->conn;
+	op->req.len = req->len;
 	op->seq = 0;
 	return slot;
 }
 
 static void vb_op_put(struct vb_fe *fe, u32 slot)
 {
-	fe->ops[slot].opcode = 0;
+	fe->ops[slot].req.opcode = 0;
 	fe->op_free[fe->nfree++] = (u16)slot;
 }
 
@@ -172,7 +172,7 @@ static void vb_accepted(u16 ep, u32 conn)
 		for (i = 0; i < fe->size; i++) {
 			const struct vb_op *op = &fe->ops[i];
 
-			if (op->opcode == VR_RING_ACCEPT && op->ep == ep &&
+			if (op->req.opcode == VR_RING_ACCEPT && op->req.ep == ep &&
 			    (best == U32_MAX || (s32)(op->seq - fe->ops[best].seq) < 0))
 				best = i;
 		}
@@ -226,36 +226,16 @@ void vb_complete(void *ctx, const struct vr_completion *c)
 	}
 	fe = vb_fe_find((u32)(c->cookie >> 32));
 	slot = (u32)c->cookie;
-	if (!fe || !fe->ops || slot >= fe->size || !fe->ops[slot].opcode ||
-	    vr_svc_wc_of_ring_op(fe->ops[slot].opcode) != c->op) {
+	if (!fe || !fe->ops || slot >= fe->size || !fe->ops[slot].req.opcode ||
+	    vr_svc_wc_of_ring_op(fe->ops[slot].req.opcode) != c->op) {
 		vb.stray_completions++;
 		return;
 	}
 	op = &fe->ops[slot];
-	vb_rsp_init(&rsp, op);
-	rsp.status = c->status;
-	rsp.nak_reason = c->nak_reason;
-	switch (op->opcode) {
-	case VR_RING_WRITE:
-	case VR_RING_READ:
-	case VR_RING_SEND:
-		rsp.bytes = c->status ? 0 : op->len;
-		break;
-	case VR_RING_RECV:
-		rsp.bytes = c->bytes;
-		rsp.tag = c->tag;
-		break;
-	case VR_RING_FADD:
-	case VR_RING_CSWAP:
-		rsp.value = c->value;
-		break;
-	case VR_RING_CONNECT:
-		if (!c->status) {
-			vb_conn_add(fe, c->conn, op->ep);
-			rsp.conn = c->conn;
-		}
-		break;
-	}
+	/* The kernel hands out the engine's connection ids as they are. */
+	vr_svc_rsp_of_wc(&op->req, c, c->conn, &rsp);
+	if (op->req.opcode == VR_RING_CONNECT && !c->status)
+		vb_conn_add(fe, c->conn, op->req.ep);
 	vb_op_put(fe, slot);
 	vb_respond(fe, &rsp);
 }
@@ -323,7 +303,7 @@ static int vb_post(struct vb_fe *fe, const struct vr_ring_req *req, struct vr_ri
 		if (!c)
 			goto reject_inval;
 		c->used = false; /* forget first: its operations fail below */
-		vr_disconnect(vb.eng, c->id);
+		vr_svc_post(vb.eng, req, c->id, 0, &conn);
 		return 0;
 	default:
 		goto reject_inval;
@@ -331,42 +311,10 @@ static int vb_post(struct vb_fe *fe, const struct vr_ring_req *req, struct vr_ri
 
 	/* The slot is ready before the engine sees the cookie: a completion
 	 * may come from inside the call. */
-	switch (req->opcode) {
-	case VR_RING_WRITE:
-		rc = vr_post_write(vb.eng, c->id, req->lkey, req->loff, req->rkey, req->roff,
-				   req->len, VB_COOKIE(fe, slot));
-		break;
-	case VR_RING_READ:
-		rc = vr_post_read(vb.eng, c->id, req->lkey, req->loff, req->rkey, req->roff,
-				  req->len, VB_COOKIE(fe, slot));
-		break;
-	case VR_RING_SEND:
-		rc = vr_post_send(vb.eng, c->id, req->lkey, req->loff, req->len, req->tag,
-				  VB_COOKIE(fe, slot));
-		break;
-	case VR_RING_FADD:
-		rc = vr_post_fadd(vb.eng, c->id, req->rkey, req->roff, req->operand,
-				  VB_COOKIE(fe, slot));
-		break;
-	case VR_RING_CSWAP:
-		rc = vr_post_cswap(vb.eng, c->id, req->rkey, req->roff, req->operand, req->swap,
-				   VB_COOKIE(fe, slot));
-		break;
-	case VR_RING_RECV:
-		rc = vr_post_recv(vb.eng, req->ep, req->lkey, req->loff, req->len, req->tag,
-				  req->mask, VB_COOKIE(fe, slot));
-		break;
-	default: /* VR_RING_CONNECT */
-		/* This request's slot already counts as one being opened. */
-		if (vb_conns_held(fe) > fe->max_conns) {
-			rc = -ENOSPC;
-			break;
-		}
-		/* The handle is answered with the completion. */
-		rc = vr_connect(vb.eng, req->ep, req->peer_mac, req->peer_ep,
-				VB_COOKIE(fe, slot), &conn);
-		break;
-	}
+	if (req->opcode == VR_RING_CONNECT && vb_conns_held(fe) > fe->max_conns)
+		rc = -ENOSPC; /* this request's slot already counts as one being opened */
+	else
+		rc = vr_svc_post(vb.eng, req, c ? c->id : 0, VB_COOKIE(fe, slot), &conn);
 	if (rc) {
 		vb_op_put(fe, slot);
 		return rc;
@@ -427,7 +375,7 @@ static void vb_close_ep_locked(struct vb_fe *fe, struct vb_ep *e, struct list_he
 
 	vr_ep_close(vb.eng, ep);
 	for (i = 0; e->accepts && i < fe->size; i++) {
-		if (fe->ops[i].opcode == VR_RING_ACCEPT && fe->ops[i].ep == ep) {
+		if (fe->ops[i].req.opcode == VR_RING_ACCEPT && fe->ops[i].req.ep == ep) {
 			e->accepts--;
 			vb_op_fail(fe, i, -ECANCELED);
 		}
@@ -711,7 +659,7 @@ void vb_fe_close_all(struct vb_fe *fe, struct list_head *regions, u32 *neps)
 	}
 	/* Connections outlive nothing: all belonged to the endpoints above. */
 	for (i = 0; fe->ops && i < fe->size; i++)
-		if (fe->ops[i].opcode)
+		if (fe->ops[i].req.opcode)
 			vb_op_fail(fe, i, -ECANCELED);
 	list_for_each_entry_safe(r, tmp, &fe->regions, node) {
 		vr_dereg_mr(vb.eng, r->key);
