@@ -35,6 +35,7 @@
  */
 #ifndef VR_XEN_H
 #define VR_XEN_H
+#include "control.h"
 #include "ring.h"
 #ifdef __KERNEL__
 #include <linux/ioctl.h>

@@ -1,5 +1,5 @@
 // The administration side of vmrdmad's control protocol (VR_CTL_ADMIN_*,
-// proto/ring.h): what vmrdmactl and the tests use. One blocking
+// proto/control.h): what vmrdmactl and the tests use. One blocking
 // request/reply at a time on a SOCK_SEQPACKET connection to the daemon's
 // socket; no HELLO, so the connection is not a frontend with a ring.
 #pragma once
@@ -10,7 +10,7 @@
 #include <vector>
 
 extern "C" {
-#include "proto/ring.h"
+#include "proto/control.h"
 }
 
 namespace vmrdmad {

@@ -29,6 +29,7 @@
 #include "vmrdma/task.hpp"
 
 extern "C" {
+#include "proto/control.h"
 #include "proto/ring.h"
 }
 

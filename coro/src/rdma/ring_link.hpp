@@ -21,6 +21,7 @@
 #include "vmrdma/rdma.hpp"
 
 extern "C" {
+#include "proto/control.h"
 #include "proto/ring.h"
 }
 
@@ -81,7 +82,7 @@ protected:
     void attach(void* shared, std::uint32_t size, int rsp_efd, std::uint64_t mac48, std::uint64_t mtu);
     // Rings the request doorbell.
     virtual void kick() noexcept = 0;
-    // One control request and its reply (proto/ring.h VR_CTL_*, the same
+    // One control request and its reply (proto/control.h VR_CTL_*, the same
     // messages on every transport), without descriptors. Throws
     // vmrdma::error when it fails or the backend refuses.
     virtual vr_ctl_msg control(std::uint16_t type, std::initializer_list<std::uint64_t> args) = 0;
@@ -101,7 +102,7 @@ private:
     std::uint32_t mtu_ = 0;
 };
 
-// Fills a control message's header and arguments (proto/ring.h).
+// Fills a control message's header and arguments (proto/control.h).
 vr_ctl_msg make_ctl_msg(std::uint16_t type, std::uint32_t seq, std::initializer_list<std::uint64_t> args) noexcept;
 
 }  // namespace vmrdma::detail
