@@ -35,6 +35,7 @@
 
 #include "bundle.h"
 #include "engine.h"
+#include "frontend.h"
 #include "ring.h"
 #include "service.h"
 #include "xen.h"
@@ -50,7 +51,6 @@
 #define VB_ENG_UNEXP     8u
 #define VB_ENG_UNEXP_BUF 16384u
 
-#define VB_BACKLOG       16u   /* accepted connections waiting for an ACCEPT, per endpoint */
 #define VB_TX_BUDGET     64u   /* frames per vr_engine_tx_poll */
 #define VB_TX_ROUNDS     8u    /* tx_poll calls per lock hold, then the tx work goes on */
 #define VB_RELEASE_MS    10000u /* how long unmapping waits for the stack to let go */
@@ -74,36 +74,17 @@ struct vb_region {
 	refcount_t refs;
 };
 
-struct vb_conn {
-	u32 id;                  /* the engine's connection id = the frontend's handle */
-	u16 ep;
-	bool used;
-};
-
-struct vb_ep {
-	u16 id;
-	bool used;
-	bool listen;
-	u32 accepts;             /* posted ACCEPT requests not yet answered */
-	u32 nbacklog;
-	u32 backlog[VB_BACKLOG]; /* accepted connections, oldest first */
-};
-
-/* One request waiting for its completion (slot index = cookie's low half). */
-struct vb_op {
-	struct vr_svc_pending req; /* what answers it; req.opcode 0: free */
-	u32 seq;                   /* ACCEPT: order of posting */
-};
-
 struct vb_fe {
 	struct list_head node;   /* vb.frontends, under vb.lock */
 	u32 id;                  /* names it in engine cookies; never reused */
 	struct xenbus_device *dev;
 	domid_t domid;
 
-	/* limits, copied at probe */
-	u32 max_eps, max_regs, max_conns, max_weight, admin_weight;
-	u64 max_bytes;
+	/*
+	 * What it owns and its requests waiting for the engine, with its
+	 * limits (copied at probe): proto/frontend.h's tables, under vb.lock.
+	 */
+	struct vr_fe svc;
 
 	/* ring (mapped while ring_va != NULL) */
 	void *ring_va;
@@ -125,20 +106,11 @@ struct vb_fe {
 	atomic_t eoi_pending;
 	struct work_struct work;
 
-	/* objects, under vb.lock */
-	struct vb_ep *eps;       /* max_eps entries */
-	u32 neps;
-	struct vb_conn conns[VB_ENG_CONNS];
-	struct list_head regions;
-	u32 nregions;
-	u64 reg_bytes;
-	struct vb_op *ops;       /* size entries */
-	u16 *op_free;            /* stack of free slots */
-	u32 nfree;
-	u32 accept_seq;
+	struct vr_fe_conn conns[VB_ENG_CONNS]; /* svc.conns */
+	struct list_head regions; /* its vb_regions (svc's region records name them) */
 
 	/* counters, under vb.lock */
-	u64 requests, responses, rejected, violations, failed;
+	u64 requests, responses, violations, failed; /* rejected: svc.rejected */
 	u32 teardown_failed;
 };
 
@@ -203,6 +175,7 @@ void vb_regions_release(struct list_head *list, u32 *nregions, u32 *npages);
 
 /* vb_ring.c */
 void vb_complete(void *ctx, const struct vr_completion *c);
+void vb_svc_respond(void *ctx, const struct vr_svc_pending *req, const struct vr_ring_rsp *rsp);
 int vb_accept(void *ctx, u16 ep, const u8 peer_mac[6], u16 peer_ep);
 void vb_ring_work(struct work_struct *work);
 int vb_fe_ring_init(struct vb_fe *fe, u32 size);

@@ -164,7 +164,7 @@ static int vb_proc_show(struct seq_file *m, void *v)
 	list_for_each_entry(fe, &vb.frontends, node) {
 		req += fe->requests;
 		rsp += fe->responses;
-		rej += fe->rejected;
+		rej += fe->svc.rejected;
 		viol += fe->violations;
 	}
 	spin_unlock_bh(&vb.lock);

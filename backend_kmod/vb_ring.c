@@ -2,11 +2,12 @@
 /*
  * vb_ring.c - one frontend's request ring.  The work item consumes
  * requests (producer index read once per pass, each entry copied out of
- * shared memory before it is looked at), checks them against the
- * frontend's own endpoints, connections and regions, executes them on the
- * engine and answers each exactly once: at once, or from the engine's
- * completion (vb_complete) through the frontend's slot table.  Semantics
- * and status codes follow vmrdmad/daemon.cc.
+ * shared memory before it is looked at) and hands each to the frontend
+ * service (proto/frontend.h), which checks it against the frontend's own
+ * endpoints, connections and regions, posts it to the engine and answers
+ * it exactly once: at once, or from the engine's completion (vb_complete).
+ * What stays here is the kernel's part: the ring, the grant mappings of
+ * regions, which frontend owns an engine endpoint, and the locking.
  */
 #include <linux/kernel.h>
 #include <linux/sched.h>
@@ -14,8 +15,6 @@
 #include <xen/events.h>
 
 #include "vb.h"
-
-#define VB_COOKIE(fe, slot) (((u64)(fe)->id << 32) | (slot))
 
 /* ------------------------------------------------------------ lookups */
 
@@ -29,67 +28,9 @@ static struct vb_fe *vb_fe_find(u32 id)
 	return NULL;
 }
 
-static struct vb_ep *vb_ep_of(struct vb_fe *fe, u16 ep)
+static struct vb_fe *vb_ep_owner(u16 ep)
 {
-	u32 i;
-
-	for (i = 0; i < fe->max_eps; i++)
-		if (fe->eps[i].used && fe->eps[i].id == ep)
-			return &fe->eps[i];
-	return NULL;
-}
-
-static struct vb_conn *vb_conn_of(struct vb_fe *fe, u32 id)
-{
-	u32 i;
-
-	if (!id)
-		return NULL;
-	for (i = 0; i < VB_ENG_CONNS; i++)
-		if (fe->conns[i].used && fe->conns[i].id == id)
-			return &fe->conns[i];
-	return NULL;
-}
-
-/*
- * Connections a frontend holds or is opening: its share of the engine's
- * connection table, capped by max_conns so one guest cannot take them all.
- */
-static u32 vb_conns_held(const struct vb_fe *fe)
-{
-	u32 i, n = 0;
-
-	for (i = 0; i < VB_ENG_CONNS; i++)
-		n += fe->conns[i].used;
-	for (i = 0; i < fe->size; i++)
-		n += fe->ops[i].req.opcode == VR_RING_CONNECT;
-	return n;
-}
-
-static struct vb_region *vb_region_of(struct vb_fe *fe, u32 key)
-{
-	struct vb_region *r;
-
-	list_for_each_entry(r, &fe->regions, node)
-		if (r->key == key)
-			return r;
-	return NULL;
-}
-
-/* Room is certain: the table has as many entries as the engine has conns. */
-static void vb_conn_add(struct vb_fe *fe, u32 id, u16 ep)
-{
-	u32 i;
-
-	for (i = 0; i < VB_ENG_CONNS; i++) {
-		if (!fe->conns[i].used) {
-			fe->conns[i].used = true;
-			fe->conns[i].id = id;
-			fe->conns[i].ep = ep;
-			return;
-		}
-	}
-	vr_disconnect(vb.eng, id); /* cannot happen; do not leak it */
+	return ep < VB_ENG_ENDPOINTS ? vb.ep_owner[ep] : NULL;
 }
 
 /* ---------------------------------------------------------- responses */
@@ -112,309 +53,97 @@ static void vb_respond(struct vb_fe *fe, const struct vr_ring_rsp *rsp)
 		notify_remote_via_irq(fe->irq);
 }
 
-static void vb_rsp_init(struct vr_ring_rsp *rsp, const struct vb_op *op)
+/* The service's answers (proto/frontend.h host.respond), under vb.lock. */
+void vb_svc_respond(void *ctx, const struct vr_svc_pending *req, const struct vr_ring_rsp *rsp)
 {
-	memset(rsp, 0, sizeof(*rsp));
-	rsp->cookie = op->req.cookie;
-	rsp->opcode = op->req.opcode;
-	rsp->ep = op->req.ep;
-	rsp->conn = op->req.conn;
+	vb_respond(ctx, rsp);
 }
 
-/* ------------------------------------------------------ slot handling */
-
-static u32 vb_op_get(struct vb_fe *fe, const struct vr_ring_req *req)
+/* The service hands a region back: unmapped after the lock is dropped. */
+static void vb_svc_release(void *ctx, void *host)
 {
-	u32 slot = fe->op_free[--fe->nfree];
-	struct vb_op *op = &fe->ops[slot];
+	struct vb_region *r = host;
 
-	op->req.cookie = req->cookie;
-	op->req.opcode = req->opcode;
-	op->req.ep = req->ep;
-	op->req.conn = req->conn;
-	op->req.len = req->len;
-	op->seq = 0;
-	return slot;
-}
-
-static void vb_op_put(struct vb_fe *fe, u32 slot)
-{
-	fe->ops[slot].req.opcode = 0;
-	fe->op_free[fe->nfree++] = (u16)slot;
-}
-
-/* Answer a waiting slot with status and free it. */
-static void vb_op_fail(struct vb_fe *fe, u32 slot, int status)
-{
-	struct vr_ring_rsp rsp;
-
-	vb_rsp_init(&rsp, &fe->ops[slot]);
-	rsp.status = status;
-	vb_op_put(fe, slot);
-	vb_respond(fe, &rsp);
+	list_move_tail(&r->node, ctx);
+	vb.nregions--;
 }
 
 /* ------------------------------------------------------ engine callbacks */
 
-/* A listening endpoint's new connection: the oldest posted ACCEPT takes it. */
-static void vb_accepted(u16 ep, u32 conn)
-{
-	struct vb_fe *fe = ep < VB_ENG_ENDPOINTS ? vb.ep_owner[ep] : NULL;
-	struct vb_ep *e = fe ? vb_ep_of(fe, ep) : NULL;
-	struct vr_ring_rsp rsp;
-	u32 i, best = U32_MAX;
-
-	if (!e) {
-		vb.stray_completions++; /* vb_accept refused it: cannot happen */
-		return;
-	}
-	if (e->accepts) {
-		for (i = 0; i < fe->size; i++) {
-			const struct vb_op *op = &fe->ops[i];
-
-			if (op->req.opcode == VR_RING_ACCEPT && op->req.ep == ep &&
-			    (best == U32_MAX || (s32)(op->seq - fe->ops[best].seq) < 0))
-				best = i;
-		}
-	}
-	if (best != U32_MAX) {
-		e->accepts--;
-		vb_rsp_init(&rsp, &fe->ops[best]);
-		rsp.conn = conn;
-		vb_conn_add(fe, conn, ep);
-		vb_op_put(fe, best);
-		vb_respond(fe, &rsp);
-		return;
-	}
-	if (e->nbacklog < VB_BACKLOG)
-		e->backlog[e->nbacklog++] = conn;
-	else
-		vb.stray_completions++; /* vb_accept keeps room: cannot happen */
-}
-
 /* Engine accept policy: only endpoints a live frontend listens on, with room. */
 int vb_accept(void *ctx, u16 ep, const u8 peer_mac[6], u16 peer_ep)
 {
-	struct vb_fe *fe = ep < VB_ENG_ENDPOINTS ? vb.ep_owner[ep] : NULL;
-	struct vb_ep *e;
+	struct vb_fe *fe = vb_ep_owner(ep);
 
 	if (!fe || fe->stopping)
 		return -ECONNREFUSED;
-	e = vb_ep_of(fe, ep);
-	if (!e || !e->listen)
-		return -ECONNREFUSED;
-	if (!e->accepts && e->nbacklog >= VB_BACKLOG)
-		return -ENOBUFS;
-	if (vb_conns_held(fe) + e->nbacklog >= fe->max_conns)
-		return -ENOBUFS;
-	return 0;
+	return vr_fe_accept_policy(&fe->svc, ep);
 }
 
-/* Engine completion, under vb.lock: answer the request that caused it. */
+/* Engine completion, under vb.lock: the frontend whose request caused it answers. */
 void vb_complete(void *ctx, const struct vr_completion *c)
 {
-	struct vr_ring_rsp rsp;
 	struct vb_fe *fe;
-	struct vb_op *op;
-	u32 slot;
 
 	if (c->op == VR_WC_DISCONNECT)
 		return; /* the connection is in error: its next operations fail */
 	if (c->op == VR_WC_ACCEPT) {
-		vb_accepted(c->ep, c->conn);
+		fe = vb_ep_owner(c->ep);
+		if (fe)
+			vr_fe_accepted(&fe->svc, c->ep, c->conn);
+		else
+			vb.stray_completions++; /* vb_accept refused it: cannot happen */
 		return;
 	}
 	fe = vb_fe_find((u32)(c->cookie >> 32));
-	slot = (u32)c->cookie;
-	if (!fe || !fe->ops || slot >= fe->size || !fe->ops[slot].req.opcode ||
-	    vr_svc_wc_of_ring_op(fe->ops[slot].req.opcode) != c->op) {
+	if (!fe || !fe->svc.slots || !vr_fe_complete(&fe->svc, c))
 		vb.stray_completions++;
-		return;
-	}
-	op = &fe->ops[slot];
-	/* The kernel hands out the engine's connection ids as they are. */
-	vr_svc_rsp_of_wc(&op->req, c, c->conn, &rsp);
-	if (op->req.opcode == VR_RING_CONNECT && !c->status)
-		vb_conn_add(fe, c->conn, op->req.ep);
-	vb_op_put(fe, slot);
-	vb_respond(fe, &rsp);
 }
 
-/* ---------------------------------------------------------- requests */
-
-/* Under vb.lock.  Returns 1 if answered later (slot taken), else the status. */
-static int vb_post(struct vb_fe *fe, const struct vr_ring_req *req, struct vr_ring_rsp *rsp)
-{
-	struct vb_conn *c = NULL;
-	struct vb_region *r;
-	struct vb_ep *e;
-	u32 slot, conn;
-	int rc;
-
-	if (!fe->nfree)
-		return -EBUSY; /* cannot happen: at most size-1 requests outstanding */
-	switch (req->opcode) {
-	case VR_RING_WRITE:
-	case VR_RING_READ:
-	case VR_RING_SEND:
-	case VR_RING_FADD:
-	case VR_RING_CSWAP:
-		c = vb_conn_of(fe, req->conn);
-		if (!c)
-			goto reject_inval; /* not a connection of this frontend */
-		if (req->opcode <= VR_RING_SEND) {
-			r = vb_region_of(fe, req->lkey);
-			if (!r || r->ep != c->ep)
-				goto reject_acces; /* not its region: bad key */
-		}
-		slot = vb_op_get(fe, req);
-		break;
-	case VR_RING_RECV:
-		if (!vb_ep_of(fe, req->ep))
-			goto reject_inval;
-		r = vb_region_of(fe, req->lkey);
-		if (!r || r->ep != req->ep)
-			goto reject_acces;
-		slot = vb_op_get(fe, req);
-		break;
-	case VR_RING_CONNECT:
-		if (!vb_ep_of(fe, req->ep))
-			goto reject_inval;
-		slot = vb_op_get(fe, req);
-		break;
-	case VR_RING_ACCEPT:
-		e = vb_ep_of(fe, req->ep);
-		if (!e || !e->listen)
-			goto reject_inval;
-		if (e->nbacklog) {
-			conn = e->backlog[0];
-			e->nbacklog--;
-			memmove(&e->backlog[0], &e->backlog[1], e->nbacklog * sizeof(u32));
-			vb_conn_add(fe, conn, e->id);
-			rsp->conn = conn;
-			return 0;
-		}
-		slot = vb_op_get(fe, req);
-		fe->ops[slot].seq = fe->accept_seq++;
-		e->accepts++;
-		return 1;
-	case VR_RING_DISCONNECT:
-		c = vb_conn_of(fe, req->conn);
-		if (!c)
-			goto reject_inval;
-		c->used = false; /* forget first: its operations fail below */
-		vr_svc_post(vb.eng, req, c->id, 0, &conn);
-		return 0;
-	default:
-		goto reject_inval;
-	}
-
-	/* The slot is ready before the engine sees the cookie: a completion
-	 * may come from inside the call. */
-	if (req->opcode == VR_RING_CONNECT && vb_conns_held(fe) > fe->max_conns)
-		rc = -ENOSPC; /* this request's slot already counts as one being opened */
-	else
-		rc = vr_svc_post(vb.eng, req, c ? c->id : 0, VB_COOKIE(fe, slot), &conn);
-	if (rc) {
-		vb_op_put(fe, slot);
-		return rc;
-	}
-	return 1;
-
-reject_inval:
-	fe->rejected++;
-	return -EINVAL;
-reject_acces:
-	fe->rejected++;
-	return -EACCES;
-}
+/* ---------------------------------------------------------- control */
 
 static int vb_open_ep(struct vb_fe *fe, const struct vr_ring_req *req)
 {
-	const struct vr_svc_limits lim = { .endpoints = fe->max_eps };
-	const struct vr_svc_usage use = { .endpoints = fe->neps };
 	const char *why;
-	u32 i;
 	int rc;
 
-	rc = vr_svc_check_open_ep(&lim, &use, req->ep, VB_ENG_ENDPOINTS, &why);
-	if (rc)
+	rc = vr_fe_open_ep(&fe->svc, req->ep, req->operand, req->mask & 1, &why);
+	if (rc) {
+		pr_debug(VB_NAME ": dom%u: OPEN_EP %u refused: %s\n", fe->domid, req->ep, why);
 		return rc;
-	rc = vr_ep_open(vb.eng, req->ep,
-			vr_svc_ep_weight(req->operand, fe->max_weight, fe->admin_weight),
-			req->mask & 1);
-	if (rc)
-		return rc;
-	for (i = 0; i < fe->max_eps; i++) {
-		struct vb_ep *e = &fe->eps[i];
-
-		if (!e->used) {
-			memset(e, 0, sizeof(*e));
-			e->used = true;
-			e->id = req->ep;
-			e->listen = req->mask & 1;
-			break;
-		}
 	}
-	fe->neps++;
 	vb.nendpoints++;
 	vb.ep_owner[req->ep] = fe;
 	return 0;
 }
 
 /*
- * Under vb.lock: close endpoint e in the engine (its operations complete),
- * answer its posted ACCEPTs, forget its connections, and move its regions
- * (deregistered by the engine) to list for unmapping after the lock.
+ * Under vb.lock: the service closes endpoint ep in the engine (its
+ * operations complete), answers its ACCEPTs, forgets its connections and
+ * moves its regions to list for unmapping after the lock.
  */
-static void vb_close_ep_locked(struct vb_fe *fe, struct vb_ep *e, struct list_head *list)
+static int vb_close_ep_locked(struct vb_fe *fe, u16 ep, struct list_head *list)
 {
-	struct vb_region *r, *tmp;
-	u16 ep = e->id;
-	u32 i;
+	int rc = vr_fe_close_ep(&fe->svc, ep, vb_svc_release, list);
 
-	vr_ep_close(vb.eng, ep);
-	for (i = 0; e->accepts && i < fe->size; i++) {
-		if (fe->ops[i].req.opcode == VR_RING_ACCEPT && fe->ops[i].req.ep == ep) {
-			e->accepts--;
-			vb_op_fail(fe, i, -ECANCELED);
-		}
-	}
-	for (i = 0; i < VB_ENG_CONNS; i++)
-		if (fe->conns[i].used && fe->conns[i].ep == ep)
-			fe->conns[i].used = false;
-	list_for_each_entry_safe(r, tmp, &fe->regions, node) {
-		if (r->ep != ep)
-			continue;
-		vr_dereg_mr(vb.eng, r->key); /* normally gone already: -ENOENT */
-		list_move_tail(&r->node, list);
-		fe->nregions--;
-		fe->reg_bytes -= r->len;
-		vb.nregions--;
-	}
-	e->used = false;
-	e->nbacklog = 0;
-	fe->neps--;
+	if (rc)
+		return rc; /* not its endpoint */
 	vb.nendpoints--;
-	if (ep < VB_ENG_ENDPOINTS && vb.ep_owner[ep] == fe)
+	if (vb_ep_owner(ep) == fe)
 		vb.ep_owner[ep] = NULL;
+	return 0;
 }
 
 static int vb_close_ep(struct vb_fe *fe, u16 ep)
 {
-	struct vb_ep *e;
 	LIST_HEAD(list);
+	int rc;
 
 	vb_lock();
-	e = vb_ep_of(fe, ep);
-	if (!e) {
-		vb_unlock();
-		return -ENOENT; /* not your endpoint */
-	}
-	vb_close_ep_locked(fe, e, &list);
+	rc = vb_close_ep_locked(fe, ep, &list);
 	vb_unlock();
 	vb_regions_release(&list, NULL, NULL);
-	return 0;
+	return rc;
 }
 
 static int vb_reg(struct vb_fe *fe, const struct vr_ring_req *req, u64 *key_out)
@@ -422,26 +151,19 @@ static int vb_reg(struct vb_fe *fe, const struct vr_ring_req *req, u64 *key_out)
 	u64 len = req->operand;
 	u32 access = (u32)req->mask, key;
 	struct vb_region *r;
+	const char *why;
 	bool writable;
 	int rc;
 
-	const struct vr_svc_limits lim = {
-		.regions = fe->max_regs, .registered_bytes = fe->max_bytes,
-	};
-	struct vr_svc_usage use;
-	const char *why;
-
 	vb_lock();
-	use = (struct vr_svc_usage){
-		.regions = fe->nregions, .registered_bytes = fe->reg_bytes,
-	};
-	rc = vr_svc_check_reg(&lim, &use, vb_ep_of(fe, req->ep) != NULL, len,
-			      req->mask, &why);
+	rc = vr_fe_check_reg(&fe->svc, req->ep, len, req->mask, &why);
 	vb_unlock();
 	if (!rc)
 		rc = vr_svc_check_grant_reg(req->loff, len, req->swap, &why);
-	if (rc)
+	if (rc) {
+		pr_debug(VB_NAME ": dom%u: REG refused: %s\n", fe->domid, why);
 		return rc;
+	}
 
 	writable = vr_svc_reg_writable(access);
 	rc = vb_region_map(fe->domid, (u32)req->tag, (u32)req->swap, (u32)req->loff, len,
@@ -450,13 +172,14 @@ static int vb_reg(struct vb_fe *fe, const struct vr_ring_req *req, u64 *key_out)
 		return rc;
 
 	vb_lock();
-	rc = vr_reg_mr(vb.eng, req->ep, r, len, access, &key);
+	/* Checked again: the frontend may have closed the endpoint meanwhile. */
+	rc = vr_fe_check_reg(&fe->svc, req->ep, len, req->mask, &why);
+	if (!rc)
+		rc = vr_fe_add_region(&fe->svc, req->ep, r, r, len, access, writable, &key);
 	if (!rc) {
 		r->key = key;
 		r->ep = req->ep;
 		list_add_tail(&r->node, &fe->regions);
-		fe->nregions++;
-		fe->reg_bytes += len;
 		vb.nregions++;
 	}
 	vb_unlock();
@@ -473,22 +196,18 @@ static int vb_reg(struct vb_fe *fe, const struct vr_ring_req *req, u64 *key_out)
 
 static int vb_dereg(struct vb_fe *fe, u32 key)
 {
-	struct vb_region *r;
 	LIST_HEAD(list);
+	void *host;
 	u32 n = 0;
+	int rc;
 
 	vb_lock();
-	r = vb_region_of(fe, key);
-	if (!r) {
-		vb_unlock();
-		return -ENOENT; /* not your region */
-	}
-	vr_dereg_mr(vb.eng, key); /* operations using it fail first */
-	list_move(&r->node, &list);
-	fe->nregions--;
-	fe->reg_bytes -= r->len;
-	vb.nregions--;
+	rc = vr_fe_dereg(&fe->svc, key, &host); /* operations using it fail first */
+	if (!rc)
+		vb_svc_release(&list, host);
 	vb_unlock();
+	if (rc)
+		return rc; /* not its region */
 	vb_regions_release(&list, &n, NULL);
 	return n ? 0 : -EBUSY; /* -EBUSY: still mapped, the stack holds its pages */
 }
@@ -506,7 +225,7 @@ static void vb_handle(struct vb_fe *fe, const struct vr_ring_req *req)
 
 	if (req->flags) {
 		vb_lock();
-		fe->rejected++;
+		fe->svc.rejected++;
 		rc = -EINVAL;
 	} else {
 		switch (req->opcode) {
@@ -528,7 +247,7 @@ static void vb_handle(struct vb_fe *fe, const struct vr_ring_req *req)
 			break;
 		default:
 			vb_lock();
-			rc = vb_post(fe, req, &rsp);
+			rc = vr_fe_request(&fe->svc, req, &rsp);
 			if (rc == 1) {
 				vb_unlock_unpumped();
 				return;
@@ -623,20 +342,14 @@ void vb_ring_work(struct work_struct *work)
 
 int vb_fe_ring_init(struct vb_fe *fe, u32 size)
 {
-	u32 i;
-
-	fe->ops = kvcalloc(size, sizeof(*fe->ops), GFP_KERNEL);
-	fe->op_free = kvcalloc(size, sizeof(*fe->op_free), GFP_KERNEL);
-	if (!fe->ops || !fe->op_free) {
-		kvfree(fe->ops);
-		kvfree(fe->op_free);
-		fe->ops = NULL;
-		fe->op_free = NULL;
+	fe->svc.slots = kvcalloc(size, sizeof(*fe->svc.slots), GFP_KERNEL);
+	fe->svc.free_slots = kvcalloc(size, sizeof(*fe->svc.free_slots), GFP_KERNEL);
+	if (!fe->svc.slots || !fe->svc.free_slots) {
+		vb_fe_ring_free(fe);
 		return -ENOMEM;
 	}
-	for (i = 0; i < size; i++)
-		fe->op_free[i] = (u16)(size - 1 - i);
-	fe->nfree = size;
+	fe->svc.size = size;
+	vr_fe_init(&fe->svc);
 	return 0;
 }
 
@@ -647,34 +360,28 @@ int vb_fe_ring_init(struct vb_fe *fe, u32 size)
  */
 void vb_fe_close_all(struct vb_fe *fe, struct list_head *regions, u32 *neps)
 {
-	struct vb_region *r, *tmp;
 	u32 i;
 
 	fe->tearing = true;
-	for (i = 0; i < fe->max_eps; i++) {
-		if (fe->eps[i].used) {
-			vb_close_ep_locked(fe, &fe->eps[i], regions);
-			(*neps)++;
-		}
+	for (i = 0; i < fe->svc.eps_cap; i++) {
+		u16 ep = fe->svc.eps[i].id;
+
+		if (!fe->svc.eps[i].used)
+			continue;
+		(*neps)++;
+		vb.nendpoints--;
+		if (vb_ep_owner(ep) == fe)
+			vb.ep_owner[ep] = NULL;
 	}
-	/* Connections outlive nothing: all belonged to the endpoints above. */
-	for (i = 0; fe->ops && i < fe->size; i++)
-		if (fe->ops[i].req.opcode)
-			vb_op_fail(fe, i, -ECANCELED);
-	list_for_each_entry_safe(r, tmp, &fe->regions, node) {
-		vr_dereg_mr(vb.eng, r->key);
-		list_move_tail(&r->node, regions);
-		vb.nregions--;
-	}
-	fe->nregions = 0;
-	fe->reg_bytes = 0;
+	vr_fe_close_all(&fe->svc, vb_svc_release, regions);
 }
 
 void vb_fe_ring_free(struct vb_fe *fe)
 {
-	kvfree(fe->ops);
-	kvfree(fe->op_free);
-	fe->ops = NULL;
-	fe->op_free = NULL;
-	fe->nfree = 0;
+	kvfree(fe->svc.slots);
+	kvfree(fe->svc.free_slots);
+	fe->svc.slots = NULL;
+	fe->svc.free_slots = NULL;
+	fe->svc.size = 0;
+	fe->svc.nfree = 0;
 }

@@ -26,15 +26,15 @@ static int vb_publish(struct vb_fe *fe)
 	if (!rc)
 		rc = xenbus_printf(XBT_NIL, dev->nodename, VR_XEN_KEY_MTU, "%u", vb.mtu);
 	if (!rc)
-		rc = xenbus_printf(XBT_NIL, dev->nodename, VR_XEN_KEY_MAX_EPS, "%u", fe->max_eps);
+		rc = xenbus_printf(XBT_NIL, dev->nodename, VR_XEN_KEY_MAX_EPS, "%u", fe->svc.lim.endpoints);
 	if (!rc)
-		rc = xenbus_printf(XBT_NIL, dev->nodename, VR_XEN_KEY_MAX_REGS, "%u", fe->max_regs);
+		rc = xenbus_printf(XBT_NIL, dev->nodename, VR_XEN_KEY_MAX_REGS, "%u", fe->svc.lim.regions);
 	if (!rc)
 		rc = xenbus_printf(XBT_NIL, dev->nodename, VR_XEN_KEY_MAX_BYTES, "%llu",
-				   fe->max_bytes);
+				   fe->svc.lim.registered_bytes);
 	if (!rc)
 		rc = xenbus_printf(XBT_NIL, dev->nodename, VR_XEN_KEY_MAX_WEIGHT, "%u",
-				   fe->max_weight);
+				   fe->svc.lim.max_weight);
 	if (rc)
 		xenbus_dev_fatal(dev, rc, "writing the backend's keys");
 	return rc;
@@ -91,9 +91,9 @@ static int vb_connect(struct vb_fe *fe)
 		if (rc)
 			return rc;
 	}
-	fe->admin_weight = 0;
+	fe->svc.admin_weight = 0;
 	if (xenbus_scanf(XBT_NIL, dev->nodename, VR_XEN_KEY_WEIGHT, "%u", &weight) == 1)
-		fe->admin_weight = min_t(u32, weight, VR_WEIGHT_MAX);
+		fe->svc.admin_weight = min_t(u32, weight, VR_WEIGHT_MAX);
 
 	rc = vb_fe_ring_init(fe, size);
 	if (rc) {
@@ -167,8 +167,8 @@ err_slots:
 /* Undo vb_connect and everything the frontend built since.  Idempotent. */
 static void vb_teardown(struct vb_fe *fe)
 {
-	struct vb_op *ops;
-	u16 *op_free;
+	struct vr_fe_slot *slots;
+	u16 *free_slots;
 	LIST_HEAD(regions);
 	u32 neps = 0, nregs = 0, npages = 0, failed;
 	void *va;
@@ -198,15 +198,16 @@ static void vb_teardown(struct vb_fe *fe)
 	spin_lock_bh(&vb.lock);
 	va = fe->ring_va;
 	fe->ring_va = NULL;
-	ops = fe->ops;
-	op_free = fe->op_free;
-	fe->ops = NULL;
-	fe->op_free = NULL;
-	fe->nfree = 0;
+	slots = fe->svc.slots;
+	free_slots = fe->svc.free_slots;
+	fe->svc.slots = NULL;
+	fe->svc.free_slots = NULL;
+	fe->svc.size = 0;
+	fe->svc.nfree = 0;
 	vb.mapped_rings--;
 	spin_unlock_bh(&vb.lock);
-	kvfree(ops);
-	kvfree(op_free);
+	kvfree(slots);
+	kvfree(free_slots);
 	xenbus_unmap_ring_vfree(fe->dev, va);
 
 	pr_info(VB_NAME ": frontend dom%u gone: %u endpoints closed, %u regions (%u pages) unmapped, %u operations failed\n",
@@ -221,7 +222,8 @@ static void vb_fe_free(struct vb_fe *fe)
 	vb.nfrontends--;
 	spin_unlock_bh(&vb.lock);
 	dev_set_drvdata(&fe->dev->dev, NULL);
-	kfree(fe->eps);
+	kfree(fe->svc.eps);
+	kvfree(fe->svc.regions);
 	kfree(fe);
 }
 
@@ -237,13 +239,24 @@ static int vb_probe(struct xenbus_device *dev, const struct xenbus_device_id *id
 	}
 	fe->dev = dev;
 	fe->domid = dev->otherend_id;
-	fe->max_eps = min_t(u32, vb_max_endpoints, VB_ENG_ENDPOINTS);
-	fe->max_regs = vb_max_regions;
-	fe->max_conns = clamp_t(u32, vb_max_conns, 1, VB_ENG_CONNS);
-	fe->max_bytes = vb_max_bytes;
-	fe->max_weight = vr_svc_clamp_weight(vb_max_weight);
-	fe->eps = kcalloc(max_t(u32, fe->max_eps, 1), sizeof(*fe->eps), GFP_KERNEL);
-	if (!fe->eps) {
+	fe->svc.eng = vb.eng;
+	fe->svc.host.respond = vb_svc_respond;
+	fe->svc.host.ctx = fe;
+	fe->svc.lim.endpoints = min_t(u32, vb_max_endpoints, VB_ENG_ENDPOINTS);
+	fe->svc.lim.regions = min_t(u32, vb_max_regions, VB_ENG_REGIONS);
+	fe->svc.lim.registered_bytes = vb_max_bytes;
+	fe->svc.lim.max_weight = vr_svc_clamp_weight(vb_max_weight);
+	fe->svc.max_conns = clamp_t(u32, vb_max_conns, 1, VB_ENG_CONNS);
+	fe->svc.max_ep_id = VB_ENG_ENDPOINTS;
+	fe->svc.eps_cap = max_t(u32, fe->svc.lim.endpoints, 1);
+	fe->svc.eps = kcalloc(fe->svc.eps_cap, sizeof(*fe->svc.eps), GFP_KERNEL);
+	fe->svc.conns = fe->conns;
+	fe->svc.conns_cap = VB_ENG_CONNS;
+	fe->svc.regions_cap = max_t(u32, fe->svc.lim.regions, 1);
+	fe->svc.regions = kvcalloc(fe->svc.regions_cap, sizeof(*fe->svc.regions), GFP_KERNEL);
+	if (!fe->svc.eps || !fe->svc.regions) {
+		kfree(fe->svc.eps);
+		kvfree(fe->svc.regions);
 		kfree(fe);
 		xenbus_dev_fatal(dev, -ENOMEM, "allocating the frontend's state");
 		return -ENOMEM;
@@ -256,6 +269,7 @@ static int vb_probe(struct xenbus_device *dev, const struct xenbus_device_id *id
 
 	spin_lock_bh(&vb.lock);
 	fe->id = vb.next_fe_id++;
+	fe->svc.id = fe->id;
 	if (!vb.next_fe_id)
 		vb.next_fe_id = 1;
 	list_add_tail(&fe->node, &vb.frontends);
