@@ -426,6 +426,18 @@ bool vr_fe_complete(struct vr_fe *fe, const struct vr_completion *wc)
 	return true;
 }
 
+bool vr_fe_conn_failed(struct vr_fe *fe, u32 id)
+{
+	u32 i;
+
+	for (i = 0; i < fe->conns_cap; i++)
+		if (fe->conns[i].used && fe->conns[i].id == id) {
+			fe->conns[i].failed = true;
+			return true;
+		}
+	return false;
+}
+
 int vr_fe_accept_policy(const struct vr_fe *fe, u16 ep)
 {
 	const struct vr_fe_ep *e = vr_fe_ep_of(fe, ep);

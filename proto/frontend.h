@@ -49,6 +49,7 @@ struct vr_fe_conn {
 	u8 peer_mac[6];
 	bool used;
 	bool accepted;
+	bool failed; /* the engine failed it (the peer went away) */
 };
 
 struct vr_fe_region {
@@ -129,6 +130,10 @@ int vr_fe_request(struct vr_fe *fe, const struct vr_ring_req *req, struct vr_rin
 /* An engine completion whose cookie carries fe's id.  false: not one of
  * fe's requests (counted by the host as stray). */
 bool vr_fe_complete(struct vr_fe *fe, const struct vr_completion *wc);
+/* The engine failed connection `id` (VR_WC_DISCONNECT): marked, for the
+ * administrator's lists; its operations fail with their own completions.
+ * false: not one of fe's. */
+bool vr_fe_conn_failed(struct vr_fe *fe, u32 id);
 /* The engine's accept policy for one of fe's endpoints (host.accept). */
 int vr_fe_accept_policy(const struct vr_fe *fe, u16 ep);
 /* A listening endpoint of fe accepted engine connection `conn`. */

@@ -92,9 +92,8 @@ std::unique_ptr<device> device::open(event_loop& loop, std::string_view uri, dev
     };
     constexpr std::string_view eth = "eth:";
     if (uri.substr(0, eth.size()) == eth) {
-        auto port = std::make_unique<detail::eth_port>(uri.substr(eth.size()), options.ethertype);
         return std::unique_ptr<device>(new device(std::make_unique<device_core>(loop, [&](auto& sink) {
-            return std::make_unique<detail::engine_transport>(loop, sink, std::move(port), options);
+            return std::make_unique<detail::engine_transport>(loop, sink, uri.substr(eth.size()), options);
         })));
     }
     constexpr std::string_view unix_prefix = "unix:";

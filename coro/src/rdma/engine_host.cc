@@ -1,0 +1,241 @@
+#include "engine_host.hpp"
+
+#include <poll.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <string_view>
+
+#include "engine_status.hpp"
+#include "vmrdma/error.hpp"
+
+namespace vmrdma::detail {
+namespace {
+
+std::uint64_t now_ns() noexcept {
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+}  // namespace
+
+counters to_counters(const vr_counters& c) {
+    counters out;
+    out.tx_frames = c.tx_frames;
+    out.tx_bytes = c.tx_bytes;
+    out.rx_frames = c.rx_frames;
+    out.rx_bytes = c.rx_bytes;
+    out.retransmits = c.retransmits;
+    out.timeouts = c.timeouts;
+    out.duplicates = c.dups;
+    std::uint64_t dropped = c.drop_not_for_us + c.drop_no_ep + c.drop_no_conn + c.drop_bad_state +
+                            c.drop_bad_ack;
+    for (auto d : c.drop_parse) dropped += d;
+    out.rx_dropped = dropped;
+    for (auto n : c.naks_tx) out.naks_sent += n;
+    for (auto n : c.naks_rx) out.naks_received += n;
+    out.bundles_received = c.rx_bundles;
+    return out;
+}
+
+engine_host::engine_host(event_loop& loop, engine_events& events, std::string_view ifname,
+                         const device_options& o)
+    : loop_(loop), events_(events), port_(std::make_unique<eth_port>(ifname, o.ethertype)) {
+    port_->set_bundling(o.bundle_small_frames);
+    host_ops_.xmit = &engine_host::on_xmit;
+    host_ops_.complete = &engine_host::on_complete;
+    host_ops_.random = &engine_host::on_random;
+    host_ops_.accept = &engine_host::on_accept;
+
+    vr_config cfg{};
+    std::memcpy(cfg.mac, port_->mac().bytes.data(), 6);
+    cfg.ethertype = o.ethertype;
+    cfg.mtu = port_->mtu();
+    cfg.max_endpoints = o.max_endpoints;
+    cfg.max_conns = o.max_connections;
+    cfg.max_regions = o.max_regions;
+    cfg.max_ops = o.max_ops_per_connection;
+    cfg.max_recvs = o.max_posted_recvs;
+    cfg.unexp_depth = o.unexpected_messages;
+    cfg.unexp_buf_size = o.unexpected_message_size;
+    // The rest of the tuning is the engine's profile (VR_DEFAULT_* in
+    // proto/engine.h); a 0 here takes it too.
+    cfg.window = o.window_frames;
+    cfg.rto_ns = o.rto_ns;
+    cfg.retry_limit = o.retry_limit;
+    cfg.host = &host_ops_;
+    cfg.mem = nullptr;  // plain pointers
+    cfg.ctx = this;
+
+    std::size_t bytes = vr_engine_mem_size(&cfg);
+    if (bytes == 0) throw error(errc::invalid_argument, "device options rejected by the engine");
+    // Not value-initialised: vr_engine_create clears what it uses.
+    std::size_t words = (bytes + 7) / 8;
+    engine_memory_.reset(new std::uint64_t[words]);
+    if (int rc = vr_engine_create(&cfg, engine_memory_.get(), words * 8, &engine_); rc < 0)
+        throw error(code_from_status(rc), "cannot create the protocol engine");
+
+    hook_id_ = loop_.add_turn_hook([this] { return flush(); });
+    start_receiving();
+}
+
+engine_host::~engine_host() {
+    loop_.remove_turn_hook(hook_id_);
+    receiver_.reset();
+    if (poll_slot_ != UINT32_MAX) loop_.abandon(poll_slot_);
+    for (auto s : timer_slots_) loop_.abandon(s);
+    destroy();
+}
+
+void engine_host::destroy() noexcept {
+    if (engine_) vr_engine_destroy(std::exchange(engine_, nullptr));
+}
+
+void engine_host::disconnect_later(std::uint32_t conn) {
+    disconnects_.push_back(conn);
+    flush_wanted_ = true;
+}
+
+counters engine_host::device_counters() const {
+    auto c = to_counters(*vr_engine_counters(engine_));
+    c.bundles_sent = port_->bundles_sent();
+    return c;
+}
+
+counters engine_host::endpoint_counters(std::uint16_t ep) const {
+    vr_counters c{};
+    vr_ep_counters(engine_, ep, &c);
+    return to_counters(c);
+}
+
+// Receive through a provided-buffer ring if the kernel has them (5.19+),
+// about 8 MiB of MTU-sized buffers; otherwise poll + recvmmsg.
+void engine_host::start_receiving() {
+    // VMRDMA_ETH_RX=recvmmsg forces the fallback, to compare the two.
+    if (const char* rx = std::getenv("VMRDMA_ETH_RX"); rx && std::string_view(rx) == "recvmmsg") {
+        arm_poll();
+        return;
+    }
+    std::size_t buffer = VR_ETH_HLEN + port_->mtu();
+    unsigned count = 64;
+    while (count < 4096 && std::size_t{count} * 2 * buffer <= (8u << 20)) count *= 2;
+    try {
+        receiver_ =
+            std::make_unique<ring_receiver>(loop_, port_->fd(), buffer, count, &engine_host::on_frame, this);
+    } catch (const error&) {
+        arm_poll();
+    }
+}
+
+void engine_host::on_frame(void* context, const std::byte* frame, std::uint32_t length) {
+    auto* self = static_cast<engine_host*>(context);
+    if (!self->engine_) return;
+    vr_engine_input(self->engine_, frame, length, now_ns());
+    self->flush_wanted_ = true;  // ACKs, responses and window openings
+}
+
+// --- engine callbacks ---
+
+int engine_host::on_xmit(void* ctx, const vr_frame* frame) {
+    auto* self = static_cast<engine_host*>(ctx);
+    if (!self->port_->queue(*frame)) {
+        self->port_->flush();
+        self->port_->queue(*frame);
+    }
+    return 0;
+}
+
+void engine_host::on_complete(void* ctx, const vr_completion* wc) {
+    static_cast<engine_host*>(ctx)->events_.engine_completion(*wc);
+}
+
+int engine_host::on_accept(void* ctx, std::uint16_t ep, const std::uint8_t mac[6], std::uint16_t peer_ep) {
+    return static_cast<engine_host*>(ctx)->events_.engine_accept(ep, mac, peer_ep);
+}
+
+std::uint32_t engine_host::on_random(void*) {
+    std::uint32_t v = 0;
+    while (getrandom(&v, sizeof v, 0) != sizeof v) {
+    }
+    return v;
+}
+
+// --- loop plumbing ---
+
+// Transmits what the engine has ready, in batches of one sendmmsg each.
+// Returns true when more remains, so the loop does not block this turn.
+bool engine_host::flush() {
+    constexpr int batches_per_turn = 16;
+    bool more = false;
+    if (!engine_) return false;  // destroyed early
+    for (auto conn : std::exchange(disconnects_, {})) vr_disconnect(engine_, conn);
+    if (flush_wanted_) {
+        flush_wanted_ = false;
+        auto now = now_ns();
+        const auto frames = static_cast<int>(port_->batch_frames());
+        for (int i = 0; i < batches_per_turn; ++i) {
+            int n = vr_engine_tx_poll(engine_, now, static_cast<std::uint32_t>(frames));
+            port_->flush();
+            if (n < frames) break;
+            if (i == batches_per_turn - 1) more = flush_wanted_ = true;
+        }
+    }
+    arm_timer_if_needed();
+    return more;
+}
+
+void engine_host::arm_poll() {
+    poll_slot_ = loop_.arm_callback(&engine_host::on_readable, this, [this](io_uring_sqe* sqe, op_slot&) {
+        io_uring_prep_poll_multishot(sqe, port_->fd(), POLLIN);
+    });
+}
+
+void engine_host::on_readable(event_loop& loop, op_slot& slot) {
+    auto* self = static_cast<engine_host*>(slot.context);
+    bool ended = !slot.busy;
+    auto now = now_ns();
+    self->port_->drain([self, now](const std::byte* frame, std::uint32_t len) {
+        if (self->engine_) vr_engine_input(self->engine_, frame, len, now);
+    });
+    self->flush_wanted_ = true;  // ACKs, responses and window openings
+    if (ended) {
+        loop.release_slot(self->poll_slot_);
+        self->poll_slot_ = UINT32_MAX;
+        self->arm_poll();
+    }
+}
+
+void engine_host::arm_timer_if_needed() {
+    std::uint64_t next = vr_engine_next_timeout(engine_);
+    if (next == UINT64_MAX || next >= armed_deadline_) return;
+    std::uint32_t index =
+        loop_.arm_callback(&engine_host::on_timer, this, [next](io_uring_sqe* sqe, op_slot& s) {
+            s.scratch = next;  // the deadline this timer stands for
+            s.timespec.tv_sec = static_cast<std::int64_t>(next / 1'000'000'000);
+            s.timespec.tv_nsec = static_cast<std::int64_t>(next % 1'000'000'000);
+            io_uring_prep_timeout(sqe, &s.timespec, 0, IORING_TIMEOUT_ABS);
+        });
+    timer_slots_.push_back(index);
+    armed_deadline_ = next;
+}
+
+void engine_host::on_timer(event_loop& loop, op_slot& slot) {
+    auto* self = static_cast<engine_host*>(slot.context);
+    std::uint64_t deadline = slot.scratch;
+    for (auto it = self->timer_slots_.begin(); it != self->timer_slots_.end(); ++it) {
+        if (&loop.slot(*it) == &slot) {
+            loop.release_slot(*it);
+            self->timer_slots_.erase(it);
+            break;
+        }
+    }
+    if (deadline == self->armed_deadline_) self->armed_deadline_ = UINT64_MAX;
+    if (self->engine_) vr_engine_on_timer(self->engine_, now_ns());
+    self->flush_wanted_ = true;
+}
+
+}  // namespace vmrdma::detail
