@@ -164,8 +164,16 @@ int vr_fe_open_ep(struct vr_fe *fe, u64 id, u64 weight, bool listen, const char 
 	}
 	w = vr_svc_ep_weight(weight, fe->lim.max_weight, fe->admin_weight);
 	rc = vr_ep_open(fe->eng, (u16)id, w, listen);
+	if (rc == -EEXIST) {
+		*why = "endpoint id in use"; /* by this frontend or another */
+		return -EINVAL;
+	}
+	if (rc == -EBUSY) {
+		*why = "endpoint id still closing (its DISCONNECTs are not out yet)";
+		return rc;
+	}
 	if (rc) {
-		*why = rc == -EEXIST ? "endpoint id in use" : "the engine refused the endpoint";
+		*why = "the engine refused the endpoint";
 		return rc;
 	}
 	memset(e, 0, sizeof(*e));

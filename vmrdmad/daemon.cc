@@ -1,5 +1,4 @@
 #include "daemon.hpp"
-#include "engine_status.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -19,12 +18,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <unordered_map>
 #include <utility>
 
 extern "C" {
 #include "proto/engine.h"
+#include "proto/frontend.h"
 #include "proto/service.h"
 #include "proto/xen.h"
 }
@@ -45,38 +46,24 @@ void close_fd(int& fd) noexcept {
     if (fd >= 0) ::close(std::exchange(fd, -1));
 }
 
-// A vmrdma error as the ring's status and NAK reason (the one mapping the
-// frontend turns back into the same errc).
-std::int32_t status_of(const std::error_code& code, std::uint8_t& nak) {
-    auto st = vmrdma::detail::status_from_code(code);
-    nak = st.nak_reason;
-    return st.status;
-}
-
-// A request refused by validation: status and the reason are in the error.
-struct rejection {
-    std::int32_t status;
-};
-
 }  // namespace
 
 struct daemon::frontend {
-    std::uint32_t id = 0;
+    std::uint32_t id = 0;        // names it in engine cookies
     pid_t pid = 0;
     uid_t uid = static_cast<uid_t>(-1);
     gid_t gid = static_cast<gid_t>(-1);
     limits lim;                  // the daemon's defaults, then what the administrator set
-    std::uint32_t admin_weight = 0;  // set by the administrator (0: none)
-    std::uint64_t requests = 0, responses = 0, rejected = 0, violations = 0, failed = 0;
-    std::uint32_t in_flight = 0;
+    std::uint64_t requests = 0, responses = 0, violations = 0, failed = 0;  // rejected: svc.rejected
+    std::uint32_t in_flight = 0;      // requests taken and not yet answered
     std::uint64_t bulk_inflight = 0;  // WRITE/READ/SEND bytes at the engine
-    std::uint32_t bulk_waiting = 0;   // operations waiting for admission
+    std::deque<vr_ring_req> waiting;  // waiting for admission, in ring order
     std::uint64_t weight() const {
         std::uint64_t w = 0;
-        for (auto& [id, m] : ep_info) w += m.weight;
+        for (std::uint32_t i = 0; i < svc.eps_cap; ++i)
+            if (svc.eps[i].used) w += svc.eps[i].weight;
         return w ? w : 1;
     }
-    std::stop_source drain;      // fires when the daemon starts draining
     std::stop_source ended;      // a Xen guest: fires when it is to be disconnected
     guest_port* port = nullptr;  // a Xen guest (serve_guest), else a socket frontend
     int sock = -1;
@@ -90,42 +77,38 @@ struct daemon::frontend {
     const vr_ring_req* reqs = nullptr;
     vr_ring_rsp* rsps = nullptr;
     std::uint32_t size = 0, req_cons = 0, rsp_prod_pvt = 0;
-    // What it owns, by the handles it names them with.
-    std::map<std::uint16_t, vmrdma::endpoint> endpoints;
-    struct ep_meta {
-        std::uint32_t asked_weight = 1;  // what the frontend asked for
-        std::uint32_t weight = 1;        // in force
-        bool listen = false;
-    };
-    std::map<std::uint16_t, ep_meta> ep_info;
+    // What it owns and its requests at the engine: the frontend service
+    // (proto/frontend.h) over this storage, once it has a ring.
+    vr_fe svc{};
+    std::vector<vr_fe_ep> eps;
+    std::vector<vr_fe_conn> conns;
+    std::vector<vr_fe_region> region_records;
+    std::vector<vr_fe_slot> slots;
+    std::vector<std::uint16_t> free_slots;
+    // Each region's mapping, by key (the service's records point here).
     struct region_entry {
-        vmrdma::region mr;
         void* map = nullptr;
         std::size_t map_len = 0;
-        std::uint16_t ep = 0;
+        std::uint32_t key = 0;
         guest_port* port = nullptr;  // granted pages (map_len / 4096 of them), else a memfd mapping
-        bool writable = true;        // false: granted read-only, nothing may be written into it
         ~region_entry() {
-            mr = {};  // deregister (operations using it fail first), then unmap
             if (map && port)
                 port->unmap(map, static_cast<std::uint32_t>(map_len / VR_XEN_PAGE_SIZE));
             else if (map)
                 munmap(map, map_len);
         }
     };
-    std::unordered_map<std::uint32_t, std::unique_ptr<region_entry>> regions;  // by engine key
-    std::uint64_t registered_bytes = 0;
-    struct conn_entry {
-        vmrdma::connection conn;
-        std::uint16_t ep = 0;
-        std::uint16_t peer_ep = 0;
-        std::array<std::uint8_t, 6> peer_mac{};
-        bool accepted = false;
-    };
-    std::unordered_map<std::uint32_t, conn_entry> conns;  // by handle
-    std::uint32_t next_conn = 1;
+    std::unordered_map<std::uint32_t, std::unique_ptr<region_entry>> regions;
+    // The service hands a region back (closed endpoint, teardown): unmapped
+    // here, after the engine has forgotten it.
+    static void release(void* ctx, void* host) {
+        static_cast<frontend*>(ctx)->regions.erase(static_cast<region_entry*>(host)->key);
+    }
+    // The service's answers (vr_fe host.respond).
+    static void answered(void* ctx, const vr_svc_pending* req, const vr_ring_rsp* rsp);
     vmrdma::async_scope ops;
     std::stop_source stop;
+    daemon* owner = nullptr;
 
     ~frontend() {
         regions.clear();
@@ -138,32 +121,33 @@ struct daemon::frontend {
 };
 
 namespace {
-// The frontend service's rules (proto/service.h) see a frontend through its
-// limits and what it holds now.
-vr_svc_limits service_limits(const limits& lim) {
-    return {.endpoints = lim.endpoints,
-            .regions = lim.regions,
-            .registered_bytes = lim.registered_bytes,
-            .max_weight = lim.max_weight};
-}
-
-vr_svc_usage service_usage(std::size_t endpoints, std::size_t regions, std::uint64_t registered_bytes) {
-    return {.endpoints = static_cast<std::uint32_t>(endpoints),
-            .regions = static_cast<std::uint32_t>(regions),
-            .registered_bytes = registered_bytes};
-}
-
 // A refusal as the daemon reports it: the service's reason, with the limit
 // in force when the reason is a limit.
 std::int32_t refused(int rc, const char* reason, std::uint64_t limit, std::string& why) {
-    why = reason;
-    if (rc == -ENOSPC) why += " (" + std::to_string(limit) + ")";
+    why = reason ? reason : std::strerror(-rc);
+    if (rc == -ENOSPC && limit) why += " (" + std::to_string(limit) + ")";
     return rc;
+}
+
+bool is_bulk(std::uint8_t opcode) {
+    return opcode == VR_RING_WRITE || opcode == VR_RING_READ || opcode == VR_RING_SEND;
 }
 }  // namespace
 
-daemon::daemon(vmrdma::event_loop& loop, vmrdma::device& dev, options opts)
-    : loop_(loop), dev_(dev), opts_(std::move(opts)) {
+daemon::daemon(vmrdma::event_loop& loop, std::string_view device, options opts)
+    : loop_(loop), opts_(std::move(opts)) {
+    constexpr std::string_view eth = "eth:";
+    if (device.substr(0, eth.size()) != eth)
+        throw error(errc::invalid_argument, "the driver domain's NIC must be eth:IFNAME, not '" +
+                                                std::string(device) + "'");
+    vmrdma::detail::engine_events& events = *this;  // a private base: converted here
+    host_ = std::make_unique<vmrdma::detail::engine_host>(loop_, events, device.substr(eth.size()), opts_.engine);
+    // Bytes released by completions (inside the engine's calls) let queued
+    // requests in once per loop turn.
+    turn_hook_ = loop_.add_turn_hook([this] {
+        if (admission_due_) pump_admission();
+        return false;
+    });
     sockaddr_un addr{};
     if (opts_.socket_path.empty() || opts_.socket_path.size() >= sizeof addr.sun_path)
         throw error(errc::invalid_argument, "socket path '" + opts_.socket_path + "' is empty or too long");
@@ -184,8 +168,10 @@ daemon::daemon(vmrdma::event_loop& loop, vmrdma::device& dev, options opts)
 }
 
 daemon::~daemon() {
+    loop_.remove_turn_hook(turn_hook_);
     close_fd(listen_fd_);
     if (!unlinked_) ::unlink(opts_.socket_path.c_str());
+    host_->destroy();  // what frontends left is gone; their completions find nobody
 }
 
 task<void> daemon::serve(std::stop_token stop) {
@@ -219,9 +205,12 @@ task<void> daemon::serve(std::stop_token stop) {
     unlinked_ = true;
     for (auto* f : frontends_) {
         if (f->shared) VR_RING_WRITE(f->shared->state, std::uint32_t{VR_RING_STATE_DRAINING});
-        f->drain.request_stop();
+        // Waiting for peers ends now; what the engine is moving may finish.
+        if (f->svc.slots)
+            vr_fe_answer_waiting(&f->svc, (1u << VR_RING_RECV) | (1u << VR_RING_ACCEPT) | (1u << VR_RING_CONNECT),
+                                 -ESHUTDOWN);
     }
-    wake_admission();  // not yet admitted: fail -ESHUTDOWN
+    pump_admission();  // not yet admitted: fail -ESHUTDOWN
     auto deadline = std::chrono::steady_clock::now() + opts_.drain_timeout;
     while (std::chrono::steady_clock::now() < deadline &&
            std::any_of(frontends_.begin(), frontends_.end(), [](frontend* f) { return f->in_flight > 0; })) {
@@ -259,8 +248,9 @@ task<void> daemon::serve_frontend(int fd) {
         f.uid = cred.uid;
         f.gid = cred.gid;
     }
-    if (draining_) f.drain.request_stop();
+    f.owner = this;
     frontends_.insert(&f);
+    by_id_[f.id] = &f;
     ++stats_.frontends_accepted;
     ++stats_.frontends_active;
     for (;;) {
@@ -306,6 +296,7 @@ task<void> daemon::serve_frontend(int fd) {
     }
     co_await cleanup(f);
     frontends_.erase(&f);
+    by_id_.erase(f.id);
     --stats_.frontends_active;
     ++stats_.frontends_cleaned_up;
 }
@@ -320,7 +311,9 @@ task<bool> daemon::serve_guest(guest_port& port, void* ring, std::uint32_t size,
     f.uid = 0;
     f.gid = 0;
     f.lim = opts_.per_frontend;
-    f.admin_weight = std::min<std::uint32_t>(params.admin_weight, VR_WEIGHT_MAX);
+    f.owner = this;
+    attach_service(f, size);
+    f.svc.admin_weight = std::min<std::uint32_t>(params.admin_weight, VR_WEIGHT_MAX);
     f.hello_done = true;
     f.size = size;
     f.shared = static_cast<vr_ring_shared*>(ring);
@@ -330,8 +323,8 @@ task<bool> daemon::serve_guest(guest_port& port, void* ring, std::uint32_t size,
     VR_RING_WRITE(f.shared->rsp_prod, 0u);
     VR_RING_WRITE(f.shared->state, draining_ ? std::uint32_t{VR_RING_STATE_DRAINING} : std::uint32_t{VR_RING_STATE_OPEN});
     VR_RING_WRITE(f.shared->req_event, 1u);
-    if (draining_) f.drain.request_stop();
     frontends_.insert(&f);
+    by_id_[f.id] = &f;
     ++stats_.frontends_accepted;
     ++stats_.frontends_active;
     {
@@ -349,6 +342,7 @@ task<bool> daemon::serve_guest(guest_port& port, void* ring, std::uint32_t size,
     co_await cleanup(f);
     f.shared = nullptr;  // the caller unmaps the ring
     frontends_.erase(&f);
+    by_id_.erase(f.id);
     --stats_.frontends_active;
     ++stats_.frontends_cleaned_up;
     co_return broke;
@@ -412,11 +406,12 @@ bool daemon::control(frontend& f, const vr_ctl_msg& msg, int fd) {
             f.reqs = reinterpret_cast<const vr_ring_req*>(static_cast<char*>(p) + vr_ring_req_off());
             f.rsps = reinterpret_cast<vr_ring_rsp*>(static_cast<char*>(p) + vr_ring_rsp_off(size));
             vr_ring_init(f.shared, size);
+            attach_service(f, size);
             f.hello_done = true;
             reply.arg[0] = size;
-            auto mac = dev_.mac();
+            auto mac = host_->mac();
             for (int i = 0; i < 6; ++i) reply.arg[1] |= std::uint64_t{mac.bytes[i]} << (8 * i);
-            reply.arg[2] = dev_.mtu();
+            reply.arg[2] = host_->mtu();
             send_fds[0] = f.ring_fd;
             send_fds[1] = f.req_efd;
             send_fds[2] = f.rsp_efd;
@@ -439,7 +434,7 @@ bool daemon::control(frontend& f, const vr_ctl_msg& msg, int fd) {
             struct stat st {};
             int seals = fd >= 0 ? fcntl(fd, F_GET_SEALS) : -1;
             std::string why;
-            if (msg.arg[0] > 0xffff || !f.endpoints.contains(static_cast<std::uint16_t>(msg.arg[0]))) {
+            if (msg.arg[0] > 0xffff || !vr_fe_ep_of(&f.svc, static_cast<std::uint16_t>(msg.arg[0]))) {
                 refuse(-ENOENT, "not your endpoint");
             } else if (fd < 0) {
                 refuse(-EINVAL, "register needs a memfd (SCM_RIGHTS)");
@@ -453,7 +448,7 @@ bool daemon::control(frontend& f, const vr_ctl_msg& msg, int fd) {
             } else if (auto rc = check_reg(f, msg.arg[0], length, access, why)) {
                 refuse(rc, why);
             } else {
-                auto ep_it = f.endpoints.find(static_cast<std::uint16_t>(msg.arg[0]));
+                auto ep = static_cast<std::uint16_t>(msg.arg[0]);
                 std::uint64_t start = offset / page_size() * page_size();
                 std::size_t map_len = offset + length - start;
                 void* p = mmap(nullptr, map_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, static_cast<off_t>(start));
@@ -464,18 +459,17 @@ bool daemon::control(frontend& f, const vr_ctl_msg& msg, int fd) {
                 auto entry = std::make_unique<frontend::region_entry>();
                 entry->map = p;
                 entry->map_len = map_len;
-                entry->ep = ep_it->first;
-                try {
-                    std::span<std::byte> memory(static_cast<std::byte*>(p) + (offset - start), length);
-                    entry->mr = ep_it->second.register_memory(memory, static_cast<vmrdma::access>(access));
-                } catch (const error& e) {
-                    std::uint8_t nak;
-                    refuse(status_of(e.code(), nak), e.what());
-                    break;
+                std::uint32_t key = 0;
+                // A memfd is mapped writable whatever the access bits: LOCAL_WRITE always.
+                if (auto rc = vr_fe_add_region(&f.svc, ep, static_cast<char*>(p) + (offset - start), entry.get(),
+                                               length, static_cast<std::uint32_t>(access) | VR_ACCESS_LOCAL_WRITE,
+                                               true, &key)) {
+                    refuse(rc, rc == -ENOSPC ? "the engine's region table is full" : "the engine refused the region");
+                    break;  // entry unmaps
                 }
-                reply.arg[0] = entry->mr.key();
-                f.registered_bytes += length;
-                f.regions[entry->mr.key()] = std::move(entry);
+                entry->key = key;
+                reply.arg[0] = key;
+                f.regions[key] = std::move(entry);
             }
             break;
         }
@@ -517,70 +511,41 @@ bool daemon::control(frontend& f, const vr_ctl_msg& msg, int fd) {
 }
 
 std::int32_t daemon::open_ep(frontend& f, std::uint64_t id, std::uint64_t weight, bool listen, std::string& why) {
-    const auto& lim = f.lim;
     const char* reason = nullptr;
-    const auto limits = service_limits(lim);
-    const auto usage = service_usage(f.endpoints.size(), f.regions.size(), f.registered_bytes);
-    if (auto rc = vr_svc_check_open_ep(&limits, &usage, id, 0x10000, &reason))
-        return refused(rc, reason, lim.endpoints, why);
-    // The policy without and with the administrator's override.
-    std::uint32_t asked = vr_svc_ep_weight(weight, lim.max_weight, 0);
-    std::uint32_t w = vr_svc_ep_weight(weight, lim.max_weight, f.admin_weight);
-    auto ep_id = static_cast<std::uint16_t>(id);
-    try {
-        auto ep = dev_.open_endpoint(ep_id, {.weight = static_cast<std::uint32_t>(w), .listen = listen});
-        f.endpoints.emplace(ep_id, std::move(ep));
-        f.ep_info[ep_id] = {asked, static_cast<std::uint32_t>(w), listen};
-    } catch (const error& e) {
-        std::uint8_t nak;
-        why = e.what();
-        return status_of(e.code(), nak);
-    }
+    if (auto rc = vr_fe_open_ep(&f.svc, id, weight, listen, &reason))
+        return refused(rc, reason, f.lim.endpoints, why);
+    ep_owner_[static_cast<std::uint16_t>(id)] = &f;
     return 0;
 }
 
 std::int32_t daemon::close_ep(frontend& f, std::uint64_t id, std::string& why) {
-    auto it = f.endpoints.find(static_cast<std::uint16_t>(id));
-    if (id > 0xffff || it == f.endpoints.end()) {
+    // Its operations fail, its ACCEPTs are answered, its connections and
+    // regions go (frontend::release unmaps them).
+    if (auto rc = vr_fe_close_ep(&f.svc, id, &frontend::release, &f)) {
         why = "not your endpoint";
-        return -ENOENT;
+        return rc;
     }
-    // Connections first: their engine ids die with the endpoint.
-    for (auto c = f.conns.begin(); c != f.conns.end();)
-        c = c->second.ep == it->first ? f.conns.erase(c) : std::next(c);
-    f.ep_info.erase(it->first);
-    f.endpoints.erase(it);  // its regions are deregistered by the engine
-    for (auto r = f.regions.begin(); r != f.regions.end();) {
-        if (r->second->ep == static_cast<std::uint16_t>(id)) {
-            f.registered_bytes -= r->second->mr.memory().size();
-            r = f.regions.erase(r);
-        } else {
-            ++r;
-        }
-    }
+    ep_owner_.erase(static_cast<std::uint16_t>(id));
+    host_->want_flush();  // the DISCONNECTs
     return 0;
 }
 
 std::int32_t daemon::check_reg(frontend& f, std::uint64_t ep, std::uint64_t length, std::uint64_t access,
                                std::string& why) {
     const char* reason = nullptr;
-    const auto limits = service_limits(f.lim);
-    const auto usage = service_usage(f.endpoints.size(), f.regions.size(), f.registered_bytes);
-    bool owned = ep <= 0xffff && f.endpoints.contains(static_cast<std::uint16_t>(ep));
-    auto rc = vr_svc_check_reg(&limits, &usage, owned, length, access, &reason);
-    if (rc == -ENOSPC && f.regions.size() >= f.lim.regions) return refused(rc, reason, f.lim.regions, why);
-    if (rc == -ENOSPC) return refused(rc, reason, f.lim.registered_bytes, why);
+    auto rc = vr_fe_check_reg(&f.svc, ep, length, access, &reason);
+    if (rc == -ENOSPC)
+        return refused(rc, reason, f.svc.use.regions >= f.lim.regions ? f.lim.regions : f.lim.registered_bytes, why);
     return rc ? refused(rc, reason, 0, why) : 0;
 }
 
 std::int32_t daemon::dereg(frontend& f, std::uint64_t key, std::string& why) {
-    auto it = f.regions.find(static_cast<std::uint32_t>(key));
-    if (key > 0xffffffffu || it == f.regions.end()) {
+    void* host = nullptr;
+    if (auto rc = vr_fe_dereg(&f.svc, key, &host)) {  // operations using it fail first
         why = "not your region";
-        return -ENOENT;
+        return rc;
     }
-    f.registered_bytes -= it->second->mr.memory().size();
-    f.regions.erase(it);  // deregistered (operations using it fail first), then unmapped
+    frontend::release(&f, host);  // then unmapped
     return 0;
 }
 
@@ -611,18 +576,14 @@ std::int32_t daemon::guest_reg(frontend& f, const vr_ring_req& req, std::uint64_
     entry->map = data;
     entry->map_len = std::size_t{pages} * VR_XEN_PAGE_SIZE;
     entry->port = f.port;
-    entry->writable = writable;
-    entry->ep = req.ep;
-    try {
-        std::span<std::byte> memory(static_cast<std::byte*>(data) + req.loff, len);
-        entry->mr = f.endpoints.at(req.ep).register_memory(memory, static_cast<vmrdma::access>(access));
-    } catch (const error& e) {
-        std::uint8_t nak;
-        return status_of(e.code(), nak);  // entry unmaps
-    }
-    key = entry->mr.key();
-    f.registered_bytes += len;
-    f.regions[entry->mr.key()] = std::move(entry);
+    std::uint32_t engine_key = 0;
+    if (auto rc = vr_fe_add_region(&f.svc, req.ep, static_cast<char*>(data) + req.loff, entry.get(), len,
+                                   static_cast<std::uint32_t>(access) | VR_ACCESS_LOCAL_WRITE, writable,
+                                   &engine_key))
+        return rc;  // entry unmaps
+    entry->key = engine_key;
+    key = engine_key;
+    f.regions[engine_key] = std::move(entry);
     return 0;
 }
 
@@ -650,10 +611,10 @@ void daemon::admin(frontend& self, const vr_ctl_msg& msg, vr_ctl_msg& reply, std
                 r.gid = f->gid;
                 r.ring_size = f->size;
                 r.in_flight = f->in_flight;
-                r.endpoints = static_cast<std::uint32_t>(f->endpoints.size());
-                r.regions = static_cast<std::uint32_t>(f->regions.size());
-                r.conns = static_cast<std::uint32_t>(f->conns.size());
-                r.weight = f->admin_weight;
+                r.endpoints = f->svc.use.endpoints;
+                r.regions = f->svc.use.regions;
+                r.conns = f->svc.nconns;
+                r.weight = f->svc.admin_weight;
                 r.max_endpoints = f->lim.endpoints;
                 r.max_regions = f->lim.regions;
                 r.max_weight = f->lim.max_weight;
@@ -662,7 +623,7 @@ void daemon::admin(frontend& self, const vr_ctl_msg& msg, vr_ctl_msg& reply, std
                 r.max_bytes = f->lim.registered_bytes;
                 r.requests = f->requests;
                 r.responses = f->responses;
-                r.rejected = f->rejected;
+                r.rejected = f->svc.rejected;
                 r.violations = f->violations;
                 r.failed = f->failed;
                 add(r);
@@ -671,16 +632,19 @@ void daemon::admin(frontend& self, const vr_ctl_msg& msg, vr_ctl_msg& reply, std
         case VR_ADMIN_ENDPOINTS:
             reply.arg[1] = sizeof(vr_admin_endpoint);
             for (auto* f : all)
-                for (auto& [id, ep] : f->endpoints) {
+                for (std::uint32_t i = 0; i < f->svc.eps_cap; ++i) {
+                    const auto& e = f->svc.eps[i];
+                    if (!e.used) continue;
                     vr_admin_endpoint r{};
                     r.frontend = f->id;
-                    r.ep = id;
-                    auto& meta = f->ep_info[id];
-                    r.listen = meta.listen;
-                    r.weight = meta.weight;
-                    for (auto& [h, c] : f->conns) r.conns += c.ep == id;
-                    for (auto& [k, reg] : f->regions) r.regions += reg->ep == id;
-                    auto c = ep.stats();
+                    r.ep = e.id;
+                    r.listen = e.listen;
+                    r.weight = e.weight;
+                    for (std::uint32_t k = 0; k < f->svc.conns_cap; ++k)
+                        r.conns += f->svc.conns[k].used && f->svc.conns[k].ep == e.id;
+                    for (std::uint32_t k = 0; k < f->svc.regions_cap; ++k)
+                        r.regions += f->svc.regions[k].used && f->svc.regions[k].ep == e.id;
+                    auto c = host_->endpoint_counters(e.id);
                     r.tx_frames = c.tx_frames;
                     r.tx_bytes = c.tx_bytes;
                     r.rx_frames = c.rx_frames;
@@ -694,28 +658,29 @@ void daemon::admin(frontend& self, const vr_ctl_msg& msg, vr_ctl_msg& reply, std
         case VR_ADMIN_CONNS:
             reply.arg[1] = sizeof(vr_admin_conn);
             for (auto* f : all) {
-                std::map<std::uint32_t, const frontend::conn_entry*> sorted;
-                for (auto& [h, c] : f->conns) sorted[h] = &c;
+                std::map<std::uint32_t, const vr_fe_conn*> sorted;
+                for (std::uint32_t k = 0; k < f->svc.conns_cap; ++k)
+                    if (f->svc.conns[k].used) sorted[f->svc.conns[k].handle] = &f->svc.conns[k];
                 for (auto& [h, c] : sorted) {
                     vr_admin_conn r{};
                     r.frontend = f->id;
                     r.handle = h;
                     r.ep = c->ep;
                     r.peer_ep = c->peer_ep;
-                    std::memcpy(r.peer_mac, c->peer_mac.data(), 6);
+                    std::memcpy(r.peer_mac, c->peer_mac, 6);
                     r.accepted = c->accepted;
-                    r.open = c->conn.is_open();
+                    r.open = !c->failed;
                     add(r);
                 }
             }
             break;
         case VR_ADMIN_DEVICE: {
             vr_admin_device r{};
-            auto mac = dev_.mac();
+            auto mac = host_->mac();
             for (int i = 0; i < 6; ++i) r.mac |= std::uint64_t{mac.bytes[i]} << (8 * i);
-            r.mtu = dev_.mtu();
+            r.mtu = host_->mtu();
             r.draining = draining_;
-            auto c = dev_.stats();
+            auto c = host_->device_counters();
             r.tx_frames = c.tx_frames;
             r.tx_bytes = c.tx_bytes;
             r.rx_frames = c.rx_frames;
@@ -765,24 +730,13 @@ void daemon::admin(frontend& self, const vr_ctl_msg& msg, vr_ctl_msg& reply, std
             refuse(-EINVAL, "weight must be 1.." + std::to_string(VR_WEIGHT_MAX) + " (0: the frontend's own)");
             return;
         }
-        target->admin_weight = static_cast<std::uint32_t>(value);
-        for (auto& [id, ep] : target->endpoints) {
-            auto& meta = target->ep_info[id];
-            std::uint32_t w = vr_svc_ep_weight(meta.asked_weight, lim.max_weight, static_cast<std::uint32_t>(value));
-            try {
-                ep.set_weight(w);
-                meta.weight = w;
-            } catch (const error& e) {
-                refuse(-EINVAL, e.what());
-                return;
-            }
-        }
+        vr_fe_set_admin_weight(&target->svc, static_cast<std::uint32_t>(value));  // every endpoint, now and later
         break;
     }
     case VR_ADMIN_SET_MAX_ENDPOINTS:
     case VR_ADMIN_SET_MAX_REGIONS:
     case VR_ADMIN_SET_MAX_WEIGHT:
-        if (value > 0xffffffffu || (msg.arg[1] == VR_ADMIN_SET_MAX_WEIGHT && (value == 0 || value > 1024))) {
+        if (value > 0xffffffffu || (msg.arg[1] == VR_ADMIN_SET_MAX_WEIGHT && (value == 0 || value > VR_WEIGHT_MAX))) {
             refuse(-EINVAL, "value out of range");
             return;
         }
@@ -793,6 +747,7 @@ void daemon::admin(frontend& self, const vr_ctl_msg& msg, vr_ctl_msg& reply, std
     case VR_ADMIN_SET_MAX_BYTES: lim.registered_bytes = value; break;
     default: refuse(-EINVAL, "unknown setting " + std::to_string(msg.arg[1])); return;
     }
+    sync_limits(*target);
 }
 
 task<void> daemon::watch_ring(frontend& f) {
@@ -838,7 +793,7 @@ void daemon::drain_ring(frontend& f) {
             ++stats_.requests;
             ++f.requests;
             ++f.in_flight;
-            f.ops.spawn(run_op(f, req));
+            take(f, req);
             if (f.dead) return;
         }
         if (vr_ring_final_check(&f.shared->req_prod, &f.shared->req_event, f.req_cons) == f.req_cons) return;
@@ -876,193 +831,203 @@ void daemon::respond(frontend& f, const vr_ring_rsp& rsp) {
     }
 }
 
-task<void> daemon::run_op(frontend& f, vr_ring_req req) {
+void daemon::frontend::answered(void* ctx, const vr_svc_pending* req, const vr_ring_rsp* rsp) {
+    auto& f = *static_cast<frontend*>(ctx);
+    auto& d = *f.owner;
+    if (is_bulk(req->opcode) && d.opts_.inflight_bytes) {
+        f.bulk_inflight -= req->len;
+        d.admission_due_ = true;  // not from inside the engine's call: at the end of the turn
+    }
+    if (rsp->status != 0 && std::getenv("VMRDMAD_DEBUG"))
+        std::fprintf(stderr, "vmrdmad: frontend %u: op %u failed: %d\n", f.id, unsigned(req->opcode), rsp->status);
+    d.respond(f, *rsp);
+}
+
+void daemon::attach_service(frontend& f, std::uint32_t ring_size) {
+    // The engine's tables bound what any one frontend can hold.
+    f.eps.assign(opts_.engine.max_endpoints, {});
+    f.conns.assign(opts_.engine.max_connections, {});
+    f.region_records.assign(opts_.engine.max_regions, {});
+    f.slots.assign(ring_size, {});
+    f.free_slots.assign(ring_size, 0);
+    f.svc = {};
+    f.svc.eng = host_->engine();
+    f.svc.host = {&frontend::answered, &f};
+    f.svc.id = f.id;
+    f.svc.max_ep_id = opts_.engine.max_endpoints;
+    f.svc.eps = f.eps.data();
+    f.svc.eps_cap = static_cast<std::uint32_t>(f.eps.size());
+    f.svc.conns = f.conns.data();
+    f.svc.conns_cap = static_cast<std::uint32_t>(f.conns.size());
+    f.svc.regions = f.region_records.data();
+    f.svc.regions_cap = static_cast<std::uint32_t>(f.region_records.size());
+    f.svc.slots = f.slots.data();
+    f.svc.free_slots = f.free_slots.data();
+    f.svc.size = ring_size;
+    sync_limits(f);
+    vr_fe_init(&f.svc);
+}
+
+void daemon::sync_limits(frontend& f) {
+    f.svc.lim = {.endpoints = f.lim.endpoints,
+                 .regions = f.lim.regions,
+                 .registered_bytes = f.lim.registered_bytes,
+                 .max_weight = f.lim.max_weight};
+    f.svc.max_conns = f.lim.connections;
+}
+
+daemon::frontend* daemon::owner_of(std::uint16_t ep) const {
+    auto it = ep_owner_.find(ep);
+    return it == ep_owner_.end() ? nullptr : it->second;
+}
+
+void daemon::take(frontend& f, const vr_ring_req& req) {
     vr_ring_rsp rsp{};
     rsp.cookie = req.cookie;
     rsp.opcode = req.opcode;
     rsp.ep = req.ep;
     rsp.conn = req.conn;
-    auto reject = [&](std::int32_t status) {
-        ++stats_.rejected;
-        ++f.rejected;
-        throw rejection{status};
-    };
-    auto conn_of = [&]() -> frontend::conn_entry& {
-        auto it = f.conns.find(req.conn);
-        if (it == f.conns.end()) reject(-EINVAL);  // not a connection of this frontend
-        return it->second;
-    };
-    auto region_of = [&](std::uint16_t ep) -> vmrdma::region& {
-        auto it = f.regions.find(req.lkey);
-        if (it == f.regions.end() || it->second->ep != ep) reject(-EACCES);  // not its region: bad key
-        // Granted read-only (no LOCAL_WRITE): nothing may land in it.
-        if (!it->second->writable && (req.opcode == VR_RING_READ || req.opcode == VR_RING_RECV)) reject(-EPERM);
-        return it->second->mr;
-    };
-    auto endpoint_of = [&]() -> vmrdma::endpoint& {
-        auto it = f.endpoints.find(req.ep);
-        if (it == f.endpoints.end()) reject(-EINVAL);
-        return it->second;
-    };
     if (draining_) {  // stopping: nothing new
         ++stats_.drained;
         rsp.status = -ESHUTDOWN;
         respond(f, rsp);
-        co_return;
+        return;
     }
-    std::uint64_t admitted = 0;
-    try {
-        if (req.flags != 0) reject(-EINVAL);
-        switch (req.opcode) {
-        case VR_RING_WRITE:
-        case VR_RING_READ: {
-            conn_of();
-            region_of(f.conns[req.conn].ep);
-            co_await admit(f, req.len);
-            admitted = req.len;
-            auto& c = conn_of();  // looked up again: admission may have waited
-            auto& mr = region_of(c.ep);
-            vmrdma::remote_region remote{req.rkey, 0};
-            if (req.opcode == VR_RING_WRITE)
-                co_await c.conn.write(mr, req.loff, remote, req.roff, req.len);
-            else
-                co_await c.conn.read(mr, req.loff, remote, req.roff, req.len);
-            rsp.bytes = req.len;
-            break;
-        }
-        case VR_RING_SEND: {
-            conn_of();
-            region_of(f.conns[req.conn].ep);
-            co_await admit(f, req.len);
-            admitted = req.len;
-            auto& c = conn_of();
-            auto& mr = region_of(c.ep);
-            co_await c.conn.send(mr, req.loff, req.len, req.tag);
-            rsp.bytes = req.len;
-            break;
-        }
-        case VR_RING_RECV: {
-            auto& ep = endpoint_of();
-            auto& mr = region_of(req.ep);
-            auto got = co_await ep.recv(mr, req.loff, req.len, req.tag, req.mask, f.drain.get_token());
-            rsp.bytes = got.length;
-            rsp.tag = got.tag;
-            break;
-        }
-        case VR_RING_FADD:
-            rsp.value = co_await conn_of().conn.fetch_add({req.rkey, 0}, req.roff, req.operand);
-            break;
-        case VR_RING_CSWAP:
-            rsp.value = co_await conn_of().conn.compare_swap({req.rkey, 0}, req.roff, req.operand, req.swap);
-            break;
-        case VR_RING_CONNECT:
-        case VR_RING_ACCEPT: {
-            auto& ep = endpoint_of();
-            vmrdma::mac_address peer;
-            std::memcpy(peer.bytes.data(), req.peer_mac, 6);
-            vmrdma::connection conn;  // (no co_await inside ?: : GCC 12 miscompiles it)
-            if (req.opcode == VR_RING_CONNECT)
-                conn = co_await ep.connect(peer, req.peer_ep, f.drain.get_token());
-            else
-                conn = co_await ep.accept(f.drain.get_token());
-            if (f.dead) throw error(errc::cancelled, "frontend gone");  // conn closes here
-            std::uint32_t handle = f.next_conn++;
-            if (handle == 0) handle = f.next_conn++;
-            frontend::conn_entry entry{std::move(conn), req.ep, 0, {}, req.opcode == VR_RING_ACCEPT};
-            if (req.opcode == VR_RING_CONNECT) {
-                entry.peer_ep = req.peer_ep;
-                std::memcpy(entry.peer_mac.data(), req.peer_mac, 6);
-            }
-            f.conns[handle] = std::move(entry);
-            rsp.conn = handle;
-            break;
-        }
-        case VR_RING_DISCONNECT:
-            conn_of();
-            f.conns.erase(req.conn);  // outstanding operations fail with cancelled
-            break;
-        // Control on the ring: Xen guests only (a socket frontend uses VR_CTL_*).
-        case VR_RING_OPEN_EP:
-        case VR_RING_CLOSE_EP:
-        case VR_RING_REG:
-        case VR_RING_DEREG: {
-            if (!f.port) reject(-EINVAL);
-            std::string why;
-            if (req.opcode == VR_RING_OPEN_EP)
-                rsp.status = open_ep(f, req.ep, req.operand, req.mask & 1, why);
-            else if (req.opcode == VR_RING_CLOSE_EP)
-                rsp.status = close_ep(f, req.ep, why);
-            else if (req.opcode == VR_RING_REG)
-                rsp.status = guest_reg(f, req, rsp.value);
-            else
-                rsp.status = dereg(f, req.lkey, why);
-            if (rsp.status != 0 && std::getenv("VMRDMAD_DEBUG"))
-                std::fprintf(stderr, "vmrdmad: dom%d: control op %u failed: %d %s\n", static_cast<int>(-f.pid),
-                             unsigned(req.opcode), rsp.status, why.c_str());
-            break;
-        }
-        default: reject(-EINVAL);
-        }
-    } catch (const rejection& r) {
-        rsp.status = r.status;
-    } catch (const error& e) {
-        rsp.status = status_of(e.code(), rsp.nak_reason);
-        if (draining_ && e.code() == errc::cancelled) rsp.status = -ESHUTDOWN;  // stopped waiting for a peer
-        if (std::getenv("VMRDMAD_DEBUG"))
-            std::fprintf(stderr, "vmrdmad: op %u failed: %s\n", unsigned(req.opcode), e.what());
-    } catch (...) {
-        rsp.status = -EIO;
+    if (req.opcode >= VR_RING_OPEN_EP && req.opcode <= VR_RING_DEREG) {
+        ring_control(f, req);
+        return;
     }
-    if (admitted) release(f, admitted);
+    // Behind a waiting request, or beyond its share: waits, in ring order.
+    if (!f.waiting.empty() || (is_bulk(req.opcode) && !admissible(f, req.len))) {
+        f.waiting.push_back(req);
+        return;
+    }
+    dispatch(f, req);
+}
+
+void daemon::dispatch(frontend& f, const vr_ring_req& req) {
+    const bool counted = is_bulk(req.opcode) && opts_.inflight_bytes;
+    if (counted) f.bulk_inflight += req.len;
+    const auto rejected = f.svc.rejected;
+    vr_ring_rsp rsp{};
+    int rc = vr_fe_request(&f.svc, &req, &rsp);
+    stats_.rejected += f.svc.rejected - rejected;
+    if (rc == 1) {  // with the engine: answered from its completion
+        host_->want_flush();
+        return;
+    }
+    if (counted) f.bulk_inflight -= req.len;
+    rsp.status = rc;
+    if (req.opcode == VR_RING_DISCONNECT) host_->want_flush();
     respond(f, rsp);
 }
 
-// Admission by weight (options::inflight_bytes).
+// Control on the ring: Xen guests only (a socket frontend uses VR_CTL_*).
+void daemon::ring_control(frontend& f, const vr_ring_req& req) {
+    vr_ring_rsp rsp{};
+    rsp.cookie = req.cookie;
+    rsp.opcode = req.opcode;
+    rsp.ep = req.ep;
+    rsp.conn = req.conn;
+    if (!f.port || req.flags != 0) {
+        ++stats_.rejected;
+        ++f.svc.rejected;
+        rsp.status = -EINVAL;
+        respond(f, rsp);
+        return;
+    }
+    std::string why;
+    if (req.opcode == VR_RING_OPEN_EP)
+        rsp.status = open_ep(f, req.ep, req.operand, req.mask & 1, why);
+    else if (req.opcode == VR_RING_CLOSE_EP)
+        rsp.status = close_ep(f, req.ep, why);
+    else if (req.opcode == VR_RING_REG)
+        rsp.status = guest_reg(f, req, rsp.value);
+    else
+        rsp.status = dereg(f, req.lkey, why);
+    if (rsp.status != 0 && std::getenv("VMRDMAD_DEBUG"))
+        std::fprintf(stderr, "vmrdmad: dom%d: control op %u failed: %d %s\n", static_cast<int>(-f.pid),
+                     unsigned(req.opcode), rsp.status, why.c_str());
+    respond(f, rsp);
+}
+
+// --- engine events (inside the engine's calls) ---
+
+void daemon::engine_completion(const vr_completion& wc) {
+    if (wc.op == VR_WC_ACCEPT) {
+        if (auto* f = owner_of(wc.ep))
+            vr_fe_accepted(&f->svc, wc.ep, wc.conn);
+        else
+            host_->disconnect_later(wc.conn);  // the policy refuses these: cannot happen
+        return;
+    }
+    if (wc.op == VR_WC_DISCONNECT) {  // the peer went away: its operations fail on their own
+        for (auto* f : frontends_)
+            if (f->svc.slots && vr_fe_conn_failed(&f->svc, wc.conn)) break;
+        return;
+    }
+    auto it = by_id_.find(static_cast<std::uint32_t>(wc.cookie >> 32));
+    if (it == by_id_.end() || !it->second->svc.slots || !vr_fe_complete(&it->second->svc, &wc)) ++stats_.stray;
+}
+
+int daemon::engine_accept(std::uint16_t ep, const std::uint8_t*, std::uint16_t) {
+    auto* f = owner_of(ep);
+    if (!f || f->dead || draining_) return -ECONNREFUSED;
+    return vr_fe_accept_policy(&f->svc, ep);
+}
+
+// --- admission by weight (options::inflight_bytes) ---
+
 std::uint64_t daemon::share_of(const frontend& f) const {
     std::uint64_t total = 0;
     for (auto* g : frontends_)
-        if (g == &f || g->bulk_inflight > 0 || g->bulk_waiting > 0) total += g->weight();
+        if (g == &f || g->bulk_inflight > 0 || !g->waiting.empty()) total += g->weight();
     return opts_.inflight_bytes * f.weight() / total;
 }
 
-task<void> daemon::admit(frontend& f, std::uint64_t bytes) {
-    if (opts_.inflight_bytes == 0) co_return;
-    struct park {
-        daemon& d;
-        bool await_ready() const noexcept { return false; }
-        void await_suspend(std::coroutine_handle<> h) { d.admission_waiters_.push_back(h); }
-        void await_resume() const noexcept {}
-    };
-    ++f.bulk_waiting;
-    while (!f.dead && !draining_ && f.bulk_inflight > 0 && f.bulk_inflight + bytes > share_of(f))
-        co_await park{*this};
-    --f.bulk_waiting;
-    if (f.dead || draining_) throw error(errc::cancelled, "frontend gone or daemon stopping");
-    f.bulk_inflight += bytes;
+// A frontend with nothing in flight may always post one operation, however big.
+bool daemon::admissible(const frontend& f, std::uint64_t bytes) const {
+    return opts_.inflight_bytes == 0 || f.bulk_inflight == 0 || f.bulk_inflight + bytes <= share_of(f);
 }
 
-void daemon::release(frontend& f, std::uint64_t bytes) {
-    if (opts_.inflight_bytes == 0) return;
-    f.bulk_inflight -= bytes;
-    wake_admission();
-}
-
-void daemon::wake_admission() {
-    auto waiters = std::move(admission_waiters_);
-    admission_waiters_.clear();
-    for (auto h : waiters) loop_.make_ready(h);
+void daemon::pump_admission() {
+    admission_due_ = false;
+    for (auto* f : frontends_) {
+        while (!f->waiting.empty()) {
+            const auto req = f->waiting.front();
+            if (draining_ || f->dead) {
+                f->waiting.pop_front();
+                vr_ring_rsp rsp{};
+                rsp.cookie = req.cookie;
+                rsp.opcode = req.opcode;
+                rsp.ep = req.ep;
+                rsp.conn = req.conn;
+                rsp.status = draining_ ? -ESHUTDOWN : -ECANCELED;
+                respond(*f, rsp);
+                continue;
+            }
+            if (is_bulk(req.opcode) && !admissible(*f, req.len)) break;
+            f->waiting.pop_front();
+            dispatch(*f, req);
+        }
+    }
 }
 
 task<void> daemon::cleanup(frontend& f) {
     f.dead = true;
-    wake_admission();  // its operations waiting for admission give up
     f.stop.request_stop();  // the doorbell watcher
-    f.conns.clear();        // disconnect first: connection ids die with their endpoint
-    f.ep_info.clear();
-    f.endpoints.clear();    // vr_ep_close: receives, accepts and regions fail or go
-    co_await f.ops.join();  // every operation of this frontend has ended
-    f.regions.clear();      // dereg (already gone from the engine) and unmap
-    f.registered_bytes = 0;
+    pump_admission();       // what waited for admission is answered (and dropped)
+    if (f.svc.slots) {
+        // Every endpoint closes (the engine fails their operations, which are
+        // answered), whatever still waits is answered, every region unmapped.
+        for (std::uint32_t i = 0; i < f.svc.eps_cap; ++i)
+            if (f.svc.eps[i].used) ep_owner_.erase(f.svc.eps[i].id);
+        vr_fe_close_all(&f.svc, &frontend::release, &f);
+        host_->want_flush();  // the DISCONNECTs
+    }
+    co_await f.ops.join();  // the doorbell watcher has ended
+    f.regions.clear();
+    pump_admission();  // its share no longer counts
 }
 
 }  // namespace vmrdmad

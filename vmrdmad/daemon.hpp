@@ -1,7 +1,8 @@
 // vmrdmad: the user-space driver domain of the split driver
-// (docs/split-driver.md). It owns the NIC (an eth: device: the proto/ engine
-// on a raw socket, hosted on coro's event loop exactly as in-process users
-// get it) and serves unprivileged frontends over a UNIX socket: the control
+// (docs/split-driver.md). It owns the NIC (an engine_host: the proto/ engine
+// on a raw socket, hosted on coro's event loop as in-process users get it)
+// and serves each frontend through proto/frontend.h, the same frontend
+// service backend_kmod hosts, over a UNIX socket: the control
 // path (hello, endpoints, registration of sealed memfds) on the socket, the
 // data path through per-frontend shared request/response rings
 // (proto/ring.h) with eventfd doorbells. Each frontend names only its own
@@ -22,7 +23,10 @@
 #include <set>
 #include <stop_token>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 
+#include "engine_host.hpp"
 #include "vmrdma/async_scope.hpp"
 #include "vmrdma/event_loop.hpp"
 #include "vmrdma/rdma.hpp"
@@ -43,6 +47,7 @@ struct limits {
     std::uint64_t registered_bytes = std::uint64_t{1} << 30;
     std::uint32_t max_ring_size = 1024;  // entries per ring (power of two)
     std::uint32_t max_weight = 16;       // requested endpoint weights are clamped to this
+    std::uint32_t connections = 64;      // open or being opened, at once
 };
 
 struct options {
@@ -61,6 +66,8 @@ struct options {
     // with nothing in flight may always post one operation, however big.
     // 0: no admission control (DRR only).
     std::uint64_t inflight_bytes = 4u << 20;
+    // The engine's sizes (its tables are shared by every frontend).
+    vmrdma::device_options engine{};
 };
 
 // Read from any thread.
@@ -74,6 +81,7 @@ struct stats {
     std::atomic<std::uint64_t> violations{0};   // ring protocol broken: the frontend was disconnected
     std::atomic<std::uint64_t> control_errors{0};  // control requests refused
     std::atomic<std::uint64_t> drained{0};      // requests answered -ESHUTDOWN while stopping
+    std::atomic<std::uint64_t> stray{0};        // engine completions no frontend owns
 };
 
 // One Xen guest as the daemon sees it (vmrdmad/xen_backend.hpp implements
@@ -99,11 +107,12 @@ struct guest_params {
     std::uint32_t admin_weight = 0;  // the backend node's "weight" (0: the guest's own)
 };
 
-class daemon {
+class daemon final : private vmrdma::detail::engine_events {
 public:
-    // Binds and listens on options.socket_path (an existing socket file there
-    // is replaced). `dev` is the driver domain's NIC; it outlives the daemon.
-    daemon(vmrdma::event_loop& loop, vmrdma::device& dev, options opts);
+    // Opens the driver domain's NIC (`device`: eth:IFNAME) with an engine of
+    // opts.engine's sizes, then binds and listens on options.socket_path (an
+    // existing socket file there is replaced).
+    daemon(vmrdma::event_loop& loop, std::string_view device, options opts);
     ~daemon();
     daemon(const daemon&) = delete;
     daemon& operator=(const daemon&) = delete;
@@ -126,16 +135,28 @@ public:
     vmrdma::task<bool> serve_guest(guest_port& port, void* ring, std::uint32_t size, guest_params params,
                                    std::stop_token end);
     const options& settings() const noexcept { return opts_; }
+    const vmrdma::mac_address& mac() const noexcept { return host_->mac(); }
+    std::uint32_t mtu() const noexcept { return host_->mtu(); }
 
 private:
     struct frontend;
     vmrdma::task<void> serve_frontend(int fd);
     vmrdma::task<void> watch_ring(frontend& f);
-    vmrdma::task<void> run_op(frontend& f, vr_ring_req req);
-    vmrdma::task<void> admit(frontend& f, std::uint64_t bytes);
-    void release(frontend& f, std::uint64_t bytes);
+    // One request taken from a ring: answered now, queued for admission, or
+    // handed to the frontend's service (proto/frontend.h).
+    void take(frontend& f, const vr_ring_req& req);
+    void dispatch(frontend& f, const vr_ring_req& req);
+    void ring_control(frontend& f, const vr_ring_req& req);
+    // Admission by weight (options::inflight_bytes).
+    bool admissible(const frontend& f, std::uint64_t bytes) const;
     std::uint64_t share_of(const frontend& f) const;
-    void wake_admission();
+    void pump_admission();
+    void attach_service(frontend& f, std::uint32_t ring_size);
+    void sync_limits(frontend& f);
+    frontend* owner_of(std::uint16_t ep) const;
+    // engine_events
+    void engine_completion(const vr_completion& wc) override;
+    int engine_accept(std::uint16_t ep, const std::uint8_t* mac, std::uint16_t peer_ep) override;
     vmrdma::task<void> cleanup(frontend& f);
     void drain_ring(frontend& f);
     void respond(frontend& f, const vr_ring_rsp& rsp);
@@ -155,14 +176,17 @@ private:
     void admin(frontend& f, const vr_ctl_msg& msg, vr_ctl_msg& reply, std::string& records);
 
     vmrdma::event_loop& loop_;
-    vmrdma::device& dev_;
     options opts_;
+    std::unique_ptr<vmrdma::detail::engine_host> host_;
     int listen_fd_ = -1;
     std::set<frontend*> frontends_;
+    std::unordered_map<std::uint32_t, frontend*> by_id_;     // the id in engine cookies
+    std::unordered_map<std::uint16_t, frontend*> ep_owner_;  // engine endpoint ids
+    std::size_t turn_hook_ = 0;
+    bool admission_due_ = false;  // bytes were released: look at the queues this turn
     std::uint32_t next_frontend_id_ = 1;
     bool draining_ = false;
     bool unlinked_ = false;
-    std::vector<std::coroutine_handle<>> admission_waiters_;
     vmrdma::async_scope scope_;
     stats stats_;
 };

@@ -33,8 +33,7 @@ void usage(std::FILE* out = stderr) {
                  "ESHUTDOWN), disconnect the frontends, exit 0. Administration: vmrdmactl.\n");
 }
 
-vmrdma::task<void> run(vmrdma::event_loop& loop, vmrdmad::daemon& d, int sigfd, vmrdmad::xen_backend* xen,
-                       vmrdma::device& dev) {
+vmrdma::task<void> run(vmrdma::event_loop& loop, vmrdmad::daemon& d, int sigfd, vmrdmad::xen_backend* xen) {
     std::stop_source stop;
     vmrdma::async_scope scope;
     scope.spawn([](vmrdma::event_loop& l, int fd, std::stop_source& s) -> vmrdma::task<void> {
@@ -47,7 +46,7 @@ vmrdma::task<void> run(vmrdma::event_loop& loop, vmrdmad::daemon& d, int sigfd, 
         s.request_stop();
     }(loop, sigfd, stop));
     std::stop_source xen_stop;
-    if (xen) scope.spawn(xen->run(d, dev, xen_stop.get_token()));
+    if (xen) scope.spawn(xen->run(d, xen_stop.get_token()));
     co_await d.serve(stop.get_token());  // drains the guests too: they are its frontends
     stop.request_stop();
     xen_stop.request_stop();
@@ -117,12 +116,11 @@ int main(int argc, char** argv) {
             vmrdma::event_loop loop;
             std::unique_ptr<vmrdmad::xen_backend> xen;
             if (xen_mode) xen = std::make_unique<vmrdmad::xen_backend>(loop);  // no Xen: fail first
-            auto dev = vmrdma::device::open(loop, device_uri);
-            vmrdmad::daemon d(loop, *dev, opts);
+            vmrdmad::daemon d(loop, device_uri, opts);
             std::fprintf(stderr, "vmrdmad: serving %s on %s%s (MAC %s, MTU %u)\n", device_uri.c_str(),
-                         opts.socket_path.c_str(), xen ? " and Xen guests" : "", dev->mac().to_string().c_str(),
-                         dev->mtu());
-            loop.run(run(loop, d, sigfd, xen.get(), *dev));
+                         opts.socket_path.c_str(), xen ? " and Xen guests" : "", d.mac().to_string().c_str(),
+                         d.mtu());
+            loop.run(run(loop, d, sigfd, xen.get()));
             const auto& c = d.counters();
             std::fprintf(stderr,
                          "vmrdmad: stopped; frontends %llu, requests %llu (%llu refused while draining), "

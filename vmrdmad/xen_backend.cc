@@ -194,13 +194,13 @@ void xen_backend::fatal(guest& g, int err, const std::string& what) {
 // The NIC and the limits, then InitWait, in one transaction.
 void xen_backend::publish(guest& g) {
     const auto& lim = daemon_->settings().per_frontend;
-    auto mac = dev_->mac();
+    auto mac = daemon_->mac();
     char mac_text[32];
     std::snprintf(mac_text, sizeof mac_text, "%02x:%02x:%02x:%02x:%02x:%02x", mac.bytes[0], mac.bytes[1],
                   mac.bytes[2], mac.bytes[3], mac.bytes[4], mac.bytes[5]);
     std::pair<const char*, std::string> keys[] = {
         {VR_XEN_KEY_MAC, mac_text},
-        {VR_XEN_KEY_MTU, std::to_string(dev_->mtu())},
+        {VR_XEN_KEY_MTU, std::to_string(daemon_->mtu())},
         {VR_XEN_KEY_MAX_EPS, std::to_string(lim.endpoints)},
         {VR_XEN_KEY_MAX_REGS, std::to_string(lim.regions)},
         {VR_XEN_KEY_MAX_BYTES, std::to_string(lim.registered_bytes)},
@@ -389,9 +389,8 @@ task<void> xen_backend::tick(std::stop_token stop) {
     }
 }
 
-task<void> xen_backend::run(daemon& d, vmrdma::device& dev, std::stop_token stop) {
+task<void> xen_backend::run(daemon& d, std::stop_token stop) {
     daemon_ = &d;
-    dev_ = &dev;
     if (!xs_watch(xs_, base_.c_str(), "be") || !xs_watch(xs_, "@releaseDomain", "dead")) {
         int e = errno;
         throw std::runtime_error(std::string("--xen: cannot watch ") + base_ + ": " + std::strerror(e));

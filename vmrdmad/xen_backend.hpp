@@ -37,8 +37,8 @@ public:
     // /local/domain/0/backend/vmrdma (tools/xen_attach) until `stop`; then
     // disconnects them (backend Closing) and returns once all are torn down.
     // Guest requests run on `d` (its limits, weights, admission); the guests
-    // see `dev`'s MAC and MTU.
-    vmrdma::task<void> run(daemon& d, vmrdma::device& dev, std::stop_token stop);
+    // see its NIC's MAC and MTU.
+    vmrdma::task<void> run(daemon& d, std::stop_token stop);
 
 private:
     struct guest;
@@ -56,7 +56,6 @@ private:
     xs_handle* xs_ = nullptr;
     std::string base_;  // /local/domain/0/backend/vmrdma
     daemon* daemon_ = nullptr;
-    vmrdma::device* dev_ = nullptr;
     bool stopping_ = false;
     std::map<std::uint32_t, std::unique_ptr<guest>> guests_;  // by domid
     vmrdma::async_scope scope_;

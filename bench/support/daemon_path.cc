@@ -10,10 +10,9 @@ namespace vmrdma::bench {
 side_result daemon_side(const std::string& device_uri, const std::string& socket_path, int stop_fd,
                         const std::function<void()>& ready) {
     event_loop loop;
-    auto dev = device::open(loop, device_uri);
     vmrdmad::options opts;
     opts.socket_path = socket_path;
-    vmrdmad::daemon d(loop, *dev, opts);  // listening from here on
+    vmrdmad::daemon d(loop, device_uri, opts);  // listening from here on
     side_result r;
     double cpu0 = cpu_now();
     auto t0 = std::chrono::steady_clock::now();

@@ -42,6 +42,7 @@ TEST_CASE("the engine's statuses and NAK reasons")
 	CHECK((code_from_status(-EINVAL, VR_NAK_INVALID) == errc::remote_access));
 	CHECK((code_from_status(-ECONNREFUSED, VR_NAK_NO_EP) == errc::no_such_endpoint));
 	CHECK((code_from_status(-ESHUTDOWN) == errc::shut_down));
+	CHECK((code_from_status(-EBUSY) == errc::resources_exhausted)); // an endpoint id still closing
 	// Not an engine status: an OS error, in the generic category.
 	CHECK((code_from_status(-EBADF) == std::errc::bad_file_descriptor));
 }

@@ -222,6 +222,8 @@ TEST_CASE("the frontend service: good requests and every refusal, for two fronte
 
 	// Control refusals.
 	CHECK(vr_fe_open_ep(&fa.fe, 4, 1, false, &why) == -EINVAL); // beyond the engine's ids
+	CHECK(vr_fe_open_ep(&fb.fe, 0, 1, false, &why) == -EINVAL); // A's id: in use
+	CHECK(std::string(why) == "endpoint id in use");
 	CHECK(vr_fe_open_ep(&fa.fe, 2, 1, false, &why) == 0);
 	CHECK(vr_fe_open_ep(&fa.fe, 3, 1, false, &why) == -ENOSPC); // its limit is 2
 	CHECK(vr_fe_check_reg(&fa.fe, 1, 64, 0, &why) == -ENOENT);  // B's endpoint

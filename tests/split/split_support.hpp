@@ -46,8 +46,8 @@ public:
         thread_ = std::thread([this, ifname, lim, ready = std::move(ready)]() mutable {
             try {
                 vmrdma::event_loop loop;
-                auto dev = vmrdma::device::open(loop, "eth:" + ifname);
-                vmrdmad::daemon d(loop, *dev, {.socket_path = path_, .socket_mode = 0666, .per_frontend = lim});
+                vmrdmad::daemon d(loop, "eth:" + ifname,
+                                  {.socket_path = path_, .socket_mode = 0666, .per_frontend = lim});
                 daemon_ = &d;
                 ready.set_value();
                 loop.run(d.serve(stop_.get_token()));

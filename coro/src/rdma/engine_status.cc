@@ -39,6 +39,7 @@ constexpr row table[] = {
     {EPROTO, 0, errc::protocol_error},
     {EBADMSG, 0, errc::protocol_error},
     {ESHUTDOWN, 0, errc::shut_down},  // vmrdmad is stopping or gone
+    {EBUSY, 0, errc::resources_exhausted},  // an endpoint id still closing
 };
 
 }  // namespace
