@@ -217,11 +217,7 @@ static void vb_handle(struct vb_fe *fe, const struct vr_ring_req *req)
 	struct vr_ring_rsp rsp;
 	int rc;
 
-	memset(&rsp, 0, sizeof(rsp));
-	rsp.cookie = req->cookie;
-	rsp.opcode = req->opcode;
-	rsp.ep = req->ep;
-	rsp.conn = req->conn;
+	vr_svc_rsp_init(&rsp, req->cookie, req->opcode, req->ep, req->conn);
 
 	if (req->flags) {
 		vb_lock();

@@ -122,15 +122,10 @@ struct vr_ctl_msg {
 	char text[64];  /* reply: why, NUL-terminated, when status != 0 */
 };
 
-#ifdef __cplusplus
-#define VR_CONTROL_ASSERT(c, m) static_assert(c, m)
-#else
-#define VR_CONTROL_ASSERT(c, m) _Static_assert(c, m)
-#endif
-VR_CONTROL_ASSERT(sizeof(struct vr_ctl_msg) == 128, "control message ABI");
-VR_CONTROL_ASSERT(sizeof(struct vr_admin_frontend) == 120, "admin ABI");
-VR_CONTROL_ASSERT(sizeof(struct vr_admin_endpoint) == 88, "admin ABI");
-VR_CONTROL_ASSERT(sizeof(struct vr_admin_conn) == 24, "admin ABI");
-VR_CONTROL_ASSERT(sizeof(struct vr_admin_device) == 160, "admin ABI");
+VR_STATIC_ASSERT(sizeof(struct vr_ctl_msg) == 128, "control message ABI");
+VR_STATIC_ASSERT(sizeof(struct vr_admin_frontend) == 120, "admin ABI");
+VR_STATIC_ASSERT(sizeof(struct vr_admin_endpoint) == 88, "admin ABI");
+VR_STATIC_ASSERT(sizeof(struct vr_admin_conn) == 24, "admin ABI");
+VR_STATIC_ASSERT(sizeof(struct vr_admin_device) == 160, "admin ABI");
 
 #endif /* VR_CONTROL_H */

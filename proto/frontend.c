@@ -105,11 +105,7 @@ static void slot_put(struct vr_fe *fe, u32 slot)
 
 static void rsp_init(struct vr_ring_rsp *rsp, const struct vr_svc_pending *req)
 {
-	memset(rsp, 0, sizeof(*rsp));
-	rsp->cookie = req->cookie;
-	rsp->opcode = req->opcode;
-	rsp->ep = req->ep;
-	rsp->conn = req->conn;
+	vr_svc_rsp_init(rsp, req->cookie, req->opcode, req->ep, req->conn);
 }
 
 /* Frees the slot, then answers what it held. */
@@ -305,11 +301,7 @@ int vr_fe_request(struct vr_fe *fe, const struct vr_ring_req *req, struct vr_rin
 	u32 slot, conn, handle;
 	int rc;
 
-	memset(rsp, 0, sizeof(*rsp));
-	rsp->cookie = req->cookie;
-	rsp->opcode = req->opcode;
-	rsp->ep = req->ep;
-	rsp->conn = req->conn;
+	vr_svc_rsp_init(rsp, req->cookie, req->opcode, req->ep, req->conn);
 	if (req->flags)
 		goto reject_inval;
 	switch (req->opcode) {

@@ -77,4 +77,11 @@ static inline bool vr_psn_le(u32 a, u32 b)
 	return (s32)(a - b) <= 0;
 }
 
+/* A compile-time check of an ABI, in C and in C++. */
+#ifdef __cplusplus
+#define VR_STATIC_ASSERT(c, m) static_assert(c, m)
+#else
+#define VR_STATIC_ASSERT(c, m) _Static_assert(c, m)
+#endif
+
 #endif /* VR_OS_H */

@@ -225,13 +225,8 @@ static inline u32 vr_ring_final_check(const u32 *shared_prod, u32 *shared_event,
 	return VR_RING_READ(*shared_prod);
 }
 
-#ifdef __cplusplus
-#define VR_RING_ASSERT(c, m) static_assert(c, m)
-#else
-#define VR_RING_ASSERT(c, m) _Static_assert(c, m)
-#endif
-VR_RING_ASSERT(sizeof(struct vr_ring_req) == 96, "request ABI");
-VR_RING_ASSERT(sizeof(struct vr_ring_rsp) == 48, "response ABI");
-VR_RING_ASSERT(sizeof(struct vr_ring_shared) <= VR_RING_HDR_SIZE, "ring header ABI");
+VR_STATIC_ASSERT(sizeof(struct vr_ring_req) == 96, "request ABI");
+VR_STATIC_ASSERT(sizeof(struct vr_ring_rsp) == 48, "response ABI");
+VR_STATIC_ASSERT(sizeof(struct vr_ring_shared) <= VR_RING_HDR_SIZE, "ring header ABI");
 
 #endif /* VR_RING_H */

@@ -125,11 +125,7 @@ int vr_svc_post(struct vr_engine *eng, const struct vr_ring_req *req, u32 conn, 
 void vr_svc_rsp_of_wc(const struct vr_svc_pending *req, const struct vr_completion *wc,
 		      u32 new_conn, struct vr_ring_rsp *rsp)
 {
-	memset(rsp, 0, sizeof(*rsp));
-	rsp->cookie = req->cookie;
-	rsp->opcode = req->opcode;
-	rsp->ep = req->ep;
-	rsp->conn = req->conn;
+	vr_svc_rsp_init(rsp, req->cookie, req->opcode, req->ep, req->conn);
 	rsp->status = wc->status;
 	rsp->nak_reason = wc->nak_reason;
 	switch (req->opcode) {

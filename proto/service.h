@@ -113,6 +113,17 @@ struct vr_svc_pending {
 void vr_svc_rsp_of_wc(const struct vr_svc_pending *req, const struct vr_completion *wc,
 		      u32 new_conn, struct vr_ring_rsp *rsp);
 
+/* The response header that answers req: its cookie, opcode, endpoint and
+ * connection, everything else 0. */
+static inline void vr_svc_rsp_init(struct vr_ring_rsp *rsp, u64 cookie, u8 opcode, u16 ep, u32 conn)
+{
+	memset(rsp, 0, sizeof(*rsp));
+	rsp->cookie = cookie;
+	rsp->opcode = opcode;
+	rsp->ep = ep;
+	rsp->conn = conn;
+}
+
 /* Ring response -> the completion a frontend's library hands its waiter
  * (the inverse of vr_svc_rsp_of_wc, opcode to completion kind included). */
 void vr_svc_wc_of_rsp(const struct vr_ring_rsp *rsp, struct vr_completion *wc);

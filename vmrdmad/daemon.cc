@@ -882,11 +882,8 @@ daemon::frontend* daemon::owner_of(std::uint16_t ep) const {
 }
 
 void daemon::take(frontend& f, const vr_ring_req& req) {
-    vr_ring_rsp rsp{};
-    rsp.cookie = req.cookie;
-    rsp.opcode = req.opcode;
-    rsp.ep = req.ep;
-    rsp.conn = req.conn;
+    vr_ring_rsp rsp;
+    vr_svc_rsp_init(&rsp, req.cookie, req.opcode, req.ep, req.conn);
     if (draining_) {  // stopping: nothing new
         ++stats_.drained;
         rsp.status = -ESHUTDOWN;
@@ -924,11 +921,8 @@ void daemon::dispatch(frontend& f, const vr_ring_req& req) {
 
 // Control on the ring: Xen guests only (a socket frontend uses VR_CTL_*).
 void daemon::ring_control(frontend& f, const vr_ring_req& req) {
-    vr_ring_rsp rsp{};
-    rsp.cookie = req.cookie;
-    rsp.opcode = req.opcode;
-    rsp.ep = req.ep;
-    rsp.conn = req.conn;
+    vr_ring_rsp rsp;
+    vr_svc_rsp_init(&rsp, req.cookie, req.opcode, req.ep, req.conn);
     if (!f.port || req.flags != 0) {
         ++stats_.rejected;
         ++f.svc.rejected;
@@ -997,11 +991,8 @@ void daemon::pump_admission() {
             const auto req = f->waiting.front();
             if (draining_ || f->dead) {
                 f->waiting.pop_front();
-                vr_ring_rsp rsp{};
-                rsp.cookie = req.cookie;
-                rsp.opcode = req.opcode;
-                rsp.ep = req.ep;
-                rsp.conn = req.conn;
+                vr_ring_rsp rsp;
+                vr_svc_rsp_init(&rsp, req.cookie, req.opcode, req.ep, req.conn);
                 rsp.status = draining_ ? -ESHUTDOWN : -ECANCELED;
                 respond(*f, rsp);
                 continue;
