@@ -274,14 +274,16 @@ static bool vb_consume(struct vb_fe *fe)
 	bool did = false;
 
 	for (;;) {
-		u32 prod, outstanding;
+		const char *broken;
+		u32 prod;
 
 		if (READ_ONCE(fe->stopping) || fe->broken)
 			return did;
 		prod = VR_RING_READ(fe->shared->req_prod);
 		vr_ring_rmb(); /* the index before the entries */
-		if (prod - fe->req_cons > fe->size) {
-			vb_violation(fe, "request producer index out of range");
+		broken = vr_ring_check_prod(prod, fe->req_cons, fe->size);
+		if (broken) {
+			vb_violation(fe, broken);
 			return did;
 		}
 		while (fe->req_cons != prod) {
@@ -290,10 +292,10 @@ static bool vb_consume(struct vb_fe *fe)
 			if (READ_ONCE(fe->stopping))
 				return did;
 			spin_lock_bh(&vb.lock);
-			outstanding = fe->req_cons - fe->rsp_prod_pvt;
+			broken = vr_ring_check_outstanding(fe->req_cons, fe->rsp_prod_pvt, fe->size);
 			spin_unlock_bh(&vb.lock);
-			if (outstanding >= fe->size - 1) {
-				vb_violation(fe, "more than size-1 requests outstanding");
+			if (broken) {
+				vb_violation(fe, broken);
 				return did;
 			}
 			/* Copy out first: the frontend can rewrite the entry at any time. */

@@ -174,7 +174,8 @@ static void vrf_violation(struct vrf_file *f, const char *what)
 int vrf_file_consume(struct vrf_file *f)
 {
 	struct vr_ring_req req;
-	u32 prod, outstanding;
+	const char *broken;
+	u32 prod;
 	int ret = 0;
 
 	mutex_lock(&f->req_lock);
@@ -187,17 +188,18 @@ int vrf_file_consume(struct vrf_file *f)
 	for (;;) {
 		prod = VR_RING_READ(f->sh->req_prod);
 		vr_ring_rmb(); /* the index before the entries */
-		if (prod - f->req_cons > f->size) {
-			vrf_violation(f, "request producer index out of range");
+		broken = vr_ring_check_prod(prod, f->req_cons, f->size);
+		if (broken) {
+			vrf_violation(f, broken);
 			ret = -EPROTO;
 			goto out;
 		}
 		while (f->req_cons != prod) {
 			spin_lock(&f->lock);
-			outstanding = f->req_cons - f->rsp_prod_pvt;
+			broken = vr_ring_check_outstanding(f->req_cons, f->rsp_prod_pvt, f->size);
 			spin_unlock(&f->lock);
-			if (outstanding >= f->size - 1) {
-				vrf_violation(f, "more than size-1 requests outstanding");
+			if (broken) {
+				vrf_violation(f, broken);
 				ret = -EPROTO;
 				goto out;
 			}

@@ -214,6 +214,23 @@ static inline bool vr_ring_push(u32 *shared_prod, const u32 *shared_event, u32 n
 }
 
 /*
+ * Consumer side, the two rules every request consumer keeps (vmrdmad,
+ * backend_kmod, frontend_kmod): the producer index read once per pass may
+ * be at most `size` ahead, and a frontend keeps at most size-1 requests
+ * outstanding (taken and not yet answered).  NULL, or the violation for
+ * the log (the frontend is then disconnected).
+ */
+static inline const char *vr_ring_check_prod(u32 prod, u32 cons, u32 size)
+{
+	return prod - cons > size ? "request producer index out of range" : NULL;
+}
+
+static inline const char *vr_ring_check_outstanding(u32 req_cons, u32 rsp_prod_pvt, u32 size)
+{
+	return req_cons - rsp_prod_pvt >= size - 1 ? "more than size-1 requests outstanding" : NULL;
+}
+
+/*
  * Consumer side: after draining up to `cons`, ask to be woken at the next
  * entry, then look again (Xen's RING_FINAL_CHECK_FOR_*).  Returns the
  * producer index read after setting the event; more work if != cons.

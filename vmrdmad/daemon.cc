@@ -144,9 +144,12 @@ daemon::daemon(vmrdma::event_loop& loop, std::string_view device, options opts)
     host_ = std::make_unique<vmrdma::detail::engine_host>(loop_, events, device.substr(eth.size()), opts_.engine);
     // Bytes released by completions (inside the engine's calls) let queued
     // requests in once per loop turn.
+    // The hook may run after the engine's flush in the same turn: true makes
+    // the loop turn again without blocking, so what it posted leaves now.
     turn_hook_ = loop_.add_turn_hook([this] {
-        if (admission_due_) pump_admission();
-        return false;
+        if (!admission_due_) return false;
+        pump_admission();
+        return true;
     });
     sockaddr_un addr{};
     if (opts_.socket_path.empty() || opts_.socket_path.size() >= sizeof addr.sun_path)
@@ -776,13 +779,13 @@ void daemon::drain_ring(frontend& f) {
     for (;;) {
         std::uint32_t prod = VR_RING_READ(f.shared->req_prod);
         vr_ring_rmb();
-        if (prod - f.req_cons > f.size) {
-            violation(f, "request producer index out of range");
+        if (const char* broken = vr_ring_check_prod(prod, f.req_cons, f.size)) {
+            violation(f, broken);
             return;
         }
         while (f.req_cons != prod) {
-            if (f.req_cons - f.rsp_prod_pvt >= f.size - 1) {
-                violation(f, "more than size-1 requests outstanding");
+            if (const char* broken = vr_ring_check_outstanding(f.req_cons, f.rsp_prod_pvt, f.size)) {
+                violation(f, broken);
                 return;
             }
             // Copy out first: the frontend can rewrite the shared entry at any time.
