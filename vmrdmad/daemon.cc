@@ -955,7 +955,7 @@ void daemon::engine_completion(const vr_completion& wc) {
         if (auto* f = owner_of(wc.ep))
             vr_fe_accepted(&f->svc, wc.ep, wc.conn);
         else
-            host_->disconnect_later(wc.conn);  // the policy refuses these: cannot happen
+            vr_disconnect(host_->engine(), wc.conn);  // the policy refuses these: cannot happen
         return;
     }
     if (wc.op == VR_WC_DISCONNECT) {  // the peer went away: its operations fail on their own

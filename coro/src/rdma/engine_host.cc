@@ -95,11 +95,6 @@ void engine_host::destroy() noexcept {
     if (engine_) vr_engine_destroy(std::exchange(engine_, nullptr));
 }
 
-void engine_host::disconnect_later(std::uint32_t conn) {
-    disconnects_.push_back(conn);
-    flush_wanted_ = true;
-}
-
 counters engine_host::device_counters() const {
     auto c = to_counters(*vr_engine_counters(engine_));
     c.bundles_sent = port_->bundles_sent();
@@ -172,7 +167,6 @@ bool engine_host::flush() {
     constexpr int batches_per_turn = 16;
     bool more = false;
     if (!engine_) return false;  // destroyed early
-    for (auto conn : std::exchange(disconnects_, {})) vr_disconnect(engine_, conn);
     if (flush_wanted_) {
         flush_wanted_ = false;
         auto now = now_ns();

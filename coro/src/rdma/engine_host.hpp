@@ -50,8 +50,6 @@ public:
     std::uint32_t mtu() const noexcept { return port_->mtu(); }
     // Transmit what was posted, at the end of this loop turn.
     void want_flush() noexcept { flush_wanted_ = true; }
-    // Disconnects `conn` at the next flush: safe from inside an engine callback.
-    void disconnect_later(std::uint32_t conn);
     // Ends the engine now (its operations complete with -ECANCELED); later
     // calls see no engine. For owners whose events must not outlive them.
     void destroy() noexcept;
@@ -79,7 +77,6 @@ private:
     std::unique_ptr<std::uint64_t[]> engine_memory_;
     vr_engine* engine_ = nullptr;
     vr_host_ops host_ops_{};
-    std::vector<std::uint32_t> disconnects_;
     std::size_t hook_id_ = 0;
     std::unique_ptr<ring_receiver> receiver_;  // or, where the kernel lacks buffer rings:
     std::uint32_t poll_slot_ = UINT32_MAX;     // poll + recvmmsg

@@ -80,10 +80,13 @@ int engine_transport::post(const vr_ring_req& req) noexcept {
     return rc;
 }
 
-// A completion may post one (from inside the engine's call): it goes out at
-// the next flush.
+// device_core posts one from inside the engine's CONNECT or ACCEPT
+// completion too: the engine raises those as its last step, so disconnecting
+// there is safe (proto/frontend.c does the same).
 void engine_transport::post_detached(const vr_ring_req& req) {
-    if (req.opcode == VR_RING_DISCONNECT) host_.disconnect_later(req.conn);
+    if (req.opcode != VR_RING_DISCONNECT) return;  // nothing else is posted detached
+    vr_disconnect(host_.engine(), req.conn);
+    host_.want_flush();
 }
 
 // The engine's pools: operations per connection, posted receives per endpoint.

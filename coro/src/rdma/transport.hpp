@@ -65,6 +65,7 @@ public:
     // try again after a completion of the same room_of(req)), or the refusal.
     virtual int post(const vr_ring_req& req) noexcept = 0;
     // A request whose completion nobody awaits (DISCONNECT); never refused.
+    // Also called from inside a CONNECT or ACCEPT completion.
     virtual void post_detached(const vr_ring_req& req) = 0;
     // Which pool a request waits for room in when post() says -EAGAIN; a
     // completion frees room in room_of() of the request it completes.
