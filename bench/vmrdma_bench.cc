@@ -43,7 +43,8 @@ void usage() {
         "  -a              all sizes 64 B .. 4 MiB (powers of 4)\n"
         "  -n N            iterations per size (default: run -D seconds)\n"
         "  -D SECONDS      seconds per size and path (default 1)\n"
-        "  --depth N       operations in flight (default 16; lat always 1)\n"
+        "  --depth N       vmrdma operations in flight (default 128, as perftest's\n"
+        "                  ib_write_bw; TCP's budget is its socket buffer; lat always 1)\n"
         "  --mtu N         veth MTU, 1500..65535 (default 9000)\n"
         "  --busy-poll US  both vmrdma and TCP poll this long for completions / data\n"
         "                  before blocking (default 0: block at once)\n"
@@ -52,7 +53,12 @@ void usage() {
         "                  which runs in a process of its own beside it; eth is measured too\n"
         "  --no-bundle     vmrdma sends every small frame alone (to compare; default:\n"
         "                  consecutive small frames to one peer leave as one bundle)\n"
+        "  --integrity I   vmrdma's CRC: end-to-end (default: every payload byte) or link\n"
+        "                  (headers only, payloads rest on the link's FCS, as TCP with\n"
+        "                  checksum offload; docs/wire-format.md says what it gives up)\n"
         "  --no-tcp, --no-raw   skip a baseline\n"
+        "The output states how the paths are made comparable: what each keeps in\n"
+        "flight and where each counts a message as delivered.\n"
         "  --out PREFIX    write PREFIX-MODE.csv and PREFIX-MODE.svg (default vmrdma-bench)\n"
         "  --json          print JSON instead of the table (fields in README.md)\n");
 }
@@ -105,6 +111,11 @@ options parse(int argc, char** argv) {
                 throw std::runtime_error("--transport: eth or unix (xen: is planned)");
         } else if (a == "--no-bundle") {
             o.w.bundle = false;
+        } else if (a == "--integrity") {
+            std::string m = value();
+            if (m == "link") o.w.link_integrity = true;
+            else if (m == "end-to-end") o.w.link_integrity = false;
+            else throw std::runtime_error("--integrity must be end-to-end or link");
         } else if (a == "--no-tcp") {
             o.tcp = false;
         } else if (a == "--no-raw") {
@@ -233,6 +244,7 @@ int main(int argc, char** argv) {
     if (const char* cwd = std::getenv("BUILD_WORKING_DIRECTORY"); cwd && o.out_prefix[0] != '/')
         o.out_prefix = std::string(cwd) + "/" + o.out_prefix;
     std::vector<row> rows;
+    tcp_buffers budget;
     try {
         vmrdma::examples::netns_pair net("vmrdma-bench", o.w.mtu);
         vmrdma::examples::run_command("ip -n " + net.a().netns + " addr add 192.0.2.1/24 dev " + net.a().ifname);
@@ -242,6 +254,8 @@ int main(int argc, char** argv) {
                      o.w.iterations ? (std::to_string(o.w.iterations) + " iterations").c_str()
                                     : (std::to_string(o.w.seconds) + " s").c_str(),
                      net.a().netns.c_str(), net.b().netns.c_str());
+        budget = tcp_budget(net.b().netns);
+        std::fprintf(stderr, "%s\n", fairness_statement(o.w, budget).c_str());
         const bool write_like = o.w.kind != mode::read;
         for (std::size_t size : o.sizes) {
             workload w = o.w;
@@ -289,10 +303,12 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "vmrdma-bench: %s\n", e.what());
         return 1;
     }
-    if (o.json)
-        print_json(stdout, o.w, rows);
-    else
+    if (o.json) {
+        print_json(stdout, o.w, budget, rows);
+    } else {
         print_table(stdout, o.w.kind, rows);
+        std::printf("%s\n", fairness_statement(o.w, budget).c_str());
+    }
     std::fprintf(stderr, "wrote %s.csv and %s.svg\n", stem.c_str(), stem.c_str());
     for (const auto& r : rows)
         if (!r.vmrdma.measured) return 1;

@@ -208,6 +208,8 @@ static void rx_connect_req(struct vr_engine *eng, const struct vr_parsed *p)
 	c->peer_id = p->h.msg_id;
 	c->peer_isn = p->h.psn;
 	c->rcv_nxt = p->h.psn;
+	c->link_fcs = eng->cfg.integrity == VR_INTEGRITY_LINK &&
+		      (p->h.operand_a & VR_CAP_LINK_FCS);
 	c->state = VR_CONN_CONNECTED;
 	c->ctl_pending = true; /* CONNECT_ACK; re-sent on each duplicate REQ */
 	vr_complete(eng, e, VR_WC_ACCEPT, 0, 0, c->id, 0, 0, 0);
@@ -230,6 +232,9 @@ void vr_conn_rx_ctl(struct vr_engine *eng, const struct vr_parsed *p, u64 now)
 			return; /* duplicate */
 		c->peer_id = p->h.msg_id;
 		c->rcv_nxt = p->h.psn;
+		/* The responder's choice, never more than we offered. */
+		c->link_fcs = eng->cfg.integrity == VR_INTEGRITY_LINK &&
+			      (p->h.operand_a & VR_CAP_LINK_FCS);
 		c->state = VR_CONN_CONNECTED;
 		c->ctl_pending = false;
 		c->ctl_deadline = VR_U64_MAX;

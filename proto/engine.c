@@ -35,7 +35,8 @@ static bool cfg_valid(const struct vr_config *c)
 	       c->max_recvs && c->unexp_depth <= 65536 &&
 	       c->unexp_buf_size <= (1u << 24) &&
 	       c->host && c->host->xmit && c->host->complete && c->host->random &&
-	       c->rto_ns <= c->rto_max_ns;
+	       c->rto_ns <= c->rto_max_ns &&
+	       c->integrity <= VR_INTEGRITY_LINK;
 }
 
 static bool compute_layout(const struct vr_config *in, struct layout *l)
@@ -451,6 +452,12 @@ static int vr_engine_input_frame(struct vr_engine *eng, const void *frame, u32 l
 	if (c->state != VR_CONN_CONNECTED) {
 		VR_CTR(eng, e, drop_bad_state, 1);
 		return -ENOTCONN;
+	}
+	/* A payload left to the link's FCS only where both ends agreed to it:
+	 * otherwise it is a frame we cannot check, counted as a bad field. */
+	if ((p.h.flags & VR_F_LINK_FCS) && !c->link_fcs) {
+		eng->ctr.drop_parse[VR_WERR_FIELD]++;
+		return -EPROTO;
 	}
 	vr_comp_rx_ack(eng, c, p.h.ack_psn, now);
 	if (c->state != VR_CONN_CONNECTED)

@@ -101,6 +101,18 @@ struct vr_host_ops {
 #define VR_DEFAULT_RNR_DELAY_NS 1000000ULL
 #define VR_DEFAULT_RNR_RETRY_LIMIT 50
 
+/*
+ * What a frame's CRC covers (docs/wire-format.md).  END_TO_END: every byte,
+ * the payload included, from the sender's memory to the receiver's.  LINK:
+ * allowed to agree, per connection, that payloads rest on the link's frame
+ * check (VR_F_LINK_FCS); both ends must allow it, else the connection checks
+ * every byte.
+ */
+enum vr_integrity {
+	VR_INTEGRITY_END_TO_END = 0,
+	VR_INTEGRITY_LINK = 1,
+};
+
 struct vr_config {
 	u8 mac[6];
 	u16 ethertype;        /* 0 -> VR_ETHERTYPE_DEFAULT */
@@ -121,6 +133,7 @@ struct vr_config {
 	u32 retry_limit;      /* consecutive RTO expiries before -ETIMEDOUT */
 	u64 rnr_delay_ns;
 	u32 rnr_retry_limit;  /* consecutive RNR NAKs before failing */
+	u32 integrity;        /* enum vr_integrity; 0 = END_TO_END */
 	const struct vr_host_ops *host;
 	const struct vr_mem_ops *mem; /* NULL -> vr_ptr_mem_ops */
 	void *ctx;            /* passed to every callback */

@@ -38,6 +38,7 @@ struct vr_conn {
 	u8 peer_mac[6];
 	u32 id, peer_id;
 	u32 peer_isn;           /* the peer's initial PSN: tells a restarted peer from a retry */
+	bool link_fcs;          /* handshake agreed: payloads rest on the link's FCS */
 	u64 cookie;            /* of vr_connect */
 	u32 ep_next;           /* endpoint's connection list */
 	/* requester side of the outbound stream */

@@ -175,12 +175,15 @@ static void finish(struct vr_engine *eng, struct vr_conn *c, struct vr_hdr *h,
 	u8 *vh = eng->txhdr + VR_ETH_HLEN;
 	u32 st;
 
+	if (h->payload_len && c->link_fcs)
+		h->flags |= VR_F_LINK_FCS;
 	vr_wire_put_eth(eng->txhdr, c->peer_mac, eng->cfg.mac, eng->cfg.ethertype);
 	vr_wire_encode(vh, h);
 	st = vr_wire_hdr_crc_state(eng->txhdr);
 	eng->txf.nfrags = 0;
 	if (h->payload_len) {
-		st = eng->mem->crc32c(src->mem, off, h->payload_len, st);
+		if (!c->link_fcs)
+			st = eng->mem->crc32c(src->mem, off, h->payload_len, st);
 		eng->txf.frag[0].mem = src->mem;
 		eng->txf.frag[0].off = off;
 		eng->txf.frag[0].len = h->payload_len;
@@ -321,11 +324,15 @@ int vr_tx_build(struct vr_engine *eng, struct vr_conn *c, u64 now)
 			h.ack_psn = 0;
 			h.psn = c->isn;
 			h.msg_id = c->id;
+			if (eng->cfg.integrity == VR_INTEGRITY_LINK)
+				h.operand_a = VR_CAP_LINK_FCS;
 			break;
 		case VR_CONN_CONNECTED:
 			hdr_base(eng, c, &h, VR_OP_CONNECT_ACK);
 			h.psn = c->isn;
 			h.msg_id = c->id;
+			if (c->link_fcs)
+				h.operand_a = VR_CAP_LINK_FCS;
 			break;
 		default:
 			hdr_base(eng, c, &h, VR_OP_DISCONNECT);

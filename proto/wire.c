@@ -49,7 +49,8 @@ void vr_wire_encode_full(u8 *frame, const struct vr_hdr *h, const void *payload)
 	vr_wire_encode(frame + VR_ETH_HLEN, h);
 	st = vr_wire_hdr_crc_state(frame);
 	if (h->payload_len) {
-		st = vr_crc32c_update(st, payload, h->payload_len);
+		if (!(h->flags & VR_F_LINK_FCS))
+			st = vr_crc32c_update(st, payload, h->payload_len);
 		memcpy(frame + VR_ETH_HLEN + VR_HDR_LEN, payload, h->payload_len);
 	}
 	vr_wire_set_crc(frame, vr_crc32c_final(st));
@@ -159,6 +160,10 @@ static int check_semantics(const struct vr_hdr *h)
 		return -EPROTO;
 	if (abort && !vr_op_is_data(h->opcode))
 		return -EPROTO;
+	/* Header-only CRC is a property of payloads: a frame without one has
+	 * no reason to leave anything unchecked. */
+	if ((h->flags & VR_F_LINK_FCS) && !pl)
+		return -EPROTO;
 
 	switch (h->opcode) {
 	case VR_OP_WRITE_FIRST: case VR_OP_WRITE_MIDDLE:
@@ -221,7 +226,9 @@ int vr_wire_parse(const void *frame, u32 len, u16 ethertype, struct vr_parsed *o
 	 * "new peer" (e.g. a ghost connection from a corrupted CONNECT_REQ). */
 	st = vr_crc32c_update(VR_CRC32C_INIT, f, VR_ETH_HLEN + VR_OFF_CRC);
 	st = vr_crc32c_update(st, zero, 4);
-	st = vr_crc32c_update(st, p + VR_HDR_LEN, len - VR_ETH_HLEN - VR_HDR_LEN);
+	/* The flag is inside what the CRC covers, so a corrupted flag fails. */
+	if (!(p[VR_OFF_FLAGS] & VR_F_LINK_FCS))
+		st = vr_crc32c_update(st, p + VR_HDR_LEN, len - VR_ETH_HLEN - VR_HDR_LEN);
 	crc = vr_get_be32(p + VR_OFF_CRC);
 	if (vr_crc32c_final(st) != crc)
 		return -EBADMSG;

@@ -4,7 +4,8 @@
  *
  * Frame = 14-byte Ethernet header + 64-byte vmrdma header + payload.
  * All multi-byte fields are big-endian.  The CRC32C field covers the
- * Ethernet header, the vmrdma header (CRC field zeroed) and the payload.
+ * Ethernet header, the vmrdma header (CRC field zeroed) and the payload
+ * (the payload not, in a frame flagged VR_F_LINK_FCS).
  */
 #ifndef VR_WIRE_H
 #define VR_WIRE_H
@@ -118,7 +119,23 @@ static inline bool vr_wire_is_bundle(const void *frame, u32 len)
 /* Header flags. */
 #define VR_F_ACKREQ 0x01 /* sender wants an immediate ACK (message end) */
 #define VR_F_ABORT  0x02 /* data frame of a cancelled message: no payload, place nothing */
-#define VR_F_ALL    (VR_F_ACKREQ | VR_F_ABORT)
+/*
+ * The CRC covers the Ethernet and vmrdma headers only; the payload's
+ * integrity rests on the link's own frame check (Ethernet's FCS).  Only on
+ * frames with a payload, and only on a connection whose handshake agreed to
+ * it (VR_CAP_LINK_FCS); a receiver drops it on any other connection.
+ * docs/wire-format.md says what it gives up.
+ */
+#define VR_F_LINK_FCS 0x04
+#define VR_F_ALL    (VR_F_ACKREQ | VR_F_ABORT | VR_F_LINK_FCS)
+
+/*
+ * Capabilities, in operand A of CONNECT_REQ (what the requester allows) and
+ * CONNECT_ACK (what the connection will use: the responder's choice, a
+ * subset of the request's).  Unknown bits are ignored, so a peer that
+ * predates a capability simply never agrees to it.
+ */
+#define VR_CAP_LINK_FCS 0x1ULL
 
 enum vr_nak_reason {
 	VR_NAK_NONE = 0,

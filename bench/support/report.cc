@@ -29,7 +29,11 @@ path_figures figures_from(const side_result& client, const side_result& server, 
     const side_result& rx = receiver_is_server ? server : client;
     f.measured = true;
     f.gib_per_s = rx.seconds > 0 ? rx.bytes / rx.seconds / gib : 0;
-    f.messages_per_s = client.seconds > 0 ? client.messages / client.seconds : 0;
+    // Messages count where they are delivered: at the receiver when it counts
+    // them (TCP's reader, the raw sink), else at the side whose completion
+    // says the peer has them (vmrdma's requester).
+    const side_result& counter = rx.messages > 0 ? rx : client;
+    f.messages_per_s = counter.seconds > 0 ? counter.messages / counter.seconds : 0;
     double moved = std::max(rx.bytes, client.bytes) / gib;
     f.client_cpu_s_per_gib = moved > 0 ? client.cpu_seconds / moved : 0;
     f.server_cpu_s_per_gib = moved > 0 ? server.cpu_seconds / moved : 0;
@@ -138,8 +142,25 @@ void write_svg(const std::string& path, mode m, unsigned mtu, const std::vector<
     f << "</svg>\n";
 }
 
-void print_json(std::FILE* out, const workload& w, const std::vector<row>& rows) {
-    std::fprintf(out, "{\"mode\":\"%s\",\"mtu\":%u,\"depth\":%u,\"rows\":[", mode_name(w.kind), w.mtu, w.depth);
+namespace {
+std::string json_escape(const std::string& in) {
+    std::string out;
+    for (char c : in) {
+        if (c == '"' || c == '\\') out += '\\';
+        out += c;
+    }
+    return out;
+}
+
+double cpu_per_gib(const path_figures& f) { return f.client_cpu_s_per_gib + f.server_cpu_s_per_gib + f.daemon_cpu_s_per_gib; }
+}  // namespace
+
+void print_json(std::FILE* out, const workload& w, const tcp_buffers& b, const std::vector<row>& rows) {
+    std::fprintf(out,
+                 "{\"mode\":\"%s\",\"mtu\":%u,\"depth\":%u,\"busy_poll_us\":%u,\"integrity\":\"%s\","
+                 "\"tcp_wmem_max\":%ld,\"tcp_rmem_max\":%ld,\"fairness\":\"%s\",\"rows\":[",
+                 mode_name(w.kind), w.mtu, w.depth, w.busy_poll_us, w.link_integrity ? "link" : "end-to-end",
+                 b.wmem_max, b.rmem_max, json_escape(fairness_statement(w, b)).c_str());
     for (std::size_t i = 0; i < rows.size(); ++i) {
         const auto& r = rows[i];
         std::fprintf(out, "%s{\"bytes\":%zu", i ? "," : "", r.size);
@@ -153,6 +174,16 @@ void print_json(std::FILE* out, const workload& w, const std::vector<row>& rows)
                          name, p->gib_per_s, p->messages_per_s, p->latency_median_us, p->latency_p99_us,
                          p->client_cpu_s_per_gib, p->server_cpu_s_per_gib, p->daemon_cpu_s_per_gib);
         }
+        // The ratios of issue targets, within this run (0 where a path is missing).
+        std::fprintf(out,
+                     ",\"ratios\":{\"bandwidth_vs_tcp\":%.3f,\"of_raw\":%.3f,\"raw_vs_tcp\":%.3f,"
+                     "\"messages_vs_tcp\":%.3f,\"cpu_per_gib_vs_tcp\":%.3f,\"latency_vs_tcp\":%.3f,"
+                     "\"unix_vs_eth\":%.3f}",
+                     ratio(r.vmrdma.gib_per_s, r.tcp.gib_per_s), ratio(r.vmrdma.gib_per_s, r.raw.gib_per_s),
+                     ratio(r.raw.gib_per_s, r.tcp.gib_per_s), ratio(r.vmrdma.messages_per_s, r.tcp.messages_per_s),
+                     ratio(cpu_per_gib(r.vmrdma), cpu_per_gib(r.tcp)),
+                     ratio(r.vmrdma.latency_median_us, r.tcp.latency_median_us),
+                     r.eth.measured ? ratio(r.vmrdma.gib_per_s, r.eth.gib_per_s) : 0.0);
         std::fprintf(out, "}");
     }
     std::fprintf(out, "]}\n");

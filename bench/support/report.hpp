@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "bench/support/child.hpp"
+#include "bench/support/fairness.hpp"
 #include "bench/support/workload.hpp"
 
 namespace vmrdma::bench {
@@ -34,6 +35,8 @@ path_figures figures_from(const side_result& client, const side_result& server, 
 void print_table(std::FILE* out, mode m, const std::vector<row>& rows);
 void write_csv(const std::string& path, mode m, const std::vector<row>& rows);
 void write_svg(const std::string& path, mode m, unsigned mtu, const std::vector<row>& rows);
-void print_json(std::FILE* out, const workload& w, const std::vector<row>& rows);
+// One JSON object: the workload, the fairness terms, every path's figures
+// and, per row, the ratios the targets are stated in.
+void print_json(std::FILE* out, const workload& w, const tcp_buffers& b, const std::vector<row>& rows);
 
 }  // namespace vmrdma::bench

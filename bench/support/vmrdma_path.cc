@@ -35,6 +35,7 @@ bool keep_going(const workload& w, std::uint64_t done, clock_type::time_point t0
 device_options device_options_for(const workload& w) {
     device_options o;
     o.bundle_small_frames = w.bundle;
+    if (w.link_integrity) o.integrity = device_options::integrity_mode::link;
     return o;
 }
 

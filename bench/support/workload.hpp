@@ -12,12 +12,16 @@ enum class mode { write, read, send, lat };
 struct workload {
     mode kind = mode::write;
     std::size_t size = 65536;   // message size in bytes
-    unsigned depth = 16;        // messages in flight (bandwidth modes)
+    // Messages in flight (bandwidth modes). 128, as perftest's ib_write_bw
+    // keeps: TCP's own in-flight budget is its socket buffer (megabytes, see
+    // tcp_budget), so a depth of 16 would tie vmrdma's hands, not TCP's.
+    unsigned depth = 128;
     double seconds = 1.0;       // how long to run, unless iterations is set
     std::uint64_t iterations = 0;
     unsigned mtu = 9000;
     unsigned busy_poll_us = 0;  // poll for completions this long before blocking (both paths)
     bool bundle = true;         // eth: small frames to one peer leave bundled
+    bool link_integrity = false; // vmrdma: payloads rest on the link's FCS (device_options::integrity)
 };
 
 inline const char* mode_name(mode m) {

@@ -428,3 +428,39 @@ TEST_CASE("small writes posted together leave bundled, and arrive as if sent alo
         }
     }
 }
+
+TEST_CASE("integrity modes: every pairing of link and end-to-end moves write, read and send intact") {
+    using mode = vmrdma::device_options::integrity_mode;
+    for (auto [ma, mb] : {std::pair{mode::link, mode::link}, std::pair{mode::link, mode::end_to_end},
+                          std::pair{mode::end_to_end, mode::link}}) {
+        CAPTURE(static_cast<int>(ma));
+        CAPTURE(static_cast<int>(mb));
+        event_loop loop;
+        vmrdma::testing::veth_pair veth("vrina", "vrinb", 9000);
+        vmrdma::device_options oa, ob;
+        oa.integrity = ma;
+        ob.integrity = mb;
+        auto a = device::open(loop, "eth:" + veth.a, oa);
+        auto b = device::open(loop, "eth:" + veth.b, ob);
+        auto ea = a->open_endpoint(1);
+        auto eb = b->open_endpoint(1, {.weight = 1, .listen = true});
+        constexpr std::size_t size = 300000;  // many full frames, and a short last one
+        auto src = pattern(size, 7);
+        std::vector<std::byte> remote(size, std::byte{0}), back(size, std::byte{0}), got(size, std::byte{0});
+        auto src_mr = ea.register_memory(src, access::none);
+        auto back_mr = ea.register_memory(back, access::local_write);
+        auto remote_mr = eb.register_memory(remote, access::remote_write | access::remote_read);
+        auto got_mr = eb.register_memory(got, access::local_write);
+        auto body = [&]() -> task<void> {
+            auto [client, server] = co_await connect_pair(ea, eb, b->mac());
+            co_await client.write(src_mr, 0, remote_mr.remote(), 0, size);
+            co_await client.read(back_mr, 0, remote_mr.remote(), 0, size);
+            auto recv = eb.recv(got_mr, 0, size, 5, ~0ull);
+            co_await vmrdma::when_all(client.send(src_mr, 0, size, 5), std::move(recv));
+        };
+        loop.run(body());
+        CHECK(remote == src);
+        CHECK(back == src);
+        CHECK(got == src);
+    }
+}

@@ -5,7 +5,8 @@
 #
 # In a network namespace of its own (re-executes itself under `unshare -n`),
 # it makes a veth pair with MTU 1500, captures EtherType 0x88B5 on one end
-# with dumpcap, runs opcode_tour on the pair (every opcode at least once),
+# with dumpcap, runs opcode_tour on the pair (every opcode at least once,
+# then once more with link integrity, whose data frames are flagged LINK_FCS),
 # then decodes the capture with `tshark -X lua_script:vmrdma.lua` and checks:
 # every opcode name of the spec appears (BUNDLE included: the tour posts
 # small writes together, which the eth: device bundles), every vmrdma frame
@@ -94,6 +95,9 @@ grep -q "Capturing on" dumpcap.log || { cat dumpcap.log >&2; fail "dumpcap did n
 sleep 0.5
 
 "$TOUR" vwa vwb || fail "opcode_tour failed (exit $?)"
+# Again with both ends agreeing to link integrity: data frames flagged
+# LINK_FCS, whose CRC covers the headers only, must decode as "crc: good" too.
+"$TOUR" vwa vwb --integrity-link || fail "opcode_tour --integrity-link failed (exit $?)"
 
 sleep 0.5  # let the last frames reach the capture
 kill -INT "$cap_pid"
@@ -108,6 +112,10 @@ tshark -r capture.pcapng -X lua_script:"$LUA" -Y vmrdma -T fields -E separator=/
     -e frame.number -e vmrdma.opname -e vmrdma.crc.status -e _ws.expert.message -e vmrdma.problem \
     -e _ws.col.Info -e vmrdma.bundle.count >decoded.tsv 2>tshark.err || { cat tshark.err >&2; fail "tshark could not decode the capture"; }
 if grep -iq "lua" tshark.err; then cat tshark.err >&2; fail "the Lua dissector reported errors"; fi
+
+link_fcs=$(tshark -r capture.pcapng -X lua_script:"$LUA" -Y "vmrdma.flags.link_fcs == 1" 2>/dev/null | wc -l)
+echo "dissector_test: $link_fcs frames flagged LINK_FCS (header-only CRC)"
+[ "$link_fcs" -gt 0 ] || fail "the --integrity-link tour put no LINK_FCS frame on the wire"
 
 decoded=$(wc -l <decoded.tsv)
 echo "dissector_test: $captured frames captured, $decoded decoded as vmrdma"

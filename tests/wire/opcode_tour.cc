@@ -57,14 +57,19 @@ void step(const char* text) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    if (argc != 3) {
-        std::fprintf(stderr, "usage: %s IF_A IF_B\n", argv[0]);
+    const bool link = argc == 4 && std::string(argv[3]) == "--integrity-link";
+    if (argc != 3 && !link) {
+        std::fprintf(stderr, "usage: %s IF_A IF_B [--integrity-link]\n", argv[0]);
         return 2;
     }
     try {
         vmrdma::event_loop loop;
-        auto a = vmrdma::device::open(loop, std::string("eth:") + argv[1]);
-        auto b = vmrdma::device::open(loop, std::string("eth:") + argv[2]);
+        // --integrity-link: both ends agree that payloads rest on the link's
+        // FCS, so the data frames carry the LINK_FCS flag and a header-only CRC.
+        vmrdma::device_options options;
+        if (link) options.integrity = vmrdma::device_options::integrity_mode::link;
+        auto a = vmrdma::device::open(loop, std::string("eth:") + argv[1], options);
+        auto b = vmrdma::device::open(loop, std::string("eth:") + argv[2], options);
         if (a->mtu() != 1500 || b->mtu() != 1500)
             std::fprintf(stderr, "opcode_tour: warning: MTU is %u/%u, not 1500\n", a->mtu(), b->mtu());
         auto ea = a->open_endpoint(1);

@@ -136,7 +136,8 @@ local NAK_MAX = 10
 
 local F_ACKREQ = 0x01
 local F_ABORT = 0x02
-local F_ALL = 0x03
+local F_LINK_FCS = 0x04 -- CRC over the headers only; the payload rests on the link's FCS
+local F_ALL = 0x07
 
 local OP_WRITE_FIRST, OP_WRITE_ONLY = 0x01, 0x04
 local OP_READ_RESP_FIRST, OP_READ_RESP_ONLY = 0x11, 0x14
@@ -158,7 +159,8 @@ local f = {
     flags = ProtoField.uint8("vmrdma.flags", "Flags", base.HEX),
     flag_ackreq = ProtoField.uint8("vmrdma.flags.ackreq", "ACKREQ (last frame of a message)", base.DEC, nil, F_ACKREQ),
     flag_abort = ProtoField.uint8("vmrdma.flags.abort", "ABORT (frame of a cancelled message)", base.DEC, nil, F_ABORT),
-    flag_unknown = ProtoField.uint8("vmrdma.flags.unknown", "Unknown flag bits", base.HEX, nil, 0xFC),
+    flag_link_fcs = ProtoField.uint8("vmrdma.flags.link_fcs", "LINK_FCS (CRC covers the headers, not the payload)", base.DEC, nil, F_LINK_FCS),
+    flag_unknown = ProtoField.uint8("vmrdma.flags.unknown", "Unknown flag bits", base.HEX, nil, 0xF8),
     nak_reason = ProtoField.uint8("vmrdma.nak_reason", "NAK reason", base.DEC, nak_reasons),
     src_ep = ProtoField.uint16("vmrdma.src_ep", "Source endpoint", base.DEC),
     dst_ep = ProtoField.uint16("vmrdma.dst_ep", "Destination endpoint", base.DEC),
@@ -267,6 +269,9 @@ local function semantics(h)
     end
     if op == OP_NAK and h.nak == 0 then return "field", "NAK without a reason" end
     if abort and not is_data(op) then return "field", "ABORT flag on a non-data frame" end
+    if band(h.flags, F_LINK_FCS) ~= 0 and pl == 0 then
+        return "field", "LINK_FCS flag on a frame without payload"
+    end
 
     if op >= OP_WRITE_FIRST and op <= OP_WRITE_ONLY then
         if pl > h.total_len or (abort and pl ~= 0) then
@@ -351,9 +356,11 @@ local function dissect_frame(tvb, tree, eth)
     local flag_names = {}
     if band(h.flags, F_ACKREQ) ~= 0 then flag_names[#flag_names + 1] = "ACKREQ" end
     if band(h.flags, F_ABORT) ~= 0 then flag_names[#flag_names + 1] = "ABORT" end
+    if band(h.flags, F_LINK_FCS) ~= 0 then flag_names[#flag_names + 1] = "LINK_FCS" end
     if #flag_names > 0 then fi:append_text(" (" .. table.concat(flag_names, ", ") .. ")") end
     fi:add(f.flag_ackreq, tvb(2, 1))
     fi:add(f.flag_abort, tvb(2, 1))
+    fi:add(f.flag_link_fcs, tvb(2, 1))
     fi:add(f.flag_unknown, tvb(2, 1))
     local ni = root:add(f.nak_reason, tvb(3, 1))
     root:add(f.src_ep, tvb(4, 2))
@@ -396,7 +403,9 @@ local function dissect_frame(tvb, tree, eth)
             local st = crc32c_update(0xFFFFFFFF, eth)
             st = crc32c_update(st, tvb:raw(0, 60))
             st = crc32c_update(st, "\0\0\0\0")
-            if actual_pl > 0 then st = crc32c_update(st, tvb:raw(HDR_LEN, actual_pl)) end
+            if actual_pl > 0 and band(h.flags, F_LINK_FCS) == 0 then
+                st = crc32c_update(st, tvb:raw(HDR_LEN, actual_pl))
+            end
             local computed = crc32c_final(st)
             root:add(f.crc_calc, tvb(60, 4), computed):set_generated()
             if computed == h.crc then

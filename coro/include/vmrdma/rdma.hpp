@@ -91,6 +91,16 @@ struct device_options {
     // leave as one bundle frame (docs/wire-format.md). Every vmrdma receiver
     // unpacks bundles; off only to compare.
     bool bundle_small_frames = true;
+    // What each frame's CRC32C covers (docs/wire-format.md, "Integrity").
+    // end_to_end: every byte, the payload included, from the sender's memory
+    // to the receiver's. link: a connection whose two ends both allow it
+    // leaves payloads to the link's own frame check (Ethernet's FCS) and
+    // checks only the headers, which saves reading every payload byte once
+    // on each side; it gives up detecting corruption inside switches and
+    // NICs, as TCP with checksum offload does. Either end left at
+    // end_to_end keeps the connection end to end.
+    enum class integrity_mode { end_to_end, link };
+    integrity_mode integrity = integrity_mode::end_to_end;
 };
 
 struct endpoint_options {
