@@ -37,12 +37,14 @@ struct options {
     int repeats = 3;
     bool json = false;
     bool crc = true;  // also time CRC32C alone
+    bool link_integrity = false;  // both engines agree payloads rest on the link's FCS
     std::vector<std::uint32_t> sizes;
 };
 
 void usage(const char* argv0) {
     std::printf(
         "usage: %s [-a | -s SIZE]... [--mtu N] [--depth N] [-n N | -b BYTES] [--repeats N] [--json] [--no-crc]\n"
+        "       [--integrity end-to-end|link]\n"
         "Measures the vmrdma protocol engine alone: two engines joined by a zero-cost\n"
         "in-memory link, engine A keeping DEPTH RDMA writes outstanding to engine B.\n"
         "Prints messages/s, GiB/s and ns of engine CPU per frame (both directions) per\n"
@@ -56,7 +58,9 @@ void usage(const char* argv0) {
         "                at least 64 and at most 500000 messages)\n"
         "  --repeats N   runs per size; the median is printed (default 3)\n"
         "  --json        print a JSON array instead of the table\n"
-        "  --no-crc      skip timing CRC32C alone (e.g. to profile the engine only)\n",
+        "  --no-crc      skip timing CRC32C alone (e.g. to profile the engine only)\n"
+        "  --integrity I end-to-end (default: the CRC covers every payload byte) or link\n"
+        "                (headers only; docs/wire-format.md, Integrity)\n",
         argv0);
 }
 
@@ -125,6 +129,7 @@ vr_config make_config(const options& o, std::uint8_t last_mac_byte, host* h) {
     c.max_recvs = 256;
     c.unexp_depth = 1;
     c.unexp_buf_size = 4096;
+    c.integrity = o.link_integrity ? VR_INTEGRITY_LINK : VR_INTEGRITY_END_TO_END;
     // Tuning: the engine's profile (VR_DEFAULT_* in proto/engine.h), as
     // every host takes it.
     h->ops.xmit = on_xmit;
@@ -272,7 +277,7 @@ double crc_seconds(const result& r, const options& o, const std::vector<std::uin
             std::uint32_t off = i * mps, len = std::min(mps, r.size - off);
             for (int side = 0; side < 2; ++side) {
                 crc = vr_crc32c_update(crc, h, hdr);
-                crc = vr_crc32c_update(crc, src.data() + off, len);
+                if (!o.link_integrity) crc = vr_crc32c_update(crc, src.data() + off, len);
             }
         }
     for (std::uint64_t i = 0; i < 2 * ctl; ++i) crc = vr_crc32c_update(crc, h, hdr);
@@ -345,6 +350,9 @@ int main(int argc, char** argv) {
             o.json = true;
         } else if (a == "--no-crc") {
             o.crc = false;
+        } else if (a == "--integrity" && i + 1 < argc &&
+                   (std::string(argv[i + 1]) == "link" || std::string(argv[i + 1]) == "end-to-end")) {
+            o.link_integrity = std::string(argv[++i]) == "link";
         } else {
             std::fprintf(stderr, "engine_bench: unknown option '%s' (try --help)\n", a.c_str());
             return 2;

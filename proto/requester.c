@@ -136,13 +136,23 @@ int vr_post_cswap(struct vr_engine *eng, u32 conn, u32 rkey, u64 roff, u64 compa
 /* The op in c's ring whose PSN range holds psn, or NULL. */
 struct vr_op *vr_op_for_psn(const struct vr_engine *eng, struct vr_conn *c, u32 psn)
 {
-	u32 cap = 2 * eng->cfg.max_ops, i;
+	u32 cap = 2 * eng->cfg.max_ops, i, pos = c->ring_head;
+	struct vr_op *op = &c->ops[c->psn_hint];
 
+	/* Nearly every call asks for the op of the last answer or the next
+	 * one (the frames of one message go out in a row); only a miss scans
+	 * the ring, without a division per step. */
+	if (op->in_ring && vr_psn_le(op->psn_first, psn) &&
+	    vr_psn_lt(psn, op->psn_first + op->nframes))
+		return op;
 	for (i = 0; i < c->ring_len; i++) {
-		struct vr_op *op = &c->ops[c->ring[(c->ring_head + i) % cap]];
-
-		if (vr_psn_le(op->psn_first, psn) && vr_psn_lt(psn, op->psn_first + op->nframes))
+		op = &c->ops[c->ring[pos]];
+		if (vr_psn_le(op->psn_first, psn) && vr_psn_lt(psn, op->psn_first + op->nframes)) {
+			c->psn_hint = c->ring[pos];
 			return op;
+		}
+		if (++pos == cap)
+			pos = 0;
 	}
 	return NULL;
 }
