@@ -163,7 +163,7 @@ path_figures measure_split(const vmrdma::examples::netns_pair& net, const worklo
     if (pipe2(stop, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
     child dmn(net.b(), [&](const std::function<void()>& ready) {
         close(stop[1]);
-        return daemon_side("eth:" + net.b().ifname, socket_path, stop[0], ready);
+        return daemon_side("eth:" + net.b().ifname, socket_path, stop[0], device_options_for(w), ready);
     });
     close(stop[0]);
     path_figures f;

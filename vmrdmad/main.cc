@@ -26,6 +26,9 @@ void usage(std::FILE* out = stderr) {
                  "               [--max-endpoints N] [--max-regions N] [--max-bytes N]\n"
                  "               [--max-ring N] [--max-weight N] [--drain-timeout-ms N (default 5000)]\n"
                  "               [--inflight-bytes N (default 4194304; 0: DRR only)] [--xen]\n"
+                 "               [--integrity end-to-end|link (default end-to-end)]\n"
+                 "--integrity link: connections whose peer allows it too check only the headers\n"
+                 "and leave payloads to the link's FCS (docs/wire-format.md, Integrity).\n"
                  "--xen: also be the Xen backend (in dom0, instead of backend_kmod): serve the\n"
                  "guests' frontend_kmod through libxengnttab/libxenevtchn, with the same limits,\n"
                  "weights and admission as socket frontends (docs/xen.md).\n"
@@ -89,6 +92,15 @@ int main(int argc, char** argv) {
                 opts.drain_timeout = std::chrono::milliseconds(std::stoul(value()));
             else if (a == "--xen")
                 xen_mode = true;
+            else if (a == "--integrity") {
+                std::string m = value();
+                if (m == "link")
+                    opts.engine.integrity = vmrdma::device_options::integrity_mode::link;
+                else if (m != "end-to-end") {
+                    std::fprintf(stderr, "vmrdmad: --integrity must be end-to-end or link\n");
+                    return 2;
+                }
+            }
             else if (a == "--help" || a == "-h") {
                 usage(stdout);
                 return 0;

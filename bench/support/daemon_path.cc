@@ -8,10 +8,11 @@
 namespace vmrdma::bench {
 
 side_result daemon_side(const std::string& device_uri, const std::string& socket_path, int stop_fd,
-                        const std::function<void()>& ready) {
+                        const device_options& engine, const std::function<void()>& ready) {
     event_loop loop;
     vmrdmad::options opts;
     opts.socket_path = socket_path;
+    opts.engine = engine;
     vmrdmad::daemon d(loop, device_uri, opts);  // listening from here on
     side_result r;
     double cpu0 = cpu_now();
