@@ -111,6 +111,7 @@ void vr_comp_rx_ack(struct vr_engine *eng, struct vr_conn *c, u32 ack, u64 now)
 	}
 	/* progress: reset back-off and retry budgets */
 	c->retries = 0;
+	c->stall_since = 0;
 	c->rnr_retries = 0;
 	c->rto = eng->cfg.rto_ns;
 	c->rto_deadline = c->snd_una == c->snd_hi ? VR_U64_MAX : now + c->rto;

@@ -304,7 +304,12 @@ void vr_conn_timer(struct vr_engine *eng, struct vr_conn *c, u64 now)
 		c->rnr_until = 0;
 	if (now >= c->rto_deadline) {
 		VR_CTR(eng, e, timeouts, 1);
-		if (++c->retries > eng->cfg.retry_limit) {
+		if (!c->stall_since)
+			c->stall_since = now ? now : 1;
+		/* Gone only when silent for the whole budget: a peer whose
+		 * loop is busy for a while keeps its connection. */
+		if (++c->retries > eng->cfg.retry_limit &&
+		    now - c->stall_since >= eng->cfg.peer_timeout_ns) {
 			vr_conn_fail(eng, c, -ETIMEDOUT, true);
 			return;
 		}

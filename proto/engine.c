@@ -20,6 +20,7 @@ static void apply_defaults(struct vr_config *c)
 	if (!c->rto_ns) c->rto_ns = VR_DEFAULT_RTO_NS;
 	if (!c->rto_max_ns) c->rto_max_ns = VR_DEFAULT_RTO_MAX_FACTOR * c->rto_ns;
 	if (!c->retry_limit) c->retry_limit = VR_DEFAULT_RETRY_LIMIT;
+	if (!c->peer_timeout_ns) c->peer_timeout_ns = VR_DEFAULT_PEER_TIMEOUT_NS;
 	if (!c->rnr_delay_ns) c->rnr_delay_ns = VR_DEFAULT_RNR_DELAY_NS;
 	if (!c->rnr_retry_limit) c->rnr_retry_limit = VR_DEFAULT_RNR_RETRY_LIMIT;
 	if (!c->mem) c->mem = &vr_ptr_mem_ops;

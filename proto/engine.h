@@ -98,6 +98,9 @@ struct vr_host_ops {
 #define VR_DEFAULT_RTO_NS 20000000ULL
 #define VR_DEFAULT_RTO_MAX_FACTOR 16 /* rto_max_ns = factor x rto_ns */
 #define VR_DEFAULT_RETRY_LIMIT 7
+/* A peer is gone after this long without acknowledged progress: long enough
+ * for a peer whose loop is busy for seconds (a large compare, a page-in). */
+#define VR_DEFAULT_PEER_TIMEOUT_NS 8000000000ULL
 #define VR_DEFAULT_RNR_DELAY_NS 1000000ULL
 #define VR_DEFAULT_RNR_RETRY_LIMIT 50
 
@@ -130,7 +133,11 @@ struct vr_config {
 	u64 ack_delay_ns;     /* delayed-ACK timer */
 	u64 rto_ns;           /* initial retransmission timeout */
 	u64 rto_max_ns;
-	u32 retry_limit;      /* consecutive RTO expiries before -ETIMEDOUT */
+	/* A connection fails with -ETIMEDOUT when unacknowledged data has made
+	 * no progress for peer_timeout_ns and at least retry_limit consecutive
+	 * RTOs have expired (both: the time is the budget, the count a floor). */
+	u32 retry_limit;
+	u64 peer_timeout_ns;
 	u64 rnr_delay_ns;
 	u32 rnr_retry_limit;  /* consecutive RNR NAKs before failing */
 	u32 integrity;        /* enum vr_integrity; 0 = END_TO_END */

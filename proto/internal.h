@@ -55,6 +55,7 @@ struct vr_conn {
 	 * per loss event (a sequence NAK past `recover`), back to 2 on RTO */
 	u32 cwnd, ssthresh, cwnd_acked, recover;
 	u32 retries;
+	u64 stall_since;       /* first RTO expiry since the last progress (0: none) */
 	u64 rnr_until;
 	u32 rnr_retries;
 	/* receiver side of the inbound stream */

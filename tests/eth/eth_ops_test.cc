@@ -318,6 +318,7 @@ TEST_CASE("a peer that vanishes fails operations with errc::timeout, no hang") {
     vmrdma::device_options quick;
     quick.rto_ns = 2'000'000;
     quick.retry_limit = 3;
+    quick.peer_timeout_ns = 100'000'000;
     event_loop loop;
     vmrdma::testing::veth_pair veth("vrgone-a", "vrgone-b", 1500);
     auto a = device::open(loop, "eth:" + veth.a, quick);

@@ -74,6 +74,7 @@ TEST_CASE("a peer killed mid-transfer: the write fails with errc::timeout, no ha
         vmrdma::device_options quick;
         quick.rto_ns = 5'000'000;
         quick.retry_limit = 4;
+        quick.peer_timeout_ns = 200'000'000;  // the test's budget: gone after 0.2 s of silence
         vmrdma::event_loop loop;
         auto dev = vmrdma::device::open(loop, "eth:" + veth.a, quick);
         auto ep = dev->open_endpoint(1);

@@ -181,6 +181,7 @@ result run_case(const fault_case& fc, unsigned mtu, std::uint64_t seed) {
     vmrdma::device_options opts;
     opts.rto_ns = 5'000'000;  // 5 ms: recover quickly
     opts.retry_limit = 30;    // RTO backs off to 16 × 5 ms: ~2 s of silence before giving up
+    opts.peer_timeout_ns = 2'000'000'000;
     auto da = device::open(loop, "eth:fa", opts);
     auto db = device::open(loop, "eth:fb", opts);
     auto ea = da->open_endpoint(1);

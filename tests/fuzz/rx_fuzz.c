@@ -815,6 +815,7 @@ static void setup(void)
 	cfg.rto_ns = 50000;
 	cfg.rto_max_ns = 400000;
 	cfg.retry_limit = 3;
+	cfg.peer_timeout_ns = 1000;
 	cfg.rnr_delay_ns = 20000;
 	cfg.rnr_retry_limit = 3;
 	cfg.host = &host_ops;

@@ -1099,3 +1099,45 @@ TEST_CASE("bundles: every frame inside is applied like a lone frame; a malformed
 		CHECK(memcmp(dst.data(), src.data(), 600) == 0);
 	}
 }
+
+TEST_CASE("retransmit budget is time: a silence shorter than peer_timeout is survived, a longer one is not")
+{
+	vr_config cfg = base_cfg();
+	cfg.retry_limit = 3;
+	cfg.rto_ns = 100000;
+	cfg.rto_max_ns = 400000;
+	cfg.peer_timeout_ns = 50000000; /* 50 ms */
+	for (uint64_t silence : { 30000000ull, 0ull /* for good */ }) {
+		CAPTURE(silence);
+		Pair p(cfg, cfg);
+		GuardedBuf src, dst;
+		src.init(60000, 1);
+		dst.init(60000, 2);
+		REQUIRE(reg(p.A(), 0, src, 0) == 0);
+		REQUIRE(reg(p.B(), 0, dst, VR_ACCESS_ALL) == 0);
+		p.s.link(0, 1).down = true;
+		p.s.link(1, 0).down = true;
+		uint64_t t0 = p.s.now;
+		if (silence)
+			p.s.at(t0 + silence, [&] {
+				p.s.link(0, 1).down = false;
+				p.s.link(1, 0).down = false;
+			});
+		REQUIRE(vr_post_write(p.A().eng, p.ca, src.key, 0, dst.key, 0, 60000, 1) == 0);
+		REQUIRE(p.wait(1, 0, 1000000000));
+		const vr_completion *w = find(p.A(), 1);
+		if (silence) {
+			// Far more expiries than retry_limit, and still alive.
+			CHECK(w->status == 0);
+			CHECK(vr_engine_counters(p.A().eng)->timeouts > cfg.retry_limit + 10);
+			CHECK(memcmp(dst.data(), src.data(), 60000) == 0);
+			CHECK(vr_conn_state(p.A().eng, p.ca) == VR_CONN_CONNECTED);
+		} else {
+			CHECK(w->status == -ETIMEDOUT);
+			// Not before the budget, and within one capped RTO after it
+			// (the budget runs from the first expiry).
+			CHECK(p.s.now - t0 >= cfg.peer_timeout_ns);
+			CHECK(p.s.now - t0 < cfg.peer_timeout_ns + cfg.rto_ns + 2 * cfg.rto_max_ns);
+		}
+	}
+}

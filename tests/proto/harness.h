@@ -26,6 +26,7 @@ inline vr_config base_cfg()
 	c.rto_ns = 50000;
 	c.rto_max_ns = 800000;
 	c.retry_limit = 12;
+	c.peer_timeout_ns = 1000; /* the retry count decides in tests of timing */
 	c.rnr_delay_ns = 20000;
 	c.rnr_retry_limit = 200;
 	return c;

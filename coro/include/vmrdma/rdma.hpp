@@ -86,7 +86,12 @@ struct device_options {
     // same one vmrdmad and the Xen backend run with.
     std::uint32_t window_frames = 0;        // unacknowledged data frames per connection
     std::uint64_t rto_ns = 0;               // first retransmission timeout
-    std::uint32_t retry_limit = 0;          // RTO expiries before errc::timeout
+    // A peer is declared gone (errc::timeout) when data it has not
+    // acknowledged made no progress for peer_timeout_ns (0: 8 s) and at
+    // least retry_limit retransmission timeouts expired (0: 7). The time is
+    // the budget, so a peer whose thread is busy for a few seconds survives.
+    std::uint32_t retry_limit = 0;
+    std::uint64_t peer_timeout_ns = 0;
     // eth: consecutive small frames (up to half the MTU) bound for one peer
     // leave as one bundle frame (docs/wire-format.md). Every vmrdma receiver
     // unpacks bundles; off only to compare.

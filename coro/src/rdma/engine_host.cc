@@ -67,6 +67,7 @@ engine_host::engine_host(event_loop& loop, engine_events& events, std::string_vi
     cfg.window = o.window_frames;
     cfg.rto_ns = o.rto_ns;
     cfg.retry_limit = o.retry_limit;
+    cfg.peer_timeout_ns = o.peer_timeout_ns;
     cfg.integrity = o.integrity == device_options::integrity_mode::link ? VR_INTEGRITY_LINK
                                                                         : VR_INTEGRITY_END_TO_END;
     cfg.host = &host_ops_;
