@@ -465,3 +465,33 @@ TEST_CASE("integrity modes: every pairing of link and end-to-end moves write, re
         CHECK(got == src);
     }
 }
+
+TEST_CASE("a region without local_write is never written locally: a read into it or a receive into it is refused") {
+    pair_of_devices net(1500);
+    auto ea = net.a->open_endpoint(1);
+    auto eb = net.b->open_endpoint(1, {.weight = 1, .listen = true});
+    std::vector<std::byte> source(4096, std::byte{9}), readonly_a(4096, std::byte{0}), readonly_b(4096, std::byte{0});
+    auto source_mr = eb.register_memory(source, access::remote_read);
+    auto sink_a = ea.register_memory(readonly_a, access::none);
+    auto sink_b = eb.register_memory(readonly_b, access::none);
+    auto send_src = ea.register_memory(source, access::none);
+    auto body = [&]() -> task<void> {
+        auto [client, server] = co_await connect_pair(ea, eb, net.b->mac());
+        try {
+            co_await client.read(sink_a, 0, source_mr.remote(), 0, 4096);
+            FAIL("a read into a region without local_write must be refused");
+        } catch (const error& e) {
+            CHECK(e.code() == errc::access_denied);
+        }
+        try {
+            co_await eb.recv(sink_b, 0, 4096, 1);
+            FAIL("a receive into a region without local_write must be refused");
+        } catch (const error& e) {
+            CHECK(e.code() == errc::access_denied);
+        }
+        (void)send_src;
+    };
+    net.loop.run(body());
+    CHECK(readonly_a == std::vector<std::byte>(4096, std::byte{0}));
+    CHECK(readonly_b == std::vector<std::byte>(4096, std::byte{0}));
+}

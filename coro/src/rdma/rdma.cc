@@ -147,8 +147,9 @@ void endpoint::set_weight(std::uint32_t weight) {
 
 region endpoint::register_memory(std::span<std::byte> memory, access rights) {
     if (!core_) throw error(errc::invalid_argument, "endpoint is closed");
-    auto key = core_->transport().register_memory(id_, memory,
-                                                  static_cast<std::uint32_t>(rights) | VR_ACCESS_LOCAL_WRITE);
+    // The rights as given: without local_write the region is never written
+    // by this side (no read lands in it, no receive), as its owner asked.
+    auto key = core_->transport().register_memory(id_, memory, static_cast<std::uint32_t>(rights));
     return region(core_, key, memory);
 }
 
