@@ -192,6 +192,7 @@ int vr_nak_to_errno(u8 reason)
 	case VR_NAK_RNR: return -ENOBUFS;
 	case VR_NAK_RESOURCES: return -ENOBUFS;
 	case VR_NAK_INVALID: return -EINVAL;
+	case VR_NAK_TOO_LONG: return -EMSGSIZE;
 	default: return -EPROTO;
 	}
 }

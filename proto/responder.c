@@ -91,6 +91,14 @@ static u8 rx_send(struct vr_engine *eng, struct vr_conn *c, const struct vr_pars
 			return 0;
 		}
 		r = match_recv(eng, e, h->operand_a);
+		if (r && h->total_len > r->len) {
+			/* Both sides learn it, as in RC: the receive fails here
+			 * with nothing placed, the send with this NAK, which is
+			 * fatal for the connection like every access error. */
+			recv_done(eng, e, r, -EMSGSIZE, c->id, h->total_len, h->operand_a);
+			c->rx_kind = last ? VR_RX_NONE : VR_RX_DISCARD;
+			return VR_NAK_TOO_LONG;
+		}
 		if (r) {
 			r->state = VR_RECV_BOUND;
 			c->rx_kind = VR_RX_RECV;

@@ -148,7 +148,8 @@ enum vr_nak_reason {
 	VR_NAK_SEQ = 7,
 	VR_NAK_INVALID = 8, /* malformed request, e.g. unaligned atomic */
 	VR_NAK_REJECTED = 9, /* connection refused by accept policy */
-	VR_NAK_MAX = 10,
+	VR_NAK_TOO_LONG = 10, /* SEND longer than the receive it matched */
+	VR_NAK_MAX = 11,
 };
 
 /* Parse error classes; vr_wire_parse returns the matching negative errno. */

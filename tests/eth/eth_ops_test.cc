@@ -495,3 +495,41 @@ TEST_CASE("a region without local_write is never written locally: a read into it
     CHECK(readonly_a == std::vector<std::byte>(4096, std::byte{0}));
     CHECK(readonly_b == std::vector<std::byte>(4096, std::byte{0}));
 }
+
+TEST_CASE("a send longer than the receive it matches fails on both sides with message_too_long") {
+    pair_of_devices net(1500);
+    auto ea = net.a->open_endpoint(1);
+    auto eb = net.b->open_endpoint(1, {.weight = 1, .listen = true});
+    auto src = pattern(5000, 11);
+    std::vector<std::byte> small(100, std::byte{0});
+    auto src_mr = ea.register_memory(src, access::none);
+    auto small_mr = eb.register_memory(small, access::local_write);
+    std::string sender_error, receiver_error;
+    errc sender_code{}, receiver_code{};
+    auto body = [&]() -> task<void> {
+        auto [client, server] = co_await connect_pair(ea, eb, net.b->mac());
+        auto receiver = [&]() -> task<void> {
+            try {
+                co_await eb.recv(small_mr, 0, 100, 4);
+            } catch (const error& e) {
+                receiver_code = static_cast<errc>(e.code().value());
+                receiver_error = e.what();
+            }
+        };
+        auto sender = [&]() -> task<void> {
+            co_await net.loop.sleep_for(20ms);  // the receive is posted first
+            try {
+                co_await client.send(src_mr, 0, 5000, 4);
+            } catch (const error& e) {
+                sender_code = static_cast<errc>(e.code().value());
+                sender_error = e.what();
+            }
+        };
+        co_await vmrdma::when_all(receiver(), sender());
+    };
+    net.loop.run(body());
+    CAPTURE(sender_error);
+    CAPTURE(receiver_error);
+    CHECK(sender_code == errc::message_too_long);
+    CHECK(receiver_code == errc::message_too_long);
+}

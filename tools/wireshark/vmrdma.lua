@@ -131,8 +131,9 @@ local nak_reasons = {
     [7] = "SEQ",
     [8] = "INVALID",
     [9] = "REJECTED",
+    [10] = "TOO_LONG",
 }
-local NAK_MAX = 10
+local NAK_MAX = 11
 
 local F_ACKREQ = 0x01
 local F_ABORT = 0x02

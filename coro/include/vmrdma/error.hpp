@@ -23,6 +23,7 @@ enum class errc {
     permission_denied,    // e.g. raw sockets need CAP_NET_RAW
     protocol_error,       // the peer spoke something we cannot accept
     shut_down,            // the event loop or device is closing
+    message_too_long,     // a send was longer than the receive it matched (both sides)
 };
 
 const std::error_category& category() noexcept;

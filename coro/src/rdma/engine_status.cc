@@ -40,6 +40,7 @@ constexpr row table[] = {
     {EBADMSG, 0, errc::protocol_error},
     {ESHUTDOWN, 0, errc::shut_down},  // vmrdmad is stopping or gone
     {EBUSY, 0, errc::resources_exhausted},  // an endpoint id still closing
+    {EMSGSIZE, 0, errc::message_too_long},
 };
 
 }  // namespace

@@ -24,6 +24,7 @@ public:
         case errc::permission_denied: return "permission denied";
         case errc::protocol_error: return "protocol error";
         case errc::shut_down: return "shut down";
+        case errc::message_too_long: return "message longer than the receive it matched";
         }
         return "unknown vmrdma error";
     }
