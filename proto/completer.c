@@ -113,6 +113,7 @@ void vr_comp_rx_ack(struct vr_engine *eng, struct vr_conn *c, u32 ack, u64 now)
 	c->retries = 0;
 	c->stall_since = 0;
 	c->rnr_retries = 0;
+	c->rnr_since = 0;
 	c->rto = eng->cfg.rto_ns;
 	c->rto_deadline = c->snd_una == c->snd_hi ? VR_U64_MAX : now + c->rto;
 }
@@ -140,7 +141,10 @@ void vr_comp_rx_nak(struct vr_engine *eng, struct vr_conn *c, const struct vr_pa
 	case VR_NAK_RNR:
 	case VR_NAK_RESOURCES:
 		VR_CTR(eng, e, rnr_waits, 1);
-		if (++c->rnr_retries > eng->cfg.rnr_retry_limit) {
+		if (!c->rnr_since)
+			c->rnr_since = now ? now : 1;
+		if (++c->rnr_retries > eng->cfg.rnr_retry_limit &&
+		    now - c->rnr_since >= eng->cfg.rnr_timeout_ns) {
 			op = vr_op_for_psn(eng, c, psn);
 			if (op)
 				op_complete_nak(eng, c, op, -ENOBUFS, 0, why);

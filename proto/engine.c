@@ -23,6 +23,7 @@ static void apply_defaults(struct vr_config *c)
 	if (!c->peer_timeout_ns) c->peer_timeout_ns = VR_DEFAULT_PEER_TIMEOUT_NS;
 	if (!c->rnr_delay_ns) c->rnr_delay_ns = VR_DEFAULT_RNR_DELAY_NS;
 	if (!c->rnr_retry_limit) c->rnr_retry_limit = VR_DEFAULT_RNR_RETRY_LIMIT;
+	if (!c->rnr_timeout_ns) c->rnr_timeout_ns = VR_DEFAULT_RNR_TIMEOUT_NS;
 	if (!c->mem) c->mem = &vr_ptr_mem_ops;
 }
 

@@ -103,6 +103,8 @@ struct vr_host_ops {
 #define VR_DEFAULT_PEER_TIMEOUT_NS 8000000000ULL
 #define VR_DEFAULT_RNR_DELAY_NS 1000000ULL
 #define VR_DEFAULT_RNR_RETRY_LIMIT 50
+/* ... and at least this long since the first refusal (receivers post late). */
+#define VR_DEFAULT_RNR_TIMEOUT_NS 1000000000ULL
 
 /*
  * What a frame's CRC covers (docs/wire-format.md).  END_TO_END: every byte,
@@ -139,7 +141,10 @@ struct vr_config {
 	u32 retry_limit;
 	u64 peer_timeout_ns;
 	u64 rnr_delay_ns;
-	u32 rnr_retry_limit;  /* consecutive RNR NAKs before failing */
+	/* A message the receiver keeps refusing (RNR) fails once it has been
+	 * refused rnr_retry_limit times and for rnr_timeout_ns. */
+	u32 rnr_retry_limit;
+	u64 rnr_timeout_ns;
 	u32 integrity;        /* enum vr_integrity; 0 = END_TO_END */
 	const struct vr_host_ops *host;
 	const struct vr_mem_ops *mem; /* NULL -> vr_ptr_mem_ops */

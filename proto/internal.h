@@ -58,6 +58,7 @@ struct vr_conn {
 	u64 stall_since;       /* first RTO expiry since the last progress (0: none) */
 	u64 rnr_until;
 	u32 rnr_retries;
+	u64 rnr_since;         /* first RNR NAK since the last progress (0: none) */
 	/* receiver side of the inbound stream */
 	u32 rcv_nxt;
 	u32 unacked_rx;

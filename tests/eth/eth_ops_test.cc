@@ -533,3 +533,34 @@ TEST_CASE("a send longer than the receive it matches fails on both sides with me
     CHECK(sender_code == errc::message_too_long);
     CHECK(receiver_code == errc::message_too_long);
 }
+
+TEST_CASE("receiver_not_ready comes when the configured patience runs out, not after a fixed 57 ms") {
+    event_loop loop;
+    vmrdma::testing::veth_pair veth("vrrnra", "vrrnrb", 1500);
+    vmrdma::device_options patient;
+    patient.receiver_not_ready_timeout_ns = 400'000'000;  // 0.4 s
+    vmrdma::device_options no_queue;
+    no_queue.unexpected_messages = 0;  // a send with no posted receive is refused (RNR)
+    auto a = device::open(loop, "eth:" + veth.a, patient);
+    auto b = device::open(loop, "eth:" + veth.b, no_queue);
+    auto ea = a->open_endpoint(1);
+    auto eb = b->open_endpoint(1, {.weight = 1, .listen = true});
+    std::vector<std::byte> src(64, std::byte{1});
+    auto src_mr = ea.register_memory(src, access::none);
+    double seconds = 0;
+    errc code{};
+    auto body = [&]() -> task<void> {
+        auto [client, server] = co_await connect_pair(ea, eb, b->mac());
+        auto t0 = std::chrono::steady_clock::now();
+        try {
+            co_await client.send(src_mr, 0, 64, 3);
+        } catch (const error& e) {
+            code = static_cast<errc>(e.code().value());
+        }
+        seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    };
+    loop.run(body());
+    CHECK(code == errc::receiver_not_ready);
+    CHECK(seconds >= 0.39);
+    CHECK(seconds < 5.0);
+}

@@ -818,6 +818,7 @@ static void setup(void)
 	cfg.peer_timeout_ns = 1000;
 	cfg.rnr_delay_ns = 20000;
 	cfg.rnr_retry_limit = 3;
+	cfg.rnr_timeout_ns = 1000;
 	cfg.host = &host_ops;
 	need = vr_engine_mem_size(&cfg);
 	CHECK(need && need <= ENG_MEM, "engine needs %zu bytes", need);

@@ -29,6 +29,7 @@ inline vr_config base_cfg()
 	c.peer_timeout_ns = 1000; /* the retry count decides in tests of timing */
 	c.rnr_delay_ns = 20000;
 	c.rnr_retry_limit = 200;
+	c.rnr_timeout_ns = 1000; /* the count decides in tests of timing */
 	return c;
 }
 

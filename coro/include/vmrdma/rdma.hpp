@@ -92,6 +92,10 @@ struct device_options {
     // the budget, so a peer whose thread is busy for a few seconds survives.
     std::uint32_t retry_limit = 0;
     std::uint64_t peer_timeout_ns = 0;
+    // A send that finds no posted receive (and no room in the peer's
+    // unexpected queue) is retried; it fails with errc::receiver_not_ready
+    // once the peer has refused it for this long (0: 1 s).
+    std::uint64_t receiver_not_ready_timeout_ns = 0;
     // eth: consecutive small frames (up to half the MTU) bound for one peer
     // leave as one bundle frame (docs/wire-format.md). Every vmrdma receiver
     // unpacks bundles; off only to compare.
