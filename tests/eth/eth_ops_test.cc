@@ -564,3 +564,63 @@ TEST_CASE("receiver_not_ready comes when the configured patience runs out, not a
     CHECK(seconds >= 0.39);
     CHECK(seconds < 5.0);
 }
+
+TEST_CASE("error messages name the operation and the reason, once") {
+    pair_of_devices net(1500);
+    auto ea = net.a->open_endpoint(1);
+    auto eb = net.b->open_endpoint(1, {.weight = 1, .listen = true});
+    std::vector<std::byte> words(64, std::byte{0}), sink(64, std::byte{0});
+    auto words_mr = eb.register_memory(words, access::remote_atomic);
+    auto sink_mr = eb.register_memory(sink, access::local_write);
+    std::string misaligned, cancelled;
+    auto body = [&]() -> task<void> {
+        auto [client, server] = co_await connect_pair(ea, eb, net.b->mac());
+        try {
+            co_await client.fetch_add(words_mr.remote(), 4, 1);
+        } catch (const error& e) {
+            CHECK(e.code() == errc::invalid_argument);
+            misaligned = e.what();
+        }
+        std::stop_source stop;
+        auto waiter = [&]() -> task<void> {
+            try {
+                co_await eb.recv(sink_mr, 0, 64, 99, ~0ull, stop.get_token());
+            } catch (const error& e) {
+                CHECK(e.code() == errc::cancelled);
+                cancelled = e.what();
+            }
+        };
+        auto stopper = [&]() -> task<void> {
+            co_await net.loop.sleep_for(5ms);
+            stop.request_stop();
+        };
+        co_await vmrdma::when_all(waiter(), stopper());
+    };
+    net.loop.run(body());
+    CAPTURE(misaligned);
+    CAPTURE(cancelled);
+    CHECK(misaligned.find("fetch_add") != std::string::npos);
+    CHECK(misaligned.find("8-byte aligned") != std::string::npos);
+    CHECK(cancelled.find("recv") != std::string::npos);
+    CHECK(cancelled.find("cancelled: operation cancelled") == std::string::npos);
+}
+
+TEST_CASE("eth: refuses a loopback interface and one that is down, saying why") {
+    event_loop loop;
+    try {
+        auto dev = device::open(loop, "eth:lo");
+        FAIL("eth:lo must be refused");
+    } catch (const error& e) {
+        CHECK(e.code() == errc::invalid_argument);
+        CHECK(std::string(e.what()).find("loopback") != std::string::npos);
+    }
+    vmrdma::testing::veth_pair veth("vrdowna", "vrdownb", 1500);
+    REQUIRE(std::system(("ip link set " + veth.a + " down").c_str()) == 0);
+    try {
+        auto dev = device::open(loop, "eth:" + veth.a);
+        FAIL("a down interface must be refused");
+    } catch (const error& e) {
+        CHECK(e.code() == errc::invalid_argument);
+        CHECK(std::string(e.what()).find("down") != std::string::npos);
+    }
+}

@@ -33,15 +33,36 @@ void device_core::free_op(std::uint32_t index) noexcept {
     free_ops_.push_back(index);
 }
 
-void device_core::refused(int rc) const {
+namespace {
+// What the application called, for error messages.
+const char* operation_name(std::uint8_t opcode) noexcept {
+    switch (opcode) {
+    case VR_RING_WRITE: return "write";
+    case VR_RING_READ: return "read";
+    case VR_RING_SEND: return "send";
+    case VR_RING_RECV: return "recv";
+    case VR_RING_FADD: return "fetch_add";
+    case VR_RING_CSWAP: return "compare_swap";
+    case VR_RING_CONNECT: return "connect";
+    case VR_RING_ACCEPT: return "accept";
+    case VR_RING_DISCONNECT: return "disconnect";
+    default: return "operation";
+    }
+}
+}  // namespace
+
+void device_core::refused(std::uint8_t opcode, int rc) const {
     if (rc == -ESHUTDOWN)
-        throw error(errc::shut_down,
-                    transport_->backend_name() + " is shutting down or gone: open a new device to reconnect");
-    throw error(code_from_status(rc), "the operation could not be posted");
+        throw error(errc::shut_down, std::string(operation_name(opcode)) + ": " + transport_->backend_name() +
+                                         " is shutting down or gone: open a new device to reconnect");
+    throw error(code_from_status(rc), std::string(operation_name(opcode)) + " could not be posted");
 }
 
 task<vr_completion> device_core::perform(vr_ring_req req, std::stop_token stop) {
-    if (stop.stop_requested()) throw error(errc::cancelled, "operation cancelled before it was posted");
+    const std::string name = operation_name(req.opcode);
+    // what() is "<context>: <the code's message>", so the context never
+    // repeats the message ("cancelled: operation cancelled").
+    if (stop.stop_requested()) throw error(errc::cancelled, name + ": its stop token fired before it was posted");
     const std::uint64_t room = transport_->room_of(req);
     const std::uint32_t index = alloc_op(req.conn, room);
     auto conn = connections_.find(req.conn);
@@ -62,22 +83,21 @@ task<vr_completion> device_core::perform(vr_ring_req req, std::stop_token stop) 
         }
         free_op(index);
         if (woken) wake_room(room);  // the room this one was woken for is someone else's
-        refused(rc);
+        refused(req.opcode, rc);
     }
     bool completed;
     {
         op_awaiter wait{*this, index, stop};
         completed = co_await wait;
     }
-    if (!completed) throw error(errc::cancelled, "operation cancelled");
+    if (!completed) throw error(errc::cancelled, name + ": its stop token fired");
     vr_completion wc = ops_[index].wc;
     free_op(index);
     if (wc.status == -ESHUTDOWN)
         throw error(errc::shut_down,
-                    transport_->backend_name() + " stopped or went away before the operation completed");
-    if (wc.status == -ECANCELED)
-        throw error(errc::cancelled, "operation cancelled: its endpoint or device was closed");
-    if (wc.status != 0) throw error(code_from_status(wc.status, wc.nak_reason), "RDMA operation failed");
+                    name + ": " + transport_->backend_name() + " stopped or went away before it completed");
+    if (wc.status == -ECANCELED) throw error(errc::cancelled, name + ": its endpoint or device was closed");
+    if (wc.status != 0) throw error(code_from_status(wc.status, wc.nak_reason), "RDMA " + name + " failed");
     co_return wc;
 }
 

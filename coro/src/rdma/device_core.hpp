@@ -78,7 +78,7 @@ private:
     }
     void wake_room(std::uint64_t room) noexcept;
     void wake_fences(connection_state& c) noexcept;
-    [[noreturn]] void refused(int rc) const;
+    [[noreturn]] void refused(std::uint8_t opcode, int rc) const;
 
     event_loop& loop_;
     std::unique_ptr<detail::transport> transport_;

@@ -1,6 +1,7 @@
 #include "eth_port.hpp"
 
 #include <arpa/inet.h>
+#include <net/if_arp.h>
 #include <linux/if_packet.h>
 #include <net/ethernet.h>
 #include <net/if.h>
@@ -37,7 +38,18 @@ eth_port::eth_port(std::string_view ifname, std::uint16_t ethertype) : name_(ifn
     try {
         ifreq ifr{};
         std::memcpy(ifr.ifr_name, name_.c_str(), name_.size() + 1);
+        if (ioctl(fd_, SIOCGIFFLAGS, &ifr) < 0) fail(errno, "eth:" + name_ + ": SIOCGIFFLAGS");
+        // Both would "work" and then reach no peer: say so at open.
+        if (ifr.ifr_flags & IFF_LOOPBACK)
+            throw error(errc::invalid_argument, "eth:" + name_ +
+                                                    " is a loopback interface: vmrdma needs an Ethernet "
+                                                    "interface with a MAC address (a NIC, a veth, a bridge port)");
+        if (!(ifr.ifr_flags & IFF_UP))
+            throw error(errc::invalid_argument,
+                        "eth:" + name_ + " is down: bring it up first (ip link set " + name_ + " up)");
         if (ioctl(fd_, SIOCGIFHWADDR, &ifr) < 0) fail(errno, "eth:" + name_ + ": SIOCGIFHWADDR");
+        if (ifr.ifr_hwaddr.sa_family != ARPHRD_ETHER)
+            throw error(errc::invalid_argument, "eth:" + name_ + " is not an Ethernet interface");
         std::memcpy(mac_.bytes.data(), ifr.ifr_hwaddr.sa_data, 6);
         if (ioctl(fd_, SIOCGIFMTU, &ifr) < 0) fail(errno, "eth:" + name_ + ": SIOCGIFMTU");
         mtu_ = static_cast<std::uint32_t>(ifr.ifr_mtu);

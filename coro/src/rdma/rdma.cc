@@ -60,6 +60,14 @@ std::uint32_t checked_length(std::uint32_t length, std::uint64_t offset, std::ui
     return length;
 }
 
+// Atomics work on whole 64-bit words; the engine would refuse the post with
+// a bare EINVAL, so the reason is given here, where the call is known.
+void require_word_aligned(const char* what, std::uint64_t offset) {
+    if (offset % 8 != 0)
+        throw error(errc::invalid_argument, std::string(what) + ": remote offset " + std::to_string(offset) +
+                                                " is not 8-byte aligned (atomics act on 64-bit words)");
+}
+
 // Every operation is one request in proto/ring.h's form, whatever the
 // transport (transport.hpp).
 vr_ring_req request(std::uint8_t opcode) {
@@ -260,6 +268,7 @@ task<void> connection::send(const region& local, std::uint64_t offset, std::uint
 task<std::uint64_t> connection::fetch_add(remote_region remote, std::uint64_t offset, std::uint64_t add,
                                           std::stop_token stop) {
     if (!core_) throw error(errc::peer_gone, "connection is closed");
+    require_word_aligned("fetch_add", offset);
     auto r = rdma_request(VR_RING_FADD, id_, 0, 0, remote.rkey, offset, 8);
     r.operand = add;
     auto wc = co_await core_->perform(r, std::move(stop));
@@ -270,6 +279,7 @@ task<std::uint64_t> connection::compare_swap(remote_region remote, std::uint64_t
                                              std::uint64_t expected, std::uint64_t desired,
                                              std::stop_token stop) {
     if (!core_) throw error(errc::peer_gone, "connection is closed");
+    require_word_aligned("compare_swap", offset);
     auto r = rdma_request(VR_RING_CSWAP, id_, 0, 0, remote.rkey, offset, 8);
     r.operand = expected;
     r.swap = desired;
