@@ -17,6 +17,7 @@ enum exit_code : int {
     usage_error = 2,
     receiver_failed = 3,  // the receiver could not store the data (disk full, permission, ...)
     peer_lost = 4,        // the peer could not be reached, or vanished mid-transfer
+    interrupted = 130,    // SIGINT or SIGTERM: stopped; a rerun resumes (128 + SIGINT, as shells do)
 };
 
 struct serve_options {
@@ -38,7 +39,7 @@ struct send_options {
     std::vector<std::string> sources;
     double limit_rate = 0;        // bytes/s, 0 = unlimited
     double progress_interval = 0; // seconds; 0 = 0.25 on a TTY, 1 otherwise
-    unsigned connect_timeout_s = 10;
+    double connect_timeout_s = 10;  // waits this long for a receiver that is not listening yet
 };
 
 int serve(const serve_options& o);

@@ -65,7 +65,9 @@ const char* send_usage =
     "  --endpoint N            the receiver's endpoint id (default 7)\n"
     "  --limit-rate BYTES      at most this many bytes per second, K/M/G suffixes\n"
     "  --progress-interval S   seconds between progress updates (default 0.25 on a TTY, else 1)\n"
-    "  --connect-timeout S     give up connecting after S seconds (default 10)\n";
+    "  --connect-timeout S     wait up to S seconds (fractions allowed) for the receiver to\n"
+    "                          listen, then give up with exit 4 (default 10)\n"
+    "SIGINT or SIGTERM stops it with a message and exit 130; what arrived is kept.\n";
 
 const char* demo_usage =
     "usage: datamover demo [--size BYTES] [--files N] [--mtu N] [--workdir DIR] [--keep]\n"
@@ -90,6 +92,14 @@ std::uint64_t parse_size(const std::string& s) {
     else if (!suf.empty() || end == s.c_str()) throw std::runtime_error("not a size: " + s);
     if (v < 0) throw std::runtime_error("not a size: " + s);
     return static_cast<std::uint64_t>(v);
+}
+
+// Seconds, fractions allowed ("0.5"), at most max.
+double parse_seconds(const std::string& s, double max) {
+    char* end = nullptr;
+    double v = std::strtod(s.c_str(), &end);
+    if (s.empty() || *end || !(v > 0) || v > max) throw std::runtime_error("not a number of seconds in range: " + s);
+    return v;
 }
 
 unsigned long parse_uint(const std::string& s, unsigned long max) {
@@ -140,7 +150,7 @@ int cmd_send(args a) {
         else if (s == "--endpoint") o.endpoint = static_cast<std::uint16_t>(parse_uint(a.value(s), 65535));
         else if (s == "--limit-rate") o.limit_rate = static_cast<double>(parse_size(a.value(s)));
         else if (s == "--progress-interval") o.progress_interval = std::strtod(a.value(s).c_str(), nullptr);
-        else if (s == "--connect-timeout") o.connect_timeout_s = static_cast<unsigned>(parse_uint(a.value(s), 3600));
+        else if (s == "--connect-timeout") o.connect_timeout_s = parse_seconds(a.value(s), 3600);
         else if (s.size() > 1 && s[0] == '-' && s != "--") throw std::runtime_error("unknown option " + s);
         else if (s == "--") while (a.more()) o.sources.push_back(a.next());
         else o.sources.push_back(s);

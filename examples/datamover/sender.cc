@@ -1,6 +1,8 @@
 // datamover send: the sending side.
 #include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -120,6 +122,19 @@ public:
         for (const auto& e : entries_) total_ += e.size;
     }
 
+    // run(), stopped cleanly by SIGINT or SIGTERM (read from sigfd, a
+    // signalfd for both): a message, exit_code::interrupted, and what the
+    // receiver has is kept for a rerun to resume from.
+    task<int> run_until_signal(int sigfd) {
+        std::stop_source watch_stop;
+        vmrdma::async_scope watch;
+        watch.spawn(watch_signal(sigfd, watch_stop.get_token()));
+        int rc = co_await run();
+        watch_stop.request_stop();
+        co_await watch.join();
+        co_return interrupted_ ? exit_code::interrupted : rc;
+    }
+
     task<int> run() {
         // HELLO: the receiver's staging ring. Our local endpoint id is
         // random and a connection that brings no HELLO is retried from
@@ -138,9 +153,13 @@ public:
             ep_ = dev_.open_endpoint(id);
             auto hello_mr = ep_.register_memory(hello, access::local_write);
             try {
-                conn_ = co_await vmrdma::with_timeout(loop_, std::chrono::seconds(o_.connect_timeout_s),
-                                                      [&](std::stop_token st) { return ep_.connect(peer, o_.endpoint, st); });
+                conn_ = co_await ep_.connect(
+                    peer, o_.endpoint,
+                    std::chrono::duration_cast<std::chrono::nanoseconds>(
+                        std::chrono::duration<double>(o_.connect_timeout_s)),
+                    stop_.get_token());
             } catch (const vmrdma::error& e) {
+                if (interrupted_) co_return exit_code::interrupted;
                 std::fprintf(stderr, "datamover send: cannot reach a datamover receiver at %s endpoint %u: %s\n",
                              o_.peer.c_str(), o_.endpoint, e.what());
                 co_return exit_code::peer_lost;
@@ -229,6 +248,25 @@ private:
         finisher_free_.notify_all();
     }
     bool stopping() const { return stop_.stop_requested(); }
+
+    task<void> watch_signal(int fd, std::stop_token stop) {
+        signalfd_siginfo info{};
+        try {
+            co_await loop_.submit([&](io_uring_sqe* sqe) { io_uring_prep_read(sqe, fd, &info, sizeof info, 0); },
+                                  stop);
+        } catch (const vmrdma::error&) {
+            co_return;  // the transfer ended first
+        }
+        interrupted_ = true;
+        std::fprintf(stderr,
+                     "datamover send: %s: stopping. What arrived at %s is kept: rerun the same command to send "
+                     "only the rest\n",
+                     strsignal(static_cast<int>(info.ssi_signo)), o_.peer.c_str());
+        stop_.request_stop();
+        work_.notify_all();
+        file_closed_.notify_all();
+        finisher_free_.notify_all();
+    }
 
     // Sends the manifest entry by entry; queues the chunks of each file.
     task<void> manifest() {
@@ -469,8 +507,8 @@ private:
     int report() {
         double secs = std::chrono::duration<double>(clock_type::now() - t0_).count();
         double mib_s = secs > 0 ? static_cast<double>(bytes_sent_) / secs / (1 << 20) : 0;
-        int rc = exit_code::ok;
-        if (error_) {
+        int rc = interrupted_ ? exit_code::interrupted : exit_code::ok;
+        if (error_ && !interrupted_) {
             try {
                 std::rethrow_exception(error_);
             } catch (const remote_failure& e) {
@@ -519,6 +557,7 @@ private:
     std::vector<unsigned> free_finishers_;
     std::stop_source stop_;
     std::exception_ptr error_;
+    bool interrupted_ = false;  // SIGINT or SIGTERM stopped the transfer
     notifier work_, file_closed_, finisher_free_;
     std::deque<chunk_job> queue_;
     std::list<std::unique_ptr<file_job>> jobs_;
@@ -567,7 +606,15 @@ int send(const send_options& o) {
         std::srand(static_cast<unsigned>(getpid() ^ std::chrono::steady_clock::now().time_since_epoch().count()));
         auto dev = vmrdma::device::open(loop, o.device, dopt);
         sender s(o, loop, *dev, std::move(entries));
-        rc = loop.run(s.run());
+        sigset_t stop_signals;
+        sigemptyset(&stop_signals);
+        sigaddset(&stop_signals, SIGINT);
+        sigaddset(&stop_signals, SIGTERM);
+        sigprocmask(SIG_BLOCK, &stop_signals, nullptr);
+        int sigfd = signalfd(-1, &stop_signals, SFD_CLOEXEC);
+        if (sigfd < 0) throw std::runtime_error(std::string("signalfd: ") + std::strerror(errno));
+        rc = loop.run(s.run_until_signal(sigfd));
+        close(sigfd);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "datamover send: %s\n", e.what());
     }

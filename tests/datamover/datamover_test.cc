@@ -272,3 +272,59 @@ TEST_CASE("an unreachable receiver is reported as such") {
     CHECK(text.find("cannot reach a datamover receiver") != std::string::npos);
     run("rm -rf '" + dir + "'");
 }
+
+TEST_CASE("--connect-timeout (fractions allowed) is how long the sender waits for a receiver to listen") {
+    if (vmrdma::testing::skip_network_tests()) return;
+    net n;
+    auto dir = scratch();
+    make_file(dir + "/f", 3u << 20, 12, "644");
+    std::string slog = dir + "/serve.log", clog = dir + "/send.log";
+    // No receiver for 2.5 s: longer than one connect's own retries.
+    auto t0 = std::chrono::steady_clock::now();
+    pid_t cli = spawn({"send", "--device", "eth:dmv1", "--peer", n.mac0, "--connect-timeout", "10.5", dir + "/f"}, clog);
+    std::this_thread::sleep_for(2500ms);
+    pid_t srv = spawn({"serve", "--device", "eth:dmv0", "--dest", dir + "/dst", "--once"}, slog);
+    int rc = wait_exit(cli, 60s);
+    INFO(slurp(clog) << "\nserve: " << slurp(slog));
+    CHECK(rc == 0);
+    CHECK(std::chrono::steady_clock::now() - t0 >= 2500ms);
+    CHECK(wait_exit(srv, 20s) == 0);
+    run("cmp '" + dir + "/f' '" + dir + "/dst/f'");
+    // With nobody listening it gives up when the time is up, not before.
+    t0 = std::chrono::steady_clock::now();
+    cli = spawn({"send", "--device", "eth:dmv1", "--peer", n.mac0, "--connect-timeout", "2.5", dir + "/f"}, clog);
+    CHECK(wait_exit(cli, 30s) == 4);
+    CHECK(std::chrono::steady_clock::now() - t0 >= 2400ms);
+    CHECK(slurp(clog).find("no listener") != std::string::npos);
+    run("rm -rf '" + dir + "'");
+}
+
+TEST_CASE("SIGINT stops the sender with a message and exit 130; the rerun sends only the rest") {
+    if (vmrdma::testing::skip_network_tests()) return;
+    net n;
+    auto dir = scratch();
+    std::string src = dir + "/data";
+    run("mkdir -p '" + src + "'");
+    make_file(src + "/big", 48u << 20, 13, "644");
+    std::string slog = dir + "/serve.log", clog = dir + "/send.log";
+    pid_t srv = spawn({"serve", "--device", "eth:dmv0", "--dest", dir + "/dst", "--idle-timeout", "5"}, slog);
+    wait_listening(slog);
+    pid_t cli = spawn({"send", "--limit-rate", "16M", "--device", "eth:dmv1", "--peer", n.mac0, src}, clog);
+    std::this_thread::sleep_for(1500ms);
+    kill(cli, SIGINT);
+    int rc = wait_exit(cli, 30s);
+    auto log = slurp(clog);
+    INFO(log);
+    CHECK(rc == 130);
+    CHECK(log.find("Interrupt") != std::string::npos);
+    CHECK(log.find("rerun the same command") != std::string::npos);
+    cli = spawn({"send", "--device", "eth:dmv1", "--peer", n.mac0, src}, clog);
+    REQUIRE(wait_exit(cli) == 0);
+    log = slurp(clog);
+    INFO("rerun: " << log);
+    CHECK(field(log, "chunks_skipped") >= 8);
+    check_same_tree(src, dir + "/dst/data");
+    kill(srv, SIGTERM);
+    wait_exit(srv, 10s);
+    run("rm -rf '" + dir + "'");
+}

@@ -624,3 +624,33 @@ TEST_CASE("eth: refuses a loopback interface and one that is down, saying why") 
         CHECK(std::string(e.what()).find("down") != std::string::npos);
     }
 }
+
+TEST_CASE("connect with a deadline waits for a listener that comes later, and says so when none comes") {
+    pair_of_devices net(1500);
+    auto ea = net.a->open_endpoint(1);
+    vmrdma::endpoint eb;  // opened to listen only after a while
+    std::string late_error;
+    double waited = 0;
+    auto body = [&]() -> task<void> {
+        auto listener = [&]() -> task<vmrdma::connection> {
+            co_await net.loop.sleep_for(2s);  // longer than one connect's own retries
+            eb = net.b->open_endpoint(1, {.weight = 1, .listen = true});
+            co_return co_await eb.accept();
+        };
+        auto t0 = std::chrono::steady_clock::now();
+        auto [client, server] = co_await vmrdma::when_all(ea.connect(net.b->mac(), 1, 10s), listener());
+        waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        CHECK(client.is_open());
+        try {
+            co_await ea.connect(net.b->mac(), 7, 500ms);  // nobody will listen on 7
+            FAIL("connect must give up at its deadline");
+        } catch (const error& e) {
+            CHECK(e.code() == errc::timeout);
+            late_error = e.what();
+        }
+    };
+    net.loop.run(body());
+    CHECK(waited >= 1.9);
+    CAPTURE(late_error);
+    CHECK(late_error.find("no listener") != std::string::npos);
+}

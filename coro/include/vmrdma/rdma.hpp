@@ -164,6 +164,12 @@ public:
     region register_memory(std::span<std::byte> memory, access rights);
 
     task<connection> connect(mac_address peer, std::uint16_t peer_endpoint, std::stop_token stop = {});
+    // As connect, but a peer that is not listening yet (no such endpoint,
+    // or no answer at all) is asked again every 100 ms until `deadline`
+    // from now; then errc::timeout, "no listener at ...". For a client
+    // started beside its server.
+    task<connection> connect(mac_address peer, std::uint16_t peer_endpoint, std::chrono::nanoseconds deadline,
+                             std::stop_token stop = {});
     // Waits for a peer's connect (the endpoint must have been opened to listen).
     task<connection> accept(std::stop_token stop = {});
     // Posts a receive for a tagged send whose (tag & mask) == (expected & mask),

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "device_core.hpp"
+#include "vmrdma/timeout.hpp"
 #include "engine_transport.hpp"
 #include "ring_transport.hpp"
 #include "unix_link.hpp"
@@ -170,6 +171,37 @@ task<connection> endpoint::connect(mac_address peer, std::uint16_t peer_endpoint
     std::memcpy(r.peer_mac, peer.bytes.data(), 6);
     auto wc = co_await core->perform(r, std::move(stop));
     co_return connection(core, wc.conn);
+}
+
+task<connection> endpoint::connect(mac_address peer, std::uint16_t peer_endpoint,
+                                   std::chrono::nanoseconds deadline, std::stop_token stop) {
+    if (!core_) throw error(errc::invalid_argument, "endpoint is closed");
+    event_loop& loop = core_->loop();
+    const auto until = std::chrono::steady_clock::now() + deadline;
+    for (;;) {
+        auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(until - std::chrono::steady_clock::now());
+        bool retry = false;
+        if (left > std::chrono::nanoseconds::zero()) {
+            try {
+                // One attempt may itself take its retries' time (no answer
+                // at all): it is stopped at the deadline.
+                co_return co_await with_timeout(
+                    loop, left, [&](std::stop_token st) { return connect(peer, peer_endpoint, st); }, stop);
+            } catch (const error& e) {
+                if (e.code() != errc::no_such_endpoint && e.code() != errc::timeout) throw;
+                retry = true;
+            }
+        }
+        left = std::chrono::duration_cast<std::chrono::nanoseconds>(until - std::chrono::steady_clock::now());
+        if (!retry || left <= std::chrono::nanoseconds::zero()) {
+            char what[96];
+            std::snprintf(what, sizeof what, "connect: no listener at %s endpoint %u within %.3g s",
+                          peer.to_string().c_str(), peer_endpoint,
+                          std::chrono::duration<double>(deadline).count());
+            throw error(errc::timeout, what);
+        }
+        co_await loop.sleep_for(std::min<std::chrono::nanoseconds>(left, std::chrono::milliseconds(100)), stop);
+    }
 }
 
 task<connection> endpoint::accept(std::stop_token stop) {
