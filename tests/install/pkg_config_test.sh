@@ -5,7 +5,18 @@ set -euo pipefail
 prefix=$(mktemp -d)
 trap 'rm -rf "$prefix"' EXIT
 root=$TEST_SRCDIR/vmrdma
-RUNFILES_DIR=$TEST_SRCDIR "$root/install" "$prefix"
+RUNFILES_DIR=$TEST_SRCDIR "$root/install" "$prefix" 2>"$prefix/install.err"
+cat "$prefix/install.err" >&2
+# The install says how the library was built, and warns unless optimised.
+mode=$(cat "$root/build_mode.txt")
+grep -qx "build=$mode" "$prefix/lib/pkgconfig/vmrdma.pc" || { echo "vmrdma.pc lacks build=$mode" >&2; exit 1; }
+if [ "$mode" = opt ]; then
+    ! grep -q "not optimised" "$prefix/install.err" || { echo "warned about an optimised build" >&2; exit 1; }
+else
+    grep -q "not optimised" "$prefix/install.err" || { echo "no warning for a '$mode' build" >&2; exit 1; }
+    grep -q -- "--config=release" "$prefix/install.err" || { echo "the warning does not say how" >&2; exit 1; }
+fi
+[ "$(PKG_CONFIG_PATH=$prefix/lib/pkgconfig pkg-config --variable=build vmrdma)" = "$mode" ]
 export PKG_CONFIG_PATH=$prefix/lib/pkgconfig
 flags=$(pkg-config --cflags --libs vmrdma)
 echo "pkg-config: $flags"
