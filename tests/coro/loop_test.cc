@@ -277,3 +277,25 @@ TEST_CASE("busy polling finds a completion without blocking") {
     CHECK(loop.stats().polled >= 1);
     CHECK(loop.pending_operations() == 0);
 }
+
+TEST_CASE("async_scope keeps a spawned coroutine lambda alive until its task finishes") {
+    event_loop loop;
+    std::vector<std::string> seen;
+    auto t = [&]() -> task<void> {
+        vmrdma::async_scope scope;
+        for (int i = 0; i < 3; ++i) {
+            std::string word(40, static_cast<char>('a' + i));  // heap-allocated, gone after this iteration
+            // The lambda, not its call: the scope owns the closure and the
+            // copy of `word` it captured, across the suspension below.
+            scope.spawn([word, &loop, &seen]() -> task<void> {
+                co_await loop.sleep_for(2ms);
+                seen.push_back(word);
+            });
+        }
+        co_await scope.join();
+    };
+    loop.run(t());
+    REQUIRE(seen.size() == 3);
+    CHECK(seen[0] == std::string(40, 'a'));
+    CHECK(seen[2] == std::string(40, 'c'));
+}

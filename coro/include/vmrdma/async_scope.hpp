@@ -4,11 +4,19 @@
 // them threw. A scope must be joined before it is destroyed (destroying one
 // with running children terminates: they would outlive what they borrow).
 // Spawn and join from the thread that resumes the children (the loop thread).
+//
+// Lifetimes: a coroutine lambda reaches its captures through the closure
+// object, so `scope.spawn([&x]() -> task<void> { ... }())` runs on after the
+// temporary closure died at the semicolon, and crashes or worse. Pass the
+// lambda itself, not called: `scope.spawn([&x]() -> task<void> { ... })`;
+// the scope keeps the closure alive until its task has finished.
 #pragma once
 
 #include <coroutine>
 #include <cstddef>
 #include <exception>
+#include <type_traits>
+#include <utility>
 
 #include "vmrdma/task.hpp"
 
@@ -26,6 +34,17 @@ public:
     void spawn(task<void> t) {
         ++running_;
         auto c = run_child(std::move(t));
+        c.handle.promise().scope = this;
+        c.handle.resume();
+    }
+
+    // Spawns make(), keeping the callable (a coroutine lambda and its
+    // captures) alive until the task it returned has finished.
+    template <typename MakeTask>
+        requires std::is_invocable_r_v<task<void>, MakeTask&>
+    void spawn(MakeTask make) {
+        ++running_;
+        auto c = run_owned(std::move(make));
         c.handle.promise().scope = this;
         c.handle.resume();
     }
@@ -74,6 +93,12 @@ private:
 
     static child run_child(task<void> t) {
         co_await std::move(t);
+    }
+
+    // `make` is a parameter, so it lives in this frame as long as the task.
+    template <typename MakeTask>
+    static child run_owned(MakeTask make) {
+        co_await make();
     }
 
     void record(std::exception_ptr e) noexcept {
