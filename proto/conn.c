@@ -147,6 +147,7 @@ void vr_conn_fail(struct vr_engine *eng, struct vr_conn *c, int status, bool tel
 	c->ctl_pending = tell_peer;
 	vr_complete(eng, &eng->eps[c->ep], VR_WC_DISCONNECT, c->cookie, status, c->id,
 		    0, 0, 0);
+	vr_resp_orphan_recvs(eng, &eng->eps[c->ep], status);
 }
 
 static void queue_reply(struct vr_engine *eng, const struct vr_parsed *p, u8 reason)
@@ -166,7 +167,7 @@ static void queue_reply(struct vr_engine *eng, const struct vr_parsed *p, u8 rea
 	eng->ctl_len++;
 }
 
-static void rx_connect_req(struct vr_engine *eng, const struct vr_parsed *p)
+static void rx_connect_req(struct vr_engine *eng, const struct vr_parsed *p, u64 now)
 {
 	struct vr_ep *e = vr_ep_get(eng, p->h.dst_ep);
 	struct vr_conn *c;
@@ -210,6 +211,7 @@ static void rx_connect_req(struct vr_engine *eng, const struct vr_parsed *p)
 	c->rcv_nxt = p->h.psn;
 	c->link_fcs = eng->cfg.integrity == VR_INTEGRITY_LINK &&
 		      (p->h.operand_a & VR_CAP_LINK_FCS);
+	c->last_rx = c->last_probe = now;
 	c->state = VR_CONN_CONNECTED;
 	c->ctl_pending = true; /* CONNECT_ACK; re-sent on each duplicate REQ */
 	vr_complete(eng, e, VR_WC_ACCEPT, 0, 0, c->id, 0, 0, 0);
@@ -220,7 +222,7 @@ void vr_conn_rx_ctl(struct vr_engine *eng, const struct vr_parsed *p, u64 now)
 	struct vr_conn *c;
 
 	if (p->h.opcode == VR_OP_CONNECT_REQ) {
-		rx_connect_req(eng, p);
+		rx_connect_req(eng, p, now);
 		return;
 	}
 	c = vr_conn_get(eng, p->h.conn_id);
@@ -235,6 +237,7 @@ void vr_conn_rx_ctl(struct vr_engine *eng, const struct vr_parsed *p, u64 now)
 		/* The responder's choice, never more than we offered. */
 		c->link_fcs = eng->cfg.integrity == VR_INTEGRITY_LINK &&
 			      (p->h.operand_a & VR_CAP_LINK_FCS);
+		c->last_rx = c->last_probe = now;
 		c->state = VR_CONN_CONNECTED;
 		c->ctl_pending = false;
 		c->ctl_deadline = VR_U64_MAX;
@@ -262,6 +265,15 @@ void vr_conn_rx_ctl(struct vr_engine *eng, const struct vr_parsed *p, u64 now)
 	}
 }
 
+/* The probe interval: the configured one, but at least four probes within
+ * the peer timeout, so a live peer always has the chance to answer. */
+static u64 keepalive_interval(const struct vr_engine *eng)
+{
+	u64 quarter = eng->cfg.peer_timeout_ns / 4;
+
+	return eng->cfg.keepalive_ns < quarter ? eng->cfg.keepalive_ns : (quarter ? quarter : 1);
+}
+
 u64 vr_conn_next_timeout(const struct vr_engine *eng, const struct vr_conn *c)
 {
 	u64 t = c->ctl_deadline;
@@ -275,6 +287,16 @@ u64 vr_conn_next_timeout(const struct vr_engine *eng, const struct vr_conn *c)
 		t = c->ack_deadline;
 	if (c->rnr_until && c->rnr_until < t)
 		t = c->rnr_until;
+	if (eng->cfg.keepalive_ns != VR_KEEPALIVE_OFF) {
+		u64 heard = c->last_rx > c->last_probe ? c->last_rx : c->last_probe;
+		u64 probe_at = heard + keepalive_interval(eng);
+		u64 dead_at = c->last_rx + eng->cfg.peer_timeout_ns;
+
+		if (probe_at < t)
+			t = probe_at;
+		if (dead_at < t)
+			t = dead_at;
+	}
 	return t;
 }
 
@@ -296,6 +318,19 @@ void vr_conn_timer(struct vr_engine *eng, struct vr_conn *c, u64 now)
 	}
 	if (c->state != VR_CONN_CONNECTED)
 		return;
+	if (eng->cfg.keepalive_ns != VR_KEEPALIVE_OFF) {
+		/* Silence, data in flight or not: the peer is gone. */
+		if (now - c->last_rx >= eng->cfg.peer_timeout_ns) {
+			VR_CTR(eng, e, timeouts, 1);
+			vr_conn_fail(eng, c, -ETIMEDOUT, true);
+			return;
+		}
+		if (now - (c->last_rx > c->last_probe ? c->last_rx : c->last_probe) >=
+		    keepalive_interval(eng)) {
+			c->probe = true;
+			c->last_probe = now;
+		}
+	}
 	if (now >= c->ack_deadline) {
 		c->ack_now = true;
 		c->ack_deadline = VR_U64_MAX;

@@ -21,6 +21,7 @@ static void apply_defaults(struct vr_config *c)
 	if (!c->rto_max_ns) c->rto_max_ns = VR_DEFAULT_RTO_MAX_FACTOR * c->rto_ns;
 	if (!c->retry_limit) c->retry_limit = VR_DEFAULT_RETRY_LIMIT;
 	if (!c->peer_timeout_ns) c->peer_timeout_ns = VR_DEFAULT_PEER_TIMEOUT_NS;
+	if (!c->keepalive_ns) c->keepalive_ns = VR_DEFAULT_KEEPALIVE_NS;
 	if (!c->rnr_delay_ns) c->rnr_delay_ns = VR_DEFAULT_RNR_DELAY_NS;
 	if (!c->rnr_retry_limit) c->rnr_retry_limit = VR_DEFAULT_RNR_RETRY_LIMIT;
 	if (!c->rnr_timeout_ns) c->rnr_timeout_ns = VR_DEFAULT_RNR_TIMEOUT_NS;
@@ -462,11 +463,14 @@ static int vr_engine_input_frame(struct vr_engine *eng, const void *frame, u32 l
 		eng->ctr.drop_parse[VR_WERR_FIELD]++;
 		return -EPROTO;
 	}
+	c->last_rx = now;
 	vr_comp_rx_ack(eng, c, p.h.ack_psn, now);
 	if (c->state != VR_CONN_CONNECTED)
 		return 0;
 	if (p.h.opcode == VR_OP_ACK) {
 		VR_CTR(eng, e, acks_rx, 1);
+		if (p.h.flags & VR_F_ACKREQ)
+			c->ack_now = true; /* a keepalive probe: we are here */
 		return 0;
 	}
 	if (p.h.opcode == VR_OP_NAK) {

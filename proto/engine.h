@@ -101,6 +101,10 @@ struct vr_host_ops {
 /* A peer is gone after this long without acknowledged progress: long enough
  * for a peer whose loop is busy for seconds (a large compare, a page-in). */
 #define VR_DEFAULT_PEER_TIMEOUT_NS 8000000000ULL
+/* An idle connection is probed this often, so both ends learn of a dead or
+ * vanished peer within peer_timeout_ns even when nothing is in flight. */
+#define VR_DEFAULT_KEEPALIVE_NS 1000000000ULL
+#define VR_KEEPALIVE_OFF 0xFFFFFFFFFFFFFFFFULL
 #define VR_DEFAULT_RNR_DELAY_NS 1000000ULL
 #define VR_DEFAULT_RNR_RETRY_LIMIT 50
 /* ... and at least this long since the first refusal (receivers post late). */
@@ -140,6 +144,10 @@ struct vr_config {
 	 * RTOs have expired (both: the time is the budget, the count a floor). */
 	u32 retry_limit;
 	u64 peer_timeout_ns;
+	/* Probe a connection that has heard nothing for keepalive_ns (an ACK
+	 * asking for an ACK); one silent for peer_timeout_ns fails with
+	 * -ETIMEDOUT.  0: VR_DEFAULT_KEEPALIVE_NS; VR_KEEPALIVE_OFF: never. */
+	u64 keepalive_ns;
 	u64 rnr_delay_ns;
 	/* A message the receiver keeps refusing (RNR) fails once it has been
 	 * refused rnr_retry_limit times and for rnr_timeout_ns. */

@@ -39,6 +39,9 @@ struct vr_conn {
 	u32 id, peer_id;
 	u32 peer_isn;           /* the peer's initial PSN: tells a restarted peer from a retry */
 	bool link_fcs;          /* handshake agreed: payloads rest on the link's FCS */
+	/* liveness: the last frame heard on this connection, the last probe */
+	u64 last_rx, last_probe;
+	bool probe;             /* send an ACK that asks for an ACK */
 	u64 cookie;            /* of vr_connect */
 	u32 ep_next;           /* endpoint's connection list */
 	/* requester side of the outbound stream */
@@ -187,6 +190,7 @@ void vr_resp_rx_data(struct vr_engine *eng, struct vr_conn *c, const struct vr_p
 		     u64 now);
 void vr_resp_queue_nak(struct vr_conn *c, u8 reason, u32 psn);
 void vr_resp_flush_rx(struct vr_engine *eng, struct vr_conn *c, int status);
+void vr_resp_orphan_recvs(struct vr_engine *eng, struct vr_ep *e, int status);
 void vr_resp_cancel_key(struct vr_engine *eng, u32 key);
 int vr_resp_post_recv(struct vr_engine *eng, u16 ep, u32 lkey, u64 loff, u32 len,
 		      u64 tag, u64 mask, u64 cookie);

@@ -362,8 +362,10 @@ int vr_tx_build(struct vr_engine *eng, struct vr_conn *c, u64 now)
 	}
 	if (data_ready(c, now))
 		return build_data(eng, c);
-	if (c->ack_now) {
+	if (c->ack_now || c->probe) {
 		hdr_base(eng, c, &h, VR_OP_ACK);
+		if (c->probe)
+			h.flags |= VR_F_ACKREQ; /* keepalive: answer with an ACK */
 		finish(eng, c, &h, NULL, 0, VR_TX_ACK);
 		return 1;
 	}
@@ -373,6 +375,7 @@ int vr_tx_build(struct vr_engine *eng, struct vr_conn *c, u64 now)
 static void ack_sent(struct vr_conn *c)
 {
 	c->ack_now = false;
+	c->probe = false; /* any frame we send carries our ACK; a probe is an ACK */
 	c->unacked_rx = 0;
 	c->ack_deadline = VR_U64_MAX;
 }

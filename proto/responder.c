@@ -333,6 +333,24 @@ void vr_resp_flush_rx(struct vr_engine *eng, struct vr_conn *c, int status)
 	}
 }
 
+/*
+ * A connection of e failed.  If it was the last one connected, a posted
+ * receive could only be matched by a peer that is gone: it fails with
+ * status instead of waiting forever (the application re-posts for the next
+ * peer).  Receives fed by a buffered message keep it.
+ */
+void vr_resp_orphan_recvs(struct vr_engine *eng, struct vr_ep *e, int status)
+{
+	u32 i, k;
+
+	for (k = e->conn_head; k != VR_NO_SLOT; k = eng->conns[k].ep_next)
+		if (eng->conns[k].state == VR_CONN_CONNECTED)
+			return;
+	for (i = 0; i < eng->cfg.max_recvs; i++)
+		if (e->recvs[i].state == VR_RECV_POSTED)
+			recv_done(eng, e, &e->recvs[i], status, 0, 0, 0);
+}
+
 /* Region key deregistered: fail receives that would write into it. */
 void vr_resp_cancel_key(struct vr_engine *eng, u32 key)
 {

@@ -654,3 +654,37 @@ TEST_CASE("connect with a deadline waits for a listener that comes later, and sa
     CAPTURE(late_error);
     CHECK(late_error.find("no listener") != std::string::npos);
 }
+
+TEST_CASE("a side with only a posted receive learns that its peer vanished, in bounded time") {
+    event_loop loop;
+    vmrdma::testing::veth_pair veth("vrkaa", "vrkab", 1500);
+    vmrdma::device_options quick;
+    quick.peer_timeout_ns = 600'000'000;  // gone after 0.6 s of silence; probes every 0.15 s
+    auto a = device::open(loop, "eth:" + veth.a, quick);
+    auto b = device::open(loop, "eth:" + veth.b, quick);
+    auto ea = a->open_endpoint(1);
+    auto eb = b->open_endpoint(1, {.weight = 1, .listen = true});
+    std::vector<std::byte> sink(64);
+    auto sink_mr = eb.register_memory(sink, access::local_write);
+    std::string what;
+    double seconds = 0;
+    auto body = [&]() -> task<void> {
+        auto [client, server] = co_await connect_pair(ea, eb, b->mac());
+        co_await loop.sleep_for(1500ms);  // idle, and alive: the probes are answered
+        // The client's end goes silent: no DISCONNECT, nothing.
+        REQUIRE(std::system(("ip link set " + veth.a + " down").c_str()) == 0);
+        auto t0 = std::chrono::steady_clock::now();
+        try {
+            co_await vmrdma::with_timeout(loop, 10s, [&](std::stop_token st) {
+                return eb.recv(sink_mr, 0, 64, 1, ~0ull, st);
+            });
+        } catch (const error& e) {
+            what = e.what();
+        }
+        seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    };
+    loop.run(body());
+    CAPTURE(what);
+    CHECK(what.find("RDMA recv failed") != std::string::npos);  // not with_timeout's own
+    CHECK(seconds < 5.0);
+}

@@ -816,6 +816,7 @@ static void setup(void)
 	cfg.rto_max_ns = 400000;
 	cfg.retry_limit = 3;
 	cfg.peer_timeout_ns = 1000;
+	cfg.keepalive_ns = VR_KEEPALIVE_OFF;
 	cfg.rnr_delay_ns = 20000;
 	cfg.rnr_retry_limit = 3;
 	cfg.rnr_timeout_ns = 1000;

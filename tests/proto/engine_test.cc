@@ -1141,3 +1141,35 @@ TEST_CASE("retransmit budget is time: a silence shorter than peer_timeout is sur
 		}
 	}
 }
+
+TEST_CASE("keepalive: an idle live connection stays up; a vanished peer fails even a side with only a posted receive")
+{
+	vr_config cfg = base_cfg();
+	cfg.keepalive_ns = 1000000;     /* probe after 1 ms of silence */
+	cfg.peer_timeout_ns = 10000000; /* gone after 10 ms */
+	Pair p(cfg, cfg);
+	GuardedBuf sink;
+	sink.init(256, 4);
+	REQUIRE(reg(p.B(), 0, sink, VR_ACCESS_LOCAL_WRITE) == 0);
+	REQUIRE(vr_post_recv(p.B().eng, 0, sink.key, 0, 256, 5, ~0ull, 50) == 0);
+	// Idle for 100 ms (ten peer timeouts): the probes keep it alive.
+	uint64_t acks0 = vr_engine_counters(p.A().eng)->acks_tx;
+	p.s.run(nullptr, p.s.now + 100000000);
+	CHECK(vr_conn_state(p.A().eng, p.ca) == VR_CONN_CONNECTED);
+	CHECK(vr_conn_state(p.B().eng, p.cb) == VR_CONN_CONNECTED);
+	CHECK(vr_engine_counters(p.A().eng)->acks_tx - acks0 >= 20);
+	CHECK(find(p.B(), 50) == nullptr);
+	// The peer vanishes without a word: both sides learn it in bounded time,
+	// and the receive nobody can match any more fails.
+	p.s.link(0, 1).down = true;
+	p.s.link(1, 0).down = true;
+	uint64_t t0 = p.s.now;
+	REQUIRE(p.wait(50, 1, 1000000000));
+	const vr_completion *r = find(p.B(), 50);
+	CHECK(r->status == -ETIMEDOUT);
+	CHECK(p.s.now - t0 <= cfg.peer_timeout_ns + 2 * cfg.keepalive_ns);
+	CHECK(p.s.now - t0 >= cfg.peer_timeout_ns - 2 * cfg.keepalive_ns);
+	p.s.run(nullptr, p.s.now + 20000000);
+	CHECK(vr_conn_state(p.A().eng, p.ca) == VR_CONN_ERROR);
+	CHECK(vr_conn_state(p.B().eng, p.cb) == VR_CONN_ERROR);
+}

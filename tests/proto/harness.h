@@ -27,6 +27,7 @@ inline vr_config base_cfg()
 	c.rto_max_ns = 800000;
 	c.retry_limit = 12;
 	c.peer_timeout_ns = 1000; /* the retry count decides in tests of timing */
+	c.keepalive_ns = VR_KEEPALIVE_OFF; /* tests of liveness turn it on */
 	c.rnr_delay_ns = 20000;
 	c.rnr_retry_limit = 200;
 	c.rnr_timeout_ns = 1000; /* the count decides in tests of timing */

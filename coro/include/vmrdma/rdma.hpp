@@ -92,6 +92,11 @@ struct device_options {
     // the budget, so a peer whose thread is busy for a few seconds survives.
     std::uint32_t retry_limit = 0;
     std::uint64_t peer_timeout_ns = 0;
+    // Liveness: a connection that has heard nothing for this long is probed
+    // (0: 1 s, and at least four probes per peer_timeout_ns); one silent for
+    // peer_timeout_ns fails, so every waiter, a posted receive included,
+    // learns of a dead peer. ~0ull turns probing off.
+    std::uint64_t keepalive_ns = 0;
     // A send that finds no posted receive (and no room in the peer's
     // unexpected queue) is retried; it fails with errc::receiver_not_ready
     // once the peer has refused it for this long (0: 1 s).
