@@ -40,8 +40,13 @@ static struct vr_conn *conn_alloc(struct vr_engine *eng, u16 ep)
 		c->ops = ops;
 		c->ring = ring;
 		memset(ops, 0, sizeof(*ops) * 2 * eng->cfg.max_ops);
-		/* id = index | generation << 16; generation never 0 so id != 0 */
-		c->gen = (u16)(gen + 1) ? (u16)(gen + 1) : 1;
+		/* id = index | generation << 16.  The generation is random
+		 * (never 0, so id != 0, and never the slot's last one, so a
+		 * stale frame cannot reach the new connection): an off-path
+		 * sender cannot predict an id to forge frames for. */
+		do
+			c->gen = (u16)vr_rand(eng);
+		while (!c->gen || c->gen == gen);
 		c->id = i | ((u32)c->gen << 16);
 		c->ep = ep;
 		isn = vr_rand(eng);
@@ -254,6 +259,15 @@ void vr_conn_rx_ctl(struct vr_engine *eng, const struct vr_parsed *p, u64 now)
 	case VR_OP_DISCONNECT:
 		if (c->state != VR_CONN_CONNECTED)
 			break;
+		/* Only from inside the connection's windows: the peer's highest
+		 * PSN sent (psn) at or a window beyond what we received, and its
+		 * ACK within what we sent.  A blind forger knows neither. */
+		if (vr_psn_lt(p->h.psn, c->rcv_nxt) ||
+		    p->h.psn - c->rcv_nxt > VR_DISCONNECT_PSN_SLACK ||
+		    vr_psn_lt(p->h.ack_psn, c->snd_una) || vr_psn_lt(c->snd_hi, p->h.ack_psn)) {
+			VR_CTR(eng, &eng->eps[c->ep], drop_bad_ack, 1);
+			break;
+		}
 		/* The peer's last word acknowledges what it received: complete
 		 * those ops with success first (a delayed ACK may never come),
 		 * then fail the rest. */

@@ -30,6 +30,10 @@ struct vr_op {
 
 enum { VR_RX_NONE = 0, VR_RX_RECV, VR_RX_UNEXP, VR_RX_DISCARD };
 
+/* How far a DISCONNECT's PSN (the sender's highest sent) may run ahead of
+ * what we received: frames still in flight or lost, at most a window. */
+#define VR_DISCONNECT_PSN_SLACK 65536u
+
 struct vr_conn {
 	u8 state;
 	u16 gen;

@@ -346,6 +346,7 @@ int vr_tx_build(struct vr_engine *eng, struct vr_conn *c, u64 now)
 			break;
 		default:
 			hdr_base(eng, c, &h, VR_OP_DISCONNECT);
+			h.psn = c->snd_hi; /* proves it comes from inside the connection */
 			break;
 		}
 		finish(eng, c, &h, NULL, 0, VR_TX_CTL);

@@ -1173,3 +1173,63 @@ TEST_CASE("keepalive: an idle live connection stays up; a vanished peer fails ev
 	CHECK(vr_conn_state(p.A().eng, p.ca) == VR_CONN_ERROR);
 	CHECK(vr_conn_state(p.B().eng, p.cb) == VR_CONN_ERROR);
 }
+
+TEST_CASE("a forged DISCONNECT outside the connection's windows is dropped; connection ids are not predictable")
+{
+	Pair p;
+	GuardedBuf src, dst;
+	src.init(4000, 1);
+	dst.init(4000, 2);
+	REQUIRE(reg(p.A(), 0, src, 0) == 0);
+	REQUIRE(reg(p.B(), 0, dst, VR_ACCESS_ALL) == 0);
+	REQUIRE(vr_post_write(p.A().eng, p.ca, src.key, 0, dst.key, 0, 4000, 1) == 0);
+	REQUIRE(p.wait(1));
+	// What an off-path attacker can know: both MACs, the endpoints and the
+	// connection id. Not the PSNs.
+	auto forge = [&](uint32_t psn, uint32_t ack) {
+		std::vector<uint8_t> f(VR_ETH_HLEN + VR_HDR_LEN);
+		vr_hdr h{};
+		h.version = VR_WIRE_VERSION;
+		h.opcode = VR_OP_DISCONNECT;
+		h.src_ep = 0;
+		h.dst_ep = 0;
+		h.conn_id = p.cb;
+		h.psn = psn;
+		h.ack_psn = ack;
+		vr_wire_put_eth(f.data(), p.B().mac, p.A().mac, VR_ETHERTYPE_DEFAULT);
+		vr_wire_encode_full(f.data(), &h, nullptr);
+		p.s.inject(1, f, p.s.now + 1000);
+		p.s.run(nullptr, p.s.now + 1000000);
+	};
+	uint64_t bad0 = vr_engine_counters(p.B().eng)->drop_bad_ack;
+	forge(0, 0);
+	forge(0x12345678, 0x9abcdef0);
+	CHECK(vr_conn_state(p.B().eng, p.cb) == VR_CONN_CONNECTED);
+	CHECK(vr_engine_counters(p.B().eng)->drop_bad_ack - bad0 == 2);
+	// The connection still carries data, and a real DISCONNECT still works.
+	REQUIRE(vr_post_write(p.A().eng, p.ca, src.key, 0, dst.key, 0, 4000, 2) == 0);
+	REQUIRE(p.wait(2));
+	CHECK(find(p.A(), 2)->status == 0);
+	REQUIRE(vr_disconnect(p.A().eng, p.ca) == 0);
+	p.s.run(nullptr, p.s.now + 10000000);
+	CHECK(vr_conn_state(p.B().eng, p.cb) == VR_CONN_ERROR);
+
+	// The same slot, reconnected again and again: its generation is random.
+	std::vector<uint32_t> ids;
+	for (int i = 0; i < 20; i++) {
+		REQUIRE(vr_disconnect(p.B().eng, p.cb) == 0);
+		p.s.run(nullptr, p.s.now + 1000000);
+		uint32_t ca = 0, cb = 0;
+		REQUIRE(connect(p.s, 0, 0, 1, 0, &ca, &cb));
+		ids.push_back(cb);
+		REQUIRE(vr_disconnect(p.A().eng, ca) == 0);
+		p.s.run(nullptr, p.s.now + 10000000);
+		p.cb = cb;
+	}
+	std::sort(ids.begin(), ids.end());
+	CHECK(std::unique(ids.begin(), ids.end()) - ids.begin() >= 18);
+	int consecutive = 0;
+	for (size_t i = 1; i < ids.size(); i++)
+		consecutive += (ids[i] >> 16) == (ids[i - 1] >> 16) + 1;
+	CHECK(consecutive < 5);
+}
