@@ -172,6 +172,45 @@ static void queue_reply(struct vr_engine *eng, const struct vr_parsed *p, u8 rea
 	eng->ctl_len++;
 }
 
+static struct vr_offender *offender_of(struct vr_engine *eng, const u8 mac[6])
+{
+	u32 i;
+
+	for (i = 0; i < VR_OFFENDERS; i++)
+		if (eng->offenders[i].since && !memcmp(eng->offenders[i].mac, mac, 6))
+			return &eng->offenders[i];
+	return NULL;
+}
+
+void vr_offence_record(struct vr_engine *eng, const u8 mac[6], u64 now)
+{
+	struct vr_offender *o = offender_of(eng, mac);
+	u32 i;
+
+	eng->ctr.offences++;
+	if (o && now - o->since >= VR_OFFENCE_WINDOW_NS) {
+		o->since = now ? now : 1; /* a new window */
+		o->count = 0;
+	}
+	if (!o) {
+		o = &eng->offenders[0];
+		for (i = 1; i < VR_OFFENDERS; i++)
+			if (eng->offenders[i].since < o->since)
+				o = &eng->offenders[i]; /* a free slot (0) or the oldest */
+		memcpy(o->mac, mac, 6);
+		o->since = now ? now : 1;
+		o->count = 0;
+	}
+	o->count++;
+}
+
+bool vr_offence_barred(struct vr_engine *eng, const u8 mac[6], u64 now)
+{
+	struct vr_offender *o = offender_of(eng, mac);
+
+	return o && o->count >= VR_OFFENCE_LIMIT && now - o->since < VR_OFFENCE_WINDOW_NS;
+}
+
 static void rx_connect_req(struct vr_engine *eng, const struct vr_parsed *p, u64 now)
 {
 	struct vr_ep *e = vr_ep_get(eng, p->h.dst_ep);
@@ -198,6 +237,11 @@ static void rx_connect_req(struct vr_engine *eng, const struct vr_parsed *p, u64
 		 * connection is dead; the request opens a new one below. */
 		vr_conn_fail(eng, c, -ECONNRESET, false);
 		c->peer_id = 0; /* no longer the peer's: later requests do not match */
+	}
+	if (vr_offence_barred(eng, p->src_mac, now)) {
+		eng->ctr.offenders_refused++;
+		queue_reply(eng, p, VR_NAK_REJECTED);
+		return;
 	}
 	if (eng->host.accept &&
 	    eng->host.accept(eng->cfg.ctx, p->h.dst_ep, p->src_mac, p->h.src_ep)) {

@@ -199,6 +199,17 @@ int vr_nak_to_errno(u8 reason)
 	}
 }
 
+bool vr_nak_fatal(u8 reason)
+{
+	switch (reason) {
+	case VR_NAK_BAD_KEY: case VR_NAK_BOUNDS: case VR_NAK_ACCESS:
+	case VR_NAK_INVALID: case VR_NAK_TOO_LONG:
+		return true;
+	default:
+		return false;
+	}
+}
+
 u8 vr_errno_to_nak(int err)
 {
 	switch (err) {

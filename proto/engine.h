@@ -101,6 +101,12 @@ struct vr_host_ops {
 /* A peer is gone after this long without acknowledged progress: long enough
  * for a peer whose loop is busy for seconds (a large compare, a page-in). */
 #define VR_DEFAULT_PEER_TIMEOUT_NS 8000000000ULL
+/* A request that draws a fatal NAK (forged key, bounds, rights) closes its
+ * connection on both sides; after VR_OFFENCE_LIMIT such offences within
+ * VR_OFFENCE_WINDOW_NS, a MAC's CONNECT_REQs are refused (NAK REJECTED)
+ * until the window has passed.  Counted: offences, offenders_refused. */
+#define VR_OFFENCE_LIMIT 8
+#define VR_OFFENCE_WINDOW_NS 10000000000ULL
 /* An idle connection is probed this often, so both ends learn of a dead or
  * vanished peer within peer_timeout_ns even when nothing is in flight. */
 #define VR_DEFAULT_KEEPALIVE_NS 1000000000ULL
@@ -170,6 +176,8 @@ struct vr_counters {
 	u64 naks_tx[VR_NAK_MAX], naks_rx[VR_NAK_MAX];
 	u64 pool_exhausted, xmit_eagain, xmit_err, completions;
 	u64 rx_bundles; /* bundles received; their frames count in rx_frames */
+	u64 offences;   /* requests that drew a fatal NAK (the connection closed) */
+	u64 offenders_refused; /* CONNECT_REQs refused: too many offences from the MAC */
 };
 
 enum vr_conn_state {

@@ -124,6 +124,17 @@ struct vr_ctl_reply {        /* connection-less NAK (reject / no endpoint) */
 	u8 reason;
 };
 
+/* Peers whose requests drew fatal NAKs (VR_OFFENCE_LIMIT in engine.h): a
+ * small table, oldest entry replaced.  It slows one guesser down; it does not
+ * stop spoofed MACs (keys with enough random bits do that). */
+#define VR_OFFENDERS 16
+
+struct vr_offender {
+	u8 mac[6];
+	u32 count;
+	u64 since;   /* first offence of the current window; 0: slot free */
+};
+
 struct vr_engine {
 	struct vr_config cfg;
 	struct vr_host_ops host;
@@ -137,6 +148,7 @@ struct vr_engine {
 	struct vr_ctl_reply ctl[VR_CTL_RING];
 	u32 ctl_head, ctl_len;
 	struct vr_counters ctr;
+	struct vr_offender offenders[VR_OFFENDERS];
 	u8 txhdr[VR_ETH_HLEN + VR_HDR_LEN];
 	struct vr_frame txf;
 	/* commit record for the frame in txf */
@@ -169,6 +181,8 @@ void vr_complete_nak(struct vr_engine *eng, struct vr_ep *e, u32 op, u64 cookie,
 		     u32 conn, u64 bytes, u64 tag, u64 value, u8 nak_reason);
 struct vr_ep *vr_ep_get(struct vr_engine *eng, u16 ep);
 u32 vr_rand(struct vr_engine *eng);
+/* BAD_KEY, BOUNDS, ACCESS, INVALID, TOO_LONG: the request can never succeed. */
+bool vr_nak_fatal(u8 reason);
 int vr_nak_to_errno(u8 reason);
 u8 vr_errno_to_nak(int err);
 
@@ -195,6 +209,8 @@ void vr_resp_rx_data(struct vr_engine *eng, struct vr_conn *c, const struct vr_p
 void vr_resp_queue_nak(struct vr_conn *c, u8 reason, u32 psn);
 void vr_resp_flush_rx(struct vr_engine *eng, struct vr_conn *c, int status);
 void vr_resp_orphan_recvs(struct vr_engine *eng, struct vr_ep *e, int status);
+void vr_offence_record(struct vr_engine *eng, const u8 mac[6], u64 now);
+bool vr_offence_barred(struct vr_engine *eng, const u8 mac[6], u64 now);
 void vr_resp_cancel_key(struct vr_engine *eng, u32 key);
 int vr_resp_post_recv(struct vr_engine *eng, u16 ep, u32 lkey, u64 loff, u32 len,
 		      u64 tag, u64 mask, u64 cookie);

@@ -401,6 +401,16 @@ void vr_tx_commit(struct vr_engine *eng, u64 now)
 		break;
 	case VR_TX_NAK:
 		VR_CTR(eng, e, naks_tx[c->nak_reason], 1);
+		if (vr_nak_fatal(c->nak_reason)) {
+			/* The request was refused for good: the connection that
+			 * sent it closes here too, so a guesser cannot go on at
+			 * the same PSN, and its MAC's offence is counted. */
+			vr_offence_record(eng, c->peer_mac, now);
+			c->nak_reason = 0;
+			ack_sent(c);
+			vr_conn_fail(eng, c, -ECONNRESET, false);
+			break;
+		}
 		c->nak_reason = 0;
 		ack_sent(c);
 		break;

@@ -1233,3 +1233,45 @@ TEST_CASE("a forged DISCONNECT outside the connection's windows is dropped; conn
 		consecutive += (ids[i] >> 16) == (ids[i - 1] >> 16) + 1;
 	CHECK(consecutive < 5);
 }
+
+TEST_CASE("a forged key closes the guessing connection on both sides; a MAC with many offences is refused for a while")
+{
+	Pair p;
+	GuardedBuf src, dst;
+	src.init(64, 1);
+	dst.init(64, 2);
+	REQUIRE(reg(p.A(), 0, src, 0) == 0);
+	REQUIRE(reg(p.B(), 0, dst, VR_ACCESS_ALL) == 0);
+	uint32_t ca = p.ca, cb = p.cb;
+	uint64_t cookie = 100;
+	for (int offence = 1; offence <= VR_OFFENCE_LIMIT; offence++) {
+		CAPTURE(offence);
+		REQUIRE(vr_post_write(p.A().eng, ca, src.key, 0, dst.key ^ 0x5a5a0000u, 0, 64, ++cookie) == 0);
+		REQUIRE(p.wait(cookie));
+		CHECK(find(p.A(), cookie)->status == -EACCES);
+		p.s.run(nullptr, p.s.now + 1000000);
+		// The responder closed its side at once: guessing cannot go on.
+		CHECK(vr_conn_state(p.B().eng, cb) == VR_CONN_ERROR);
+		CHECK(vr_engine_counters(p.B().eng)->offences == static_cast<uint64_t>(offence));
+		CHECK(vr_disconnect(p.A().eng, ca) == 0);
+		CHECK(vr_disconnect(p.B().eng, cb) == 0);
+		p.s.run(nullptr, p.s.now + 1000000);
+		if (offence < VR_OFFENCE_LIMIT)
+			REQUIRE(connect(p.s, 0, 0, 1, 0, &ca, &cb));
+	}
+	// The limit is reached: this MAC's next CONNECT_REQ is refused ...
+	uint32_t c2 = 0;
+	REQUIRE(vr_connect(p.A().eng, 0, p.B().mac, 0, 555, &c2) == 0);
+	REQUIRE(p.wait(555));
+	CHECK(find(p.A(), 555)->status == -ECONNREFUSED);
+	CHECK(vr_engine_counters(p.B().eng)->offenders_refused == 1);
+	// ... until the window has passed; the real region was never touched.
+	p.s.at(p.s.now + VR_OFFENCE_WINDOW_NS, [] {}); // the clock moves on events
+	p.s.run(nullptr, p.s.now + VR_OFFENCE_WINDOW_NS + 1);
+	uint32_t c3 = 0;
+	REQUIRE(vr_connect(p.A().eng, 0, p.B().mac, 0, 556, &c3) == 0);
+	REQUIRE(p.wait(556));
+	CHECK(find(p.A(), 556)->status == 0);
+	CHECK(vr_engine_counters(p.B().eng)->offenders_refused == 1);
+	CHECK(dst.guards_ok(2));
+}
