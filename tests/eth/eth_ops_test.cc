@@ -688,3 +688,41 @@ TEST_CASE("a side with only a posted receive learns that its peer vanished, in b
     CHECK(what.find("RDMA recv failed") != std::string::npos);  // not with_timeout's own
     CHECK(seconds < 5.0);
 }
+
+TEST_CASE("small sends and receives from ordinary memory: no registration, many in flight, contents intact") {
+    pair_of_devices net(1500);
+    auto ea = net.a->open_endpoint(1);
+    auto eb = net.b->open_endpoint(1, {.weight = 1, .listen = true});
+    constexpr int count = 100;  // more than the pool's slots: some wait for a slot
+    std::vector<std::vector<std::byte>> got(count, std::vector<std::byte>(vmrdma::connection::inline_max));
+    std::vector<std::uint32_t> lengths(count);
+    auto body = [&]() -> task<void> {
+        auto [client, server] = co_await connect_pair(ea, eb, net.b->mac());
+        vmrdma::async_scope scope;
+        for (int i = 0; i < count; ++i)
+            scope.spawn([&, i]() -> task<void> {
+                auto r = co_await eb.recv(got[i], 1000 + i);
+                lengths[i] = r.length;
+            });
+        for (int i = 0; i < count; ++i)
+            scope.spawn([&, i]() -> task<void> {
+                auto message = pattern(1 + (i * 41) % vmrdma::connection::inline_max, i);
+                co_await client.send(message, 1000 + i);  // the vector dies after this: it was copied
+            });
+        co_await scope.join();
+        try {
+            std::vector<std::byte> big(vmrdma::connection::inline_max + 1);
+            co_await client.send(big, 1);
+            FAIL("an inline send above inline_max must be refused");
+        } catch (const error& e) {
+            CHECK(e.code() == errc::invalid_argument);
+        }
+    };
+    net.loop.run(body());
+    for (int i = 0; i < count; ++i) {
+        CAPTURE(i);
+        auto expect = pattern(1 + (i * 41) % vmrdma::connection::inline_max, i);
+        REQUIRE(lengths[i] == expect.size());
+        CHECK(std::equal(expect.begin(), expect.end(), got[i].begin()));
+    }
+}

@@ -140,3 +140,36 @@ TEST_CASE("ordinary memory on a unix: device is refused with invalid_argument") 
     }
     alarm(0);
 }
+
+TEST_CASE("small sends and receives from ordinary memory work through vmrdmad too") {
+    if (vmrdma::testing::skip_network_tests()) return;
+    alarm(60);
+    vmrdma::testing::veth_pair veth("vsd2", "vsp2", 1500);
+    split_test::daemon_thread daemon(veth.a, split_test::socket_path("inline"));
+    std::string peer_got;
+    split_test::peer_thread peer(veth.b, [&](vmrdma::event_loop&, vmrdma::device& dev, std::stop_token stop) -> task<void> {
+        auto ep = dev.open_endpoint(1, {.weight = 1, .listen = true});
+        auto conn = co_await ep.accept(stop);
+        std::array<std::byte, 64> in{};
+        auto r = co_await ep.recv(in, 5, ~0ull, stop);  // ordinary memory on the eth: side
+        peer_got.assign(reinterpret_cast<const char*>(in.data()), r.length);
+        std::string reply = "pong:" + peer_got;
+        co_await conn.send(std::as_bytes(std::span(reply)), 6);
+    });
+    vmrdma::event_loop loop;
+    auto dev = vmrdma::device::open(loop, daemon.uri());
+    auto ep = dev->open_endpoint(7);
+    std::string reply;
+    auto body = [&]() -> task<void> {
+        auto conn = co_await ep.connect(peer.mac(), 1, 10s);
+        std::string ping = "ping from a unix: frontend";
+        co_await conn.send(std::as_bytes(std::span(ping)), 5);  // no registrable_buffer needed
+        std::array<std::byte, 128> in{};
+        auto r = co_await ep.recv(in, 6);
+        reply.assign(reinterpret_cast<const char*>(in.data()), r.length);
+    };
+    loop.run(body());
+    CHECK(peer_got == "ping from a unix: frontend");
+    CHECK(reply == "pong:ping from a unix: frontend");
+    alarm(0);
+}

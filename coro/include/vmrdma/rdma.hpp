@@ -181,6 +181,11 @@ public:
     // from any connection of this endpoint; matched in posting order.
     task<recv_result> recv(const region& into, std::uint64_t offset, std::uint32_t length,
                            std::uint64_t tag, std::uint64_t mask = ~0ull, std::stop_token stop = {});
+    // A small receive into ordinary memory (at most connection::inline_max
+    // bytes): the message lands in library-registered memory and is copied
+    // into `into` when it completes.
+    task<recv_result> recv(std::span<std::byte> into, std::uint64_t tag, std::uint64_t mask = ~0ull,
+                           std::stop_token stop = {});
     counters stats() const;
 
 private:
@@ -234,6 +239,10 @@ public:
     // Two-sided: delivered to a receive posted on the peer endpoint.
     task<void> send(const region& local, std::uint64_t offset, std::uint32_t length,
                     std::uint64_t tag, std::stop_token stop = {});
+    // A small send from ordinary memory (at most inline_max bytes): copied
+    // into memory the library registered, so nothing needs registering.
+    static constexpr std::size_t inline_max = 4096;
+    task<void> send(std::span<const std::byte> data, std::uint64_t tag, std::stop_token stop = {});
     // Atomics on an 8-byte aligned remote word; return the previous value.
     task<std::uint64_t> fetch_add(remote_region remote, std::uint64_t offset, std::uint64_t add,
                                   std::stop_token stop = {});
@@ -248,12 +257,13 @@ public:
 private:
     friend class endpoint;
     friend class detail::device_core;
-    connection(detail::device_core* core, std::uint32_t id) : core_(core), id_(id) {}
+    connection(detail::device_core* core, std::uint32_t id, std::uint16_t ep) : core_(core), id_(id), ep_(ep) {}
     // write and read: the same checks and post, in one direction or the other.
     task<void> one_sided(bool read, const region& local, std::uint64_t local_offset, remote_region remote,
                          std::uint64_t remote_offset, std::uint32_t length, std::stop_token stop);
     detail::device_core* core_ = nullptr;
     std::uint32_t id_ = 0;
+    std::uint16_t ep_ = 0;  // the endpoint it belongs to
 };
 
 class device {

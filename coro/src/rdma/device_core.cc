@@ -6,6 +6,10 @@
 namespace vmrdma::detail {
 
 device_core::~device_core() {
+    // Pools still held by unfinished operations must not reach the
+    // transport after it is gone; the rest deregister now.
+    for (auto& [ep, pool] : bounce_) pool->detach();
+    bounce_.clear();
     // The transport ends what it still holds (with -ECANCELED) through this
     // core, so it goes first; the awaiters resume on the next turn and see
     // the error.
@@ -130,6 +134,12 @@ void device_core::completed(const vr_completion& wc) {
     else if (op.waiter)
         loop_.make_ready(std::exchange(op.waiter, {}));
     wake_room(room);
+}
+
+std::shared_ptr<bounce_pool> device_core::bounce(std::uint16_t ep) {
+    auto& pool = bounce_[ep];
+    if (!pool) pool = std::make_shared<bounce_pool>(*transport_, loop_, ep);
+    return pool;
 }
 
 void device_core::connection_failed(std::uint32_t conn) {

@@ -16,6 +16,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "bounce_pool.hpp"
 #include "engine_status.hpp"
 #include "transport.hpp"
 #include "vmrdma/error.hpp"
@@ -44,6 +45,11 @@ public:
     task<vr_completion> perform(vr_ring_req req, std::stop_token stop);
 
     task<void> drained(std::uint32_t conn);
+    // The endpoint's registered slots for sends and receives from ordinary
+    // memory, made on first use; drop_bounce when the endpoint closes (the
+    // pool lives on while an operation still holds a slot).
+    std::shared_ptr<bounce_pool> bounce(std::uint16_t ep);
+    void drop_bounce(std::uint16_t ep) noexcept { bounce_.erase(ep); }
     // The application closed the connection: disconnect it and forget it.
     void close_connection(std::uint32_t conn) noexcept;
     bool connection_open(std::uint32_t conn) const noexcept;
@@ -80,6 +86,7 @@ private:
     void wake_fences(connection_state& c) noexcept;
     [[noreturn]] void refused(std::uint8_t opcode, int rc) const;
 
+    std::unordered_map<std::uint16_t, std::shared_ptr<bounce_pool>> bounce_;
     event_loop& loop_;
     std::unique_ptr<detail::transport> transport_;
     std::vector<pending_op> ops_;

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "bounce_pool.hpp"
 #include "device_core.hpp"
 #include "vmrdma/timeout.hpp"
 #include "engine_transport.hpp"
@@ -146,7 +147,10 @@ endpoint& endpoint::operator=(endpoint&& o) noexcept {
 endpoint::~endpoint() { close(); }
 
 void endpoint::close() noexcept {
-    if (core_) std::exchange(core_, nullptr)->transport().close_endpoint(id_);
+    if (!core_) return;
+    auto* core = std::exchange(core_, nullptr);
+    core->drop_bounce(id_);  // its memory goes once no operation uses it
+    core->transport().close_endpoint(id_);
 }
 
 void endpoint::set_weight(std::uint32_t weight) {
@@ -165,12 +169,13 @@ region endpoint::register_memory(std::span<std::byte> memory, access rights) {
 task<connection> endpoint::connect(mac_address peer, std::uint16_t peer_endpoint, std::stop_token stop) {
     if (!core_) throw error(errc::invalid_argument, "endpoint is closed");
     auto* core = core_;
+    const std::uint16_t ep_id = id_;
     auto r = request(VR_RING_CONNECT);
     r.ep = id_;
     r.peer_ep = peer_endpoint;
     std::memcpy(r.peer_mac, peer.bytes.data(), 6);
     auto wc = co_await core->perform(r, std::move(stop));
-    co_return connection(core, wc.conn);
+    co_return connection(core, wc.conn, ep_id);
 }
 
 task<connection> endpoint::connect(mac_address peer, std::uint16_t peer_endpoint,
@@ -207,10 +212,11 @@ task<connection> endpoint::connect(mac_address peer, std::uint16_t peer_endpoint
 task<connection> endpoint::accept(std::stop_token stop) {
     if (!core_) throw error(errc::invalid_argument, "endpoint is closed");
     auto* core = core_;
+    const std::uint16_t ep_id = id_;
     auto r = request(VR_RING_ACCEPT);
     r.ep = id_;
     auto wc = co_await core->perform(r, std::move(stop));
-    co_return connection(core, wc.conn);
+    co_return connection(core, wc.conn, ep_id);
 }
 
 task<recv_result> endpoint::recv(const region& into, std::uint64_t offset, std::uint32_t length,
@@ -223,6 +229,27 @@ task<recv_result> endpoint::recv(const region& into, std::uint64_t offset, std::
     r.tag = tag;
     r.mask = mask;
     auto wc = co_await core->perform(r, std::move(stop));
+    co_return recv_result{wc.tag, wc.bytes};
+}
+
+task<recv_result> endpoint::recv(std::span<std::byte> into, std::uint64_t tag, std::uint64_t mask,
+                                 std::stop_token stop) {
+    if (!core_) throw error(errc::invalid_argument, "endpoint is closed");
+    if (into.size() > connection::inline_max)
+        throw error(errc::invalid_argument, "recv: into ordinary memory takes at most " +
+                                                std::to_string(connection::inline_max) +
+                                                " bytes; register a region for more");
+    auto* core = core_;
+    const std::uint16_t ep = id_;
+    auto pool = core->bounce(ep);
+    detail::bounce_slot slot(pool, co_await pool->acquire());
+    auto r = rdma_request(VR_RING_RECV, 0, pool->key(), pool->offset(slot.index()), 0, 0,
+                          static_cast<std::uint32_t>(into.size()));
+    r.ep = ep;
+    r.tag = tag;
+    r.mask = mask;
+    auto wc = co_await core->perform(r, std::move(stop));
+    std::memcpy(into.data(), pool->memory(slot.index()).data(), std::min<std::size_t>(wc.bytes, into.size()));
     co_return recv_result{wc.tag, wc.bytes};
 }
 
@@ -249,13 +276,15 @@ region::~region() {
 
 // --- connection ---
 
-connection::connection(connection&& o) noexcept : core_(std::exchange(o.core_, nullptr)), id_(o.id_) {}
+connection::connection(connection&& o) noexcept
+    : core_(std::exchange(o.core_, nullptr)), id_(o.id_), ep_(o.ep_) {}
 
 connection& connection::operator=(connection&& o) noexcept {
     if (this != &o) {
         close();
         core_ = std::exchange(o.core_, nullptr);
         id_ = o.id_;
+        ep_ = o.ep_;
     }
     return *this;
 }
@@ -295,6 +324,23 @@ task<void> connection::send(const region& local, std::uint64_t offset, std::uint
     auto r = rdma_request(VR_RING_SEND, id_, local.key(), offset, 0, 0, length);
     r.tag = tag;
     co_await core_->perform(r, std::move(stop));
+}
+
+task<void> connection::send(std::span<const std::byte> data, std::uint64_t tag, std::stop_token stop) {
+    if (!core_) throw error(errc::peer_gone, "connection is closed");
+    if (data.size() > inline_max)
+        throw error(errc::invalid_argument, "send: from ordinary memory takes at most " +
+                                                std::to_string(inline_max) + " bytes; register a region for more");
+    auto* core = core_;
+    const std::uint32_t id = id_;
+    auto pool = core->bounce(ep_);
+    detail::bounce_slot slot(pool, co_await pool->acquire());
+    // Copied now: the caller's bytes may change as soon as this returns.
+    std::memcpy(pool->memory(slot.index()).data(), data.data(), data.size());
+    auto r = rdma_request(VR_RING_SEND, id, pool->key(), pool->offset(slot.index()), 0, 0,
+                          static_cast<std::uint32_t>(data.size()));
+    r.tag = tag;
+    co_await core->perform(r, std::move(stop));
 }
 
 task<std::uint64_t> connection::fetch_add(remote_region remote, std::uint64_t offset, std::uint64_t add,
