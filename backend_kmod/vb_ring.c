@@ -85,8 +85,14 @@ void vb_complete(void *ctx, const struct vr_completion *c)
 {
 	struct vb_fe *fe;
 
-	if (c->op == VR_WC_DISCONNECT)
-		return; /* the connection is in error: its next operations fail */
+	if (c->op == VR_WC_DISCONNECT) {
+		/* The connection is in error: its next operations fail, and the
+		 * owner's CLOSED requests for it are answered. */
+		fe = vb_ep_owner(c->ep);
+		if (fe && fe->svc.slots)
+			vr_fe_conn_failed(&fe->svc, c->conn, c->status);
+		return;
+	}
 	if (c->op == VR_WC_ACCEPT) {
 		fe = vb_ep_owner(c->ep);
 		if (fe)

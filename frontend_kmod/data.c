@@ -90,6 +90,7 @@ static int vrf_validate(struct vrf_file *f, const struct vr_ring_req *req)
 	case VR_RING_FADD:
 	case VR_RING_CSWAP:
 	case VR_RING_DISCONNECT:
+	case VR_RING_CLOSED:
 		if (!vrf_conn_find(f, req->conn))
 			st = -EINVAL;
 		break;

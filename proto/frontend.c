@@ -75,10 +75,13 @@ static u32 conn_add(struct vr_fe *fe, u32 id, u16 ep, const u8 *peer_mac, u16 pe
 	return c->handle;
 }
 
+static void closed_answer(struct vr_fe *fe, u32 handle, int status, u64 why);
+
 static void conn_forget(struct vr_fe *fe, struct vr_fe_conn *c)
 {
 	c->used = false;
 	fe->nconns--;
+	closed_answer(fe, c->handle, -ECANCELED, 0); /* closed here: nothing to wait for */
 }
 
 /* ------------------------------------------------------------ slots */
@@ -124,6 +127,24 @@ static void slot_fail(struct vr_fe *fe, u32 slot, int status)
 	rsp_init(&rsp, &fe->slots[slot].req);
 	rsp.status = status;
 	slot_answer(fe, slot, &rsp);
+}
+
+/* Answers every CLOSED request parked for a connection handle. */
+static void closed_answer(struct vr_fe *fe, u32 handle, int status, u64 why)
+{
+	struct vr_ring_rsp rsp;
+	u32 i;
+
+	for (i = 0; i < fe->size; i++) {
+		struct vr_fe_slot *s = &fe->slots[i];
+
+		if (s->req.opcode != VR_RING_CLOSED || s->req.conn != handle || s->answered)
+			continue;
+		rsp_init(&rsp, &s->req);
+		rsp.status = status;
+		rsp.value = why;
+		slot_answer(fe, i, &rsp);
+	}
 }
 
 /* ------------------------------------------------------------ setup */
@@ -357,6 +378,18 @@ int vr_fe_request(struct vr_fe *fe, const struct vr_ring_req *req, struct vr_rin
 		fe->slots[slot].seq = fe->accept_seq++;
 		e->accepts++;
 		return 1;
+	case VR_RING_CLOSED:
+		c = conn_of(fe, req->conn);
+		if (!c)
+			goto reject_inval;
+		if (c->failed) {
+			rsp->value = c->why; /* it has already ended */
+			return 0;
+		}
+		if (!fe->nfree)
+			return -EBUSY;
+		slot_get(fe, req); /* parked: vr_fe_conn_failed or a DISCONNECT answers it */
+		return 1;
 	case VR_RING_DISCONNECT:
 		c = conn_of(fe, req->conn);
 		if (!c)
@@ -426,13 +459,15 @@ bool vr_fe_complete(struct vr_fe *fe, const struct vr_completion *wc)
 	return true;
 }
 
-bool vr_fe_conn_failed(struct vr_fe *fe, u32 id)
+bool vr_fe_conn_failed(struct vr_fe *fe, u32 id, int status)
 {
 	u32 i;
 
 	for (i = 0; i < fe->conns_cap; i++)
 		if (fe->conns[i].used && fe->conns[i].id == id) {
 			fe->conns[i].failed = true;
+			fe->conns[i].why = (u8)(status < 0 && status > -256 ? -status : ECONNRESET);
+			closed_answer(fe, fe->conns[i].handle, 0, fe->conns[i].why);
 			return true;
 		}
 	return false;
@@ -493,6 +528,10 @@ void vr_fe_answer_waiting(struct vr_fe *fe, u32 opcodes, int status)
 
 		if (!s->req.opcode || s->answered || !(opcodes & (1u << s->req.opcode)))
 			continue;
+		if (s->req.opcode == VR_RING_CLOSED) { /* parked here, not in the engine */
+			slot_fail(fe, i, status);
+			continue;
+		}
 		if (s->req.opcode == VR_RING_ACCEPT) { /* not in the engine: gone now */
 			struct vr_fe_ep *e = ep_of(fe, s->req.ep);
 
@@ -543,6 +582,7 @@ u32 vr_fe_in_engine(const struct vr_fe *fe)
 	u32 i, n = 0;
 
 	for (i = 0; i < fe->size; i++)
-		n += fe->slots[i].req.opcode && fe->slots[i].req.opcode != VR_RING_ACCEPT;
+		n += fe->slots[i].req.opcode && fe->slots[i].req.opcode != VR_RING_ACCEPT &&
+		     fe->slots[i].req.opcode != VR_RING_CLOSED; /* both wait here, not in the engine */
 	return n;
 }

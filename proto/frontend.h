@@ -50,6 +50,7 @@ struct vr_fe_conn {
 	bool used;
 	bool accepted;
 	bool failed; /* the engine failed it (the peer went away) */
+	u8 why;      /* failed: the positive errno the engine gave */
 };
 
 struct vr_fe_region {
@@ -133,7 +134,9 @@ bool vr_fe_complete(struct vr_fe *fe, const struct vr_completion *wc);
 /* The engine failed connection `id` (VR_WC_DISCONNECT): marked, for the
  * administrator's lists; its operations fail with their own completions.
  * false: not one of fe's. */
-bool vr_fe_conn_failed(struct vr_fe *fe, u32 id);
+/* The engine failed connection id with status: answers the frontend's
+ * CLOSED requests for it.  Returns whether it was this frontend's. */
+bool vr_fe_conn_failed(struct vr_fe *fe, u32 id, int status);
 /* The engine's accept policy for one of fe's endpoints (host.accept). */
 int vr_fe_accept_policy(const struct vr_fe *fe, u16 ep);
 /* A listening endpoint of fe accepted engine connection `conn`. */

@@ -54,6 +54,13 @@ enum vr_ring_op {
 			      * swap = page count, tag = grant ref of the directory
 			      * page (proto/xen.h), mask = access -> rsp.value = key */
 	VR_RING_DEREG,       /* lkey; answered once the backend no longer maps it */
+	/*
+	 * conn: answered when the connection ends, status 0 and rsp.value the
+	 * positive errno of why (ECONNRESET: the peer closed or reset it,
+	 * ETIMEDOUT: it went silent); at once if it already has.  -ECANCELED
+	 * when this side disconnects it first.  Never reaches the engine.
+	 */
+	VR_RING_CLOSED,
 	VR_RING_OP_MAX,
 };
 

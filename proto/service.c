@@ -88,6 +88,8 @@ u32 vr_svc_wc_of_ring_op(u32 ring_op)
 	case VR_RING_CONNECT:
 	case VR_RING_ACCEPT:
 		return VR_WC_CONNECT;
+	case VR_RING_CLOSED:
+		return VR_WC_DISCONNECT;
 	default:
 		return 0;
 	}

@@ -960,7 +960,7 @@ void daemon::engine_completion(const vr_completion& wc) {
     }
     if (wc.op == VR_WC_DISCONNECT) {  // the peer went away: its operations fail on their own
         for (auto* f : frontends_)
-            if (f->svc.slots && vr_fe_conn_failed(&f->svc, wc.conn)) break;
+            if (f->svc.slots && vr_fe_conn_failed(&f->svc, wc.conn, wc.status)) break;
         return;
     }
     auto it = by_id_.find(static_cast<std::uint32_t>(wc.cookie >> 32));

@@ -726,3 +726,38 @@ TEST_CASE("small sends and receives from ordinary memory: no registration, many 
         CHECK(std::equal(expect.begin(), expect.end(), got[i].begin()));
     }
 }
+
+TEST_CASE("connection::closed tells one side that the other disconnected, or that it closed first") {
+    pair_of_devices net(1500);
+    auto ea = net.a->open_endpoint(1);
+    auto eb = net.b->open_endpoint(1, {.weight = 1, .listen = true});
+    std::error_code why;
+    bool local_cancelled = false;
+    auto body = [&]() -> task<void> {
+        {
+            auto [client, server] = co_await connect_pair(ea, eb, net.b->mac());
+            auto waiter = [&]() -> task<void> { why = co_await client.closed(); };
+            auto closer = [&]() -> task<void> {
+                co_await net.loop.sleep_for(20ms);
+                server.close();  // the server hangs up: a DISCONNECT reaches the client
+            };
+            co_await vmrdma::when_all(waiter(), closer());
+        }
+        auto [client, server] = co_await connect_pair(ea, eb, net.b->mac());
+        auto waiter = [&]() -> task<void> {
+            try {
+                co_await client.closed();
+            } catch (const error& e) {
+                local_cancelled = e.code() == errc::cancelled;
+            }
+        };
+        auto closer = [&]() -> task<void> {
+            co_await net.loop.sleep_for(20ms);
+            client.close();  // this side closes first: nothing left to wait for
+        };
+        co_await vmrdma::when_all(waiter(), closer());
+    };
+    net.loop.run(body());
+    CHECK(why == errc::peer_gone);
+    CHECK(local_cancelled);
+}

@@ -173,3 +173,27 @@ TEST_CASE("small sends and receives from ordinary memory work through vmrdmad to
     CHECK(reply == "pong:ping from a unix: frontend");
     alarm(0);
 }
+
+TEST_CASE("connection::closed works through vmrdmad: the frontend learns that its eth: peer hung up") {
+    if (vmrdma::testing::skip_network_tests()) return;
+    alarm(60);
+    vmrdma::testing::veth_pair veth("vsd3", "vsp3", 1500);
+    split_test::daemon_thread daemon(veth.a, split_test::socket_path("closed"));
+    split_test::peer_thread peer(veth.b, [&](vmrdma::event_loop& loop, vmrdma::device& dev, std::stop_token stop) -> task<void> {
+        auto ep = dev.open_endpoint(1, {.weight = 1, .listen = true});
+        auto conn = co_await ep.accept(stop);
+        co_await loop.sleep_for(50ms);
+        conn.close();  // DISCONNECT to the daemon's engine
+    });
+    vmrdma::event_loop loop;
+    auto dev = vmrdma::device::open(loop, daemon.uri());
+    auto ep = dev->open_endpoint(7);
+    std::error_code why;
+    auto body = [&]() -> task<void> {
+        auto conn = co_await ep.connect(peer.mac(), 1, 10s);
+        why = co_await vmrdma::with_timeout(loop, 20s, [&](std::stop_token st) { return conn.closed(st); });
+    };
+    loop.run(body());
+    CHECK(why == errc::peer_gone);
+    alarm(0);
+}

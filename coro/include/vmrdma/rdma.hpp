@@ -251,6 +251,12 @@ public:
                                      std::stop_token stop = {});
     // Completes when every operation posted before it on this connection has.
     task<void> fence();
+    // Completes when the connection ends from the other side, saying why:
+    // errc::peer_gone (the peer disconnected or reset it) or errc::timeout
+    // (it went silent: keepalives, device_options::peer_timeout_ns). On every
+    // transport. Throws errc::cancelled if this side closes the connection
+    // or `stop` fires first.
+    task<std::error_code> closed(std::stop_token stop = {});
     void close() noexcept;
     bool is_open() const noexcept;
 

@@ -50,6 +50,7 @@ const char* operation_name(std::uint8_t opcode) noexcept {
     case VR_RING_CONNECT: return "connect";
     case VR_RING_ACCEPT: return "accept";
     case VR_RING_DISCONNECT: return "disconnect";
+    case VR_RING_CLOSED: return "closed";
     default: return "operation";
     }
 }
@@ -68,8 +69,11 @@ task<vr_completion> device_core::perform(vr_ring_req req, std::stop_token stop) 
     // repeats the message ("cancelled: operation cancelled").
     if (stop.stop_requested()) throw error(errc::cancelled, name + ": its stop token fired before it was posted");
     const std::uint64_t room = transport_->room_of(req);
-    const std::uint32_t index = alloc_op(req.conn, room);
-    auto conn = connections_.find(req.conn);
+    // Waiting for the end is not an operation on the connection: fences
+    // (and the engine's per-connection pool) do not count it.
+    const bool on_connection = req.opcode != VR_RING_CLOSED;
+    const std::uint32_t index = alloc_op(on_connection ? req.conn : 0, room);
+    auto conn = on_connection ? connections_.find(req.conn) : connections_.end();
     bool woken = false;
     for (;;) {
         req.cookie = cookie_of(index, ops_[index].generation);
@@ -82,7 +86,7 @@ task<vr_completion> device_core::perform(vr_ring_req req, std::stop_token stop) 
             // The pool is full: a completion in it makes room, then try again.
             co_await room_awaiter{*this, room};
             woken = true;
-            conn = connections_.find(req.conn);  // it may have been closed meanwhile
+            conn = on_connection ? connections_.find(req.conn) : connections_.end();  // it may be gone now
             continue;
         }
         free_op(index);

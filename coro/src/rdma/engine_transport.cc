@@ -61,6 +61,17 @@ void engine_transport::deregister(std::uint32_t key) noexcept {
 }
 
 int engine_transport::post(const vr_ring_req& req) noexcept {
+    if (req.opcode == VR_RING_CLOSED) {
+        int state = vr_conn_state(host_.engine(), req.conn);
+        if (state == VR_CONN_CONNECTED || state == VR_CONN_CONNECTING) {
+            closed_waiters_[req.conn].push_back(req.cookie);
+        } else {
+            // Already over: the engine failed it (or it is gone).
+            auto why = ended_.find(req.conn);
+            complete_closed(req.cookie, req.conn, 0, why != ended_.end() ? why->second : ECONNRESET);
+        }
+        return 0;
+    }
     if (req.opcode == VR_RING_ACCEPT) {
         auto it = listeners_.find(req.ep);
         if (it == listeners_.end()) return -EINVAL;  // not open, or not listening
@@ -85,6 +96,8 @@ int engine_transport::post(const vr_ring_req& req) noexcept {
 // there is safe (proto/frontend.c does the same).
 void engine_transport::post_detached(const vr_ring_req& req) {
     if (req.opcode != VR_RING_DISCONNECT) return;  // nothing else is posted detached
+    end_closed(req.conn, -ECANCELED, 0);  // closed here: nothing left to wait for
+    ended_.erase(req.conn);
     vr_disconnect(host_.engine(), req.conn);
     host_.want_flush();
 }
@@ -92,11 +105,19 @@ void engine_transport::post_detached(const vr_ring_req& req) {
 // The engine's pools: operations per connection, posted receives per endpoint.
 std::uint64_t engine_transport::room_of(const vr_ring_req& req) const noexcept {
     if (req.opcode == VR_RING_RECV) return (std::uint64_t{1} << 32) | req.ep;
+    if (req.opcode == VR_RING_CLOSED) return (std::uint64_t{2} << 32) | req.conn;  // takes no pool's place
     return req.conn;
 }
 
-// Only a waiting ACCEPT can end early; the engine's operations are on the wire.
+// Only a waiting ACCEPT or CLOSED can end early; the engine's operations are on the wire.
 void engine_transport::cancel(std::uint64_t cookie) noexcept {
+    for (auto& [conn, cookies] : closed_waiters_)
+        for (auto it = cookies.begin(); it != cookies.end(); ++it)
+            if (*it == cookie) {
+                cookies.erase(it);
+                complete_closed(cookie, conn, -ECANCELED, 0);
+                return;
+            }
     for (auto& [ep, l] : listeners_)
         for (auto it = l.accepts.begin(); it != l.accepts.end(); ++it)
             if (*it == cookie) {
@@ -119,7 +140,7 @@ void engine_transport::engine_completion(const vr_completion& wc) {
     if (wc.op == VR_WC_ACCEPT)
         accepted(wc.ep, wc.conn);
     else if (wc.op == VR_WC_DISCONNECT)
-        failed(wc.conn);
+        failed(wc.conn, wc.status);
     else
         sink_.completed(wc);
 }
@@ -137,7 +158,28 @@ void engine_transport::accepted(std::uint16_t ep, std::uint32_t conn) {
     hand_over(ep, cookie, {conn, false});
 }
 
-void engine_transport::failed(std::uint32_t conn) {
+void engine_transport::complete_closed(std::uint64_t cookie, std::uint32_t conn, int status, std::uint64_t why) {
+    vr_completion wc{};
+    wc.cookie = cookie;
+    wc.op = VR_WC_DISCONNECT;
+    wc.conn = conn;
+    wc.status = status;
+    wc.value = why;
+    sink_.completed(wc);
+}
+
+void engine_transport::end_closed(std::uint32_t conn, int status, std::uint64_t why) {
+    auto it = closed_waiters_.find(conn);
+    if (it == closed_waiters_.end()) return;
+    auto cookies = std::move(it->second);
+    closed_waiters_.erase(it);
+    for (auto cookie : cookies) complete_closed(cookie, conn, status, why);
+}
+
+void engine_transport::failed(std::uint32_t conn, int status) {
+    const auto why = static_cast<std::uint64_t>(status < 0 ? -status : ECONNRESET);
+    ended_[conn] = why;
+    end_closed(conn, 0, why);
     for (auto& [ep, l] : listeners_)
         for (auto& a : l.backlog)
             if (a.conn == conn) {

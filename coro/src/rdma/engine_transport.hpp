@@ -9,6 +9,7 @@
 #include <memory>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "engine_host.hpp"
 #include "transport.hpp"
@@ -53,12 +54,17 @@ private:
 
     void engine_completion(const vr_completion& wc) override;
     void accepted(std::uint16_t ep, std::uint32_t conn);
-    void failed(std::uint32_t conn);
+    void failed(std::uint32_t conn, int status);
+    // CLOSED requests wait here per connection until it ends.
+    void end_closed(std::uint32_t conn, int status, std::uint64_t why);
+    void complete_closed(std::uint64_t cookie, std::uint32_t conn, int status, std::uint64_t why);
     void hand_over(std::uint16_t ep, std::uint64_t cookie, listener::arrival arrival);
     void end_accept(std::uint16_t ep, std::uint64_t cookie);
 
     completion_sink& sink_;
     std::unordered_map<std::uint16_t, listener> listeners_;
+    std::unordered_map<std::uint32_t, std::vector<std::uint64_t>> closed_waiters_;  // conn -> cookies
+    std::unordered_map<std::uint32_t, std::uint64_t> ended_;  // failed connections: why (positive errno)
     engine_host host_;  // last: destroyed first, its completions still find the above
 };
 

@@ -365,6 +365,15 @@ task<std::uint64_t> connection::compare_swap(remote_region remote, std::uint64_t
     co_return wc.value;
 }
 
+task<std::error_code> connection::closed(std::stop_token stop) {
+    if (!core_) throw error(errc::cancelled, "closed: the connection is closed");
+    auto r = request(VR_RING_CLOSED);
+    r.conn = id_;
+    r.ep = ep_;
+    auto wc = co_await core_->perform(r, std::move(stop));
+    co_return detail::code_from_status(-static_cast<int>(wc.value));
+}
+
 task<void> connection::fence() {
     if (!core_) co_return;
     co_await core_->drained(id_);
