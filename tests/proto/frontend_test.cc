@@ -91,8 +91,12 @@ struct backend {
 						vr_fe_accepted(&f->fe, wc.ep, wc.conn);
 				return;
 			}
-			if (wc.op == VR_WC_DISCONNECT)
+			if (wc.op == VR_WC_DISCONNECT) { /* as vmrdmad and backend_kmod do */
+				for (auto *f : fes)
+					if (f && vr_fe_conn_failed(&f->fe, wc.conn, wc.status))
+						return;
 				return;
+			}
 			for (auto *f : fes)
 				if (f && vr_fe_complete(&f->fe, &wc))
 					return;
@@ -346,4 +350,53 @@ TEST_CASE("teardown answers everything once and hands every region back")
 	CHECK(fa.released.size() == 2);
 	CHECK(fa.fe.nfree == fa.fe.size);
 	CHECK(vr_fe_in_engine(&fa.fe) == 0);
+}
+
+TEST_CASE("CLOSED waits in the service until the connection ends, and says why; a local DISCONNECT cancels it")
+{
+	backend b;
+	frontend fa(b.eng(), 4);
+	b.fes[0] = &fa;
+	const char *why = nullptr;
+	REQUIRE(vr_fe_open_ep(&fa.fe, 2, 1, true, &why) == 0);
+	REQUIRE(vr_ep_open(b.s.node(1).eng, 1, 1, false) == 0);
+	vr_ring_rsp now{};
+	uint32_t peer_conn[2] = {};
+	uint32_t handle[2] = {};
+	for (int i = 0; i < 2; i++) {
+		auto acc = make(VR_RING_ACCEPT, 10 + i);
+		acc.ep = 2;
+		REQUIRE(vr_fe_request(&fa.fe, &acc, &now) == 1);
+		REQUIRE(vr_connect(b.s.node(1).eng, 1, b.s.node(0).mac, 2, 20 + i, &peer_conn[i]) == 0);
+		REQUIRE(b.s.run([&] { return fa.answer_to(10 + i) != nullptr; }, b.s.now + 1000000000));
+		handle[i] = fa.answer_to(10 + i)->rsp.conn;
+	}
+	// Parked, not in the engine; a foreign handle is refused.
+	auto closed = make(VR_RING_CLOSED, 30);
+	closed.conn = handle[0];
+	REQUIRE(vr_fe_request(&fa.fe, &closed, &now) == 1);
+	CHECK(vr_fe_in_engine(&fa.fe) == 0);
+	auto foreign = make(VR_RING_CLOSED, 31);
+	foreign.conn = 99;
+	CHECK(vr_fe_request(&fa.fe, &foreign, &now) == -EINVAL);
+	// The peer hangs up: the waiter is answered with why.
+	REQUIRE(vr_disconnect(b.s.node(1).eng, peer_conn[0]) == 0);
+	REQUIRE(b.s.run([&] { return fa.answer_to(30) != nullptr; }, b.s.now + 1000000000));
+	CHECK(fa.answer_to(30)->rsp.status == 0);
+	CHECK(fa.answer_to(30)->rsp.value == ECONNRESET);
+	// Asked again afterwards: answered at once, the same way.
+	auto again = make(VR_RING_CLOSED, 32);
+	again.conn = handle[0];
+	CHECK(vr_fe_request(&fa.fe, &again, &now) == 0);
+	CHECK(now.value == ECONNRESET);
+	// This side disconnects the other one first: its waiter is cancelled.
+	auto closed2 = make(VR_RING_CLOSED, 33);
+	closed2.conn = handle[1];
+	REQUIRE(vr_fe_request(&fa.fe, &closed2, &now) == 1);
+	auto disc = make(VR_RING_DISCONNECT, 34);
+	disc.conn = handle[1];
+	CHECK(vr_fe_request(&fa.fe, &disc, &now) == 0);
+	REQUIRE(fa.answer_to(33) != nullptr);
+	CHECK(fa.answer_to(33)->rsp.status == -ECANCELED);
+	CHECK(fa.fe.nfree == fa.fe.size);
 }
