@@ -40,6 +40,25 @@ struct Link {
 	}
 	vrsim::Node &A() { return s.node(0); }
 	vrsim::Node &B() { return s.node(1); }
+	GuardedBuf src, dst;
+	// n bytes each side: src on A (read only), dst on B (every right).
+	void regions(size_t n, uint8_t seed)
+	{
+		src.init(n, seed);
+		dst.init(n, static_cast<uint8_t>(seed + 1));
+		REQUIRE(reg(A(), 0, src, 0) == 0);
+		REQUIRE(reg(B(), 0, dst, VR_ACCESS_ALL) == 0);
+	}
+	// The last frame A sent with this opcode.
+	std::vector<uint8_t> last_sent(uint8_t opcode) const
+	{
+		std::vector<uint8_t> found;
+		for (auto &f : from_a)
+			if (f[VR_ETH_HLEN + VR_OFF_OPCODE] == opcode)
+				found = f;
+		REQUIRE(!found.empty());
+		return found;
+	}
 	// Writes n bytes of src to dst and waits for the completion.
 	void write(GuardedBuf &src, GuardedBuf &dst, uint32_t n, uint64_t cookie)
 	{
@@ -86,14 +105,10 @@ void seal_header_only(std::vector<uint8_t> &f)
 TEST_CASE("integrity: both ends allow link -> payloads leave unchecked, data still lands")
 {
 	Link l(VR_INTEGRITY_LINK, VR_INTEGRITY_LINK);
-	GuardedBuf src, dst;
-	src.init(10000, 1);
-	dst.init(10000, 2);
-	REQUIRE(reg(l.A(), 0, src, 0) == 0);
-	REQUIRE(reg(l.B(), 0, dst, VR_ACCESS_ALL) == 0);
-	l.write(src, dst, 10000, 1);
-	CHECK(memcmp(dst.data(), src.data(), 10000) == 0);
-	CHECK(dst.guards_ok(2));
+	l.regions(10000, 1);
+	l.write(l.src, l.dst, 10000, 1);
+	CHECK(memcmp(l.dst.data(), l.src.data(), 10000) == 0);
+	CHECK(l.dst.guards_ok(2));
 	CHECK(connect_req_caps(l) == VR_CAP_LINK_FCS);
 	CHECK(l.data_frames() >= 7); // 10000 bytes in 1500-byte frames
 	CHECK(l.flagged_data_frames() == l.data_frames());
@@ -107,13 +122,9 @@ TEST_CASE("integrity: either end at end-to-end keeps every byte checked")
 		CAPTURE(ia);
 		CAPTURE(ib);
 		Link l(ia, ib);
-		GuardedBuf src, dst;
-		src.init(5000, 3);
-		dst.init(5000, 4);
-		REQUIRE(reg(l.A(), 0, src, 0) == 0);
-		REQUIRE(reg(l.B(), 0, dst, VR_ACCESS_ALL) == 0);
-		l.write(src, dst, 5000, 1);
-		CHECK(memcmp(dst.data(), src.data(), 5000) == 0);
+		l.regions(5000, 3);
+		l.write(l.src, l.dst, 5000, 1);
+		CHECK(memcmp(l.dst.data(), l.src.data(), 5000) == 0);
 		CHECK(connect_req_caps(l) == (ia == VR_INTEGRITY_LINK ? VR_CAP_LINK_FCS : 0));
 		CHECK(l.data_frames() >= 4);
 		CHECK(l.flagged_data_frames() == 0);
@@ -123,17 +134,9 @@ TEST_CASE("integrity: either end at end-to-end keeps every byte checked")
 TEST_CASE("integrity: a header-only frame on an end-to-end connection is refused and counted")
 {
 	Link l(VR_INTEGRITY_END_TO_END, VR_INTEGRITY_LINK);
-	GuardedBuf src, dst;
-	src.init(3000, 5);
-	dst.init(3000, 6);
-	REQUIRE(reg(l.A(), 0, src, 0) == 0);
-	REQUIRE(reg(l.B(), 0, dst, VR_ACCESS_ALL) == 0);
-	l.write(src, dst, 1000, 1);
-	std::vector<uint8_t> forged;
-	for (auto &f : l.from_a)
-		if (f[VR_ETH_HLEN + VR_OFF_OPCODE] == VR_OP_WRITE_ONLY)
-			forged = f;
-	REQUIRE(!forged.empty());
+	l.regions(3000, 5);
+	l.write(l.src, l.dst, 1000, 1);
+	std::vector<uint8_t> forged = l.last_sent(VR_OP_WRITE_ONLY);
 	// The next PSN, other bytes, flagged and sealed as a header-only frame.
 	vr_put_be32(forged.data() + VR_ETH_HLEN + VR_OFF_PSN,
 		    vr_get_be32(forged.data() + VR_ETH_HLEN + VR_OFF_PSN) + 1);
@@ -142,31 +145,23 @@ TEST_CASE("integrity: a header-only frame on an end-to-end connection is refused
 	seal_header_only(forged);
 	vr_parsed parsed;
 	REQUIRE(vr_wire_parse(forged.data(), forged.size(), VR_ETHERTYPE_DEFAULT, &parsed) == 0);
-	auto snap = dst.raw;
+	auto snap = l.dst.raw;
 	uint64_t field0 = vr_engine_counters(l.B().eng)->drop_parse[VR_WERR_FIELD];
 	l.s.inject(1, forged, l.s.now + 1000);
 	l.s.run(nullptr, l.s.now + 10000000);
-	CHECK(dst.raw == snap);
+	CHECK(l.dst.raw == snap);
 	CHECK(vr_engine_counters(l.B().eng)->drop_parse[VR_WERR_FIELD] == field0 + 1);
 	// The real stream goes on at that PSN.
-	l.write(src, dst, 3000, 2);
-	CHECK(memcmp(dst.data(), src.data(), 3000) == 0);
+	l.write(l.src, l.dst, 3000, 2);
+	CHECK(memcmp(l.dst.data(), l.src.data(), 3000) == 0);
 }
 
 TEST_CASE("integrity: in link mode the headers stay checked; the payload is what is given up")
 {
 	Link l(VR_INTEGRITY_LINK, VR_INTEGRITY_LINK);
-	GuardedBuf src, dst;
-	src.init(2000, 7);
-	dst.init(2000, 8);
-	REQUIRE(reg(l.A(), 0, src, 0) == 0);
-	REQUIRE(reg(l.B(), 0, dst, VR_ACCESS_ALL) == 0);
-	l.write(src, dst, 1000, 1);
-	std::vector<uint8_t> frame;
-	for (auto &f : l.from_a)
-		if (f[VR_ETH_HLEN + VR_OFF_OPCODE] == VR_OP_WRITE_ONLY)
-			frame = f;
-	REQUIRE(!frame.empty());
+	l.regions(2000, 7);
+	l.write(l.src, l.dst, 1000, 1);
+	std::vector<uint8_t> frame = l.last_sent(VR_OP_WRITE_ONLY);
 	vr_parsed parsed;
 	// Any flipped bit in either header, the flag itself included, fails the CRC.
 	for (size_t byte = 0; byte < VR_ETH_HLEN + VR_HDR_LEN; byte++) {
