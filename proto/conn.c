@@ -26,7 +26,7 @@ int vr_conn_state(const struct vr_engine *eng, u32 id)
 static struct vr_conn *conn_alloc(struct vr_engine *eng, u16 ep)
 {
 	struct vr_ep *e = &eng->eps[ep];
-	u32 i, isn;
+	u32 i, isn, tries;
 
 	for (i = 0; i < eng->cfg.max_conns; i++) {
 		struct vr_conn *c = &eng->conns[i];
@@ -44,9 +44,13 @@ static struct vr_conn *conn_alloc(struct vr_engine *eng, u16 ep)
 		 * (never 0, so id != 0, and never the slot's last one, so a
 		 * stale frame cannot reach the new connection): an off-path
 		 * sender cannot predict an id to forge frames for. */
-		do
+		for (tries = 0; tries < 8; tries++) {
 			c->gen = (u16)vr_rand(eng);
-		while (!c->gen || c->gen == gen);
+			if (c->gen && c->gen != gen)
+				break;
+		}
+		if (!c->gen || c->gen == gen) /* a host whose random is stuck */
+			c->gen = (u16)(gen + 1) ? (u16)(gen + 1) : 1;
 		c->id = i | ((u32)c->gen << 16);
 		c->ep = ep;
 		isn = vr_rand(eng);
