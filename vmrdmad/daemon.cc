@@ -56,6 +56,10 @@ struct daemon::frontend {
     limits lim;                  // the daemon's defaults, then what the administrator set
     std::uint64_t requests = 0, responses = 0, violations = 0, failed = 0;  // rejected: svc.rejected
     std::uint32_t in_flight = 0;      // requests taken and not yet answered
+    // Refused requests in the current second (svc.rejected at its start):
+    // a frontend that sustains more than invalid_per_second is dropped.
+    std::uint64_t rejected_mark = 0;
+    std::chrono::steady_clock::time_point rejected_since{};
     std::uint64_t bulk_inflight = 0;  // WRITE/READ/SEND bytes at the engine
     std::deque<vr_ring_req> waiting;  // waiting for admission, in ring order
     std::uint64_t weight() const {
@@ -757,7 +761,12 @@ task<void> daemon::watch_ring(frontend& f) {
     std::uint64_t counter = 0;
     auto stop = f.stop.get_token();
     while (!f.dead) {
-        drain_ring(f);
+        if (drain_ring(f)) {
+            // Its pass budget is spent and more waits: the other frontends
+            // and the engine take their turn first.
+            co_await loop_.schedule();
+            continue;
+        }
         if (f.dead) break;
         try {
             if (f.port) {  // a Xen guest: its event channel
@@ -775,18 +784,20 @@ task<void> daemon::watch_ring(frontend& f) {
     }
 }
 
-void daemon::drain_ring(frontend& f) {
+bool daemon::drain_ring(frontend& f) {
+    unsigned budget = ring_pass_budget;
     for (;;) {
         std::uint32_t prod = VR_RING_READ(f.shared->req_prod);
         vr_ring_rmb();
         if (const char* broken = vr_ring_check_prod(prod, f.req_cons, f.size)) {
             violation(f, broken);
-            return;
+            return false;
         }
         while (f.req_cons != prod) {
+            if (budget-- == 0) return true;  // fairness: at most ring_pass_budget per turn
             if (const char* broken = vr_ring_check_outstanding(f.req_cons, f.rsp_prod_pvt, f.size)) {
                 violation(f, broken);
-                return;
+                return false;
             }
             // Copy out first: the frontend can rewrite the shared entry at any time.
             vr_ring_req req;
@@ -797,10 +808,26 @@ void daemon::drain_ring(frontend& f) {
             ++f.requests;
             ++f.in_flight;
             take(f, req);
-            if (f.dead) return;
+            if (f.dead) return false;
+            if (too_many_invalid(f)) return false;
         }
-        if (vr_ring_final_check(&f.shared->req_prod, &f.shared->req_event, f.req_cons) == f.req_cons) return;
+        if (vr_ring_final_check(&f.shared->req_prod, &f.shared->req_event, f.req_cons) == f.req_cons) return false;
     }
+}
+
+// More than invalid_per_second refused requests within one second: a
+// frontend that only floods the daemon with requests it may not make.
+bool daemon::too_many_invalid(frontend& f) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now - f.rejected_since >= std::chrono::seconds(1)) {
+        f.rejected_since = now;
+        f.rejected_mark = f.svc.rejected;
+        return false;
+    }
+    const std::uint64_t n = f.svc.rejected - f.rejected_mark;
+    if (n <= invalid_per_second) return false;
+    violation(f, ("sustained invalid requests: " + std::to_string(n) + " refused in under a second").c_str());
+    return true;
 }
 
 void daemon::violation(frontend& f, const char* what) {
@@ -810,7 +837,8 @@ void daemon::violation(frontend& f, const char* what) {
         std::fprintf(stderr, "vmrdmad: Xen guest dom%d broke the ring protocol (%s): disconnected\n",
                      static_cast<int>(-f.pid), what);
     else
-        std::fprintf(stderr, "vmrdmad: frontend on fd %d broke the ring protocol (%s): disconnected\n", f.sock, what);
+        std::fprintf(stderr, "vmrdmad: frontend pid %d uid %u (fd %d) broke the ring protocol (%s): disconnected\n",
+                     static_cast<int>(f.pid), static_cast<unsigned>(f.uid), f.sock, what);
     f.dead = true;
     if (f.port) f.ended.request_stop();  // serve_guest sees the end and cleans up
     else ::shutdown(f.sock, SHUT_RDWR);  // serve_frontend sees the end and cleans up

@@ -158,7 +158,15 @@ private:
     void engine_completion(const vr_completion& wc) override;
     int engine_accept(std::uint16_t ep, const std::uint8_t* mac, std::uint16_t peer_ep) override;
     vmrdma::task<void> cleanup(frontend& f);
-    void drain_ring(frontend& f);
+    // Takes at most ring_pass_budget requests; true when more are waiting.
+    bool drain_ring(frontend& f);
+    // One frontend's requests per turn of the loop: a flooding frontend
+    // cannot keep the others (and the engine) from their turns.
+    static constexpr unsigned ring_pass_budget = 64;
+    // Refused requests per second beyond which a frontend is dropped as a
+    // violation (a well-behaved one is refused rarely).
+    static constexpr std::uint64_t invalid_per_second = 10000;
+    bool too_many_invalid(frontend& f);
     void respond(frontend& f, const vr_ring_rsp& rsp);
     // What the socket's VR_CTL_* and the Xen ring's VR_RING_* control
     // requests share: 0 or a negative errno, with the reason in `why`.

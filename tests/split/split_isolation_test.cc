@@ -21,6 +21,8 @@ using vmrdma::errc;
 using vmrdma::error;
 using vmrdma::task;
 
+using namespace std::chrono_literals;
+
 namespace {
 
 int sealed_memfd(std::size_t size, unsigned seals) {
@@ -269,5 +271,81 @@ TEST_CASE("garbage ring indices: counted, that frontend dropped, the daemon serv
     vmrdma::registrable_buffer buf(4096);
     auto mr = ep.register_memory(buf.span(), access::remote_write);
     CHECK(mr.key() != 0);
+    alarm(0);
+}
+
+TEST_CASE("a frontend flooding invalid requests is dropped as a violation; another frontend's writes complete meanwhile") {
+    if (vmrdma::testing::skip_network_tests()) return;
+    alarm(90);
+    vmrdma::testing::veth_pair veth("vsd6", "vsp6", 1500);
+    split_test::daemon_thread daemon(veth.a, split_test::socket_path("flood"));
+    split_test::peer_thread peer(veth.b, [&](vmrdma::event_loop&, vmrdma::device& dev, std::stop_token stop) -> task<void> {
+        auto ep = dev.open_endpoint(1, {.weight = 1, .listen = true});
+        std::vector<std::byte> target(1 << 16);
+        auto mr = ep.register_memory(target, access::remote_write);
+        auto conn = co_await ep.accept(stop);
+        auto desc = mr.remote().to_bytes();
+        co_await conn.send(desc, 1);
+        std::array<std::byte, 8> bye{};
+        co_await ep.recv(bye, 2, ~0ull, stop);
+    });
+    // The flooder: WRITEs on a connection it does not have, as fast as the
+    // daemon answers them, from a thread of its own.
+    std::atomic<bool> flooding{true};
+    std::atomic<std::uint64_t> flooded{0};
+    bool dropped = false;
+    std::thread flooder([&] {
+        raw_frontend bad(daemon.path());
+        bad.hello(256);
+        if (bad.call(VR_CTL_OPEN_EP, {3, 1, 0}).status != 0) return;  // (no doctest asserts off the main thread)
+        auto* sh = bad.shared();
+        std::uint32_t prod = 0;
+        auto deadline = std::chrono::steady_clock::now() + 20s;
+        while (flooding && std::chrono::steady_clock::now() < deadline) {
+            std::uint32_t answered = __atomic_load_n(&sh->rsp_prod, __ATOMIC_ACQUIRE);
+            std::uint32_t n = 0;
+            while (prod - answered < bad.size() - 1 && n < 64) {
+                auto& r = bad.reqs()[prod & (bad.size() - 1)];
+                r = {};
+                r.opcode = VR_RING_WRITE;
+                r.conn = 4242;  // not its connection
+                r.len = 8;
+                ++prod;
+                ++n;
+            }
+            __atomic_store_n(&sh->req_prod, prod, __ATOMIC_RELEASE);
+            flooded += n;
+            bad.ring_doorbell();
+            if (bad.closed_by_daemon(0)) {
+                dropped = true;
+                break;
+            }
+        }
+        if (!dropped) dropped = bad.closed_by_daemon(5000);
+    });
+    vmrdma::event_loop loop;
+    auto dev = vmrdma::device::open(loop, daemon.uri());
+    auto ep = dev->open_endpoint(7);
+    vmrdma::registrable_buffer data(4096);
+    auto mr = ep.register_memory(data.span(), access::none);
+    int writes = 0;
+    auto body = [&]() -> task<void> {
+        auto conn = co_await ep.connect(peer.mac(), 1, 10s);
+        std::array<std::byte, vmrdma::remote_region::wire_size> desc{};
+        co_await ep.recv(desc, 1);
+        auto remote = vmrdma::remote_region::from_bytes(desc);
+        for (int i = 0; i < 200; ++i) {
+            co_await conn.write(mr, 0, remote, 0, 4096);
+            ++writes;
+        }
+        co_await conn.send(std::as_bytes(std::span("bye!", 4)), 2);
+    };
+    loop.run(body());
+    flooding = false;
+    flooder.join();
+    CHECK(writes == 200);
+    CHECK(dropped);
+    CHECK(flooded > 10000);  // more than vmrdmad's invalid_per_second
+    CHECK(daemon.stats().violations >= 1);
     alarm(0);
 }
