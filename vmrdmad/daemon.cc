@@ -166,7 +166,10 @@ daemon::daemon(vmrdma::event_loop& loop, std::string_view device, options opts)
     if (struct stat st {}; ::lstat(opts_.socket_path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode))
         ::unlink(opts_.socket_path.c_str());
     if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0 ||
-        ::chmod(opts_.socket_path.c_str(), opts_.socket_mode) < 0 || ::listen(listen_fd_, 64) < 0) {
+        ::chmod(opts_.socket_path.c_str(), opts_.socket_mode) < 0 ||
+        (opts_.socket_group != static_cast<gid_t>(-1) &&
+         ::chown(opts_.socket_path.c_str(), static_cast<uid_t>(-1), opts_.socket_group) < 0) ||
+        ::listen(listen_fd_, 64) < 0) {
         int e = errno;
         close_fd(listen_fd_);
         throw error(vmrdma::code_from_errno(-e),
@@ -605,7 +608,11 @@ void daemon::admin(frontend& self, const vr_ctl_msg& msg, vr_ctl_msg& reply, std
         reply.arg[1] = sizeof record;
     };
     if (msg.type == VR_CTL_ADMIN_LIST) {
-        std::vector<frontend*> all(frontends_.begin(), frontends_.end());
+        // A user sees their own frontends; root and vmrdmad's uid see all.
+        const bool sees_all = self.uid == 0 || self.uid == ::geteuid();
+        std::vector<frontend*> all;
+        for (auto* f : frontends_)
+            if (sees_all || f->uid == self.uid) all.push_back(f);
         std::sort(all.begin(), all.end(), [](frontend* a, frontend* b) { return a->id < b->id; });
         switch (msg.arg[0]) {
         case VR_ADMIN_FRONTENDS:

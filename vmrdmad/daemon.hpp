@@ -52,7 +52,11 @@ struct limits {
 
 struct options {
     std::string socket_path = "/run/vmrdma.sock";
-    mode_t socket_mode = 0666;  // frontends are unprivileged
+    // Who may connect: the socket's mode and group (default 0660 and
+    // vmrdmad's group: add the users who may use the device to that group,
+    // or pass a group). -1: leave the group as it is.
+    mode_t socket_mode = 0660;
+    gid_t socket_group = static_cast<gid_t>(-1);
     limits per_frontend;
     // On stop: how long to let operations in flight finish before the
     // frontends are disconnected anyway.

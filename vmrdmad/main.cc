@@ -1,6 +1,7 @@
 // vmrdmad --device eth:IFNAME [--socket PATH] [--xen] [limits]: the user-space
 // driver domain (docs/split-driver.md); with --xen also the Xen backend of
 // frontend_kmod guests (docs/xen.md). Runs until SIGINT or SIGTERM.
+#include <grp.h>
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -27,6 +28,10 @@ void usage(std::FILE* out = stderr) {
                  "               [--max-ring N] [--max-weight N] [--drain-timeout-ms N (default 5000)]\n"
                  "               [--inflight-bytes N (default 4194304; 0: DRR only)] [--xen]\n"
                  "               [--integrity end-to-end|link (default end-to-end)]\n"
+                 "               [--socket-mode OCTAL (default 0660)] [--socket-group GROUP]\n"
+                 "Who may be a frontend: the socket's mode and group; add the users to the group\n"
+                 "(or --socket-mode 0666 for everyone). vmrdmactl shows a user only their own\n"
+                 "frontends; root and vmrdmad's uid see all and alone change limits.\n"
                  "--integrity link: connections whose peer allows it too check only the headers\n"
                  "and leave payloads to the link's FCS (docs/wire-format.md, Integrity).\n"
                  "--xen: also be the Xen backend (in dom0, instead of backend_kmod): serve the\n"
@@ -92,7 +97,24 @@ int main(int argc, char** argv) {
                 opts.drain_timeout = std::chrono::milliseconds(std::stoul(value()));
             else if (a == "--xen")
                 xen_mode = true;
-            else if (a == "--integrity") {
+            else if (a == "--socket-mode") {
+                std::string m = value();
+                char* end = nullptr;
+                unsigned long v = std::strtoul(m.c_str(), &end, 8);
+                if (m.empty() || *end || v > 0777) {
+                    std::fprintf(stderr, "vmrdmad: --socket-mode must be octal, e.g. 0660\n");
+                    return 2;
+                }
+                opts.socket_mode = static_cast<mode_t>(v);
+            } else if (a == "--socket-group") {
+                std::string g = value();
+                struct group* gr = ::getgrnam(g.c_str());
+                if (!gr) {
+                    std::fprintf(stderr, "vmrdmad: --socket-group: no group '%s'\n", g.c_str());
+                    return 2;
+                }
+                opts.socket_group = gr->gr_gid;
+            } else if (a == "--integrity") {
                 std::string m = value();
                 if (m == "link")
                     opts.engine.integrity = vmrdma::device_options::integrity_mode::link;

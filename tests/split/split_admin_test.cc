@@ -3,6 +3,7 @@
 // mapped bytes, counters, connections, the device's counters); limits and
 // weights change for root and are refused to anyone else.
 #include <doctest/doctest.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -105,13 +106,17 @@ TEST_CASE("vmrdmactl lists frontends, endpoints, connections and counters; only 
     CHECK_THROWS_AS(admin.set(me->id, VR_ADMIN_SET_WEIGHT, 2000), vmrdmad::admin_error);
     CHECK_THROWS_AS(admin.set(9999, VR_ADMIN_SET_WEIGHT, 1), vmrdmad::admin_error);
 
-    // Anyone else may look, not change: -EPERM.
+    // Anyone else sees only their own frontends (none here) and may change nothing: -EPERM.
     pid_t child = fork();
     if (child == 0) {
         if (setresgid(65534, 65534, 65534) != 0 || setresuid(65534, 65534, 65534) != 0) _exit(3);
         try {
             vmrdmad::admin_client other(daemon.path());
-            if (other.frontends().empty()) _exit(4);
+            // Its own connection to the socket is the only frontend it sees;
+            // root's (with their endpoints) are not its business.
+            for (const auto& f : other.frontends())
+                if (f.uid != 65534) _exit(4);
+            if (!other.endpoints().empty()) _exit(4);
             try {
                 other.set(1, VR_ADMIN_SET_WEIGHT, 16);
                 _exit(5);
@@ -142,5 +147,45 @@ TEST_CASE("vmrdmactl lists frontends, endpoints, connections and counters; only 
     CHECK(admin.endpoints()[0].weight == 4);
     CHECK(ctl("--socket " + daemon.path() + " set-weight", out) == 2);
     CHECK(ctl("--socket /nonexistent/sock status", out) == 1);
+    alarm(0);
+}
+
+TEST_CASE("vmrdmad's socket is 0660 by default, and --socket-mode / a group widen it on purpose") {
+    if (vmrdma::testing::skip_network_tests()) return;
+    alarm(60);
+    vmrdma::testing::veth_pair veth("vsd9", "vsp9", 1500);
+    for (auto [mode, expect] : {std::pair<int, mode_t>{-1, 0660}, std::pair<int, mode_t>{0666, 0666}}) {
+        CAPTURE(mode);
+        const std::string path = split_test::socket_path(mode < 0 ? "mode-default" : "mode-0666");
+        vmrdma::event_loop loop;
+        vmrdmad::options opts;
+        opts.socket_path = path;
+        if (mode >= 0) opts.socket_mode = static_cast<mode_t>(mode);
+        vmrdmad::daemon d(loop, "eth:" + veth.a, opts);
+        struct stat st {};
+        REQUIRE(::stat(path.c_str(), &st) == 0);
+        CHECK((st.st_mode & 0777) == expect);
+    }
+    // Without the mode, a user who is neither the owner nor in the group
+    // cannot even connect.
+    const std::string path = split_test::socket_path("closed-door");
+    vmrdma::event_loop loop;
+    vmrdmad::options closed;
+    closed.socket_path = path;
+    vmrdmad::daemon d(loop, "eth:" + veth.a, closed);
+    pid_t child = fork();
+    if (child == 0) {
+        if (setresgid(65534, 65534, 65534) != 0 || setresuid(65534, 65534, 65534) != 0) _exit(3);
+        try {
+            vmrdmad::admin_client other(path);
+            _exit(4);
+        } catch (...) {
+            _exit(0);
+        }
+    }
+    int status = 0;
+    REQUIRE(waitpid(child, &status, 0) == child);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
     alarm(0);
 }
