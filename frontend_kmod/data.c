@@ -96,8 +96,16 @@ static int vrf_validate(struct vrf_file *f, const struct vr_ring_req *req)
 		break;
 	case VR_RING_CONNECT:
 	case VR_RING_ACCEPT:
+	case VR_RING_ACCEPT_DATA:
+	case VR_RING_NAME:
+	case VR_RING_RESOLVE:
 		if (!vrf_ep_owned(f, req->ep))
 			st = -EINVAL;
+		/* private data or a name, in one of the endpoint's regions */
+		else if ((req->len || ((req->opcode == VR_RING_CONNECT ||
+					req->opcode == VR_RING_ACCEPT) && req->operand)) &&
+			 !vrf_key_owned(f, req->lkey, req->ep))
+			st = -EACCES;
 		break;
 	default: /* control opcodes are not the application's */
 		st = -EINVAL;

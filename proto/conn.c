@@ -91,9 +91,15 @@ void vr_conn_free(struct vr_engine *eng, struct vr_conn *c)
 int vr_connect(struct vr_engine *eng, u16 ep, const u8 peer_mac[6], u16 peer_ep,
 	       u64 cookie, u32 *conn)
 {
+	return vr_connect_data(eng, ep, peer_mac, peer_ep, NULL, 0, cookie, conn);
+}
+
+int vr_connect_data(struct vr_engine *eng, u16 ep, const u8 peer_mac[6], u16 peer_ep,
+		    const void *data, u32 len, u64 cookie, u32 *conn)
+{
 	struct vr_conn *c;
 
-	if (!peer_mac || !conn)
+	if (!peer_mac || !conn || len > VR_PRIVATE_DATA_MAX || (len && !data))
 		return -EINVAL;
 	if (!vr_ep_get_open(eng, ep))
 		return -ENOENT;
@@ -103,11 +109,38 @@ int vr_connect(struct vr_engine *eng, u16 ep, const u8 peer_mac[6], u16 peer_ep,
 	memcpy(c->peer_mac, peer_mac, 6);
 	c->peer_ep = peer_ep;
 	c->cookie = cookie;
+	if (len)
+		memcpy(c->pdata, data, len);
+	c->pdata_len = (u8)len;
 	c->state = VR_CONN_CONNECTING;
 	c->ctl_pending = true;
 	c->ctl_deadline = VR_U64_MAX; /* armed when CONNECT_REQ goes out */
 	*conn = c->id;
 	return 0;
+}
+
+int vr_ep_set_accept_data(struct vr_engine *eng, u16 ep, const void *data, u32 len)
+{
+	struct vr_ep *e = vr_ep_get_open(eng, ep);
+
+	if (!e)
+		return -ENOENT;
+	if (len > VR_PRIVATE_DATA_MAX || (len && !data))
+		return -EINVAL;
+	if (len)
+		memcpy(e->accept, data, len);
+	e->accept_len = (u8)len;
+	return 0;
+}
+
+int vr_conn_peer_data(const struct vr_engine *eng, u32 id, void *out, u32 cap)
+{
+	const struct vr_conn *c = vr_conn_get((struct vr_engine *)eng, id);
+
+	if (!c || c->state == VR_CONN_CONNECTING)
+		return -ENOENT;
+	memcpy(out, c->pdata, cap < c->pdata_len ? cap : c->pdata_len);
+	return c->pdata_len;
 }
 
 int vr_disconnect(struct vr_engine *eng, u32 id)
@@ -264,6 +297,8 @@ static void rx_connect_req(struct vr_engine *eng, const struct vr_parsed *p, u64
 	c->rcv_nxt = p->h.psn;
 	c->link_fcs = eng->cfg.integrity == VR_INTEGRITY_LINK &&
 		      (p->h.operand_a & VR_CAP_LINK_FCS);
+	memcpy(c->pdata, p->payload, p->h.payload_len); /* <= VR_PRIVATE_DATA_MAX: parsed */
+	c->pdata_len = (u8)p->h.payload_len;
 	c->last_rx = c->last_probe = now;
 	c->state = VR_CONN_CONNECTED;
 	c->ctl_pending = true; /* CONNECT_ACK; re-sent on each duplicate REQ */
@@ -290,6 +325,8 @@ void vr_conn_rx_ctl(struct vr_engine *eng, const struct vr_parsed *p, u64 now)
 		/* The responder's choice, never more than we offered. */
 		c->link_fcs = eng->cfg.integrity == VR_INTEGRITY_LINK &&
 			      (p->h.operand_a & VR_CAP_LINK_FCS);
+		memcpy(c->pdata, p->payload, p->h.payload_len); /* the accept data */
+		c->pdata_len = (u8)p->h.payload_len;
 		c->last_rx = c->last_probe = now;
 		c->state = VR_CONN_CONNECTED;
 		c->ctl_pending = false;

@@ -141,6 +141,7 @@ void vr_engine_destroy(struct vr_engine *eng)
 
 		if (!e->used)
 			continue;
+		vr_names_ep_closed(eng, (u16)i);
 		for (j = 0; j < eng->cfg.max_recvs; j++) {
 			if (e->recvs[j].state != VR_RECV_FREE) {
 				e->recvs[j].state = VR_RECV_FREE;
@@ -298,6 +299,8 @@ int vr_ep_close(struct vr_engine *eng, u16 ep)
 		return -ENOENT;
 	e->closing = true; /* first: host requests from callbacks below fail */
 	e->listen = false;
+	e->accept_len = 0;
+	vr_names_ep_closed(eng, ep);
 	for (i = e->conn_head; i != VR_NO_SLOT; i = next) {
 		struct vr_conn *c = &eng->conns[i];
 
@@ -373,6 +376,22 @@ int vr_dereg_mr(struct vr_engine *eng, u32 key)
 	return 0;
 }
 
+int vr_mem_read(struct vr_engine *eng, u16 ep, u32 lkey, u64 off, void *dst, u32 len)
+{
+	const struct vr_region *r;
+	int rc = vr_region_check(&eng->rt, lkey, ep, VR_ACCESS_LOCAL_READ, off, len, &r);
+
+	return rc ? rc : eng->mem->copy_out(r->mem, off, dst, len);
+}
+
+int vr_mem_write(struct vr_engine *eng, u16 ep, u32 lkey, u64 off, const void *src, u32 len)
+{
+	const struct vr_region *r;
+	int rc = vr_region_check(&eng->rt, lkey, ep, VR_ACCESS_LOCAL_WRITE, off, len, &r);
+
+	return rc ? rc : eng->mem->copy_in(r->mem, off, src, len);
+}
+
 int vr_post_recv(struct vr_engine *eng, u16 ep, u32 lkey, u64 loff, u32 len,
 		 u64 tag, u64 mask, u64 cookie)
 {
@@ -436,6 +455,8 @@ static int vr_engine_input_frame(struct vr_engine *eng, const void *frame, u32 l
 			eng->ctr.drop_parse[cls]++;
 		return rc;
 	}
+	if (p.h.opcode == VR_OP_RESOLVE)
+		return vr_names_rx(eng, &p); /* broadcast, to no endpoint */
 	if (memcmp(p.dst_mac, eng->cfg.mac, 6)) {
 		eng->ctr.drop_not_for_us++;
 		return -EADDRNOTAVAIL;
@@ -453,6 +474,8 @@ static int vr_engine_input_frame(struct vr_engine *eng, const void *frame, u32 l
 		vr_conn_rx_ctl(eng, &p, now);
 		return 0;
 	}
+	if (p.h.opcode == VR_OP_ANNOUNCE)
+		return vr_names_rx(eng, &p);
 	c = vr_conn_get(eng, p.h.conn_id);
 	if (!c || c->ep != p.h.dst_ep || c->peer_ep != p.h.src_ep ||
 	    memcmp(c->peer_mac, p.src_mac, 6)) {
@@ -495,7 +518,7 @@ static int vr_engine_input_frame(struct vr_engine *eng, const void *frame, u32 l
 
 /* ------------------------------------------------------------ scheduler */
 
-static int emit(struct vr_engine *eng, struct vr_ep *e)
+int vr_emit(struct vr_engine *eng, struct vr_ep *e)
 {
 	int rc = eng->host.xmit(eng->cfg.ctx, &eng->txf);
 
@@ -532,7 +555,7 @@ static int emit_ctl_replies(struct vr_engine *eng, u32 budget)
 		eng->txf.nfrags = 0;
 		eng->txf.len = sizeof(eng->txhdr);
 		eng->txf.ep = r->src_ep;
-		if (emit(eng, NULL))
+		if (vr_emit(eng, NULL))
 			break;
 		eng->ctr.naks_tx[r->reason]++;
 		eng->ctl_head = (eng->ctl_head + 1) % VR_CTL_RING;
@@ -578,6 +601,8 @@ int vr_engine_tx_poll(struct vr_engine *eng, u64 now, u32 budget)
 	u32 idle = 0;
 	int sent = emit_ctl_replies(eng, budget);
 
+	sent += vr_names_emit(eng, now, budget - (u32)sent);
+
 	/* Only open endpoints are visited (a circle in id order): a scan
 	 * over every possible endpoint id per frame cost more than the
 	 * rest of the scheduler.  n_open is re-read each time round: a
@@ -606,7 +631,7 @@ int vr_engine_tx_poll(struct vr_engine *eng, u64 now, u32 budget)
 			eng->tx_cursor = e->next_open;
 			continue;
 		}
-		if (emit(eng, e))
+		if (vr_emit(eng, e))
 			return sent;
 		vr_tx_commit(eng, now);
 		e->deficit -= eng->txf.len;
@@ -630,7 +655,8 @@ u64 vr_engine_next_timeout(const struct vr_engine *eng)
 		if (x < t)
 			t = x;
 	}
-	return t;
+	x = vr_names_next_timeout(eng);
+	return x < t ? x : t;
 }
 
 void vr_engine_on_timer(struct vr_engine *eng, u64 now)
@@ -640,4 +666,5 @@ void vr_engine_on_timer(struct vr_engine *eng, u64 now)
 	for (i = 0; i < eng->cfg.max_conns; i++)
 		if (eng->conns[i].state != VR_CONN_FREE)
 			vr_conn_timer(eng, &eng->conns[i], now);
+	vr_names_timer(eng, now);
 }

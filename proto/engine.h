@@ -57,6 +57,7 @@ enum vr_wc_op {
 	VR_WC_CONNECT,    /* active open finished (status 0 or error) */
 	VR_WC_ACCEPT,     /* passive open on a listening endpoint */
 	VR_WC_DISCONNECT, /* connection left CONNECTED: peer closed or failed */
+	VR_WC_RESOLVE,    /* vr_resolve: tag = the peer's endpoint, value = its MAC */
 };
 
 struct vr_completion {
@@ -225,6 +226,37 @@ int vr_dereg_mr(struct vr_engine *eng, u32 key);
 /* Connections.  connect: -EINVAL, -ENOENT, -ENOSPC; completion VR_WC_CONNECT. */
 int vr_connect(struct vr_engine *eng, u16 ep, const u8 peer_mac[6], u16 peer_ep,
 	       u64 cookie, u32 *conn);
+/* As vr_connect, with private data (len <= VR_PRIVATE_DATA_MAX, copied now)
+ * for the accepting side; -EINVAL if longer. */
+int vr_connect_data(struct vr_engine *eng, u16 ep, const u8 peer_mac[6], u16 peer_ep,
+		    const void *data, u32 len, u64 cookie, u32 *conn);
+/* A listening endpoint's accept data, carried by every CONNECT_ACK it sends
+ * from now on (len 0: none).  0, -ENOENT, -EINVAL (too long). */
+int vr_ep_set_accept_data(struct vr_engine *eng, u16 ep, const void *data, u32 len);
+/* The peer's private data on a connection that has completed its
+ * CONNECT or ACCEPT: copies min(length, cap) bytes to out and returns the
+ * length (0..VR_PRIVATE_DATA_MAX), or -ENOENT. */
+int vr_conn_peer_data(const struct vr_engine *eng, u32 conn, void *out, u32 cap);
+
+/*
+ * Names (wire.h).  set_name: the endpoint answers RESOLVEs for name (1..
+ * VR_NAME_MAX bytes; len 0 withdraws it): 0, -ENOENT, -EINVAL,
+ * -EADDRINUSE (another endpoint of this engine has it).  resolve: asks the
+ * segment (and this engine) which endpoint has name; one VR_WC_RESOLVE
+ * follows, possibly from inside the call: status 0 with tag = the
+ * endpoint, value = its MAC (the first byte in bits 47..40), -EHOSTUNREACH
+ * when nobody answered the handshake's tries, -ECANCELED when ep closes.
+ * -ENOENT, -EINVAL, -EAGAIN (VR_RESOLVES already asking).
+ */
+int vr_ep_set_name(struct vr_engine *eng, u16 ep, const void *name, u32 len);
+int vr_resolve(struct vr_engine *eng, u16 ep, const void *name, u32 len, u64 cookie);
+
+/* Copies between memory of endpoint ep's region lkey and the host's, with
+ * an operation's key check (write needs LOCAL_WRITE): how a backend reads
+ * a frontend's private data or name and writes what comes back.
+ * 0, -EACCES, -EPERM, -ERANGE or the mem op's error. */
+int vr_mem_read(struct vr_engine *eng, u16 ep, u32 lkey, u64 off, void *dst, u32 len);
+int vr_mem_write(struct vr_engine *eng, u16 ep, u32 lkey, u64 off, const void *src, u32 len);
 /* Close: outstanding requests complete -ECANCELED; queued responses, then
  * DISCONNECT (carrying our cumulative ACK) are sent; the slot is freed. */
 int vr_disconnect(struct vr_engine *eng, u32 conn);

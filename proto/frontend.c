@@ -86,18 +86,47 @@ static void conn_forget(struct vr_fe *fe, struct vr_fe_conn *c)
 
 /* ------------------------------------------------------------ slots */
 
-static u32 slot_get(struct vr_fe *fe, const struct vr_ring_req *req)
+static void slot_fill(struct vr_fe_slot *s, const struct vr_ring_req *req)
 {
-	u32 slot = fe->free_slots[--fe->nfree];
-	struct vr_fe_slot *s = &fe->slots[slot];
-
 	memset(s, 0, sizeof(*s));
 	s->req.cookie = req->cookie;
 	s->req.opcode = req->opcode;
 	s->req.ep = req->ep;
 	s->req.conn = req->conn;
 	s->req.len = req->len;
+	if (req->opcode == VR_RING_CONNECT || req->opcode == VR_RING_ACCEPT) {
+		s->req.lkey = req->lkey;
+		s->req.loff = req->loff;
+		s->req.room = req->operand;
+	}
+}
+
+static u32 slot_get(struct vr_fe *fe, const struct vr_ring_req *req)
+{
+	u32 slot = fe->free_slots[--fe->nfree];
+
+	slot_fill(&fe->slots[slot], req);
 	return slot;
+}
+
+/* A request that names a small buffer (private data, a name) in its own
+ * region: the region is the endpoint's, and writable where something will
+ * be written back.  The engine checks the bounds. */
+static int small_buffer_check(struct vr_fe *fe, const struct vr_ring_req *req)
+{
+	bool reads = req->len != 0;
+	bool writes = (req->opcode == VR_RING_CONNECT || req->opcode == VR_RING_ACCEPT) &&
+		      req->operand != 0;
+	struct vr_fe_region *r;
+
+	if (!reads && !writes)
+		return 0;
+	r = region_of(fe, req->lkey);
+	if (!r || r->ep != req->ep)
+		return -EACCES;
+	if (writes && !r->writable)
+		return -EPERM;
+	return 0;
 }
 
 static void slot_put(struct vr_fe *fe, u32 slot)
@@ -312,6 +341,17 @@ int vr_fe_set_admin_weight(struct vr_fe *fe, u32 weight)
 	return 0;
 }
 
+/* An accepted connection whose private data could not be delivered (its
+ * buffer went away): nobody will hear of its handle, so it closes. */
+static void drop_new_conn(struct vr_fe *fe, u32 handle, u32 conn)
+{
+	struct vr_fe_conn *c = conn_of(fe, handle);
+
+	if (c)
+		conn_forget(fe, c);
+	vr_disconnect(fe->eng, conn);
+}
+
 /* ------------------------------------------------------------ data path */
 
 int vr_fe_request(struct vr_fe *fe, const struct vr_ring_req *req, struct vr_ring_rsp *rsp)
@@ -355,14 +395,37 @@ int vr_fe_request(struct vr_fe *fe, const struct vr_ring_req *req, struct vr_rin
 	case VR_RING_CONNECT:
 		if (!ep_of(fe, req->ep))
 			goto reject_inval;
+		rc = small_buffer_check(fe, req);
+		if (rc)
+			goto reject;
 		if (conns_held(fe) >= fe->max_conns)
 			return -ENOSPC;
 		break;
+	case VR_RING_RESOLVE:
+		if (!ep_of(fe, req->ep))
+			goto reject_inval;
+		rc = small_buffer_check(fe, req);
+		if (rc)
+			goto reject;
+		break;
+	case VR_RING_ACCEPT_DATA:
+	case VR_RING_NAME:
+		if (!ep_of(fe, req->ep))
+			goto reject_inval;
+		rc = small_buffer_check(fe, req);
+		if (rc)
+			goto reject;
+		return vr_svc_post(fe->eng, req, 0, 0, &conn);
 	case VR_RING_ACCEPT:
 		e = ep_of(fe, req->ep);
 		if (!e || !e->listen)
 			goto reject_inval;
+		rc = small_buffer_check(fe, req);
+		if (rc)
+			goto reject;
 		if (e->nbacklog) {
+			struct vr_fe_slot probe;
+
 			conn = e->backlog[0];
 			e->nbacklog--;
 			memmove(&e->backlog[0], &e->backlog[1], e->nbacklog * sizeof(u32));
@@ -370,7 +433,11 @@ int vr_fe_request(struct vr_fe *fe, const struct vr_ring_req *req, struct vr_rin
 			if (!handle)
 				return -ENOSPC;
 			rsp->conn = handle;
-			return 0;
+			slot_fill(&probe, req);
+			rc = vr_svc_peer_data(fe->eng, &probe.req, conn, &rsp->bytes);
+			if (rc)
+				drop_new_conn(fe, handle, conn);
+			return rc;
 		}
 		if (!fe->nfree)
 			return -EBUSY;
@@ -416,6 +483,9 @@ int vr_fe_request(struct vr_fe *fe, const struct vr_ring_req *req, struct vr_rin
 	}
 	return 1;
 
+reject:
+	fe->rejected++;
+	return rc;
 reject_inval:
 	fe->rejected++;
 	return -EINVAL;
@@ -445,9 +515,13 @@ bool vr_fe_complete(struct vr_fe *fe, const struct vr_completion *wc)
 		if (s->answered) {
 			vr_disconnect(fe->eng, wc->conn); /* nobody waits for it any more */
 		} else {
-			handle = conn_add(fe, wc->conn, s->req.ep, s->peer_mac, s->peer_ep, false);
-			if (!handle)
+			c.status = vr_svc_peer_data(fe->eng, &s->req, wc->conn, &c.bytes);
+			handle = c.status ? 0 : conn_add(fe, wc->conn, s->req.ep, s->peer_mac,
+							 s->peer_ep, false);
+			if (!c.status && !handle)
 				c.status = -ENOSPC;
+			if (c.status)
+				vr_disconnect(fe->eng, wc->conn);
 		}
 	}
 	if (s->answered) {
@@ -509,6 +583,10 @@ void vr_fe_accepted(struct vr_fe *fe, u16 ep, u32 conn)
 		rsp.conn = conn_add(fe, conn, ep, NULL, 0, true);
 		if (!rsp.conn)
 			rsp.status = -ENOSPC;
+		else
+			rsp.status = vr_svc_peer_data(fe->eng, &fe->slots[best].req, conn, &rsp.bytes);
+		if (rsp.status && rsp.conn)
+			drop_new_conn(fe, rsp.conn, conn);
 		slot_answer(fe, best, &rsp);
 		return;
 	}

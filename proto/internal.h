@@ -80,6 +80,10 @@ struct vr_conn {
 	bool ctl_pending;      /* CONNECT_REQ/ACK or DISCONNECT to send */
 	u64 ctl_deadline;
 	u32 ctl_retries;
+	/* private data: ours while CONNECTING, then the peer's (its CONNECT_REQ
+	 * on the accepting side, its CONNECT_ACK on the connecting side) */
+	u8 pdata_len;
+	u8 pdata[VR_PRIVATE_DATA_MAX];
 };
 
 enum { VR_RECV_FREE = 0, VR_RECV_POSTED, VR_RECV_BOUND };
@@ -114,6 +118,29 @@ struct vr_ep {
 	struct vr_unexp *unexp;
 	u64 recv_seq, unexp_seq;
 	struct vr_counters ctr;
+	u8 name_len, accept_len;
+	u8 name[VR_NAME_MAX];            /* answered to RESOLVE (names.c) */
+	u8 accept[VR_PRIVATE_DATA_MAX];  /* carried by every CONNECT_ACK */
+};
+
+/* A RESOLVE the host asked for (names.c): re-sent with the handshake's
+ * backoff until an ANNOUNCE with its nonce comes or the tries run out. */
+#define VR_RESOLVES 8
+struct vr_resolve {
+	bool used, send;
+	u8 len, tries;
+	u16 ep;
+	u32 nonce;
+	u64 cookie, deadline;
+	u8 name[VR_NAME_MAX];
+};
+
+/* An ANNOUNCE owed to a RESOLVE we have the name for. */
+#define VR_ANNOUNCE_RING 8
+struct vr_announce {
+	u8 mac[6];
+	u16 src_ep, dst_ep;
+	u32 nonce;
 };
 
 #define VR_CTL_RING 8
@@ -149,7 +176,12 @@ struct vr_engine {
 	u32 ctl_head, ctl_len;
 	struct vr_counters ctr;
 	struct vr_offender offenders[VR_OFFENDERS];
+	struct vr_resolve resolves[VR_RESOLVES];
+	struct vr_announce announces[VR_ANNOUNCE_RING];
+	u32 ann_head, ann_len;
 	u8 txhdr[VR_ETH_HLEN + VR_HDR_LEN];
+	/* a control frame with a payload (private data, a name) */
+	u8 ctlframe[VR_ETH_HLEN + VR_HDR_LEN + VR_PRIVATE_DATA_MAX];
 	struct vr_frame txf;
 	/* commit record for the frame in txf */
 	struct vr_conn *tx_conn;
@@ -181,6 +213,8 @@ void vr_complete_nak(struct vr_engine *eng, struct vr_ep *e, u32 op, u64 cookie,
 		     u32 conn, u64 bytes, u64 tag, u64 value, u8 nak_reason);
 struct vr_ep *vr_ep_get(struct vr_engine *eng, u16 ep);
 u32 vr_rand(struct vr_engine *eng);
+/* Hand eng->txf to the host: 0, or -EAGAIN (queue full: build it again later). */
+int vr_emit(struct vr_engine *eng, struct vr_ep *e);
 /* BAD_KEY, BOUNDS, ACCESS, INVALID, TOO_LONG: the request can never succeed. */
 bool vr_nak_fatal(u8 reason);
 int vr_nak_to_errno(u8 reason);
@@ -193,6 +227,13 @@ void vr_conn_fail(struct vr_engine *eng, struct vr_conn *c, int status, bool tel
 void vr_conn_free(struct vr_engine *eng, struct vr_conn *c);
 void vr_conn_timer(struct vr_engine *eng, struct vr_conn *c, u64 now);
 u64 vr_conn_next_timeout(const struct vr_engine *eng, const struct vr_conn *c);
+
+/* names.c */
+int vr_names_rx(struct vr_engine *eng, const struct vr_parsed *p);
+int vr_names_emit(struct vr_engine *eng, u64 now, u32 budget);
+u64 vr_names_next_timeout(const struct vr_engine *eng);
+void vr_names_timer(struct vr_engine *eng, u64 now);
+void vr_names_ep_closed(struct vr_engine *eng, u16 ep);
 
 /* requester.c */
 struct vr_op *vr_op_for_psn(const struct vr_engine *eng, struct vr_conn *c, u32 psn);

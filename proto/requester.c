@@ -208,6 +208,20 @@ static void finish(struct vr_engine *eng, struct vr_conn *c, struct vr_hdr *h,
 	eng->tx_what = what;
 }
 
+/* A handshake frame built by finish() gets its private data: header and
+ * data move to eng->ctlframe, CRC over both. */
+static void add_ctl_payload(struct vr_engine *eng, struct vr_hdr *h, const u8 *data, u32 len)
+{
+	if (!len)
+		return;
+	h->payload_len = (u16)len;
+	memcpy(eng->ctlframe, eng->txhdr, VR_ETH_HLEN);
+	vr_wire_encode_full(eng->ctlframe, h, data);
+	eng->txf.hdr = eng->ctlframe;
+	eng->txf.hdr_len = VR_ETH_HLEN + VR_HDR_LEN + len;
+	eng->txf.len = eng->txf.hdr_len;
+}
+
 static void abort_op(struct vr_engine *eng, struct vr_conn *c, struct vr_op *op, int err)
 {
 	op->aborted = true;
@@ -350,6 +364,10 @@ int vr_tx_build(struct vr_engine *eng, struct vr_conn *c, u64 now)
 			break;
 		}
 		finish(eng, c, &h, NULL, 0, VR_TX_CTL);
+		if (c->state == VR_CONN_CONNECTING)
+			add_ctl_payload(eng, &h, c->pdata, c->pdata_len);
+		else if (c->state == VR_CONN_CONNECTED)
+			add_ctl_payload(eng, &h, eng->eps[c->ep].accept, eng->eps[c->ep].accept_len);
 		return 1;
 	}
 	if (c->state != VR_CONN_CONNECTED)

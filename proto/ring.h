@@ -40,8 +40,11 @@ enum vr_ring_op {
 	VR_RING_RECV,        /* ep, lkey, loff, len, tag, mask */
 	VR_RING_FADD,        /* conn, rkey, roff, operand (addend) */
 	VR_RING_CSWAP,       /* conn, rkey, roff, operand (compare), swap */
-	VR_RING_CONNECT,     /* ep, peer_mac, peer_ep -> rsp.conn */
-	VR_RING_ACCEPT,      /* ep (listening) -> rsp.conn */
+	/* CONNECT and ACCEPT: private data (wire.h) travels through lkey/loff:
+	 * CONNECT sends len bytes from there (0: none); both write the peer's
+	 * there, at most operand bytes, and rsp.bytes is its whole length. */
+	VR_RING_CONNECT,     /* ep, peer_mac, peer_ep, lkey, loff, len, operand -> rsp.conn */
+	VR_RING_ACCEPT,      /* ep (listening), lkey, loff, operand -> rsp.conn */
 	VR_RING_DISCONNECT,  /* conn */
 	/*
 	 * Control requests: used only on the Xen ring between frontend_kmod and
@@ -61,6 +64,16 @@ enum vr_ring_op {
 	 * when this side disconnects it first.  Never reaches the engine.
 	 */
 	VR_RING_CLOSED,
+	/* ep, lkey, loff, len: the accept data every CONNECT_ACK of the
+	 * (listening) endpoint carries; len 0 clears it.  Answered at once. */
+	VR_RING_ACCEPT_DATA,
+	/* ep, lkey, loff, len: the name the endpoint answers RESOLVEs for;
+	 * len 0 withdraws it; -EADDRINUSE if taken.  Answered at once. */
+	VR_RING_NAME,
+	/* ep, lkey, loff, len: find the endpoint that has this name ->
+	 * rsp.tag = its endpoint id, rsp.value = its MAC (first byte in bits
+	 * 47..40); -EHOSTUNREACH when nobody answered. */
+	VR_RING_RESOLVE,
 	VR_RING_OP_MAX,
 };
 

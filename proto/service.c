@@ -90,14 +90,28 @@ u32 vr_svc_wc_of_ring_op(u32 ring_op)
 		return VR_WC_CONNECT;
 	case VR_RING_CLOSED:
 		return VR_WC_DISCONNECT;
+	case VR_RING_RESOLVE:
+		return VR_WC_RESOLVE;
 	default:
 		return 0;
 	}
 }
 
+/* The bytes a request names in its own region (private data, a name),
+ * read into buf; at most max of them. */
+static int read_small(struct vr_engine *eng, const struct vr_ring_req *req, u8 *buf, u32 max)
+{
+	if (req->len > max)
+		return -EINVAL;
+	return req->len ? vr_mem_read(eng, req->ep, req->lkey, req->loff, buf, req->len) : 0;
+}
+
 int vr_svc_post(struct vr_engine *eng, const struct vr_ring_req *req, u32 conn, u64 cookie,
 		u32 *new_conn)
 {
+	u8 buf[VR_PRIVATE_DATA_MAX > VR_NAME_MAX ? VR_PRIVATE_DATA_MAX : VR_NAME_MAX];
+	int rc;
+
 	switch (req->opcode) {
 	case VR_RING_WRITE:
 		return vr_post_write(eng, conn, req->lkey, req->loff, req->rkey, req->roff,
@@ -116,7 +130,18 @@ int vr_svc_post(struct vr_engine *eng, const struct vr_ring_req *req, u32 conn, 
 		return vr_post_recv(eng, req->ep, req->lkey, req->loff, req->len, req->tag,
 				    req->mask, cookie);
 	case VR_RING_CONNECT:
-		return vr_connect(eng, req->ep, req->peer_mac, req->peer_ep, cookie, new_conn);
+		rc = read_small(eng, req, buf, VR_PRIVATE_DATA_MAX);
+		return rc ? rc : vr_connect_data(eng, req->ep, req->peer_mac, req->peer_ep, buf,
+						 req->len, cookie, new_conn);
+	case VR_RING_ACCEPT_DATA:
+		rc = read_small(eng, req, buf, VR_PRIVATE_DATA_MAX);
+		return rc ? rc : vr_ep_set_accept_data(eng, req->ep, buf, req->len);
+	case VR_RING_NAME:
+		rc = read_small(eng, req, buf, VR_NAME_MAX);
+		return rc ? rc : vr_ep_set_name(eng, req->ep, buf, req->len);
+	case VR_RING_RESOLVE:
+		rc = read_small(eng, req, buf, VR_NAME_MAX);
+		return rc ? rc : vr_resolve(eng, req->ep, buf, req->len, cookie);
 	case VR_RING_DISCONNECT:
 		return vr_disconnect(eng, conn);
 	default:
@@ -148,8 +173,28 @@ void vr_svc_rsp_of_wc(const struct vr_svc_pending *req, const struct vr_completi
 	case VR_RING_ACCEPT:
 		if (!wc->status)
 			rsp->conn = new_conn;
+		rsp->bytes = wc->bytes;
+		break;
+	case VR_RING_RESOLVE:
+		rsp->tag = wc->tag;
+		rsp->value = wc->value;
 		break;
 	}
+}
+
+int vr_svc_peer_data(struct vr_engine *eng, const struct vr_svc_pending *req, u32 conn,
+		     u64 *bytes)
+{
+	u8 buf[VR_PRIVATE_DATA_MAX];
+	int n = vr_conn_peer_data(eng, conn, buf, sizeof(buf));
+	u32 room;
+
+	*bytes = 0;
+	if (n < 0)
+		return n;
+	room = req->room < (u64)n ? (u32)req->room : (u32)n;
+	*bytes = (u64)n;
+	return room ? vr_mem_write(eng, req->ep, req->lkey, req->loff, buf, room) : 0;
 }
 
 void vr_svc_wc_of_rsp(const struct vr_ring_rsp *rsp, struct vr_completion *wc)

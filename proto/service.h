@@ -85,10 +85,11 @@ u32 vr_svc_wc_of_ring_op(u32 ring_op);
  * a vr_ring_req (the in-process library too), so this is its only
  * dispatch.  The host has already checked ownership; `conn` is the engine's
  * connection id (the ring's handle may be the host's own), `cookie` the
- * engine's cookie.  WRITE, READ, SEND, RECV, FADD, CSWAP, CONNECT (the new
- * id in *new_conn, also in its completion) and DISCONNECT (0 or -ENOENT;
- * no completion); any other opcode is -EINVAL.  Otherwise the engine's
- * status.
+ * engine's cookie.  WRITE, READ, SEND, RECV, FADD, CSWAP, RESOLVE,
+ * CONNECT (the new id in *new_conn, also in its completion; its private
+ * data read from the request's region), DISCONNECT (0 or -ENOENT; no
+ * completion), ACCEPT_DATA and NAME (0 or the refusal; no completion); any
+ * other opcode is -EINVAL.  Otherwise the engine's status.
  */
 int vr_svc_post(struct vr_engine *eng, const struct vr_ring_req *req, u32 conn, u64 cookie,
 		u32 *new_conn);
@@ -101,7 +102,19 @@ struct vr_svc_pending {
 	u16 ep;
 	u32 conn;   /* the frontend's handle */
 	u32 len;
+	u32 lkey;   /* CONNECT, ACCEPT: where the peer's private data goes, */
+	u64 loff;
+	u64 room;   /* at most this much (the request's operand) */
 };
+
+/*
+ * A CONNECT or ACCEPT request whose connection (engine id conn) is made:
+ * the peer's private data goes to the request's lkey/loff, at most
+ * req->room bytes, and *bytes is its whole length (the response's
+ * bytes).  0 or the copy's error (the region went away, or is read-only).
+ */
+int vr_svc_peer_data(struct vr_engine *eng, const struct vr_svc_pending *req, u32 conn,
+		     u64 *bytes);
 
 /*
  * Engine completion -> ring response for the pending request it answers:

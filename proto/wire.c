@@ -69,6 +69,7 @@ bool vr_opcode_valid(u8 op)
 	case VR_OP_ATOMIC_FADD: case VR_OP_ATOMIC_CSWAP: case VR_OP_ATOMIC_RESP:
 	case VR_OP_ACK: case VR_OP_NAK:
 	case VR_OP_CONNECT_REQ: case VR_OP_CONNECT_ACK: case VR_OP_DISCONNECT:
+	case VR_OP_RESOLVE: case VR_OP_ANNOUNCE:
 		return true;
 	default:
 		return false;
@@ -104,6 +105,8 @@ const char *vr_opcode_name(u8 op)
 	case VR_OP_CONNECT_REQ: return "CONNECT_REQ";
 	case VR_OP_CONNECT_ACK: return "CONNECT_ACK";
 	case VR_OP_DISCONNECT: return "DISCONNECT";
+	case VR_OP_RESOLVE: return "RESOLVE";
+	case VR_OP_ANNOUNCE: return "ANNOUNCE";
 	case VR_OP_BUNDLE: return "BUNDLE";
 	default: return "?";
 	}
@@ -164,6 +167,9 @@ static int check_semantics(const struct vr_hdr *h)
 	 * no reason to leave anything unchecked. */
 	if ((h->flags & VR_F_LINK_FCS) && !pl)
 		return -EPROTO;
+	/* ... of data payloads: private data and names are always checked. */
+	if ((h->flags & VR_F_LINK_FCS) && !vr_op_is_data(h->opcode))
+		return -EPROTO;
 
 	switch (h->opcode) {
 	case VR_OP_WRITE_FIRST: case VR_OP_WRITE_MIDDLE:
@@ -198,6 +204,14 @@ static int check_semantics(const struct vr_hdr *h)
 	case VR_OP_ATOMIC_FADD: case VR_OP_ATOMIC_CSWAP:
 		if (pl || h->total_len != 8)
 			return -EMSGSIZE;
+		return 0;
+	case VR_OP_CONNECT_REQ: case VR_OP_CONNECT_ACK:
+		return pl > VR_PRIVATE_DATA_MAX ? -EMSGSIZE : 0;
+	case VR_OP_RESOLVE: case VR_OP_ANNOUNCE:
+		if (!pl || pl > VR_NAME_MAX)
+			return -EMSGSIZE;
+		if (h->opcode == VR_OP_RESOLVE && (h->dst_ep || h->conn_id))
+			return -EPROTO;
 		return 0;
 	default:
 		return pl ? -EMSGSIZE : 0;

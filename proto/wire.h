@@ -14,7 +14,9 @@
 #define VR_ETH_HLEN 14
 #define VR_HDR_LEN 64
 #define VR_ETHERTYPE_DEFAULT 0x88B5
-#define VR_WIRE_VERSION 1
+/* 2: CONNECT_REQ/ACK carry private data, RESOLVE/ANNOUNCE find a peer by
+ * name, keepalive probes, DISCONNECT carries the sender's highest PSN. */
+#define VR_WIRE_VERSION 2
 #define VR_MTU_MIN 1500   /* MTU = Ethernet payload (excludes 14-byte header) */
 #define VR_MTU_MAX 65535
 
@@ -62,6 +64,8 @@ enum vr_opcode {
 	VR_OP_CONNECT_REQ = 0x50,
 	VR_OP_CONNECT_ACK = 0x51,
 	VR_OP_DISCONNECT = 0x52,
+	VR_OP_RESOLVE = 0x53,  /* broadcast: who has this name? (see below) */
+	VR_OP_ANNOUNCE = 0x54, /* the answer, from the named endpoint */
 	VR_OP_BUNDLE = 0x60, /* several whole frames in one (see below) */
 };
 
@@ -115,6 +119,26 @@ static inline bool vr_wire_is_bundle(const void *frame, u32 len)
 
 	return len >= VR_ETH_HLEN + 2 && f[VR_ETH_HLEN + VR_OFF_OPCODE] == VR_OP_BUNDLE;
 }
+
+/*
+ * Private data: CONNECT_REQ may carry up to VR_PRIVATE_DATA_MAX bytes of the
+ * connecting application's, handed to the accepting one with its connection;
+ * CONNECT_ACK carries the listening endpoint's accept data back (e.g. the
+ * descriptors of the regions a server offers).  Covered by the CRC always.
+ */
+#define VR_PRIVATE_DATA_MAX 192
+
+/*
+ * Names: an endpoint may announce a name of 1..VR_NAME_MAX bytes (opaque,
+ * compared byte for byte).  RESOLVE goes to the broadcast address with the
+ * name as payload, src_ep the asking endpoint and msg_id a random nonce;
+ * every other field 0.  The host that has an endpoint of that name answers
+ * with ANNOUNCE to the asker's MAC: src_ep the named endpoint, dst_ep the
+ * asker's, msg_id the nonce, the name as payload.  Names are not
+ * authenticated: like ARP, anyone on the segment can answer
+ * (docs/wire-format.md).
+ */
+#define VR_NAME_MAX 64
 
 /* Header flags. */
 #define VR_F_ACKREQ 0x01 /* sender wants an immediate ACK (message end) */

@@ -217,7 +217,8 @@ task<void> daemon::serve(std::stop_token stop) {
         if (f->shared) VR_RING_WRITE(f->shared->state, std::uint32_t{VR_RING_STATE_DRAINING});
         // Waiting for peers ends now; what the engine is moving may finish.
         if (f->svc.slots)
-            vr_fe_answer_waiting(&f->svc, (1u << VR_RING_RECV) | (1u << VR_RING_ACCEPT) | (1u << VR_RING_CONNECT),
+            vr_fe_answer_waiting(&f->svc, (1u << VR_RING_RECV) | (1u << VR_RING_ACCEPT) | (1u << VR_RING_CONNECT) |
+                                             (1u << VR_RING_RESOLVE),
                                  -ESHUTDOWN);
     }
     pump_admission();  // not yet admitted: fail -ESHUTDOWN

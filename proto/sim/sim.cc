@@ -104,12 +104,30 @@ int Sim::xmit(Node &n, const vr_frame *f)
 	}
 	if (b.size() != f->len)
 		abort();
+	static const uint8_t broadcast[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+	if (!memcmp(b.data(), broadcast, 6)) {
+		// Every other node hears it, each over its own link.
+		n.tx_accepted++;
+		for (auto &other : nodes)
+			if (other->idx != n.idx)
+				carry(n, other->idx, b, false);
+		return 0;
+	}
 	int to = route(b.data());
 	if (to < 0) {
 		n.tx_accepted++; // on the wire, nobody listens
 		return 0;
 	}
+	return carry(n, to, b, true);
+}
+
+int Sim::carry(Node &n, int to, const std::vector<uint8_t> &b, bool may_refuse)
+{
 	Link &l = links[{n.idx, to}];
+	if (!may_refuse && l.busy_until > now + l.cfg.queue_ns) {
+		l.st.lost++; // a broadcast is not retried by the host: a full queue drops it
+		return 0;
+	}
 	if (l.busy_until > now + l.cfg.queue_ns) {
 		l.st.eagain++;
 		n.blocked = true;
@@ -117,7 +135,8 @@ int Sim::xmit(Node &n, const vr_frame *f)
 	}
 	if (tap)
 		tap(n.idx, b);
-	n.tx_accepted++;
+	if (may_refuse)
+		n.tx_accepted++;
 	l.st.accepted++;
 	uint64_t ser = b.size() * 8 / (l.cfg.gbps ? l.cfg.gbps : 1);
 	l.busy_until = (l.busy_until > now ? l.busy_until : now) + ser;

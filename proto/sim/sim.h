@@ -113,6 +113,8 @@ private:
 	};
 	friend int sim_xmit(void *, const vr_frame *);
 	int xmit(Node &n, const vr_frame *f);
+	// One frame over the link n -> to; a unicast may be refused (-EAGAIN).
+	int carry(Node &n, int to, const std::vector<uint8_t> &b, bool may_refuse);
 	void push(Ev *e);
 	bool poll_all();
 	int route(const uint8_t *mac) const;

@@ -168,7 +168,7 @@ TEST_CASE("each malformed class maps to its own error and class")
 	}
 	SUBCASE("version") {
 		auto f = good;
-		f[VR_ETH_HLEN + VR_OFF_VERSION] = 2;
+		f[VR_ETH_HLEN + VR_OFF_VERSION] = VR_WIRE_VERSION + 1;
 		reseal(f);
 		CHECK(parse(f) == -EPROTONOSUPPORT);
 	}
@@ -280,7 +280,7 @@ TEST_CASE("bundles: iteration yields each frame; every truncation is refused bef
 	}
 	pos = 0;
 	CHECK(vr_wire_bundle_next(b.data(), (uint32_t)b.size(), 0x1234, &pos, &inner, &len) == -EPFNOSUPPORT);
-	b[VR_ETH_HLEN + VR_OFF_VERSION] = 2;
+	b[VR_ETH_HLEN + VR_OFF_VERSION] = VR_WIRE_VERSION + 1;
 	pos = 0;
 	CHECK(vr_wire_bundle_next(b.data(), (uint32_t)b.size(), VR_ETHERTYPE_DEFAULT, &pos, &inner, &len) == -EPROTONOSUPPORT);
 }

@@ -114,6 +114,8 @@ local opcodes = {
     [0x50] = "CONNECT_REQ",
     [0x51] = "CONNECT_ACK",
     [0x52] = "DISCONNECT",
+    [0x53] = "RESOLVE",
+    [0x54] = "ANNOUNCE",
 }
 -- Names shown for the opcode field: the frame opcodes above and BUNDLE, which
 -- only ever starts a bundle (never a frame that vr_wire_parse accepts).
@@ -146,6 +148,11 @@ local OP_SEND_FIRST, OP_SEND_LAST, OP_SEND_ONLY = 0x20, 0x22, 0x23
 local OP_READ_RESP_LAST = 0x13
 local OP_ATOMIC_FADD, OP_ATOMIC_CSWAP = 0x30, 0x31
 local OP_ACK, OP_NAK = 0x40, 0x41
+local OP_CONNECT_REQ, OP_CONNECT_ACK = 0x50, 0x51
+local OP_RESOLVE, OP_ANNOUNCE = 0x53, 0x54
+local PRIVATE_DATA_MAX = 192 -- VR_PRIVATE_DATA_MAX: a handshake's private data
+local NAME_MAX = 64          -- VR_NAME_MAX
+local WIRE_VERSION = 2       -- VR_WIRE_VERSION
 
 local function is_data(op) return opcodes[op] ~= nil and op < OP_ACK end
 
@@ -273,6 +280,9 @@ local function semantics(h)
     if band(h.flags, F_LINK_FCS) ~= 0 and pl == 0 then
         return "field", "LINK_FCS flag on a frame without payload"
     end
+    if band(h.flags, F_LINK_FCS) ~= 0 and not is_data(op) then
+        return "field", "LINK_FCS flag on a control frame (private data and names are always checked)"
+    end
 
     if op >= OP_WRITE_FIRST and op <= OP_WRITE_ONLY then
         if pl > h.total_len or (abort and pl ~= 0) then
@@ -301,6 +311,17 @@ local function semantics(h)
         end
     elseif op == OP_ATOMIC_FADD or op == OP_ATOMIC_CSWAP then
         if pl ~= 0 or h.total_len ~= 8 then return "rules", "atomic with payload or total length != 8" end
+    elseif op == OP_CONNECT_REQ or op == OP_CONNECT_ACK then
+        if pl > PRIVATE_DATA_MAX then
+            return "rules", string.format("private data of %d bytes (at most %d)", pl, PRIVATE_DATA_MAX)
+        end
+    elseif op == OP_RESOLVE or op == OP_ANNOUNCE then
+        if pl == 0 or pl > NAME_MAX then
+            return "rules", string.format("name of %d bytes (1..%d)", pl, NAME_MAX)
+        end
+        if op == OP_RESOLVE and (h.dst_ep ~= 0 or h.conn ~= 0) then
+            return "field", "RESOLVE with a destination endpoint or connection"
+        end
     elseif pl ~= 0 then
         return "rules", "control frame with payload"
     end
@@ -389,8 +410,8 @@ local function dissect_frame(tvb, tree, eth)
     -- Same order of checks as vr_wire_parse.
     local crc_text = "unverified"
     local crc_reached = false
-    if h.version ~= 1 then
-        problem(vi, ef.version, "Version " .. h.version .. " is not 1")
+    if h.version ~= WIRE_VERSION then
+        problem(vi, ef.version, "Version " .. h.version .. " is not " .. WIRE_VERSION)
     elseif h.payload_len ~= actual_pl then
         problem(pi, ef.length, string.format("Payload length %d, but the frame carries %d bytes",
                                              h.payload_len, actual_pl))
@@ -509,9 +530,9 @@ local function dissect_bundle(tvb, pinfo, tree, eth)
     root:add(f.opname, tvb(1, 1), "BUNDLE"):set_generated()
     local ci = root:add(f.bundle_count, tvb(2, 2))
     local ri = root:add(f.bundle_reserved, tvb(4, 4))
-    if version ~= 1 then
-        -- A later version may lay its bundles out differently: stop here.
-        problem(vi, ef.version, "Version " .. version .. " is not 1")
+    if version ~= WIRE_VERSION then
+        -- Another version may lay its bundles out differently: stop here.
+        problem(vi, ef.version, "Version " .. version .. " is not " .. WIRE_VERSION)
         root:append_text(", BUNDLE, version " .. version)
         malformed("BUNDLE")
         return

@@ -24,6 +24,8 @@ enum class errc {
     protocol_error,       // the peer spoke something we cannot accept
     shut_down,            // the event loop or device is closing
     message_too_long,     // a send was longer than the receive it matched (both sides)
+    name_in_use,          // another endpoint of the same engine announces that name
+    not_found,            // nobody on the link announces the name asked for
 };
 
 const std::error_category& category() noexcept;

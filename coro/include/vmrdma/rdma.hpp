@@ -20,6 +20,7 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -27,9 +28,13 @@
 #include <stop_token>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "vmrdma/event_loop.hpp"
 #include "vmrdma/task.hpp"
+
+struct vr_ring_req;
+struct vr_completion;
 
 namespace vmrdma {
 
@@ -61,6 +66,26 @@ struct remote_region {
     static constexpr std::size_t wire_size = 16;
     std::array<std::byte, wire_size> to_bytes() const;
     static remote_region from_bytes(std::span<const std::byte> bytes);
+};
+
+// Where a peer's endpoint is on the link: what connect() needs, what
+// endpoint::resolve() finds.
+struct peer_address {
+    mac_address mac;
+    std::uint16_t endpoint = 0;
+    friend bool operator==(const peer_address&, const peer_address&) = default;
+};
+
+// How connect() goes about it.
+struct connect_options {
+    // Handed to the accepting side with the connection (connection::peer_data
+    // there); at most connection::private_data_max bytes. Copied when the
+    // connect starts (when it is awaited): the bytes must live until then.
+    std::span<const std::byte> private_data;
+    // A peer that is not listening yet (no such endpoint, or no answer at
+    // all) is asked again every 100 ms until this much time has passed; then
+    // errc::timeout, "no listener at ...". 0: one attempt.
+    std::chrono::nanoseconds wait_for_listener{0};
 };
 
 struct recv_result {
@@ -168,15 +193,36 @@ public:
     // allowed). The memory must stay valid until the region is destroyed.
     region register_memory(std::span<std::byte> memory, access rights);
 
+    task<connection> connect(peer_address peer, connect_options options = {}, std::stop_token stop = {});
     task<connection> connect(mac_address peer, std::uint16_t peer_endpoint, std::stop_token stop = {});
-    // As connect, but a peer that is not listening yet (no such endpoint,
-    // or no answer at all) is asked again every 100 ms until `deadline`
-    // from now; then errc::timeout, "no listener at ...". For a client
-    // started beside its server.
+    // As connect, waiting up to `deadline` for a listener (connect_options::
+    // wait_for_listener): for a client started beside its server.
     task<connection> connect(mac_address peer, std::uint16_t peer_endpoint, std::chrono::nanoseconds deadline,
                              std::stop_token stop = {});
-    // Waits for a peer's connect (the endpoint must have been opened to listen).
+    // Waits for a peer's connect (the endpoint must have been opened to
+    // listen). The connection's peer_data() is the connecting side's
+    // private data.
     task<connection> accept(std::stop_token stop = {});
+    // A listening endpoint's accept data: every connection it accepts from
+    // now on hands these bytes (at most connection::private_data_max) to the
+    // connecting side, as its connection::peer_data(). For example the
+    // descriptors of the regions a server offers. Empty: none.
+    task<void> set_accept_data(std::span<const std::byte> data);
+
+    // Names. announce: this endpoint answers for `name` (1..name_max
+    // bytes, compared exactly) on the link, so that resolve() on any host
+    // of the segment, or another frontend of the same backend, finds it;
+    // one name per endpoint, "" withdraws it. errc::name_in_use if another
+    // endpoint of the same engine has the name. Names are not
+    // authenticated: like ARP, anyone on the segment can answer for any
+    // name (docs/wire-format.md).
+    static constexpr std::size_t name_max = 64;
+    task<void> announce(std::string_view name);
+    // Who announces `name`: asks the segment, again and again until
+    // `deadline` from now (a server may not be up yet); then errc::not_found.
+    task<peer_address> resolve(std::string_view name,
+                               std::chrono::nanoseconds deadline = std::chrono::seconds(2),
+                               std::stop_token stop = {});
     // Posts a receive for a tagged send whose (tag & mask) == (expected & mask),
     // from any connection of this endpoint; matched in posting order.
     task<recv_result> recv(const region& into, std::uint64_t offset, std::uint32_t length,
@@ -192,6 +238,11 @@ private:
     friend class detail::device_core;
     friend class device;
     endpoint(detail::device_core* core, std::uint16_t id) : core_(core), id_(id) {}
+    task<connection> connect_once(peer_address peer, std::span<const std::byte> private_data,
+                                  std::stop_token stop);
+    task<connection> handshake(vr_ring_req request, std::span<const std::byte> private_data,
+                               std::stop_token stop);
+    task<vr_completion> with_bytes(std::uint8_t opcode, std::vector<std::byte> bytes, std::stop_token stop);
     detail::device_core* core_ = nullptr;
     std::uint16_t id_ = 0;
 };
@@ -260,6 +311,12 @@ public:
     void close() noexcept;
     bool is_open() const noexcept;
 
+    // What the peer handed over as the connection was made: on an accepted
+    // connection the connecting side's private data, on a connected one the
+    // listening endpoint's accept data. Empty if it sent none.
+    static constexpr std::size_t private_data_max = 192;
+    std::span<const std::byte> peer_data() const noexcept { return peer_data_; }
+
 private:
     friend class endpoint;
     friend class detail::device_core;
@@ -270,6 +327,7 @@ private:
     detail::device_core* core_ = nullptr;
     std::uint32_t id_ = 0;
     std::uint16_t ep_ = 0;  // the endpoint it belongs to
+    std::vector<std::byte> peer_data_;
 };
 
 class device {

@@ -51,6 +51,9 @@ const char* operation_name(std::uint8_t opcode) noexcept {
     case VR_RING_ACCEPT: return "accept";
     case VR_RING_DISCONNECT: return "disconnect";
     case VR_RING_CLOSED: return "closed";
+    case VR_RING_ACCEPT_DATA: return "set_accept_data";
+    case VR_RING_NAME: return "announce";
+    case VR_RING_RESOLVE: return "resolve";
     default: return "operation";
     }
 }

@@ -41,6 +41,8 @@ constexpr row table[] = {
     {ESHUTDOWN, 0, errc::shut_down},  // vmrdmad is stopping or gone
     {EBUSY, 0, errc::resources_exhausted},  // an endpoint id still closing
     {EMSGSIZE, 0, errc::message_too_long},
+    {EADDRINUSE, 0, errc::name_in_use},
+    {EHOSTUNREACH, 0, errc::not_found},  // nobody answered a RESOLVE
 };
 
 }  // namespace

@@ -9,6 +9,20 @@ extern "C" {
 }
 
 namespace vmrdma::detail {
+namespace {
+// What an ACCEPT or CONNECT needs when its connection is made: where the
+// peer's private data goes (proto/service.h).
+vr_svc_pending pending_of(const vr_ring_req& req) {
+    vr_svc_pending p{};
+    p.cookie = req.cookie;
+    p.opcode = req.opcode;
+    p.ep = req.ep;
+    p.lkey = req.lkey;
+    p.loff = req.loff;
+    p.room = req.operand;
+    return p;
+}
+}  // namespace
 
 engine_transport::engine_transport(event_loop& loop, completion_sink& sink, std::string_view ifname,
                                    const device_options& options)
@@ -17,7 +31,7 @@ engine_transport::engine_transport(event_loop& loop, completion_sink& sink, std:
 engine_transport::~engine_transport() {
     // ACCEPTs no connection came for end like the engine's operations.
     for (auto& [ep, l] : listeners_)
-        for (auto cookie : std::exchange(l.accepts, {})) end_accept(ep, cookie);
+        for (auto& a : std::exchange(l.accepts, {})) end_accept(ep, a.cookie);
     host_.destroy();  // every operation completes (with -ECANCELED) here
 }
 
@@ -37,7 +51,7 @@ void engine_transport::close_endpoint(std::uint16_t id) noexcept {
     if (auto it = listeners_.find(id); it != listeners_.end()) {
         auto accepts = std::move(it->second.accepts);
         listeners_.erase(it);
-        for (auto cookie : accepts) end_accept(id, cookie);
+        for (auto& a : accepts) end_accept(id, a.cookie);
     }
     host_.want_flush();  // the DISCONNECTs
 }
@@ -79,16 +93,28 @@ int engine_transport::post(const vr_ring_req& req) noexcept {
         if (!l.backlog.empty()) {
             auto arrival = l.backlog.front();
             l.backlog.pop_front();
-            hand_over(req.ep, req.cookie, arrival);
+            hand_over(pending_of(req), arrival);
         } else {
-            l.accepts.push_back(req.cookie);
+            l.accepts.push_back(pending_of(req));
         }
         return 0;
     }
+    // Kept before the post: the completion may come from inside it.
+    if (req.opcode == VR_RING_CONNECT) connects_[req.cookie] = pending_of(req);
     std::uint32_t new_conn = 0;
     int rc = vr_svc_post(host_.engine(), &req, req.conn, req.cookie, &new_conn);
-    if (rc == 0) host_.want_flush();
-    return rc;
+    if (rc != 0) {
+        connects_.erase(req.cookie);
+        return rc;
+    }
+    host_.want_flush();
+    if (req.opcode == VR_RING_ACCEPT_DATA || req.opcode == VR_RING_NAME) {
+        vr_completion wc{};  // done: the engine answers these at once
+        wc.cookie = req.cookie;
+        wc.ep = req.ep;
+        sink_.completed(wc);
+    }
+    return 0;
 }
 
 // device_core posts one from inside the engine's CONNECT or ACCEPT
@@ -106,6 +132,7 @@ void engine_transport::post_detached(const vr_ring_req& req) {
 std::uint64_t engine_transport::room_of(const vr_ring_req& req) const noexcept {
     if (req.opcode == VR_RING_RECV) return (std::uint64_t{1} << 32) | req.ep;
     if (req.opcode == VR_RING_CLOSED) return (std::uint64_t{2} << 32) | req.conn;  // takes no pool's place
+    if (req.opcode == VR_RING_RESOLVE) return std::uint64_t{3} << 32;  // the engine's few questions at a time
     return req.conn;
 }
 
@@ -120,7 +147,7 @@ void engine_transport::cancel(std::uint64_t cookie) noexcept {
             }
     for (auto& [ep, l] : listeners_)
         for (auto it = l.accepts.begin(); it != l.accepts.end(); ++it)
-            if (*it == cookie) {
+            if (it->cookie == cookie) {
                 l.accepts.erase(it);
                 end_accept(ep, cookie);
                 return;
@@ -137,12 +164,24 @@ void engine_transport::end_accept(std::uint16_t ep, std::uint64_t cookie) {
 }
 
 void engine_transport::engine_completion(const vr_completion& wc) {
-    if (wc.op == VR_WC_ACCEPT)
+    if (wc.op == VR_WC_ACCEPT) {
         accepted(wc.ep, wc.conn);
-    else if (wc.op == VR_WC_DISCONNECT)
+    } else if (wc.op == VR_WC_DISCONNECT) {
         failed(wc.conn, wc.status);
-    else
+    } else if (wc.op == VR_WC_CONNECT) {
+        auto it = connects_.find(wc.cookie);
+        vr_completion c = wc;
+        if (it != connects_.end()) {
+            if (c.status == 0) {
+                c.status = vr_svc_peer_data(host_.engine(), &it->second, wc.conn, &c.bytes);
+                if (c.status != 0) vr_disconnect(host_.engine(), wc.conn);  // its buffer is gone
+            }
+            connects_.erase(it);
+        }
+        sink_.completed(c);
+    } else {
         sink_.completed(wc);
+    }
 }
 
 // A listening endpoint's new connection: the oldest waiting ACCEPT takes it,
@@ -153,9 +192,9 @@ void engine_transport::accepted(std::uint16_t ep, std::uint32_t conn) {
         l.backlog.push_back({conn, false});
         return;
     }
-    auto cookie = l.accepts.front();
+    auto accept = l.accepts.front();
     l.accepts.pop_front();
-    hand_over(ep, cookie, {conn, false});
+    hand_over(accept, {conn, false});
 }
 
 void engine_transport::complete_closed(std::uint64_t cookie, std::uint32_t conn, int status, std::uint64_t why) {
@@ -189,12 +228,17 @@ void engine_transport::failed(std::uint32_t conn, int status) {
     sink_.connection_failed(conn);
 }
 
-void engine_transport::hand_over(std::uint16_t ep, std::uint64_t cookie, listener::arrival arrival) {
+void engine_transport::hand_over(const vr_svc_pending& accept, listener::arrival arrival) {
     vr_completion wc{};
-    wc.cookie = cookie;
+    wc.cookie = accept.cookie;
     wc.op = VR_WC_CONNECT;
-    wc.ep = ep;
+    wc.ep = accept.ep;
     wc.conn = arrival.conn;
+    wc.status = vr_svc_peer_data(host_.engine(), &accept, arrival.conn, &wc.bytes);
+    if (wc.status != 0) {
+        vr_disconnect(host_.engine(), arrival.conn);  // its buffer is gone: nobody gets it
+        host_.want_flush();
+    }
     sink_.completed(wc);
     if (arrival.failed) sink_.connection_failed(arrival.conn);
 }

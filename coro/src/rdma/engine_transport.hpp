@@ -14,6 +14,10 @@
 #include "engine_host.hpp"
 #include "transport.hpp"
 
+extern "C" {
+#include "proto/service.h"
+}
+
 namespace vmrdma::detail {
 
 class engine_transport final : public transport, private engine_events {
@@ -48,7 +52,7 @@ private:
             std::uint32_t conn;
             bool failed;  // the engine failed it before an ACCEPT took it
         };
-        std::deque<std::uint64_t> accepts;  // ACCEPT requests' cookies, oldest first
+        std::deque<vr_svc_pending> accepts;  // ACCEPT requests, oldest first
         std::deque<arrival> backlog;        // connections no ACCEPT has taken yet
     };
 
@@ -58,13 +62,14 @@ private:
     // CLOSED requests wait here per connection until it ends.
     void end_closed(std::uint32_t conn, int status, std::uint64_t why);
     void complete_closed(std::uint64_t cookie, std::uint32_t conn, int status, std::uint64_t why);
-    void hand_over(std::uint16_t ep, std::uint64_t cookie, listener::arrival arrival);
+    void hand_over(const vr_svc_pending& accept, listener::arrival arrival);
     void end_accept(std::uint16_t ep, std::uint64_t cookie);
 
     completion_sink& sink_;
     std::unordered_map<std::uint16_t, listener> listeners_;
     std::unordered_map<std::uint32_t, std::vector<std::uint64_t>> closed_waiters_;  // conn -> cookies
     std::unordered_map<std::uint32_t, std::uint64_t> ended_;  // failed connections: why (positive errno)
+    std::unordered_map<std::uint64_t, vr_svc_pending> connects_;  // CONNECTs with the engine, by cookie
     engine_host host_;  // last: destroyed first, its completions still find the above
 };
 

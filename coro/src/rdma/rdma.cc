@@ -166,22 +166,47 @@ region endpoint::register_memory(std::span<std::byte> memory, access rights) {
     return region(core_, key, memory);
 }
 
-task<connection> endpoint::connect(mac_address peer, std::uint16_t peer_endpoint, std::stop_token stop) {
-    if (!core_) throw error(errc::invalid_argument, "endpoint is closed");
+// One CONNECT or ACCEPT: private data (ours out, the peer's back) travels
+// through a slot of the endpoint's registered bounce memory.
+task<connection> endpoint::handshake(vr_ring_req r, std::span<const std::byte> private_data,
+                                     std::stop_token stop) {
+    if (private_data.size() > connection::private_data_max)
+        throw error(errc::invalid_argument, "connect: private data takes at most " +
+                                                std::to_string(connection::private_data_max) + " bytes");
     auto* core = core_;
     const std::uint16_t ep_id = id_;
-    auto r = request(VR_RING_CONNECT);
-    r.ep = id_;
-    r.peer_ep = peer_endpoint;
-    std::memcpy(r.peer_mac, peer.bytes.data(), 6);
+    auto pool = core->bounce(ep_id);
+    detail::bounce_slot slot(pool, co_await pool->acquire());
+    auto memory = pool->memory(slot.index());
+    if (!private_data.empty()) std::memcpy(memory.data(), private_data.data(), private_data.size());
+    r.ep = ep_id;
+    r.lkey = pool->key();
+    r.loff = pool->offset(slot.index());
+    r.len = static_cast<std::uint32_t>(private_data.size());
+    r.operand = connection::private_data_max;
     auto wc = co_await core->perform(r, std::move(stop));
-    co_return connection(core, wc.conn, ep_id);
+    connection c(core, wc.conn, ep_id);
+    const auto n = std::min<std::size_t>(wc.bytes, connection::private_data_max);
+    c.peer_data_.assign(memory.begin(), memory.begin() + static_cast<std::ptrdiff_t>(n));
+    co_return c;
 }
 
-task<connection> endpoint::connect(mac_address peer, std::uint16_t peer_endpoint,
-                                   std::chrono::nanoseconds deadline, std::stop_token stop) {
+task<connection> endpoint::connect_once(peer_address peer, std::span<const std::byte> private_data,
+                                        std::stop_token stop) {
+    auto r = request(VR_RING_CONNECT);
+    r.peer_ep = peer.endpoint;
+    std::memcpy(r.peer_mac, peer.mac.bytes.data(), 6);
+    return handshake(r, private_data, std::move(stop));
+}
+
+task<connection> endpoint::connect(peer_address peer, connect_options options, std::stop_token stop) {
     if (!core_) throw error(errc::invalid_argument, "endpoint is closed");
+    // Copied as the task starts: retries below outlive nothing of the caller's.
+    std::vector<std::byte> data(options.private_data.begin(), options.private_data.end());
+    if (options.wait_for_listener <= std::chrono::nanoseconds::zero())
+        co_return co_await connect_once(peer, data, std::move(stop));
     event_loop& loop = core_->loop();
+    const auto deadline = options.wait_for_listener;
     const auto until = std::chrono::steady_clock::now() + deadline;
     for (;;) {
         auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(until - std::chrono::steady_clock::now());
@@ -191,7 +216,7 @@ task<connection> endpoint::connect(mac_address peer, std::uint16_t peer_endpoint
                 // One attempt may itself take its retries' time (no answer
                 // at all): it is stopped at the deadline.
                 co_return co_await with_timeout(
-                    loop, left, [&](std::stop_token st) { return connect(peer, peer_endpoint, st); }, stop);
+                    loop, left, [&](std::stop_token st) { return connect_once(peer, data, st); }, stop);
             } catch (const error& e) {
                 if (e.code() != errc::no_such_endpoint && e.code() != errc::timeout) throw;
                 retry = true;
@@ -201,7 +226,7 @@ task<connection> endpoint::connect(mac_address peer, std::uint16_t peer_endpoint
         if (!retry || left <= std::chrono::nanoseconds::zero()) {
             char what[96];
             std::snprintf(what, sizeof what, "connect: no listener at %s endpoint %u within %.3g s",
-                          peer.to_string().c_str(), peer_endpoint,
+                          peer.mac.to_string().c_str(), peer.endpoint,
                           std::chrono::duration<double>(deadline).count());
             throw error(errc::timeout, what);
         }
@@ -209,14 +234,105 @@ task<connection> endpoint::connect(mac_address peer, std::uint16_t peer_endpoint
     }
 }
 
+task<connection> endpoint::connect(mac_address peer, std::uint16_t peer_endpoint, std::stop_token stop) {
+    return connect(peer_address{peer, peer_endpoint}, connect_options{}, std::move(stop));
+}
+
+task<connection> endpoint::connect(mac_address peer, std::uint16_t peer_endpoint,
+                                   std::chrono::nanoseconds deadline, std::stop_token stop) {
+    connect_options options;
+    options.wait_for_listener = deadline;
+    return connect(peer_address{peer, peer_endpoint}, options, std::move(stop));
+}
+
 task<connection> endpoint::accept(std::stop_token stop) {
     if (!core_) throw error(errc::invalid_argument, "endpoint is closed");
+    return handshake(request(VR_RING_ACCEPT), {}, std::move(stop));
+}
+
+// ACCEPT_DATA, NAME and RESOLVE name their bytes in a bounce slot.
+task<vr_completion> endpoint::with_bytes(std::uint8_t opcode, std::vector<std::byte> bytes,
+                                         std::stop_token stop) {
     auto* core = core_;
     const std::uint16_t ep_id = id_;
-    auto r = request(VR_RING_ACCEPT);
-    r.ep = id_;
-    auto wc = co_await core->perform(r, std::move(stop));
-    co_return connection(core, wc.conn, ep_id);
+    auto pool = core->bounce(ep_id);
+    detail::bounce_slot slot(pool, co_await pool->acquire());
+    if (!bytes.empty()) std::memcpy(pool->memory(slot.index()).data(), bytes.data(), bytes.size());
+    auto r = request(opcode);
+    r.ep = ep_id;
+    r.lkey = pool->key();
+    r.loff = pool->offset(slot.index());
+    r.len = static_cast<std::uint32_t>(bytes.size());
+    co_return co_await core->perform(r, std::move(stop));
+}
+
+task<void> endpoint::set_accept_data(std::span<const std::byte> data) {
+    if (!core_) throw error(errc::invalid_argument, "endpoint is closed");
+    if (data.size() > connection::private_data_max)
+        throw error(errc::invalid_argument, "set_accept_data: at most " +
+                                                std::to_string(connection::private_data_max) + " bytes");
+    co_await with_bytes(VR_RING_ACCEPT_DATA, std::vector<std::byte>(data.begin(), data.end()), {});
+}
+
+namespace {
+std::vector<std::byte> name_bytes(std::string_view name) {
+    auto* p = reinterpret_cast<const std::byte*>(name.data());
+    return {p, p + name.size()};
+}
+}  // namespace
+
+task<void> endpoint::announce(std::string_view name) {
+    if (!core_) throw error(errc::invalid_argument, "endpoint is closed");
+    if (name.size() > name_max)
+        throw error(errc::invalid_argument, "announce: a name has at most " + std::to_string(name_max) + " bytes");
+    const std::string copy(name);
+    try {
+        co_await with_bytes(VR_RING_NAME, name_bytes(copy), {});
+    } catch (const error& e) {
+        if (e.code() == errc::name_in_use)
+            throw error(errc::name_in_use, "announce '" + copy + "'");
+        throw;
+    }
+}
+
+task<peer_address> endpoint::resolve(std::string_view name, std::chrono::nanoseconds deadline,
+                                     std::stop_token stop) {
+    if (!core_) throw error(errc::invalid_argument, "endpoint is closed");
+    if (name.empty() || name.size() > name_max)
+        throw error(errc::invalid_argument, "resolve: a name has 1.." + std::to_string(name_max) + " bytes");
+    const std::string copy(name);
+    event_loop& loop = core_->loop();
+    const auto until = std::chrono::steady_clock::now() + deadline;
+    for (;;) {
+        auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(until - std::chrono::steady_clock::now());
+        if (left > std::chrono::nanoseconds::zero()) {
+            try {
+                // One question is asked a few times over about 1.6 s; the
+                // deadline stops it early, or asks again after it.
+                auto wc = co_await with_timeout(
+                    loop, left,
+                    [&](std::stop_token st) { return with_bytes(VR_RING_RESOLVE, name_bytes(copy), st); }, stop);
+                peer_address found;
+                for (int i = 0; i < 6; ++i) found.mac.bytes[i] = static_cast<std::uint8_t>(wc.value >> (40 - 8 * i));
+                found.endpoint = static_cast<std::uint16_t>(wc.tag);
+                co_return found;
+            } catch (const error& e) {
+                // Nobody answered yet, or the engine is asking too many
+                // questions at once: ask again while there is time.
+                if (e.code() != errc::not_found && e.code() != errc::timeout &&
+                    e.code() != errc::resources_exhausted)
+                    throw;
+            }
+        }
+        left = std::chrono::duration_cast<std::chrono::nanoseconds>(until - std::chrono::steady_clock::now());
+        if (left <= std::chrono::nanoseconds::zero()) {
+            char what[160];
+            std::snprintf(what, sizeof what, "resolve '%s' (asked for %.3g s)", copy.c_str(),
+                          std::chrono::duration<double>(deadline).count());
+            throw error(errc::not_found, what);
+        }
+        co_await loop.sleep_for(std::min<std::chrono::nanoseconds>(left, std::chrono::milliseconds(100)), stop);
+    }
 }
 
 task<recv_result> endpoint::recv(const region& into, std::uint64_t offset, std::uint32_t length,
@@ -277,7 +393,7 @@ region::~region() {
 // --- connection ---
 
 connection::connection(connection&& o) noexcept
-    : core_(std::exchange(o.core_, nullptr)), id_(o.id_), ep_(o.ep_) {}
+    : core_(std::exchange(o.core_, nullptr)), id_(o.id_), ep_(o.ep_), peer_data_(std::move(o.peer_data_)) {}
 
 connection& connection::operator=(connection&& o) noexcept {
     if (this != &o) {
@@ -285,6 +401,7 @@ connection& connection::operator=(connection&& o) noexcept {
         core_ = std::exchange(o.core_, nullptr);
         id_ = o.id_;
         ep_ = o.ep_;
+        peer_data_ = std::move(o.peer_data_);
     }
     return *this;
 }

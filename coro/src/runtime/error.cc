@@ -25,6 +25,8 @@ public:
         case errc::protocol_error: return "protocol error";
         case errc::shut_down: return "shut down";
         case errc::message_too_long: return "message longer than the receive it matched";
+        case errc::name_in_use: return "name already announced by another endpoint";
+        case errc::not_found: return "no endpoint announces that name";
         }
         return "unknown vmrdma error";
     }
