@@ -4,9 +4,10 @@
 // pattern into it, reads it back, compares byte for byte and counts with
 // fetch_add on the region's last 8-byte word, round after round.
 //
-//   vmrdma-check serve  --device URI [--ep N] [--size BYTES]
+//   vmrdma-check serve  --device URI [--ep N] [--size BYTES] [--name NAME]
 //   vmrdma-check client --device URI --peer MAC --peer-ep N --rkey KEY --size BYTES
 //                       [--ep N] [--rounds R | --forever]
+//   vmrdma-check client --device URI --name NAME [--ep N] [--rounds R | --forever]
 //
 // serve prints one line to stdout, `READY mac=.. ep=N rkey=0xKEY size=BYTES`,
 // whose values are the client's arguments; progress goes to stderr, and the
@@ -38,17 +39,19 @@ using vmrdma::task;
 namespace {
 
 constexpr const char* usage_text =
-    "usage: vmrdma-check serve  --device URI [--ep N] [--size BYTES]\n"
+    "usage: vmrdma-check serve  --device URI [--ep N] [--size BYTES] [--name NAME]\n"
     "       vmrdma-check client --device URI --peer MAC --peer-ep N --rkey KEY --size BYTES\n"
     "                           [--ep N] [--rounds R | --forever]\n"
+    "       vmrdma-check client --device URI --name NAME [--ep N] [--rounds R | --forever]\n"
     "An end-to-end check of a vmrdma transport (eth:IFNAME, unix:PATH, xen:/dev/vmrdma).\n"
     "'vmrdma-check serve --help' and 'vmrdma-check client --help' say more.\n";
 
 constexpr const char* serve_help =
-    "usage: vmrdma-check serve --device URI [--ep N] [--size BYTES]\n"
+    "usage: vmrdma-check serve --device URI [--ep N] [--size BYTES] [--name NAME]\n"
     "Opens listening endpoint N (default 1) on the device, registers a zeroed region of\n"
     "BYTES (default 1M; K and M suffixes; a multiple of 8, at least 16) for remote write,\n"
-    "read and atomics, and prints one line to stdout:\n"
+    "read and atomics, hands the region's descriptor to every client in the accept\n"
+    "(private data), announces NAME on the link if given, and prints one line to stdout:\n"
     "  READY mac=XX:XX:XX:XX:XX:XX ep=N rkey=0xKEY size=BYTES\n"
     "Then accepts connections until SIGTERM or SIGINT (exit 0). Connections are kept until\n"
     "their peer disconnects (at most 32: the oldest is closed to make room). Progress goes\n"
@@ -57,6 +60,9 @@ constexpr const char* serve_help =
 constexpr const char* client_help =
     "usage: vmrdma-check client --device URI --peer MAC --peer-ep N --rkey KEY --size BYTES\n"
     "                           [--ep N] [--rounds R | --forever]\n"
+    "       vmrdma-check client --device URI --name NAME [--ep N] [--rounds R | --forever]\n"
+    "With --name, finds the server that announces NAME (waiting up to 10 s for it) and\n"
+    "takes the region's key and size from what the server hands over in the accept.\n"
     "Connects from local endpoint N (default 1) to the server's endpoint and, per round,\n"
     "fills a buffer with a pattern of that round, RDMA-writes it to the server's region at\n"
     "offset 0 (all of it but the last 8 bytes), RDMA-reads it back into a second buffer,\n"
@@ -174,7 +180,7 @@ private:
 };
 
 int serve(int argc, char** argv) {
-    options opt(argc, argv, 2, {"device", "ep", "size"}, {});
+    options opt(argc, argv, 2, {"device", "ep", "size", "name"}, {});
     auto uri = opt.required("device");
     auto ep_id = parse_ep(opt.get("ep", "1"), "--ep");
     auto size = parse_region_size(opt.get("size", "1M"));
@@ -187,8 +193,14 @@ int serve(int argc, char** argv) {
     vmrdma::registrable_buffer buffer(size);  // zeroed; registrable on every transport
     auto mr = ep.register_memory(buffer.span(), vmrdma::access::remote_write | vmrdma::access::remote_read |
                                                     vmrdma::access::remote_atomic);
-    std::printf("READY mac=%s ep=%u rkey=0x%" PRIx32 " size=%zu\n", dev->mac().to_string().c_str(), ep_id,
-                mr.key(), size);
+    const std::string name = opt.get("name", "");
+    auto announce = [&]() -> task<void> {
+        co_await ep.set_accept_data(mr.remote().to_bytes());
+        if (!name.empty()) co_await ep.announce(name);
+    };
+    loop.run(announce());
+    std::printf("READY mac=%s ep=%u rkey=0x%" PRIx32 " size=%zu%s%s\n", dev->mac().to_string().c_str(), ep_id,
+                mr.key(), size, name.empty() ? "" : " name=", name.c_str());
     std::fflush(stdout);
     std::fprintf(stderr, "vmrdma-check: serving %zu bytes on %s endpoint %u (mtu %u)\n", size, uri.c_str(), ep_id,
                  dev->mtu());
@@ -206,6 +218,10 @@ int serve(int argc, char** argv) {
                 throw;
             }
             ++accepted;
+            if (!conn.peer_data().empty())
+                std::fprintf(stderr, "vmrdma-check: connection %lu says '%.*s'\n", accepted + 0,
+                             static_cast<int>(conn.peer_data().size()),
+                             reinterpret_cast<const char*>(conn.peer_data().data()));
             std::erase_if(kept, [](const vmrdma::connection& c) { return !c.is_open(); });
             if (kept.size() >= max_kept) kept.pop_front();  // closes the oldest
             kept.push_back(std::move(conn));
@@ -228,29 +244,69 @@ void fill(std::byte* p, std::size_t n, std::uint64_t round) {
 }
 
 int client(int argc, char** argv) {
-    options opt(argc, argv, 2, {"device", "peer", "peer-ep", "rkey", "size", "ep", "rounds"}, {"forever"});
+    options opt(argc, argv, 2, {"device", "peer", "peer-ep", "rkey", "size", "ep", "rounds", "name"}, {"forever"});
     auto uri = opt.required("device");
-    vmrdma::mac_address peer;
-    try {
-        peer = vmrdma::mac_address::parse(opt.required("peer"));
-    } catch (const vmrdma::error& e) {
-        throw usage_error(std::string("--peer: ") + e.what());
+    const bool by_name = opt.has("name");
+    if (by_name && (opt.has("peer") || opt.has("peer-ep") || opt.has("rkey") || opt.has("size")))
+        throw usage_error("--name finds the server and its region: no --peer, --peer-ep, --rkey or --size with it");
+    vmrdma::peer_address peer;
+    vmrdma::remote_region remote;
+    if (!by_name) {
+        try {
+            peer.mac = vmrdma::mac_address::parse(opt.required("peer"));
+        } catch (const vmrdma::error& e) {
+            throw usage_error(std::string("--peer: ") + e.what());
+        }
+        peer.endpoint = parse_ep(opt.required("peer-ep"), "--peer-ep");
+        remote.rkey = static_cast<std::uint32_t>(
+            parse_number(opt.required("rkey"), 0xffffffffu, "--rkey must be a 32-bit key such as 0x1a2b"));
+        remote.length = parse_region_size(opt.required("size"));
     }
-    auto peer_ep = parse_ep(opt.required("peer-ep"), "--peer-ep");
-    auto rkey = static_cast<std::uint32_t>(
-        parse_number(opt.required("rkey"), 0xffffffffu, "--rkey must be a 32-bit key such as 0x1a2b"));
-    auto size = parse_region_size(opt.required("size"));
     auto ep_id = parse_ep(opt.get("ep", "1"), "--ep");
     bool forever = opt.has("forever");
     if (forever && opt.has("rounds")) throw usage_error("--rounds and --forever exclude each other");
     auto rounds = parse_number(opt.get("rounds", "3"), 1'000'000'000, "--rounds must be 1 or more");
     if (rounds == 0) throw usage_error("--rounds must be 1 or more");
 
-    const std::size_t data = size - 8;  // the last word is fetch_add's
-    const auto length = static_cast<std::uint32_t>(data);
     vmrdma::event_loop loop;
     auto dev = vmrdma::device::open(loop, uri);
     auto ep = dev->open_endpoint(ep_id);
+    vmrdma::connection conn;
+    std::string failure;
+    auto connect = [&]() -> task<void> {
+        if (by_name) {
+            peer = co_await ep.resolve(opt.required("name"), std::chrono::seconds(10));
+            std::fprintf(stderr, "vmrdma-check: '%s' is %s endpoint %u\n", opt.required("name").c_str(),
+                         peer.mac.to_string().c_str(), peer.endpoint);
+        }
+        static constexpr std::string_view hello = "vmrdma-check client";
+        conn = co_await ep.connect(peer, {.private_data = std::as_bytes(std::span(hello.data(), hello.size()))});
+        if (by_name) {
+            if (conn.peer_data().size() != vmrdma::remote_region::wire_size) {
+                failure = "the server handed over " + std::to_string(conn.peer_data().size()) +
+                          " bytes in the accept, not a region descriptor";
+                co_return;
+            }
+            remote = vmrdma::remote_region::from_bytes(conn.peer_data());
+        }
+    };
+    try {
+        loop.run(connect());
+        if (failure.empty() && (remote.length < 16 || remote.length % 8 != 0 || remote.length > (1u << 30)))
+            failure = "the server's region of " + std::to_string(remote.length) + " bytes is not one vmrdma-check serves";
+    } catch (const vmrdma::error& e) {
+        failure = std::string("connect: ") + e.what();
+    }
+    if (!failure.empty()) {
+        std::printf("vmrdma-check: FAIL: %s\n", failure.c_str());
+        return 1;
+    }
+    std::fprintf(stderr, "vmrdma-check: connected\n");
+    const std::size_t size = remote.length;
+    const std::uint32_t rkey = remote.rkey;
+
+    const std::size_t data = size - 8;  // the last word is fetch_add's
+    const auto length = static_cast<std::uint32_t>(data);
     vmrdma::registrable_buffer out(data), in(data);
     auto out_mr = ep.register_memory(out.span(), vmrdma::access::none);
     auto in_mr = ep.register_memory(in.span(), vmrdma::access::local_write);
@@ -260,16 +316,12 @@ int client(int argc, char** argv) {
     vmrdma::registrable_buffer spot_buf(std::max<std::size_t>(spots, 1) * spot);
     auto spot_mr = ep.register_memory(spot_buf.span(), vmrdma::access::local_write);
     const std::size_t spot_stride = spots ? data / spots / spot * spot : 0;
-    const vmrdma::remote_region remote{rkey, size};
     std::fprintf(stderr, "vmrdma-check: %s (mac %s, mtu %u) -> %s endpoint %u, rkey 0x%" PRIx32 ", %zu bytes\n",
-                 uri.c_str(), dev->mac().to_string().c_str(), dev->mtu(), peer.to_string().c_str(), peer_ep, rkey,
-                 size);
+                 uri.c_str(), dev->mac().to_string().c_str(), dev->mtu(), peer.mac.to_string().c_str(),
+                 peer.endpoint, rkey, size);
 
-    std::string failure;
     std::uint64_t done = 0;
     auto body = [&]() -> task<void> {
-        auto conn = co_await ep.connect(peer, peer_ep);
-        std::fprintf(stderr, "vmrdma-check: connected\n");
         std::uint64_t last = 0;
         auto since = std::chrono::steady_clock::now();
         std::uint64_t since_rounds = 0;

@@ -138,7 +138,8 @@ TEST_CASE("vmrdma-check: serve on one host, client on another: OK, a bad key FAI
     vmrdma::testing::run("ip link set vck-b netns " + std::to_string(host_b.holder));
 
     int serve_out = -1;
-    pid_t server = start({"serve", "--device", "eth:vck-a", "--ep", "3", "--size", "256K"}, serve_out, {}, {}, false);
+    pid_t server = start({"serve", "--device", "eth:vck-a", "--ep", "3", "--size", "256K", "--name", "check-srv"},
+                         serve_out, {}, {}, false);
     std::string ready = read_until(serve_out, 10'000, has_ready_line);
     MESSAGE("server: " << ready);
     REQUIRE(ready.rfind("READY ", 0) == 0);
@@ -167,6 +168,17 @@ TEST_CASE("vmrdma-check: serve on one host, client on another: OK, a bad key FAI
     CHECK(r.exit_code == 0);
     CHECK(r.output.find("vmrdma-check: OK: 2 rounds") != std::string::npos);
     CHECK(r.output.find("fetch_add returned 3") != std::string::npos);
+
+    // By name: the server is found on the link and hands its region over in
+    // the accept; the counter goes on from 5.
+    r = run_client({"client", "--device", "eth:vck-b", "--name", "check-srv", "--rounds", "1"}, host_b.path(),
+                   "vck-b");
+    CHECK(r.exit_code == 0);
+    CHECK(r.output.find("'check-srv' is " + field["mac"] + " endpoint 3") != std::string::npos);
+    CHECK(r.output.find("vmrdma-check: OK: 1 rounds of 262136 bytes") != std::string::npos);
+    r = run_client({"client", "--device", "eth:vck-b", "--name", "check-srv", "--size", "1M"}, host_b.path(),
+                   "vck-b");
+    CHECK(r.exit_code == 2);
 
     // A key the server never gave: the first write is refused.
     auto bad = std::to_string(std::strtoul(field["rkey"].c_str(), nullptr, 16) + 1000);

@@ -173,7 +173,7 @@ step "dom0: veth pair, backend_kmod on veth0, peer on eth:veth1"
 insmod /vmrdma_back.ko netdev=veth0 || fail "insmod vmrdma_back.ko netdev=veth0"
 dmesg | grep vmrdma | sed 's/^/vmrdma-xen: | /'
 [ -r /proc/vmrdma_back ] || fail "no /proc/vmrdma_back"
-/vmrdma-check serve --device eth:veth1 --ep 1 --size 1M >/tmp/serve.log 2>&1 &
+/vmrdma-check serve --device eth:veth1 --ep 1 --size 1M --name vmrdma-check >/tmp/serve.log 2>&1 &
 serve_pid=$!
 wait_for 20 grep -q '^READY' /tmp/serve.log || fail "the peer did not get ready"
 sed 's/^/vmrdma-xen: [peer] /' /tmp/serve.log
@@ -214,7 +214,7 @@ dmesg | grep vmrdma | sed 's/^/vmrdma-xen: | /'
 step "guest c: the same transfer served by vmrdmad --xen"
 # veth0 is free again: the user-space daemon is the backend now, the guest
 # (frontend_kmod) unchanged.  A fresh peer, since the first one is gone.
-/vmrdma-check serve --device eth:veth1 --ep 1 --size 1M >/tmp/serve2.log 2>&1 &
+/vmrdma-check serve --device eth:veth1 --ep 1 --size 1M --name vmrdma-check >/tmp/serve2.log 2>&1 &
 serve_pid=$!
 /vmrdmad --device eth:veth0 --xen >/tmp/vmrdmad.log 2>&1 &
 vmrdmad_pid=$!

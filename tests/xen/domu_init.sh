@@ -66,6 +66,14 @@ verify)
     sed 's/^/vmrdma-domu: [forged key] /' /tmp/forged.log
     [ $rc -eq 1 ] || fail "a forged rkey gave exit $rc, not 1"
     grep -qi 'bad key' /tmp/forged.log || fail "a forged rkey was not reported as a bad key"
+    # By name: the RESOLVE broadcast and the private data of the handshake
+    # go through the backend too (the name and the region descriptor live
+    # in granted pages).
+    /vmrdma-check client --device xen:/dev/vmrdma --name vmrdma-check --rounds 1 >/tmp/named.log 2>&1
+    rc=$?
+    sed 's/^/vmrdma-domu: [by name] /' /tmp/named.log
+    [ $rc -eq 0 ] || fail "vmrdma-check --name exit $rc"
+    grep -q '^vmrdma-check: OK' /tmp/named.log || fail "no 'vmrdma-check: OK' line by name"
     # A process SIGKILLed mid-transfer: closing its file must unpin every
     # page it registered (the kernel counts pins in /proc/vmstat) and the
     # device must keep working for the next process.
