@@ -352,5 +352,39 @@ int main(int argc, char **argv)
 		rec(sizeof(f), f, sizeof(f));
 	}
 	save("parser_errors");
+
+	/* names: RESOLVE broadcasts for ep0's name and a stranger's, an
+	 * ANNOUNCE nobody asked for, then questions of our own */
+	{
+		static const u8 bcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+		u8 f[HDRS + VR_NAME_MAX];
+
+		h = hdr(VR_OP_RESOLVE, 0, RXF_PEER_EP_A, 0, 0);
+		h.msg_id = 0x1234567;
+		h.payload_len = 8;
+		vr_wire_put_eth(f, bcast, RXF_PEER_MAC, VR_ETHERTYPE_DEFAULT);
+		vr_wire_encode_full(f, &h, "fuzz-ep0");
+		rec((u16)(HDRS + 8), f, HDRS + 8);
+		h.payload_len = 7;
+		vr_wire_encode_full(f, &h, "nowhere");
+		rec((u16)(HDRS + 7), f, HDRS + 7);
+		h = hdr(VR_OP_ANNOUNCE, 0, RXF_PEER_EP_A, 1, 0);
+		h.msg_id = 0x89abcdef;
+		h.payload_len = 8;
+		frame(h, (const u8 *)"fuzz-ep9", 0);
+		ACT(RXF_A_RESOLVE, 1, 8);
+		ACT(RXF_A_ADVANCE, 0x4e, 0x20);
+		ACT(RXF_A_RESOLVE, 0, 1);
+		save("names");
+	}
+	/* private data: a CONNECT_REQ with 40 bytes to ep2, a connect of ours
+	 * with 192 */
+	h = hdr(VR_OP_CONNECT_REQ, 0, 22, 2, 7000);
+	h.msg_id = 0x00D00004;
+	h.payload_len = 40;
+	frame(h, pay, 0);
+	ACT(RXF_A_CONNECT_DATA, 1, 0, 33, 192);
+	ACT(RXF_A_ADVANCE, 0x4e, 0x20);
+	save("private_data");
 	return 0;
 }

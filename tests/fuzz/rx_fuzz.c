@@ -176,7 +176,10 @@ static int h_xmit(void *ctx, const struct vr_frame *f)
 	int rc;
 
 	(void)ctx;
-	CHECK(f->hdr && f->hdr_len == HDRS && f->nfrags <= VR_MAX_FRAGS,
+	/* Headers alone, or a control frame whose payload (private data, a
+	 * name) travels with them: then no fragments. */
+	CHECK(f->hdr && f->hdr_len >= HDRS && f->hdr_len <= HDRS + VR_PRIVATE_DATA_MAX &&
+	      f->nfrags <= VR_MAX_FRAGS && (f->hdr_len == HDRS || !f->nfrags),
 	      "[%s] bad frame shape hdr_len=%u nfrags=%u", cur_what, f->hdr_len, f->nfrags);
 	CHECK(f->len <= VR_ETH_HLEN + MTU, "[%s] frame of %u bytes exceeds MTU", cur_what,
 	      f->len);
@@ -752,6 +755,26 @@ static void do_action(const u8 *b, u32 n)
 			cookie_refused(m);
 		break;
 	}
+	case RXF_A_CONNECT_DATA: {
+		static const u8 data[VR_PRIVATE_DATA_MAX + 8];
+		u32 id, len = arg8(b, n, 4);
+
+		ck = new_cookie(VR_WC_CONNECT, -1, 0, 0, 0, &m);
+		if (ck && vr_connect_data(eng, (u16)(arg8(b, n, 1) % 5), RXF_PEER_MAC,
+					  (u16)arg16(b, n, 2), data, len, ck, &id))
+			cookie_refused(m);
+		break;
+	}
+	case RXF_A_RESOLVE: {
+		static const char name[] = "fuzz-ep0-and-some-more-bytes-to-be-cut-anywhere-up-to-64-bytes-long";
+		u32 len = arg8(b, n, 2) % (VR_NAME_MAX + 2);
+		u16 ep = (u16)(arg8(b, n, 1) % 5);
+
+		ck = new_cookie(VR_WC_RESOLVE, -1, 0, 0, ep, &m);
+		if (ck && vr_resolve(eng, ep, name, len, ck))
+			cookie_refused(m);
+		break;
+	}
 	case RXF_A_XMIT_MODE:
 		xmit_mode = (int)(arg8(b, n, 1) % 3);
 		break;
@@ -827,6 +850,10 @@ static void setup(void)
 	CHECK(vr_ep_open(eng, 0, 1, true) == 0, "ep0");
 	CHECK(vr_ep_open(eng, 1, 2, false) == 0, "ep1");
 	CHECK(vr_ep_open(eng, 2, 1, true) == 0, "ep2");
+	/* RESOLVEs for these names are answered; CONNECT_ACKs from ep0 carry data */
+	CHECK(vr_ep_set_name(eng, 0, "fuzz-ep0", 8) == 0, "name ep0");
+	CHECK(vr_ep_set_name(eng, 2, "f", 1) == 0, "name ep2");
+	CHECK(vr_ep_set_accept_data(eng, 0, "accept data of ep0", 18) == 0, "accept data");
 	for (k = 0; k < RXF_NREG; k++) {
 		regs[k].off = off;
 		regs[k].len = reg_spec[k].len;

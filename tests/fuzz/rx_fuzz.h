@@ -80,6 +80,8 @@ enum rxf_action {
 	RXF_A_XMIT_MODE,     /* 0 ok, 1 -EAGAIN, 2 every other frame dropped */
 	RXF_A_TX_POLL,       /* budget */
 	RXF_A_EP_CLOSE,      /* ep, u8 listen: close an open endpoint, or reopen a closed one */
+	RXF_A_RESOLVE,       /* ep, u8 name length: ask the segment for a name */
+	RXF_A_CONNECT_DATA,  /* ep, u16 peer_ep, u8 private data length */
 	RXF_A_MAX,
 };
 

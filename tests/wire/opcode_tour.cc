@@ -20,6 +20,7 @@
 #include <exception>
 #include <random>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "vmrdma/rdma.hpp"
@@ -89,9 +90,19 @@ int main(int argc, char** argv) {
 
         auto body = [&]() -> task<void> {
             {
-                step("connect (CONNECT_REQ, CONNECT_ACK)");
-                auto [client, server] = co_await vmrdma::when_all(ea.connect(b->mac(), 1), eb.accept());
-                auto remote = target_mr.remote();
+                step("find the server by name (RESOLVE, ANNOUNCE)");
+                co_await eb.set_accept_data(target_mr.remote().to_bytes());
+                co_await eb.announce("opcode-tour");
+                auto peer = co_await ea.resolve("opcode-tour");
+                require(peer.mac == b->mac() && peer.endpoint == 1, "resolve finds endpoint 1 of b");
+                step("connect with private data (CONNECT_REQ, CONNECT_ACK with payloads)");
+                static constexpr std::string_view hello = "opcode tour";
+                auto [client, server] = co_await vmrdma::when_all(
+                    ea.connect(peer, {.private_data = std::as_bytes(std::span(hello.data(), hello.size()))}),
+                    eb.accept());
+                require(server.peer_data().size() == hello.size(), "the accept got the private data");
+                auto remote = vmrdma::remote_region::from_bytes(client.peer_data());
+                require(remote.rkey == target_mr.key(), "the connect got the region in the accept data");
 
                 step("write 1 B (WRITE_ONLY) and 10 KB (WRITE_FIRST/MIDDLE/LAST), ACKs");
                 co_await client.write(src_mr, 0, remote, 0, 1);

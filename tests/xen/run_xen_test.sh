@@ -184,5 +184,5 @@ fi
 if [ "$stage" = boot ]; then
     echo "xen: OK: Xen $xver, dom0 and an empty PV guest booted and stopped (QEMU TCG, ${secs}s; $(vr_secs_since "$start_ns")s in all)"
 else
-    echo "xen: OK: under Xen $xver a guest RDMA-wrote and read back through backend_kmod, a guest destroyed mid-transfer was cleaned up, the same two and a live detach through vmrdmad --xen, dom0 stayed clean (QEMU TCG, ${secs}s; $(vr_secs_since "$start_ns")s in all)"
+    echo "xen: OK: under Xen $xver a guest found its peer by name, connected with private data, RDMA-wrote and read back through backend_kmod, a guest destroyed mid-transfer was cleaned up, the same two and a live detach through vmrdmad --xen, dom0 stayed clean (QEMU TCG, ${secs}s; $(vr_secs_since "$start_ns")s in all)"
 fi

@@ -81,7 +81,7 @@ struct connect_options {
     // Handed to the accepting side with the connection (connection::peer_data
     // there); at most connection::private_data_max bytes. Copied when the
     // connect starts (when it is awaited): the bytes must live until then.
-    std::span<const std::byte> private_data;
+    std::span<const std::byte> private_data{};
     // A peer that is not listening yet (no such endpoint, or no answer at
     // all) is asked again every 100 ms until this much time has passed; then
     // errc::timeout, "no listener at ...". 0: one attempt.
