@@ -334,6 +334,30 @@ void vr_resp_flush_rx(struct vr_engine *eng, struct vr_conn *c, int status)
 }
 
 /*
+ * e had connections and every one has failed (none connected or still
+ * connecting): a receive posted now could only be matched by a peer that is
+ * gone.  It is refused (-ENOTCONN) rather than left waiting, which closes the
+ * race with vr_resp_orphan_recvs (the peer left between two receives).  Once
+ * the host has disconnected the failed connections the endpoint waits for
+ * new peers again.
+ */
+static bool ep_orphaned(const struct vr_engine *eng, const struct vr_ep *e)
+{
+	bool failed = false;
+	u32 k;
+
+	for (k = e->conn_head; k != VR_NO_SLOT; k = eng->conns[k].ep_next) {
+		u8 state = eng->conns[k].state;
+
+		if (state == VR_CONN_ERROR)
+			failed = true;
+		else if (state != VR_CONN_CLOSING) /* closed here: neither way */
+			return false;
+	}
+	return failed;
+}
+
+/*
  * A connection of e failed.  If it was the last one connected, a posted
  * receive could only be matched by a peer that is gone: it fails with
  * status instead of waiting forever (the application re-posts for the next
@@ -417,6 +441,8 @@ int vr_resp_post_recv(struct vr_engine *eng, u16 ep, u32 lkey, u64 loff, u32 len
 			best = u;
 	}
 	if (!best) {
+		if (ep_orphaned(eng, e))
+			return -ENOTCONN; /* r stays free */
 		r->state = VR_RECV_POSTED;
 		return 0;
 	}

@@ -1174,6 +1174,38 @@ TEST_CASE("keepalive: an idle live connection stays up; a vanished peer fails ev
 	CHECK(vr_conn_state(p.B().eng, p.cb) == VR_CONN_ERROR);
 }
 
+TEST_CASE("an endpoint whose connections have all failed refuses new receives until they are disconnected")
+{
+	Pair p;
+	GuardedBuf src, sink;
+	src.init(64, 1);
+	sink.init(256, 2);
+	REQUIRE(reg(p.A(), 0, src, 0) == 0);
+	REQUIRE(reg(p.B(), 0, sink, VR_ACCESS_LOCAL_WRITE) == 0);
+	// A message sent before the peer leaves stays deliverable.
+	REQUIRE(vr_post_send(p.A().eng, p.ca, src.key, 0, 64, 7, 1) == 0);
+	REQUIRE(p.wait(1, 0, 1000000000));
+	REQUIRE(vr_disconnect(p.A().eng, p.ca) == 0);
+	p.s.run(nullptr, p.s.now + 10000000);
+	REQUIRE(vr_conn_state(p.B().eng, p.cb) == VR_CONN_ERROR);
+	REQUIRE(vr_post_recv(p.B().eng, 0, sink.key, 0, 256, 7, ~0ull, 10) == 0);
+	const vr_completion *r = find(p.B(), 10);
+	REQUIRE(r);
+	CHECK(r->status == 0);
+	CHECK(r->bytes == 64);
+	CHECK(memcmp(sink.data(), src.data(), 64) == 0);
+	// Nothing else can arrive: a receive posted now (the peer left between
+	// two receives) is refused instead of waiting forever.
+	CHECK(vr_post_recv(p.B().eng, 0, sink.key, 0, 256, 0, 0, 11) == -ENOTCONN);
+	CHECK(find(p.B(), 11) == nullptr);
+	// Once the host has let go of the failed connection, the endpoint waits
+	// for new peers again.
+	REQUIRE(vr_disconnect(p.B().eng, p.cb) == 0);
+	CHECK(vr_post_recv(p.B().eng, 0, sink.key, 0, 256, 0, 0, 12) == 0);
+	p.s.run(nullptr, p.s.now + 10000000);
+	CHECK(find(p.B(), 12) == nullptr);
+}
+
 TEST_CASE("a forged DISCONNECT outside the connection's windows is dropped; connection ids are not predictable")
 {
 	Pair p;
