@@ -66,7 +66,7 @@ struct vb_region {
 	u32 nmapped;
 	u32 first_off;           /* offset of byte 0 in pages[0] */
 	u64 len;
-	u32 key;
+	u64 key;
 	u16 ep;
 	bool writable;
 	domid_t domid;

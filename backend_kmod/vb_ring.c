@@ -155,7 +155,8 @@ static int vb_close_ep(struct vb_fe *fe, u16 ep)
 static int vb_reg(struct vb_fe *fe, const struct vr_ring_req *req, u64 *key_out)
 {
 	u64 len = req->operand;
-	u32 access = (u32)req->mask, key;
+	u32 access = (u32)req->mask;
+	u64 key;
 	struct vb_region *r;
 	const char *why;
 	bool writable;
@@ -200,7 +201,7 @@ static int vb_reg(struct vb_fe *fe, const struct vr_ring_req *req, u64 *key_out)
 	return 0;
 }
 
-static int vb_dereg(struct vb_fe *fe, u32 key)
+static int vb_dereg(struct vb_fe *fe, u64 key)
 {
 	LIST_HEAD(list);
 	void *host;

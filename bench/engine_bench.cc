@@ -162,7 +162,7 @@ struct pair {
     host a, b;
     frame_queue ab, ba;
     std::uint32_t conn = 0;
-    std::uint32_t src_key = 0, dst_key = 0;
+    std::uint64_t src_key = 0, dst_key = 0;
     std::uint64_t now = 1;
 
     void make(const options& o, std::vector<std::uint8_t>& src, std::vector<std::uint8_t>& dst) {

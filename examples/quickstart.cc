@@ -141,7 +141,7 @@ int client(const vmrdma::examples::netns_host& host, const std::string& server_m
                     server_mac.c_str());
         co_await std::move(descriptor);
         auto remote = vmrdma::remote_region::from_bytes(control);
-        std::printf("client: server region: rkey 0x%08x, %llu bytes\n", remote.rkey,
+        std::printf("client: server region: rkey 0x%016llx, %llu bytes\n", static_cast<unsigned long long>(remote.rkey),
                     static_cast<unsigned long long>(remote.length));
 
         auto t0 = std::chrono::steady_clock::now();

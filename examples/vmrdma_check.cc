@@ -199,7 +199,7 @@ int serve(int argc, char** argv) {
         if (!name.empty()) co_await ep.announce(name);
     };
     loop.run(announce());
-    std::printf("READY mac=%s ep=%u rkey=0x%" PRIx32 " size=%zu%s%s\n", dev->mac().to_string().c_str(), ep_id,
+    std::printf("READY mac=%s ep=%u rkey=0x%" PRIx64 " size=%zu%s%s\n", dev->mac().to_string().c_str(), ep_id,
                 mr.key(), size, name.empty() ? "" : " name=", name.c_str());
     std::fflush(stdout);
     std::fprintf(stderr, "vmrdma-check: serving %zu bytes on %s endpoint %u (mtu %u)\n", size, uri.c_str(), ep_id,
@@ -258,8 +258,7 @@ int client(int argc, char** argv) {
             throw usage_error(std::string("--peer: ") + e.what());
         }
         peer.endpoint = parse_ep(opt.required("peer-ep"), "--peer-ep");
-        remote.rkey = static_cast<std::uint32_t>(
-            parse_number(opt.required("rkey"), 0xffffffffu, "--rkey must be a 32-bit key such as 0x1a2b"));
+        remote.rkey = parse_number(opt.required("rkey"), ~0ull, "--rkey must be a 64-bit key such as 0x1a2b0001");
         remote.length = parse_region_size(opt.required("size"));
     }
     auto ep_id = parse_ep(opt.get("ep", "1"), "--ep");
@@ -303,7 +302,7 @@ int client(int argc, char** argv) {
     }
     std::fprintf(stderr, "vmrdma-check: connected\n");
     const std::size_t size = remote.length;
-    const std::uint32_t rkey = remote.rkey;
+    const std::uint64_t rkey = remote.rkey;
 
     const std::size_t data = size - 8;  // the last word is fetch_add's
     const auto length = static_cast<std::uint32_t>(data);
@@ -316,7 +315,7 @@ int client(int argc, char** argv) {
     vmrdma::registrable_buffer spot_buf(std::max<std::size_t>(spots, 1) * spot);
     auto spot_mr = ep.register_memory(spot_buf.span(), vmrdma::access::local_write);
     const std::size_t spot_stride = spots ? data / spots / spot * spot : 0;
-    std::fprintf(stderr, "vmrdma-check: %s (mac %s, mtu %u) -> %s endpoint %u, rkey 0x%" PRIx32 ", %zu bytes\n",
+    std::fprintf(stderr, "vmrdma-check: %s (mac %s, mtu %u) -> %s endpoint %u, rkey 0x%" PRIx64 ", %zu bytes\n",
                  uri.c_str(), dev->mac().to_string().c_str(), dev->mtu(), peer.mac.to_string().c_str(),
                  peer.endpoint, rkey, size);
 

@@ -55,7 +55,7 @@ static struct vrf_conn *vrf_conn_find(struct vrf_file *f, u32 handle)
 }
 
 /* f->lock held. */
-static bool vrf_key_owned(struct vrf_file *f, u32 key, u16 ep)
+static bool vrf_key_owned(struct vrf_file *f, u64 key, u16 ep)
 {
 	struct vrf_region *r = vrf_region_find(f, key);
 
@@ -146,7 +146,6 @@ static int vrf_submit(struct vrf_file *f, struct vr_ring_req *req)
 	}
 	if (!st) {
 		req->reserved0 = 0;
-		req->reserved1 = 0;
 		st = vrf_chan_post_data(f, req, conn);
 		if (st == -EAGAIN) {
 			kfree(conn);

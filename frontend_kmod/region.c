@@ -18,7 +18,7 @@
 #define VRF_WRITE_ACCESS (VR_ACCESS_LOCAL_WRITE | VR_ACCESS_REMOTE_WRITE | VR_ACCESS_REMOTE_ATOMIC)
 
 /* f->lock held. */
-struct vrf_region *vrf_region_find(struct vrf_file *f, u32 key)
+struct vrf_region *vrf_region_find(struct vrf_file *f, u64 key)
 {
 	struct vrf_region *r;
 
@@ -332,7 +332,7 @@ void vrf_ctl_reg(struct vrf_file *f, const struct vr_ctl_msg *msg, struct vr_ctl
 			vrf_refuse(reply, rsp.status, "the backend refused the registration");
 		return;
 	}
-	r->key = (u32)rsp.value;
+	r->key = rsp.value;
 	spin_lock(&f->lock);
 	list_add_tail(&r->node, &f->regions);
 	f->nr_regions++;
@@ -348,8 +348,7 @@ void vrf_ctl_dereg(struct vrf_file *f, const struct vr_ctl_msg *msg, struct vr_c
 	int st;
 
 	spin_lock(&f->lock);
-	if (msg->arg[0] <= 0xffffffffu)
-		r = vrf_region_find(f, (u32)msg->arg[0]);
+	r = vrf_region_find(f, msg->arg[0]);
 	if (r) {
 		list_del(&r->node);
 		f->nr_regions--;

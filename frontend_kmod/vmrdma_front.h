@@ -114,7 +114,7 @@ struct vrf_conn {
 
 struct vrf_region {
 	struct list_head node;
-	u32 key;
+	u64 key;
 	u16 ep;
 	bool writable;
 	u64 len;
@@ -186,7 +186,7 @@ void vrf_refuse_call(struct vr_ctl_msg *reply, int err);
 void vrf_ctl_reg(struct vrf_file *f, const struct vr_ctl_msg *msg, struct vr_ctl_msg *reply);
 void vrf_ctl_dereg(struct vrf_file *f, const struct vr_ctl_msg *msg, struct vr_ctl_msg *reply);
 int vrf_region_drop(struct vrf_file *f, struct vrf_region *r, bool tell_backend);
-struct vrf_region *vrf_region_find(struct vrf_file *f, u32 key);
+struct vrf_region *vrf_region_find(struct vrf_file *f, u64 key);
 
 /* data.c */
 int vrf_file_consume(struct vrf_file *f);

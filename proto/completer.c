@@ -255,7 +255,7 @@ void vr_comp_close(struct vr_engine *eng, struct vr_conn *c)
 
 /* A local key went away: requests that read from or write into it fail
  * now; frames still owed to the peer go out as ABORT (payload-free). */
-void vr_comp_cancel_key(struct vr_engine *eng, u32 key)
+void vr_comp_cancel_key(struct vr_engine *eng, u64 key)
 {
 	u32 i, j, n = 2 * eng->cfg.max_ops;
 

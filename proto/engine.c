@@ -33,7 +33,7 @@ static bool cfg_valid(const struct vr_config *c)
 	return c->mtu >= VR_MTU_MIN && c->mtu <= VR_MTU_MAX &&
 	       c->max_endpoints && c->max_endpoints <= 65536 &&
 	       c->max_conns && c->max_conns <= 65535 &&
-	       c->max_regions && c->max_regions <= (1u << 20) &&
+	       c->max_regions && c->max_regions <= VR_REGIONS_MAX &&
 	       c->max_ops && c->max_ops <= 32767 &&
 	       c->max_recvs && c->unexp_depth <= 65536 &&
 	       c->unexp_buf_size <= (1u << 24) &&
@@ -351,7 +351,7 @@ const struct vr_counters *vr_engine_counters(const struct vr_engine *eng)
 	return &eng->ctr;
 }
 
-int vr_reg_mr(struct vr_engine *eng, u16 ep, void *mem, u64 len, u32 access, u32 *key)
+int vr_reg_mr(struct vr_engine *eng, u16 ep, void *mem, u64 len, u32 access, u64 *key)
 {
 	int rc;
 
@@ -363,7 +363,7 @@ int vr_reg_mr(struct vr_engine *eng, u16 ep, void *mem, u64 len, u32 access, u32
 	return rc;
 }
 
-int vr_dereg_mr(struct vr_engine *eng, u32 key)
+int vr_dereg_mr(struct vr_engine *eng, u64 key)
 {
 	/* Invalidate first so that nothing below can reach the memory, then
 	 * fail every operation that still names the key. */
@@ -376,7 +376,7 @@ int vr_dereg_mr(struct vr_engine *eng, u32 key)
 	return 0;
 }
 
-int vr_mem_read(struct vr_engine *eng, u16 ep, u32 lkey, u64 off, void *dst, u32 len)
+int vr_mem_read(struct vr_engine *eng, u16 ep, u64 lkey, u64 off, void *dst, u32 len)
 {
 	const struct vr_region *r;
 	int rc = vr_region_check(&eng->rt, lkey, ep, VR_ACCESS_LOCAL_READ, off, len, &r);
@@ -384,7 +384,7 @@ int vr_mem_read(struct vr_engine *eng, u16 ep, u32 lkey, u64 off, void *dst, u32
 	return rc ? rc : eng->mem->copy_out(r->mem, off, dst, len);
 }
 
-int vr_mem_write(struct vr_engine *eng, u16 ep, u32 lkey, u64 off, const void *src, u32 len)
+int vr_mem_write(struct vr_engine *eng, u16 ep, u64 lkey, u64 off, const void *src, u32 len)
 {
 	const struct vr_region *r;
 	int rc = vr_region_check(&eng->rt, lkey, ep, VR_ACCESS_LOCAL_WRITE, off, len, &r);
@@ -392,7 +392,7 @@ int vr_mem_write(struct vr_engine *eng, u16 ep, u32 lkey, u64 off, const void *s
 	return rc ? rc : eng->mem->copy_in(r->mem, off, src, len);
 }
 
-int vr_post_recv(struct vr_engine *eng, u16 ep, u32 lkey, u64 loff, u32 len,
+int vr_post_recv(struct vr_engine *eng, u16 ep, u64 lkey, u64 loff, u32 len,
 		 u64 tag, u64 mask, u64 cookie)
 {
 	return vr_resp_post_recv(eng, ep, lkey, loff, len, tag, mask, cookie);

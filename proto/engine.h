@@ -220,8 +220,8 @@ int vr_ep_counters(const struct vr_engine *eng, u16 ep, struct vr_counters *out)
 
 /* Regions.  reg: -EINVAL, -ENOENT (no such endpoint), -ENOSPC.
  * dereg: -ENOENT; ops using the region complete with -ECANCELED first. */
-int vr_reg_mr(struct vr_engine *eng, u16 ep, void *mem, u64 len, u32 access, u32 *key);
-int vr_dereg_mr(struct vr_engine *eng, u32 key);
+int vr_reg_mr(struct vr_engine *eng, u16 ep, void *mem, u64 len, u32 access, u64 *key);
+int vr_dereg_mr(struct vr_engine *eng, u64 key);
 
 /* Connections.  connect: -EINVAL, -ENOENT, -ENOSPC; completion VR_WC_CONNECT. */
 int vr_connect(struct vr_engine *eng, u16 ep, const u8 peer_mac[6], u16 peer_ep,
@@ -255,8 +255,8 @@ int vr_resolve(struct vr_engine *eng, u16 ep, const void *name, u32 len, u64 coo
  * an operation's key check (write needs LOCAL_WRITE): how a backend reads
  * a frontend's private data or name and writes what comes back.
  * 0, -EACCES, -EPERM, -ERANGE or the mem op's error. */
-int vr_mem_read(struct vr_engine *eng, u16 ep, u32 lkey, u64 off, void *dst, u32 len);
-int vr_mem_write(struct vr_engine *eng, u16 ep, u32 lkey, u64 off, const void *src, u32 len);
+int vr_mem_read(struct vr_engine *eng, u16 ep, u64 lkey, u64 off, void *dst, u32 len);
+int vr_mem_write(struct vr_engine *eng, u16 ep, u64 lkey, u64 off, const void *src, u32 len);
 /* Close: outstanding requests complete -ECANCELED; queued responses, then
  * DISCONNECT (carrying our cumulative ACK) are sent; the slot is freed. */
 int vr_disconnect(struct vr_engine *eng, u32 conn);
@@ -268,18 +268,18 @@ int vr_conn_state(const struct vr_engine *eng, u32 conn); /* enum or -ENOENT */
  * argument, e.g. unaligned atomic offset), -EAGAIN (op pool full; counted
  * in pool_exhausted).  On success exactly one completion follows.
  */
-int vr_post_write(struct vr_engine *eng, u32 conn, u32 lkey, u64 loff,
-		  u32 rkey, u64 roff, u32 len, u64 cookie);
-int vr_post_read(struct vr_engine *eng, u32 conn, u32 lkey, u64 loff,
-		 u32 rkey, u64 roff, u32 len, u64 cookie);
-int vr_post_send(struct vr_engine *eng, u32 conn, u32 lkey, u64 loff, u32 len,
+int vr_post_write(struct vr_engine *eng, u32 conn, u64 lkey, u64 loff,
+		  u64 rkey, u64 roff, u32 len, u64 cookie);
+int vr_post_read(struct vr_engine *eng, u32 conn, u64 lkey, u64 loff,
+		 u64 rkey, u64 roff, u32 len, u64 cookie);
+int vr_post_send(struct vr_engine *eng, u32 conn, u64 lkey, u64 loff, u32 len,
 		 u64 tag, u64 cookie);
-int vr_post_fadd(struct vr_engine *eng, u32 conn, u32 rkey, u64 roff, u64 add,
+int vr_post_fadd(struct vr_engine *eng, u32 conn, u64 rkey, u64 roff, u64 add,
 		 u64 cookie);
-int vr_post_cswap(struct vr_engine *eng, u32 conn, u32 rkey, u64 roff, u64 compare,
+int vr_post_cswap(struct vr_engine *eng, u32 conn, u64 rkey, u64 roff, u64 compare,
 		  u64 swap, u64 cookie);
 /* Receives are per endpoint and match sends from any of its connections. */
-int vr_post_recv(struct vr_engine *eng, u16 ep, u32 lkey, u64 loff, u32 len,
+int vr_post_recv(struct vr_engine *eng, u16 ep, u64 lkey, u64 loff, u32 len,
 		 u64 tag, u64 mask, u64 cookie);
 
 /* Receive one full Ethernet frame.  Returns 0 if accepted or a negative

@@ -23,7 +23,7 @@ static struct vr_fe_conn *conn_of(struct vr_fe *fe, u32 handle)
 	return NULL;
 }
 
-static struct vr_fe_region *region_of(struct vr_fe *fe, u32 key)
+static struct vr_fe_region *region_of(struct vr_fe *fe, u64 key)
 {
 	u32 i;
 
@@ -282,7 +282,7 @@ int vr_fe_check_reg(const struct vr_fe *fe, u64 ep, u64 len, u64 access, const c
 }
 
 int vr_fe_add_region(struct vr_fe *fe, u16 ep, void *mem, void *host, u64 len, u32 access,
-		     bool writable, u32 *key)
+		     bool writable, u64 *key)
 {
 	struct vr_fe_region *r = NULL;
 	u32 i;
@@ -309,7 +309,7 @@ int vr_fe_add_region(struct vr_fe *fe, u16 ep, void *mem, void *host, u64 len, u
 
 int vr_fe_dereg(struct vr_fe *fe, u64 key, void **host)
 {
-	struct vr_fe_region *r = key <= 0xffffffffu ? region_of(fe, (u32)key) : NULL;
+	struct vr_fe_region *r = region_of(fe, key);
 
 	if (!r)
 		return -ENOENT; /* not its region */

@@ -56,7 +56,7 @@ struct vr_fe_conn {
 struct vr_fe_region {
 	void *host;  /* the host's record (its mapping) */
 	u64 len;
-	u32 key;
+	u64 key;
 	u16 ep;
 	bool used;
 	bool writable;
@@ -117,7 +117,7 @@ int vr_fe_close_ep(struct vr_fe *fe, u64 id, void (*release)(void *ctx, void *ho
 int vr_fe_check_reg(const struct vr_fe *fe, u64 ep, u64 len, u64 access, const char **why);
 /* Registers `mem` (the engine's memory handle) for ep; records `host`. */
 int vr_fe_add_region(struct vr_fe *fe, u16 ep, void *mem, void *host, u64 len, u32 access,
-		     bool writable, u32 *key);
+		     bool writable, u64 *key);
 /* DEREG: the engine forgets it (operations using it fail first); *host is
  * the host's record to release.  -ENOENT: not the frontend's. */
 int vr_fe_dereg(struct vr_fe *fe, u64 key, void **host);

@@ -20,7 +20,7 @@ struct vr_op {
 	u8 abort_reason;  /* NAK reason carried by aborted READ_RESP */
 	u16 gen;
 	u32 msg_id;
-	u32 lkey, rkey;
+	u64 lkey, rkey;
 	u64 loff, roff;
 	u32 len;
 	u32 psn_first, nframes;
@@ -90,7 +90,7 @@ enum { VR_RECV_FREE = 0, VR_RECV_POSTED, VR_RECV_BOUND };
 
 struct vr_recv {
 	u8 state;
-	u32 lkey;
+	u64 lkey;
 	u64 loff;
 	u32 len;
 	u64 tag, mask, cookie;
@@ -252,8 +252,8 @@ void vr_resp_flush_rx(struct vr_engine *eng, struct vr_conn *c, int status);
 void vr_resp_orphan_recvs(struct vr_engine *eng, struct vr_ep *e, int status);
 void vr_offence_record(struct vr_engine *eng, const u8 mac[6], u64 now);
 bool vr_offence_barred(struct vr_engine *eng, const u8 mac[6], u64 now);
-void vr_resp_cancel_key(struct vr_engine *eng, u32 key);
-int vr_resp_post_recv(struct vr_engine *eng, u16 ep, u32 lkey, u64 loff, u32 len,
+void vr_resp_cancel_key(struct vr_engine *eng, u64 key);
+int vr_resp_post_recv(struct vr_engine *eng, u16 ep, u64 lkey, u64 loff, u32 len,
 		      u64 tag, u64 mask, u64 cookie);
 
 /* completer.c */
@@ -263,6 +263,6 @@ void vr_comp_rx_nak(struct vr_engine *eng, struct vr_conn *c, const struct vr_pa
 void vr_comp_rx_resp(struct vr_engine *eng, struct vr_conn *c, const struct vr_parsed *p);
 void vr_comp_flush(struct vr_engine *eng, struct vr_conn *c, int status);
 void vr_comp_close(struct vr_engine *eng, struct vr_conn *c);
-void vr_comp_cancel_key(struct vr_engine *eng, u32 key);
+void vr_comp_cancel_key(struct vr_engine *eng, u64 key);
 
 #endif

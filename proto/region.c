@@ -3,7 +3,7 @@
 #include "region.h"
 #include "crc32c.h"
 
-#define GEN_BITS 8
+#define IDX_MASK ((u64)VR_REGIONS_MAX - 1)
 
 static int ptr_copy_in(void *mem, u64 off, const void *src, u32 len)
 {
@@ -33,13 +33,10 @@ int vr_region_table_init(struct vr_region_table *t, struct vr_region *slots, u32
 {
 	u32 i;
 
-	if (!cap || cap > (1u << 20) || !slots)
+	if (!cap || cap > VR_REGIONS_MAX || !slots || !rnd)
 		return -EINVAL;
 	t->slot = slots;
 	t->cap = cap;
-	t->idx_bits = 1;
-	while ((1u << t->idx_bits) < cap)
-		t->idx_bits++;
 	for (i = 0; i < cap; i++) {
 		memset(&slots[i], 0, sizeof(slots[i]));
 		slots[i].next_free = i + 1 < cap ? i + 1 : VR_NO_SLOT;
@@ -52,18 +49,21 @@ int vr_region_table_init(struct vr_region_table *t, struct vr_region *slots, u32
 	return 0;
 }
 
-static u32 mint_key(const struct vr_region_table *t, u32 idx, u8 gen)
+/* 48 fresh random bits above the index: never zero (key 0 never names a
+ * region) and never the slot's previous key. */
+static u64 mint_key(const struct vr_region_table *t, u32 idx, u64 old)
 {
-	u32 rbits = 32 - t->idx_bits - GEN_BITS;
-	u32 r = t->rnd ? t->rnd(t->rnd_ctx) : 0;
-	u32 rmask = rbits ? ((1u << rbits) - 1) : 0;
+	u64 r = (u64)t->rnd(t->rnd_ctx) << 32 | t->rnd(t->rnd_ctx);
+	u64 key = (r << VR_KEY_IDX_BITS) | idx;
 
-	return idx | ((u32)gen << t->idx_bits) |
-	       ((r & rmask) << (t->idx_bits + GEN_BITS));
+	/* at most two steps, even for a host whose random is stuck */
+	while (!(key >> VR_KEY_IDX_BITS) || key == old)
+		key += (u64)1 << VR_KEY_IDX_BITS;
+	return key;
 }
 
 int vr_region_reg(struct vr_region_table *t, void *mem, u64 len, u32 access,
-		  u16 ep, u32 *key)
+		  u16 ep, u64 *key)
 {
 	struct vr_region *r;
 	u32 idx;
@@ -77,15 +77,11 @@ int vr_region_reg(struct vr_region_table *t, void *mem, u64 len, u32 access,
 	t->free_head = r->next_free;
 	if (t->free_head == VR_NO_SLOT)
 		t->free_tail = VR_NO_SLOT;
-	/* generation 0 is never used, so key 0 never names a region */
-	r->gen = (u8)(r->gen + 1);
-	if (!r->gen)
-		r->gen = 1;
 	r->mem = mem;
 	r->len = len;
 	r->access = access;
 	r->ep = ep;
-	r->key = mint_key(t, idx, r->gen);
+	r->key = mint_key(t, idx, r->key);
 	r->next_free = VR_NO_SLOT;
 	r->state = VR_REGION_VALID;
 	t->used++;
@@ -93,9 +89,9 @@ int vr_region_reg(struct vr_region_table *t, void *mem, u64 len, u32 access,
 	return 0;
 }
 
-static struct vr_region *lookup(const struct vr_region_table *t, u32 key)
+static struct vr_region *lookup(const struct vr_region_table *t, u64 key)
 {
-	u32 idx = key & ((1u << t->idx_bits) - 1);
+	u64 idx = key & IDX_MASK;
 	struct vr_region *r;
 
 	if (idx >= t->cap)
@@ -106,14 +102,14 @@ static struct vr_region *lookup(const struct vr_region_table *t, u32 key)
 	return r;
 }
 
-int vr_region_dereg(struct vr_region_table *t, u32 key)
+int vr_region_dereg(struct vr_region_table *t, u64 key)
 {
 	struct vr_region *r = lookup(t, key);
 	u32 idx;
 
 	if (!r)
 		return -ENOENT;
-	idx = key & ((1u << t->idx_bits) - 1);
+	idx = (u32)(key & IDX_MASK);
 	r->state = VR_REGION_FREE;
 	r->mem = NULL;
 	r->len = 0;
@@ -128,7 +124,7 @@ int vr_region_dereg(struct vr_region_table *t, u32 key)
 	return 0;
 }
 
-int vr_region_check(const struct vr_region_table *t, u32 key, u16 ep, u32 access,
+int vr_region_check(const struct vr_region_table *t, u64 key, u16 ep, u32 access,
 		    u64 off, u64 len, const struct vr_region **out)
 {
 	const struct vr_region *r = lookup(t, key);

@@ -3,14 +3,15 @@
  * region.h - registered memory regions (the IOTLB).
  *
  * A region maps a key to (host memory handle, length, access, owner
- * endpoint).  The same 32-bit value serves as lkey and rkey:
+ * endpoint).  The same 64-bit value serves as lkey and rkey:
  *
- *   key = slot index (idx_bits) | generation (8 bits) | random (rest)
+ *   key = random (48 bits, from the host's CSPRNG) << 16 | slot index
  *
- * Lookup is O(1) via the index; the generation is bumped on every reuse
- * of a slot and free slots are recycled FIFO, so a stale key from a
- * delayed frame cannot name a newer registration unless 255 reuses of that
- * very slot happened AND the host-random bits collide.
+ * Lookup is O(1) via the index; every registration draws fresh random bits
+ * (never all zero, never the slot's previous key), so a guesser who knows
+ * the slot still faces 2^48 values per try, and a stale key from a delayed
+ * frame names a newer registration of the same slot only with probability
+ * 2^-48.
  */
 #ifndef VR_REGION_H
 #define VR_REGION_H
@@ -42,18 +43,16 @@ enum { VR_REGION_FREE = 0, VR_REGION_VALID = 1 };
 struct vr_region {
 	void *mem;
 	u64 len;
-	u32 key;
+	u64 key;
 	u32 access;
 	u32 next_free;
 	u16 ep;       /* owning endpoint index */
 	u8 state;
-	u8 gen;
 };
 
 struct vr_region_table {
 	struct vr_region *slot;
 	u32 cap;
-	u32 idx_bits;
 	u32 free_head, free_tail; /* FIFO: oldest freed slot is reused first */
 	u32 used;
 	u32 (*rnd)(void *ctx);
@@ -61,8 +60,11 @@ struct vr_region_table {
 };
 
 #define VR_NO_SLOT 0xFFFFFFFFu
+#define VR_KEY_IDX_BITS 16
+#define VR_REGIONS_MAX (1u << VR_KEY_IDX_BITS)
 
-/* slots must hold cap entries.  Returns 0 or -EINVAL (cap 0 or > 2^20). */
+/* slots must hold cap entries.  Returns 0 or -EINVAL (cap 0 or above
+ * VR_REGIONS_MAX). */
 int vr_region_table_init(struct vr_region_table *t, struct vr_region *slots, u32 cap,
 			 u32 (*rnd)(void *ctx), void *rnd_ctx);
 
@@ -71,21 +73,21 @@ int vr_region_table_init(struct vr_region_table *t, struct vr_region *slots, u32
  * NULL mem), -ENOSPC (table full).
  */
 int vr_region_reg(struct vr_region_table *t, void *mem, u64 len, u32 access,
-		  u16 ep, u32 *key);
+		  u16 ep, u64 *key);
 
 /* Invalidate and free.  Returns 0, or -ENOENT if key names no live region. */
-int vr_region_dereg(struct vr_region_table *t, u32 key);
+int vr_region_dereg(struct vr_region_table *t, u64 key);
 
 /*
- * The single access check.  Validates together: key (index, generation,
- * random bits), state, owner endpoint, every bit of `access`, and
+ * The single access check.  Validates together: key (index and random
+ * bits), state, owner endpoint, every bit of `access`, and
  * off + len <= region length without overflow.  len 0 is in bounds iff
  * off <= length.  Returns 0 and *out, or:
  *   -EACCES  key unknown / stale / freed / owned by another endpoint
  *   -EPERM   region lacks a requested access right
  *   -ERANGE  range outside the region
  */
-int vr_region_check(const struct vr_region_table *t, u32 key, u16 ep, u32 access,
+int vr_region_check(const struct vr_region_table *t, u64 key, u16 ep, u32 access,
 		    u64 off, u64 len, const struct vr_region **out);
 
 #endif

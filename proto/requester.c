@@ -65,8 +65,8 @@ static int post_common(struct vr_engine *eng, u32 conn, struct vr_conn **pc)
 	return 0;
 }
 
-static int post(struct vr_engine *eng, u32 conn, u8 kind, u32 lkey, u64 loff,
-		u32 local_access, u32 rkey, u64 roff, u32 len, u64 a, u64 b, u64 cookie)
+static int post(struct vr_engine *eng, u32 conn, u8 kind, u64 lkey, u64 loff,
+		u32 local_access, u64 rkey, u64 roff, u32 len, u64 a, u64 b, u64 cookie)
 {
 	struct vr_conn *c;
 	struct vr_op *op;
@@ -100,32 +100,32 @@ static int post(struct vr_engine *eng, u32 conn, u8 kind, u32 lkey, u64 loff,
 	return 0;
 }
 
-int vr_post_write(struct vr_engine *eng, u32 conn, u32 lkey, u64 loff,
-		  u32 rkey, u64 roff, u32 len, u64 cookie)
+int vr_post_write(struct vr_engine *eng, u32 conn, u64 lkey, u64 loff,
+		  u64 rkey, u64 roff, u32 len, u64 cookie)
 {
 	return post(eng, conn, VR_K_WRITE, lkey, loff, 0, rkey, roff, len, 0, 0, cookie);
 }
 
-int vr_post_read(struct vr_engine *eng, u32 conn, u32 lkey, u64 loff,
-		 u32 rkey, u64 roff, u32 len, u64 cookie)
+int vr_post_read(struct vr_engine *eng, u32 conn, u64 lkey, u64 loff,
+		 u64 rkey, u64 roff, u32 len, u64 cookie)
 {
 	return post(eng, conn, VR_K_READ, lkey, loff, VR_ACCESS_LOCAL_WRITE, rkey, roff,
 		    len, 0, 0, cookie);
 }
 
-int vr_post_send(struct vr_engine *eng, u32 conn, u32 lkey, u64 loff, u32 len,
+int vr_post_send(struct vr_engine *eng, u32 conn, u64 lkey, u64 loff, u32 len,
 		 u64 tag, u64 cookie)
 {
 	return post(eng, conn, VR_K_SEND, lkey, loff, 0, 0, 0, len, tag, 0, cookie);
 }
 
-int vr_post_fadd(struct vr_engine *eng, u32 conn, u32 rkey, u64 roff, u64 add,
+int vr_post_fadd(struct vr_engine *eng, u32 conn, u64 rkey, u64 roff, u64 add,
 		 u64 cookie)
 {
 	return post(eng, conn, VR_K_FADD, 0, 0, 0, rkey, roff, 8, add, 0, cookie);
 }
 
-int vr_post_cswap(struct vr_engine *eng, u32 conn, u32 rkey, u64 roff, u64 compare,
+int vr_post_cswap(struct vr_engine *eng, u32 conn, u64 rkey, u64 roff, u64 compare,
 		  u64 swap, u64 cookie)
 {
 	return post(eng, conn, VR_K_CSWAP, 0, 0, 0, rkey, roff, 8, compare, swap, cookie);

@@ -376,7 +376,7 @@ void vr_resp_orphan_recvs(struct vr_engine *eng, struct vr_ep *e, int status)
 }
 
 /* Region key deregistered: fail receives that would write into it. */
-void vr_resp_cancel_key(struct vr_engine *eng, u32 key)
+void vr_resp_cancel_key(struct vr_engine *eng, u64 key)
 {
 	u32 i, j, k;
 
@@ -402,7 +402,7 @@ void vr_resp_cancel_key(struct vr_engine *eng, u32 key)
 	}
 }
 
-int vr_resp_post_recv(struct vr_engine *eng, u16 ep, u32 lkey, u64 loff, u32 len,
+int vr_resp_post_recv(struct vr_engine *eng, u16 ep, u64 lkey, u64 loff, u32 len,
 		      u64 tag, u64 mask, u64 cookie)
 {
 	struct vr_ep *e = vr_ep_get_open(eng, ep);

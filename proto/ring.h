@@ -28,7 +28,7 @@
 #include "os.h"
 
 #define VR_RING_MAGIC   0x474e5256u /* "VRNG" */
-#define VR_RING_VERSION 1u
+#define VR_RING_VERSION 2u /* 2: 64-bit lkey and rkey */
 #define VR_RING_MIN_SIZE 2u
 #define VR_RING_MAX_SIZE 4096u
 
@@ -84,8 +84,8 @@ struct vr_ring_req {
 	u8 flags;       /* 0 */
 	u16 ep;         /* endpoint id (RECV, CONNECT, ACCEPT) */
 	u32 conn;       /* connection handle the driver domain gave out */
-	u32 lkey;       /* key of one of this frontend's regions */
-	u32 rkey;       /* the peer's key (not checked locally: the peer does) */
+	u64 lkey;       /* key of one of this frontend's regions */
+	u64 rkey;       /* the peer's key (not checked locally: the peer does) */
 	u64 loff;
 	u64 roff;
 	u32 len;
@@ -96,7 +96,6 @@ struct vr_ring_req {
 	u64 mask;       /* RECV */
 	u64 operand;    /* FADD: addend; CSWAP: compare */
 	u64 swap;       /* CSWAP */
-	u64 reserved1;
 };
 
 /* A response: 48 bytes. */

@@ -102,7 +102,7 @@ struct vr_svc_pending {
 	u16 ep;
 	u32 conn;   /* the frontend's handle */
 	u32 len;
-	u32 lkey;   /* CONNECT, ACCEPT: where the peer's private data goes, */
+	u64 lkey;   /* CONNECT, ACCEPT: where the peer's private data goes, */
 	u64 loff;
 	u64 room;   /* at most this much (the request's operand) */
 };

@@ -22,13 +22,14 @@ void vr_wire_encode(u8 *o, const struct vr_hdr *h)
 	vr_put_be32(o + VR_OFF_PSN, h->psn);
 	vr_put_be32(o + VR_OFF_ACK_PSN, h->ack_psn);
 	vr_put_be32(o + VR_OFF_MSG_ID, h->msg_id);
-	vr_put_be32(o + VR_OFF_RKEY, h->rkey);
+	vr_put_be64(o + VR_OFF_RKEY, h->rkey);
 	vr_put_be32(o + VR_OFF_TOTAL_LEN, h->total_len);
 	vr_put_be64(o + VR_OFF_REMOTE_OFF, h->remote_off);
 	vr_put_be64(o + VR_OFF_OPERAND_A, h->operand_a);
 	vr_put_be64(o + VR_OFF_OPERAND_B, h->operand_b);
 	vr_put_be16(o + VR_OFF_PAYLOAD_LEN, h->payload_len);
 	vr_put_be16(o + VR_OFF_RESERVED, 0);
+	vr_put_be32(o + VR_OFF_RESERVED2, 0);
 	vr_put_be32(o + VR_OFF_CRC, 0);
 }
 
@@ -138,7 +139,7 @@ static void decode(const u8 *p, struct vr_hdr *h)
 	h->psn = vr_get_be32(p + VR_OFF_PSN);
 	h->ack_psn = vr_get_be32(p + VR_OFF_ACK_PSN);
 	h->msg_id = vr_get_be32(p + VR_OFF_MSG_ID);
-	h->rkey = vr_get_be32(p + VR_OFF_RKEY);
+	h->rkey = vr_get_be64(p + VR_OFF_RKEY);
 	h->total_len = vr_get_be32(p + VR_OFF_TOTAL_LEN);
 	h->remote_off = vr_get_be64(p + VR_OFF_REMOTE_OFF);
 	h->operand_a = vr_get_be64(p + VR_OFF_OPERAND_A);
@@ -251,7 +252,8 @@ int vr_wire_parse(const void *frame, u32 len, u16 ethertype, struct vr_parsed *o
 		return -EBADMSG;
 	if (!vr_opcode_valid(p[VR_OFF_OPCODE]))
 		return -EOPNOTSUPP;
-	if ((p[VR_OFF_FLAGS] & ~VR_F_ALL) || vr_get_be16(p + VR_OFF_RESERVED))
+	if ((p[VR_OFF_FLAGS] & ~VR_F_ALL) || vr_get_be16(p + VR_OFF_RESERVED) ||
+	    vr_get_be32(p + VR_OFF_RESERVED2))
 		return -EPROTO;
 	memcpy(out->dst_mac, f, 6);
 	memcpy(out->src_mac, f + 6, 6);

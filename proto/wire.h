@@ -2,7 +2,7 @@
 /*
  * wire.h - vmrdma frame format (see docs/wire-format.md), encoder, parser.
  *
- * Frame = 14-byte Ethernet header + 64-byte vmrdma header + payload.
+ * Frame = 14-byte Ethernet header + 72-byte vmrdma header + payload.
  * All multi-byte fields are big-endian.  The CRC32C field covers the
  * Ethernet header, the vmrdma header (CRC field zeroed) and the payload
  * (the payload not, in a frame flagged VR_F_LINK_FCS).
@@ -12,10 +12,11 @@
 #include "os.h"
 
 #define VR_ETH_HLEN 14
-#define VR_HDR_LEN 64
+#define VR_HDR_LEN 72
 #define VR_ETHERTYPE_DEFAULT 0x88B5
-/* 2: CONNECT_REQ/ACK carry private data, RESOLVE/ANNOUNCE find a peer by
- * name, keepalive probes, DISCONNECT carries the sender's highest PSN. */
+/* 2: 64-bit rkeys (72-byte header), CONNECT_REQ/ACK carry private data,
+ * RESOLVE/ANNOUNCE find a peer by name, keepalive probes, DISCONNECT
+ * carries the sender's highest PSN. */
 #define VR_WIRE_VERSION 2
 #define VR_MTU_MIN 1500   /* MTU = Ethernet payload (excludes 14-byte header) */
 #define VR_MTU_MAX 65535
@@ -32,14 +33,15 @@ enum {
 	VR_OFF_PSN = 12,
 	VR_OFF_ACK_PSN = 16,
 	VR_OFF_MSG_ID = 20,
-	VR_OFF_RKEY = 24,
-	VR_OFF_TOTAL_LEN = 28,
-	VR_OFF_REMOTE_OFF = 32,
-	VR_OFF_OPERAND_A = 40,  /* send tag / atomic add or compare / result */
-	VR_OFF_OPERAND_B = 48,  /* atomic swap value */
-	VR_OFF_PAYLOAD_LEN = 56,
-	VR_OFF_RESERVED = 58,
-	VR_OFF_CRC = 60,
+	VR_OFF_RKEY = 24,       /* 64 bits: slot index and 48 random bits */
+	VR_OFF_TOTAL_LEN = 32,
+	VR_OFF_PAYLOAD_LEN = 36,
+	VR_OFF_RESERVED = 38,   /* 16 bits, zero */
+	VR_OFF_REMOTE_OFF = 40,
+	VR_OFF_OPERAND_A = 48,  /* send tag / atomic add or compare / result */
+	VR_OFF_OPERAND_B = 56,  /* atomic swap value */
+	VR_OFF_RESERVED2 = 64,  /* 32 bits, zero */
+	VR_OFF_CRC = 68,
 };
 
 enum vr_opcode {
@@ -199,7 +201,7 @@ struct vr_hdr {
 	u32 psn;
 	u32 ack_psn;    /* cumulative: next PSN the sender of this frame expects */
 	u32 msg_id;
-	u32 rkey;
+	u64 rkey;
 	u32 total_len;  /* whole message length */
 	u64 remote_off; /* WRITE: target offset of this frame; others: offset in message */
 	u64 operand_a;

@@ -93,7 +93,7 @@ struct daemon::frontend {
     struct region_entry {
         void* map = nullptr;
         std::size_t map_len = 0;
-        std::uint32_t key = 0;
+        std::uint64_t key = 0;
         guest_port* port = nullptr;  // granted pages (map_len / 4096 of them), else a memfd mapping
         ~region_entry() {
             if (map && port)
@@ -102,7 +102,7 @@ struct daemon::frontend {
                 munmap(map, map_len);
         }
     };
-    std::unordered_map<std::uint32_t, std::unique_ptr<region_entry>> regions;
+    std::unordered_map<std::uint64_t, std::unique_ptr<region_entry>> regions;
     // The service hands a region back (closed endpoint, teardown): unmapped
     // here, after the engine has forgotten it.
     static void release(void* ctx, void* host) {
@@ -470,7 +470,7 @@ bool daemon::control(frontend& f, const vr_ctl_msg& msg, int fd) {
                 auto entry = std::make_unique<frontend::region_entry>();
                 entry->map = p;
                 entry->map_len = map_len;
-                std::uint32_t key = 0;
+                std::uint64_t key = 0;
                 // A memfd is mapped writable whatever the access bits: LOCAL_WRITE always.
                 if (auto rc = vr_fe_add_region(&f.svc, ep, static_cast<char*>(p) + (offset - start), entry.get(),
                                                length, static_cast<std::uint32_t>(access) | VR_ACCESS_LOCAL_WRITE,
@@ -587,7 +587,7 @@ std::int32_t daemon::guest_reg(frontend& f, const vr_ring_req& req, std::uint64_
     entry->map = data;
     entry->map_len = std::size_t{pages} * VR_XEN_PAGE_SIZE;
     entry->port = f.port;
-    std::uint32_t engine_key = 0;
+    std::uint64_t engine_key = 0;
     if (auto rc = vr_fe_add_region(&f.svc, req.ep, static_cast<char*>(data) + req.loff, entry.get(), len,
                                    static_cast<std::uint32_t>(access) | VR_ACCESS_LOCAL_WRITE, writable,
                                    &engine_key))

@@ -38,8 +38,8 @@ public:
     void open_endpoint(std::uint16_t, const vmrdma::endpoint_options&) override {}
     void close_endpoint(std::uint16_t) noexcept override {}
     void set_weight(std::uint16_t, std::uint32_t) override {}
-    std::uint32_t register_memory(std::uint16_t, std::span<std::byte>, std::uint32_t) override { return 1; }
-    void deregister(std::uint32_t) noexcept override {}
+    std::uint64_t register_memory(std::uint16_t, std::span<std::byte>, std::uint32_t) override { return 1; }
+    void deregister(std::uint64_t) noexcept override {}
 
     int post(const vr_ring_req& req) noexcept override {
         ++attempts[req.conn];

@@ -33,7 +33,7 @@ namespace {
         std::vector<std::byte> memory(64u << 20);
         auto mr = ep.register_memory(memory, access::remote_write);
         struct {
-            std::uint32_t rkey;
+            std::uint64_t rkey;
             vmrdma::mac_address mac;
         } report{mr.remote().rkey, dev->mac()};
         if (write(report_fd, &report, sizeof report) != sizeof report) _exit(1);
@@ -62,11 +62,11 @@ TEST_CASE("a peer killed mid-transfer: the write fails with errc::timeout, no ha
     }
     close(pipefd[1]);
     struct {
-        std::uint32_t rkey;
+        std::uint64_t rkey;
         vmrdma::mac_address mac;
     } report{};
     REQUIRE(read(pipefd[0], &report, sizeof report) == sizeof report);
-    const std::uint32_t rkey = report.rkey;
+    const std::uint64_t rkey = report.rkey;
     close(pipefd[0]);
 
     int fds_before = vmrdma::testing::open_fd_count();

@@ -49,7 +49,7 @@ struct rxf_stats rxf_last_stats;
 struct mreg {
 	u32 off, len, access;   /* off: into arena */
 	u16 ep;
-	u32 key;
+	u64 key;
 	bool live;
 };
 
@@ -74,7 +74,7 @@ struct mop {
 	u8 state;
 	u32 wc_op;          /* enum vr_wc_op expected */
 	int reg;            /* local window (READ, RECV) or -1 */
-	u32 key;            /* key of reg at post time */
+	u64 key;            /* key of reg at post time */
 	u64 loff;
 	u32 len;
 	u16 ep;
@@ -133,7 +133,7 @@ static int region_of(const u8 *p, u64 off, u32 len)
 	return -1;
 }
 
-static int region_by_key(u32 key)
+static int region_by_key(u64 key)
 {
 	int i;
 
@@ -540,6 +540,7 @@ static void fixup(u8 *f, u32 len)
 	vr_wire_put_eth(f, RXF_OUR_MAC, RXF_PEER_MAC, VR_ETHERTYPE_DEFAULT);
 	h[VR_OFF_VERSION] = VR_WIRE_VERSION;
 	vr_put_be16(h + VR_OFF_RESERVED, 0);
+	vr_put_be32(h + VR_OFF_RESERVED2, 0);
 	vr_put_be16(h + VR_OFF_PAYLOAD_LEN, (u16)(len - HDRS));
 	op = h[VR_OFF_OPCODE];
 	cid = vr_get_be32(h + VR_OFF_CONN);
@@ -550,9 +551,8 @@ static void fixup(u8 *f, u32 len)
 		if (op == VR_OP_NAK)
 			vr_put_be32(h + VR_OFF_PSN, vr_get_be32(h + VR_OFF_PSN) + conns[slot].isn);
 	}
-	v = vr_get_be32(h + VR_OFF_RKEY);
-	if (v < 16)
-		vr_put_be32(h + VR_OFF_RKEY, regs[v % RXF_NREG].key);
+	if (vr_get_be64(h + VR_OFF_RKEY) < 16)
+		vr_put_be64(h + VR_OFF_RKEY, regs[vr_get_be64(h + VR_OFF_RKEY) % RXF_NREG].key);
 	v = vr_get_be32(h + VR_OFF_MSG_ID);
 	if (((op >= VR_OP_READ_RESP_FIRST && op <= VR_OP_READ_RESP_ONLY) ||
 	     op == VR_OP_ATOMIC_RESP) && v < 0x10000 && last_req_msg[v % 64])
@@ -618,12 +618,12 @@ static u32 arg32(const u8 *b, u32 n, u32 i)
 	return (arg16(b, n, i) << 16) | arg16(b, n, i + 2);
 }
 
-static void post_local(u32 wc_op, u32 conn, int reg, u64 loff, u32 len, u32 rkey, u64 roff,
+static void post_local(u32 wc_op, u32 conn, int reg, u64 loff, u32 len, u64 rkey, u64 roff,
 		       u64 tag)
 {
 	struct mop *m;
 	u64 ck = new_cookie(wc_op, wc_op == VR_WC_READ ? reg : -1, loff, len, conn_ep(conn), &m);
-	u32 lkey = regs[reg].key;
+	u64 lkey = regs[reg].key;
 	int rc;
 
 	if (!ck)

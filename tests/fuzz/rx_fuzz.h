@@ -18,7 +18,8 @@
  *
  * FIXUP rewrites (frames of at least VR_ETH_HLEN + VR_HDR_LEN bytes):
  *   - Ethernet: dst = engine MAC, src = RXF_PEER_MAC, EtherType default;
- *   - version = 1, reserved = 0, payload_len = frame length - 78;
+ *   - version = VR_WIRE_VERSION, both reserved fields = 0,
+ *     payload_len = frame length - 86;
  *   - conn_id < RXF_MAX_CONNS: the live id of that connection slot
  *     (as learnt from the CONNECT_REQ/ACK frames the engine sent);
  *   - then, if the connection is known: ack_psn += that connection's ISN,

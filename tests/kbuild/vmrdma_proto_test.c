@@ -79,7 +79,7 @@ static int __init vrt_init(void)
 		.psn = 1,
 	};
 	size_t need;
-	u32 key;
+	u64 key;
 	int rc, sent;
 
 	memcpy(cfg.mac, mac, 6);

@@ -207,9 +207,9 @@ TEST_CASE("forged remote keys and bad requests are NAKed and memory stays untouc
 		REQUIRE(reg(p.B(), 1, other, VR_ACCESS_ALL) == 0);
 		REQUIRE(reg(p.B(), 0, ro, VR_ACCESS_LOCAL_WRITE) == 0);
 		REQUIRE(reg(p.B(), 0, stale, VR_ACCESS_ALL) == 0);
-		uint32_t stale_key = stale.key;
+		uint64_t stale_key = stale.key;
 		REQUIRE(vr_dereg_mr(p.B().eng, stale_key) == 0);
-		uint32_t rk = c.key == 0 ? dst.key : c.key == 1 ? (dst.key ^ 0x5A5A0000u) :
+		uint64_t rk = c.key == 0 ? dst.key : c.key == 1 ? (dst.key ^ 0x5A5A0000u) :
 			      c.key == 2 ? other.key : c.key == 3 ? stale_key : ro.key;
 		std::vector<uint8_t> before[4] = {dst.raw, other.raw, ro.raw, stale.raw};
 		int rc;
@@ -382,7 +382,7 @@ TEST_CASE("pool exhaustion: ops, recvs, regions -> -EAGAIN / -ENOSPC and counter
 	CHECK(vr_post_recv(p.A().eng, 0, src.key, 0, 10, 0, 0, 4) == 0);
 	CHECK(vr_post_recv(p.A().eng, 0, src.key, 0, 10, 0, 0, 5) == 0);
 	CHECK(vr_post_recv(p.A().eng, 0, src.key, 0, 10, 0, 0, 6) == -EAGAIN);
-	uint32_t k1, k2, k3;
+	uint64_t k1, k2, k3;
 	CHECK(vr_reg_mr(p.A().eng, 0, x.data(), 10, 0, &k1) == 0);
 	CHECK(vr_reg_mr(p.A().eng, 0, x.data(), 10, 0, &k2) == 0);
 	CHECK(vr_reg_mr(p.A().eng, 0, x.data(), 10, 0, &k3) == -ENOSPC);
@@ -856,7 +856,8 @@ TEST_CASE("endpoint close: connections, receives and regions go; the id comes ba
 	CHECK(find(p.A(), 2, VR_WC_RECV)->status == -ECANCELED);
 	// Its regions are gone: new work naming them or the endpoint is refused.
 	CHECK(vr_ep_close(p.A().eng, 0) == -ENOENT);
-	uint32_t key = 0, conn = 0;
+	uint64_t key = 0;
+	uint32_t conn = 0;
 	CHECK(vr_reg_mr(p.A().eng, 0, mine.data(), 16, 0, &key) == -ENOENT);
 	CHECK(vr_post_recv(p.A().eng, 0, recvbuf.key, 0, 16, 0, 0, 3) == -ENOENT);
 	CHECK(vr_connect(p.A().eng, 0, p.B().mac, 0, 4, &conn) == -ENOENT);

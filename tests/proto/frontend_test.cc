@@ -145,7 +145,7 @@ TEST_CASE("the frontend service: good requests and every refusal, for two fronte
 
 	// Regions: A's writable one on ep 0, a read-only one, and B's on ep 1.
 	static uint8_t a_mem[4096], a_ro[4096], b_mem[4096];
-	uint32_t a_key = 0, a_ro_key = 0, b_key = 0;
+	uint64_t a_key = 0, a_ro_key = 0, b_key = 0;
 	REQUIRE(vr_fe_check_reg(&fa.fe, 0, sizeof a_mem, VR_ACCESS_LOCAL_WRITE, &why) == 0);
 	REQUIRE(vr_fe_add_region(&fa.fe, 0, a_mem, a_mem, sizeof a_mem, VR_ACCESS_LOCAL_WRITE, true,
 				 &a_key) == 0);
@@ -161,7 +161,7 @@ TEST_CASE("the frontend service: good requests and every refusal, for two fronte
 	const uint32_t a_conn = fa.answer_to(100)->rsp.conn;
 	CHECK(a_conn == 1);
 
-	auto on_a = [&](uint8_t op, uint64_t cookie, uint32_t lkey) {
+	auto on_a = [&](uint8_t op, uint64_t cookie, uint64_t lkey) {
 		auto r = make(op, cookie);
 		r.conn = a_conn;
 		r.lkey = lkey;
@@ -247,7 +247,7 @@ TEST_CASE("connections: limits, ACCEPT oldest first, the backlog, and closing an
 	const char *why = nullptr;
 	REQUIRE(vr_fe_open_ep(&fa.fe, 2, 1, true, &why) == 0);
 	static uint8_t mem[4096];
-	uint32_t key = 0;
+	uint64_t key = 0;
 	REQUIRE(vr_fe_add_region(&fa.fe, 2, mem, mem, sizeof mem, VR_ACCESS_LOCAL_WRITE, true, &key) == 0);
 
 	// Two ACCEPTs wait; the peer connects twice; the older ACCEPT gets the first.
@@ -326,7 +326,7 @@ TEST_CASE("teardown answers everything once and hands every region back")
 	const char *why = nullptr;
 	REQUIRE(vr_fe_open_ep(&fa.fe, 1, 1, true, &why) == 0);
 	static uint8_t mem[2][4096];
-	uint32_t k0 = 0, k1 = 0;
+	uint64_t k0 = 0, k1 = 0;
 	REQUIRE(vr_fe_add_region(&fa.fe, 1, mem[0], mem[0], 4096, VR_ACCESS_LOCAL_WRITE, true, &k0) == 0);
 	REQUIRE(vr_fe_add_region(&fa.fe, 1, mem[1], mem[1], 4096, VR_ACCESS_LOCAL_WRITE, true, &k1) == 0);
 	vr_ring_rsp now{};

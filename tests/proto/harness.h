@@ -39,7 +39,7 @@ struct GuardedBuf {
 	static constexpr size_t G = 64;
 	std::vector<uint8_t> raw;
 	size_t len = 0;
-	uint32_t key = 0;
+	uint64_t key = 0;
 	uint8_t *data() { return raw.data() + G; }
 	void init(size_t n, uint8_t fill_seed)
 	{

@@ -80,7 +80,7 @@ const vr_mem_ops kTracked = {t_in, t_out, t_crc};
 struct Reg {
 	GuardedBuf buf;
 	Tracked t{};
-	uint32_t key = 0;
+	uint64_t key = 0;
 	int node = 0;
 	uint8_t seed = 0;
 };

@@ -27,7 +27,7 @@ constexpr std::uint32_t chunk = 64u << 10;
 constexpr int depth = 64;  // writes each flooder keeps in flight: 4 MiB, the daemon's whole budget
 
 struct published {
-    std::promise<std::array<std::uint32_t, 3>> keys;
+    std::promise<std::array<std::uint64_t, 3>> keys;
 };
 
 // One frontend on its own thread: connects endpoint `ep` to peer endpoint
@@ -36,7 +36,7 @@ struct published {
 class frontend_thread {
 public:
     frontend_thread(std::string uri, std::uint16_t ep, vmrdma::mac_address peer, std::uint16_t peer_ep,
-                    std::uint32_t rkey, bool light)
+                    std::uint64_t rkey, bool light)
         : thread_([=, this] {
               try {
                   vmrdma::event_loop loop;
@@ -107,14 +107,14 @@ TEST_CASE("two flooding frontends share the link 1:3 by the weights the administ
     split_test::daemon_thread daemon(veth.a, split_test::socket_path("fair"));
 
     // The peer: three listening endpoints, each with a 1 MiB target region.
-    std::promise<std::array<std::uint32_t, 3>> keys_promise;
+    std::promise<std::array<std::uint64_t, 3>> keys_promise;
     auto keys_future = keys_promise.get_future();
     split_test::peer_thread peer(veth.b, [&](vmrdma::event_loop& loop, vmrdma::device& dev,
                                              std::stop_token stop) -> task<void> {
         std::vector<vmrdma::endpoint> eps;
         std::vector<std::vector<std::byte>> mem;
         std::vector<vmrdma::region> mrs;
-        std::array<std::uint32_t, 3> keys{};
+        std::array<std::uint64_t, 3> keys{};
         for (std::uint16_t i = 0; i < 3; ++i) {
             eps.push_back(dev.open_endpoint(1 + i, {.weight = 1, .listen = true}));
             mem.emplace_back(target_size);

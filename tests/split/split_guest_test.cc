@@ -128,7 +128,7 @@ TEST_CASE("a Xen guest (fake grants): control on the ring, granted regions, a WR
     vmrdma::testing::veth_pair veth("vsg0", "vsgp0", 1500);
     constexpr std::size_t peer_size = 64 * 1024;
     std::vector<std::byte> peer_mem(peer_size, std::byte{0});
-    std::promise<std::uint32_t> rkey_promise;
+    std::promise<std::uint64_t> rkey_promise;
     auto rkey_future = rkey_promise.get_future();
     std::optional<split_test::peer_thread> peer;
     peer.emplace(veth.b, [&](vmrdma::event_loop& l, vmrdma::device& dev, std::stop_token stop) -> task<void> {
@@ -141,7 +141,7 @@ TEST_CASE("a Xen guest (fake grants): control on the ring, granted regions, a WR
         } catch (const vmrdma::error&) {
         }
     });
-    std::uint32_t rkey = rkey_future.get();
+    std::uint64_t rkey = rkey_future.get();
 
     vmrdma::event_loop loop;
     vmrdmad::options opts;
@@ -189,7 +189,7 @@ TEST_CASE("a Xen guest (fake grants): control on the ring, granted regions, a WR
         reg.mask = VR_ACCESS_LOCAL_WRITE | VR_ACCESS_REMOTE_READ;
         auto r = co_await call(loop, port, g, reg);
         REQUIRE(r.status == 0);
-        auto key = static_cast<std::uint32_t>(r.value);
+        auto key = r.value;
         CHECK(port.mapped == 3 + 3);  // ring + data pages; directory and index unmapped
 
         auto bad = reg;
@@ -210,7 +210,7 @@ TEST_CASE("a Xen guest (fake grants): control on the ring, granted regions, a WR
         ro.mask = VR_ACCESS_REMOTE_READ;  // granted read-only
         r = co_await call(loop, port, g, ro);
         REQUIRE(r.status == 0);
-        auto ro_key = static_cast<std::uint32_t>(r.value);
+        auto ro_key = r.value;
         CHECK(port.mapped == 3 + 3 + 1);
 
         auto conn = make(VR_RING_CONNECT);

@@ -76,7 +76,7 @@ TEST_CASE("registration: only sealed memfds, only ranges inside them, only own e
     // Within the file, sealed: accepted, at an unaligned offset too.
     r = f.call(VR_CTL_REG, {1, 100, 5000, VR_ACCESS_REMOTE_WRITE}, good);
     CHECK(r.status == 0);
-    auto key = static_cast<std::uint32_t>(r.arg[0]);
+    auto key = r.arg[0];
     CHECK(f.call(VR_CTL_REG, {1, 0, 4096, 0}, good).status == 0);
     CHECK(f.call(VR_CTL_REG, {1, 0, 4096, 0}, good).status == 0);
     r = f.call(VR_CTL_REG, {1, 0, 4096, 0}, good);  // a fourth: over the limit of 3
@@ -184,7 +184,7 @@ TEST_CASE("a region's rkey is useless through another frontend's endpoint") {
     vmrdma::registrable_buffer abuf(4096), bbuf(4096);
     auto a_mr = ea.register_memory(abuf.span(), access::remote_write | access::remote_read);
     auto b_mr = eb.register_memory(bbuf.span(), access::remote_write | access::remote_read);
-    std::uint32_t a_rkey = a_mr.remote().rkey, b_rkey = b_mr.remote().rkey;
+    std::uint64_t a_rkey = a_mr.remote().rkey, b_rkey = b_mr.remote().rkey;
     auto daemon_mac = a->mac();
 
     errc with_a_key{}, with_b_key{};
@@ -247,7 +247,7 @@ TEST_CASE("garbage ring indices: counted, that frontend dropped, the daemon serv
             r = {};
             r.opcode = VR_RING_RECV;  // nothing arrives: stays outstanding
             r.ep = 2;
-            r.lkey = static_cast<std::uint32_t>(reg.arg[0]);
+            r.lkey = reg.arg[0];
             r.len = 16;
         }
         greedy.shared()->req_prod = 4;

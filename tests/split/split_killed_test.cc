@@ -39,7 +39,7 @@ constexpr std::size_t size = 1u << 20;
         std::memset(buf.data(), 0x42, size);
         auto mr = ep.register_memory(buf.span(), access::remote_read | access::remote_write);
         auto desc_mr = ep.register_memory(desc.span(), access::local_write);
-        std::uint32_t key = mr.remote().rkey;
+        std::uint64_t key = mr.remote().rkey;
         if (write(report_fd, &key, sizeof key) != sizeof key) _exit(4);
         auto body = [&]() -> task<void> {
             auto got = ep.recv(desc_mr, 0, 16, 1);
@@ -69,7 +69,7 @@ TEST_CASE("a frontend killed mid-transfer is cleaned up; its rkey then gives the
     REQUIRE(child >= 0);
     if (child == 0) frontend_child(daemon.uri(), report[1]);
     close(report[1]);
-    std::uint32_t child_rkey = 0;
+    std::uint64_t child_rkey = 0;
     REQUIRE(read(report[0], &child_rkey, sizeof child_rkey) == sizeof child_rkey);
     close(report[0]);
     CHECK(daemon.stats().frontends_active == 1);

@@ -69,7 +69,7 @@ pid_t start_daemon(const std::string& ifname, const std::string& socket) {
 // connection; `freeze` blocks its loop thread for 500 ms, so writes to it
 // stay in flight in the daemon meanwhile.
 struct peer_state {
-    std::promise<std::uint32_t> key;
+    std::promise<std::uint64_t> key;
     std::atomic<bool> freeze{false}, frozen{false};
 };
 
@@ -116,7 +116,7 @@ std::uint32_t in_flight(const std::string& socket) {
 // flight (the peer frozen) when `sig` hits the daemon. Returns how many
 // writes succeeded; the receive's and the failed writes' codes are checked.
 void pending_then_signal(const std::string& uri, const std::string& socket, pid_t daemon, int sig,
-                         peer_state& st, vmrdma::mac_address peer_mac, std::uint32_t rkey) {
+                         peer_state& st, vmrdma::mac_address peer_mac, std::uint64_t rkey) {
     vmrdma::event_loop loop;
     auto dev = vmrdma::device::open(loop, uri);
     auto ep = dev->open_endpoint(5);
@@ -182,7 +182,7 @@ void pending_then_signal(const std::string& uri, const std::string& socket, pid_
 }
 
 // After a restart: a new device works; the old one keeps failing shut_down.
-void reconnect(const std::string& uri, vmrdma::mac_address peer_mac, std::uint32_t rkey) {
+void reconnect(const std::string& uri, vmrdma::mac_address peer_mac, std::uint64_t rkey) {
     vmrdma::event_loop loop;
     auto dev = vmrdma::device::open(loop, uri);
     auto ep = dev->open_endpoint(5);

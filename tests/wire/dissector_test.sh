@@ -199,13 +199,13 @@ fi
 [ "$status" -eq 0 ] || exit 1
 
 # --- the checks above can fail: damaged copies of a real frame are flagged ---
-# Takes the first WRITE_ONLY frame (1-byte payload, 79 bytes) and the first
+# Takes the first WRITE_ONLY frame (1-byte payload, 87 bytes) and the first
 # bundle of the capture, writes damaged variants into a classic pcap (with od
 # and printf only) and expects the dissector to report each one.
 base_no=$(awk -F'\t' '$2 == "WRITE_ONLY" { print $1; exit }' decoded.tsv)
 tshark -r capture.pcapng -Y "frame.number == $base_no" -F pcap -w base.pcap 2>/dev/null
 read -r -a base < <(od -An -tx1 -v -j 40 base.pcap | tr -s ' \n' '  '; echo)
-[ "${#base[@]}" -eq 79 ] || fail "self-check: expected a 79-byte WRITE_ONLY frame, got ${#base[@]} bytes"
+[ "${#base[@]}" -eq 87 ] || fail "self-check: expected an 87-byte WRITE_ONLY frame, got ${#base[@]} bytes"
 
 le32() { printf '\\x%02x\\x%02x\\x%02x\\x%02x' $(($1 & 255)) $((($1 >> 8) & 255)) $((($1 >> 16) & 255)) $((($1 >> 24) & 255)); }
 record() { # hex bytes... -> one pcap record on stdout
@@ -227,7 +227,7 @@ bundle_no=$(awk -F'\t' '$2 ~ /^BUNDLE,/ { print $1; exit }' decoded.tsv)
 [ -n "$bundle_no" ] || fail "self-check: no bundle in the capture"
 tshark -r capture.pcapng -Y "frame.number == $bundle_no" -F pcap -w bundle.pcap 2>/dev/null
 read -r -a bundle < <(od -An -tx1 -v -j 40 bundle.pcap | tr -s ' \n' '  '; echo)
-if [ "${#bundle[@]}" -lt 182 ] || [ "${bundle[15]}" != 60 ]; then
+if [ "${#bundle[@]}" -lt 200 ] || [ "${bundle[15]}" != 60 ]; then
     fail "self-check: frame $bundle_no is not a bundle of two frames or more (${#bundle[@]} bytes)"
 fi
 count=$((0x${bundle[16]}${bundle[17]}))
@@ -243,7 +243,7 @@ last1=$((24 + len1 - 1))  # entry 1's last byte
 {
     printf '%b' '\xd4\xc3\xb2\xa1\x02\x00\x04\x00'"$(le32 0)$(le32 0)$(le32 65535)$(le32 1)"
     record "${base[@]}"                                      # 1: intact
-    with 78 "$(flip "${base[78]}")"; record "${f[@]}"        # 2: payload byte flipped
+    with 86 "$(flip "${base[86]}")"; record "${f[@]}"        # 2: payload byte flipped
     with 14 03; record "${f[@]}"                             # 3: version 3
     with 15 7f; record "${f[@]}"                             # 4: opcode 0x7f
     record "${base[@]}" 00                                   # 5: one byte more than payload length

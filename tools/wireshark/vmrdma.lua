@@ -35,7 +35,7 @@
 -- also runs on later versions with Lua 5.3/5.4 (bit32 or native operators).
 
 local ETH_HLEN = 14
-local HDR_LEN = 64
+local HDR_LEN = 72
 local DEFAULT_ETHERTYPE = 0x88B5
 local BUNDLE_HLEN = 8        -- version, opcode, count (be16), reserved (be32)
 local BUNDLE_ENTRY_HLEN = 2  -- each entry: length (be16), then a whole frame
@@ -178,13 +178,14 @@ local f = {
     psn = ProtoField.uint32("vmrdma.psn", "PSN", base.DEC),
     ack_psn = ProtoField.uint32("vmrdma.ack_psn", "ACK PSN (next PSN expected)", base.DEC),
     msg_id = ProtoField.uint32("vmrdma.msg_id", "Message id", base.DEC),
-    rkey = ProtoField.uint32("vmrdma.rkey", "Remote key", base.HEX),
+    rkey = ProtoField.uint64("vmrdma.rkey", "Remote key", base.HEX),
     total_len = ProtoField.uint32("vmrdma.total_len", "Total message length", base.DEC),
     remote_off = ProtoField.uint64("vmrdma.remote_off", "Remote offset", base.DEC),
     operand_a = ProtoField.uint64("vmrdma.operand_a", "Operand A", base.HEX),
     operand_b = ProtoField.uint64("vmrdma.operand_b", "Operand B (swap value)", base.HEX),
     payload_len = ProtoField.uint16("vmrdma.payload_len", "Payload length", base.DEC),
     reserved = ProtoField.uint16("vmrdma.reserved", "Reserved", base.HEX),
+    reserved2 = ProtoField.uint32("vmrdma.reserved2", "Reserved", base.HEX),
     crc = ProtoField.uint32("vmrdma.crc", "CRC32C", base.HEX),
     crc_calc = ProtoField.uint32("vmrdma.crc.computed", "Computed CRC32C", base.HEX),
     crc_status = ProtoField.string("vmrdma.crc.status", "CRC status"),
@@ -203,7 +204,7 @@ local f = {
 vmrdma.fields = f
 
 local ef = {
-    short = ProtoExpert.new("vmrdma.short", "Frame shorter than the 14 + 64 byte headers",
+    short = ProtoExpert.new("vmrdma.short", "Frame shorter than the 14 + 72 byte headers",
                             expert.group.MALFORMED, expert.severity.ERROR),
     version = ProtoExpert.new("vmrdma.bad_version", "Unsupported vmrdma version",
                               expert.group.MALFORMED, expert.severity.ERROR),
@@ -362,12 +363,13 @@ local function dissect_frame(tvb, tree, eth)
         psn = tvb(12, 4):uint(),
         ack_psn = tvb(16, 4):uint(),
         msg_id = tvb(20, 4):uint(),
-        rkey = tvb(24, 4):uint(),
-        total_len = tvb(28, 4):uint(),
-        remote_off = tvb(32, 8):uint64(),
-        payload_len = tvb(56, 2):uint(),
-        reserved = tvb(58, 2):uint(),
-        crc = tvb(60, 4):uint(),
+        rkey = tvb(24, 8):uint64(),
+        total_len = tvb(32, 4):uint(),
+        payload_len = tvb(36, 2):uint(),
+        reserved = tvb(38, 2):uint(),
+        remote_off = tvb(40, 8):uint64(),
+        reserved2 = tvb(64, 4):uint(),
+        crc = tvb(68, 4):uint(),
     }
     local opname = opcodes[h.opcode]
 
@@ -393,14 +395,15 @@ local function dissect_frame(tvb, tree, eth)
     root:add(f.psn, tvb(12, 4))
     root:add(f.ack_psn, tvb(16, 4))
     root:add(f.msg_id, tvb(20, 4))
-    root:add(f.rkey, tvb(24, 4))
-    root:add(f.total_len, tvb(28, 4))
-    root:add(f.remote_off, tvb(32, 8))
-    root:add(f.operand_a, tvb(40, 8))
-    root:add(f.operand_b, tvb(48, 8))
-    local pi = root:add(f.payload_len, tvb(56, 2))
-    local ri = root:add(f.reserved, tvb(58, 2))
-    local crci = root:add(f.crc, tvb(60, 4))
+    root:add(f.rkey, tvb(24, 8))
+    root:add(f.total_len, tvb(32, 4))
+    local pi = root:add(f.payload_len, tvb(36, 2))
+    local ri = root:add(f.reserved, tvb(38, 2))
+    root:add(f.remote_off, tvb(40, 8))
+    root:add(f.operand_a, tvb(48, 8))
+    root:add(f.operand_b, tvb(56, 8))
+    local ri2 = root:add(f.reserved2, tvb(64, 4))
+    local crci = root:add(f.crc, tvb(68, 4))
 
     local actual_pl = len - HDR_LEN
     if actual_pl > 0 then
@@ -423,13 +426,13 @@ local function dissect_frame(tvb, tree, eth)
             crci:add_proto_expert_info(ef.unverified)
         else
             local st = crc32c_update(0xFFFFFFFF, eth)
-            st = crc32c_update(st, tvb:raw(0, 60))
+            st = crc32c_update(st, tvb:raw(0, 68))
             st = crc32c_update(st, "\0\0\0\0")
             if actual_pl > 0 and band(h.flags, F_LINK_FCS) == 0 then
                 st = crc32c_update(st, tvb:raw(HDR_LEN, actual_pl))
             end
             local computed = crc32c_final(st)
-            root:add(f.crc_calc, tvb(60, 4), computed):set_generated()
+            root:add(f.crc_calc, tvb(68, 4), computed):set_generated()
             if computed == h.crc then
                 crc_text = "good"
             else
@@ -439,7 +442,7 @@ local function dissect_frame(tvb, tree, eth)
             end
         end
         crci:append_text(" [" .. crc_text .. "]")
-        root:add(f.crc_status, tvb(60, 4), crc_text):set_generated()
+        root:add(f.crc_status, tvb(68, 4), crc_text):set_generated()
 
         if not opname then
             problem(oi, ef.opcode, string.format("Unknown opcode 0x%02x", h.opcode))
@@ -447,6 +450,8 @@ local function dissect_frame(tvb, tree, eth)
             problem(fi, ef.field, string.format("Unknown flag bits 0x%02x", band(h.flags, 0xFF - F_ALL)))
         elseif h.reserved ~= 0 then
             problem(ri, ef.field, string.format("Reserved field is 0x%04x, must be 0", h.reserved))
+        elseif h.reserved2 ~= 0 then
+            problem(ri2, ef.field, string.format("Reserved field is 0x%08x, must be 0", h.reserved2))
         else
             local kind, text = semantics(h)
             if kind == "field" then

@@ -61,7 +61,7 @@ struct mac_address {
 // What a peer needs to address one of our regions: exchange it with
 // send/recv (to_bytes/from_bytes give a fixed 16-byte little-endian form).
 struct remote_region {
-    std::uint32_t rkey = 0;
+    std::uint64_t rkey = 0;
     std::uint64_t length = 0;
     static constexpr std::size_t wire_size = 16;
     std::array<std::byte, wire_size> to_bytes() const;
@@ -259,16 +259,16 @@ public:
     ~region();
 
     std::span<std::byte> memory() const noexcept { return memory_; }
-    std::uint32_t key() const noexcept { return key_; }
+    std::uint64_t key() const noexcept { return key_; }
     remote_region remote() const noexcept { return {key_, memory_.size()}; }
 
 private:
     friend class endpoint;
     friend class detail::device_core;
-    region(detail::device_core* core, std::uint32_t key, std::span<std::byte> memory)
+    region(detail::device_core* core, std::uint64_t key, std::span<std::byte> memory)
         : core_(core), key_(key), memory_(memory) {}
     detail::device_core* core_ = nullptr;
-    std::uint32_t key_ = 0;
+    std::uint64_t key_ = 0;
     std::span<std::byte> memory_;
 };
 

@@ -30,7 +30,7 @@ public:
     bounce_pool(const bounce_pool&) = delete;
     bounce_pool& operator=(const bounce_pool&) = delete;
 
-    std::uint32_t key() const noexcept { return key_; }
+    std::uint64_t key() const noexcept { return key_; }
     std::uint64_t offset(std::uint32_t slot) const noexcept { return std::uint64_t{slot} * slot_size; }
     std::span<std::byte> memory(std::uint32_t slot) const noexcept {
         return memory_.span().subspan(offset(slot), slot_size);
@@ -48,7 +48,7 @@ private:
     detail::transport* transport_;
     event_loop& loop_;
     registrable_buffer memory_;
-    std::uint32_t key_ = 0;
+    std::uint64_t key_ = 0;
     std::vector<std::uint32_t> free_;
     std::deque<std::coroutine_handle<>> waiters_;
 };

@@ -61,15 +61,15 @@ void engine_transport::set_weight(std::uint16_t ep, std::uint32_t weight) {
         throw error(code_from_status(rc), "cannot set the weight (1.." + std::to_string(VR_WEIGHT_MAX) + ")");
 }
 
-std::uint32_t engine_transport::register_memory(std::uint16_t ep, std::span<std::byte> memory,
+std::uint64_t engine_transport::register_memory(std::uint16_t ep, std::span<std::byte> memory,
                                                 std::uint32_t access) {
-    std::uint32_t key = 0;
+    std::uint64_t key = 0;
     if (int rc = vr_reg_mr(host_.engine(), ep, memory.data(), memory.size(), access, &key); rc < 0)
         throw error(code_from_status(rc), "memory registration failed");
     return key;
 }
 
-void engine_transport::deregister(std::uint32_t key) noexcept {
+void engine_transport::deregister(std::uint64_t key) noexcept {
     vr_dereg_mr(host_.engine(), key);
     host_.want_flush();
 }

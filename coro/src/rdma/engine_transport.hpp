@@ -34,8 +34,8 @@ public:
     void open_endpoint(std::uint16_t id, const endpoint_options& options) override;
     void close_endpoint(std::uint16_t id) noexcept override;
     void set_weight(std::uint16_t ep, std::uint32_t weight) override;
-    std::uint32_t register_memory(std::uint16_t ep, std::span<std::byte> memory, std::uint32_t access) override;
-    void deregister(std::uint32_t key) noexcept override;
+    std::uint64_t register_memory(std::uint16_t ep, std::span<std::byte> memory, std::uint32_t access) override;
+    void deregister(std::uint64_t key) noexcept override;
 
     int post(const vr_ring_req& req) noexcept override;
     void post_detached(const vr_ring_req& req) override;

@@ -39,7 +39,7 @@ std::string mac_address::to_string() const {
 
 std::array<std::byte, remote_region::wire_size> remote_region::to_bytes() const {
     std::array<std::byte, wire_size> out{};
-    for (int i = 0; i < 4; ++i) out[i] = static_cast<std::byte>(rkey >> (8 * i));
+    for (int i = 0; i < 8; ++i) out[i] = static_cast<std::byte>(rkey >> (8 * i));
     for (int i = 0; i < 8; ++i) out[8 + i] = static_cast<std::byte>(length >> (8 * i));
     return out;
 }
@@ -48,7 +48,7 @@ remote_region remote_region::from_bytes(std::span<const std::byte> bytes) {
     if (bytes.size() < wire_size)
         throw error(errc::invalid_argument, "a region descriptor is 16 bytes");
     remote_region r;
-    for (int i = 0; i < 4; ++i) r.rkey |= std::uint32_t(std::to_integer<std::uint8_t>(bytes[i])) << (8 * i);
+    for (int i = 0; i < 8; ++i) r.rkey |= std::uint64_t(std::to_integer<std::uint8_t>(bytes[i])) << (8 * i);
     for (int i = 0; i < 8; ++i)
         r.length |= std::uint64_t(std::to_integer<std::uint8_t>(bytes[8 + i])) << (8 * i);
     return r;
@@ -78,8 +78,8 @@ vr_ring_req request(std::uint8_t opcode) {
     return r;
 }
 
-vr_ring_req rdma_request(std::uint8_t opcode, std::uint32_t conn, std::uint32_t lkey, std::uint64_t loff,
-                         std::uint32_t rkey, std::uint64_t roff, std::uint32_t len) {
+vr_ring_req rdma_request(std::uint8_t opcode, std::uint32_t conn, std::uint64_t lkey, std::uint64_t loff,
+                         std::uint64_t rkey, std::uint64_t roff, std::uint32_t len) {
     auto r = request(opcode);
     r.conn = conn;
     r.lkey = lkey;

@@ -100,7 +100,7 @@ void ring_link::close_endpoint(std::uint16_t id) noexcept {
     }
 }
 
-void ring_link::deregister(std::uint32_t key) noexcept {
+void ring_link::deregister(std::uint64_t key) noexcept {
     try {
         control(VR_CTL_DEREG, {key});
     } catch (const error&) {

@@ -55,9 +55,9 @@ public:
     void close_endpoint(std::uint16_t id) noexcept;
     // Registers `memory` for endpoint `ep`; returns the key. The transport
     // decides which memory it can take (unix: only registrable_buffer).
-    virtual std::uint32_t register_memory(std::uint16_t ep, std::span<std::byte> memory,
+    virtual std::uint64_t register_memory(std::uint16_t ep, std::span<std::byte> memory,
                                           std::uint32_t access) = 0;
-    void deregister(std::uint32_t key) noexcept;
+    void deregister(std::uint64_t key) noexcept;
     // The backend's device counters, when the transport can ask for them.
     virtual std::optional<counters> device_counters() { return std::nullopt; }
 

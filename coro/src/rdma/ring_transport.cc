@@ -41,12 +41,12 @@ void ring_transport::set_weight(std::uint16_t, std::uint32_t) {
                                             link_->weight_admin() + ")");
 }
 
-std::uint32_t ring_transport::register_memory(std::uint16_t ep, std::span<std::byte> memory,
+std::uint64_t ring_transport::register_memory(std::uint16_t ep, std::span<std::byte> memory,
                                               std::uint32_t access) {
     return link_->register_memory(ep, memory, access);
 }
 
-void ring_transport::deregister(std::uint32_t key) noexcept { link_->deregister(key); }
+void ring_transport::deregister(std::uint64_t key) noexcept { link_->deregister(key); }
 
 // The backend's device counters where the transport can ask for them
 // (unix:), else zeros (xen:).

@@ -56,9 +56,9 @@ public:
     virtual void close_endpoint(std::uint16_t id) noexcept = 0;
     virtual void set_weight(std::uint16_t ep, std::uint32_t weight) = 0;
     // Returns the region's key; `access` already includes LOCAL_WRITE.
-    virtual std::uint32_t register_memory(std::uint16_t ep, std::span<std::byte> memory,
+    virtual std::uint64_t register_memory(std::uint16_t ep, std::span<std::byte> memory,
                                           std::uint32_t access) = 0;
-    virtual void deregister(std::uint32_t key) noexcept = 0;
+    virtual void deregister(std::uint64_t key) noexcept = 0;
 
     // Data path. Posts one request (cookie in req.cookie). Returns 0 (its
     // completion follows, possibly from inside this call), -EAGAIN (no room:

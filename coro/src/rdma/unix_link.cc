@@ -135,14 +135,14 @@ vr_ctl_msg unix_link::control(std::uint16_t type, std::initializer_list<std::uin
     return call(type, args);
 }
 
-std::uint32_t unix_link::register_memory(std::uint16_t ep, std::span<std::byte> memory, std::uint32_t access) {
+std::uint64_t unix_link::register_memory(std::uint16_t ep, std::span<std::byte> memory, std::uint32_t access) {
     auto where = find_registrable(memory);
     if (!where)
         throw error(errc::invalid_argument,
                     "a unix: device registers only memory from a vmrdma::registrable_buffer "
                     "(memfd-backed, so the daemon can map it); this span is ordinary memory");
     auto reply = call(VR_CTL_REG, {ep, where->offset, memory.size(), access}, where->fd);
-    return static_cast<std::uint32_t>(reply.arg[0]);
+    return reply.arg[0];
 }
 
 std::optional<counters> unix_link::device_counters() {

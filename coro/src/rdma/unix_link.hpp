@@ -26,7 +26,7 @@ public:
 
     // Only memory inside a vmrdma::registrable_buffer: its memfd travels to
     // the daemon, which maps it.
-    std::uint32_t register_memory(std::uint16_t ep, std::span<std::byte> memory, std::uint32_t access) override;
+    std::uint64_t register_memory(std::uint16_t ep, std::span<std::byte> memory, std::uint32_t access) override;
     // The daemon's NIC counters (ADMIN_LIST DEVICE): every frontend's traffic.
     std::optional<counters> device_counters() override;
 

@@ -83,9 +83,9 @@ vr_ctl_msg xen_link::control(std::uint16_t type, std::initializer_list<std::uint
     return msg;
 }
 
-std::uint32_t xen_link::register_memory(std::uint16_t ep, std::span<std::byte> memory, std::uint32_t access) {
+std::uint64_t xen_link::register_memory(std::uint16_t ep, std::span<std::byte> memory, std::uint32_t access) {
     auto reply = control(VR_CTL_REG, {ep, reinterpret_cast<std::uintptr_t>(memory.data()), memory.size(), access});
-    return static_cast<std::uint32_t>(reply.arg[0]);
+    return reply.arg[0];
 }
 
 void xen_link::kick() noexcept { [[maybe_unused]] int rc = ::ioctl(fd_, VR_IOC_KICK); }

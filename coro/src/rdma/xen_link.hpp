@@ -28,7 +28,7 @@ public:
     const char* weight_admin() const noexcept override { return "the weight node in the backend's xenstore directory"; }
 
     // Any memory: frontend_kmod pins and grants its pages.
-    std::uint32_t register_memory(std::uint16_t ep, std::span<std::byte> memory, std::uint32_t access) override;
+    std::uint64_t register_memory(std::uint16_t ep, std::span<std::byte> memory, std::uint32_t access) override;
 
 protected:
     void kick() noexcept override;
