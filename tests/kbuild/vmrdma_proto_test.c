@@ -121,9 +121,9 @@ static int __init vrt_init(void)
 		rc = -EPROTO;
 		goto err_eng;
 	}
-	pr_info("vmrdma_proto_kt: OK: engine of %zu bytes, region key 0x%08x, "
+	pr_info("vmrdma_proto_kt: OK: engine of %zu bytes, region key 0x%016llx, "
 		"CONNECT_REQ accepted as connection %u, answered by %s\n",
-		need, key, vrt_accept.conn, vr_opcode_name(vrt_sent.h.opcode));
+		need, (unsigned long long)key, vrt_accept.conn, vr_opcode_name(vrt_sent.h.opcode));
 	return 0;
 
 err_eng:
