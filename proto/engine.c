@@ -3,6 +3,7 @@
  * timers. */
 #include "internal.h"
 #include "crc32c.h"
+#include "crypto.h"
 
 #define ALIGN8(x) (((x) + 7) & ~(size_t)7)
 
@@ -26,6 +27,10 @@ static void apply_defaults(struct vr_config *c)
 	if (!c->rnr_retry_limit) c->rnr_retry_limit = VR_DEFAULT_RNR_RETRY_LIMIT;
 	if (!c->rnr_timeout_ns) c->rnr_timeout_ns = VR_DEFAULT_RNR_TIMEOUT_NS;
 	if (!c->mem) c->mem = &vr_ptr_mem_ops;
+	if (!c->max_conns_per_peer)
+		c->max_conns_per_peer = c->max_conns * VR_DEFAULT_CONNS_PER_PEER_PCT / 100 ?
+			c->max_conns * VR_DEFAULT_CONNS_PER_PEER_PCT / 100 : 1;
+	if (!c->conn_reserve) c->conn_reserve = c->max_conns / 8;
 }
 
 static bool cfg_valid(const struct vr_config *c)
@@ -39,6 +44,8 @@ static bool cfg_valid(const struct vr_config *c)
 	       c->unexp_buf_size <= (1u << 24) &&
 	       c->host && c->host->xmit && c->host->complete && c->host->random &&
 	       c->rto_ns <= c->rto_max_ns &&
+	       c->window <= VR_PSN_SLACK / 2 && /* a frame in flight is inside the windows */
+	       c->conn_reserve < c->max_conns &&
 	       c->integrity <= VR_INTEGRITY_LINK;
 }
 
@@ -84,6 +91,8 @@ int vr_engine_create(const struct vr_config *cfg, void *mem, size_t mem_len,
 		return -EINVAL;
 	if (!mem || mem_len < l.total || ((uintptr_t)mem & 7))
 		return -ENOMEM;
+	if (vr_crypto_init())
+		return -ENOSYS;
 	memset(mem, 0, l.total);
 	eng->cfg = *cfg;
 	apply_defaults(&eng->cfg);
@@ -115,6 +124,7 @@ int vr_engine_create(const struct vr_config *cfg, void *mem, size_t mem_len,
 				  eng->cfg.max_regions, eng->host.random, eng->cfg.ctx);
 	if (rc)
 		return rc;
+	vr_conn_init_secrets(eng);
 	*out = eng;
 	return 0;
 }
@@ -438,6 +448,27 @@ int vr_engine_input(struct vr_engine *eng, const void *frame, u32 len, u64 now)
 	return vr_engine_input_frame(eng, frame, len, now);
 }
 
+/*
+ * Every frame of an established connection proves it comes from inside it:
+ * its ACK never beyond what we sent nor more than VR_PSN_SLACK behind what
+ * was acknowledged, a data frame's PSN within VR_PSN_SLACK of what we expect
+ * next, an ACK's PSN (its sender's highest sent) at or at most VR_PSN_SLACK
+ * beyond it.  A NAK's PSN is checked against what we sent (completer.c), a
+ * DISCONNECT's in conn.c.  A blind forger must hit these and the random
+ * connection id.
+ */
+static bool in_windows(const struct vr_conn *c, const struct vr_hdr *h)
+{
+	if (vr_psn_lt(c->snd_hi, h->ack_psn) ||
+	    (vr_psn_lt(h->ack_psn, c->snd_una) && c->snd_una - h->ack_psn > VR_PSN_SLACK))
+		return false;
+	if (vr_op_is_data(h->opcode))
+		return h->psn - c->rcv_nxt + VR_PSN_SLACK < 2 * VR_PSN_SLACK;
+	if (h->opcode == VR_OP_ACK)
+		return h->psn - c->rcv_nxt <= VR_PSN_SLACK;
+	return true;
+}
+
 static int vr_engine_input_frame(struct vr_engine *eng, const void *frame, u32 len, u64 now)
 {
 	struct vr_parsed p;
@@ -465,13 +496,13 @@ static int vr_engine_input_frame(struct vr_engine *eng, const void *frame, u32 l
 	if (!e) {
 		eng->ctr.drop_no_ep++;
 		if (p.h.opcode == VR_OP_CONNECT_REQ)
-			vr_conn_rx_ctl(eng, &p, now); /* answers NAK(NO_EP) */
+			vr_conn_rx_req(eng, &p, now); /* answers NAK(NO_EP) */
 		return -ENOENT;
 	}
 	e->ctr.rx_frames++;
 	e->ctr.rx_bytes += len;
 	if (p.h.opcode == VR_OP_CONNECT_REQ) {
-		vr_conn_rx_ctl(eng, &p, now);
+		vr_conn_rx_req(eng, &p, now);
 		return 0;
 	}
 	if (p.h.opcode == VR_OP_ANNOUNCE)
@@ -482,7 +513,8 @@ static int vr_engine_input_frame(struct vr_engine *eng, const void *frame, u32 l
 		VR_CTR(eng, e, drop_no_conn, 1);
 		return -ENOTCONN;
 	}
-	if (p.h.opcode == VR_OP_CONNECT_ACK || p.h.opcode == VR_OP_DISCONNECT ||
+	if (p.h.opcode == VR_OP_CONNECT_ACK || p.h.opcode == VR_OP_CONNECT_RETRY ||
+	    p.h.opcode == VR_OP_DISCONNECT ||
 	    (p.h.opcode == VR_OP_NAK && c->state == VR_CONN_CONNECTING)) {
 		vr_conn_rx_ctl(eng, &p, now);
 		return 0;
@@ -491,6 +523,10 @@ static int vr_engine_input_frame(struct vr_engine *eng, const void *frame, u32 l
 		VR_CTR(eng, e, drop_bad_state, 1);
 		return -ENOTCONN;
 	}
+	if (!in_windows(c, &p.h)) {
+		VR_CTR(eng, e, drop_out_of_window, 1);
+		return -ERANGE;
+	}
 	/* A payload left to the link's FCS only where both ends agreed to it:
 	 * otherwise it is a frame we cannot check, counted as a bad field. */
 	if ((p.h.flags & VR_F_LINK_FCS) && !c->link_fcs) {
@@ -498,6 +534,7 @@ static int vr_engine_input_frame(struct vr_engine *eng, const void *frame, u32 l
 		return -EPROTO;
 	}
 	c->last_rx = now;
+	c->challenge_at = 0; /* the peer is there: a replacing request was not its */
 	vr_comp_rx_ack(eng, c, p.h.ack_psn, now);
 	if (c->state != VR_CONN_CONNECTED)
 		return 0;
@@ -531,38 +568,6 @@ int vr_emit(struct vr_engine *eng, struct vr_ep *e)
 	VR_CTR(eng, e, tx_frames, 1);
 	VR_CTR(eng, e, tx_bytes, eng->txf.len);
 	return 0;
-}
-
-static int emit_ctl_replies(struct vr_engine *eng, u32 budget)
-{
-	int sent = 0;
-
-	while (eng->ctl_len && (u32)sent < budget) {
-		struct vr_ctl_reply *r = &eng->ctl[eng->ctl_head];
-		struct vr_hdr h;
-
-		memset(&h, 0, sizeof(h));
-		h.version = VR_WIRE_VERSION;
-		h.opcode = VR_OP_NAK;
-		h.nak_reason = r->reason;
-		h.src_ep = r->src_ep;
-		h.dst_ep = r->dst_ep;
-		h.conn_id = r->peer_conn;
-		vr_wire_put_eth(eng->txhdr, r->mac, eng->cfg.mac, eng->cfg.ethertype);
-		vr_wire_encode_full(eng->txhdr, &h, NULL);
-		eng->txf.hdr = eng->txhdr;
-		eng->txf.hdr_len = sizeof(eng->txhdr);
-		eng->txf.nfrags = 0;
-		eng->txf.len = sizeof(eng->txhdr);
-		eng->txf.ep = r->src_ep;
-		if (vr_emit(eng, NULL))
-			break;
-		eng->ctr.naks_tx[r->reason]++;
-		eng->ctl_head = (eng->ctl_head + 1) % VR_CTL_RING;
-		eng->ctl_len--;
-		sent++;
-	}
-	return sent;
 }
 
 /* Build the next frame of endpoint e, rotating over its connections. */
@@ -599,7 +604,11 @@ static bool ep_build(struct vr_engine *eng, struct vr_ep *e, u64 now)
 int vr_engine_tx_poll(struct vr_engine *eng, u64 now, u32 budget)
 {
 	u32 idle = 0;
-	int sent = emit_ctl_replies(eng, budget);
+	/* Answers to strangers (cookies, refusals) and names get an eighth of
+	 * the budget before the connections and whatever the connections
+	 * leave: under a flood of requests, established peers are served
+	 * first, and a new initiator still gets its cookie. */
+	int sent = vr_conn_emit_replies(eng, now, budget ? budget / 8 + 1 : 0);
 
 	sent += vr_names_emit(eng, now, budget - (u32)sent);
 
@@ -638,6 +647,8 @@ int vr_engine_tx_poll(struct vr_engine *eng, u64 now, u32 budget)
 		sent++;
 		idle = 0;
 	}
+	if ((u32)sent < budget)
+		sent += vr_conn_emit_replies(eng, now, budget - (u32)sent);
 	return sent;
 }
 

@@ -112,6 +112,22 @@ struct vr_host_ops {
  * vanished peer within peer_timeout_ns even when nothing is in flight. */
 #define VR_DEFAULT_KEEPALIVE_NS 1000000000ULL
 #define VR_KEEPALIVE_OFF 0xFFFFFFFFFFFFFFFFULL
+/* One MAC may hold this share of the connection table (percent). */
+#define VR_DEFAULT_CONNS_PER_PEER_PCT 75
+/* A CONNECT_REQ that would replace a live connection (same peer and
+ * connection id, another ISN) is not obeyed: the live connection is probed,
+ * and only if it stays silent for rto_max_ns is it taken for dead (the
+ * peer restarted) and the next request accepted. */
+/* Connectionless answers (RETRY cookies, refusals) are sent at most
+ * VR_CTL_REPLY_BURST per VR_CTL_REPLY_PERIOD_NS, and at most
+ * VR_CTL_REPLIES_PER_MAC of them wait for one MAC: a flood of requests gets
+ * few answers, established connections are sent first. */
+#define VR_CTL_REPLY_BURST 64
+#define VR_CTL_REPLY_PERIOD_NS 1000000ULL
+#define VR_CTL_REPLIES_PER_MAC 2
+/* A cookie's secret changes every 2^VR_COOKIE_EPOCH_SHIFT ns (about 4.3 s);
+ * cookies of the current and the previous secret are accepted. */
+#define VR_COOKIE_EPOCH_SHIFT 32
 #define VR_DEFAULT_RNR_DELAY_NS 1000000ULL
 #define VR_DEFAULT_RNR_RETRY_LIMIT 50
 /* ... and at least this long since the first refusal (receivers post late). */
@@ -161,6 +177,13 @@ struct vr_config {
 	u32 rnr_retry_limit;
 	u64 rnr_timeout_ns;
 	u32 integrity;        /* enum vr_integrity; 0 = END_TO_END */
+	/* Connections a listener accepts: at most max_conns_per_peer from one
+	 * MAC (0: VR_DEFAULT_CONNS_PER_PEER_PCT of max_conns), and never the
+	 * last conn_reserve slots (0: max_conns / 8), which stay for the host's
+	 * own vr_connect.  Refusals are NAK RESOURCES, counted in
+	 * conn_limit_refused. */
+	u32 max_conns_per_peer;
+	u32 conn_reserve;
 	const struct vr_host_ops *host;
 	const struct vr_mem_ops *mem; /* NULL -> vr_ptr_mem_ops */
 	void *ctx;            /* passed to every callback */
@@ -179,6 +202,14 @@ struct vr_counters {
 	u64 rx_bundles; /* bundles received; their frames count in rx_frames */
 	u64 offences;   /* requests that drew a fatal NAK (the connection closed) */
 	u64 offenders_refused; /* CONNECT_REQs refused: too many offences from the MAC */
+	/* the handshake (conn.c) */
+	u64 cookies_sent;       /* CONNECT_RETRY answers */
+	u64 cookies_refused;    /* CONNECT_REQs echoing a wrong or expired cookie */
+	u64 challenges;         /* CONNECT_REQs that would have replaced a live connection */
+	u64 challenge_resets;   /* live connections silent after a challenge: failed */
+	u64 conn_limit_refused; /* CONNECT_REQs over the per-MAC or total limit */
+	u64 ctl_replies_dropped; /* connectionless answers not sent (rate, per-MAC, ring) */
+	u64 drop_out_of_window; /* frames of a connection outside its PSN/ACK windows */
 };
 
 enum vr_conn_state {

@@ -30,9 +30,11 @@ struct vr_op {
 
 enum { VR_RX_NONE = 0, VR_RX_RECV, VR_RX_UNEXP, VR_RX_DISCARD };
 
-/* How far a DISCONNECT's PSN (the sender's highest sent) may run ahead of
- * what we received: frames still in flight or lost, at most a window. */
-#define VR_DISCONNECT_PSN_SLACK 65536u
+/* The windows every frame of a connection must fall in (docs/proto.md):
+ * how far a PSN may be from what we expect next, and how far an ack_psn may
+ * lag behind what the peer already acknowledged.  A blind forger has to hit
+ * both, and the connection id. */
+#define VR_PSN_SLACK 65536u
 
 struct vr_conn {
 	u8 state;
@@ -42,6 +44,10 @@ struct vr_conn {
 	u8 peer_mac[6];
 	u32 id, peer_id;
 	u32 peer_isn;           /* the peer's initial PSN: tells a restarted peer from a retry */
+	bool passive;           /* accepted (counts against the listener's limits) */
+	u8 hs_cookies;          /* CONNECTING: RETRY cookies taken so far */
+	u64 hs_cookie;          /* CONNECTING: the listener's cookie to echo (0: none yet) */
+	u64 challenge_at;       /* a replacing CONNECT_REQ was seen then (0: none) */
 	bool link_fcs;          /* handshake agreed: payloads rest on the link's FCS */
 	/* liveness: the last frame heard on this connection, the last probe */
 	u64 last_rx, last_probe;
@@ -143,13 +149,20 @@ struct vr_announce {
 	u32 nonce;
 };
 
-#define VR_CTL_RING 8
-struct vr_ctl_reply {        /* connection-less NAK (reject / no endpoint) */
+#define VR_CTL_RING 32
+struct vr_ctl_reply {        /* connectionless answer to a CONNECT_REQ */
 	u8 mac[6];
+	u8 opcode;           /* VR_OP_NAK (refused) or VR_OP_CONNECT_RETRY */
+	u8 reason;           /* NAK */
 	u16 src_ep, dst_ep;
-	u32 peer_conn;
-	u8 reason;
+	u32 peer_conn;       /* the initiator's connection id */
+	u32 peer_isn;        /* its ISN, echoed so that it knows the answer is real */
+	u64 cookie;          /* RETRY */
 };
+
+/* At most this many RETRY cookies are taken in one connect (a listener
+ * that keeps answering with new ones is left to the handshake's timer). */
+#define VR_HS_COOKIES_MAX 4
 
 /* Peers whose requests drew fatal NAKs (VR_OFFENCE_LIMIT in engine.h): a
  * small table, oldest entry replaced.  It slows one guesser down; it does not
@@ -174,6 +187,10 @@ struct vr_engine {
 	u32 n_open;               /* open endpoints */
 	struct vr_ctl_reply ctl[VR_CTL_RING];
 	u32 ctl_head, ctl_len;
+	u64 ctl_window, ctl_sent; /* rate of connectionless answers */
+	/* cookie secrets: [0] for epoch ck_epoch, [1] for the one before */
+	u8 ck_secret[2][16];
+	u64 ck_epoch;
 	struct vr_counters ctr;
 	struct vr_offender offenders[VR_OFFENDERS];
 	struct vr_resolve resolves[VR_RESOLVES];
@@ -223,6 +240,9 @@ u8 vr_errno_to_nak(int err);
 /* conn.c */
 struct vr_conn *vr_conn_get(struct vr_engine *eng, u32 id);
 void vr_conn_rx_ctl(struct vr_engine *eng, const struct vr_parsed *p, u64 now);
+void vr_conn_rx_req(struct vr_engine *eng, const struct vr_parsed *p, u64 now);
+int vr_conn_emit_replies(struct vr_engine *eng, u64 now, u32 budget);
+void vr_conn_init_secrets(struct vr_engine *eng);
 void vr_conn_fail(struct vr_engine *eng, struct vr_conn *c, int status, bool tell_peer);
 void vr_conn_free(struct vr_engine *eng, struct vr_conn *c);
 void vr_conn_timer(struct vr_engine *eng, struct vr_conn *c, u64 now);

@@ -348,12 +348,14 @@ int vr_tx_build(struct vr_engine *eng, struct vr_conn *c, u64 now)
 			h.ack_psn = 0;
 			h.psn = c->isn;
 			h.msg_id = c->id;
+			h.operand_b = c->hs_cookie; /* 0 until a listener's RETRY */
 			if (eng->cfg.integrity == VR_INTEGRITY_LINK)
 				h.operand_a = VR_CAP_LINK_FCS;
 			break;
 		case VR_CONN_CONNECTED:
 			hdr_base(eng, c, &h, VR_OP_CONNECT_ACK);
 			h.psn = c->isn;
+			h.ack_psn = c->peer_isn; /* the initiator's nonce, proving we saw it */
 			h.msg_id = c->id;
 			if (c->link_fcs)
 				h.operand_a = VR_CAP_LINK_FCS;
@@ -383,6 +385,7 @@ int vr_tx_build(struct vr_engine *eng, struct vr_conn *c, u64 now)
 		return build_data(eng, c);
 	if (c->ack_now || c->probe) {
 		hdr_base(eng, c, &h, VR_OP_ACK);
+		h.psn = c->snd_hi; /* inside the peer's window (engine.c in_windows) */
 		if (c->probe)
 			h.flags |= VR_F_ACKREQ; /* keepalive: answer with an ACK */
 		finish(eng, c, &h, NULL, 0, VR_TX_ACK);

@@ -70,7 +70,7 @@ bool vr_opcode_valid(u8 op)
 	case VR_OP_ATOMIC_FADD: case VR_OP_ATOMIC_CSWAP: case VR_OP_ATOMIC_RESP:
 	case VR_OP_ACK: case VR_OP_NAK:
 	case VR_OP_CONNECT_REQ: case VR_OP_CONNECT_ACK: case VR_OP_DISCONNECT:
-	case VR_OP_RESOLVE: case VR_OP_ANNOUNCE:
+	case VR_OP_RESOLVE: case VR_OP_ANNOUNCE: case VR_OP_CONNECT_RETRY:
 		return true;
 	default:
 		return false;
@@ -108,6 +108,7 @@ const char *vr_opcode_name(u8 op)
 	case VR_OP_DISCONNECT: return "DISCONNECT";
 	case VR_OP_RESOLVE: return "RESOLVE";
 	case VR_OP_ANNOUNCE: return "ANNOUNCE";
+	case VR_OP_CONNECT_RETRY: return "CONNECT_RETRY";
 	case VR_OP_BUNDLE: return "BUNDLE";
 	default: return "?";
 	}

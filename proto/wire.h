@@ -16,8 +16,12 @@
 #define VR_ETHERTYPE_DEFAULT 0x88B5
 /* 2: 64-bit rkeys (72-byte header), CONNECT_REQ/ACK carry private data,
  * RESOLVE/ANNOUNCE find a peer by name, keepalive probes, DISCONNECT
- * carries the sender's highest PSN. */
-#define VR_WIRE_VERSION 2
+ * carries the sender's highest PSN.  3: the listener answers a CONNECT_REQ
+ * with a stateless cookie (CONNECT_RETRY) that the initiator echoes;
+ * connectionless answers and CONNECT_ACK echo the initiator's ISN; an ACK
+ * carries its sender's highest PSN; every frame of a connection must fall
+ * inside its windows. */
+#define VR_WIRE_VERSION 3
 #define VR_MTU_MIN 1500   /* MTU = Ethernet payload (excludes 14-byte header) */
 #define VR_MTU_MAX 65535
 
@@ -68,6 +72,7 @@ enum vr_opcode {
 	VR_OP_DISCONNECT = 0x52,
 	VR_OP_RESOLVE = 0x53,  /* broadcast: who has this name? (see below) */
 	VR_OP_ANNOUNCE = 0x54, /* the answer, from the named endpoint */
+	VR_OP_CONNECT_RETRY = 0x55, /* a listener's cookie: send the request again with it */
 	VR_OP_BUNDLE = 0x60, /* several whole frames in one (see below) */
 };
 
@@ -121,6 +126,16 @@ static inline bool vr_wire_is_bundle(const void *frame, u32 len)
 
 	return len >= VR_ETH_HLEN + 2 && f[VR_ETH_HLEN + VR_OFF_OPCODE] == VR_OP_BUNDLE;
 }
+
+/*
+ * The handshake (docs/wire-format.md, Handshake): CONNECT_REQ (operand B 0)
+ * -> CONNECT_RETRY with a cookie (operand B), a keyed hash of the request's
+ * addresses, ids and ISN under a secret that changes with the listener's
+ * clock -> CONNECT_REQ again, echoing the cookie -> CONNECT_ACK.  Only the
+ * echoed request creates state, so a sender that does not receive at the
+ * MAC it claims opens nothing.  RETRY and NAK answers to a request are
+ * connectionless: conn_id = the initiator's id, ack_psn = its ISN.
+ */
 
 /*
  * Private data: CONNECT_REQ may carry up to VR_PRIVATE_DATA_MAX bytes of the

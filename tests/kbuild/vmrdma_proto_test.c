@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 /*
  * vmrdma_proto_test.c - kernel-safety proof for proto/: an engine over a
- * kmalloc'd buffer, one endpoint, one region, and a CONNECT_REQ fed through
- * the receive path (answered by a CONNECT_ACK through tx_poll).  Init checks
- * the accept completion, the connection state and the frame sent, then logs
+ * kmalloc'd buffer, one endpoint, one region, and the listener's side of a
+ * handshake fed through the receive path: a CONNECT_REQ (answered by a
+ * CONNECT_RETRY with a cookie, nothing kept), then the request echoing the
+ * cookie (answered by a CONNECT_ACK).  Init checks the answers, the accept
+ * completion and the connection state, then logs
  * one "vmrdma_proto_kt: OK: ..." line; on any mismatch it logs
  * "vmrdma_proto_kt: init failed: ..." and returns an error.  Built by
  * tests/kbuild/build.sh; loaded and unloaded under QEMU by
@@ -21,16 +23,16 @@ static void *vrt_mem;
 static void *vrt_buf;
 static struct vr_engine *vrt_eng;
 static unsigned int vrt_xmits, vrt_completions;
-static struct vr_parsed vrt_sent;	/* the first frame handed to xmit */
+static struct vr_parsed vrt_sent;	/* the last frame handed to xmit */
 static int vrt_sent_rc = -ENODATA;
 static struct vr_completion vrt_accept;	/* the VR_WC_ACCEPT completion */
 static bool vrt_accepted;
 
 static int vrt_xmit(void *ctx, const struct vr_frame *f)
 {
-	if (vrt_xmits++ == 0 && f->nfrags == 0)
-		vrt_sent_rc = vr_wire_parse(f->hdr, f->hdr_len, VR_ETHERTYPE_DEFAULT,
-					    &vrt_sent);
+	vrt_xmits++;
+	vrt_sent_rc = f->nfrags ? -EMSGSIZE :
+		vr_wire_parse(f->hdr, f->hdr_len, VR_ETHERTYPE_DEFAULT, &vrt_sent);
 	return 0; /* dropped on the floor: nothing is sent */
 }
 
@@ -107,6 +109,21 @@ static int __init vrt_init(void)
 	if (rc)
 		goto err_eng;
 	sent = vr_engine_tx_poll(vrt_eng, 2000, 8);
+	if (vrt_accepted || sent != 1 || vrt_sent_rc ||
+	    vrt_sent.h.opcode != VR_OP_CONNECT_RETRY || !vrt_sent.h.operand_b ||
+	    vrt_sent.h.conn_id != h.msg_id || vrt_sent.h.ack_psn != h.psn) {
+		pr_err("vmrdma_proto_kt: expected one CONNECT_RETRY and no connection, got %d "
+		       "frame(s) (parse %d, opcode 0x%02x)\n", sent, vrt_sent_rc,
+		       vrt_sent.h.opcode);
+		rc = -EPROTO;
+		goto err_eng;
+	}
+	h.operand_b = vrt_sent.h.operand_b; /* echo the cookie */
+	vr_wire_encode_full(frame, &h, NULL);
+	rc = vr_engine_input(vrt_eng, frame, sizeof(frame), 3000);
+	if (rc)
+		goto err_eng;
+	sent = vr_engine_tx_poll(vrt_eng, 4000, 8);
 	if (!vrt_accepted || vrt_accept.status ||
 	    vr_conn_state(vrt_eng, vrt_accept.conn) != VR_CONN_CONNECTED) {
 		pr_err("vmrdma_proto_kt: CONNECT_REQ not accepted\n");
@@ -122,7 +139,7 @@ static int __init vrt_init(void)
 		goto err_eng;
 	}
 	pr_info("vmrdma_proto_kt: OK: engine of %zu bytes, region key 0x%016llx, "
-		"CONNECT_REQ accepted as connection %u, answered by %s\n",
+		"CONNECT_REQ answered by a cookie, accepted with it as connection %u, answered by %s\n",
 		need, (unsigned long long)key, vrt_accept.conn, vr_opcode_name(vrt_sent.h.opcode));
 	return 0;
 

@@ -244,7 +244,7 @@ last1=$((24 + len1 - 1))  # entry 1's last byte
     printf '%b' '\xd4\xc3\xb2\xa1\x02\x00\x04\x00'"$(le32 0)$(le32 0)$(le32 65535)$(le32 1)"
     record "${base[@]}"                                      # 1: intact
     with 86 "$(flip "${base[86]}")"; record "${f[@]}"        # 2: payload byte flipped
-    with 14 03; record "${f[@]}"                             # 3: version 3
+    with 14 02; record "${f[@]}"                             # 3: version 2
     with 15 7f; record "${f[@]}"                             # 4: opcode 0x7f
     record "${base[@]}" 00                                   # 5: one byte more than payload length
     record "${base[@]:0:70}"                                 # 6: too short
@@ -256,7 +256,7 @@ last1=$((24 + len1 - 1))  # entry 1's last byte
     bwith 21 01; record "${f[@]}"                            # 11: reserved bit
     bwith 0 "$(flip "${bundle[0]}")"; record "${f[@]}"       # 12: outer dst differs from inner
     bwith $last1 "$(flip "${bundle[$last1]}")"; record "${f[@]}"  # 13: entry 1's CRC bad
-    record "${bundle[@]:0:14}" 02 60 00 01 00 00 00 00 "$(hi "$blen")" "$(lo "$blen")" \
+    record "${bundle[@]:0:14}" 03 60 00 01 00 00 00 00 "$(hi "$blen")" "$(lo "$blen")" \
         "${bundle[@]}"                                       # 14: a bundle in a bundle
     record "${bundle[@]}" 00                                 # 15: a byte after the last entry
 } >damaged.pcap
@@ -273,7 +273,7 @@ expect_damage() { # frame-number regex-for-the-whole-line what
 }
 expect_damage 1 '^1	good		$' "intact frame"
 expect_damage 2 '	bad	.*Bad CRC32C' "payload byte flipped"
-expect_damage 3 'Version 3 is not 2' "bad version"
+expect_damage 3 'Version 2 is not 3' "bad version"
 expect_damage 4 'Unknown opcode 0x7f' "unknown opcode"
 expect_damage 5 'Payload length 1, but the frame carries 2 bytes' "payload length mismatch"
 expect_damage 6 'too short' "too short"

@@ -116,6 +116,7 @@ local opcodes = {
     [0x52] = "DISCONNECT",
     [0x53] = "RESOLVE",
     [0x54] = "ANNOUNCE",
+    [0x55] = "CONNECT_RETRY",
 }
 -- Names shown for the opcode field: the frame opcodes above and BUNDLE, which
 -- only ever starts a bundle (never a frame that vr_wire_parse accepts).
@@ -150,9 +151,10 @@ local OP_ATOMIC_FADD, OP_ATOMIC_CSWAP = 0x30, 0x31
 local OP_ACK, OP_NAK = 0x40, 0x41
 local OP_CONNECT_REQ, OP_CONNECT_ACK = 0x50, 0x51
 local OP_RESOLVE, OP_ANNOUNCE = 0x53, 0x54
+local OP_CONNECT_RETRY = 0x55
 local PRIVATE_DATA_MAX = 192 -- VR_PRIVATE_DATA_MAX: a handshake's private data
 local NAME_MAX = 64          -- VR_NAME_MAX
-local WIRE_VERSION = 2       -- VR_WIRE_VERSION
+local WIRE_VERSION = 3       -- VR_WIRE_VERSION
 
 local function is_data(op) return opcodes[op] ~= nil and op < OP_ACK end
 
@@ -182,7 +184,8 @@ local f = {
     total_len = ProtoField.uint32("vmrdma.total_len", "Total message length", base.DEC),
     remote_off = ProtoField.uint64("vmrdma.remote_off", "Remote offset", base.DEC),
     operand_a = ProtoField.uint64("vmrdma.operand_a", "Operand A", base.HEX),
-    operand_b = ProtoField.uint64("vmrdma.operand_b", "Operand B (swap value)", base.HEX),
+    operand_b = ProtoField.uint64("vmrdma.operand_b", "Operand B (swap value; the cookie in CONNECT_REQ/RETRY)",
+                                  base.HEX),
     payload_len = ProtoField.uint16("vmrdma.payload_len", "Payload length", base.DEC),
     reserved = ProtoField.uint16("vmrdma.reserved", "Reserved", base.HEX),
     reserved2 = ProtoField.uint32("vmrdma.reserved2", "Reserved", base.HEX),
@@ -465,8 +468,11 @@ local function dissect_frame(tvb, tree, eth)
     -- Info column, e.g. "WRITE_FIRST ep 1→1 conn 3 psn 17 len 1436".
     local info = string.format("%s ep %d→%d conn %d psn %d", opname or string.format("OP_0x%02x", h.opcode),
                                h.src_ep, h.dst_ep, h.conn, h.psn)
-    if h.opcode == OP_ACK or h.opcode == OP_NAK then
+    if h.opcode == OP_ACK or h.opcode == OP_NAK or h.opcode == OP_CONNECT_RETRY or h.opcode == OP_CONNECT_ACK then
         info = info .. " ack " .. h.ack_psn
+    end
+    if h.opcode == OP_CONNECT_REQ or h.opcode == OP_CONNECT_RETRY then
+        info = info .. " cookie 0x" .. tvb(56, 8):uint64():tohex()
     end
     if h.opcode == OP_NAK or h.nak ~= 0 then
         info = info .. " reason " .. (nak_reasons[h.nak] or tostring(h.nak))
