@@ -54,6 +54,7 @@ static struct vr_conn *conn_alloc(struct vr_engine *eng, u16 ep)
 			c->gen = (u16)(gen + 1) ? (u16)(gen + 1) : 1;
 		c->id = i | ((u32)c->gen << 16);
 		c->ep = ep;
+		c->mps = eng->mps;
 		isn = vr_rand(eng);
 		c->isn = c->snd_una = c->snd_nxt = c->snd_hi = c->snd_max = isn;
 		vr_cc_init(eng, c);
@@ -86,6 +87,8 @@ void vr_conn_free(struct vr_engine *eng, struct vr_conn *c)
 		e->rr_conn = VR_NO_SLOT;
 	c->ep_next = VR_NO_SLOT;
 	c->state = VR_CONN_FREE;
+	vr_crypto_wipe(c->psk, sizeof(c->psk));
+	vr_crypto_wipe(c->key, sizeof(c->key));
 	vr_ep_release_if_done(eng, e);
 }
 
@@ -95,9 +98,26 @@ int vr_connect(struct vr_engine *eng, u16 ep, const u8 peer_mac[6], u16 peer_ep,
 	return vr_connect_data(eng, ep, peer_mac, peer_ep, NULL, 0, cookie, conn);
 }
 
+/* The key an endpoint's connections are authenticated with: its own, the
+ * device's pre-shared key, or none. */
+static const u8 *auth_psk(const struct vr_engine *eng, const struct vr_ep *e)
+{
+	if (e->has_key)
+		return e->key;
+	return eng->cfg.auth == VR_AUTH_PSK ? eng->cfg.auth_key : NULL;
+}
+
+static void conn_set_auth(struct vr_conn *c, const u8 *psk)
+{
+	c->auth = true;
+	c->mps -= VR_AUTH_BLOCK_LEN;
+	memcpy(c->psk, psk, VR_AUTH_KEY_LEN);
+}
+
 int vr_connect_data(struct vr_engine *eng, u16 ep, const u8 peer_mac[6], u16 peer_ep,
 		    const void *data, u32 len, u64 cookie, u32 *conn)
 {
+	const u8 *psk;
 	struct vr_conn *c;
 
 	if (!peer_mac || !conn || len > VR_PRIVATE_DATA_MAX || (len && !data))
@@ -107,6 +127,12 @@ int vr_connect_data(struct vr_engine *eng, u16 ep, const u8 peer_mac[6], u16 pee
 	c = conn_alloc(eng, ep);
 	if (!c)
 		return -ENOSPC;
+	psk = auth_psk(eng, &eng->eps[ep]);
+	if (psk) {
+		/* the request's key until the acceptor's half comes in its ACK */
+		conn_set_auth(c, psk);
+		vr_auth_conn_key(c->key, psk, c->id, c->isn, 0, 0);
+	}
 	memcpy(c->peer_mac, peer_mac, 6);
 	c->peer_ep = peer_ep;
 	c->cookie = cookie;
@@ -396,6 +422,7 @@ void vr_conn_rx_req(struct vr_engine *eng, const struct vr_parsed *p, u64 now)
 {
 	struct vr_ep *e = vr_ep_get(eng, p->h.dst_ep);
 	struct vr_conn *c, *live = NULL;
+	const u8 *psk;
 	u32 i;
 
 	if (!e || !e->listen) {
@@ -421,6 +448,26 @@ void vr_conn_rx_req(struct vr_engine *eng, const struct vr_parsed *p, u64 now)
 			VR_CTR(eng, e, cookies_refused, 1);
 		queue_reply(eng, p, VR_OP_CONNECT_RETRY, 0, cookie_of(eng->ck_secret[0], p), now);
 		return;
+	}
+	/* Both sides authenticate, or neither: a mismatch is refused plainly
+	 * (the initiator learns why); a request whose tag is wrong is dropped. */
+	psk = auth_psk(eng, e);
+	if (!psk != !p->auth) {
+		VR_CTR(eng, e, auth_refused, 1);
+		queue_reply(eng, p, VR_OP_NAK, VR_NAK_REJECTED, 0, now);
+		return;
+	}
+	if (psk) {
+		u8 key[VR_AUTH_KEY_LEN];
+		bool ok;
+
+		vr_auth_conn_key(key, psk, p->h.msg_id, p->h.psn, 0, 0);
+		ok = vr_auth_check(key, p->frame, p->auth, p->payload, p->h.payload_len);
+		vr_crypto_wipe(key, sizeof(key));
+		if (!ok) {
+			VR_CTR(eng, e, auth_failed, 1);
+			return;
+		}
 	}
 	if (live) {
 		/* Same peer and connection id, another ISN: a restarted peer whose
@@ -463,7 +510,11 @@ void vr_conn_rx_req(struct vr_engine *eng, const struct vr_parsed *p, u64 now)
 	c->peer_id = p->h.msg_id;
 	c->peer_isn = p->h.psn;
 	c->rcv_nxt = p->h.psn;
-	c->link_fcs = eng->cfg.integrity == VR_INTEGRITY_LINK &&
+	if (psk) {
+		conn_set_auth(c, psk);
+		vr_auth_conn_key(c->key, psk, c->peer_id, c->peer_isn, c->id, c->isn);
+	}
+	c->link_fcs = !c->auth && eng->cfg.integrity == VR_INTEGRITY_LINK &&
 		      (p->h.operand_a & VR_CAP_LINK_FCS);
 	memcpy(c->pdata, p->payload, p->h.payload_len); /* <= VR_PRIVATE_DATA_MAX: parsed */
 	c->pdata_len = (u8)p->h.payload_len;
@@ -471,6 +522,62 @@ void vr_conn_rx_req(struct vr_engine *eng, const struct vr_parsed *p, u64 now)
 	c->state = VR_CONN_CONNECTED;
 	c->ctl_pending = true; /* CONNECT_ACK; re-sent on each duplicate REQ */
 	vr_complete(eng, e, VR_WC_ACCEPT, 0, 0, c->id, 0, 0, 0);
+}
+
+int vr_conn_auth_rx(struct vr_engine *eng, struct vr_conn *c, const struct vr_parsed *p)
+{
+	struct vr_ep *e = &eng->eps[c->ep];
+	u8 acked[VR_AUTH_KEY_LEN];
+	const u8 *key = c->key;
+	u64 nonce;
+	bool ok;
+
+	if (!c->auth) {
+		if (!p->auth)
+			return 0;
+		VR_CTR(eng, e, auth_failed, 1);
+		return -EBADMSG;
+	}
+	if (!p->auth) {
+		/* Connectionless answers to our request carry no tag: they come
+		 * from a listener that keeps nothing (RETRY) or refuses. */
+		if (c->state == VR_CONN_CONNECTING &&
+		    (p->h.opcode == VR_OP_CONNECT_RETRY || p->h.opcode == VR_OP_NAK))
+			return 0;
+		VR_CTR(eng, e, auth_failed, 1);
+		return -EBADMSG;
+	}
+	nonce = vr_get_be64(p->auth);
+	/* Only the peer's direction (a reflected frame of ours fails here),
+	 * and every nonce once. */
+	if ((nonce & VR_AUTH_NONCE_PASSIVE) != (c->passive ? 0 : VR_AUTH_NONCE_PASSIVE)) {
+		VR_CTR(eng, e, auth_failed, 1);
+		return -EBADMSG;
+	}
+	if (!vr_replay_fresh(&c->rx_nonces, nonce)) {
+		VR_CTR(eng, e, auth_replays, 1);
+		return -EALREADY;
+	}
+	if (c->state == VR_CONN_CONNECTING) {
+		if (p->h.opcode != VR_OP_CONNECT_ACK) {
+			VR_CTR(eng, e, auth_failed, 1);
+			return -EBADMSG;
+		}
+		/* The acceptor's half of the key is in its ACK. */
+		vr_auth_conn_key(acked, c->psk, c->id, c->isn, p->h.msg_id, p->h.psn);
+		key = acked;
+	}
+	ok = vr_auth_check(key, p->frame, p->auth, p->payload, p->h.payload_len);
+	if (!ok) {
+		VR_CTR(eng, e, auth_failed, 1);
+	} else {
+		vr_replay_take(&c->rx_nonces, nonce);
+		if (key == acked)
+			memcpy(c->key, acked, sizeof(acked));
+	}
+	if (key == acked)
+		vr_crypto_wipe(acked, sizeof(acked));
+	return ok ? 0 : -EBADMSG;
 }
 
 /* Frames for an initiator's connection (CONNECT_ACK, CONNECT_RETRY, a
@@ -504,7 +611,7 @@ void vr_conn_rx_ctl(struct vr_engine *eng, const struct vr_parsed *p, u64 now)
 		c->peer_id = p->h.msg_id;
 		c->rcv_nxt = p->h.psn;
 		/* The responder's choice, never more than we offered. */
-		c->link_fcs = eng->cfg.integrity == VR_INTEGRITY_LINK &&
+		c->link_fcs = !c->auth && eng->cfg.integrity == VR_INTEGRITY_LINK &&
 			      (p->h.operand_a & VR_CAP_LINK_FCS);
 		memcpy(c->pdata, p->payload, p->h.payload_len); /* the accept data */
 		c->pdata_len = (u8)p->h.payload_len;

@@ -75,7 +75,7 @@ static inline u64 vr_siphash24(const u8 key[16], const void *data, u32 len)
 #else
 	u8 out[8];
 
-	crypto_shorthash_siphash24(out, data, len, key);
+	crypto_shorthash_siphash24(out, (const unsigned char *)data, len, key);
 	return vr_get_le64(out);
 #endif
 }
@@ -140,7 +140,7 @@ static inline void vr_poly1305_update(struct vr_poly1305 *p, const void *data, u
 #ifdef __KERNEL__
 	poly1305_update_generic(&p->ctx, data, len);
 #else
-	crypto_onetimeauth_poly1305_update(&p->st, data, len);
+	crypto_onetimeauth_poly1305_update(&p->st, (const unsigned char *)data, len);
 #endif
 }
 

@@ -46,7 +46,7 @@ static bool cfg_valid(const struct vr_config *c)
 	       c->rto_ns <= c->rto_max_ns &&
 	       c->window <= VR_PSN_SLACK / 2 && /* a frame in flight is inside the windows */
 	       c->conn_reserve < c->max_conns &&
-	       c->integrity <= VR_INTEGRITY_LINK;
+	       c->integrity <= VR_INTEGRITY_LINK && c->auth <= VR_AUTH_PSK;
 }
 
 static bool compute_layout(const struct vr_config *in, struct layout *l)
@@ -286,8 +286,23 @@ int vr_ep_open(struct vr_engine *eng, u16 ep, u32 weight, bool listen)
 	e->quantum_given = false;
 	e->conn_head = VR_NO_SLOT;
 	e->rr_conn = VR_NO_SLOT;
+	e->has_key = false;
 	memset(&e->ctr, 0, sizeof(e->ctr));
 	ep_relink(eng);
+	return 0;
+}
+
+int vr_ep_set_auth_key(struct vr_engine *eng, u16 ep, const u8 *key)
+{
+	struct vr_ep *e = vr_ep_get_open(eng, ep);
+
+	if (!e)
+		return -ENOENT;
+	e->has_key = key != NULL;
+	if (key)
+		memcpy(e->key, key, VR_AUTH_KEY_LEN);
+	else
+		vr_crypto_wipe(e->key, sizeof(e->key));
 	return 0;
 }
 
@@ -516,8 +531,10 @@ static int vr_engine_input_frame(struct vr_engine *eng, const void *frame, u32 l
 	if (p.h.opcode == VR_OP_CONNECT_ACK || p.h.opcode == VR_OP_CONNECT_RETRY ||
 	    p.h.opcode == VR_OP_DISCONNECT ||
 	    (p.h.opcode == VR_OP_NAK && c->state == VR_CONN_CONNECTING)) {
-		vr_conn_rx_ctl(eng, &p, now);
-		return 0;
+		rc = vr_conn_auth_rx(eng, c, &p);
+		if (!rc)
+			vr_conn_rx_ctl(eng, &p, now);
+		return rc;
 	}
 	if (c->state != VR_CONN_CONNECTED) {
 		VR_CTR(eng, e, drop_bad_state, 1);
@@ -527,6 +544,9 @@ static int vr_engine_input_frame(struct vr_engine *eng, const void *frame, u32 l
 		VR_CTR(eng, e, drop_out_of_window, 1);
 		return -ERANGE;
 	}
+	/* After the cheap checks: a forger's junk costs no cryptography. */
+	if ((c->auth || p.auth) && (rc = vr_conn_auth_rx(eng, c, &p)))
+		return rc;
 	/* A payload left to the link's FCS only where both ends agreed to it:
 	 * otherwise it is a frame we cannot check, counted as a bad field. */
 	if ((p.h.flags & VR_F_LINK_FCS) && !c->link_fcs) {

@@ -145,6 +145,19 @@ enum vr_integrity {
 	VR_INTEGRITY_LINK = 1,
 };
 
+/*
+ * Authenticated frames (docs/wire-format.md, Authentication; auth.h).  A
+ * device with VR_AUTH_PSK authenticates every connection with a key derived
+ * from auth_key; an endpoint may have a key of its own (vr_ep_set_auth_key),
+ * which its connections use instead.  A side with a key accepts only
+ * authenticated connections, a side without one only plain ones; a
+ * mismatch is refused (NAK REJECTED, counted in auth_refused).
+ */
+enum vr_auth_mode {
+	VR_AUTH_OFF = 0,
+	VR_AUTH_PSK = 1,
+};
+
 struct vr_config {
 	u8 mac[6];
 	u16 ethertype;        /* 0 -> VR_ETHERTYPE_DEFAULT */
@@ -184,6 +197,8 @@ struct vr_config {
 	 * conn_limit_refused. */
 	u32 max_conns_per_peer;
 	u32 conn_reserve;
+	u32 auth;             /* enum vr_auth_mode; 0 = OFF */
+	u8 auth_key[VR_AUTH_KEY_LEN]; /* VR_AUTH_PSK: the pre-shared key */
 	const struct vr_host_ops *host;
 	const struct vr_mem_ops *mem; /* NULL -> vr_ptr_mem_ops */
 	void *ctx;            /* passed to every callback */
@@ -210,6 +225,10 @@ struct vr_counters {
 	u64 conn_limit_refused; /* CONNECT_REQs over the per-MAC or total limit */
 	u64 ctl_replies_dropped; /* connectionless answers not sent (rate, per-MAC, ring) */
 	u64 drop_out_of_window; /* frames of a connection outside its PSN/ACK windows */
+	/* authenticated frames (auth.c) */
+	u64 auth_failed;        /* frames with a wrong or missing tag, or one on a plain connection */
+	u64 auth_replays;       /* authenticated frames whose nonce was seen or is too old */
+	u64 auth_refused;       /* CONNECT_REQs refused: one side authenticates, the other not */
 };
 
 enum vr_conn_state {
@@ -268,6 +287,12 @@ int vr_ep_set_accept_data(struct vr_engine *eng, u16 ep, const void *data, u32 l
  * CONNECT or ACCEPT: copies min(length, cap) bytes to out and returns the
  * length (0..VR_PRIVATE_DATA_MAX), or -ENOENT. */
 int vr_conn_peer_data(const struct vr_engine *eng, u32 conn, void *out, u32 cap);
+
+/* An endpoint's own key (VR_AUTH_KEY_LEN bytes, e.g. from a key exchange
+ * the application made): connections it opens or accepts from now on are
+ * authenticated with it instead of the device's; NULL goes back to the
+ * device's.  0, -ENOENT. */
+int vr_ep_set_auth_key(struct vr_engine *eng, u16 ep, const u8 *key);
 
 /*
  * Names (wire.h).  set_name: the endpoint answers RESOLVEs for name (1..

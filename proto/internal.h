@@ -4,6 +4,7 @@
 #ifndef VR_INTERNAL_H
 #define VR_INTERNAL_H
 #include "engine.h"
+#include "auth.h"
 
 enum vr_op_kind {
 	VR_K_FREE = 0,
@@ -48,6 +49,15 @@ struct vr_conn {
 	u8 hs_cookies;          /* CONNECTING: RETRY cookies taken so far */
 	u64 hs_cookie;          /* CONNECTING: the listener's cookie to echo (0: none yet) */
 	u64 challenge_at;       /* a replacing CONNECT_REQ was seen then (0: none) */
+	/* authenticated frames: the key (a request's until the ACK, then the
+	 * connection's), the pre-shared key it comes from, our next nonce and
+	 * the peer's replay window */
+	bool auth;
+	u32 mps;                /* payload bytes per frame: less the auth block if auth */
+	u64 tx_nonce;
+	struct vr_replay rx_nonces;
+	u8 psk[VR_AUTH_KEY_LEN];
+	u8 key[VR_AUTH_KEY_LEN];
 	bool link_fcs;          /* handshake agreed: payloads rest on the link's FCS */
 	/* liveness: the last frame heard on this connection, the last probe */
 	u64 last_rx, last_probe;
@@ -124,6 +134,8 @@ struct vr_ep {
 	struct vr_unexp *unexp;
 	u64 recv_seq, unexp_seq;
 	struct vr_counters ctr;
+	bool has_key;     /* vr_ep_set_auth_key */
+	u8 key[VR_AUTH_KEY_LEN];
 	u8 name_len, accept_len;
 	u8 name[VR_NAME_MAX];            /* answered to RESOLVE (names.c) */
 	u8 accept[VR_PRIVATE_DATA_MAX];  /* carried by every CONNECT_ACK */
@@ -196,9 +208,9 @@ struct vr_engine {
 	struct vr_resolve resolves[VR_RESOLVES];
 	struct vr_announce announces[VR_ANNOUNCE_RING];
 	u32 ann_head, ann_len;
-	u8 txhdr[VR_ETH_HLEN + VR_HDR_LEN];
+	u8 txhdr[VR_ETH_HLEN + VR_HDR_LEN + VR_AUTH_BLOCK_LEN];
 	/* a control frame with a payload (private data, a name) */
-	u8 ctlframe[VR_ETH_HLEN + VR_HDR_LEN + VR_PRIVATE_DATA_MAX];
+	u8 ctlframe[VR_ETH_HLEN + VR_HDR_LEN + VR_AUTH_BLOCK_LEN + VR_PRIVATE_DATA_MAX];
 	struct vr_frame txf;
 	/* commit record for the frame in txf */
 	struct vr_conn *tx_conn;
@@ -243,6 +255,9 @@ void vr_conn_rx_ctl(struct vr_engine *eng, const struct vr_parsed *p, u64 now);
 void vr_conn_rx_req(struct vr_engine *eng, const struct vr_parsed *p, u64 now);
 int vr_conn_emit_replies(struct vr_engine *eng, u64 now, u32 budget);
 void vr_conn_init_secrets(struct vr_engine *eng);
+/* A frame for c passes authentication (or c has none and the frame no
+ * tag): 0, else -EBADMSG / -EALREADY (counted). */
+int vr_conn_auth_rx(struct vr_engine *eng, struct vr_conn *c, const struct vr_parsed *p);
 void vr_conn_fail(struct vr_engine *eng, struct vr_conn *c, int status, bool tell_peer);
 void vr_conn_free(struct vr_engine *eng, struct vr_conn *c);
 void vr_conn_timer(struct vr_engine *eng, struct vr_conn *c, u64 now);
@@ -262,7 +277,7 @@ void vr_op_enqueue(struct vr_engine *eng, struct vr_conn *c, struct vr_op *op);
 void vr_op_maybe_free(struct vr_conn *c, struct vr_op *op);
 int vr_tx_build(struct vr_engine *eng, struct vr_conn *c, u64 now);
 void vr_tx_commit(struct vr_engine *eng, u64 now);
-u32 vr_op_frames(const struct vr_engine *eng, u32 kind, u32 len);
+u32 vr_op_frames(const struct vr_conn *c, u32 kind, u32 len);
 
 /* responder.c */
 void vr_resp_rx_data(struct vr_engine *eng, struct vr_conn *c, const struct vr_parsed *p,

@@ -22,10 +22,18 @@ static u32 ptr_crc(void *mem, u64 off, u32 len, u32 st)
 	return vr_crc32c_update(st, (const u8 *)mem + off, len);
 }
 
+static int ptr_walk(void *mem, u64 off, u32 len, void (*fn)(void *arg, const u8 *p, u32 n),
+		    void *arg)
+{
+	fn(arg, (const u8 *)mem + off, len);
+	return 0;
+}
+
 const struct vr_mem_ops vr_ptr_mem_ops = {
 	.copy_in = ptr_copy_in,
 	.copy_out = ptr_copy_out,
 	.crc32c = ptr_crc,
+	.walk = ptr_walk,
 };
 
 int vr_region_table_init(struct vr_region_table *t, struct vr_region *slots, u32 cap,

@@ -33,6 +33,11 @@ struct vr_mem_ops {
 	int (*copy_in)(void *mem, u64 off, const void *src, u32 len);  /* write mem */
 	int (*copy_out)(void *mem, u64 off, void *dst, u32 len);       /* read mem */
 	u32 (*crc32c)(void *mem, u64 off, u32 len, u32 state);
+	/* Optional: hands the bytes to fn in contiguous pieces, in order (the
+	 * tag of an authenticated frame); without it the engine copies them out
+	 * through a small buffer. */
+	int (*walk)(void *mem, u64 off, u32 len, void (*fn)(void *arg, const u8 *p, u32 n),
+		    void *arg);
 };
 
 /* Default ops for user hosts: mem is a plain pointer to the first byte. */

@@ -168,7 +168,17 @@ static inline bool vr_wire_is_bundle(const void *frame, u32 len)
  * docs/wire-format.md says what it gives up.
  */
 #define VR_F_LINK_FCS 0x04
-#define VR_F_ALL    (VR_F_ACKREQ | VR_F_ABORT | VR_F_LINK_FCS)
+/*
+ * Authenticated (auth.h): a 24-byte block (nonce, tag) follows the vmrdma
+ * header and precedes the payload; the tag covers both headers and the
+ * payload, the CRC the headers and the block only.  Only on a connection
+ * whose handshake agreed to it (VR_CAP_AUTH); never with LINK_FCS, and not
+ * on RESOLVE, ANNOUNCE or CONNECT_RETRY.
+ */
+#define VR_F_AUTH 0x08
+#define VR_AUTH_BLOCK_LEN 24
+#define VR_AUTH_KEY_LEN 32    /* a pre-shared, endpoint or connection key */
+#define VR_F_ALL    (VR_F_ACKREQ | VR_F_ABORT | VR_F_LINK_FCS | VR_F_AUTH)
 
 /*
  * Capabilities, in operand A of CONNECT_REQ (what the requester allows) and
@@ -177,6 +187,7 @@ static inline bool vr_wire_is_bundle(const void *frame, u32 len)
  * predates a capability simply never agrees to it.
  */
 #define VR_CAP_LINK_FCS 0x1ULL
+#define VR_CAP_AUTH 0x2ULL /* informative: an authenticated request is flagged VR_F_AUTH */
 
 enum vr_nak_reason {
 	VR_NAK_NONE = 0,
@@ -228,8 +239,16 @@ struct vr_parsed {
 	u8 dst_mac[6];
 	u8 src_mac[6];
 	struct vr_hdr h;
+	const u8 *frame;   /* the caller's frame, from its Ethernet header */
 	const u8 *payload; /* points into the caller's frame */
+	const u8 *auth;    /* VR_F_AUTH: the 24-byte block in the frame; else NULL */
 };
+
+/* Bytes before the payload: both headers, and the auth block if flagged. */
+static inline u32 vr_wire_hdrs_len(u8 flags)
+{
+	return VR_ETH_HLEN + VR_HDR_LEN + ((flags & VR_F_AUTH) ? VR_AUTH_BLOCK_LEN : 0);
+}
 
 /* Write Ethernet header into eth[0..13]. */
 void vr_wire_put_eth(u8 *eth, const u8 dst[6], const u8 src[6], u16 ethertype);
@@ -249,6 +268,10 @@ void vr_wire_set_crc(u8 *frame, u32 crc);
 /* frame already holds the Ethernet header: encode header and contiguous
  * payload after it and set the CRC (tests, control frames). */
 void vr_wire_encode_full(u8 *frame, const struct vr_hdr *h, const void *payload);
+
+/* CRC32C state after both headers and the auth block (frame flagged
+ * VR_F_AUTH, CRC field zero). */
+u32 vr_wire_auth_crc_state(const u8 *frame);
 
 /*
  * Parse a full Ethernet frame.  Never reads outside frame[0..len).
