@@ -15,6 +15,7 @@
 #include <linux/random.h>
 
 #include "engine.h"
+#include "crc32c.h"
 #include "ring.h" /* the shared ring ABI must build in the kernel too */
 
 static void *vrt_mem;
@@ -54,6 +55,41 @@ static const struct vr_host_ops vrt_host = {
 	.random = vrt_random,
 };
 
+/*
+ * Every CRC32C implementation the kernel can run here (the crc32 instruction
+ * where the CPU has SSE4.2) against the portable tables, at every length to
+ * 4 KiB in two pieces: a mismatch would put the kernel backend off the wire.
+ * Returns how many besides the portable one ran, or -EPROTO.
+ */
+static int vrt_crc_check(u8 *buf, u32 size)
+{
+	static const enum vr_crc32c_impl impls[] = { VR_CRC32C_HW_TABLES, VR_CRC32C_HW_PCLMUL };
+	u32 i, len, got, want;
+	int ran = 0;
+
+	for (i = 0; i < size; i++)
+		buf[i] = (u8)(i * 131 + 7);
+	for (i = 0; i < ARRAY_SIZE(impls); i++) {
+		if (!vr_crc32c_update_with(impls[i], VR_CRC32C_INIT, buf, 1, &got))
+			continue;
+		ran++;
+		for (len = 0; len <= size; len += len < 64 ? 1 : 13) {
+			u32 split = len / 3;
+
+			vr_crc32c_update_with(impls[i], VR_CRC32C_INIT, buf, split, &got);
+			vr_crc32c_update_with(impls[i], got, buf + split, len - split, &got);
+			want = vr_crc32c_update_portable(VR_CRC32C_INIT, buf, len);
+			if (got != want) {
+				pr_err("vmrdma_proto_kt: CRC32C implementation %d gives 0x%08x, "
+				       "the portable one 0x%08x, at length %u\n", impls[i], got, want, len);
+				return -EPROTO;
+			}
+		}
+	}
+	memset(buf, 0, size);
+	return ran;
+}
+
 static int __init vrt_init(void)
 {
 	static const u8 mac[6] = { 0x02, 0, 0, 0, 0, 0x01 };
@@ -80,7 +116,7 @@ static int __init vrt_init(void)
 	};
 	size_t need;
 	u64 key;
-	int rc, sent;
+	int rc, sent, crc_impls;
 
 	memcpy(cfg.mac, mac, 6);
 	need = vr_engine_mem_size(&cfg);
@@ -90,6 +126,11 @@ static int __init vrt_init(void)
 	vrt_buf = kzalloc(4096, GFP_KERNEL);
 	if (!vrt_mem || !vrt_buf) {
 		rc = -ENOMEM;
+		goto err;
+	}
+	crc_impls = vrt_crc_check(vrt_buf, 4096);
+	if (crc_impls < 0) {
+		rc = crc_impls;
 		goto err;
 	}
 	rc = vr_engine_create(&cfg, vrt_mem, need, &vrt_eng);
@@ -122,8 +163,11 @@ static int __init vrt_init(void)
 		goto err_eng;
 	}
 	pr_info("vmrdma_proto_kt: OK: engine of %zu bytes, region key 0x%016llx, "
-		"CONNECT_REQ accepted as connection %u, answered by %s\n",
-		need, (unsigned long long)key, vrt_accept.conn, vr_opcode_name(vrt_sent.h.opcode));
+		"CONNECT_REQ accepted as connection %u, answered by %s; "
+		"CRC32C: %s\n",
+		need, (unsigned long long)key, vrt_accept.conn, vr_opcode_name(vrt_sent.h.opcode),
+		crc_impls ? "the crc32 instruction agrees with the portable tables" :
+			    "portable tables only (no SSE4.2)");
 	return 0;
 
 err_eng:
