@@ -56,6 +56,9 @@ void usage() {
         "  --integrity I   vmrdma's CRC: end-to-end (default: every payload byte) or link\n"
         "                  (headers only, payloads rest on the link's FCS, as TCP with\n"
         "                  checksum offload; docs/wire-format.md says what it gives up)\n"
+        "  --distinct-buffers  give each of vmrdma's operations in flight bytes of its\n"
+        "                  own (depth x size per side; default: one message-sized buffer\n"
+        "                  per side, as the TCP loop here and perftest's ib_write_bw use)\n"
         "  --no-tcp, --no-raw   skip a baseline\n"
         "The output states how the paths are made comparable: what each keeps in\n"
         "flight and where each counts a message as delivered.\n"
@@ -116,6 +119,8 @@ options parse(int argc, char** argv) {
             if (m == "link") o.w.link_integrity = true;
             else if (m == "end-to-end") o.w.link_integrity = false;
             else throw std::runtime_error("--integrity must be end-to-end or link");
+        } else if (a == "--distinct-buffers") {
+            o.w.distinct_buffers = true;
         } else if (a == "--no-tcp") {
             o.tcp = false;
         } else if (a == "--no-raw") {
@@ -227,6 +232,39 @@ path_figures measure_raw(const vmrdma::examples::netns_pair& net, const workload
     return f;
 }
 
+// --mode lat: raw frames echoed back, one send and one receive per frame
+// (the floor under any protocol's round trip on this path).
+path_figures measure_raw_lat(const vmrdma::examples::netns_pair& net, const workload& w) {
+    raw_options ro;
+    ro.frame = std::min<std::size_t>(w.size, w.mtu) + 14;
+    ro.seconds = w.seconds;
+    const unsigned frames = static_cast<unsigned>((w.size + w.mtu - 1) / w.mtu);
+    auto echo = [&](const std::function<void()>& ready) {
+        int fd = raw_open(net.a().ifname);
+        ready();
+        raw_echo(fd, ro, w.busy_poll_us);
+        close(fd);
+        side_result r;
+        r.ok = true;
+        return r;
+    };
+    auto ping = [&](const std::function<void()>&) {
+        int fd = raw_open(net.b().ifname);
+        std::uint8_t dst[6];
+        std::sscanf(net.a().mac.c_str(), "%hhx:%hhx:%hhx:%hhx:%hhx:%hhx", &dst[0], &dst[1], &dst[2], &dst[3],
+                    &dst[4], &dst[5]);
+        auto rtt = raw_pingpong(fd, ro, dst, frames, w.busy_poll_us);
+        close(fd);
+        side_result r;
+        r.ok = !rtt.us.empty();
+        if (!r.ok) std::snprintf(r.error, sizeof r.error, "raw: no frame came back");
+        r.messages = static_cast<double>(rtt.us.size());
+        summarize_latencies(rtt.us, r);
+        return r;
+    };
+    return measure(net, echo, ping, false);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -284,9 +322,9 @@ int main(int argc, char** argv) {
                     [&](const std::function<void()>&) { return tcp_client("192.0.2.1", w); },
                     write_like && o.w.kind != mode::lat);
             }
-            if (o.raw && o.w.kind != mode::lat) {
+            if (o.raw) {
                 std::fprintf(stderr, " raw...");
-                r.raw = measure_raw(net, w);
+                r.raw = o.w.kind == mode::lat ? measure_raw_lat(net, w) : measure_raw(net, w);
             }
             std::fprintf(stderr, " done\n");
             rows.push_back(r);

@@ -182,7 +182,8 @@ vr_pack_initramfs() {
 
 # vr_qemu_boot WORK TIMEOUT QEMU-ARGS...
 # Boots qemu-system-x86_64 under TCG (-cpu qemu64: with -cpu max a Xen PV
-# dom0 faults at once under TCG) with no devices but a serial console into
+# dom0 faults at once under TCG; $VR_QEMU_CPU adds features, e.g.
+# qemu64,+sse4.2) with no devices but a serial console into
 # WORK/serial.log, bounded by TIMEOUT seconds.  Leaves the console with CRs
 # stripped in WORK/serial.log.txt and QEMU's own output in WORK/qemu.out,
 # and sets VR_QEMU_SECS (boot to exit) and VR_QEMU_WHY (empty, or why QEMU
@@ -191,7 +192,7 @@ vr_qemu_boot() {
     local work=$1 limit=$2 t rc
     shift 2
     t=$(date +%s%N)
-    timeout -k 5 "$limit" qemu-system-x86_64 -accel tcg -cpu qemu64 \
+    timeout -k 5 "$limit" qemu-system-x86_64 -accel tcg -cpu "${VR_QEMU_CPU:-qemu64}" \
         -nodefaults -display none -no-reboot -serial "file:$work/serial.log" "$@" \
         </dev/null >"$work/qemu.out" 2>&1
     rc=$?

@@ -5,7 +5,9 @@
  * handshake fed through the receive path: a CONNECT_REQ (answered by a
  * CONNECT_RETRY with a cookie, nothing kept), then the request echoing the
  * cookie (answered by a CONNECT_ACK).  Init checks the answers, the accept
- * completion and the connection state, then logs
+ * completion and the connection state.  It checks proto/'s cryptography
+ * on the kernel's lib/crypto against the vector that tests/proto:auth_test
+ * checks on libsodium (auth_vector.h), then logs
  * one "vmrdma_proto_kt: OK: ..." line; on any mismatch it logs
  * "vmrdma_proto_kt: init failed: ..." and returns an error.  Built by
  * tests/kbuild/build.sh; loaded and unloaded under QEMU by
@@ -17,6 +19,9 @@
 #include <linux/random.h>
 
 #include "engine.h"
+#include "auth.h"
+#include "crc32c.h"
+#include "auth_vector.h"
 #include "ring.h" /* the shared ring ABI must build in the kernel too */
 
 static void *vrt_mem;
@@ -56,6 +61,83 @@ static const struct vr_host_ops vrt_host = {
 	.random = vrt_random,
 };
 
+/*
+ * Every CRC32C implementation the kernel can run here (the crc32 instruction
+ * where the CPU has SSE4.2) against the portable tables, at every length to
+ * 4 KiB in two pieces: a mismatch would put the kernel backend off the wire.
+ * Returns how many besides the portable one ran, or -EPROTO.
+ */
+static int vrt_crc_check(u8 *buf, u32 size)
+{
+	static const enum vr_crc32c_impl impls[] = { VR_CRC32C_HW_TABLES, VR_CRC32C_HW_PCLMUL };
+	u32 i, len, got, want;
+	int ran = 0;
+
+	for (i = 0; i < size; i++)
+		buf[i] = (u8)(i * 131 + 7);
+	for (i = 0; i < ARRAY_SIZE(impls); i++) {
+		if (!vr_crc32c_update_with(impls[i], VR_CRC32C_INIT, buf, 1, &got))
+			continue;
+		ran++;
+		for (len = 0; len <= size; len += len < 64 ? 1 : 13) {
+			u32 split = len / 3;
+
+			vr_crc32c_update_with(impls[i], VR_CRC32C_INIT, buf, split, &got);
+			vr_crc32c_update_with(impls[i], got, buf + split, len - split, &got);
+			want = vr_crc32c_update_portable(VR_CRC32C_INIT, buf, len);
+			if (got != want) {
+				pr_err("vmrdma_proto_kt: CRC32C implementation %d gives 0x%08x, "
+				       "the portable one 0x%08x, at length %u\n", impls[i], got, want, len);
+				return -EPROTO;
+			}
+		}
+	}
+	memset(buf, 0, size);
+	return ran;
+}
+
+/*
+ * The connection key, a frame's tag (its payload in two pieces) and the
+ * cookie hash, computed with the kernel's primitives, must be the bytes
+ * user space computes with libsodium.  0 or -EPROTO.
+ */
+static int vrt_auth_check(void)
+{
+	u8 psk[32], key[32], frame[VRV_FRAME_LEN], tag[16], sk[16], sin[15];
+	struct vr_auth_mac m;
+	int i;
+
+	for (i = 0; i < 32; i++)
+		psk[i] = VRV_PSK_BYTE(i);
+	vr_auth_conn_key(key, psk, VRV_INIT_ID, VRV_INIT_ISN, VRV_ACC_ID, VRV_ACC_ISN);
+	if (memcmp(key, vrv_conn_key, 32)) {
+		pr_err("vmrdma_proto_kt: connection key %32phN, user space derives %32phN\n", key,
+		       vrv_conn_key);
+		return -EPROTO;
+	}
+	for (i = 0; i < VRV_FRAME_LEN; i++)
+		frame[i] = VRV_FRAME_BYTE(i);
+	vr_auth_begin(&m, vrv_conn_key, VRV_NONCE);
+	vr_auth_update(&m, frame, 50);
+	vr_auth_update(&m, frame + 50, VRV_FRAME_LEN - 50);
+	vr_auth_finish(&m, tag);
+	if (memcmp(tag, vrv_tag, 16)) {
+		pr_err("vmrdma_proto_kt: frame tag %16phN, user space computes %16phN\n", tag,
+		       vrv_tag);
+		return -EPROTO;
+	}
+	for (i = 0; i < 16; i++)
+		sk[i] = (u8)i;
+	for (i = 0; i < 15; i++)
+		sin[i] = (u8)i;
+	if (vr_siphash24(sk, sin, sizeof(sin)) != VRV_SIPHASH) {
+		pr_err("vmrdma_proto_kt: SipHash-2-4 0x%016llx, the reference 0x%016llx\n",
+		       (unsigned long long)vr_siphash24(sk, sin, sizeof(sin)), VRV_SIPHASH);
+		return -EPROTO;
+	}
+	return 0;
+}
+
 static int __init vrt_init(void)
 {
 	static const u8 mac[6] = { 0x02, 0, 0, 0, 0, 0x01 };
@@ -82,7 +164,7 @@ static int __init vrt_init(void)
 	};
 	size_t need;
 	u64 key;
-	int rc, sent;
+	int rc, sent, crc_impls;
 
 	memcpy(cfg.mac, mac, 6);
 	need = vr_engine_mem_size(&cfg);
@@ -94,6 +176,14 @@ static int __init vrt_init(void)
 		rc = -ENOMEM;
 		goto err;
 	}
+	crc_impls = vrt_crc_check(vrt_buf, 4096);
+	if (crc_impls < 0) {
+		rc = crc_impls;
+		goto err;
+	}
+	rc = vrt_auth_check();
+	if (rc)
+		goto err;
 	rc = vr_engine_create(&cfg, vrt_mem, need, &vrt_eng);
 	if (rc)
 		goto err;
@@ -139,8 +229,11 @@ static int __init vrt_init(void)
 		goto err_eng;
 	}
 	pr_info("vmrdma_proto_kt: OK: engine of %zu bytes, region key 0x%016llx, "
-		"CONNECT_REQ answered by a cookie, accepted with it as connection %u, answered by %s\n",
-		need, (unsigned long long)key, vrt_accept.conn, vr_opcode_name(vrt_sent.h.opcode));
+		"CONNECT_REQ answered by a cookie, accepted with it as connection %u, answered by %s; "
+		"CRC32C: %s; connection key, frame tag and SipHash as user space computes them\n",
+		need, (unsigned long long)key, vrt_accept.conn, vr_opcode_name(vrt_sent.h.opcode),
+		crc_impls ? "the crc32 instruction agrees with the portable tables" :
+			    "portable tables only (no SSE4.2)");
 	return 0;
 
 err_eng:
