@@ -147,6 +147,8 @@ daemon::daemon(vmrdma::event_loop& loop, std::string_view device, options opts)
                                                 std::string(device) + "'");
     vmrdma::detail::engine_events& events = *this;  // a private base: converted here
     host_ = std::make_unique<vmrdma::detail::engine_host>(loop_, events, device.substr(eth.size()), opts_.engine);
+    // The engine has its copy; the option stays set (the device record says so).
+    if (opts_.engine.auth_key) ::explicit_bzero(opts_.engine.auth_key->data(), opts_.engine.auth_key->size());
     // Bytes released by completions (inside the engine's calls) let queued
     // requests in once per loop turn.
     // The hook may run after the engine's flush in the same turn: true makes
@@ -714,6 +716,14 @@ void daemon::admin(frontend& self, const vr_ctl_msg& msg, vr_ctl_msg& reply, std
             r.rx_dropped = c.rx_dropped;
             r.naks_tx = c.naks_sent;
             r.naks_rx = c.naks_received;
+            r.cookies_refused = c.cookies_refused;
+            r.challenges = c.challenges;
+            r.connections_refused = c.connections_refused;
+            r.out_of_window = c.out_of_window;
+            r.auth_failed = c.auth_failed;
+            r.replays = c.replays;
+            r.offences = c.offences;
+            r.auth = opts_.engine.auth_key.has_value();
             r.frontends_accepted = stats_.frontends_accepted;
             r.frontends_active = stats_.frontends_active;
             r.frontends_cleaned_up = stats_.frontends_cleaned_up;

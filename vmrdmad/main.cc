@@ -28,12 +28,16 @@ void usage(std::FILE* out = stderr) {
                  "               [--max-ring N] [--max-weight N] [--drain-timeout-ms N (default 5000)]\n"
                  "               [--inflight-bytes N (default 4194304; 0: DRR only)] [--xen]\n"
                  "               [--integrity end-to-end|link (default end-to-end)]\n"
+                 "               [--auth-key-file FILE (64 hex digits; default: frames CRC only)]\n"
                  "               [--socket-mode OCTAL (default 0660)] [--socket-group GROUP]\n"
                  "Who may be a frontend: the socket's mode and group; add the users to the group\n"
                  "(or --socket-mode 0666 for everyone). vmrdmactl shows a user only their own\n"
                  "frontends; root and vmrdmad's uid see all and alone change limits.\n"
                  "--integrity link: connections whose peer allows it too check only the headers\n"
                  "and leave payloads to the link's FCS (docs/wire-format.md, Integrity).\n"
+                 "--auth-key-file: every connection is authenticated with a key derived from this\n"
+                 "pre-shared key (mode 0600), and only peers with the same key connect\n"
+                 "(docs/wire-format.md, Authentication).\n"
                  "--xen: also be the Xen backend (in dom0, instead of backend_kmod): serve the\n"
                  "guests' frontend_kmod through libxengnttab/libxenevtchn, with the same limits,\n"
                  "weights and admission as socket frontends (docs/xen.md).\n"
@@ -114,6 +118,13 @@ int main(int argc, char** argv) {
                     return 2;
                 }
                 opts.socket_group = gr->gr_gid;
+            } else if (a == "--auth-key-file") {
+                try {
+                    opts.engine.auth_key = vmrdma::read_auth_key(value());
+                } catch (const vmrdma::error& e) {
+                    std::fprintf(stderr, "vmrdmad: --auth-key-file: %s\n", e.what());
+                    return 2;
+                }
             } else if (a == "--integrity") {
                 std::string m = value();
                 if (m == "link")

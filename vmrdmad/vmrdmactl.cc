@@ -202,6 +202,16 @@ void print_device(vmrdmad::admin_client& c, json_out* j) {
         j->num("rx_dropped", d.rx_dropped);
         j->num("naks_sent", d.naks_tx);
         j->num("naks_received", d.naks_rx);
+        j->open("refused", '{');
+        j->num("cookies_refused", d.cookies_refused);
+        j->num("challenges", d.challenges);
+        j->num("connections_refused", d.connections_refused);
+        j->num("out_of_window", d.out_of_window);
+        j->num("auth_failed", d.auth_failed);
+        j->num("replays", d.replays);
+        j->num("offences", d.offences);
+        j->close('}');
+        j->num("authenticated", d.auth);
         j->open("daemon", '{');
         j->num("frontends_accepted", d.frontends_accepted);
         j->num("frontends_active", d.frontends_active);
@@ -215,12 +225,17 @@ void print_device(vmrdmad::admin_client& c, json_out* j) {
         j->close('}');
         return;
     }
-    std::printf("DEVICE %s MTU %u%s\n", mac_text(d.mac).c_str(), d.mtu, d.draining ? " (draining)" : "");
+    std::printf("DEVICE %s MTU %u%s%s\n", mac_text(d.mac).c_str(), d.mtu, d.draining ? " (draining)" : "",
+                d.auth ? ", frames authenticated (pre-shared key)" : ", frames CRC only");
     std::printf("  tx %llu frames %llu bytes; rx %llu frames %llu bytes\n", u64(d.tx_frames), u64(d.tx_bytes),
                 u64(d.rx_frames), u64(d.rx_bytes));
     std::printf("  retransmits %llu, timeouts %llu, duplicates %llu, dropped %llu, NAKs sent %llu received %llu\n",
                 u64(d.retransmits), u64(d.timeouts), u64(d.duplicates), u64(d.rx_dropped), u64(d.naks_tx),
                 u64(d.naks_rx));
+    std::printf("  refused: %llu bad cookies, %llu challenged requests, %llu connections refused, %llu frames "
+                "outside windows, %llu bad tags, %llu replays, %llu offences\n",
+                u64(d.cookies_refused), u64(d.challenges), u64(d.connections_refused), u64(d.out_of_window),
+                u64(d.auth_failed), u64(d.replays), u64(d.offences));
     std::printf("  frontends: %llu accepted, %llu active, %llu cleaned up; requests %llu, responses %llu, "
                 "rejected %llu, violations %llu, control errors %llu\n",
                 u64(d.frontends_accepted), u64(d.frontends_active), u64(d.frontends_cleaned_up), u64(d.requests),

@@ -206,3 +206,24 @@ vr_qemu_boot() {
         VR_QEMU_WHY="QEMU exit $rc"
     fi
 }
+
+# vr_kmod_crypto_mods TAG DIR
+# Copies the kernel library modules that proto/ needs (lib/crypto's
+# libchacha.ko and libpoly1305.ko: crypto.h uses their generic ChaCha20 and
+# Poly1305) out of the image package VR_KMOD_IMAGE_DEB into DIR and sets
+# VR_KMOD_CRYPTO_MODS to their names in load order.  On a real system
+# modprobe loads them; under QEMU busybox insmod needs them first.
+vr_kmod_crypto_mods() {
+    local tag=$1 dir=$2 m
+    mkdir -p "$dir"
+    # shellcheck disable=SC2034  # used by the callers
+    VR_KMOD_CRYPTO_MODS="libchacha libpoly1305"
+    for m in $VR_KMOD_CRYPTO_MODS; do
+        if ! dpkg --fsys-tarfile "$VR_KMOD_IMAGE_DEB" |
+            tar -xO "./lib/modules/$VR_KMOD_ABI/kernel/lib/crypto/$m.ko" >"$dir/$m.ko" ||
+            [ ! -s "$dir/$m.ko" ]; then
+            echo "$tag: FAILED (no lib/crypto/$m.ko in $(basename "$VR_KMOD_IMAGE_DEB"))"
+            return 1
+        fi
+    done
+}

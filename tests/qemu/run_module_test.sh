@@ -71,6 +71,9 @@ ird=$work/initramfs
 mkdir -p "$ird/bin" "$ird/dev" "$ird/proc" "$ird/sys" "$ird/tmp"
 cp "$busybox" "$ird/bin/busybox"
 cp "$mod/vmrdma_proto_kt.ko" "$work/back/vmrdma_back.ko" "$work/front/vmrdma_front.ko" "$ird/"
+# proto/'s ChaCha20 and Poly1305 come from two library modules of the image.
+vr_kmod_crypto_mods "$tag" "$ird/lib" || exit 1
+echo "$VR_KMOD_CRYPTO_MODS" >"$ird/crypto_mods"
 [ "$(id -u)" -ne 0 ] || mknod -m 600 "$ird/dev/console" c 5 1
 # The guest's /init.  Its result marker is "vmrdma-qemu: RESULT: PASS" or
 # "vmrdma-qemu: RESULT: FAIL (reasons)".  The boot part of dmesg is
@@ -91,6 +94,9 @@ dmesg -c >/tmp/boot.log
 say "boot log: $(wc -l </tmp/boot.log) lines"
 # Taint flags O (out-of-tree, 4096) and E (unsigned, 8192) are expected.
 taint0=$(( $(cat /proc/sys/kernel/tainted) & ~12288 ))
+for m in $(cat /crypto_mods); do
+    insmod "/lib/$m.ko" || fail "insmod $m (the kernel's, which proto/ needs)"
+done
 if insmod /vmrdma_proto_kt.ko; then
     grep -q '^vmrdma_proto_kt ' /proc/modules || fail "not in /proc/modules after insmod"
     if rmmod vmrdma_proto_kt; then

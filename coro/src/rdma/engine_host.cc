@@ -1,6 +1,7 @@
 #include "engine_host.hpp"
 
 #include <poll.h>
+#include <string.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -33,12 +34,19 @@ counters to_counters(const vr_counters& c) {
     out.timeouts = c.timeouts;
     out.duplicates = c.dups;
     std::uint64_t dropped = c.drop_not_for_us + c.drop_no_ep + c.drop_no_conn + c.drop_bad_state +
-                            c.drop_bad_ack;
+                            c.drop_bad_ack + c.drop_out_of_window + c.auth_failed + c.auth_replays;
     for (auto d : c.drop_parse) dropped += d;
     out.rx_dropped = dropped;
     for (auto n : c.naks_tx) out.naks_sent += n;
     for (auto n : c.naks_rx) out.naks_received += n;
     out.bundles_received = c.rx_bundles;
+    out.cookies_refused = c.cookies_refused;
+    out.challenges = c.challenges;
+    out.connections_refused = c.conn_limit_refused + c.offenders_refused + c.auth_refused;
+    out.out_of_window = c.drop_out_of_window;
+    out.auth_failed = c.auth_failed;
+    out.replays = c.auth_replays;
+    out.offences = c.offences;
     return out;
 }
 
@@ -72,6 +80,10 @@ engine_host::engine_host(event_loop& loop, engine_events& events, std::string_vi
     cfg.rnr_timeout_ns = o.receiver_not_ready_timeout_ns;
     cfg.integrity = o.integrity == device_options::integrity_mode::link ? VR_INTEGRITY_LINK
                                                                         : VR_INTEGRITY_END_TO_END;
+    if (o.auth_key) {
+        cfg.auth = VR_AUTH_PSK;
+        std::memcpy(cfg.auth_key, o.auth_key->data(), sizeof cfg.auth_key);
+    }
     cfg.host = &host_ops_;
     cfg.mem = nullptr;  // plain pointers
     cfg.ctx = this;
@@ -81,8 +93,9 @@ engine_host::engine_host(event_loop& loop, engine_events& events, std::string_vi
     // Not value-initialised: vr_engine_create clears what it uses.
     std::size_t words = (bytes + 7) / 8;
     engine_memory_.reset(new std::uint64_t[words]);
-    if (int rc = vr_engine_create(&cfg, engine_memory_.get(), words * 8, &engine_); rc < 0)
-        throw error(code_from_status(rc), "cannot create the protocol engine");
+    int rc = vr_engine_create(&cfg, engine_memory_.get(), words * 8, &engine_);
+    ::explicit_bzero(cfg.auth_key, sizeof cfg.auth_key);  // the engine keeps its own copy
+    if (rc < 0) throw error(code_from_status(rc), "cannot create the protocol engine");
 
     hook_id_ = loop_.add_turn_hook([this] { return flush(); });
     start_receiving();

@@ -65,7 +65,9 @@ private:
     static constexpr std::size_t batch = 64;
     static constexpr std::size_t cache_budget = 256 << 10;
     std::size_t batch_frames_ = batch;
-    static constexpr std::size_t max_header = 128;
+    // Both headers, an auth block and a handshake's private data (a control
+    // frame carries it in its header part).
+    static constexpr std::size_t max_header = VR_ETH_HLEN + VR_HDR_LEN + VR_AUTH_BLOCK_LEN + VR_PRIVATE_DATA_MAX;
     int fd_ = -1;
     std::string name_;
     mac_address mac_;
