@@ -231,8 +231,8 @@ static void finish(struct vr_engine *eng, struct vr_conn *c, struct vr_hdr *h,
 
 	if (c->auth)
 		h->flags |= VR_F_AUTH; /* the tag covers the payload: no LINK_FCS */
-	else if (h->payload_len && c->link_fcs)
-		h->flags |= VR_F_LINK_FCS;
+	else if (h->payload_len && c->link_fcs && !data)
+		h->flags |= VR_F_LINK_FCS; /* data payloads only: private data is always checked */
 	vr_wire_put_eth(buf, c->peer_mac, eng->cfg.mac, eng->cfg.ethertype);
 	vr_wire_encode(buf + VR_ETH_HLEN, h);
 	hl = vr_wire_hdrs_len(h->flags);
