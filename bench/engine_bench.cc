@@ -39,13 +39,14 @@ struct options {
     bool json = false;
     bool crc = true;  // also time CRC32C alone
     bool link_integrity = false;  // both engines agree payloads rest on the link's FCS
+    bool auth = false;            // both engines authenticate frames with one pre-shared key
     std::vector<std::uint32_t> sizes;
 };
 
 void usage(const char* argv0) {
     std::printf(
         "usage: %s [-a | -s SIZE]... [--mtu N] [--depth N] [-n N | -b BYTES] [--repeats N] [--json] [--no-crc]\n"
-        "       [--integrity end-to-end|link]\n"
+        "       [--integrity end-to-end|link] [--auth]\n"
         "Measures the vmrdma protocol engine alone: two engines joined by a zero-cost\n"
         "in-memory link, engine A keeping DEPTH RDMA writes outstanding to engine B.\n"
         "Prints messages/s, GiB/s and ns of engine CPU per frame (both directions) per\n"
@@ -61,7 +62,9 @@ void usage(const char* argv0) {
         "  --json        print a JSON array instead of the table\n"
         "  --no-crc      skip timing CRC32C alone (e.g. to profile the engine only)\n"
         "  --integrity I end-to-end (default: the CRC covers every payload byte) or link\n"
-        "                (headers only; docs/wire-format.md, Integrity)\n",
+        "                (headers only; docs/wire-format.md, Integrity)\n"
+        "  --auth        both engines authenticate every frame (a ChaCha20-Poly1305 tag\n"
+        "                over headers and payload; docs/wire-format.md, Authentication)\n",
         argv0);
 }
 
@@ -137,6 +140,10 @@ vr_config make_config(const options& o, std::uint8_t last_mac_byte, host* h) {
     c.unexp_depth = 1;
     c.unexp_buf_size = 4096;
     c.integrity = o.link_integrity ? VR_INTEGRITY_LINK : VR_INTEGRITY_END_TO_END;
+    if (o.auth) {
+        c.auth = VR_AUTH_PSK;
+        for (std::size_t i = 0; i < sizeof c.auth_key; ++i) c.auth_key[i] = static_cast<std::uint8_t>(i * 29 + 5);
+    }
     // Tuning: the engine's profile (VR_DEFAULT_* in proto/engine.h), as
     // every host takes it.
     h->ops.xmit = on_xmit;
@@ -286,7 +293,7 @@ double crc_seconds(const result& r, const options& o, const std::vector<std::uin
             std::uint32_t off = i * mps, len = std::min(mps, r.size - off);
             for (int side = 0; side < 2; ++side) {
                 crc = vr_crc32c_update(crc, h, hdr);
-                if (!o.link_integrity) crc = vr_crc32c_update(crc, src.data() + off, len);
+                if (!o.link_integrity && !o.auth) crc = vr_crc32c_update(crc, src.data() + off, len);
             }
         }
     for (std::uint64_t i = 0; i < 2 * ctl; ++i) crc = vr_crc32c_update(crc, h, hdr);
@@ -389,6 +396,8 @@ int main(int argc, char** argv) {
             o.json = true;
         } else if (a == "--no-crc") {
             o.crc = false;
+        } else if (a == "--auth") {
+            o.auth = true;
         } else if (a == "--integrity" && i + 1 < argc &&
                    (std::string(argv[i + 1]) == "link" || std::string(argv[i + 1]) == "end-to-end")) {
             o.link_integrity = std::string(argv[++i]) == "link";

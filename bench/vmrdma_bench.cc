@@ -56,6 +56,8 @@ void usage() {
         "  --integrity I   vmrdma's CRC: end-to-end (default: every payload byte) or link\n"
         "                  (headers only, payloads rest on the link's FCS, as TCP with\n"
         "                  checksum offload; docs/wire-format.md says what it gives up)\n"
+        "  --auth          vmrdma authenticates every frame (a pre-shared key made up for\n"
+        "                  the run; docs/wire-format.md, Authentication): what it costs\n"
         "  --distinct-buffers  give each of vmrdma's operations in flight bytes of its\n"
         "                  own (depth x size per side; default: one message-sized buffer\n"
         "                  per side, as the TCP loop here and perftest's ib_write_bw use)\n"
@@ -119,6 +121,8 @@ options parse(int argc, char** argv) {
             if (m == "link") o.w.link_integrity = true;
             else if (m == "end-to-end") o.w.link_integrity = false;
             else throw std::runtime_error("--integrity must be end-to-end or link");
+        } else if (a == "--auth") {
+            o.w.auth = true;
         } else if (a == "--distinct-buffers") {
             o.w.distinct_buffers = true;
         } else if (a == "--no-tcp") {
