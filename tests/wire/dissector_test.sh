@@ -6,7 +6,8 @@
 # In a network namespace of its own (re-executes itself under `unshare -n`),
 # it makes a veth pair with MTU 1500, captures EtherType 0x88B5 on one end
 # with dumpcap, runs opcode_tour on the pair (every opcode at least once,
-# then once more with link integrity, whose data frames are flagged LINK_FCS),
+# then once more with link integrity, whose data frames are flagged LINK_FCS, and
+# once with authenticated frames, flagged AUTH with an auth block),
 # then decodes the capture with `tshark -X lua_script:vmrdma.lua` and checks:
 # every opcode name of the spec appears (BUNDLE included: the tour posts
 # small writes together, which the eth: device bundles), every vmrdma frame
@@ -98,6 +99,8 @@ sleep 0.5
 # Again with both ends agreeing to link integrity: data frames flagged
 # LINK_FCS, whose CRC covers the headers only, must decode as "crc: good" too.
 "$TOUR" vwa vwb --integrity-link || fail "opcode_tour --integrity-link failed (exit $?)"
+# And with authenticated frames: flagged AUTH, an auth block before the payload.
+"$TOUR" vwa vwb --auth || fail "opcode_tour --auth failed (exit $?)"
 
 sleep 0.5  # let the last frames reach the capture
 kill -INT "$cap_pid"
@@ -116,6 +119,9 @@ if grep -iq "lua" tshark.err; then cat tshark.err >&2; fail "the Lua dissector r
 link_fcs=$(tshark -r capture.pcapng -X lua_script:"$LUA" -Y "vmrdma.flags.link_fcs == 1" 2>/dev/null | wc -l)
 echo "dissector_test: $link_fcs frames flagged LINK_FCS (header-only CRC)"
 [ "$link_fcs" -gt 0 ] || fail "the --integrity-link tour put no LINK_FCS frame on the wire"
+authed=$(tshark -r capture.pcapng -X lua_script:"$LUA" -Y "vmrdma.flags.auth == 1" 2>/dev/null | wc -l)
+echo "dissector_test: $authed frames flagged AUTH (auth block, CRC over the headers and the block)"
+[ "$authed" -gt 0 ] || fail "the --auth tour put no AUTH frame on the wire"
 
 decoded=$(wc -l <decoded.tsv)
 echo "dissector_test: $captured frames captured, $decoded decoded as vmrdma"
