@@ -73,6 +73,7 @@ struct daemon::frontend {
     int sock = -1;
     bool hello_done = false;
     bool dead = false;
+    std::string over_share;      // its uid had its share of frontends: refused at its first message
     // Shared ring (we created it; the frontend writes into it).
     int ring_fd = -1, req_efd = -1, rsp_efd = -1;
     void* ring_mem = nullptr;
@@ -270,6 +271,7 @@ task<void> daemon::serve_frontend(int fd) {
         f.gid = cred.gid;
     }
     f.owner = this;
+    uid_may_take(f, pool::frontends, f.over_share);
     frontends_.insert(&f);
     by_id_[f.id] = &f;
     ++stats_.frontends_accepted;
@@ -385,7 +387,10 @@ bool daemon::control(frontend& f, const vr_ctl_msg& msg, int fd) {
     const auto& lim = f.lim;
     std::string records;
     if (msg.version != VR_CTL_VERSION) {
-        refuse(-EPROTO, "control protocol version " + std::to_string(msg.version) + " is not 1");
+        refuse(-EPROTO, "control protocol version " + std::to_string(msg.version) + " is not " +
+                            std::to_string(VR_CTL_VERSION));
+    } else if (!f.over_share.empty()) {
+        refuse(-ENOSPC, f.over_share);  // then the frontend is dropped
     } else if (msg.type == VR_CTL_ADMIN_LIST || msg.type == VR_CTL_ADMIN_SET) {
         admin(f, msg, reply, records);
         if (reply.status != 0) ++stats_.control_errors;
@@ -526,6 +531,7 @@ bool daemon::control(frontend& f, const vr_ctl_msg& msg, int fd) {
     }
     // A frontend that does not read its replies is dropped, not waited for.
     if (::sendmsg(f.sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT) != static_cast<ssize_t>(sizeof reply)) return false;
+    if (!f.over_share.empty()) return false;  // told why; its uid has its share of frontends
     if (records.empty()) return true;
     return ::send(f.sock, records.data(), records.size(), MSG_NOSIGNAL | MSG_DONTWAIT) ==
            static_cast<ssize_t>(records.size());
@@ -533,6 +539,7 @@ bool daemon::control(frontend& f, const vr_ctl_msg& msg, int fd) {
 
 std::int32_t daemon::open_ep(frontend& f, std::uint64_t id, std::uint64_t weight, bool listen, std::string& why) {
     const char* reason = nullptr;
+    if (!uid_may_take(f, pool::endpoints, why)) return -ENOSPC;
     if (auto rc = vr_fe_open_ep(&f.svc, id, weight, listen, &reason))
         return refused(rc, reason, f.lim.endpoints, why);
     ep_owner_[static_cast<std::uint16_t>(id)] = &f;
@@ -699,6 +706,36 @@ void daemon::admin(frontend& self, const vr_ctl_msg& msg, vr_ctl_msg& reply, std
                 }
             }
             break;
+        case VR_ADMIN_UIDS: {
+            std::vector<uid_t> uids;
+            for (auto* f : all)
+                if (!f->port && std::find(uids.begin(), uids.end(), f->uid) == uids.end()) uids.push_back(f->uid);
+            for (auto& [uid, n] : uid_refused_)
+                if ((sees_all || uid == self.uid) && std::find(uids.begin(), uids.end(), uid) == uids.end())
+                    uids.push_back(uid);
+            std::sort(uids.begin(), uids.end());
+            reply.arg[1] = sizeof(vr_admin_uid);
+            for (uid_t uid : uids) {
+                vr_admin_uid r{};
+                frontend probe;
+                probe.uid = uid;
+                const bool limited = uid_limited(probe);
+                r.uid = uid;
+                r.frontends = uid_holds(uid, pool::frontends);
+                r.endpoints = uid_holds(uid, pool::endpoints);
+                r.conns = uid_holds(uid, pool::connections);
+                r.max_frontends = limited ? pool_limit(pool::frontends) : 0;
+                r.max_endpoints = limited ? pool_limit(pool::endpoints) : 0;
+                r.max_conns = limited ? pool_limit(pool::connections) : 0;
+                r.reserve_frontends = pool_reserve(pool::frontends);
+                r.reserve_endpoints = pool_reserve(pool::endpoints);
+                r.reserve_conns = pool_reserve(pool::connections);
+                auto it = uid_refused_.find(uid);
+                r.refused = it == uid_refused_.end() ? 0 : it->second;
+                add(r);
+            }
+            break;
+        }
         case VR_ADMIN_DEVICE: {
             vr_admin_device r{};
             auto mac = host_->mac();
@@ -973,6 +1010,14 @@ void daemon::take(frontend& f, const vr_ring_req& req) {
 }
 
 void daemon::dispatch(frontend& f, const vr_ring_req& req) {
+    std::string why;
+    if (req.opcode == VR_RING_CONNECT && !uid_may_take(f, pool::connections, why)) {
+        vr_ring_rsp rsp;
+        vr_svc_rsp_init(&rsp, req.cookie, req.opcode, req.ep, req.conn);
+        rsp.status = -ENOSPC;
+        respond(f, rsp);
+        return;
+    }
     const bool counted = is_bulk(req.opcode) && opts_.inflight_bytes;
     if (counted) f.bulk_inflight += req.len;
     const auto rejected = f.svc.rejected;
@@ -1037,7 +1082,70 @@ void daemon::engine_completion(const vr_completion& wc) {
 int daemon::engine_accept(std::uint16_t ep, const std::uint8_t*, std::uint16_t) {
     auto* f = owner_of(ep);
     if (!f || f->dead || draining_) return -ECONNREFUSED;
+    std::string why;
+    if (!uid_may_take(*f, pool::connections, why)) return -ECONNREFUSED;  // the peer: NAK REJECTED
     return vr_fe_accept_policy(&f->svc, ep);
+}
+
+bool daemon::uid_limited(const frontend& f) const {
+    return !f.port && f.uid != 0 && f.uid != ::geteuid();
+}
+
+std::uint32_t daemon::pool_total(pool p) const {
+    switch (p) {
+    case pool::frontends: return opts_.max_frontends;
+    case pool::endpoints: return opts_.engine.max_endpoints;
+    default: return opts_.engine.max_connections;
+    }
+}
+
+std::uint32_t daemon::pool_limit(pool p) const {
+    const auto& u = opts_.per_uid;
+    std::uint32_t set = p == pool::frontends ? u.frontends : p == pool::endpoints ? u.endpoints : u.connections;
+    return set ? set : std::max<std::uint32_t>(1, pool_total(p) / 2);
+}
+
+std::uint32_t daemon::pool_reserve(pool p) const {
+    return static_cast<std::uint32_t>(std::uint64_t{pool_total(p)} * opts_.per_uid.reserve_percent / 100);
+}
+
+std::uint32_t daemon::pool_used(pool p) const {
+    std::uint32_t n = 0;
+    for (auto* f : frontends_) {
+        if (p == pool::frontends)
+            n += !f->port;
+        else if (f->svc.slots)
+            n += p == pool::endpoints ? f->svc.use.endpoints : f->svc.nconns;
+    }
+    return n;
+}
+
+std::uint32_t daemon::uid_holds(uid_t uid, pool p) const {
+    std::uint32_t n = 0;
+    for (auto* f : frontends_) {
+        if (f->port || f->uid != uid) continue;
+        if (p == pool::frontends)
+            ++n;
+        else if (f->svc.slots)
+            n += p == pool::endpoints ? f->svc.use.endpoints : f->svc.nconns;
+    }
+    return n;
+}
+
+bool daemon::uid_may_take(frontend& f, pool p, std::string& why) {
+    if (!uid_limited(f)) return true;
+    std::uint32_t held = uid_holds(f.uid, p), used = pool_used(p), total = pool_total(p);
+    std::uint32_t limit = pool_limit(p), reserve = pool_reserve(p);
+    if (vr_svc_share_allows(held, used, total, limit, reserve)) return true;
+    static const char* const names[] = {"frontends", "endpoints", "connections"};
+    const char* name = names[static_cast<int>(p)];
+    why = "uid " + std::to_string(f.uid) + " holds " + std::to_string(held) + " " + name +
+          (held >= limit ? " (its limit)" : "; the rest is kept for other users") + " of " + std::to_string(total);
+    ++stats_.uid_refused;
+    ++uid_refused_[f.uid];
+    std::fprintf(stderr, "vmrdmad: frontend pid %d uid %u: %s refused: %s\n", static_cast<int>(f.pid),
+                 static_cast<unsigned>(f.uid), name, why.c_str());
+    return false;
 }
 
 // --- admission by weight (options::inflight_bytes) ---
