@@ -220,10 +220,8 @@ path_figures measure_raw(const vmrdma::examples::netns_pair& net, const workload
     };
     auto blast = [&](const std::function<void()>&) {
         int fd = raw_open(net.b().ifname);
-        std::uint8_t dst[6];
-        std::sscanf(net.a().mac.c_str(), "%hhx:%hhx:%hhx:%hhx:%hhx:%hhx", &dst[0], &dst[1], &dst[2], &dst[3],
-                    &dst[4], &dst[5]);
-        auto c = raw_blast(fd, ro, dst);
+        auto dst = vmrdma::mac_address::parse(net.a().mac).bytes;
+        auto c = raw_blast(fd, ro, dst.data());
         close(fd);
         side_result r;
         r.ok = true;
@@ -257,10 +255,8 @@ path_figures measure_raw_lat(const vmrdma::examples::netns_pair& net, const work
     };
     auto ping = [&](const std::function<void()>&) {
         int fd = raw_open(net.b().ifname);
-        std::uint8_t dst[6];
-        std::sscanf(net.a().mac.c_str(), "%hhx:%hhx:%hhx:%hhx:%hhx:%hhx", &dst[0], &dst[1], &dst[2], &dst[3],
-                    &dst[4], &dst[5]);
-        auto rtt = raw_pingpong(fd, ro, dst, frames, w.busy_poll_us);
+        auto dst = vmrdma::mac_address::parse(net.a().mac).bytes;
+        auto rtt = raw_pingpong(fd, ro, dst.data(), frames, w.busy_poll_us);
         close(fd);
         side_result r;
         r.ok = !rtt.us.empty();
