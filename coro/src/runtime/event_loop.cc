@@ -220,6 +220,7 @@ void event_loop::turn(const bool& finished) {
             stats_.sqes += static_cast<std::uint64_t>(submitted);
         }
     }
+    turn_time_ = std::chrono::steady_clock::now();
     reap();
 }
 
