@@ -143,20 +143,35 @@ int vr_post_cswap(struct vr_engine *eng, u32 conn, u64 rkey, u64 roff, u64 compa
 /* The op in c's ring whose PSN range holds psn, or NULL. */
 /*
  * Nearly every call asks for the op of the last answer (the frames of one
- * message go out in a row), so that is tried first.  Otherwise a binary
- * search: the ring holds the ops in PSN order and their PSN ranges follow
- * each other without gaps, all inside one window, so modular comparison
- * orders them.  (A scan from the ring's head crossed every op in flight
- * whenever a message of one frame followed another.)
+ * message go out in a row) or the op after it in the ring (the next
+ * message), so those are tried first.  Otherwise a binary search: the ring
+ * holds the ops in PSN order and their PSN ranges follow each other without
+ * gaps, all inside one window, so modular comparison orders them.  (A scan
+ * from the ring's head crossed every op in flight whenever a message of one
+ * frame followed another.)
  */
+static bool op_has_psn(const struct vr_op *op, u32 psn)
+{
+	return vr_psn_le(op->psn_first, psn) && vr_psn_lt(psn, op->psn_first + op->nframes);
+}
+
 struct vr_op *vr_op_for_psn(const struct vr_engine *eng, struct vr_conn *c, u32 psn)
 {
 	u32 cap = 2 * eng->cfg.max_ops, lo = 0, hi = c->ring_len;
 	struct vr_op *op = &c->ops[c->psn_hint];
 
-	if (op->in_ring && vr_psn_le(op->psn_first, psn) &&
-	    vr_psn_lt(psn, op->psn_first + op->nframes))
+	if (op->in_ring && op_has_psn(op, psn))
 		return op;
+	if (op->in_ring && c->ring[c->psn_hint_pos] == c->psn_hint) {
+		u32 next = (u32)c->psn_hint_pos + 1 == cap ? 0 : (u32)c->psn_hint_pos + 1;
+		u32 off = next >= c->ring_head ? next - c->ring_head : next + cap - c->ring_head;
+
+		if (off < c->ring_len && op_has_psn(&c->ops[c->ring[next]], psn)) {
+			c->psn_hint = c->ring[next];
+			c->psn_hint_pos = (u16)next;
+			return &c->ops[c->psn_hint];
+		}
+	}
 	while (lo < hi) {
 		u32 mid = lo + (hi - lo) / 2, pos = c->ring_head + mid;
 		u16 idx;
@@ -171,6 +186,7 @@ struct vr_op *vr_op_for_psn(const struct vr_engine *eng, struct vr_conn *c, u32 
 			lo = mid + 1;
 		} else {
 			c->psn_hint = idx;
+			c->psn_hint_pos = (u16)pos;
 			return op;
 		}
 	}
