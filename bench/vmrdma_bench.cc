@@ -48,6 +48,9 @@ void usage() {
         "  --mtu N         veth MTU, 1500..65535 (default 9000)\n"
         "  --busy-poll US  both vmrdma and TCP poll this long for completions / data\n"
         "                  before blocking (default 0: block at once)\n"
+        "  --adaptive-poll US  vmrdma's threads (and vmrdmad's) spin before blocking for\n"
+        "                  a window of up to US that opens while events come faster than\n"
+        "                  a sleep would take and closes when they stop (default 0: off)\n"
         "  --transport T   eth (default; the in-process engine on the veth), or unix: the\n"
         "                  client as a frontend of vmrdmad (the user-space driver domain),\n"
         "                  which runs in a process of its own beside it; eth is measured too\n"
@@ -110,6 +113,9 @@ options parse(int argc, char** argv) {
         } else if (a == "--busy-poll") {
             o.w.busy_poll_us = static_cast<unsigned>(std::strtoul(value().c_str(), nullptr, 10));
             if (o.w.busy_poll_us > 1000000) throw std::runtime_error("--busy-poll is in microseconds, at most 1 s");
+        } else if (a == "--adaptive-poll") {
+            o.w.adaptive_poll_us = static_cast<unsigned>(std::strtoul(value().c_str(), nullptr, 10));
+            if (o.w.adaptive_poll_us > 1000000) throw std::runtime_error("--adaptive-poll is in microseconds, at most 1 s");
         } else if (a == "--transport") {
             o.transport = value();
             if (o.transport != "eth" && o.transport != "unix")
@@ -172,7 +178,8 @@ path_figures measure_split(const vmrdma::examples::netns_pair& net, const worklo
     if (pipe2(stop, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
     child dmn(net.b(), [&](const std::function<void()>& ready) {
         close(stop[1]);
-        return daemon_side("eth:" + net.b().ifname, socket_path, stop[0], device_options_for(w), ready);
+        return daemon_side("eth:" + net.b().ifname, socket_path, stop[0], device_options_for(w), loop_options_for(w),
+                           ready);
     });
     close(stop[0]);
     path_figures f;
@@ -217,10 +224,8 @@ path_figures measure_raw(const vmrdma::examples::netns_pair& net, const workload
     };
     auto blast = [&](const std::function<void()>&) {
         int fd = raw_open(net.b().ifname);
-        std::uint8_t dst[6];
-        std::sscanf(net.a().mac.c_str(), "%hhx:%hhx:%hhx:%hhx:%hhx:%hhx", &dst[0], &dst[1], &dst[2], &dst[3],
-                    &dst[4], &dst[5]);
-        auto c = raw_blast(fd, ro, dst);
+        auto dst = vmrdma::mac_address::parse(net.a().mac).bytes;
+        auto c = raw_blast(fd, ro, dst.data());
         close(fd);
         side_result r;
         r.ok = true;
@@ -254,10 +259,8 @@ path_figures measure_raw_lat(const vmrdma::examples::netns_pair& net, const work
     };
     auto ping = [&](const std::function<void()>&) {
         int fd = raw_open(net.b().ifname);
-        std::uint8_t dst[6];
-        std::sscanf(net.a().mac.c_str(), "%hhx:%hhx:%hhx:%hhx:%hhx:%hhx", &dst[0], &dst[1], &dst[2], &dst[3],
-                    &dst[4], &dst[5]);
-        auto rtt = raw_pingpong(fd, ro, dst, frames, w.busy_poll_us);
+        auto dst = vmrdma::mac_address::parse(net.a().mac).bytes;
+        auto rtt = raw_pingpong(fd, ro, dst.data(), frames, w.busy_poll_us);
         close(fd);
         side_result r;
         r.ok = !rtt.us.empty();
@@ -291,8 +294,8 @@ int main(int argc, char** argv) {
         vmrdma::examples::netns_pair net("vmrdma-bench", o.w.mtu);
         vmrdma::examples::run_command("ip -n " + net.a().netns + " addr add 192.0.2.1/24 dev " + net.a().ifname);
         vmrdma::examples::run_command("ip -n " + net.b().netns + " addr add 192.0.2.2/24 dev " + net.b().ifname);
-        std::fprintf(stderr, "vmrdma-bench: %s, MTU %u, depth %u, busy poll %u us, %s per point, veth between %s and %s\n",
-                     mode_name(o.w.kind), o.w.mtu, o.w.depth, o.w.busy_poll_us,
+        std::fprintf(stderr, "vmrdma-bench: %s, MTU %u, depth %u, busy poll %u us, adaptive poll %u us, %s per point, veth between %s and %s\n",
+                     mode_name(o.w.kind), o.w.mtu, o.w.depth, o.w.busy_poll_us, o.w.adaptive_poll_us,
                      o.w.iterations ? (std::to_string(o.w.iterations) + " iterations").c_str()
                                     : (std::to_string(o.w.seconds) + " s").c_str(),
                      net.a().netns.c_str(), net.b().netns.c_str());

@@ -174,6 +174,9 @@ static inline void vr_crc_three(const u8 *p, u32 n, u64 *a, u64 *b, u64 *c)
  * kept as four byte-indexed tables each.
  */
 static const u32 vr_crc_strides[2] = { 1024, 128 };
+/* The shortest part either three-chain path uses (the PCLMUL one's minimum
+ * is below the tables' 128). */
+#define VR_CRC_SHORTEST_PART 64
 
 /* [s][0]: shift by stride s, [s][1]: by twice it; four byte-indexed tables */
 static u32 vr_shift_table[2][2][4][256];
@@ -257,7 +260,7 @@ static u32 vr_crc32c_update_hw(u32 crc, const void *data, u32 len)
  * the carry-less product of two reflected 32-bit values is v*K*x (one
  * place off), and crc32q(0, t) multiplies t by x^32, so together v*x^(8n).
  */
-#define VR_FOLD_MIN 64   /* shorter parts: the join costs more than it saves */
+#define VR_FOLD_MIN VR_CRC_SHORTEST_PART /* shorter parts: the join costs more than it saves */
 #define VR_FOLD_MAX 4096
 
 /* vr_fold_k[j] = K(8j) for j = 1 .. 2 * VR_FOLD_MAX / 8 */
@@ -349,7 +352,9 @@ bool vr_crc32c_update_with(enum vr_crc32c_impl impl, u32 crc, const void *data, 
 	return true;
 }
 
-/* The fastest this CPU can run, chosen once. */
+/* The fastest this CPU can run, chosen once.  Below three parts of the
+ * shortest length either instruction path splits into, both are one chain:
+ * every frame's header (86 bytes) goes straight there. */
 u32 vr_crc32c_update(u32 crc, const void *data, u32 len)
 {
 	static int impl = -1;
@@ -361,6 +366,8 @@ u32 vr_crc32c_update(u32 crc, const void *data, u32 len)
 							  VR_CRC32C_PORTABLE;
 		__atomic_store_n(&impl, which, __ATOMIC_RELAXED);
 	}
+	if (which != VR_CRC32C_PORTABLE && len < 3 * VR_CRC_SHORTEST_PART)
+		return vr_crc_chain(crc, data, len);
 	return vr_crc_run((enum vr_crc32c_impl)which, crc, data, len);
 }
 #else

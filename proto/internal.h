@@ -70,6 +70,8 @@ struct vr_conn {
 	u32 ring_head, ring_len;
 	u16 *ring;             /* op indices in PSN order */
 	u16 psn_hint;          /* op index vr_op_for_psn found last (a guess, checked) */
+	u16 psn_hint_pos;      /* ... and where it stood in the ring */
+	u16 alloc_next[2];     /* where vr_op_alloc looks first: requests, responses */
 	struct vr_op *ops;     /* [0,max_ops) requests, [max_ops,2*max_ops) responses */
 	u32 msg_seq;
 	u64 rto, rto_deadline; /* deadline VR_U64_MAX when disarmed */

@@ -881,7 +881,7 @@ bool daemon::drain_ring(frontend& f) {
 // More than invalid_per_second refused requests within one second: a
 // frontend that only floods the daemon with requests it may not make.
 bool daemon::too_many_invalid(frontend& f) {
-    const auto now = std::chrono::steady_clock::now();
+    const auto now = loop_.turn_time();  // per request: the turn's clock is close enough for a 1 s window
     if (now - f.rejected_since >= std::chrono::seconds(1)) {
         f.rejected_since = now;
         f.rejected_mark = f.svc.rejected;
