@@ -8,8 +8,16 @@
 #define ALIGN8(x) (((x) + 7) & ~(size_t)7)
 
 struct layout {
-	size_t eng, eps, conns, ops, rings, regions, recvs, unexp, bufs, total;
+	size_t eng, eps, conns, ops, rings, regions, pds, recvs, unexp, bufs, total;
 };
+
+/* Protection domains: VR_PDS_PER_EP per endpoint, at most 65535 ids. */
+static u32 pd_count(const struct vr_config *c)
+{
+	u64 n = (u64)c->max_endpoints * VR_PDS_PER_EP;
+
+	return n > 65535 ? 65535 : (u32)n;
+}
 
 static void apply_defaults(struct vr_config *c)
 {
@@ -64,7 +72,8 @@ static bool compute_layout(const struct vr_config *in, struct layout *l)
 	l->ops = l->conns + ALIGN8(sizeof(struct vr_conn) * c.max_conns);
 	l->rings = l->ops + ALIGN8(sizeof(struct vr_op) * nops);
 	l->regions = l->rings + ALIGN8(sizeof(u16) * nops);
-	l->recvs = l->regions + ALIGN8(sizeof(struct vr_region) * c.max_regions);
+	l->pds = l->regions + ALIGN8(sizeof(struct vr_region) * c.max_regions);
+	l->recvs = l->pds + ALIGN8(sizeof(struct vr_pd) * pd_count(&c));
 	l->unexp = l->recvs + ALIGN8(sizeof(struct vr_recv) * c.max_endpoints * c.max_recvs);
 	l->bufs = l->unexp + ALIGN8(sizeof(struct vr_unexp) * c.max_endpoints * c.unexp_depth);
 	l->total = l->bufs + ALIGN8((size_t)c.unexp_buf_size * c.max_endpoints * c.unexp_depth);
@@ -102,6 +111,8 @@ int vr_engine_create(const struct vr_config *cfg, void *mem, size_t mem_len,
 	vr_crc32c_update(0, NULL, 0); /* build the CRC table now, not on the data path */
 	eng->eps = (struct vr_ep *)(base + l.eps);
 	eng->conns = (struct vr_conn *)(base + l.conns);
+	eng->pds = (struct vr_pd *)(base + l.pds);
+	eng->npds = pd_count(&eng->cfg);
 	nops = 2 * eng->cfg.max_ops;
 	for (i = 0; i < eng->cfg.max_conns; i++) {
 		struct vr_conn *c = &eng->conns[i];
@@ -347,6 +358,9 @@ int vr_ep_close(struct vr_engine *eng, u16 ep)
 		if (r->state == VR_REGION_VALID && r->ep == ep)
 			vr_dereg_mr(eng, r->key);
 	}
+	for (i = 0; i < eng->npds; i++)
+		if (eng->pds[i].used && eng->pds[i].ep == ep)
+			eng->pds[i].used = false;
 	vr_ep_release_if_done(eng, e);
 	return 0;
 }
@@ -386,6 +400,83 @@ int vr_reg_mr(struct vr_engine *eng, u16 ep, void *mem, u64 len, u32 access, u64
 	if (rc == -ENOSPC)
 		eng->ctr.pool_exhausted++;
 	return rc;
+}
+
+/* ------------------------------------------------- protection domains */
+
+static struct vr_pd *pd_of(struct vr_engine *eng, u32 pd)
+{
+	return pd && pd <= eng->npds && eng->pds[pd - 1].used ? &eng->pds[pd - 1] : NULL;
+}
+
+int vr_pd_alloc(struct vr_engine *eng, u16 ep, u32 *pd)
+{
+	u32 i, free = VR_NO_SLOT, held = 0;
+
+	if (!pd)
+		return -EINVAL;
+	if (!vr_ep_get_open(eng, ep))
+		return -ENOENT;
+	for (i = 0; i < eng->npds; i++) {
+		if (!eng->pds[i].used) {
+			if (free == VR_NO_SLOT)
+				free = i;
+		} else if (eng->pds[i].ep == ep) {
+			held++;
+		}
+	}
+	if (free == VR_NO_SLOT || held >= VR_PDS_PER_EP) {
+		eng->ctr.pool_exhausted++;
+		return -ENOSPC;
+	}
+	eng->pds[free].used = true;
+	eng->pds[free].ep = ep;
+	*pd = free + 1;
+	return 0;
+}
+
+int vr_pd_free(struct vr_engine *eng, u16 ep, u32 pd)
+{
+	struct vr_pd *d = pd_of(eng, pd);
+	u32 i;
+
+	if (!d || d->ep != ep)
+		return -ENOENT;
+	for (i = 0; i < eng->rt.cap; i++)
+		if (eng->rt.slot[i].state == VR_REGION_VALID && eng->rt.slot[i].pd == pd)
+			return -EBUSY; /* unbinding them would open them to every peer */
+	for (i = 0; i < eng->cfg.max_conns; i++)
+		if (eng->conns[i].state != VR_CONN_FREE && eng->conns[i].pd == pd)
+			eng->conns[i].pd = VR_PD_NONE; /* narrower: domain-0 regions only */
+	d->used = false;
+	return 0;
+}
+
+int vr_conn_set_pd(struct vr_engine *eng, u32 conn, u32 pd)
+{
+	struct vr_conn *c = vr_conn_get(eng, conn);
+	struct vr_pd *d = pd_of(eng, pd);
+
+	if (!c || (pd && !d))
+		return -ENOENT;
+	if (d && d->ep != c->ep)
+		return -EINVAL;
+	c->pd = (u16)pd;
+	return 0;
+}
+
+int vr_mr_set_pd(struct vr_engine *eng, u16 ep, u64 key, u32 pd)
+{
+	const struct vr_region *r;
+	struct vr_pd *d = pd_of(eng, pd);
+
+	if (pd && !d)
+		return -ENOENT;
+	if (vr_region_check(&eng->rt, key, ep, 0, 0, 0, &r))
+		return -ENOENT; /* not a live region of ep */
+	if (d && d->ep != ep)
+		return -EINVAL;
+	return vr_region_set_pd(&eng->rt, key, (u16)pd);
 }
 
 int vr_dereg_mr(struct vr_engine *eng, u64 key)

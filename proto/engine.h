@@ -273,6 +273,25 @@ int vr_ep_counters(const struct vr_engine *eng, u16 ep, struct vr_counters *out)
 int vr_reg_mr(struct vr_engine *eng, u16 ep, void *mem, u64 len, u32 access, u64 *key);
 int vr_dereg_mr(struct vr_engine *eng, u64 key);
 
+/*
+ * Protection domains (region.h): a region bound to a domain is usable only
+ * by the connections put in that domain, so a key that reached another peer
+ * of the endpoint is useless to it.  By default (domain 0) a region serves
+ * every connection of its endpoint.  A domain belongs to an endpoint (at
+ * most VR_PDS_PER_EP each); its regions and connections must be that
+ * endpoint's.  Receives are the endpoint's and not restricted.
+ *   alloc: *pd = a new domain (1..); -ENOENT, -ENOSPC.
+ *   free:  -ENOENT (not ep's), -EBUSY (regions are bound to it); its
+ *          connections go back to no domain.
+ *   conn_set_pd / mr_set_pd: pd 0 unbinds; -ENOENT (no such connection,
+ *          region or domain), -EINVAL (another endpoint's).
+ */
+#define VR_PDS_PER_EP 16
+int vr_pd_alloc(struct vr_engine *eng, u16 ep, u32 *pd);
+int vr_pd_free(struct vr_engine *eng, u16 ep, u32 pd);
+int vr_conn_set_pd(struct vr_engine *eng, u32 conn, u32 pd);
+int vr_mr_set_pd(struct vr_engine *eng, u16 ep, u64 key, u32 pd);
+
 /* Connections.  connect: -EINVAL, -ENOENT, -ENOSPC; completion VR_WC_CONNECT. */
 int vr_connect(struct vr_engine *eng, u16 ep, const u8 peer_mac[6], u16 peer_ep,
 	       u64 cookie, u32 *conn);

@@ -46,6 +46,7 @@ struct vr_conn {
 	u32 id, peer_id;
 	u32 peer_isn;           /* the peer's initial PSN: tells a restarted peer from a retry */
 	bool passive;           /* accepted (counts against the listener's limits) */
+	u16 pd;                 /* protection domain (region.h; 0: none) */
 	u8 hs_cookies;          /* CONNECTING: RETRY cookies taken so far */
 	u64 hs_cookie;          /* CONNECTING: the listener's cookie to echo (0: none yet) */
 	u64 challenge_at;       /* a replacing CONNECT_REQ was seen then (0: none) */
@@ -189,6 +190,12 @@ struct vr_offender {
 	u64 since;   /* first offence of the current window; 0: slot free */
 };
 
+/* A protection domain: which endpoint it belongs to (engine.h vr_pd_*). */
+struct vr_pd {
+	u16 ep;
+	bool used;
+};
+
 struct vr_engine {
 	struct vr_config cfg;
 	struct vr_host_ops host;
@@ -197,6 +204,8 @@ struct vr_engine {
 	struct vr_ep *eps;
 	struct vr_conn *conns;
 	struct vr_region_table rt;
+	struct vr_pd *pds;        /* domain d is pds[d - 1] */
+	u32 npds;
 	u32 tx_cursor;            /* an open endpoint (DRR position) */
 	u32 n_open;               /* open endpoints */
 	struct vr_ctl_reply ctl[VR_CTL_RING];

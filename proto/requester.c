@@ -86,7 +86,7 @@ static int post(struct vr_engine *eng, u32 conn, u8 kind, u64 lkey, u64 loff,
 		if (roff & 7)
 			return -EINVAL;
 	} else {
-		rc = vr_region_check(&eng->rt, lkey, c->ep, local_access, loff, len, NULL);
+		rc = vr_region_check_pd(&eng->rt, lkey, c->ep, c->pd, local_access, loff, len, NULL);
 		if (rc)
 			return rc;
 	}
@@ -370,11 +370,11 @@ static bool build_data(struct vr_engine *eng, struct vr_conn *c)
 		/* Re-validate at every transmission: the region may be gone. */
 		if (op->kind == VR_K_READ_RESP) {
 			src_off = op->roff + seg_off;
-			rc = vr_region_check(&eng->rt, op->rkey, c->ep, VR_ACCESS_REMOTE_READ,
+			rc = vr_region_check_pd(&eng->rt, op->rkey, c->ep, c->pd, VR_ACCESS_REMOTE_READ,
 					     src_off, pl, &src);
 		} else {
 			src_off = op->loff + seg_off;
-			rc = vr_region_check(&eng->rt, op->lkey, c->ep, 0, src_off, pl, &src);
+			rc = vr_region_check_pd(&eng->rt, op->lkey, c->ep, c->pd, 0, src_off, pl, &src);
 		}
 		if (rc)
 			abort_op(eng, c, op, rc);

@@ -144,6 +144,17 @@ int vr_svc_post(struct vr_engine *eng, const struct vr_ring_req *req, u32 conn, 
 		return rc ? rc : vr_resolve(eng, req->ep, buf, req->len, cookie);
 	case VR_RING_DISCONNECT:
 		return vr_disconnect(eng, conn);
+	case VR_RING_PD_ALLOC:
+		return vr_pd_alloc(eng, req->ep, new_conn); /* the domain, in rsp.value */
+	case VR_RING_PD_FREE:
+		return req->operand > 0xFFFF ? -ENOENT : vr_pd_free(eng, req->ep, (u32)req->operand);
+	case VR_RING_PD_BIND:
+		if (req->operand > 0xFFFF)
+			return -ENOENT;
+		rc = conn ? vr_conn_set_pd(eng, conn, (u32)req->operand) : 0;
+		if (!rc && req->lkey)
+			rc = vr_mr_set_pd(eng, req->ep, req->lkey, (u32)req->operand);
+		return rc;
 	default:
 		return -EINVAL;
 	}

@@ -103,8 +103,10 @@ u32 vr_svc_wc_of_ring_op(u32 ring_op);
  * engine's cookie.  WRITE, READ, SEND, RECV, FADD, CSWAP, RESOLVE,
  * CONNECT (the new id in *new_conn, also in its completion; its private
  * data read from the request's region), DISCONNECT (0 or -ENOENT; no
- * completion), ACCEPT_DATA and NAME (0 or the refusal; no completion); any
- * other opcode is -EINVAL.  Otherwise the engine's status.
+ * completion), ACCEPT_DATA and NAME (0 or the refusal; no completion),
+ * PD_ALLOC (the domain in *new_conn), PD_FREE and PD_BIND (`conn` 0: no
+ * connection; no completion); any other opcode is -EINVAL.  Otherwise the
+ * engine's status.
  */
 int vr_svc_post(struct vr_engine *eng, const struct vr_ring_req *req, u32 conn, u64 cookie,
 		u32 *new_conn);

@@ -192,6 +192,15 @@ class device_core;
 class region;
 class connection;
 
+// A protection domain of an endpoint (docs/api.md, "Protection domains"):
+// a region bound to one serves only the connections bound to it, so a key
+// that reached another peer of the same endpoint is refused (bad_key). By
+// default (no domain) a region serves every connection of its endpoint.
+struct protection_domain {
+    std::uint32_t id = 0;  // 0: none
+    friend bool operator==(const protection_domain&, const protection_domain&) = default;
+};
+
 // An open endpoint; closes when destroyed (see close()).
 class endpoint {
 public:
@@ -235,6 +244,17 @@ public:
     // connecting side, as its connection::peer_data(). For example the
     // descriptors of the regions a server offers. Empty: none.
     task<void> set_accept_data(std::span<const std::byte> data);
+
+    // Protection domains: at most 16 per endpoint (resources_exhausted
+    // beyond). A domain is freed explicitly (busy while regions are bound
+    // to it) or with the endpoint.
+    task<protection_domain> allocate_protection_domain();
+    task<void> free_protection_domain(protection_domain pd);
+    // Puts one of this endpoint's connections or regions in domain pd (a
+    // domain of this endpoint; {} takes it out: a region then serves every
+    // connection again, a connection only regions without a domain).
+    task<void> bind(const connection& conn, protection_domain pd);
+    task<void> bind(const region& mr, protection_domain pd);
 
     // Names. announce: this endpoint answers for `name` (1..name_max
     // bytes, compared exactly) on the link, so that resolve() on any host

@@ -274,6 +274,43 @@ task<void> endpoint::set_accept_data(std::span<const std::byte> data) {
     co_await with_bytes(VR_RING_ACCEPT_DATA, std::vector<std::byte>(data.begin(), data.end()), {});
 }
 
+task<protection_domain> endpoint::allocate_protection_domain() {
+    if (!core_) throw error(errc::invalid_argument, "endpoint is closed");
+    auto r = request(VR_RING_PD_ALLOC);
+    r.ep = id_;
+    auto wc = co_await core_->perform(r, {});
+    co_return protection_domain{static_cast<std::uint32_t>(wc.value)};
+}
+
+task<void> endpoint::free_protection_domain(protection_domain pd) {
+    if (!core_) throw error(errc::invalid_argument, "endpoint is closed");
+    auto r = request(VR_RING_PD_FREE);
+    r.ep = id_;
+    r.operand = pd.id;
+    co_await core_->perform(r, {});
+}
+
+task<void> endpoint::bind(const connection& conn, protection_domain pd) {
+    if (!core_) throw error(errc::invalid_argument, "endpoint is closed");
+    if (conn.core_ != core_ || conn.ep_ != id_)
+        throw error(errc::invalid_argument, "bind: not a connection of this endpoint");
+    auto r = request(VR_RING_PD_BIND);
+    r.ep = id_;
+    r.conn = conn.id_;
+    r.operand = pd.id;
+    co_await core_->perform(r, {});
+}
+
+task<void> endpoint::bind(const region& mr, protection_domain pd) {
+    if (!core_) throw error(errc::invalid_argument, "endpoint is closed");
+    if (mr.core_ != core_ || !mr.key_) throw error(errc::invalid_argument, "bind: not a region of this device");
+    auto r = request(VR_RING_PD_BIND);
+    r.ep = id_;
+    r.lkey = mr.key_;
+    r.operand = pd.id;
+    co_await core_->perform(r, {});
+}
+
 namespace {
 std::vector<std::byte> name_bytes(std::string_view name) {
     auto* p = reinterpret_cast<const std::byte*>(name.data());
