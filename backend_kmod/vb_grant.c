@@ -68,27 +68,7 @@ static int vb_copy_out(void *mem, u64 off, void *dst, u32 len)
 	return 0;
 }
 
-static u32 vb_crc(void *mem, u64 off, u32 len, u32 state)
-{
-	struct vb_region *r = mem;
-	u64 pos = r->first_off + off;
-
-	if (!vb_range_ok(r, off, len))
-		return state;
-	while (len) {
-		u32 poff = (u32)(pos & ~PAGE_MASK);
-		u32 n = min_t(u32, len, PAGE_SIZE - poff);
-
-		state = vr_crc32c_update(state,
-					 (const u8 *)page_address(r->pages[pos >> PAGE_SHIFT]) + poff,
-					 n);
-		pos += n;
-		len -= n;
-	}
-	return state;
-}
-
-/* The bytes of a range page by page: an authenticated frame's tag. */
+/* The bytes of a range page by page: its CRC, an authenticated frame's tag. */
 static int vb_walk(void *mem, u64 off, u32 len, void (*fn)(void *arg, const u8 *p, u32 n),
 		   void *arg)
 {
@@ -106,6 +86,19 @@ static int vb_walk(void *mem, u64 off, u32 len, void (*fn)(void *arg, const u8 *
 		len -= n;
 	}
 	return 0;
+}
+
+static void vb_crc_piece(void *arg, const u8 *p, u32 n)
+{
+	u32 *state = arg;
+
+	*state = vr_crc32c_update(*state, p, n);
+}
+
+static u32 vb_crc(void *mem, u64 off, u32 len, u32 state)
+{
+	vb_walk(mem, off, len, vb_crc_piece, &state); /* out of range: state as it was */
+	return state;
 }
 
 const struct vr_mem_ops vb_mem_ops = {

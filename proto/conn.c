@@ -33,6 +33,7 @@ static struct vr_conn *conn_alloc(struct vr_engine *eng, u16 ep)
 		struct vr_conn *c = &eng->conns[i];
 		struct vr_op *ops = c->ops;
 		u16 *ring = c->ring;
+		struct vr_conn_keys *keys = c->keys;
 		u16 gen = c->gen;
 
 		if (c->state != VR_CONN_FREE)
@@ -40,6 +41,8 @@ static struct vr_conn *conn_alloc(struct vr_engine *eng, u16 ep)
 		memset(c, 0, sizeof(*c));
 		c->ops = ops;
 		c->ring = ring;
+		c->keys = keys;
+		memset(keys, 0, sizeof(*keys));
 		memset(ops, 0, sizeof(*ops) * 2 * eng->cfg.max_ops);
 		/* id = index | generation << 16.  The generation is random
 		 * (never 0, so id != 0, and never the slot's last one, so a
@@ -87,8 +90,8 @@ void vr_conn_free(struct vr_engine *eng, struct vr_conn *c)
 		e->rr_conn = VR_NO_SLOT;
 	c->ep_next = VR_NO_SLOT;
 	c->state = VR_CONN_FREE;
-	vr_crypto_wipe(c->psk, sizeof(c->psk));
-	vr_crypto_wipe(c->key, sizeof(c->key));
+	vr_crypto_wipe(c->keys->psk, sizeof(c->keys->psk));
+	vr_crypto_wipe(c->keys->key, sizeof(c->keys->key));
 	vr_ep_release_if_done(eng, e);
 }
 
@@ -111,7 +114,7 @@ static void conn_set_auth(struct vr_conn *c, const u8 *psk)
 {
 	c->auth = true;
 	c->mps -= VR_AUTH_BLOCK_LEN;
-	memcpy(c->psk, psk, VR_AUTH_KEY_LEN);
+	memcpy(c->keys->psk, psk, VR_AUTH_KEY_LEN);
 }
 
 int vr_connect_data(struct vr_engine *eng, u16 ep, const u8 peer_mac[6], u16 peer_ep,
@@ -131,7 +134,7 @@ int vr_connect_data(struct vr_engine *eng, u16 ep, const u8 peer_mac[6], u16 pee
 	if (psk) {
 		/* the request's key until the acceptor's half comes in its ACK */
 		conn_set_auth(c, psk);
-		vr_auth_conn_key(c->key, psk, c->id, c->isn, 0, 0);
+		vr_auth_conn_key(c->keys->key, psk, c->id, c->isn, 0, 0);
 	}
 	memcpy(c->peer_mac, peer_mac, 6);
 	c->peer_ep = peer_ep;
@@ -512,7 +515,7 @@ void vr_conn_rx_req(struct vr_engine *eng, const struct vr_parsed *p, u64 now)
 	c->rcv_nxt = p->h.psn;
 	if (psk) {
 		conn_set_auth(c, psk);
-		vr_auth_conn_key(c->key, psk, c->peer_id, c->peer_isn, c->id, c->isn);
+		vr_auth_conn_key(c->keys->key, psk, c->peer_id, c->peer_isn, c->id, c->isn);
 	}
 	c->link_fcs = !c->auth && eng->cfg.integrity == VR_INTEGRITY_LINK &&
 		      (p->h.operand_a & VR_CAP_LINK_FCS);
@@ -528,7 +531,7 @@ int vr_conn_auth_rx(struct vr_engine *eng, struct vr_conn *c, const struct vr_pa
 {
 	struct vr_ep *e = &eng->eps[c->ep];
 	u8 acked[VR_AUTH_KEY_LEN];
-	const u8 *key = c->key;
+	const u8 *key = c->keys->key;
 	u64 nonce;
 	bool ok;
 
@@ -554,7 +557,7 @@ int vr_conn_auth_rx(struct vr_engine *eng, struct vr_conn *c, const struct vr_pa
 		VR_CTR(eng, e, auth_failed, 1);
 		return -EBADMSG;
 	}
-	if (!vr_replay_fresh(&c->rx_nonces, nonce)) {
+	if (!vr_replay_fresh(&c->keys->rx_nonces, nonce)) {
 		VR_CTR(eng, e, auth_replays, 1);
 		return -EALREADY;
 	}
@@ -564,16 +567,16 @@ int vr_conn_auth_rx(struct vr_engine *eng, struct vr_conn *c, const struct vr_pa
 			return -EBADMSG;
 		}
 		/* The acceptor's half of the key is in its ACK. */
-		vr_auth_conn_key(acked, c->psk, c->id, c->isn, p->h.msg_id, p->h.psn);
+		vr_auth_conn_key(acked, c->keys->psk, c->id, c->isn, p->h.msg_id, p->h.psn);
 		key = acked;
 	}
 	ok = vr_auth_check(key, p->frame, p->auth, p->payload, p->h.payload_len);
 	if (!ok) {
 		VR_CTR(eng, e, auth_failed, 1);
 	} else {
-		vr_replay_take(&c->rx_nonces, nonce);
+		vr_replay_take(&c->keys->rx_nonces, nonce);
 		if (key == acked)
-			memcpy(c->key, acked, sizeof(acked));
+			memcpy(c->keys->key, acked, sizeof(acked));
 	}
 	if (key == acked)
 		vr_crypto_wipe(acked, sizeof(acked));

@@ -8,7 +8,7 @@
 #define ALIGN8(x) (((x) + 7) & ~(size_t)7)
 
 struct layout {
-	size_t eng, eps, conns, ops, rings, regions, pds, recvs, unexp, bufs, total;
+	size_t eng, eps, conns, keys, ops, rings, regions, pds, recvs, unexp, bufs, total;
 };
 
 /* Protection domains: VR_PDS_PER_EP per endpoint, at most 65535 ids. */
@@ -69,7 +69,8 @@ static bool compute_layout(const struct vr_config *in, struct layout *l)
 	l->eng = 0;
 	l->eps = ALIGN8(sizeof(struct vr_engine));
 	l->conns = l->eps + ALIGN8(sizeof(struct vr_ep) * c.max_endpoints);
-	l->ops = l->conns + ALIGN8(sizeof(struct vr_conn) * c.max_conns);
+	l->keys = l->conns + ALIGN8(sizeof(struct vr_conn) * c.max_conns);
+	l->ops = l->keys + ALIGN8(sizeof(struct vr_conn_keys) * c.max_conns);
 	l->rings = l->ops + ALIGN8(sizeof(struct vr_op) * nops);
 	l->regions = l->rings + ALIGN8(sizeof(u16) * nops);
 	l->pds = l->regions + ALIGN8(sizeof(struct vr_region) * c.max_regions);
@@ -118,6 +119,7 @@ int vr_engine_create(const struct vr_config *cfg, void *mem, size_t mem_len,
 		struct vr_conn *c = &eng->conns[i];
 
 		c->ops = (struct vr_op *)(base + l.ops) + (size_t)i * nops;
+		c->keys = (struct vr_conn_keys *)(base + l.keys) + i;
 		c->ring = (u16 *)(base + l.rings) + (size_t)i * nops;
 		c->ep_next = VR_NO_SLOT;
 	}
@@ -768,14 +770,18 @@ int vr_engine_tx_poll(struct vr_engine *eng, u64 now, u32 budget)
 u64 vr_engine_next_timeout(const struct vr_engine *eng)
 {
 	u64 t = VR_U64_MAX, x;
-	u32 i;
+	u32 n, ep, i;
 
-	for (i = 0; i < eng->cfg.max_conns; i++) {
-		if (eng->conns[i].state == VR_CONN_FREE)
-			continue;
-		x = vr_conn_next_timeout(eng, &eng->conns[i]);
-		if (x < t)
-			t = x;
+	/* Every live connection is on its endpoint's list, and every endpoint
+	 * with one is in the circle of used endpoints: hosts ask this every
+	 * loop turn, and a walk over the whole connection table cost as much as
+	 * the rest of a small frame's work (engine_bench, docs/benchmarks.md). */
+	for (n = 0, ep = eng->tx_cursor; n < eng->n_open; n++, ep = eng->eps[ep].next_open) {
+		for (i = eng->eps[ep].conn_head; i != VR_NO_SLOT; i = eng->conns[i].ep_next) {
+			x = vr_conn_next_timeout(eng, &eng->conns[i]);
+			if (x < t)
+				t = x;
+		}
 	}
 	x = vr_names_next_timeout(eng);
 	return x < t ? x : t;

@@ -31,6 +31,17 @@ struct vr_op {
 
 enum { VR_RX_NONE = 0, VR_RX_RECV, VR_RX_UNEXP, VR_RX_DISCARD };
 
+/* An authenticated connection's keys, apart from the connection so that
+ * scans over the connection table stay as short as without them: the key
+ * (a request's until the ACK, then the connection's), the pre-shared key it
+ * comes from, our next nonce and the peer's replay window. */
+struct vr_conn_keys {
+	u64 tx_nonce;
+	struct vr_replay rx_nonces;
+	u8 psk[VR_AUTH_KEY_LEN];
+	u8 key[VR_AUTH_KEY_LEN];
+};
+
 /* The windows every frame of a connection must fall in (docs/proto.md):
  * how far a PSN may be from what we expect next, and how far an ack_psn may
  * lag behind what the peer already acknowledged.  A blind forger has to hit
@@ -50,15 +61,9 @@ struct vr_conn {
 	u8 hs_cookies;          /* CONNECTING: RETRY cookies taken so far */
 	u64 hs_cookie;          /* CONNECTING: the listener's cookie to echo (0: none yet) */
 	u64 challenge_at;       /* a replacing CONNECT_REQ was seen then (0: none) */
-	/* authenticated frames: the key (a request's until the ACK, then the
-	 * connection's), the pre-shared key it comes from, our next nonce and
-	 * the peer's replay window */
-	bool auth;
+	bool auth;              /* authenticated frames: keys in *keys */
 	u32 mps;                /* payload bytes per frame: less the auth block if auth */
-	u64 tx_nonce;
-	struct vr_replay rx_nonces;
-	u8 psk[VR_AUTH_KEY_LEN];
-	u8 key[VR_AUTH_KEY_LEN];
+	struct vr_conn_keys *keys;
 	bool link_fcs;          /* handshake agreed: payloads rest on the link's FCS */
 	/* liveness: the last frame heard on this connection, the last probe */
 	u64 last_rx, last_probe;

@@ -238,10 +238,10 @@ static void auth_sign(struct vr_engine *eng, struct vr_conn *c, u8 *buf, const u
 		      const struct vr_region *src, u64 off, u32 len)
 {
 	struct vr_auth_mac m;
-	u64 nonce = c->tx_nonce++ | (c->passive ? VR_AUTH_NONCE_PASSIVE : 0);
+	u64 nonce = c->keys->tx_nonce++ | (c->passive ? VR_AUTH_NONCE_PASSIVE : 0);
 	u8 *block = buf + VR_ETH_HLEN + VR_HDR_LEN;
 
-	vr_auth_begin(&m, c->key, nonce);
+	vr_auth_begin(&m, c->keys->key, nonce);
 	vr_auth_update(&m, buf, VR_ETH_HLEN + VR_HDR_LEN);
 	if (len && data)
 		vr_auth_update(&m, data, len);

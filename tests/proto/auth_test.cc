@@ -31,16 +31,8 @@ vr_config auth_cfg(uint8_t key_seed)
 	return c;
 }
 
-struct Seen {
-	int from;
-	vr_parsed p; // its pointers are cleared: they pointed into the tapped frame
-	bool tagged;
-	std::vector<uint8_t> bytes;
-};
-
-struct Net {
+struct Net : frame_log {
 	vrsim::Sim s;
-	std::vector<Seen> seen;
 	uint32_t ca = 0, cb = 0;
 	Net(vr_config a, vr_config b, uint64_t seed = 3) : s(seed)
 	{
@@ -48,14 +40,7 @@ struct Net {
 		REQUIRE(s.add_node(b) == 1);
 		REQUIRE(vr_ep_open(A().eng, 0, 1, false) == 0);
 		REQUIRE(vr_ep_open(B().eng, 0, 1, true) == 0);
-		s.tap = [this](int from, const std::vector<uint8_t> &f) {
-			Seen x{from, {}, false, f};
-			if (!vr_wire_parse(f.data(), (uint32_t)f.size(), VR_ETHERTYPE_DEFAULT, &x.p)) {
-				x.tagged = x.p.auth != nullptr;
-				x.p.frame = x.p.payload = x.p.auth = nullptr;
-				seen.push_back(x);
-			}
-		};
+		attach(s);
 	}
 	vrsim::Node &A() { return s.node(0); }
 	vrsim::Node &B() { return s.node(1); }
@@ -64,13 +49,6 @@ struct Net {
 	bool wait(uint64_t cookie, int node = 0)
 	{
 		return s.run([&] { return find(s.node(node), cookie) != nullptr; }, s.now + 2000000000);
-	}
-	const Seen *last(int from, uint8_t op)
-	{
-		for (size_t i = seen.size(); i-- > 0;)
-			if (seen[i].from == from && seen[i].p.h.opcode == op)
-				return &seen[i];
-		return nullptr;
 	}
 };
 
@@ -281,7 +259,7 @@ TEST_CASE("on-path forgeries: they land on a CRC-only connection, and fail on an
 		n.s.link(0, 1).down = true;
 		auto capture_next = [&](uint8_t op) {
 			n.settle(20000);
-			const Seen *x = n.last(0, op);
+			const seen_frame *x = n.last(0, op);
 			REQUIRE(x);
 			return x->bytes;
 		};
@@ -350,7 +328,7 @@ TEST_CASE("on-path forgeries: they land on a CRC-only connection, and fail on an
 			CHECK(n.ctr(1).auth_replays >= 1);
 			// A forged DISCONNECT inside the windows, with a fresh nonce:
 			// the connection stays.
-			const Seen *ack = n.last(0, VR_OP_ACK);
+			const seen_frame *ack = n.last(0, VR_OP_ACK);
 			REQUIRE(ack);
 			std::vector<uint8_t> bye = ack->bytes;
 			uint8_t *block = bye.data() + VR_ETH_HLEN + VR_HDR_LEN;

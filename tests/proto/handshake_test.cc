@@ -16,27 +16,16 @@ using namespace vrtest;
 
 namespace {
 
-struct Seen {
-	int from;
-	vr_parsed p;
-	std::vector<uint8_t> bytes;
-};
-
 // Two nodes, A (0) and B (1, endpoint 0 listening), every frame recorded.
-struct Net {
+struct Net : frame_log {
 	vrsim::Sim s;
-	std::vector<Seen> seen;
 	explicit Net(vr_config a = base_cfg(), vr_config b = base_cfg(), uint64_t seed = 5) : s(seed)
 	{
 		REQUIRE(s.add_node(a) == 0);
 		REQUIRE(s.add_node(b) == 1);
 		REQUIRE(vr_ep_open(A().eng, 0, 1, false) == 0);
 		REQUIRE(vr_ep_open(B().eng, 0, 1, true) == 0);
-		s.tap = [this](int from, const std::vector<uint8_t> &f) {
-			Seen x{from, {}, f};
-			if (!vr_wire_parse(f.data(), (uint32_t)f.size(), VR_ETHERTYPE_DEFAULT, &x.p))
-				seen.push_back(x);
-		};
+		attach(s);
 	}
 	vrsim::Node &A() { return s.node(0); }
 	vrsim::Node &B() { return s.node(1); }
@@ -52,21 +41,6 @@ struct Net {
 		size_t k = 0;
 		for (auto &c : s.node(n).comps)
 			k += c.op == VR_WC_ACCEPT;
-		return k;
-	}
-	// The last frame with this opcode from node `from` (nullptr if none).
-	const Seen *last(int from, uint8_t op)
-	{
-		for (size_t i = seen.size(); i-- > 0;)
-			if (seen[i].from == from && seen[i].p.h.opcode == op)
-				return &seen[i];
-		return nullptr;
-	}
-	size_t count_op(int from, uint8_t op)
-	{
-		size_t k = 0;
-		for (auto &x : seen)
-			k += x.from == from && x.p.h.opcode == op;
 		return k;
 	}
 	void inject(int to, const std::vector<uint8_t> &f, uint64_t after = 1000)
@@ -107,7 +81,7 @@ TEST_CASE("a CONNECT_REQ opens nothing until it echoes the cookie sent to its MA
 	n.inject(1, frame(n.B().mac, spoofed, req(3, 0, 0x1234abcd, 777, 0)));
 	n.settle();
 	// A cookie went to the claimed MAC; the listener holds no state at all.
-	const Seen *retry = n.last(1, VR_OP_CONNECT_RETRY);
+	const seen_frame *retry = n.last(1, VR_OP_CONNECT_RETRY);
 	REQUIRE(retry);
 	CHECK(std::memcmp(retry->p.dst_mac, spoofed, 6) == 0);
 	CHECK(retry->p.h.conn_id == 0x1234abcd);
@@ -135,7 +109,7 @@ TEST_CASE("a CONNECT_REQ opens nothing until it echoes the cookie sent to its MA
 	n.inject(1, frame(n.B().mac, spoofed, req(3, 0, 0x1234abcd, 777, cookie)));
 	n.settle();
 	CHECK(n.accepts() == 1);
-	const Seen *ack = n.last(1, VR_OP_CONNECT_ACK);
+	const seen_frame *ack = n.last(1, VR_OP_CONNECT_ACK);
 	REQUIRE(ack);
 	CHECK(ack->p.h.conn_id == 0x1234abcd);
 	CHECK(ack->p.h.ack_psn == 777);
@@ -205,7 +179,7 @@ TEST_CASE("answers to an initiator must echo its ISN")
 	uint32_t conn = 0;
 	REQUIRE(vr_connect(n.A().eng, 0, ghost, 2, 41, &conn) == 0);
 	n.settle();
-	const Seen *r = n.last(0, VR_OP_CONNECT_REQ);
+	const seen_frame *r = n.last(0, VR_OP_CONNECT_REQ);
 	REQUIRE(r);
 	uint32_t isn = r->p.h.psn;
 	auto answer = [&](uint8_t op, uint32_t ack, uint64_t cookie) {
@@ -251,7 +225,7 @@ TEST_CASE("a CONNECT_REQ that would replace a live connection is challenged, not
 	Net n;
 	uint32_t ca = 0, cb = 0;
 	REQUIRE(connect(n.s, 0, 0, 1, 0, &ca, &cb));
-	const Seen *mine = n.last(0, VR_OP_CONNECT_REQ);
+	const seen_frame *mine = n.last(0, VR_OP_CONNECT_REQ);
 	REQUIRE(mine);
 	REQUIRE(mine->p.h.operand_b != 0); // the one that opened: it echoed a cookie
 	std::vector<uint8_t> opened = mine->bytes;
@@ -270,7 +244,7 @@ TEST_CASE("a CONNECT_REQ that would replace a live connection is challenged, not
 	h.operand_b = 0;
 	n.inject(1, frame(n.B().mac, n.A().mac, h));
 	n.settle();
-	const Seen *retry = n.last(1, VR_OP_CONNECT_RETRY);
+	const seen_frame *retry = n.last(1, VR_OP_CONNECT_RETRY);
 	REQUIRE(retry);
 	REQUIRE(retry->p.h.ack_psn == h.psn);
 	CHECK(n.ctr(1).challenges == 0);
@@ -389,7 +363,7 @@ TEST_CASE("frames of a connection outside its windows are dropped before they co
 	REQUIRE(reg(n.B(), 0, dst, VR_ACCESS_ALL) == 0);
 	REQUIRE(vr_post_write(n.A().eng, ca, src.key, 0, dst.key, 0, 3000, 1) == 0);
 	n.s.run([&] { return find(n.A(), 1) != nullptr; }, n.s.now + 100000000);
-	const Seen *w = n.last(0, VR_OP_WRITE_LAST);
+	const seen_frame *w = n.last(0, VR_OP_WRITE_LAST);
 	REQUIRE(w);
 	uint32_t rcv_nxt = w->p.h.psn + 1; // what B expects next
 	uint32_t b_next = w->p.h.ack_psn;  // what A expects from B
