@@ -99,6 +99,7 @@ static int vrf_validate(struct vrf_file *f, const struct vr_ring_req *req)
 	case VR_RING_ACCEPT_DATA:
 	case VR_RING_NAME:
 	case VR_RING_RESOLVE:
+	case VR_RING_AUTH_KEY:
 		if (!vrf_ep_owned(f, req->ep))
 			st = -EINVAL;
 		/* private data or a name, in one of the endpoint's regions */

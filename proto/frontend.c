@@ -410,6 +410,7 @@ int vr_fe_request(struct vr_fe *fe, const struct vr_ring_req *req, struct vr_rin
 		break;
 	case VR_RING_ACCEPT_DATA:
 	case VR_RING_NAME:
+	case VR_RING_AUTH_KEY:
 		if (!ep_of(fe, req->ep))
 			goto reject_inval;
 		rc = small_buffer_check(fe, req);

@@ -81,6 +81,10 @@ enum vr_ring_op {
 	VR_RING_PD_ALLOC,
 	VR_RING_PD_FREE,
 	VR_RING_PD_BIND,
+	/* ep, lkey, loff, len (32, or 0 to go back to the device's): the key
+	 * the endpoint's connections are authenticated with from now on
+	 * (engine.h vr_ep_set_auth_key).  Answered at once. */
+	VR_RING_AUTH_KEY,
 	VR_RING_OP_MAX,
 };
 

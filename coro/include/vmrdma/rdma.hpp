@@ -256,6 +256,12 @@ public:
     task<void> bind(const connection& conn, protection_domain pd);
     task<void> bind(const region& mr, protection_domain pd);
 
+    // A key of the application's own (e.g. from a key exchange it made with
+    // its peer) for this endpoint's connections from now on, instead of the
+    // device's auth_key (nullopt goes back to it): both ends need the same
+    // key, or the connection is refused (docs/wire-format.md, Authentication).
+    task<void> set_auth_key(const std::optional<device_options::auth_key_bytes>& key);
+
     // Names. announce: this endpoint answers for `name` (1..name_max
     // bytes, compared exactly) on the link, so that resolve() on any host
     // of the segment, or another frontend of the same backend, finds it;

@@ -57,6 +57,7 @@ const char* operation_name(std::uint8_t opcode) noexcept {
     case VR_RING_PD_ALLOC: return "allocate_protection_domain";
     case VR_RING_PD_FREE: return "free_protection_domain";
     case VR_RING_PD_BIND: return "bind";
+    case VR_RING_AUTH_KEY: return "set_auth_key";
     default: return "operation";
     }
 }

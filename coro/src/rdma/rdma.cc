@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <string.h>
 
 #include "bounce_pool.hpp"
 #include "device_core.hpp"
@@ -309,6 +310,27 @@ task<void> endpoint::bind(const region& mr, protection_domain pd) {
     r.lkey = mr.key_;
     r.operand = pd.id;
     co_await core_->perform(r, {});
+}
+
+task<void> endpoint::set_auth_key(const std::optional<device_options::auth_key_bytes>& key) {
+    if (!core_) throw error(errc::invalid_argument, "endpoint is closed");
+    auto* core = core_;
+    auto pool = core->bounce(id_);
+    detail::bounce_slot slot(pool, co_await pool->acquire());
+    auto bytes = pool->memory(slot.index());
+    if (key) std::memcpy(bytes.data(), key->data(), key->size());
+    auto r = request(VR_RING_AUTH_KEY);
+    r.ep = id_;
+    r.lkey = pool->key();
+    r.loff = pool->offset(slot.index());
+    r.len = key ? static_cast<std::uint32_t>(key->size()) : 0;
+    try {
+        co_await core->perform(r, {});
+    } catch (...) {
+        ::explicit_bzero(bytes.data(), key ? key->size() : 0);
+        throw;
+    }
+    ::explicit_bzero(bytes.data(), key ? key->size() : 0);  // no copy of a key left behind
 }
 
 namespace {
