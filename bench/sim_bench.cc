@@ -32,13 +32,15 @@ struct options {
     std::uint64_t seed = 1;
     unsigned seeds = 1;
     op_kind op = op_kind::write;
+    std::vector<std::uint32_t> recoveries;  // enum vr_recovery
     bool json = false;
 };
 
 void usage() {
     std::printf(
         "usage: sim_bench [-s SIZE]... [--depth N]... [--mtu N]... [--loss P]... [--rtt US]\n"
-        "                 [--gbps N] [-b BYTES] [--op write|read|send] [--seed N] [--seeds N] [--json]\n"
+        "                 [--gbps N] [-b BYTES] [--op write|read|send] [--recovery sr|gbn]...\n"
+        "                 [--seed N] [--seeds N] [--json]\n"
         "What loss costs the vmrdma protocol, on the simulator's virtual clock (proto/sim):\n"
         "two engines with the hosts' tuning profile (proto/engine.h) over a link of GBPS\n"
         "and round-trip time RTT, losing P %% of the frames in each direction. Engine A keeps\n"
@@ -54,6 +56,8 @@ void usage() {
         "  -b BYTES     bytes per run (default 256M)\n"
         "  --op O       write (default), read (B's data to A) or send (tagged, B posts\n"
         "               a receive for each)\n"
+        "  --recovery R sr (selective repeat, the default) or gbn (go-back-N, to compare);\n"
+        "               repeatable\n"
         "  --seed N     first seed (default 1); --seeds N runs per combination with\n"
         "               seeds N, N+1, ... and sums them (default 1)\n"
         "  --json       one JSON object per line instead of the table\n"
@@ -115,6 +119,11 @@ options parse(int argc, char** argv) {
             else if (m == "read") o.op = op_kind::read;
             else if (m == "send") o.op = op_kind::send;
             else throw std::runtime_error("--op must be write, read or send");
+        } else if (a == "--recovery") {
+            std::string m = value();
+            if (m == "sr") o.recoveries.push_back(VR_RECOVERY_SELECTIVE);
+            else if (m == "gbn") o.recoveries.push_back(VR_RECOVERY_GO_BACK_N);
+            else throw std::runtime_error("--recovery must be sr or gbn");
         } else if (a == "--seed") {
             o.seed = std::strtoull(value().c_str(), nullptr, 10);
         } else if (a == "--seeds") {
@@ -130,6 +139,7 @@ options parse(int argc, char** argv) {
     if (o.depths.empty()) o.depths = {16, 128};
     if (o.mtus.empty()) o.mtus = {1500, 9000};
     if (o.losses.empty()) o.losses = {0, 0.01, 0.1, 1};
+    if (o.recoveries.empty()) o.recoveries = {VR_RECOVERY_SELECTIVE};
     return o;
 }
 
@@ -151,8 +161,9 @@ struct result {
     std::exit(1);
 }
 
-vr_config make_config(std::uint32_t mtu, std::uint32_t depth) {
+vr_config make_config(std::uint32_t mtu, std::uint32_t depth, std::uint32_t recovery) {
     vr_config c{};
+    c.recovery = recovery;
     c.mtu = mtu;
     c.max_endpoints = 4;
     c.max_conns = 8;
@@ -165,10 +176,10 @@ vr_config make_config(std::uint32_t mtu, std::uint32_t depth) {
     return c;
 }
 
-result run_one(const options& o, std::uint32_t size, std::uint32_t depth, std::uint32_t mtu,
-               double loss_pct, std::uint64_t seed) {
+result run_one(const options& o, std::uint32_t recovery, std::uint32_t size, std::uint32_t depth,
+               std::uint32_t mtu, double loss_pct, std::uint64_t seed) {
     vrsim::Sim s(seed);
-    vr_config cfg = make_config(mtu, depth);
+    vr_config cfg = make_config(mtu, depth, recovery);
     if (s.add_node(cfg) != 0 || s.add_node(cfg) != 1) die("cannot create the engines");
     vrsim::LinkCfg lc;
     lc.delay_ns = static_cast<std::uint64_t>(o.rtt_us * 1000 / 2);
@@ -296,29 +307,31 @@ int main(int argc, char** argv) {
         std::printf("# sim_bench: %s, %llu Gbit/s, RTT %.0f us, %s per run, %u seed(s) from %llu\n",
                     op_name(o.op), (unsigned long long)o.gbps, o.rtt_us,
                     size_name(o.bytes).c_str(), o.seeds, (unsigned long long)o.seed);
-        std::printf("%-5s %5s %5s %6s | %8s %5s %9s | %7s %8s %5s %6s %6s %9s\n", "size", "depth",
-                    "mtu", "loss%", "Gbit/s", "link%", "time ms", "tx/need", "retx", "RTOs",
+        std::printf("%-3s %-5s %5s %5s %6s | %8s %5s %9s | %7s %8s %5s %6s %6s %9s\n",
+                    "rec", "size", "depth", "mtu", "loss%", "Gbit/s", "link%", "time ms", "tx/need", "retx", "RTOs",
                     "acks/f", "naks", "max op ms");
     }
     for (std::uint32_t mtu : o.mtus)
         for (std::uint32_t size : o.sizes)
             for (std::uint32_t depth : o.depths)
-                for (double loss : o.losses) {
+                for (double loss : o.losses)
+                for (std::uint32_t rec : o.recoveries) {
+                    const char* rec_name = rec == VR_RECOVERY_SELECTIVE ? "sr" : "gbn";
                     result sum;
                     for (unsigned k = 0; k < o.seeds; ++k)
-                        sum += run_one(o, size, depth, mtu, loss, o.seed + k);
+                        sum += run_one(o, rec, size, depth, mtu, loss, o.seed + k);
                     double gbit = sum.ns ? sum.bytes * 8.0 / sum.ns : 0;
                     double tx_need = sum.needed ? double(sum.data_tx) / sum.needed : 0;
                     double acks = sum.needed ? double(sum.acks) / sum.needed : 0;
                     if (o.json) {
                         std::printf(
-                            "{\"op\":\"%s\",\"size\":%u,\"depth\":%u,\"mtu\":%u,\"loss_pct\":%g,"
+                            "{\"op\":\"%s\",\"recovery\":\"%s\",\"size\":%u,\"depth\":%u,\"mtu\":%u,\"loss_pct\":%g,"
                             "\"rtt_us\":%g,\"gbps\":%llu,\"seeds\":%u,\"bytes\":%llu,\"ns\":%llu,"
                             "\"goodput_gbit\":%.4f,\"data_frames_needed\":%llu,"
                             "\"data_frames_sent\":%llu,\"retransmits\":%llu,\"rtos\":%llu,"
                             "\"acks\":%llu,\"naks\":%llu,\"congestion_events\":%llu,"
                             "\"max_op_ns\":%llu}\n",
-                            op_name(o.op), size, depth, mtu, loss, o.rtt_us,
+                            op_name(o.op), rec_name, size, depth, mtu, loss, o.rtt_us,
                             (unsigned long long)o.gbps, o.seeds, (unsigned long long)sum.bytes,
                             (unsigned long long)sum.ns, gbit, (unsigned long long)sum.needed,
                             (unsigned long long)sum.data_tx, (unsigned long long)sum.retx,
@@ -326,9 +339,9 @@ int main(int argc, char** argv) {
                             (unsigned long long)sum.naks, (unsigned long long)sum.cc_events,
                             (unsigned long long)sum.max_op_ns);
                     } else {
-                        std::printf("%-5s %5u %5u %6g | %8.3f %4.0f%% %9.2f | %7.3f %8llu %5llu "
+                        std::printf("%-3s %-5s %5u %5u %6g | %8.3f %4.0f%% %9.2f | %7.3f %8llu %5llu "
                                     "%6.3f %6llu %9.2f\n",
-                                    size_name(size).c_str(), depth, mtu, loss, gbit,
+                                    rec_name, size_name(size).c_str(), depth, mtu, loss, gbit,
                                     100.0 * gbit / o.gbps, sum.ns / 1e6, tx_need,
                                     (unsigned long long)sum.retx, (unsigned long long)sum.rtos,
                                     acks, (unsigned long long)sum.naks, sum.max_op_ns / 1e6);

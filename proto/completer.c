@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
-/* completer.c - requester-side completion: cumulative ACKs, NAK handling
- * (go-back-N, RNR back-off, fatal errors), READ/ATOMIC responses, flush
- * and cancellation.  Every request completes exactly once: the
+/* completer.c - requester-side completion: cumulative and selective ACKs,
+ * what is lost and sent again (selective repeat or go-back-N), NAK handling
+ * (RNR back-off, fatal errors), READ/ATOMIC responses, flush and
+ * cancellation.  Every request completes exactly once: the
  * `completed` flag is set before the callback runs. */
 #include "internal.h"
 
@@ -82,6 +83,161 @@ void vr_cc_on_loss(struct vr_engine *eng, struct vr_conn *c, u32 psn, bool timeo
 	VR_CTR(eng, &eng->eps[c->ep], congestion_events, 1);
 }
 
+/* ------------------------------------------------ selective repeat */
+
+/* The peer has frame psn (acknowledged or held): what it says about the
+ * frames sent before it is counted in transmissions (vr_comp_find_lost). */
+static void sr_delivered(struct vr_conn *c, u32 psn)
+{
+	u32 t = c->sr->txseq[psn % VR_SR_SPAN];
+
+	if ((s32)(t - c->delivered) > 0)
+		c->delivered = t;
+}
+
+/* Frames [snd_una, ack) are acknowledged: their records go. */
+static void sr_acked(struct vr_conn *c, u32 ack)
+{
+	u32 psn;
+
+	if (!c->n_sacked && !c->n_lost) {
+		sr_delivered(c, ack - 1); /* in order: the last is the latest sent */
+		return;
+	}
+	for (psn = c->snd_una; psn != ack; psn++) {
+		if (vr_sr_test(c->sr->sacked, psn)) {
+			vr_sr_clear(c->sr->sacked, psn);
+			c->n_sacked--;
+		}
+		if (vr_sr_test(c->sr->lost, psn)) {
+			vr_sr_clear(c->sr->lost, psn);
+			c->n_lost--;
+		}
+		sr_delivered(c, psn);
+	}
+}
+
+/* Every frame from psn to snd_hi is to be sent again: go-back-N rewinds
+ * snd_nxt, selective repeat marks those the peer does not hold. */
+static void resend_from(struct vr_conn *c, u32 psn)
+{
+	if (!c->sack) {
+		c->snd_nxt = psn;
+		return;
+	}
+	for (; psn != c->snd_hi; psn++) {
+		if (!vr_sr_test(c->sr->sacked, psn) && !vr_sr_test(c->sr->lost, psn)) {
+			vr_sr_set(c->sr->lost, psn);
+			c->n_lost++;
+		}
+	}
+}
+
+/* An ACK or NAK of the peer: its map of what it holds beyond ack_psn. */
+void vr_comp_rx_sack(struct vr_engine *eng, struct vr_conn *c, const struct vr_hdr *h, u64 now)
+{
+	u64 map[VR_SACK_WORDS];
+	u32 k, before = c->n_sacked;
+
+	vr_sack_get(h, map);
+	for (k = 0; k < VR_SACK_WORDS; k++) {
+		while (map[k]) {
+			u32 psn = h->ack_psn + 1 + 64 * k + vr_ctz64(map[k]);
+
+			map[k] &= map[k] - 1;
+			/* never beyond what we sent (nor, then, beyond our records) */
+			if (!vr_psn_lt(psn, c->snd_hi))
+				break;
+			if (vr_psn_lt(psn, c->snd_una) || vr_sr_test(c->sr->sacked, psn))
+				continue;
+			vr_sr_set(c->sr->sacked, psn);
+			c->n_sacked++;
+			if (vr_sr_test(c->sr->lost, psn)) {
+				vr_sr_clear(c->sr->lost, psn);
+				c->n_lost--;
+			}
+			sr_delivered(c, psn);
+		}
+	}
+	if (c->n_sacked != before)
+		vr_comp_arm_probe(eng, c, now, true);
+}
+
+/*
+ * RACK's rule counted in transmissions: a frame the peer has neither
+ * acknowledged nor held is lost once a frame sent VR_SR_REORDER
+ * transmissions after it has arrived.  Links keep frames in order, so a
+ * frame sent later that arrived means this one did not; the margin absorbs
+ * a little reordering.  Only while the peer holds something: otherwise
+ * every frame not acknowledged may still be on its way, and a loss-free
+ * stream pays nothing here.
+ */
+void vr_comp_find_lost(struct vr_engine *eng, struct vr_conn *c)
+{
+	u32 psn, first = 0;
+	bool found = false;
+
+	if (!c->n_sacked)
+		return;
+	for (psn = c->snd_una; psn != c->snd_hi; psn++) {
+		if (vr_sr_test(c->sr->sacked, psn) || vr_sr_test(c->sr->lost, psn) ||
+		    (s32)(c->delivered - c->sr->txseq[psn % VR_SR_SPAN]) < VR_SR_REORDER)
+			continue;
+		vr_sr_set(c->sr->lost, psn);
+		c->n_lost++;
+		if (!found)
+			first = psn;
+		found = true;
+	}
+	if (found)
+		vr_cc_on_loss(eng, c, first, false);
+}
+
+/*
+ * Tail-loss probe: with frames out and nothing heard for tail_pto (twice
+ * the longest a peer waits before it ACKs), the frame at snd_una goes again
+ * asking for an ACK, whatever the window.  The answer tells what arrived,
+ * and by the rule above what did not: a lost ACK or a lost last frame
+ * costs a probe time instead of an RTO.  Unanswered, the time doubles
+ * (a peer that is only slow gets few probes) until the RTO takes over.
+ */
+void vr_comp_arm_probe(struct vr_engine *eng, struct vr_conn *c, u64 now, bool news)
+{
+	if (!c->sack)
+		return;
+	if (news || !c->tail_pto)
+		c->tail_pto = 2 * eng->cfg.ack_delay_ns;
+	if (c->snd_una == c->snd_hi)
+		c->tail_probe_at = VR_U64_MAX;
+	else if (news || c->tail_probe_at == VR_U64_MAX)
+		c->tail_probe_at = now + c->tail_pto;
+}
+
+void vr_comp_probe_timer(struct vr_engine *eng, struct vr_conn *c, u64 now)
+{
+	c->tail_probe_at = VR_U64_MAX;
+	if (!c->sack || c->snd_una == c->snd_hi)
+		return;
+	c->tail_probe = true;
+	c->tail_pto = 2 * c->tail_pto < eng->cfg.rto_max_ns ? 2 * c->tail_pto : eng->cfg.rto_max_ns;
+	c->tail_probe_at = now + c->tail_pto;
+}
+
+void vr_comp_rto(struct vr_engine *eng, struct vr_conn *c)
+{
+	vr_cc_on_loss(eng, c, c->snd_una, true);
+	if (c->sack && c->retries >= 2 && c->n_sacked) {
+		/* A second expiry without progress: whatever the peer's map
+		 * said, everything goes again (the peer has no reason to say it
+		 * holds what it lacks, but no connection may stall on it). */
+		memset(c->sr->sacked, 0, sizeof(c->sr->sacked));
+		c->n_sacked = 0;
+	}
+	resend_from(c, c->snd_una);
+}
+
+/* ------------------------------------------------------------- ACKs */
+
 void vr_comp_rx_ack(struct vr_engine *eng, struct vr_conn *c, u32 ack, u64 now)
 {
 	u32 cap = 2 * eng->cfg.max_ops;
@@ -94,6 +250,8 @@ void vr_comp_rx_ack(struct vr_engine *eng, struct vr_conn *c, u32 ack, u64 now)
 		return;
 	}
 	vr_cc_on_ack(eng, c, ack - c->snd_una);
+	if (c->sack)
+		sr_acked(c, ack);
 	c->snd_una = ack;
 	if (vr_psn_lt(c->snd_nxt, ack))
 		c->snd_nxt = ack;
@@ -116,6 +274,7 @@ void vr_comp_rx_ack(struct vr_engine *eng, struct vr_conn *c, u32 ack, u64 now)
 	c->rnr_since = 0;
 	c->rto = eng->cfg.rto_ns;
 	c->rto_deadline = c->snd_una == c->snd_hi ? VR_U64_MAX : now + c->rto;
+	vr_comp_arm_probe(eng, c, now, true);
 }
 
 void vr_comp_rx_nak(struct vr_engine *eng, struct vr_conn *c, const struct vr_parsed *p,
@@ -136,7 +295,7 @@ void vr_comp_rx_nak(struct vr_engine *eng, struct vr_conn *c, const struct vr_pa
 	switch (why) {
 	case VR_NAK_SEQ:
 		vr_cc_on_loss(eng, c, psn, false);
-		c->snd_nxt = psn;
+		resend_from(c, psn);
 		break;
 	case VR_NAK_RNR:
 	case VR_NAK_RESOURCES:
@@ -151,7 +310,7 @@ void vr_comp_rx_nak(struct vr_engine *eng, struct vr_conn *c, const struct vr_pa
 			vr_conn_fail(eng, c, -ECONNRESET, true);
 			return;
 		}
-		c->snd_nxt = psn;
+		resend_from(c, psn);
 		c->rnr_until = now + eng->cfg.rnr_delay_ns;
 		if (!c->rnr_until)
 			c->rnr_until = 1;
@@ -178,6 +337,40 @@ static struct vr_op *op_by_msg(struct vr_engine *eng, struct vr_conn *c, u32 msg
 	if (op->kind == VR_K_FREE || op->msg_id != msg_id)
 		return NULL;
 	return op;
+}
+
+/*
+ * A READ_RESP frame ahead of rcv_nxt (selective repeat): may it be held?
+ * Its payload is placed now, as in order; if it is the READ's last, the
+ * READ completes when rcv_nxt passes it (vr_comp_resp_end), so completions
+ * keep their order.  A frame that fails the READ (an abort, a failed
+ * placement) waits for its turn; one for no live READ is a no-op either way.
+ */
+int vr_comp_rx_resp_ahead(struct vr_engine *eng, struct vr_conn *c, const struct vr_parsed *p)
+{
+	const struct vr_hdr *h = &p->h;
+	struct vr_op *op = op_by_msg(eng, c, h->msg_id);
+	const struct vr_region *reg;
+
+	if (h->opcode == VR_OP_ATOMIC_RESP)
+		return 0;
+	if (!op || op->completed || op->kind != VR_K_READ || h->total_len != op->len)
+		return 1;
+	if ((h->flags & VR_F_ABORT) ||
+	    vr_region_check_pd(&eng->rt, op->lkey, c->ep, c->pd, VR_ACCESS_LOCAL_WRITE,
+			       op->loff + h->remote_off, h->payload_len, &reg) ||
+	    eng->mem->copy_in(reg->mem, op->loff + h->remote_off, p->payload, h->payload_len))
+		return 0;
+	return h->remote_off + h->payload_len == op->len ? 2 : 1;
+}
+
+/* rcv_nxt passed the held last frame of READ msg_id's response. */
+void vr_comp_resp_end(struct vr_engine *eng, struct vr_conn *c, u32 msg_id)
+{
+	struct vr_op *op = op_by_msg(eng, c, msg_id);
+
+	if (op && !op->completed && op->kind == VR_K_READ)
+		op_complete(eng, c, op, 0, 0);
 }
 
 /* READ_RESP / ATOMIC_RESP, already admitted in PSN order. */
@@ -232,7 +425,11 @@ void vr_comp_flush(struct vr_engine *eng, struct vr_conn *c, int status)
 	}
 	c->ring_len = 0;
 	c->snd_una = c->snd_nxt = c->snd_hi = c->snd_max;
-	c->rto_deadline = VR_U64_MAX;
+	memset(c->sr->sacked, 0, sizeof(c->sr->sacked));
+	memset(c->sr->lost, 0, sizeof(c->sr->lost));
+	c->n_sacked = c->n_lost = 0;
+	c->tail_probe = false;
+	c->rto_deadline = c->tail_probe_at = VR_U64_MAX;
 }
 
 /* Local close of a live connection: every request completes -ECANCELED

@@ -34,6 +34,7 @@ static struct vr_conn *conn_alloc(struct vr_engine *eng, u16 ep)
 		struct vr_op *ops = c->ops;
 		u16 *ring = c->ring;
 		struct vr_conn_keys *keys = c->keys;
+		struct vr_conn_sr *sr = c->sr;
 		u16 gen = c->gen;
 
 		if (c->state != VR_CONN_FREE)
@@ -42,7 +43,9 @@ static struct vr_conn *conn_alloc(struct vr_engine *eng, u16 ep)
 		c->ops = ops;
 		c->ring = ring;
 		c->keys = keys;
+		c->sr = sr;
 		memset(keys, 0, sizeof(*keys));
+		memset(sr, 0, sizeof(*sr));
 		memset(ops, 0, sizeof(*ops) * 2 * eng->cfg.max_ops);
 		/* id = index | generation << 16.  The generation is random
 		 * (never 0, so id != 0, and never the slot's last one, so a
@@ -60,9 +63,11 @@ static struct vr_conn *conn_alloc(struct vr_engine *eng, u16 ep)
 		c->mps = eng->mps;
 		isn = vr_rand(eng);
 		c->isn = c->snd_una = c->snd_nxt = c->snd_hi = c->snd_max = isn;
+		c->ack_asked = isn;
 		vr_cc_init(eng, c);
 		c->rto = eng->cfg.rto_ns;
 		c->rto_deadline = VR_U64_MAX;
+		c->tail_probe_at = VR_U64_MAX;
 		c->ack_deadline = VR_U64_MAX;
 		c->ctl_deadline = VR_U64_MAX;
 		c->ep_next = e->conn_head;
@@ -519,6 +524,7 @@ void vr_conn_rx_req(struct vr_engine *eng, const struct vr_parsed *p, u64 now)
 	}
 	c->link_fcs = !c->auth && eng->cfg.integrity == VR_INTEGRITY_LINK &&
 		      (p->h.operand_a & VR_CAP_LINK_FCS);
+	c->sack = eng->cfg.recovery == VR_RECOVERY_SELECTIVE && (p->h.operand_a & VR_CAP_SACK);
 	memcpy(c->pdata, p->payload, p->h.payload_len); /* <= VR_PRIVATE_DATA_MAX: parsed */
 	c->pdata_len = (u8)p->h.payload_len;
 	c->last_rx = c->last_probe = now;
@@ -616,6 +622,8 @@ void vr_conn_rx_ctl(struct vr_engine *eng, const struct vr_parsed *p, u64 now)
 		/* The responder's choice, never more than we offered. */
 		c->link_fcs = !c->auth && eng->cfg.integrity == VR_INTEGRITY_LINK &&
 			      (p->h.operand_a & VR_CAP_LINK_FCS);
+		c->sack = eng->cfg.recovery == VR_RECOVERY_SELECTIVE &&
+			  (p->h.operand_a & VR_CAP_SACK);
 		memcpy(c->pdata, p->payload, p->h.payload_len); /* the accept data */
 		c->pdata_len = (u8)p->h.payload_len;
 		c->last_rx = c->last_probe = now;
@@ -671,6 +679,8 @@ u64 vr_conn_next_timeout(const struct vr_engine *eng, const struct vr_conn *c)
 		return t;
 	if (c->rto_deadline < t)
 		t = c->rto_deadline;
+	if (c->tail_probe_at < t)
+		t = c->tail_probe_at;
 	if (c->ack_deadline < t)
 		t = c->ack_deadline;
 	if (c->rnr_until && c->rnr_until < t)
@@ -735,6 +745,8 @@ void vr_conn_timer(struct vr_engine *eng, struct vr_conn *c, u64 now)
 	}
 	if (c->rnr_until && now >= c->rnr_until)
 		c->rnr_until = 0;
+	if (now >= c->tail_probe_at)
+		vr_comp_probe_timer(eng, c, now);
 	if (now >= c->rto_deadline) {
 		VR_CTR(eng, e, timeouts, 1);
 		if (!c->stall_since)
@@ -746,9 +758,7 @@ void vr_conn_timer(struct vr_engine *eng, struct vr_conn *c, u64 now)
 			vr_conn_fail(eng, c, -ETIMEDOUT, true);
 			return;
 		}
-		/* go-back-N: resend everything from the oldest unacked PSN */
-		vr_cc_on_loss(eng, c, c->snd_una, true);
-		c->snd_nxt = c->snd_una;
+		vr_comp_rto(eng, c);
 		c->rto = c->rto * 2 > eng->cfg.rto_max_ns ? eng->cfg.rto_max_ns : c->rto * 2;
 		c->rto_deadline = now + c->rto;
 	}

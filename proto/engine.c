@@ -8,7 +8,7 @@
 #define ALIGN8(x) (((x) + 7) & ~(size_t)7)
 
 struct layout {
-	size_t eng, eps, conns, keys, ops, rings, regions, pds, recvs, unexp, bufs, total;
+	size_t eng, eps, conns, keys, srs, ops, rings, regions, pds, recvs, unexp, bufs, total;
 };
 
 /* Protection domains: VR_PDS_PER_EP per endpoint, at most 65535 ids. */
@@ -54,7 +54,8 @@ static bool cfg_valid(const struct vr_config *c)
 	       c->rto_ns <= c->rto_max_ns &&
 	       c->window <= VR_PSN_SLACK / 2 && /* a frame in flight is inside the windows */
 	       c->conn_reserve < c->max_conns &&
-	       c->integrity <= VR_INTEGRITY_LINK && c->auth <= VR_AUTH_PSK;
+	       c->integrity <= VR_INTEGRITY_LINK && c->auth <= VR_AUTH_PSK &&
+	       c->recovery <= VR_RECOVERY_GO_BACK_N;
 }
 
 static bool compute_layout(const struct vr_config *in, struct layout *l)
@@ -70,7 +71,8 @@ static bool compute_layout(const struct vr_config *in, struct layout *l)
 	l->eps = ALIGN8(sizeof(struct vr_engine));
 	l->conns = l->eps + ALIGN8(sizeof(struct vr_ep) * c.max_endpoints);
 	l->keys = l->conns + ALIGN8(sizeof(struct vr_conn) * c.max_conns);
-	l->ops = l->keys + ALIGN8(sizeof(struct vr_conn_keys) * c.max_conns);
+	l->srs = l->keys + ALIGN8(sizeof(struct vr_conn_keys) * c.max_conns);
+	l->ops = l->srs + ALIGN8(sizeof(struct vr_conn_sr) * c.max_conns);
 	l->rings = l->ops + ALIGN8(sizeof(struct vr_op) * nops);
 	l->regions = l->rings + ALIGN8(sizeof(u16) * nops);
 	l->pds = l->regions + ALIGN8(sizeof(struct vr_region) * c.max_regions);
@@ -120,6 +122,7 @@ int vr_engine_create(const struct vr_config *cfg, void *mem, size_t mem_len,
 
 		c->ops = (struct vr_op *)(base + l.ops) + (size_t)i * nops;
 		c->keys = (struct vr_conn_keys *)(base + l.keys) + i;
+		c->sr = (struct vr_conn_sr *)(base + l.srs) + i;
 		c->ring = (u16 *)(base + l.rings) + (size_t)i * nops;
 		c->ep_next = VR_NO_SLOT;
 	}
@@ -651,6 +654,12 @@ static int vr_engine_input_frame(struct vr_engine *eng, const void *frame, u32 l
 	vr_comp_rx_ack(eng, c, p.h.ack_psn, now);
 	if (c->state != VR_CONN_CONNECTED)
 		return 0;
+	if (c->sack) {
+		/* What the peer holds beyond the ACK, then what that says is lost. */
+		if (p.h.opcode == VR_OP_ACK || p.h.opcode == VR_OP_NAK)
+			vr_comp_rx_sack(eng, c, &p.h, now);
+		vr_comp_find_lost(eng, c);
+	}
 	if (p.h.opcode == VR_OP_ACK) {
 		VR_CTR(eng, e, acks_rx, 1);
 		if (p.h.flags & VR_F_ACKREQ)

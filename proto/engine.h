@@ -146,6 +146,16 @@ enum vr_integrity {
 };
 
 /*
+ * Loss recovery (docs/proto.md, Reliability).  SELECTIVE: offer selective
+ * repeat in every handshake (VR_CAP_SACK); a connection uses it when both
+ * ends offered it, else go-back-N.  GO_BACK_N: never offer it (to compare).
+ */
+enum vr_recovery {
+	VR_RECOVERY_SELECTIVE = 0,
+	VR_RECOVERY_GO_BACK_N = 1,
+};
+
+/*
  * Authenticated frames (docs/wire-format.md, Authentication; auth.h).  A
  * device with VR_AUTH_PSK authenticates every connection with a key derived
  * from auth_key; an endpoint may have a key of its own (vr_ep_set_auth_key),
@@ -190,6 +200,7 @@ struct vr_config {
 	u32 rnr_retry_limit;
 	u64 rnr_timeout_ns;
 	u32 integrity;        /* enum vr_integrity; 0 = END_TO_END */
+	u32 recovery;         /* enum vr_recovery; 0 = SELECTIVE */
 	/* Connections a listener accepts: at most max_conns_per_peer from one
 	 * MAC (0: VR_DEFAULT_CONNS_PER_PEER_PCT of max_conns), and never the
 	 * last conn_reserve slots (0: max_conns / 8), which stay for the host's
@@ -229,6 +240,9 @@ struct vr_counters {
 	u64 auth_failed;        /* frames with a wrong or missing tag, or one on a plain connection */
 	u64 auth_replays;       /* authenticated frames whose nonce was seen or is too old */
 	u64 auth_refused;       /* CONNECT_REQs refused: one side authenticates, the other not */
+	/* selective repeat (docs/proto.md, Reliability) */
+	u64 held_ahead;         /* data frames placed ahead of a gap, not resent */
+	u64 tail_probes;        /* frames sent again because no ACK came (tail-loss probes) */
 };
 
 enum vr_conn_state {

@@ -42,6 +42,42 @@ struct vr_conn_keys {
 	u8 key[VR_AUTH_KEY_LEN];
 };
 
+/*
+ * Selective repeat (docs/proto.md, Reliability): a connection's per-frame
+ * record, in a table beside the connection table.  Each bitmap is indexed by
+ * PSN modulo VR_SR_SPAN; the receiver's covers (rcv_nxt, rcv_nxt + SPAN),
+ * the sender's [snd_una, snd_una + SPAN), which bounds what it has in flight.
+ * The SPAN is the SACK map's (wire.h), so all the receiver holds is told.
+ */
+#define VR_SR_SPAN VR_SACK_BITS
+#define VR_SR_WORDS VR_SACK_WORDS
+/* A frame is lost once one sent this many transmissions after it arrived. */
+#define VR_SR_REORDER 3
+
+struct vr_conn_sr {
+	u64 held[VR_SR_WORDS];   /* receiver: placed ahead of rcv_nxt */
+	u64 ends[VR_SR_WORDS];   /* receiver: ... and completes the READ end_msg[] names */
+	u32 end_msg[VR_SR_SPAN];
+	u64 sacked[VR_SR_WORDS]; /* sender: the peer holds it */
+	u64 lost[VR_SR_WORDS];   /* sender: to be sent again */
+	u32 txseq[VR_SR_SPAN];   /* sender: tx_count when it was last sent */
+};
+
+static inline bool vr_sr_test(const u64 *map, u32 psn)
+{
+	return (map[(psn / 64) % VR_SR_WORDS] >> (psn % 64)) & 1;
+}
+
+static inline void vr_sr_set(u64 *map, u32 psn)
+{
+	map[(psn / 64) % VR_SR_WORDS] |= 1ULL << (psn % 64);
+}
+
+static inline void vr_sr_clear(u64 *map, u32 psn)
+{
+	map[(psn / 64) % VR_SR_WORDS] &= ~(1ULL << (psn % 64));
+}
+
 /* The windows every frame of a connection must fall in (docs/proto.md):
  * how far a PSN may be from what we expect next, and how far an ack_psn may
  * lag behind what the peer already acknowledged.  A blind forger has to hit
@@ -59,12 +95,16 @@ struct vr_conn {
 	bool passive;           /* accepted (counts against the listener's limits) */
 	u16 pd;                 /* protection domain (region.h; 0: none) */
 	u8 hs_cookies;          /* CONNECTING: RETRY cookies taken so far */
+	bool sack;              /* selective repeat agreed (VR_CAP_SACK); state in *sr */
+	u16 n_held;             /* receiver: frames held ahead of rcv_nxt */
+	u16 n_sacked, n_lost;   /* sender: bits set in sr->sacked, sr->lost */
 	u64 hs_cookie;          /* CONNECTING: the listener's cookie to echo (0: none yet) */
 	u64 challenge_at;       /* a replacing CONNECT_REQ was seen then (0: none) */
 	bool auth;              /* authenticated frames: keys in *keys */
+	bool link_fcs;          /* handshake agreed: payloads rest on the link's FCS */
 	u32 mps;                /* payload bytes per frame: less the auth block if auth */
 	struct vr_conn_keys *keys;
-	bool link_fcs;          /* handshake agreed: payloads rest on the link's FCS */
+	struct vr_conn_sr *sr;
 	/* liveness: the last frame heard on this connection, the last probe */
 	u64 last_rx, last_probe;
 	bool probe;             /* send an ACK that asks for an ACK */
@@ -79,13 +119,17 @@ struct vr_conn {
 	u16 psn_hint_pos;      /* ... and where it stood in the ring */
 	u16 alloc_next[2];     /* where vr_op_alloc looks first: requests, responses */
 	struct vr_op *ops;     /* [0,max_ops) requests, [max_ops,2*max_ops) responses */
-	u32 msg_seq;
+	u32 tx_count;          /* SACK: data frames sent (new and again), for sr->txseq */
 	u64 rto, rto_deadline; /* deadline VR_U64_MAX when disarmed */
 	/* congestion window (frames, <= cfg.window): slow start below
 	 * ssthresh, then one frame more per window acknowledged; halved once
 	 * per loss event (a sequence NAK past `recover`), back to 2 on RTO */
 	u32 cwnd, ssthresh, cwnd_acked, recover;
 	u32 retries;
+	u32 delivered;         /* SACK: highest txseq of a frame the peer has */
+	u32 ack_asked;         /* SACK: an ACK is asked for up to here (window full) */
+	bool tail_probe;       /* SACK: send snd_una's frame again, asking for an ACK */
+	u64 tail_pto, tail_probe_at; /* SACK: probe after this long without news */
 	u64 stall_since;       /* first RTO expiry since the last progress (0: none) */
 	u64 rnr_until;
 	u32 rnr_retries;
@@ -231,6 +275,9 @@ struct vr_engine {
 	/* commit record for the frame in txf */
 	struct vr_conn *tx_conn;
 	u8 tx_what;
+	u32 tx_psn;               /* VR_TX_DATA: its PSN */
+	bool tx_asks;             /* ... flagged ACKREQ because it fills the window */
+	bool tx_probe;            /* ... a tail-loss probe */
 };
 
 enum { VR_TX_NONE, VR_TX_CTL, VR_TX_NAK, VR_TX_DATA, VR_TX_ACK };
@@ -312,6 +359,17 @@ void vr_comp_rx_ack(struct vr_engine *eng, struct vr_conn *c, u32 ack_psn, u64 n
 void vr_comp_rx_nak(struct vr_engine *eng, struct vr_conn *c, const struct vr_parsed *p,
 		    u64 now);
 void vr_comp_rx_resp(struct vr_engine *eng, struct vr_conn *c, const struct vr_parsed *p);
+/* 0: not yet (dropped), 1: placed, 2: placed and its READ completes in order */
+int vr_comp_rx_resp_ahead(struct vr_engine *eng, struct vr_conn *c, const struct vr_parsed *p);
+void vr_comp_resp_end(struct vr_engine *eng, struct vr_conn *c, u32 msg_id);
+/* selective repeat (docs/proto.md, Reliability) */
+void vr_comp_rx_sack(struct vr_engine *eng, struct vr_conn *c, const struct vr_hdr *h, u64 now);
+void vr_comp_find_lost(struct vr_engine *eng, struct vr_conn *c);
+/* the RTO expired: what is to be sent again, and the congestion window */
+void vr_comp_rto(struct vr_engine *eng, struct vr_conn *c);
+/* news from the peer, or a frame sent: when to probe for a lost tail */
+void vr_comp_arm_probe(struct vr_engine *eng, struct vr_conn *c, u64 now, bool news);
+void vr_comp_probe_timer(struct vr_engine *eng, struct vr_conn *c, u64 now);
 void vr_comp_flush(struct vr_engine *eng, struct vr_conn *c, int status);
 void vr_comp_close(struct vr_engine *eng, struct vr_conn *c);
 void vr_comp_cancel_key(struct vr_engine *eng, u64 key);

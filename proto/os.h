@@ -14,6 +14,7 @@
 #include <linux/string.h>
 #include <linux/errno.h>
 #include <linux/kernel.h>
+#include <linux/bitops.h>
 #else
 #include <stdint.h>
 #include <stddef.h>
@@ -75,6 +76,16 @@ static inline bool vr_psn_lt(u32 a, u32 b)
 static inline bool vr_psn_le(u32 a, u32 b)
 {
 	return (s32)(a - b) <= 0;
+}
+
+/* Index of the lowest set bit of x (x != 0). */
+static inline unsigned int vr_ctz64(u64 x)
+{
+#ifdef __KERNEL__
+	return __ffs64(x);
+#else
+	return (unsigned int)__builtin_ctzll(x);
+#endif
 }
 
 /* A compile-time check of an ABI, in C and in C++. */

@@ -311,9 +311,26 @@ static void abort_op(struct vr_engine *eng, struct vr_conn *c, struct vr_op *op,
 	}
 }
 
-static bool build_data(struct vr_engine *eng, struct vr_conn *c)
+/*
+ * After this frame c can send nothing until an ACK comes: ask for it now
+ * rather than after the peer's ACK delay, unless an ACK asked for that way
+ * is still to come (selective repeat's ACK policy; one request per round
+ * trip, so that a sender that is always at its window does not make every
+ * frame an ACK).
+ */
+static bool fills_window(const struct vr_engine *eng, const struct vr_conn *c)
 {
-	struct vr_op *op = vr_op_for_psn(eng, c, c->snd_nxt);
+	u32 flight = c->snd_hi - c->snd_una;
+
+	if (!c->sack || vr_psn_lt(c->snd_una, c->ack_asked))
+		return false;
+	return flight - c->n_sacked - c->n_lost + 1 >= c->cwnd ||
+	       flight + 1 >= eng->cfg.window || flight + 1 >= VR_SR_SPAN;
+}
+
+static bool build_data(struct vr_engine *eng, struct vr_conn *c, u32 psn)
+{
+	struct vr_op *op = vr_op_for_psn(eng, c, psn);
 	const struct vr_region *src = NULL;
 	struct vr_hdr h;
 	u32 i, seg_off = 0, pl = 0;
@@ -322,7 +339,7 @@ static bool build_data(struct vr_engine *eng, struct vr_conn *c)
 
 	if (!op)
 		return false; /* cannot happen: PSNs in [una,max) always map */
-	i = c->snd_nxt - op->psn_first;
+	i = psn - op->psn_first;
 	if (op->kind == VR_K_WRITE || op->kind == VR_K_SEND || op->kind == VR_K_READ_RESP) {
 		seg_off = i * c->mps;
 		pl = op->len - seg_off < c->mps ? op->len - seg_off : c->mps;
@@ -361,10 +378,11 @@ static bool build_data(struct vr_engine *eng, struct vr_conn *c)
 		h.operand_a = op->a;
 		break;
 	}
-	h.psn = c->snd_nxt;
+	h.psn = psn;
 	h.msg_id = op->msg_id;
 	h.total_len = op->len;
-	if (i == op->nframes - 1)
+	eng->tx_asks = i != op->nframes - 1 && fills_window(eng, c);
+	if (i == op->nframes - 1 || eng->tx_asks || eng->tx_probe)
 		h.flags |= VR_F_ACKREQ;
 	if (pl && !op->aborted) {
 		/* Re-validate at every transmission: the region may be gone. */
@@ -388,14 +406,93 @@ static bool build_data(struct vr_engine *eng, struct vr_conn *c)
 	}
 	h.payload_len = (u16)pl;
 	finish(eng, c, &h, src, src_off, NULL, VR_TX_DATA);
+	eng->tx_psn = psn;
 	return true;
 }
 
-static bool data_ready(const struct vr_conn *c, u64 now)
+/* The first PSN in [from, from + n) whose bit is set in map (n <= the
+ * span), or from + n. */
+static u32 sr_first(const u64 *map, u32 from, u32 n)
 {
-	return c->state == VR_CONN_CONNECTED && c->snd_nxt != c->snd_max &&
-	       c->snd_nxt - c->snd_una < c->cwnd &&
-	       (!c->rnr_until || now >= c->rnr_until);
+	u32 i = 0;
+
+	while (i < n) {
+		u32 psn = from + i, bit = psn % 64, span = 64 - bit;
+		u64 w = map[(psn / 64) % VR_SR_WORDS] >> bit;
+
+		if (span > n - i) {
+			span = n - i; /* < 64 */
+			w &= (1ULL << span) - 1;
+		}
+		if (w)
+			return psn + vr_ctz64(w);
+		i += span;
+	}
+	return from + n;
+}
+
+/*
+ * The PSN of c's next data frame, if one may go now (docs/proto.md,
+ * Reliability): while the pipe (frames sent, not acknowledged, held by the
+ * peer or known lost) is below cwnd, the lowest lost frame first, then the
+ * next new one.  Without SACK nothing is singly lost and snd_nxt, rewound
+ * on a loss, walks through everything again (go-back-N).
+ */
+static bool next_data_psn(const struct vr_engine *eng, const struct vr_conn *c, u64 now,
+			  u32 *psn)
+{
+	u32 flight = c->snd_hi - c->snd_una;
+
+	if (c->state != VR_CONN_CONNECTED || (c->rnr_until && now < c->rnr_until))
+		return false;
+	if (c->tail_probe) {
+		*psn = c->snd_una; /* never held: the map starts after it */
+		return true;
+	}
+	if (!c->sack) {
+		*psn = c->snd_nxt;
+		return c->snd_nxt != c->snd_max && c->snd_nxt - c->snd_una < c->cwnd;
+	}
+	if (flight - c->n_sacked - c->n_lost >= c->cwnd)
+		return false;
+	if (c->n_lost) {
+		*psn = sr_first(c->sr->lost, c->snd_una, flight);
+		return true;
+	}
+	/* every frame in flight needs its record: at most the span ahead */
+	*psn = c->snd_nxt; /* == snd_hi: never rewound */
+	return c->snd_nxt != c->snd_max && flight < eng->cfg.window && flight < VR_SR_SPAN;
+}
+
+/* The SACK map of c's ACK or NAK: the held bits from rcv_nxt + 1 on,
+ * turned out of their ring (bit PSN % span) into the wire's order. */
+static void put_sack(const struct vr_conn *c, struct vr_hdr *h)
+{
+	u64 map[VR_SACK_WORDS];
+	u32 from = c->rcv_nxt + 1, s = from % 64, w = from / 64, k;
+
+	if (!c->n_held)
+		return;
+	for (k = 0; k < VR_SACK_WORDS; k++) {
+		u64 lo = c->sr->held[(w + k) % VR_SR_WORDS];
+		u64 hi = c->sr->held[(w + k + 1) % VR_SR_WORDS];
+
+		map[k] = s ? lo >> s | hi << (64 - s) : lo;
+	}
+	vr_sack_put(h, map);
+}
+
+static int build_ack(struct vr_engine *eng, struct vr_conn *c)
+{
+	struct vr_hdr h;
+
+	hdr_base(eng, c, &h, VR_OP_ACK);
+	h.psn = c->snd_hi; /* inside the peer's window (engine.c in_windows) */
+	if (c->probe)
+		h.flags |= VR_F_ACKREQ; /* keepalive: answer with an ACK */
+	put_sack(c, &h);
+	finish(eng, c, &h, NULL, 0, NULL, VR_TX_ACK);
+	return 1;
 }
 
 /* CLOSING: a response frame that is next in PSN order and within the
@@ -416,9 +513,11 @@ int vr_tx_build(struct vr_engine *eng, struct vr_conn *c, u64 now)
 {
 	struct vr_hdr h;
 	const u8 *data = NULL;
+	u32 psn;
 
+	eng->tx_probe = false;
 	if (c->state == VR_CONN_CLOSING && close_drain_ready(eng, c))
-		return build_data(eng, c);
+		return build_data(eng, c, c->snd_nxt);
 	if (c->ctl_pending) {
 		switch (c->state) {
 		case VR_CONN_CONNECTING:
@@ -432,6 +531,8 @@ int vr_tx_build(struct vr_engine *eng, struct vr_conn *c, u64 now)
 				h.operand_a = VR_CAP_AUTH;
 			else if (eng->cfg.integrity == VR_INTEGRITY_LINK)
 				h.operand_a = VR_CAP_LINK_FCS;
+			if (eng->cfg.recovery == VR_RECOVERY_SELECTIVE)
+				h.operand_a |= VR_CAP_SACK;
 			data = c->pdata;
 			h.payload_len = c->pdata_len;
 			break;
@@ -444,6 +545,8 @@ int vr_tx_build(struct vr_engine *eng, struct vr_conn *c, u64 now)
 				h.operand_a = VR_CAP_AUTH;
 			else if (c->link_fcs)
 				h.operand_a = VR_CAP_LINK_FCS;
+			if (c->sack)
+				h.operand_a |= VR_CAP_SACK;
 			data = eng->eps[c->ep].accept;
 			h.payload_len = eng->eps[c->ep].accept_len;
 			break;
@@ -461,19 +564,19 @@ int vr_tx_build(struct vr_engine *eng, struct vr_conn *c, u64 now)
 		hdr_base(eng, c, &h, VR_OP_NAK);
 		h.nak_reason = c->nak_reason;
 		h.psn = c->nak_psn;
+		put_sack(c, &h);
 		finish(eng, c, &h, NULL, 0, NULL, VR_TX_NAK);
 		return 1;
 	}
-	if (data_ready(c, now))
-		return build_data(eng, c);
-	if (c->ack_now || c->probe) {
-		hdr_base(eng, c, &h, VR_OP_ACK);
-		h.psn = c->snd_hi; /* inside the peer's window (engine.c in_windows) */
-		if (c->probe)
-			h.flags |= VR_F_ACKREQ; /* keepalive: answer with an ACK */
-		finish(eng, c, &h, NULL, 0, NULL, VR_TX_ACK);
-		return 1;
+	/* A SACK map owed goes before data: data frames have no room for it. */
+	if (c->ack_now && c->n_held)
+		return build_ack(eng, c);
+	if (next_data_psn(eng, c, now, &psn)) {
+		eng->tx_probe = c->tail_probe;
+		return build_data(eng, c, psn);
 	}
+	if (c->ack_now || c->probe)
+		return build_ack(eng, c);
 	return 0;
 }
 
@@ -490,6 +593,7 @@ void vr_tx_commit(struct vr_engine *eng, u64 now)
 	struct vr_conn *c = eng->tx_conn;
 	struct vr_ep *e = &eng->eps[c->ep];
 	u64 backoff;
+	bool fresh;
 
 	switch (eng->tx_what) {
 	case VR_TX_CTL:
@@ -523,12 +627,30 @@ void vr_tx_commit(struct vr_engine *eng, u64 now)
 		ack_sent(c);
 		break;
 	case VR_TX_DATA:
+		fresh = eng->tx_psn == c->snd_hi;
 		VR_CTR(eng, e, tx_data_frames, 1);
-		if (c->snd_nxt == c->snd_hi)
+		if (fresh)
 			c->snd_hi++;
 		else
 			VR_CTR(eng, e, retransmits, 1);
-		c->snd_nxt++;
+		/* go-back-N walks snd_nxt through everything again; selective
+		 * repeat never rewinds it (it follows snd_hi) */
+		if (fresh || !c->sack)
+			c->snd_nxt++;
+		if (c->sack) {
+			if (!fresh && vr_sr_test(c->sr->lost, eng->tx_psn)) {
+				vr_sr_clear(c->sr->lost, eng->tx_psn);
+				c->n_lost--;
+			}
+			c->sr->txseq[eng->tx_psn % VR_SR_SPAN] = ++c->tx_count;
+			if (eng->tx_asks)
+				c->ack_asked = eng->tx_psn + 1;
+			if (eng->tx_probe) {
+				c->tail_probe = false;
+				VR_CTR(eng, e, tail_probes, 1);
+			}
+			vr_comp_arm_probe(eng, c, now, false);
+		}
 		if (c->rto_deadline == VR_U64_MAX)
 			c->rto_deadline = now + c->rto;
 		ack_sent(c);

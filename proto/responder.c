@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
-/* responder.c - inbound request stream: PSN admission (go-back-N), ACK
- * coalescing, WRITE placement, READ/ATOMIC execution, tagged receive
+/* responder.c - inbound request stream: PSN admission (selective repeat or
+ * go-back-N), ACK coalescing, WRITE placement, READ/ATOMIC execution, tagged receive
  * matching and the unexpected-message queue. */
 #include "internal.h"
 
@@ -248,6 +248,107 @@ static u8 rx_atomic(struct vr_engine *eng, struct vr_conn *c, const struct vr_pa
 	return 0;
 }
 
+/*
+ * A SEND frame ahead of rcv_nxt: placed now only in the middle of the
+ * message being received, whose first frame matched it to a buffer in
+ * order; its last frame completes the receive, so it waits its turn.
+ */
+static bool rx_send_ahead(struct vr_engine *eng, struct vr_conn *c, const struct vr_parsed *p)
+{
+	struct vr_ep *e = &eng->eps[c->ep];
+	const struct vr_hdr *h = &p->h;
+	struct vr_unexp *u;
+
+	if (h->opcode != VR_OP_SEND_MIDDLE || (h->flags & VR_F_ABORT) ||
+	    c->rx_msg != h->msg_id || c->rx_total != h->total_len)
+		return false;
+	if (c->rx_kind == VR_RX_RECV)
+		return !recv_place(eng, e, &e->recvs[c->rx_idx], (u32)h->remote_off, p->payload,
+				   h->payload_len);
+	if (c->rx_kind != VR_RX_UNEXP)
+		return false;
+	u = &e->unexp[c->rx_idx];
+	memcpy(u->buf + h->remote_off, p->payload, h->payload_len); /* <= total: parsed */
+	u->got += h->payload_len;
+	return true;
+}
+
+/*
+ * Selective repeat: a frame ahead of rcv_nxt is held when placing it now is
+ * all it would do in order (docs/proto.md, Reliability); anything that acts
+ * (executes, matches, completes, fails) waits for rcv_nxt.  Whatever
+ * happens, the peer hears at once what we hold.
+ */
+static void rx_ahead(struct vr_engine *eng, struct vr_conn *c, const struct vr_parsed *p)
+{
+	struct vr_ep *e = &eng->eps[c->ep];
+	const struct vr_hdr *h = &p->h;
+	bool near = h->psn - c->rcv_nxt < VR_SR_SPAN, hold, ends = false;
+	int rc;
+
+	c->ack_now = true;
+	if (near && vr_sr_test(c->sr->held, h->psn)) {
+		VR_CTR(eng, e, dups, 1);
+		return;
+	}
+	VR_CTR(eng, e, out_of_order, 1);
+	switch (h->opcode) {
+	case VR_OP_WRITE_FIRST: case VR_OP_WRITE_MIDDLE:
+	case VR_OP_WRITE_LAST: case VR_OP_WRITE_ONLY:
+		hold = near && !rx_write(eng, c, p);
+		break;
+	case VR_OP_READ_RESP_FIRST: case VR_OP_READ_RESP_MIDDLE:
+	case VR_OP_READ_RESP_LAST: case VR_OP_READ_RESP_ONLY:
+		rc = near ? vr_comp_rx_resp_ahead(eng, c, p) : 0;
+		hold = rc != 0;
+		ends = rc == 2;
+		break;
+	case VR_OP_SEND_MIDDLE:
+		hold = near && rx_send_ahead(eng, c, p);
+		break;
+	default:
+		hold = false;
+		break;
+	}
+	if (hold) {
+		vr_sr_set(c->sr->held, h->psn);
+		c->n_held++;
+		VR_CTR(eng, e, held_ahead, 1);
+	}
+	if (ends) {
+		vr_sr_set(c->sr->ends, h->psn);
+		c->sr->end_msg[h->psn % VR_SR_SPAN] = h->msg_id;
+	}
+	if (!hold && !c->seq_nak_sent) {
+		/* Dropped: answered as go-back-N does, once per gap; the peer
+		 * sends again everything from the gap that it does not see held. */
+		vr_resp_queue_nak(c, VR_NAK_SEQ, c->rcv_nxt);
+		c->seq_nak_sent = true;
+	}
+}
+
+/* rcv_nxt has moved: past every frame held right after it too, completing
+ * in order the READs whose last frame was held. */
+static void rx_advance(struct vr_engine *eng, struct vr_conn *c)
+{
+	u32 psn;
+
+	if (!c->n_held)
+		return;
+	c->ack_now = true; /* a gap closed: the peer's window opens now */
+	while (vr_sr_test(c->sr->held, c->rcv_nxt)) {
+		psn = c->rcv_nxt++;
+		vr_sr_clear(c->sr->held, psn);
+		c->n_held--;
+		if (vr_sr_test(c->sr->ends, psn)) {
+			vr_sr_clear(c->sr->ends, psn);
+			vr_comp_resp_end(eng, c, c->sr->end_msg[psn % VR_SR_SPAN]);
+			if (c->state != VR_CONN_CONNECTED)
+				return; /* the host closed c from the completion */
+		}
+	}
+}
+
 void vr_resp_rx_data(struct vr_engine *eng, struct vr_conn *c, const struct vr_parsed *p,
 		     u64 now)
 {
@@ -260,6 +361,8 @@ void vr_resp_rx_data(struct vr_engine *eng, struct vr_conn *c, const struct vr_p
 			/* duplicate: never re-executed, just re-acknowledged */
 			VR_CTR(eng, e, dups, 1);
 			c->ack_now = true;
+		} else if (c->sack) {
+			rx_ahead(eng, c, p);
 		} else {
 			VR_CTR(eng, e, out_of_order, 1);
 			if (!c->seq_nak_sent) {
@@ -291,8 +394,10 @@ void vr_resp_rx_data(struct vr_engine *eng, struct vr_conn *c, const struct vr_p
 	if (c->state != VR_CONN_CONNECTED) {
 		/* The host closed c from a completion callback for this very
 		 * frame: it was consumed, so the DISCONNECT acknowledges it. */
-		if (c->state == VR_CONN_CLOSING && !nak)
+		if (c->state == VR_CONN_CLOSING && !nak) {
 			c->rcv_nxt++;
+			rx_advance(eng, c);
+		}
 		return;
 	}
 	if (nak) {
@@ -303,6 +408,9 @@ void vr_resp_rx_data(struct vr_engine *eng, struct vr_conn *c, const struct vr_p
 		return;
 	}
 	c->rcv_nxt++;
+	rx_advance(eng, c);
+	if (c->state != VR_CONN_CONNECTED)
+		return;
 	c->seq_nak_sent = false;
 	if (c->nak_reason == VR_NAK_RNR || c->nak_reason == VR_NAK_RESOURCES)
 		c->nak_reason = 0; /* stale: the frame got in after all */

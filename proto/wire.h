@@ -188,6 +188,7 @@ static inline bool vr_wire_is_bundle(const void *frame, u32 len)
  */
 #define VR_CAP_LINK_FCS 0x1ULL
 #define VR_CAP_AUTH 0x2ULL /* informative: an authenticated request is flagged VR_F_AUTH */
+#define VR_CAP_SACK 0x4ULL /* selective repeat: the receiver holds frames ahead of a gap */
 
 enum vr_nak_reason {
 	VR_NAK_NONE = 0,
@@ -234,6 +235,32 @@ struct vr_hdr {
 	u64 operand_b;
 	u16 payload_len;
 };
+
+/*
+ * The SACK map of an ACK or NAK on a connection that agreed to VR_CAP_SACK
+ * (docs/wire-format.md, Selective acknowledgement): bit i (word i / 64, bit
+ * i % 64 from the least significant) stands for PSN ack_psn + 1 + i and is
+ * set when the receiver holds that frame.  It travels in the four 64-bit
+ * fields those frames do not use: rkey, remote offset, operands A and B.
+ */
+#define VR_SACK_BITS 256
+#define VR_SACK_WORDS (VR_SACK_BITS / 64)
+
+static inline void vr_sack_put(struct vr_hdr *h, const u64 map[VR_SACK_WORDS])
+{
+	h->rkey = map[0];
+	h->remote_off = map[1];
+	h->operand_a = map[2];
+	h->operand_b = map[3];
+}
+
+static inline void vr_sack_get(const struct vr_hdr *h, u64 map[VR_SACK_WORDS])
+{
+	map[0] = h->rkey;
+	map[1] = h->remote_off;
+	map[2] = h->operand_a;
+	map[3] = h->operand_b;
+}
 
 struct vr_parsed {
 	u8 dst_mac[6];

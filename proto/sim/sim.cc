@@ -142,7 +142,7 @@ int Sim::carry(Node &n, int to, const std::vector<uint8_t> &b, bool may_refuse)
 	l.st.accepted++;
 	uint64_t ser = b.size() * 8 / (l.cfg.gbps ? l.cfg.gbps : 1);
 	l.busy_until = (l.busy_until > now ? l.busy_until : now) + ser;
-	if (l.cfg.down || rng.ppm(l.cfg.loss_ppm)) {
+	if (l.cfg.down || rng.ppm(l.cfg.loss_ppm) || (drop && drop(n.idx, to, b))) {
 		l.st.lost++;
 		return 0;
 	}

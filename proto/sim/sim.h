@@ -85,6 +85,8 @@ public:
 	void inject(int to, std::vector<uint8_t> bytes, uint64_t t);
 	// Observe every frame a node hands to the wire (before link effects).
 	std::function<void(int from, const std::vector<uint8_t> &)> tap;
+	// Lose a chosen frame on the wire (after tap, counted as lost).
+	std::function<bool(int from, int to, const std::vector<uint8_t> &)> drop;
 
 	// Run until pred() is true, nothing is left to do, or now > limit.
 	// Returns true if pred() became true.

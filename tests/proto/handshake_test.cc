@@ -392,9 +392,19 @@ TEST_CASE("frames of a connection outside its windows are dropped before they co
 	CHECK(n.ctr(1).drop_out_of_window - out == 6);
 	CHECK(n.ctr(1).naks_tx[VR_NAK_SEQ] == seq); // no NAK went back for them
 	CHECK(std::memcmp(dst.data(), src.data(), 3000) == 0);
-	// Inside the windows a frame from the future is a gap, answered as before.
+	// Inside the windows a frame from the future is a gap: the write is held
+	// (selective repeat) and B's ACK says so at once in its SACK map.
+	uint64_t held = n.ctr(1).held_ahead;
 	forge(VR_OP_WRITE_ONLY, rcv_nxt + 10, b_next, 0);
-	CHECK(n.ctr(1).naks_tx[VR_NAK_SEQ] == seq + 1);
+	CHECK(n.ctr(1).held_ahead == held + 1);
+	const seen_frame *ack = n.last(1, VR_OP_ACK);
+	REQUIRE(ack);
+	CHECK(ack->p.h.ack_psn == rcv_nxt);
+	uint64_t map[VR_SACK_WORDS];
+	vr_sack_get(&ack->p.h, map);
+	CHECK(map[0] == 1ull << 9);
+	CHECK((map[1] | map[2] | map[3]) == 0);
+	CHECK(n.ctr(1).naks_tx[VR_NAK_SEQ] == seq);
 
 	// A forger's probes do not keep a vanished peer's connection alive.
 	n.s.link(0, 1).down = true;

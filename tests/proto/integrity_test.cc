@@ -85,11 +85,14 @@ struct Link {
 	}
 };
 
+// The integrity capabilities of A's CONNECT_REQ (selective repeat's, offered
+// by default, aside).
 uint8_t connect_req_caps(const Link &l)
 {
 	for (auto &f : l.from_a)
 		if (f[VR_ETH_HLEN + VR_OFF_OPCODE] == VR_OP_CONNECT_REQ)
-			return static_cast<uint8_t>(vr_get_be64(f.data() + VR_ETH_HLEN + VR_OFF_OPERAND_A));
+			return static_cast<uint8_t>(vr_get_be64(f.data() + VR_ETH_HLEN + VR_OFF_OPERAND_A) &
+						    ~VR_CAP_SACK);
 	return 0xFF;
 }
 

@@ -77,6 +77,12 @@ std::string run_seed(uint64_t seed)
 		for (auto &b : cfg.auth_key)
 			b = (uint8_t)ra.next();
 	}
+	// Loss recovery, drawn apart too: selective repeat on most seeds,
+	// go-back-N on both ends on some, and on node 0 only (so its
+	// connections agree to go-back-N) on others.
+	Rng rrec(seed ^ 0x5EC0E5EC0E5EC0E5ull);
+	uint64_t recovery_draw = rrec.below(8);
+	bool gbn_all = recovery_draw == 0, gbn_node0 = recovery_draw == 1;
 
 	vrsim::LinkCfg lc;
 	lc.loss_ppm = (uint32_t)(r.below(3) ? r.below(50000) : 0);
@@ -95,9 +101,13 @@ std::string run_seed(uint64_t seed)
 	cfg.rnr_delay_ns = r.range(5000, 50000);
 	cfg.rnr_retry_limit = 100000; // recvs may be posted late; no failure expected
 
-	for (int i = 0; i < nn; i++)
-		if (s.add_node(cfg) != i)
+	for (int i = 0; i < nn; i++) {
+		vr_config ci = cfg;
+		if (gbn_all || (gbn_node0 && i == 0))
+			ci.recovery = VR_RECOVERY_GO_BACK_N;
+		if (s.add_node(ci) != i)
 			return "add_node failed";
+	}
 	for (int i = 0; i < nn; i++)
 		for (int j = 0; j < nn; j++)
 			if (i != j)
@@ -210,6 +220,7 @@ std::string run_seed(uint64_t seed)
 
 	// schedule
 	size_t expect[3] = {0, 0, 0};
+	std::vector<const Op *> posted; // in the order the engines took them
 	std::string err;
 	std::function<void(const Op *)> post;
 	post = [&](const Op *o) {
@@ -237,6 +248,8 @@ std::string run_seed(uint64_t seed)
 					   o->cookie);
 			break;
 		}
+		if (!rc)
+			posted.push_back(o);
 		if (rc == -EAGAIN)
 			s.at(s.now + 5000, [&, o] { post(o); });
 		else if (rc && err.empty())
@@ -295,6 +308,31 @@ std::string run_seed(uint64_t seed)
 	for (int i = 0; i < nn; i++)
 		if (s.node(i).comps.size() - base[i] != expect[i])
 			return "extra completions on node " + std::to_string(i);
+	// 1b. order, per connection: a READ or atomic completes after every
+	// operation posted before it, a WRITE or SEND after every WRITE and
+	// SEND posted before it (completions at cumulative ACKs and in-order
+	// responses; selective repeat must keep both).
+	{
+		std::map<uint64_t, size_t> at; // cookie -> completion position
+		for (int i = 0; i < nn; i++)
+			for (size_t k = base[i]; k < s.node(i).comps.size(); k++)
+				if (s.node(i).comps[k].op != VR_WC_RECV)
+					at[s.node(i).comps[k].cookie] = k;
+		for (size_t x = 0; x < posted.size(); x++) {
+			const Op *ox = posted[x];
+			bool resp = ox->kind == R || ox->kind == FADD || ox->kind == CSWAP;
+			for (size_t y = 0; y < x; y++) {
+				const Op *oy = posted[y];
+				if (oy->from != ox->from || oy->conn != ox->conn)
+					continue;
+				if (!resp && (oy->kind == R || oy->kind == FADD || oy->kind == CSWAP))
+					continue;
+				if (at[oy->cookie] > at[ox->cookie])
+					return "op " + std::to_string(ox->cookie) + " completed before op " +
+					       std::to_string(oy->cookie) + " posted before it";
+			}
+		}
+	}
 	// 2. shadow model
 	std::vector<std::vector<uint64_t>> fadd_vals(nn * 8);
 	for (auto &o : ops) {
