@@ -40,13 +40,14 @@ struct options {
     bool crc = true;  // also time CRC32C alone
     bool link_integrity = false;  // both engines agree payloads rest on the link's FCS
     bool auth = false;            // both engines authenticate frames with one pre-shared key
+    bool go_back_n = false;       // neither engine offers selective repeat
     std::vector<std::uint32_t> sizes;
 };
 
 void usage(const char* argv0) {
     std::printf(
         "usage: %s [-a | -s SIZE]... [--mtu N] [--depth N] [-n N | -b BYTES] [--repeats N] [--json] [--no-crc]\n"
-        "       [--integrity end-to-end|link] [--auth]\n"
+        "       [--integrity end-to-end|link] [--auth] [--recovery sr|gbn]\n"
         "Measures the vmrdma protocol engine alone: two engines joined by a zero-cost\n"
         "in-memory link, engine A keeping DEPTH RDMA writes outstanding to engine B.\n"
         "Prints messages/s, GiB/s and ns of engine CPU per frame (both directions) per\n"
@@ -63,6 +64,8 @@ void usage(const char* argv0) {
         "  --no-crc      skip timing CRC32C alone (e.g. to profile the engine only)\n"
         "  --integrity I end-to-end (default: the CRC covers every payload byte) or link\n"
         "                (headers only; docs/wire-format.md, Integrity)\n"
+        "  --recovery R  sr (selective repeat, the default) or gbn (go-back-N, to compare;\n"
+        "                docs/proto.md, Reliability)\n"
         "  --auth        both engines authenticate every frame (a ChaCha20-Poly1305 tag\n"
         "                over headers and payload; docs/wire-format.md, Authentication)\n",
         argv0);
@@ -140,6 +143,7 @@ vr_config make_config(const options& o, std::uint8_t last_mac_byte, host* h) {
     c.unexp_depth = 1;
     c.unexp_buf_size = 4096;
     c.integrity = o.link_integrity ? VR_INTEGRITY_LINK : VR_INTEGRITY_END_TO_END;
+    c.recovery = o.go_back_n ? VR_RECOVERY_GO_BACK_N : VR_RECOVERY_SELECTIVE;
     if (o.auth) {
         c.auth = VR_AUTH_PSK;
         for (std::size_t i = 0; i < sizeof c.auth_key; ++i) c.auth_key[i] = static_cast<std::uint8_t>(i * 29 + 5);
@@ -398,6 +402,9 @@ int main(int argc, char** argv) {
             o.crc = false;
         } else if (a == "--auth") {
             o.auth = true;
+        } else if (a == "--recovery" && i + 1 < argc &&
+                   (std::string(argv[i + 1]) == "sr" || std::string(argv[i + 1]) == "gbn")) {
+            o.go_back_n = std::string(argv[++i]) == "gbn";
         } else if (a == "--integrity" && i + 1 < argc &&
                    (std::string(argv[i + 1]) == "link" || std::string(argv[i + 1]) == "end-to-end")) {
             o.link_integrity = std::string(argv[++i]) == "link";

@@ -42,33 +42,33 @@ static void op_complete(struct vr_engine *eng, struct vr_conn *c, struct vr_op *
  * ssthresh and by one frame per window acknowledged above it.  Without it a
  * lossy link costs a whole window of retransmissions per loss.
  */
-static u32 cc_floor(const struct vr_engine *eng)
+static u32 cc_floor(const struct vr_conn *c)
 {
-	return eng->cfg.window < 2 ? eng->cfg.window : 2;
+	return c->wnd < 2 ? c->wnd : 2;
 }
 
-void vr_cc_init(struct vr_engine *eng, struct vr_conn *c)
+void vr_cc_init(struct vr_conn *c)
 {
-	c->cwnd = c->ssthresh = eng->cfg.window;
+	c->cwnd = c->ssthresh = c->wnd;
 	c->cwnd_acked = 0;
 	c->recover = c->snd_una;
 }
 
-void vr_cc_on_ack(struct vr_engine *eng, struct vr_conn *c, u32 newly_acked)
+void vr_cc_on_ack(struct vr_conn *c, u32 newly_acked)
 {
-	if (c->cwnd >= eng->cfg.window)
+	if (c->cwnd >= c->wnd)
 		return;
 	if (c->cwnd < c->ssthresh) {
 		c->cwnd += newly_acked;
 	} else {
 		c->cwnd_acked += newly_acked;
-		while (c->cwnd_acked >= c->cwnd && c->cwnd < eng->cfg.window) {
+		while (c->cwnd_acked >= c->cwnd && c->cwnd < c->wnd) {
 			c->cwnd_acked -= c->cwnd;
 			c->cwnd++;
 		}
 	}
-	if (c->cwnd > eng->cfg.window)
-		c->cwnd = eng->cfg.window;
+	if (c->cwnd > c->wnd)
+		c->cwnd = c->wnd;
 }
 
 void vr_cc_on_loss(struct vr_engine *eng, struct vr_conn *c, u32 psn, bool timeout)
@@ -76,8 +76,8 @@ void vr_cc_on_loss(struct vr_engine *eng, struct vr_conn *c, u32 psn, bool timeo
 	/* frames sent before the last reduction belong to that event */
 	if (!timeout && vr_psn_lt(psn, c->recover))
 		return;
-	c->ssthresh = c->cwnd / 2 > cc_floor(eng) ? c->cwnd / 2 : cc_floor(eng);
-	c->cwnd = timeout ? cc_floor(eng) : c->ssthresh;
+	c->ssthresh = c->cwnd / 2 > cc_floor(c) ? c->cwnd / 2 : cc_floor(c);
+	c->cwnd = timeout ? cc_floor(c) : c->ssthresh;
 	c->cwnd_acked = 0;
 	c->recover = c->snd_hi;
 	VR_CTR(eng, &eng->eps[c->ep], congestion_events, 1);
@@ -194,23 +194,30 @@ void vr_comp_find_lost(struct vr_engine *eng, struct vr_conn *c)
 }
 
 /*
- * Tail-loss probe: with frames out and nothing heard for tail_pto (twice
+ * Tail-loss probe: with frames out and nothing heard for the probe time (twice
  * the longest a peer waits before it ACKs), the frame at snd_una goes again
  * asking for an ACK, whatever the window.  The answer tells what arrived,
  * and by the rule above what did not: a lost ACK or a lost last frame
  * costs a probe time instead of an RTO.  Unanswered, the time doubles
  * (a peer that is only slow gets few probes) until the RTO takes over.
  */
+static u64 probe_time(const struct vr_engine *eng, const struct vr_conn *c)
+{
+	u64 base = 2 * eng->cfg.ack_delay_ns, t = base << c->tail_backoff;
+
+	return (t >> c->tail_backoff) == base && t < eng->cfg.rto_max_ns ? t : eng->cfg.rto_max_ns;
+}
+
 void vr_comp_arm_probe(struct vr_engine *eng, struct vr_conn *c, u64 now, bool news)
 {
 	if (!c->sack)
 		return;
-	if (news || !c->tail_pto)
-		c->tail_pto = 2 * eng->cfg.ack_delay_ns;
+	if (news)
+		c->tail_backoff = 0;
 	if (c->snd_una == c->snd_hi)
 		c->tail_probe_at = VR_U64_MAX;
 	else if (news || c->tail_probe_at == VR_U64_MAX)
-		c->tail_probe_at = now + c->tail_pto;
+		c->tail_probe_at = now + probe_time(eng, c);
 }
 
 void vr_comp_probe_timer(struct vr_engine *eng, struct vr_conn *c, u64 now)
@@ -219,8 +226,9 @@ void vr_comp_probe_timer(struct vr_engine *eng, struct vr_conn *c, u64 now)
 	if (!c->sack || c->snd_una == c->snd_hi)
 		return;
 	c->tail_probe = true;
-	c->tail_pto = 2 * c->tail_pto < eng->cfg.rto_max_ns ? 2 * c->tail_pto : eng->cfg.rto_max_ns;
-	c->tail_probe_at = now + c->tail_pto;
+	if (c->tail_backoff < 16)
+		c->tail_backoff++;
+	c->tail_probe_at = now + probe_time(eng, c);
 }
 
 void vr_comp_rto(struct vr_engine *eng, struct vr_conn *c)
@@ -249,7 +257,7 @@ void vr_comp_rx_ack(struct vr_engine *eng, struct vr_conn *c, u32 ack, u64 now)
 		VR_CTR(eng, &eng->eps[c->ep], drop_bad_ack, 1);
 		return;
 	}
-	vr_cc_on_ack(eng, c, ack - c->snd_una);
+	vr_cc_on_ack(c, ack - c->snd_una);
 	if (c->sack)
 		sr_acked(c, ack);
 	c->snd_una = ack;

@@ -64,7 +64,8 @@ static struct vr_conn *conn_alloc(struct vr_engine *eng, u16 ep)
 		isn = vr_rand(eng);
 		c->isn = c->snd_una = c->snd_nxt = c->snd_hi = c->snd_max = isn;
 		c->ack_asked = isn;
-		vr_cc_init(eng, c);
+		c->wnd = (u16)eng->cfg.window;
+		vr_cc_init(c);
 		c->rto = eng->cfg.rto_ns;
 		c->rto_deadline = VR_U64_MAX;
 		c->tail_probe_at = VR_U64_MAX;
@@ -76,6 +77,17 @@ static struct vr_conn *conn_alloc(struct vr_engine *eng, u16 ep)
 	}
 	eng->ctr.pool_exhausted++;
 	return NULL;
+}
+
+/* Selective repeat if we offer it and the peer's capabilities say so; its
+ * window is at most the span the frames in flight have records for. */
+static void conn_set_sack(struct vr_engine *eng, struct vr_conn *c, u64 caps)
+{
+	c->sack = eng->cfg.recovery == VR_RECOVERY_SELECTIVE && (caps & VR_CAP_SACK);
+	if (c->sack && c->wnd > VR_SR_SPAN) {
+		c->wnd = VR_SR_SPAN;
+		vr_cc_init(c);
+	}
 }
 
 void vr_conn_free(struct vr_engine *eng, struct vr_conn *c)
@@ -524,7 +536,7 @@ void vr_conn_rx_req(struct vr_engine *eng, const struct vr_parsed *p, u64 now)
 	}
 	c->link_fcs = !c->auth && eng->cfg.integrity == VR_INTEGRITY_LINK &&
 		      (p->h.operand_a & VR_CAP_LINK_FCS);
-	c->sack = eng->cfg.recovery == VR_RECOVERY_SELECTIVE && (p->h.operand_a & VR_CAP_SACK);
+	conn_set_sack(eng, c, p->h.operand_a);
 	memcpy(c->pdata, p->payload, p->h.payload_len); /* <= VR_PRIVATE_DATA_MAX: parsed */
 	c->pdata_len = (u8)p->h.payload_len;
 	c->last_rx = c->last_probe = now;
@@ -622,8 +634,7 @@ void vr_conn_rx_ctl(struct vr_engine *eng, const struct vr_parsed *p, u64 now)
 		/* The responder's choice, never more than we offered. */
 		c->link_fcs = !c->auth && eng->cfg.integrity == VR_INTEGRITY_LINK &&
 			      (p->h.operand_a & VR_CAP_LINK_FCS);
-		c->sack = eng->cfg.recovery == VR_RECOVERY_SELECTIVE &&
-			  (p->h.operand_a & VR_CAP_SACK);
+		conn_set_sack(eng, c, p->h.operand_a);
 		memcpy(c->pdata, p->payload, p->h.payload_len); /* the accept data */
 		c->pdata_len = (u8)p->h.payload_len;
 		c->last_rx = c->last_probe = now;

@@ -654,12 +654,13 @@ static int vr_engine_input_frame(struct vr_engine *eng, const void *frame, u32 l
 	vr_comp_rx_ack(eng, c, p.h.ack_psn, now);
 	if (c->state != VR_CONN_CONNECTED)
 		return 0;
-	if (c->sack) {
-		/* What the peer holds beyond the ACK, then what that says is lost. */
-		if (p.h.opcode == VR_OP_ACK || p.h.opcode == VR_OP_NAK)
-			vr_comp_rx_sack(eng, c, &p.h, now);
+	/* What the peer holds beyond the ACK (a map only in an ACK or NAK,
+	 * whose fields are free), then what that says is lost. */
+	if (c->sack && (p.h.opcode == VR_OP_ACK || p.h.opcode == VR_OP_NAK) &&
+	    (p.h.rkey | p.h.remote_off | p.h.operand_a | p.h.operand_b))
+		vr_comp_rx_sack(eng, c, &p.h, now);
+	if (c->n_sacked)
 		vr_comp_find_lost(eng, c);
-	}
 	if (p.h.opcode == VR_OP_ACK) {
 		VR_CTR(eng, e, acks_rx, 1);
 		if (p.h.flags & VR_F_ACKREQ)

@@ -98,16 +98,17 @@ struct vr_conn {
 	bool sack;              /* selective repeat agreed (VR_CAP_SACK); state in *sr */
 	u16 n_held;             /* receiver: frames held ahead of rcv_nxt */
 	u16 n_sacked, n_lost;   /* sender: bits set in sr->sacked, sr->lost */
+	u16 wnd;                /* sender: the window, cfg.window, at most VR_SR_SPAN with SACK */
 	u64 hs_cookie;          /* CONNECTING: the listener's cookie to echo (0: none yet) */
 	u64 challenge_at;       /* a replacing CONNECT_REQ was seen then (0: none) */
 	bool auth;              /* authenticated frames: keys in *keys */
 	bool link_fcs;          /* handshake agreed: payloads rest on the link's FCS */
+	bool probe;             /* send an ACK that asks for an ACK */
 	u32 mps;                /* payload bytes per frame: less the auth block if auth */
 	struct vr_conn_keys *keys;
 	struct vr_conn_sr *sr;
 	/* liveness: the last frame heard on this connection, the last probe */
 	u64 last_rx, last_probe;
-	bool probe;             /* send an ACK that asks for an ACK */
 	u64 cookie;            /* of vr_connect */
 	u32 ep_next;           /* endpoint's connection list */
 	/* requester side of the outbound stream */
@@ -120,8 +121,9 @@ struct vr_conn {
 	u16 alloc_next[2];     /* where vr_op_alloc looks first: requests, responses */
 	struct vr_op *ops;     /* [0,max_ops) requests, [max_ops,2*max_ops) responses */
 	u32 tx_count;          /* SACK: data frames sent (new and again), for sr->txseq */
+	u32 rnr_retries;
 	u64 rto, rto_deadline; /* deadline VR_U64_MAX when disarmed */
-	/* congestion window (frames, <= cfg.window): slow start below
+	/* congestion window (frames, <= wnd): slow start below
 	 * ssthresh, then one frame more per window acknowledged; halved once
 	 * per loss event (a sequence NAK past `recover`), back to 2 on RTO */
 	u32 cwnd, ssthresh, cwnd_acked, recover;
@@ -129,23 +131,23 @@ struct vr_conn {
 	u32 delivered;         /* SACK: highest txseq of a frame the peer has */
 	u32 ack_asked;         /* SACK: an ACK is asked for up to here (window full) */
 	bool tail_probe;       /* SACK: send snd_una's frame again, asking for an ACK */
-	u64 tail_pto, tail_probe_at; /* SACK: probe after this long without news */
+	u8 tail_backoff;       /* SACK: unanswered probes (the probe time doubles) */
+	u64 tail_probe_at;     /* SACK: probe then, if nothing is heard before */
 	u64 stall_since;       /* first RTO expiry since the last progress (0: none) */
 	u64 rnr_until;
-	u32 rnr_retries;
 	u64 rnr_since;         /* first RNR NAK since the last progress (0: none) */
 	/* receiver side of the inbound stream */
 	u32 rcv_nxt;
 	u32 unacked_rx;
 	bool ack_now;
 	bool seq_nak_sent;
+	bool ctl_pending;      /* handshake / teardown: CONNECT_REQ/ACK or DISCONNECT to send */
 	u64 ack_deadline;
 	u8 nak_reason;         /* pending NAK (0 = none) */
 	u32 nak_psn;
 	u8 rx_kind;            /* inbound SEND being assembled */
 	u32 rx_idx, rx_msg, rx_total;
 	/* handshake / teardown */
-	bool ctl_pending;      /* CONNECT_REQ/ACK or DISCONNECT to send */
 	u64 ctl_deadline;
 	u32 ctl_retries;
 	/* private data: ours while CONNECTING, then the peer's (its CONNECT_REQ
@@ -289,8 +291,8 @@ enum { VR_TX_NONE, VR_TX_CTL, VR_TX_NAK, VR_TX_DATA, VR_TX_ACK };
 	if (e) (e)->ctr.field += (n); } while (0)
 
 /* completer.c: the congestion window */
-void vr_cc_init(struct vr_engine *eng, struct vr_conn *c);
-void vr_cc_on_ack(struct vr_engine *eng, struct vr_conn *c, u32 newly_acked);
+void vr_cc_init(struct vr_conn *c);
+void vr_cc_on_ack(struct vr_conn *c, u32 newly_acked);
 void vr_cc_on_loss(struct vr_engine *eng, struct vr_conn *c, u32 psn, bool timeout);
 
 /* engine.c */

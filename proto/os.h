@@ -78,6 +78,10 @@ static inline bool vr_psn_le(u32 a, u32 b)
 	return (s32)(a - b) <= 0;
 }
 
+/* A branch the hot path almost never takes; a function kept out of it. */
+#define vr_unlikely(x) __builtin_expect(!!(x), 0)
+#define vr_noinline __attribute__((noinline))
+
 /* Index of the lowest set bit of x (x != 0). */
 static inline unsigned int vr_ctz64(u64 x)
 {

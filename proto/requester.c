@@ -311,24 +311,7 @@ static void abort_op(struct vr_engine *eng, struct vr_conn *c, struct vr_op *op,
 	}
 }
 
-/*
- * After this frame c can send nothing until an ACK comes: ask for it now
- * rather than after the peer's ACK delay, unless an ACK asked for that way
- * is still to come (selective repeat's ACK policy; one request per round
- * trip, so that a sender that is always at its window does not make every
- * frame an ACK).
- */
-static bool fills_window(const struct vr_engine *eng, const struct vr_conn *c)
-{
-	u32 flight = c->snd_hi - c->snd_una;
-
-	if (!c->sack || vr_psn_lt(c->snd_una, c->ack_asked))
-		return false;
-	return flight - c->n_sacked - c->n_lost + 1 >= c->cwnd ||
-	       flight + 1 >= eng->cfg.window || flight + 1 >= VR_SR_SPAN;
-}
-
-static bool build_data(struct vr_engine *eng, struct vr_conn *c, u32 psn)
+static int build_data(struct vr_engine *eng, struct vr_conn *c, u32 psn)
 {
 	struct vr_op *op = vr_op_for_psn(eng, c, psn);
 	const struct vr_region *src = NULL;
@@ -338,7 +321,7 @@ static bool build_data(struct vr_engine *eng, struct vr_conn *c, u32 psn)
 	int rc;
 
 	if (!op)
-		return false; /* cannot happen: PSNs in [una,max) always map */
+		return 0; /* cannot happen: PSNs in [una,max) always map */
 	i = psn - op->psn_first;
 	if (op->kind == VR_K_WRITE || op->kind == VR_K_SEND || op->kind == VR_K_READ_RESP) {
 		seg_off = i * c->mps;
@@ -381,8 +364,7 @@ static bool build_data(struct vr_engine *eng, struct vr_conn *c, u32 psn)
 	h.psn = psn;
 	h.msg_id = op->msg_id;
 	h.total_len = op->len;
-	eng->tx_asks = i != op->nframes - 1 && fills_window(eng, c);
-	if (i == op->nframes - 1 || eng->tx_asks || eng->tx_probe)
+	if (i == op->nframes - 1 || eng->tx_asks)
 		h.flags |= VR_F_ACKREQ;
 	if (pl && !op->aborted) {
 		/* Re-validate at every transmission: the region may be gone. */
@@ -407,12 +389,12 @@ static bool build_data(struct vr_engine *eng, struct vr_conn *c, u32 psn)
 	h.payload_len = (u16)pl;
 	finish(eng, c, &h, src, src_off, NULL, VR_TX_DATA);
 	eng->tx_psn = psn;
-	return true;
+	return 1;
 }
 
 /* The first PSN in [from, from + n) whose bit is set in map (n <= the
  * span), or from + n. */
-static u32 sr_first(const u64 *map, u32 from, u32 n)
+static vr_noinline u32 sr_first(const u64 *map, u32 from, u32 n)
 {
 	u32 i = 0;
 
@@ -437,31 +419,51 @@ static u32 sr_first(const u64 *map, u32 from, u32 n)
  * peer or known lost) is below cwnd, the lowest lost frame first, then the
  * next new one.  Without SACK nothing is singly lost and snd_nxt, rewound
  * on a loss, walks through everything again (go-back-N).
+ *
+ * With SACK the frame asks for an ACK (eng->tx_asks) when c can send
+ * nothing after it until an ACK comes, rather than wait for the peer's ACK
+ * delay, unless an ACK asked for that way is still to come: one request
+ * per round trip, so that a sender always at its window does not make
+ * every frame an ACK.  A tail-loss probe asks too.
+ *
+ * This is the loss-free case: nothing held, nothing lost, no probe due, so
+ * all in flight is in the pipe, below cwnd <= wnd <= the span.
  */
-static bool next_data_psn(const struct vr_engine *eng, const struct vr_conn *c, u64 now,
-			  u32 *psn)
+static bool next_data_psn(struct vr_engine *eng, const struct vr_conn *c)
 {
 	u32 flight = c->snd_hi - c->snd_una;
 
-	if (c->state != VR_CONN_CONNECTED || (c->rnr_until && now < c->rnr_until))
-		return false;
-	if (c->tail_probe) {
-		*psn = c->snd_una; /* never held: the map starts after it */
-		return true;
-	}
-	if (!c->sack) {
-		*psn = c->snd_nxt;
+	eng->tx_psn = c->snd_nxt; /* with SACK == snd_hi: never rewound */
+	if (!c->sack)
 		return c->snd_nxt != c->snd_max && c->snd_nxt - c->snd_una < c->cwnd;
-	}
-	if (flight - c->n_sacked - c->n_lost >= c->cwnd)
+	if (flight >= c->cwnd || c->snd_nxt == c->snd_max)
 		return false;
-	if (c->n_lost) {
-		*psn = sr_first(c->sr->lost, c->snd_una, flight);
+	eng->tx_asks = flight + 1 >= c->cwnd && !vr_psn_lt(c->snd_una, c->ack_asked);
+	return true;
+}
+
+/* ... and with SACK while the peer holds frames, some are lost or a probe
+ * is due. */
+static bool recovery_psn(struct vr_engine *eng, const struct vr_conn *c)
+{
+	u32 flight = c->snd_hi - c->snd_una, pipe = flight - c->n_sacked - c->n_lost;
+
+	if (c->tail_probe) {
+		eng->tx_psn = c->snd_una; /* never held: the map starts after it */
+		eng->tx_probe = eng->tx_asks = true;
 		return true;
 	}
-	/* every frame in flight needs its record: at most the span ahead */
-	*psn = c->snd_nxt; /* == snd_hi: never rewound */
-	return c->snd_nxt != c->snd_max && flight < eng->cfg.window && flight < VR_SR_SPAN;
+	if (pipe >= c->cwnd)
+		return false;
+	if (c->n_lost)
+		eng->tx_psn = sr_first(c->sr->lost, c->snd_una, flight);
+	else if (c->snd_nxt == c->snd_max || flight >= c->wnd)
+		return false; /* every frame in flight needs its record: the span */
+	else
+		eng->tx_psn = c->snd_nxt;
+	eng->tx_asks = (pipe + 1 >= c->cwnd || flight + 1 >= c->wnd) &&
+		       !vr_psn_lt(c->snd_una, c->ack_asked);
+	return true;
 }
 
 /* The SACK map of c's ACK or NAK: the held bits from rcv_nxt + 1 on,
@@ -482,7 +484,7 @@ static void put_sack(const struct vr_conn *c, struct vr_hdr *h)
 	vr_sack_put(h, map);
 }
 
-static int build_ack(struct vr_engine *eng, struct vr_conn *c)
+static vr_noinline int build_ack(struct vr_engine *eng, struct vr_conn *c)
 {
 	struct vr_hdr h;
 
@@ -507,73 +509,95 @@ static bool close_drain_ready(const struct vr_engine *eng, struct vr_conn *c)
 	return op && (op->kind == VR_K_READ_RESP || op->kind == VR_K_ATOMIC_RESP);
 }
 
+/* CONNECT_REQ, CONNECT_ACK or DISCONNECT (out of the data path's way). */
+static vr_noinline int build_ctl(struct vr_engine *eng, struct vr_conn *c)
+{
+	struct vr_hdr h;
+	const u8 *data = NULL;
+
+	switch (c->state) {
+	case VR_CONN_CONNECTING:
+		hdr_base(eng, c, &h, VR_OP_CONNECT_REQ);
+		h.conn_id = 0;
+		h.ack_psn = 0;
+		h.psn = c->isn;
+		h.msg_id = c->id;
+		h.operand_b = c->hs_cookie; /* 0 until a listener's RETRY */
+		if (c->auth)
+			h.operand_a = VR_CAP_AUTH;
+		else if (eng->cfg.integrity == VR_INTEGRITY_LINK)
+			h.operand_a = VR_CAP_LINK_FCS;
+		if (eng->cfg.recovery == VR_RECOVERY_SELECTIVE)
+			h.operand_a |= VR_CAP_SACK;
+		data = c->pdata;
+		h.payload_len = c->pdata_len;
+		break;
+	case VR_CONN_CONNECTED:
+		hdr_base(eng, c, &h, VR_OP_CONNECT_ACK);
+		h.psn = c->isn;
+		h.ack_psn = c->peer_isn; /* the initiator's nonce, proving we saw it */
+		h.msg_id = c->id;
+		if (c->auth)
+			h.operand_a = VR_CAP_AUTH;
+		else if (c->link_fcs)
+			h.operand_a = VR_CAP_LINK_FCS;
+		if (c->sack)
+			h.operand_a |= VR_CAP_SACK;
+		data = eng->eps[c->ep].accept;
+		h.payload_len = eng->eps[c->ep].accept_len;
+		break;
+	default:
+		hdr_base(eng, c, &h, VR_OP_DISCONNECT);
+		h.psn = c->snd_hi; /* proves it comes from inside the connection */
+		break;
+	}
+	finish(eng, c, &h, NULL, 0, h.payload_len ? data : NULL, VR_TX_CTL);
+	return 1;
+}
+
+/* The data path while recovering (out of the loss-free path's way). */
+static vr_noinline int build_in_recovery(struct vr_engine *eng, struct vr_conn *c)
+{
+	if (recovery_psn(eng, c))
+		return build_data(eng, c, eng->tx_psn);
+	if (c->ack_now || c->probe)
+		return build_ack(eng, c);
+	return 0;
+}
+
+static vr_noinline int build_nak(struct vr_engine *eng, struct vr_conn *c)
+{
+	struct vr_hdr h;
+
+	hdr_base(eng, c, &h, VR_OP_NAK);
+	h.nak_reason = c->nak_reason;
+	h.psn = c->nak_psn;
+	put_sack(c, &h);
+	finish(eng, c, &h, NULL, 0, NULL, VR_TX_NAK);
+	return 1;
+}
+
 /* Build the next frame of connection c into eng->txf without changing
  * protocol state (the host may refuse it); vr_tx_commit applies it. */
 int vr_tx_build(struct vr_engine *eng, struct vr_conn *c, u64 now)
 {
-	struct vr_hdr h;
-	const u8 *data = NULL;
-	u32 psn;
-
-	eng->tx_probe = false;
+	eng->tx_probe = eng->tx_asks = false;
 	if (c->state == VR_CONN_CLOSING && close_drain_ready(eng, c))
 		return build_data(eng, c, c->snd_nxt);
-	if (c->ctl_pending) {
-		switch (c->state) {
-		case VR_CONN_CONNECTING:
-			hdr_base(eng, c, &h, VR_OP_CONNECT_REQ);
-			h.conn_id = 0;
-			h.ack_psn = 0;
-			h.psn = c->isn;
-			h.msg_id = c->id;
-			h.operand_b = c->hs_cookie; /* 0 until a listener's RETRY */
-			if (c->auth)
-				h.operand_a = VR_CAP_AUTH;
-			else if (eng->cfg.integrity == VR_INTEGRITY_LINK)
-				h.operand_a = VR_CAP_LINK_FCS;
-			if (eng->cfg.recovery == VR_RECOVERY_SELECTIVE)
-				h.operand_a |= VR_CAP_SACK;
-			data = c->pdata;
-			h.payload_len = c->pdata_len;
-			break;
-		case VR_CONN_CONNECTED:
-			hdr_base(eng, c, &h, VR_OP_CONNECT_ACK);
-			h.psn = c->isn;
-			h.ack_psn = c->peer_isn; /* the initiator's nonce, proving we saw it */
-			h.msg_id = c->id;
-			if (c->auth)
-				h.operand_a = VR_CAP_AUTH;
-			else if (c->link_fcs)
-				h.operand_a = VR_CAP_LINK_FCS;
-			if (c->sack)
-				h.operand_a |= VR_CAP_SACK;
-			data = eng->eps[c->ep].accept;
-			h.payload_len = eng->eps[c->ep].accept_len;
-			break;
-		default:
-			hdr_base(eng, c, &h, VR_OP_DISCONNECT);
-			h.psn = c->snd_hi; /* proves it comes from inside the connection */
-			break;
-		}
-		finish(eng, c, &h, NULL, 0, h.payload_len ? data : NULL, VR_TX_CTL);
-		return 1;
-	}
+	if (c->ctl_pending)
+		return build_ctl(eng, c);
 	if (c->state != VR_CONN_CONNECTED)
 		return 0;
-	if (c->nak_reason) {
-		hdr_base(eng, c, &h, VR_OP_NAK);
-		h.nak_reason = c->nak_reason;
-		h.psn = c->nak_psn;
-		put_sack(c, &h);
-		finish(eng, c, &h, NULL, 0, NULL, VR_TX_NAK);
-		return 1;
-	}
+	if (c->nak_reason)
+		return build_nak(eng, c);
 	/* A SACK map owed goes before data: data frames have no room for it. */
 	if (c->ack_now && c->n_held)
 		return build_ack(eng, c);
-	if (next_data_psn(eng, c, now, &psn)) {
-		eng->tx_probe = c->tail_probe;
-		return build_data(eng, c, psn);
+	if (!c->rnr_until || now >= c->rnr_until) {
+		if (vr_unlikely(c->n_sacked | c->n_lost | c->tail_probe))
+			return build_in_recovery(eng, c);
+		if (next_data_psn(eng, c))
+			return build_data(eng, c, eng->tx_psn);
 	}
 	if (c->ack_now || c->probe)
 		return build_ack(eng, c);
@@ -649,7 +673,8 @@ void vr_tx_commit(struct vr_engine *eng, u64 now)
 				c->tail_probe = false;
 				VR_CTR(eng, e, tail_probes, 1);
 			}
-			vr_comp_arm_probe(eng, c, now, false);
+			if (c->tail_probe_at == VR_U64_MAX)
+				vr_comp_arm_probe(eng, c, now, false);
 		}
 		if (c->rto_deadline == VR_U64_MAX)
 			c->rto_deadline = now + c->rto;

@@ -174,7 +174,7 @@ static u8 rx_send(struct vr_engine *eng, struct vr_conn *c, const struct vr_pars
 	return 0;
 }
 
-static u8 rx_write(struct vr_engine *eng, struct vr_conn *c, const struct vr_parsed *p)
+static inline u8 rx_write(struct vr_engine *eng, struct vr_conn *c, const struct vr_parsed *p)
 {
 	const struct vr_region *reg;
 	int rc;
