@@ -27,6 +27,7 @@ struct options {
     std::vector<std::uint32_t> sizes, depths, mtus;
     std::vector<double> losses;  // percent
     double rtt_us = 50;
+    double drop_tail_us = 0;  // 0: the host queue pushes back (-EAGAIN)
     std::uint64_t gbps = 10;
     std::uint64_t bytes = 256ull << 20;
     std::uint64_t seed = 1;
@@ -53,6 +54,9 @@ void usage() {
         "               (default 0 0.01 0.1 1)\n"
         "  --rtt US     round-trip propagation time in microseconds (default 50)\n"
         "  --gbps N     link rate (default 10)\n"
+        "  --drop-tail-us N  the link queue holds N us of frames and drops what does not\n"
+        "               fit, as a switch port or a full receive ring (default: the host\n"
+        "               queue, 1 ms, pushes back and nothing is dropped)\n"
         "  -b BYTES     bytes per run (default 256M)\n"
         "  --op O       write (default), read (B's data to A) or send (tagged, B posts\n"
         "               a receive for each)\n"
@@ -64,7 +68,8 @@ void usage() {
         "Columns: goodput (payload bytes delivered per virtual second, Gbit/s, and its\n"
         "share of the link rate), time to the last completion, data frames sent per data\n"
         "frame needed (1.00 = nothing resent), retransmissions, RTO expiries, ACK-only\n"
-        "frames per data frame needed, the longest time one operation took.\n");
+        "frames per data frame needed, NAKs, the longest time one operation took,\n"
+        "frames the link lost (both ways).\n");
 }
 
 std::uint64_t parse_size(const std::string& s) {
@@ -108,6 +113,9 @@ options parse(int argc, char** argv) {
         } else if (a == "--rtt") {
             o.rtt_us = std::strtod(value().c_str(), nullptr);
             if (o.rtt_us <= 0 || o.rtt_us > 1e6) throw std::runtime_error("--rtt must be 0..1000000 us");
+        } else if (a == "--drop-tail-us") {
+            o.drop_tail_us = std::strtod(value().c_str(), nullptr);
+            if (o.drop_tail_us <= 0 || o.drop_tail_us > 1e6) throw std::runtime_error("--drop-tail-us must be 0..1000000");
         } else if (a == "--gbps") {
             o.gbps = std::strtoull(value().c_str(), nullptr, 10);
             if (!o.gbps || o.gbps > 1000) throw std::runtime_error("--gbps must be 1..1000");
@@ -147,10 +155,12 @@ struct result {
     std::uint64_t ops = 0, bytes = 0, ns = 0;
     std::uint64_t needed = 0;  // data frames the transfer needs (each sent once)
     std::uint64_t data_tx = 0, retx = 0, rtos = 0, acks = 0, naks = 0, cc_events = 0;
+    std::uint64_t wire_lost = 0;  // frames the link lost, both ways (random or overflow)
     std::uint64_t max_op_ns = 0;
     result& operator+=(const result& r) {
         ops += r.ops, bytes += r.bytes, ns += r.ns, needed += r.needed, data_tx += r.data_tx;
         retx += r.retx, rtos += r.rtos, acks += r.acks, naks += r.naks, cc_events += r.cc_events;
+        wire_lost += r.wire_lost;
         max_op_ns = std::max(max_op_ns, r.max_op_ns);
         return *this;
     }
@@ -185,6 +195,10 @@ result run_one(const options& o, std::uint32_t recovery, std::uint32_t size, std
     lc.delay_ns = static_cast<std::uint64_t>(o.rtt_us * 1000 / 2);
     lc.gbps = o.gbps;
     lc.loss_ppm = static_cast<std::uint32_t>(loss_pct * 10000 + 0.5);
+    if (o.drop_tail_us > 0) {
+        lc.drop_tail = true;
+        lc.queue_ns = static_cast<std::uint64_t>(o.drop_tail_us * 1000);
+    }
     s.link(0, 1) = lc;
     s.link(1, 0) = lc;
     vrsim::Node &a = s.node(0), &b = s.node(1);
@@ -280,6 +294,8 @@ result run_one(const options& o, std::uint32_t recovery, std::uint32_t size, std
     r.acks = rs.acks_tx - rs0.acks_tx;
     for (int i = 0; i < VR_NAK_MAX; ++i) r.naks += rs.naks_tx[i] - rs0.naks_tx[i];
     r.cc_events = ds.congestion_events - ds0.congestion_events;
+    r.wire_lost = s.stats(0, 1).lost + s.stats(1, 0).lost;  // handshake: none lost here
+
     return r;
 }
 
@@ -307,9 +323,9 @@ int main(int argc, char** argv) {
         std::printf("# sim_bench: %s, %llu Gbit/s, RTT %.0f us, %s per run, %u seed(s) from %llu\n",
                     op_name(o.op), (unsigned long long)o.gbps, o.rtt_us,
                     size_name(o.bytes).c_str(), o.seeds, (unsigned long long)o.seed);
-        std::printf("%-3s %-5s %5s %5s %6s | %8s %5s %9s | %7s %8s %5s %6s %6s %9s\n",
+        std::printf("%-3s %-5s %5s %5s %6s | %8s %5s %9s | %7s %8s %5s %6s %6s %9s %7s\n",
                     "rec", "size", "depth", "mtu", "loss%", "Gbit/s", "link%", "time ms", "tx/need", "retx", "RTOs",
-                    "acks/f", "naks", "max op ms");
+                    "acks/f", "naks", "max op ms", "lost");
     }
     for (std::uint32_t mtu : o.mtus)
         for (std::uint32_t size : o.sizes)
@@ -330,21 +346,22 @@ int main(int argc, char** argv) {
                             "\"goodput_gbit\":%.4f,\"data_frames_needed\":%llu,"
                             "\"data_frames_sent\":%llu,\"retransmits\":%llu,\"rtos\":%llu,"
                             "\"acks\":%llu,\"naks\":%llu,\"congestion_events\":%llu,"
-                            "\"max_op_ns\":%llu}\n",
+                            "\"max_op_ns\":%llu,\"wire_lost\":%llu}\n",
                             op_name(o.op), rec_name, size, depth, mtu, loss, o.rtt_us,
                             (unsigned long long)o.gbps, o.seeds, (unsigned long long)sum.bytes,
                             (unsigned long long)sum.ns, gbit, (unsigned long long)sum.needed,
                             (unsigned long long)sum.data_tx, (unsigned long long)sum.retx,
                             (unsigned long long)sum.rtos, (unsigned long long)sum.acks,
                             (unsigned long long)sum.naks, (unsigned long long)sum.cc_events,
-                            (unsigned long long)sum.max_op_ns);
+                            (unsigned long long)sum.max_op_ns, (unsigned long long)sum.wire_lost);
                     } else {
                         std::printf("%-3s %-5s %5u %5u %6g | %8.3f %4.0f%% %9.2f | %7.3f %8llu %5llu "
-                                    "%6.3f %6llu %9.2f\n",
+                                    "%6.3f %6llu %9.2f %7llu\n",
                                     rec_name, size_name(size).c_str(), depth, mtu, loss, gbit,
                                     100.0 * gbit / o.gbps, sum.ns / 1e6, tx_need,
                                     (unsigned long long)sum.retx, (unsigned long long)sum.rtos,
-                                    acks, (unsigned long long)sum.naks, sum.max_op_ns / 1e6);
+                                    acks, (unsigned long long)sum.naks, sum.max_op_ns / 1e6,
+                                    (unsigned long long)sum.wire_lost);
                     }
                     std::fflush(stdout);
                 }

@@ -36,11 +36,13 @@ static void op_complete(struct vr_engine *eng, struct vr_conn *c, struct vr_op *
 
 /*
  * Congestion window, in frames (a NewReno-like AIMD, counted in frames
- * because go-back-N resends frames): it starts at the configured window
- * (a LAN should not wait for slow start), halves once per loss event, falls
- * to 2 on a retransmission timeout, and grows back by slow start below
- * ssthresh and by one frame per window acknowledged above it.  Without it a
- * lossy link costs a whole window of retransmissions per loss.
+ * because frames are what is resent): it starts at the connection's window
+ * (a LAN should not wait for slow start), shrinks once per loss event (by
+ * half with go-back-N, by 3/10 with selective repeat), falls to 2 on a
+ * retransmission timeout, and grows back by slow start below ssthresh and
+ * by one frame per window acknowledged above it.  Without it a lossy link
+ * costs go-back-N a whole window of retransmissions per loss, and a full
+ * queue keeps overflowing.
  */
 static u32 cc_floor(const struct vr_conn *c)
 {
@@ -73,10 +75,17 @@ void vr_cc_on_ack(struct vr_conn *c, u32 newly_acked)
 
 void vr_cc_on_loss(struct vr_engine *eng, struct vr_conn *c, u32 psn, bool timeout)
 {
+	u32 cut;
+
 	/* frames sent before the last reduction belong to that event */
 	if (!timeout && vr_psn_lt(psn, c->recover))
 		return;
-	c->ssthresh = c->cwnd / 2 > cc_floor(c) ? c->cwnd / 2 : cc_floor(c);
+	/* With selective repeat a loss costs its frame, not a window: the
+	 * window backs off by 3/10 (CUBIC's factor), not half, since on the
+	 * links vmrdma runs on a loss is more often noise than a full queue
+	 * (docs/benchmarks.md, selective repeat). */
+	cut = c->sack ? c->cwnd * 7 / 10 : c->cwnd / 2;
+	c->ssthresh = cut > cc_floor(c) ? cut : cc_floor(c);
 	c->cwnd = timeout ? cc_floor(c) : c->ssthresh;
 	c->cwnd_acked = 0;
 	c->recover = c->snd_hi;

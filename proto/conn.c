@@ -65,6 +65,7 @@ static struct vr_conn *conn_alloc(struct vr_engine *eng, u16 ep)
 		c->isn = c->snd_una = c->snd_nxt = c->snd_hi = c->snd_max = isn;
 		c->ack_asked = isn;
 		c->wnd = (u16)eng->cfg.window;
+		c->ack_every = eng->cfg.ack_every < 65535 ? (u16)eng->cfg.ack_every : 65535;
 		vr_cc_init(c);
 		c->rto = eng->cfg.rto_ns;
 		c->rto_deadline = VR_U64_MAX;
@@ -84,10 +85,16 @@ static struct vr_conn *conn_alloc(struct vr_engine *eng, u16 ep)
 static void conn_set_sack(struct vr_engine *eng, struct vr_conn *c, u64 caps)
 {
 	c->sack = eng->cfg.recovery == VR_RECOVERY_SELECTIVE && (caps & VR_CAP_SACK);
-	if (c->sack && c->wnd > VR_SR_SPAN) {
+	if (!c->sack)
+		return;
+	if (c->wnd > VR_SR_SPAN) {
 		c->wnd = VR_SR_SPAN;
 		vr_cc_init(c);
 	}
+	/* ACKs every VR_SR_ACK_BYTES at least, whatever the MTU: the sender's
+	 * window opens as often at 9000 bytes a frame as at 1500 */
+	if (c->ack_every > (VR_SR_ACK_BYTES + c->mps - 1) / c->mps)
+		c->ack_every = (u16)((VR_SR_ACK_BYTES + c->mps - 1) / c->mps);
 }
 
 void vr_conn_free(struct vr_engine *eng, struct vr_conn *c)

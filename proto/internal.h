@@ -53,6 +53,8 @@ struct vr_conn_keys {
 #define VR_SR_WORDS VR_SACK_WORDS
 /* A frame is lost once one sent this many transmissions after it arrived. */
 #define VR_SR_REORDER 3
+/* With SACK a receiver ACKs at least every so many payload bytes. */
+#define VR_SR_ACK_BYTES 65536u
 
 struct vr_conn_sr {
 	u64 held[VR_SR_WORDS];   /* receiver: placed ahead of rcv_nxt */
@@ -99,6 +101,7 @@ struct vr_conn {
 	u16 n_held;             /* receiver: frames held ahead of rcv_nxt */
 	u16 n_sacked, n_lost;   /* sender: bits set in sr->sacked, sr->lost */
 	u16 wnd;                /* sender: the window, cfg.window, at most VR_SR_SPAN with SACK */
+	u16 ack_every;          /* receiver: ACK at least every so many frames */
 	u64 hs_cookie;          /* CONNECTING: the listener's cookie to echo (0: none yet) */
 	u64 challenge_at;       /* a replacing CONNECT_REQ was seen then (0: none) */
 	bool auth;              /* authenticated frames: keys in *keys */

@@ -414,7 +414,7 @@ void vr_resp_rx_data(struct vr_engine *eng, struct vr_conn *c, const struct vr_p
 	c->seq_nak_sent = false;
 	if (c->nak_reason == VR_NAK_RNR || c->nak_reason == VR_NAK_RESOURCES)
 		c->nak_reason = 0; /* stale: the frame got in after all */
-	if (++c->unacked_rx >= eng->cfg.ack_every || (h->flags & VR_F_ACKREQ))
+	if (++c->unacked_rx >= c->ack_every || (h->flags & VR_F_ACKREQ))
 		c->ack_now = true;
 	else if (c->ack_deadline == VR_U64_MAX)
 		c->ack_deadline = now + eng->cfg.ack_delay_ns;

@@ -130,6 +130,16 @@ int Sim::carry(Node &n, int to, const std::vector<uint8_t> &b, bool may_refuse)
 		l.st.lost++; // a broadcast is not retried by the host: a full queue drops it
 		return 0;
 	}
+	if (l.busy_until > now + l.cfg.queue_ns && l.cfg.drop_tail) {
+		if (tap)
+			tap(n.idx, b);
+		if (may_refuse)
+			n.tx_accepted++;
+		l.st.accepted++;
+		l.st.lost++;
+		l.st.overflow++;
+		return 0;
+	}
 	if (l.busy_until > now + l.cfg.queue_ns) {
 		l.st.eagain++;
 		n.blocked = true;

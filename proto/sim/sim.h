@@ -38,12 +38,15 @@ struct LinkCfg {
 	uint64_t delay_ns = 1000, jitter_ns = 0;
 	uint64_t gbps = 10;              // serialisation rate
 	uint64_t queue_ns = 1000000;     // host queue depth in time; beyond -> -EAGAIN
+	bool drop_tail = false;          // beyond queue_ns the frame is lost instead (a
+	                                 // switch port or a receive ring that overflows)
 	bool down = false;               // drop everything (peer vanished)
 };
 
 struct LinkStats {
 	uint64_t accepted = 0, lost = 0, dup = 0, corrupted = 0, delivered = 0, eagain = 0;
 	uint64_t corrupted_delivered = 0;
+	uint64_t overflow = 0;           // lost to a full drop-tail queue
 };
 
 class Sim;
