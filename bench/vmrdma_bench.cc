@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "bench/support/child.hpp"
 #include "bench/support/daemon_path.hpp"
 #include "bench/support/raw_path.hpp"
+#include "bench/support/relay.hpp"
 #include "bench/support/report.hpp"
 #include "bench/support/tcp_path.hpp"
 #include "bench/support/vmrdma_path.hpp"
@@ -29,6 +31,7 @@ struct options {
     bool tcp = true, raw = true, json = false;
     std::string out_prefix = "vmrdma-bench";
     std::string transport = "eth";
+    std::string relay_bin;
 };
 
 void usage() {
@@ -61,6 +64,14 @@ void usage() {
         "                  checksum offload; docs/wire-format.md says what it gives up)\n"
         "  --auth          vmrdma authenticates every frame (a pre-shared key made up for\n"
         "                  the run; docs/wire-format.md, Authentication): what it costs\n"
+        "  --go-back-n     vmrdma recovers losses by go-back-N, as before selective repeat\n"
+        "                  (device_options::go_back_n; to compare)\n"
+        "  --relay OPTS    run every path through tools/faultrelay with these options\n"
+        "                  (one argument, e.g. --relay '--loss 0.1 --delay 20'): a third\n"
+        "                  namespace between the hosts forwards, losing, delaying or pacing\n"
+        "                  frames (docs/faultrelay.md); TCP's segmentation offload is off\n"
+        "                  then, so that both lose wire frames\n"
+        "  --relay-bin P   the faultrelay binary (default: found in Bazel's output)\n"
         "  --distinct-buffers  give each of vmrdma's operations in flight bytes of its\n"
         "                  own (depth x size per side; default: one message-sized buffer\n"
         "                  per side, as the TCP loop here and perftest's ib_write_bw use)\n"
@@ -129,6 +140,12 @@ options parse(int argc, char** argv) {
             else throw std::runtime_error("--integrity must be end-to-end or link");
         } else if (a == "--auth") {
             o.w.auth = true;
+        } else if (a == "--go-back-n") {
+            o.w.go_back_n = true;
+        } else if (a == "--relay") {
+            o.w.relay = value();
+        } else if (a == "--relay-bin") {
+            o.relay_bin = value();
         } else if (a == "--distinct-buffers") {
             o.w.distinct_buffers = true;
         } else if (a == "--no-tcp") {
@@ -290,8 +307,21 @@ int main(int argc, char** argv) {
         o.out_prefix = std::string(cwd) + "/" + o.out_prefix;
     std::vector<row> rows;
     tcp_buffers budget;
+    std::string relay_final;
     try {
-        vmrdma::examples::netns_pair net("vmrdma-bench", o.w.mtu);
+        std::string relay_bin;
+        if (!o.w.relay.empty()) relay_bin = find_relay(o.relay_bin, argv[0]);
+        vmrdma::examples::netns_pair net("vmrdma-bench", o.w.mtu, !o.w.relay.empty());
+        std::unique_ptr<relay_process> relay;
+        if (!o.w.relay.empty()) {
+            relay = std::make_unique<relay_process>(relay_bin, o.w.relay + " --quiet", net.relay(),
+                                                    net.relay_a, net.relay_b);
+            // TCP sends wire frames too, not 64 KiB super-frames the relay
+            // would lose or keep whole (no ethtool needed: one segment each).
+            for (const auto* h : {&net.a(), &net.b()})
+                vmrdma::examples::run_command("ip -n " + h->netns + " link set " + h->ifname +
+                                              " gso_max_segs 1");
+        }
         vmrdma::examples::run_command("ip -n " + net.a().netns + " addr add 192.0.2.1/24 dev " + net.a().ifname);
         vmrdma::examples::run_command("ip -n " + net.b().netns + " addr add 192.0.2.2/24 dev " + net.b().ifname);
         std::fprintf(stderr, "vmrdma-bench: %s, MTU %u, depth %u, busy poll %u us, adaptive poll %u us, %s per point, veth between %s and %s\n",
@@ -336,6 +366,7 @@ int main(int argc, char** argv) {
             std::fprintf(stderr, " done\n");
             rows.push_back(r);
         }
+        if (relay) relay_final = relay->stop();
     } catch (const std::exception& e) {
         std::fprintf(stderr, "vmrdma-bench: %s\n", e.what());
         return 1;
@@ -354,6 +385,7 @@ int main(int argc, char** argv) {
         print_table(stdout, o.w.kind, rows);
         std::printf("%s\n", fairness_statement(o.w, budget).c_str());
     }
+    if (!relay_final.empty()) std::fprintf(stderr, "%s", relay_final.c_str());
     std::fprintf(stderr, "wrote %s.csv and %s.svg\n", stem.c_str(), stem.c_str());
     for (const auto& r : rows)
         if (!r.vmrdma.measured) return 1;

@@ -60,6 +60,12 @@ std::string fairness_statement(const workload& w, const tcp_buffers& b) {
     s += w.auth ? "; every vmrdma frame also carries a ChaCha20-Poly1305 tag over headers and payload (--auth), "
                   "TCP's frames nothing of the kind"
                 : "; no frame authenticated (vmrdma: --auth to compare)";
+    s += w.go_back_n ? ". vmrdma recovers losses by go-back-N (--go-back-n)"
+                     : ". vmrdma recovers losses by selective repeat";
+    if (!w.relay.empty())
+        s += ". Both run through tools/faultrelay (" + w.relay +
+             ") in a namespace between the hosts, TCP with segmentation offload off so that both "
+             "lose wire frames, not TCP's 64 KiB super-frames";
     s += ".";
     return s;
 }

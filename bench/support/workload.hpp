@@ -24,6 +24,8 @@ struct workload {
     bool bundle = true;         // eth: small frames to one peer leave bundled
     bool link_integrity = false; // vmrdma: payloads rest on the link's FCS (device_options::integrity)
     bool auth = false;          // vmrdma: frames authenticated with a pre-shared key (device_options::auth_key)
+    bool go_back_n = false;     // vmrdma: go-back-N instead of selective repeat (device_options::go_back_n)
+    std::string relay;          // not empty: faultrelay's options, both paths run through it
     // vmrdma's operations all move one message-sized buffer at each end, as
     // the TCP loop here (one buffer each side) and perftest's ib_write_bw do,
     // so every path copies from and to the same amount of memory; true gives

@@ -22,7 +22,7 @@ void run_command(const std::string& command) {
     if (pclose(p) != 0) throw std::runtime_error("`" + command + "` failed: " + out);
 }
 
-netns_pair::netns_pair(const std::string& prefix, unsigned mtu) {
+netns_pair::netns_pair(const std::string& prefix, unsigned mtu, bool relayed) {
     std::string tag = prefix + "-" + std::to_string(getpid());
     a_ = {tag + "-a", "vmrdma-a", "02:76:6d:72:00:0a"};
     b_ = {tag + "-b", "vmrdma-b", "02:76:6d:72:00:0b"};
@@ -32,9 +32,21 @@ netns_pair::netns_pair(const std::string& prefix, unsigned mtu) {
         run_command("ip netns add " + b_.netns);
         made_b_ = true;
         std::string m = " mtu " + std::to_string(mtu);
-        run_command("ip link add " + a_.ifname + " netns " + a_.netns + m + " address " + a_.mac +
-                    " type veth peer name " + b_.ifname + " netns " + b_.netns + m + " address " +
-                    b_.mac);
+        if (relayed) {
+            relay_ = tag + "-r";
+            run_command("ip netns add " + relay_);
+            made_r_ = true;
+            run_command("ip link add " + a_.ifname + " netns " + a_.netns + m + " address " + a_.mac +
+                        " type veth peer name " + relay_a + " netns " + relay_ + m);
+            run_command("ip link add " + b_.ifname + " netns " + b_.netns + m + " address " + b_.mac +
+                        " type veth peer name " + relay_b + " netns " + relay_ + m);
+            for (const char* r : {relay_a, relay_b})
+                run_command("ip -n " + relay_ + " link set " + r + " up");
+        } else {
+            run_command("ip link add " + a_.ifname + " netns " + a_.netns + m + " address " + a_.mac +
+                        " type veth peer name " + b_.ifname + " netns " + b_.netns + m + " address " +
+                        b_.mac);
+        }
         for (const auto* h : {&a_, &b_}) {
             run_command("ip -n " + h->netns + " link set lo up");
             run_command("ip -n " + h->netns + " link set " + h->ifname + " up");
@@ -59,6 +71,13 @@ netns_pair::~netns_pair() {
         made_b_ = false;
         try {
             run_command("ip netns del " + b_.netns);
+        } catch (...) {
+        }
+    }
+    if (made_r_) {
+        made_r_ = false;
+        try {
+            run_command("ip netns del " + relay_);
         } catch (...) {
         }
     }

@@ -22,21 +22,28 @@ struct netns_host {
 
 class netns_pair {
 public:
-    // Throws std::runtime_error saying which command failed and why.
-    netns_pair(const std::string& prefix, unsigned mtu);
+    // Throws std::runtime_error saying which command failed and why. With
+    // `relayed`, a and b are not joined directly: each has a veth pair to a
+    // third namespace (relay(), interfaces relay_a and relay_b), where a
+    // program such as tools/faultrelay forwards between them.
+    netns_pair(const std::string& prefix, unsigned mtu, bool relayed = false);
     ~netns_pair();
     netns_pair(const netns_pair&) = delete;
     netns_pair& operator=(const netns_pair&) = delete;
 
     const netns_host& a() const noexcept { return a_; }
     const netns_host& b() const noexcept { return b_; }
+    const std::string& relay() const noexcept { return relay_; }  // empty unless relayed
+    static constexpr const char* relay_a = "vmrdma-ra";
+    static constexpr const char* relay_b = "vmrdma-rb";
 
     // Moves the calling process (a forked child) into a host's namespace.
     static void enter(const netns_host& host);
 
 private:
     netns_host a_, b_;
-    bool made_a_ = false, made_b_ = false;
+    std::string relay_;
+    bool made_a_ = false, made_b_ = false, made_r_ = false;
 };
 
 // Runs a command through the shell; throws with its output when it fails.

@@ -127,6 +127,11 @@ struct device_options {
     // unexpected queue) is retried; it fails with errc::receiver_not_ready
     // once the peer has refused it for this long (0: 1 s).
     std::uint64_t receiver_not_ready_timeout_ns = 0;
+    // Loss recovery (docs/proto.md, "Reliability"): a connection between two
+    // devices that both offer it resends only the frames lost (selective
+    // repeat); true offers only go-back-N, which resends everything from a
+    // gap (the protocol before it; kept to compare, vmrdma-bench --go-back-n).
+    bool go_back_n = false;
     // eth: consecutive small frames (up to half the MTU) bound for one peer
     // leave as one bundle frame (docs/wire-format.md). Every vmrdma receiver
     // unpacks bundles; off only to compare.
