@@ -352,6 +352,9 @@ int main(int argc, char** argv) {
             } else {
                 r.vmrdma = eth();
             }
+            if (r.vmrdma.measured)
+                std::fprintf(stderr, " (%.0f frames sent again, %.0f RTO expiries)", r.vmrdma.retransmits,
+                             r.vmrdma.timeouts);
             if (o.tcp) {
                 std::fprintf(stderr, " tcp...");
                 r.tcp = measure(

@@ -104,11 +104,19 @@ static void sr_delivered(struct vr_conn *c, u32 psn)
 		c->delivered = t;
 }
 
-/* Frames [snd_una, ack) are acknowledged: their records go. */
-static void sr_acked(struct vr_conn *c, u32 ack)
+/* Frames [snd_una, ack) are acknowledged: their records go, and the
+ * round trip of a frame that asked for an ACK is sampled. */
+static void sr_acked(struct vr_conn *c, u32 ack, u64 now)
 {
 	u32 psn;
 
+	if (c->sr->rtt_at && !vr_psn_lt(ack, c->sr->rtt_psn)) {
+		u64 rtt = now - c->sr->rtt_at;
+		u32 sample = rtt < 0xFFFFFFFFu ? (u32)rtt : 0xFFFFFFFFu;
+
+		c->sr->srtt = c->sr->srtt ? c->sr->srtt - c->sr->srtt / 8 + sample / 8 : sample;
+		c->sr->rtt_at = 0;
+	}
 	if (!c->n_sacked && !c->n_lost) {
 		sr_delivered(c, ack - 1); /* in order: the last is the latest sent */
 		return;
@@ -204,7 +212,8 @@ void vr_comp_find_lost(struct vr_engine *eng, struct vr_conn *c)
 
 /*
  * Tail-loss probe: with frames out and nothing heard for the probe time (twice
- * the longest a peer waits before it ACKs), the frame at snd_una goes again
+ * the smoothed round trip, plus the longest a peer waits before it ACKs a
+ * frame that did not ask), the frame at snd_una goes again
  * asking for an ACK, whatever the window.  The answer tells what arrived,
  * and by the rule above what did not: a lost ACK or a lost last frame
  * costs a probe time instead of an RTO.  Unanswered, the time doubles
@@ -212,7 +221,9 @@ void vr_comp_find_lost(struct vr_engine *eng, struct vr_conn *c)
  */
 static u64 probe_time(const struct vr_engine *eng, const struct vr_conn *c)
 {
-	u64 base = 2 * eng->cfg.ack_delay_ns, t = base << c->tail_backoff;
+	/* before the first sample: as if the round trip were the ACK delay */
+	u64 rtt = c->sr->srtt ? c->sr->srtt : eng->cfg.ack_delay_ns;
+	u64 base = 2 * rtt + eng->cfg.ack_delay_ns, t = base << c->tail_backoff;
 
 	return (t >> c->tail_backoff) == base && t < eng->cfg.rto_max_ns ? t : eng->cfg.rto_max_ns;
 }
@@ -268,7 +279,7 @@ void vr_comp_rx_ack(struct vr_engine *eng, struct vr_conn *c, u32 ack, u64 now)
 	}
 	vr_cc_on_ack(c, ack - c->snd_una);
 	if (c->sack)
-		sr_acked(c, ack);
+		sr_acked(c, ack, now);
 	c->snd_una = ack;
 	if (vr_psn_lt(c->snd_nxt, ack))
 		c->snd_nxt = ack;
@@ -445,6 +456,7 @@ void vr_comp_flush(struct vr_engine *eng, struct vr_conn *c, int status)
 	memset(c->sr->sacked, 0, sizeof(c->sr->sacked));
 	memset(c->sr->lost, 0, sizeof(c->sr->lost));
 	c->n_sacked = c->n_lost = 0;
+	c->sr->rtt_at = 0;
 	c->tail_probe = false;
 	c->rto_deadline = c->tail_probe_at = VR_U64_MAX;
 }

@@ -63,6 +63,12 @@ struct vr_conn_sr {
 	u64 sacked[VR_SR_WORDS]; /* sender: the peer holds it */
 	u64 lost[VR_SR_WORDS];   /* sender: to be sent again */
 	u32 txseq[VR_SR_SPAN];   /* sender: tx_count when it was last sent */
+	/* sender: the round trip, sampled on a frame that asks for an ACK
+	 * (one at a time: sent at rtt_at, answered when snd_una passes
+	 * rtt_psn), smoothed as TCP does (7/8 old + 1/8 new); it times the
+	 * tail-loss probe */
+	u64 rtt_at;
+	u32 rtt_psn, srtt;
 };
 
 static inline bool vr_sr_test(const u64 *map, u32 psn)
@@ -283,6 +289,7 @@ struct vr_engine {
 	u32 tx_psn;               /* VR_TX_DATA: its PSN */
 	bool tx_asks;             /* ... flagged ACKREQ because it fills the window */
 	bool tx_probe;            /* ... a tail-loss probe */
+	bool tx_ackreq;           /* ... flagged ACKREQ */
 };
 
 enum { VR_TX_NONE, VR_TX_CTL, VR_TX_NAK, VR_TX_DATA, VR_TX_ACK };

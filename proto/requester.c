@@ -364,7 +364,8 @@ static int build_data(struct vr_engine *eng, struct vr_conn *c, u32 psn)
 	h.psn = psn;
 	h.msg_id = op->msg_id;
 	h.total_len = op->len;
-	if (i == op->nframes - 1 || eng->tx_asks)
+	eng->tx_ackreq = i == op->nframes - 1 || eng->tx_asks;
+	if (eng->tx_ackreq)
 		h.flags |= VR_F_ACKREQ;
 	if (pl && !op->aborted) {
 		/* Re-validate at every transmission: the region may be gone. */
@@ -669,6 +670,10 @@ void vr_tx_commit(struct vr_engine *eng, u64 now)
 			c->sr->txseq[eng->tx_psn % VR_SR_SPAN] = ++c->tx_count;
 			if (eng->tx_asks)
 				c->ack_asked = eng->tx_psn + 1;
+			if (eng->tx_ackreq && !c->sr->rtt_at) {
+				c->sr->rtt_at = now ? now : 1;
+				c->sr->rtt_psn = eng->tx_psn + 1;
+			}
 			if (eng->tx_probe) {
 				c->tail_probe = false;
 				VR_CTR(eng, e, tail_probes, 1);

@@ -26,6 +26,7 @@ struct side_result {
     double bytes = 0;
     double messages = 0;
     double latency_median_us = 0, latency_p99_us = 0;
+    double retransmits = 0, timeouts = 0;  // vmrdma: its device's, over the whole run
     char error[160] = {};
 };
 

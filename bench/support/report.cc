@@ -28,6 +28,8 @@ path_figures figures_from(const side_result& client, const side_result& server, 
     }
     const side_result& rx = receiver_is_server ? server : client;
     f.measured = true;
+    f.retransmits = client.retransmits + server.retransmits;
+    f.timeouts = client.timeouts + server.timeouts;
     f.gib_per_s = rx.seconds > 0 ? rx.bytes / rx.seconds / gib : 0;
     // Messages count where they are delivered: at the receiver when it counts
     // them (TCP's reader, the raw sink), else at the side whose completion
@@ -180,9 +182,10 @@ void print_json(std::FILE* out, const workload& w, const tcp_buffers& b, const s
             std::fprintf(out,
                          ",\"%s\":{\"gib_per_s\":%.4f,\"messages_per_s\":%.1f,\"latency_median_us\":%.2f,"
                          "\"latency_p99_us\":%.2f,\"client_cpu_s_per_gib\":%.3f,\"server_cpu_s_per_gib\":%.3f,"
-                         "\"daemon_cpu_s_per_gib\":%.3f}",
+                         "\"daemon_cpu_s_per_gib\":%.3f,\"retransmits\":%.0f,\"timeouts\":%.0f}",
                          name, p->gib_per_s, p->messages_per_s, p->latency_median_us, p->latency_p99_us,
-                         p->client_cpu_s_per_gib, p->server_cpu_s_per_gib, p->daemon_cpu_s_per_gib);
+                         p->client_cpu_s_per_gib, p->server_cpu_s_per_gib, p->daemon_cpu_s_per_gib,
+                         p->retransmits, p->timeouts);
         }
         // The ratios of issue targets, within this run (0 where a path is missing).
         std::fprintf(out,

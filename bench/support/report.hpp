@@ -19,6 +19,7 @@ struct path_figures {
     double latency_median_us = 0, latency_p99_us = 0;
     double client_cpu_s_per_gib = 0, server_cpu_s_per_gib = 0;
     double daemon_cpu_s_per_gib = 0;  // --transport unix: the driver domain's CPU
+    double retransmits = 0, timeouts = 0;  // vmrdma: both devices' frames sent again, RTO expiries
     std::string error;
 };
 

@@ -111,6 +111,9 @@ side_result vmrdma_server(const std::string& uri, const workload& w, const std::
     };
     loop.run(body());
     r.ok = true;
+    auto st = dev->stats();
+    r.retransmits = static_cast<double>(st.retransmits);
+    r.timeouts = static_cast<double>(st.timeouts);
     return r;
 }
 
@@ -170,6 +173,9 @@ side_result vmrdma_client(const std::string& uri, const std::string& server_mac,
     };
     loop.run(body());
     r.ok = true;
+    auto st = dev->stats();
+    r.retransmits = static_cast<double>(st.retransmits);
+    r.timeouts = static_cast<double>(st.timeouts);
     return r;
 }
 
