@@ -232,8 +232,12 @@ void vr_comp_arm_probe(struct vr_engine *eng, struct vr_conn *c, u64 now, bool n
 {
 	if (!c->sack)
 		return;
-	if (news)
+	if (news) {
+		/* the peer spoke: a probe that has not gone yet is not needed
+		 * (and with nothing in flight it would have no frame to send) */
 		c->tail_backoff = 0;
+		c->tail_probe = false;
+	}
 	if (c->snd_una == c->snd_hi)
 		c->tail_probe_at = VR_U64_MAX;
 	else if (news || c->tail_probe_at == VR_U64_MAX)

@@ -323,3 +323,53 @@ TEST_CASE("a SACK map that claims a frame the peer lacks does not stall the conn
 	// way one by one, or by the second RTO in a row, which forgets the map.
 	CHECK(n.ctr(0).tail_probes + n.ctr(0).timeouts >= 1);
 }
+
+TEST_CASE("a probe that falls due just before the ACK that answers everything is dropped, and the connection still ACKs")
+{
+	// On a host a turn can fire the probe timer and then read the ACK for
+	// every frame in flight before it transmits: the probe has no frame left
+	// to send, and must not keep the connection from sending anything else
+	// (it did: A never ACKed B again, and B's write timed out).
+	vr_config c = cfg_with(VR_RECOVERY_SELECTIVE);
+	c.rto_ns = 5000000;
+	c.rto_max_ns = 80000000;
+	Net n(c, c);
+	const uint32_t len = 3 * 1428;
+	GuardedBuf a_src, b_dst, b_src, a_dst;
+	a_src.init(len, 1);
+	b_dst.init(len, 2);
+	b_src.init(len, 3);
+	a_dst.init(len, 4);
+	for (uint32_t i = 0; i < len; i++)
+		b_src.data()[i] = (uint8_t)(i * 5 + 1);
+	REQUIRE(reg(n.A(), 0, a_src, 0) == 0);
+	REQUIRE(reg(n.B(), 0, b_dst, VR_ACCESS_REMOTE_WRITE) == 0);
+	REQUIRE(reg(n.B(), 0, b_src, 0) == 0);
+	REQUIRE(reg(n.A(), 0, a_dst, VR_ACCESS_REMOTE_WRITE) == 0);
+	// B's ACK of A's write is held back, to be handed to A by hand.
+	std::vector<uint8_t> ack;
+	n.s.drop = [&](int from, int, const std::vector<uint8_t> &b) {
+		if (from != 1 || b[VR_ETH_HLEN + VR_OFF_OPCODE] != VR_OP_ACK || !ack.empty())
+			return false;
+		ack = b;
+		return true;
+	};
+	REQUIRE(vr_post_write(n.A().eng, n.ca, a_src.key, 0, b_dst.key, 0, len, 1) == 0);
+	REQUIRE(n.s.run([&] { return !ack.empty(); }, n.s.now + 1000000));
+	n.s.drop = nullptr;
+	// The probe falls due (its deadline is A's next), then the ACK comes in
+	// before A transmits.
+	uint64_t t = vr_engine_next_timeout(n.A().eng);
+	REQUIRE(t < n.s.now + c.rto_ns);
+	n.s.now = t;
+	vr_engine_on_timer(n.A().eng, t);
+	REQUIRE(vr_engine_input(n.A().eng, ack.data(), (uint32_t)ack.size(), t) == 0);
+	REQUIRE(find(n.A(), 1));
+	CHECK(find(n.A(), 1)->status == 0);
+	// B writes to A: A must ACK it.
+	REQUIRE(vr_post_write(n.B().eng, n.cb, b_src.key, 0, a_dst.key, 0, len, 2) == 0);
+	REQUIRE(n.wait(2, 1, 100000000));
+	CHECK(find(n.B(), 2)->status == 0);
+	CHECK(std::memcmp(b_src.data(), a_dst.data(), len) == 0);
+	CHECK(n.ctr(1).timeouts == 0);
+}
