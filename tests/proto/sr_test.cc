@@ -373,3 +373,50 @@ TEST_CASE("a probe that falls due just before the ACK that answers everything is
 	CHECK(std::memcmp(b_src.data(), a_dst.data(), len) == 0);
 	CHECK(n.ctr(1).timeouts == 0);
 }
+
+TEST_CASE("a frame lost mid-stream is found by what the peer holds and resent while new frames flow")
+{
+	// 200 frames through a window of 64: the SACK maps show frame 2 missing
+	// three frames after it, so it goes again long before the stream ends,
+	// with no probe and no RTO.  (Without the rule the sender would fill the
+	// span behind frame 2 and wait for a tail-loss probe.)  The RTO is far
+	// above the ~80 us a window takes to leave at 10 Gb/s, which an RTO of
+	// 50 us would not wait for.
+	vr_config c = cfg_with(VR_RECOVERY_SELECTIVE);
+	c.rto_ns = 5000000;
+	c.rto_max_ns = 80000000;
+	Net n(c, c);
+	const uint32_t frames = 200, len = frames * 1428;
+	GuardedBuf src, dst;
+	src.init(len, 1);
+	dst.init(len, 2);
+	for (uint32_t i = 0; i < len; i++)
+		src.data()[i] = (uint8_t)(i * 11 + 5);
+	REQUIRE(reg(n.A(), 0, src, 0) == 0);
+	REQUIRE(reg(n.B(), 0, dst, VR_ACCESS_REMOTE_WRITE) == 0);
+	n.lose_first_copy(0, {2});
+	REQUIRE(vr_post_write(n.A().eng, n.ca, src.key, 0, dst.key, 0, len, 1) == 0);
+	REQUIRE(n.wait(1));
+	CHECK(find(n.A(), 1)->status == 0);
+	CHECK(std::memcmp(src.data(), dst.data(), len) == 0);
+	CHECK(n.ctr(0).retransmits == 1);
+	CHECK(n.ctr(0).tail_probes == 0);
+	CHECK(n.ctr(0).timeouts == 0);
+	// Where the second copy of frame 2 went, among A's data frames.
+	uint32_t base = 0, position = 0, resent_at = 0, copies = 0;
+	bool have_base = false;
+	for (auto &f : n.seen) {
+		if (f.from != 0 || !vr_op_is_data(f.p.h.opcode))
+			continue;
+		if (!have_base) {
+			base = f.p.h.psn;
+			have_base = true;
+		}
+		position++;
+		if (f.p.h.psn - base == 2 && ++copies == 2)
+			resent_at = position;
+	}
+	CHECK(copies == 2);
+	CHECK(resent_at > 0);
+	CHECK(resent_at < 100); // among the first half of the stream's frames
+}
