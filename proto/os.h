@@ -80,7 +80,7 @@ static inline bool vr_psn_le(u32 a, u32 b)
 
 /* A branch the hot path almost never takes; a function kept out of it. */
 #define vr_unlikely(x) __builtin_expect(!!(x), 0)
-#define vr_noinline __attribute__((noinline))
+#define vr_noinline __attribute__((__noinline__)) /* the kernel defines noinline */
 
 /* Index of the lowest set bit of x (x != 0). */
 static inline unsigned int vr_ctz64(u64 x)
