@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "examples/support/netns_pair.hpp"
 #include "sim/sim.h"
 
 namespace {
@@ -72,17 +73,6 @@ void usage() {
         "frames the link lost (both ways).\n");
 }
 
-std::uint64_t parse_size(const std::string& s) {
-    char* end = nullptr;
-    unsigned long long v = std::strtoull(s.c_str(), &end, 10);
-    std::uint64_t mul = 1;
-    if (*end == 'K' || *end == 'k') mul = 1024, ++end;
-    else if (*end == 'M' || *end == 'm') mul = 1024 * 1024, ++end;
-    else if (*end == 'G' || *end == 'g') mul = 1024ull * 1024 * 1024, ++end;
-    if (end == s.c_str() || *end || !v) throw std::runtime_error("bad size '" + s + "'");
-    return v * mul;
-}
-
 options parse(int argc, char** argv) {
     options o;
     for (int i = 1; i < argc; ++i) {
@@ -95,9 +85,8 @@ options parse(int argc, char** argv) {
             usage();
             std::exit(0);
         } else if (a == "-s") {
-            std::uint64_t v = parse_size(value());
-            if (v > (64u << 20)) throw std::runtime_error("-s: at most 64M");
-            o.sizes.push_back(static_cast<std::uint32_t>(v));
+            o.sizes.push_back(static_cast<std::uint32_t>(
+                vmrdma::examples::parse_size(value(), 64ull << 20, "-s: a size of 1 byte .. 64M")));
         } else if (a == "--depth") {
             unsigned long v = std::strtoul(value().c_str(), nullptr, 10);
             if (!v || v > 4096) throw std::runtime_error("--depth must be 1..4096");
@@ -120,7 +109,7 @@ options parse(int argc, char** argv) {
             o.gbps = std::strtoull(value().c_str(), nullptr, 10);
             if (!o.gbps || o.gbps > 1000) throw std::runtime_error("--gbps must be 1..1000");
         } else if (a == "-b") {
-            o.bytes = parse_size(value());
+            o.bytes = vmrdma::examples::parse_size(value(), 1ull << 40, "-b: 1 byte .. 1048576M");
         } else if (a == "--op") {
             std::string m = value();
             if (m == "write") o.op = op_kind::write;

@@ -76,7 +76,7 @@ void usage() {
         "The output states how the paths are made comparable: what each keeps in\n"
         "flight and where each counts a message as delivered.\n"
         "  --out PREFIX    write PREFIX-MODE.csv and PREFIX-MODE.svg (default vmrdma-bench)\n"
-        "  --json          print JSON instead of the table (fields in README.md)\n");
+        "  --json          print JSON instead of the table (fields in docs/benchmarks.md)\n");
 }
 
 
