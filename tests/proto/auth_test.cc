@@ -31,25 +31,9 @@ vr_config auth_cfg(uint8_t key_seed)
 	return c;
 }
 
-struct Net : frame_log {
-	vrsim::Sim s;
-	uint32_t ca = 0, cb = 0;
-	Net(vr_config a, vr_config b, uint64_t seed = 3) : s(seed)
-	{
-		REQUIRE(s.add_node(a) == 0);
-		REQUIRE(s.add_node(b) == 1);
-		REQUIRE(vr_ep_open(A().eng, 0, 1, false) == 0);
-		REQUIRE(vr_ep_open(B().eng, 0, 1, true) == 0);
-		attach(s);
-	}
-	vrsim::Node &A() { return s.node(0); }
-	vrsim::Node &B() { return s.node(1); }
-	const vr_counters &ctr(int n) { return *vr_engine_counters(s.node(n).eng); }
-	void settle(uint64_t ns = 2000000) { s.run(nullptr, s.now + ns); }
-	bool wait(uint64_t cookie, int node = 0)
-	{
-		return s.run([&] { return find(s.node(node), cookie) != nullptr; }, s.now + 2000000000);
-	}
+struct Net : two_nodes {
+	Net(vr_config a, vr_config b, uint64_t seed = 3) : two_nodes(a, b, seed) {}
+	void settle(uint64_t ns = 2000000) { two_nodes::settle(ns); }
 };
 
 // An on-path forger: takes a real frame, changes it and fixes the CRC (it

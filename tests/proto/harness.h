@@ -5,6 +5,8 @@
 #include <map>
 #include <vector>
 
+#include <doctest/doctest.h>
+
 #include "sim/sim.h"
 
 namespace vrtest {
@@ -149,5 +151,29 @@ inline size_t count(const vrsim::Node &n, uint64_t cookie, uint32_t op = 0)
 			k++;
 	return k;
 }
+
+// Two nodes of a simulation, A (0, endpoint 0) and B (1, endpoint 0
+// listening), every frame recorded; the tests' fixtures start from it.
+struct two_nodes : frame_log {
+	vrsim::Sim s;
+	uint32_t ca = 0, cb = 0; // the connection's ids at A and B, once connected
+	two_nodes(vr_config a, vr_config b, uint64_t seed) : s(seed)
+	{
+		REQUIRE(s.add_node(a) == 0);
+		REQUIRE(s.add_node(b) == 1);
+		REQUIRE(vr_ep_open(A().eng, 0, 1, false) == 0);
+		REQUIRE(vr_ep_open(B().eng, 0, 1, true) == 0);
+		attach(s);
+	}
+	vrsim::Node &A() { return s.node(0); }
+	vrsim::Node &B() { return s.node(1); }
+	const vr_counters &ctr(int n) { return *vr_engine_counters(s.node(n).eng); }
+	void settle(uint64_t ns) { s.run(nullptr, s.now + ns); }
+	// Until node `node` has the completion of `cookie`, at most `limit` ns.
+	bool wait(uint64_t cookie, int node = 0, uint64_t limit = 2000000000)
+	{
+		return s.run([&] { return find(s.node(node), cookie) != nullptr; }, s.now + limit);
+	}
+};
 
 }  // namespace vrtest

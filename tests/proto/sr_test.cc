@@ -17,24 +17,11 @@ using namespace vrtest;
 
 namespace {
 
-struct Net : frame_log {
-	vrsim::Sim s;
-	uint32_t ca = 0, cb = 0;
-	Net(vr_config a, vr_config b, uint64_t seed = 3) : s(seed)
+// Two nodes, connected.
+struct Net : two_nodes {
+	Net(vr_config a, vr_config b, uint64_t seed = 3) : two_nodes(a, b, seed)
 	{
-		REQUIRE(s.add_node(a) == 0);
-		REQUIRE(s.add_node(b) == 1);
-		REQUIRE(vr_ep_open(A().eng, 0, 1, false) == 0);
-		REQUIRE(vr_ep_open(B().eng, 0, 1, true) == 0);
-		attach(s);
 		REQUIRE(connect(s, 0, 0, 1, 0, &ca, &cb));
-	}
-	vrsim::Node &A() { return s.node(0); }
-	vrsim::Node &B() { return s.node(1); }
-	const vr_counters &ctr(int n) { return *vr_engine_counters(s.node(n).eng); }
-	bool wait(uint64_t cookie, int node = 0, uint64_t limit = 2000000000)
-	{
-		return s.run([&] { return find(s.node(node), cookie) != nullptr; }, s.now + limit);
 	}
 	// Lose the first transmission of each data frame from `from` whose
 	// position in that node's stream (0 = the first data frame after the
@@ -53,6 +40,17 @@ struct Net : frame_log {
 			uint32_t i = p.h.psn - (uint32_t)*base;
 			return which.count(i) && seen->insert(i).second;
 		};
+	}
+	// A patterned source of len bytes registered at `from` and a
+	// destination the other node lets it write, for a write from -> to.
+	void write_pair(int from, GuardedBuf &src, GuardedBuf &dst, uint32_t len, uint8_t pattern)
+	{
+		src.init(len, 1);
+		dst.init(len, 2);
+		for (uint32_t i = 0; i < len; i++)
+			src.data()[i] = (uint8_t)(i * pattern + 3);
+		REQUIRE(reg(s.node(from), 0, src, 0) == 0);
+		REQUIRE(reg(s.node(1 - from), 0, dst, VR_ACCESS_REMOTE_WRITE) == 0);
 	}
 	size_t sent(int from, uint8_t opcode, uint8_t nak = 0) const
 	{
@@ -91,12 +89,7 @@ TEST_CASE("selective repeat is agreed only when both ends offer it; a loss costs
 		CHECK(((caps(n.last(1, VR_OP_CONNECT_ACK)) & VR_CAP_SACK) != 0) == sack);
 		GuardedBuf src, dst;
 		const uint32_t len = 20 * 1428; // 20 frames at MTU 1500
-		src.init(len, 1);
-		dst.init(len, 2);
-		for (uint32_t i = 0; i < len; i++)
-			src.data()[i] = (uint8_t)(i * 7 + 3);
-		REQUIRE(reg(n.A(), 0, src, 0) == 0);
-		REQUIRE(reg(n.B(), 0, dst, VR_ACCESS_REMOTE_WRITE) == 0);
+		n.write_pair(0, src, dst, len, 7);
 		n.lose_first_copy(0, {2});
 		REQUIRE(vr_post_write(n.A().eng, n.ca, src.key, 0, dst.key, 0, len, 1) == 0);
 		REQUIRE(n.wait(1));
@@ -242,10 +235,7 @@ TEST_CASE("a lost ACK or a lost last frame costs a tail-loss probe, not an RTO")
 			c.rto_max_ns = 80000000;
 			Net n(c, c);
 			GuardedBuf src, dst;
-			src.init(3 * 1428, 1);
-			dst.init(3 * 1428, 2);
-			REQUIRE(reg(n.A(), 0, src, 0) == 0);
-			REQUIRE(reg(n.B(), 0, dst, VR_ACCESS_REMOTE_WRITE) == 0);
+			n.write_pair(0, src, dst, 3 * 1428, 5);
 			bool lost = false;
 			n.s.drop = [&](int from, int, const std::vector<uint8_t> &b) {
 				uint8_t op = b[VR_ETH_HLEN + VR_OFF_OPCODE];
@@ -277,12 +267,7 @@ TEST_CASE("a SACK map that claims a frame the peer lacks does not stall the conn
 	Net n(c, c);
 	GuardedBuf src, dst;
 	const uint32_t len = 12 * 1428;
-	src.init(len, 1);
-	dst.init(len, 2);
-	for (uint32_t i = 0; i < len; i++)
-		src.data()[i] = (uint8_t)(i * 3 + 1);
-	REQUIRE(reg(n.A(), 0, src, 0) == 0);
-	REQUIRE(reg(n.B(), 0, dst, VR_ACCESS_REMOTE_WRITE) == 0);
+	n.write_pair(0, src, dst, len, 3);
 	// Frames 2 and 3 are lost; B's first ACK with a map is replaced by one
 	// that says frame 3 is held (an on-path forger, or a bug).
 	uint32_t base = 0;
@@ -336,16 +321,8 @@ TEST_CASE("a probe that falls due just before the ACK that answers everything is
 	Net n(c, c);
 	const uint32_t len = 3 * 1428;
 	GuardedBuf a_src, b_dst, b_src, a_dst;
-	a_src.init(len, 1);
-	b_dst.init(len, 2);
-	b_src.init(len, 3);
-	a_dst.init(len, 4);
-	for (uint32_t i = 0; i < len; i++)
-		b_src.data()[i] = (uint8_t)(i * 5 + 1);
-	REQUIRE(reg(n.A(), 0, a_src, 0) == 0);
-	REQUIRE(reg(n.B(), 0, b_dst, VR_ACCESS_REMOTE_WRITE) == 0);
-	REQUIRE(reg(n.B(), 0, b_src, 0) == 0);
-	REQUIRE(reg(n.A(), 0, a_dst, VR_ACCESS_REMOTE_WRITE) == 0);
+	n.write_pair(0, a_src, b_dst, len, 7);
+	n.write_pair(1, b_src, a_dst, len, 5);
 	// B's ACK of A's write is held back, to be handed to A by hand.
 	std::vector<uint8_t> ack;
 	n.s.drop = [&](int from, int, const std::vector<uint8_t> &b) {
@@ -388,12 +365,7 @@ TEST_CASE("a frame lost mid-stream is found by what the peer holds and resent wh
 	Net n(c, c);
 	const uint32_t frames = 200, len = frames * 1428;
 	GuardedBuf src, dst;
-	src.init(len, 1);
-	dst.init(len, 2);
-	for (uint32_t i = 0; i < len; i++)
-		src.data()[i] = (uint8_t)(i * 11 + 5);
-	REQUIRE(reg(n.A(), 0, src, 0) == 0);
-	REQUIRE(reg(n.B(), 0, dst, VR_ACCESS_REMOTE_WRITE) == 0);
+	n.write_pair(0, src, dst, len, 11);
 	n.lose_first_copy(0, {2});
 	REQUIRE(vr_post_write(n.A().eng, n.ca, src.key, 0, dst.key, 0, len, 1) == 0);
 	REQUIRE(n.wait(1));
