@@ -17,20 +17,12 @@ using namespace vrtest;
 namespace {
 
 // Two nodes, A (0) and B (1, endpoint 0 listening), every frame recorded.
-struct Net : frame_log {
-	vrsim::Sim s;
-	explicit Net(vr_config a = base_cfg(), vr_config b = base_cfg(), uint64_t seed = 5) : s(seed)
+struct Net : two_nodes {
+	explicit Net(vr_config a = base_cfg(), vr_config b = base_cfg(), uint64_t seed = 5)
+		: two_nodes(a, b, seed)
 	{
-		REQUIRE(s.add_node(a) == 0);
-		REQUIRE(s.add_node(b) == 1);
-		REQUIRE(vr_ep_open(A().eng, 0, 1, false) == 0);
-		REQUIRE(vr_ep_open(B().eng, 0, 1, true) == 0);
-		attach(s);
 	}
-	vrsim::Node &A() { return s.node(0); }
-	vrsim::Node &B() { return s.node(1); }
-	const vr_counters &ctr(int n) { return *vr_engine_counters(s.node(n).eng); }
-	void settle(uint64_t ns = 1000000) { s.run(nullptr, s.now + ns); }
+	void settle(uint64_t ns = 1000000) { two_nodes::settle(ns); }
 	void advance_to(uint64_t t)
 	{
 		s.at(t, [] {}); // the clock moves on events
