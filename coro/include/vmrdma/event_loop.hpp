@@ -105,6 +105,20 @@ public:
     // errc::cancelled if `stop` fires first.
     task<void> sleep_for(std::chrono::nanoseconds duration, std::stop_token stop = {});
 
+    // Drives the loop without run(), for a host that owns the thread and
+    // steps the loop itself (libfabric's manual progress): one turn on this
+    // thread (which becomes the loop thread) that resumes what is ready,
+    // runs the turn hooks, submits, and reaps what has completed. It blocks
+    // for at most `max_wait` for a completion, and only when nothing is
+    // ready and no hook has more to do; 0 never blocks. Returns true when
+    // the loop is idle afterwards (nothing ready, no hook with more to do):
+    // then waiting on wait_fd() misses nothing this turn left undone.
+    bool run_once(std::chrono::nanoseconds max_wait = std::chrono::nanoseconds::zero());
+    // The io_uring's file descriptor: readable (POLLIN) while completions
+    // wait to be reaped. Wait on it (poll, epoll) only after run_once()
+    // said the loop is idle, then call run_once() again.
+    int wait_fd() const noexcept { return ring_.ring_fd; }
+
     // Runs `hook` on every turn, after the ready coroutines and before the
     // loop submits and waits: transports flush work batched during the turn.
     // A hook returns true when it has more to do, and the loop then does not
@@ -161,6 +175,10 @@ private:
     friend struct detail::cancel_request;
     void post_resume(std::coroutine_handle<> h);
     void turn(const bool& finished);
+    // One turn; blocks (up to *max_wait, or indefinitely without one) only
+    // if neither `finished` (read after the ready coroutines ran) nor
+    // `never_block`, and nothing is ready. Returns whether a hook had more.
+    bool turn_once(const bool& finished, bool never_block, const __kernel_timespec* max_wait);
     void reap();
     void drain_posted();
     void arm_wakeup();

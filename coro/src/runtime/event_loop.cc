@@ -196,7 +196,9 @@ void event_loop::reap() {
     }
 }
 
-void event_loop::turn(const bool& finished) {
+void event_loop::turn(const bool& finished) { turn_once(finished, false, nullptr); }
+
+bool event_loop::turn_once(const bool& finished, bool never_block, const __kernel_timespec* max_wait) {
     // Resume what is ready now; coroutines made ready meanwhile wait for the
     // next turn, so a busy coroutine cannot starve the ring.
     for (std::size_t n = ready_.size(); n > 0 && !ready_.empty(); --n) {
@@ -207,22 +209,47 @@ void event_loop::turn(const bool& finished) {
     }
     bool more_work = false;
     for (std::size_t i = 0; i < turn_hooks_.size(); ++i) more_work |= turn_hooks_[i].second();
-    // Block for completions only while the awaited task still needs them.
-    const bool may_block = !finished && !more_work;
+    // Block for completions only while the awaited task (run()'s; `finished`
+    // may have turned true just now) still needs them.
+    const bool may_block = !never_block && !finished && !more_work && ready_.empty();
     int submitted;
-    if (may_block && ready_.empty() && options_.busy_poll.count() > 0 && poll_for_completions()) {
+    if (may_block && options_.busy_poll.count() > 0 && poll_for_completions()) {
         reap();
-        return;
+        return more_work;
     }
-    if (may_block && ready_.empty())
+    if (may_block && max_wait) {
+        io_uring_cqe* cqe = nullptr;
+        // Submits too; -ETIME when nothing completed in time.
+        submitted = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, const_cast<__kernel_timespec*>(max_wait),
+                                                     nullptr);
+    } else if (may_block) {
         submitted = io_uring_submit_and_wait(&ring_, 1);
-    else
+    } else {
         submitted = io_uring_submit(&ring_);
+    }
     if (submitted > 0) {
         ++stats_.submits;
         stats_.sqes += static_cast<std::uint64_t>(submitted);
     }
     reap();
+    return more_work;
+}
+
+bool event_loop::run_once(std::chrono::nanoseconds max_wait) {
+    loop_thread_ = std::this_thread::get_id();
+    const bool no_task = false;  // no task of run()'s to finish
+    bool more_work;
+    if (max_wait > std::chrono::nanoseconds::zero()) {
+        __kernel_timespec ts{};
+        ts.tv_sec = max_wait.count() / 1'000'000'000;
+        ts.tv_nsec = max_wait.count() % 1'000'000'000;
+        more_work = turn_once(no_task, false, &ts);
+    } else {
+        // Enters the kernel only if it must: to submit, or to run task work
+        // that holds completions (io_uring_submit does both).
+        more_work = turn_once(no_task, true, nullptr);
+    }
+    return !more_work && ready_.empty();
 }
 
 std::size_t event_loop::add_turn_hook(std::function<bool()> hook) {
