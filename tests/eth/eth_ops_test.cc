@@ -153,6 +153,12 @@ TEST_CASE("tagged send/recv: matching by tag and mask, in posting order") {
         CHECK(b.tag == 0x7710);
         CHECK(d.tag == 0x99);
         CHECK(d.length == 100);
+        // Each receive names its sender; each connection its other end.
+        const vmrdma::peer_address a_ep1{c.net.a->mac(), 1}, b_ep1{c.net.b->mac(), 1};
+        CHECK(a.source == a_ep1);
+        CHECK(d.source == a_ep1);
+        CHECK(server.peer() == a_ep1);
+        CHECK(client.peer() == b_ep1);
     };
     c.net.loop.run(body());
     CHECK(in[0] == std::byte{2});      // r0 got the second send

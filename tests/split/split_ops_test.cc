@@ -31,6 +31,7 @@ TEST_CASE("write, read, send/recv, fetch_add and compare_swap through vmrdmad") 
     // where it is, then checks what the frontend wrote.
     bool peer_saw_write = false, peer_got_hello = false;
     std::uint64_t peer_word = 0;
+    vmrdma::peer_address hello_source, accepted_peer;
     split_test::peer_thread peer(veth.b, [&](vmrdma::event_loop&, vmrdma::device& dev, std::stop_token stop) -> task<void> {
         auto ep = dev.open_endpoint(1, {.weight = 1, .listen = true});
         std::vector<std::byte> target(region_size, std::byte{0});
@@ -40,6 +41,8 @@ TEST_CASE("write, read, send/recv, fetch_add and compare_swap through vmrdmad") 
         auto conn = co_await ep.accept(stop);
         auto hello = co_await ep.recv(small_mr, 32, 32, hello_tag, ~0ull, stop);
         peer_got_hello = hello.length == 5 && std::memcmp(small.data() + 32, "hello", 5) == 0;
+        hello_source = hello.source;
+        accepted_peer = conn.peer();
         auto done = ep.recv(small_mr, 16, 16, done_tag, ~0ull, stop);
         auto desc = target_mr.remote().to_bytes();
         std::memcpy(small.data(), desc.data(), desc.size());
@@ -77,6 +80,9 @@ TEST_CASE("write, read, send/recv, fetch_add and compare_swap through vmrdmad") 
         auto got = co_await std::move(desc);
         CHECK(got.length == 16);
         CHECK(got.tag == desc_tag);
+        // Sources and peers cross the ring: the peer's endpoint 1.
+        CHECK(got.source == vmrdma::peer_address{peer.mac(), 1});
+        CHECK(conn.peer() == vmrdma::peer_address{peer.mac(), 1});
         auto remote = vmrdma::remote_region::from_bytes(small.span().subspan(0, 16));
         co_await conn.write(data_mr, 0, remote, 0, static_cast<std::uint32_t>(region_size));
         co_await conn.read(back_mr, 0, remote, 0, static_cast<std::uint32_t>(region_size));
@@ -107,6 +113,9 @@ TEST_CASE("write, read, send/recv, fetch_add and compare_swap through vmrdmad") 
     CHECK(peer_word == 1234);
     CHECK(peer_got_hello);
     CHECK(peer_saw_write);
+    // The eth: peer sees the frontend as the daemon's device, endpoint 7.
+    CHECK(hello_source == vmrdma::peer_address{dev->mac(), 7});
+    CHECK(accepted_peer == vmrdma::peer_address{dev->mac(), 7});
     CHECK(daemon.stats().rejected == 0);
     CHECK(daemon.stats().violations == 0);
     // device::stats() on unix: is the daemon's device counters (ADMIN_LIST

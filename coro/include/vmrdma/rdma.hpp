@@ -91,6 +91,10 @@ struct connect_options {
 struct recv_result {
     std::uint64_t tag = 0;
     std::uint64_t length = 0;
+    // Who sent it: the peer endpoint at the other end of the connection it
+    // came on (as that connection's peer() says), recorded by the engine
+    // when it arrived, so it holds even if the peer has gone since.
+    peer_address source;
 };
 
 // Capacities are reserved when the device opens (the engine allocates
@@ -316,6 +320,10 @@ public:
     // listening endpoint's accept data. Empty if it sent none.
     static constexpr std::size_t private_data_max = 192;
     std::span<const std::byte> peer_data() const noexcept { return peer_data_; }
+    // The endpoint at the other end, as the engine saw it: for a connected
+    // connection the address it was made to, for an accepted one where
+    // the connect came from (a receive's recv_result::source names it).
+    peer_address peer() const noexcept { return peer_; }
 
 private:
     friend class endpoint;
@@ -328,6 +336,7 @@ private:
     std::uint32_t id_ = 0;
     std::uint16_t ep_ = 0;  // the endpoint it belongs to
     std::vector<std::byte> peer_data_;
+    peer_address peer_;
 };
 
 class device {
