@@ -1,0 +1,122 @@
+#include "fabric/device_context.hpp"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <map>
+
+namespace vmrdma::fabric {
+
+using namespace std::chrono_literals;
+
+namespace {
+// The helper turns the loop after this long without a call.
+constexpr auto helper_period = 10ms;
+
+std::int64_t now_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+std::mutex registry_mutex;
+std::map<std::string, std::weak_ptr<device_context>>& registry() {
+    static std::map<std::string, std::weak_ptr<device_context>> r;
+    return r;
+}
+}  // namespace
+
+wake_fd::wake_fd() : fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+    if (fd_ < 0) throw_errno(-errno, "eventfd failed");
+}
+
+wake_fd::~wake_fd() { ::close(fd_); }
+
+void wake_fd::set() noexcept {
+    if (set_) return;
+    std::uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(fd_, &one, sizeof one);
+    set_ = true;
+}
+
+void wake_fd::clear() noexcept {
+    if (!set_) return;
+    std::uint64_t v;
+    [[maybe_unused]] auto n = ::read(fd_, &v, sizeof v);
+    set_ = false;
+}
+
+vmrdma::device_options provider_device_options() {
+    vmrdma::device_options o;
+    o.max_endpoints = 32;
+    o.max_connections = 256;
+    o.max_posted_recvs = 128;
+    // The provider keeps its own slots posted; the engine's queue only
+    // absorbs a burst that finds them all taken.
+    o.unexpected_messages = 16;
+    o.unexpected_message_size = 17 * 1024;
+    // A rank may compute for minutes between calls into the provider; the
+    // helper thread keeps its engine answering, but its slots may stay full.
+    o.receiver_not_ready_timeout_ns = 600'000'000'000ull;
+    return o;
+}
+
+std::shared_ptr<device_context> device_context::acquire(const std::string& uri) {
+    std::lock_guard lock(registry_mutex);
+    auto& slot = registry()[uri];
+    if (auto existing = slot.lock()) return existing;
+    std::shared_ptr<device_context> fresh(new device_context(uri));
+    slot = fresh;
+    return fresh;
+}
+
+device_context::device_context(std::string uri) : uri_(std::move(uri)) {
+    device_ = vmrdma::device::open(loop_, uri_, provider_device_options());
+    any_memory_ = uri_.rfind("unix:", 0) != 0;
+    last_progress_ns_ = now_ns();
+    helper_ = std::thread([this] { helper(); });
+}
+
+device_context::~device_context() {
+    {
+        std::lock_guard lock(helper_mutex_);
+        stopping_ = true;
+    }
+    helper_cv_.notify_all();
+    helper_.join();
+    std::lock_guard lock(mutex_);
+    // The device's last DISCONNECTs leave on a turn of the loop.
+    for (int i = 0; i < 4; ++i) loop_.run_once();
+    device_.reset();
+    for (int i = 0; i < 16 && !loop_.run_once(); ++i) {
+    }
+}
+
+void device_context::progress() {
+    for (int i = 0; i < 8; ++i)
+        if (loop_.run_once()) break;
+    last_progress_ns_.store(now_ns(), std::memory_order_relaxed);
+}
+
+void device_context::progress_and_wait(std::unique_lock<std::mutex>& lock, int extra_fd,
+                                       std::chrono::milliseconds max_wait) {
+    progress();
+    pollfd fds[2] = {{loop_.wait_fd(), POLLIN, 0}, {extra_fd, POLLIN, 0}};
+    lock.unlock();
+    ::poll(fds, extra_fd >= 0 ? 2 : 1, static_cast<int>(max_wait.count()));
+    lock.lock();
+}
+
+void device_context::helper() {
+    std::unique_lock hl(helper_mutex_);
+    while (!stopping_) {
+        helper_cv_.wait_for(hl, helper_period);
+        if (stopping_) break;
+        const auto idle = now_ns() - last_progress_ns_.load(std::memory_order_relaxed);
+        if (idle < std::chrono::nanoseconds(helper_period).count()) continue;
+        std::unique_lock lock(mutex_, std::try_to_lock);
+        if (lock) progress();
+    }
+}
+
+}  // namespace vmrdma::fabric

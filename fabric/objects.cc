@@ -1,0 +1,110 @@
+#include "fabric/objects.hpp"
+
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "fabric/messenger.hpp"
+
+namespace vmrdma::fabric {
+
+int fi_errno_of(const std::exception& e) noexcept {
+    const auto* v = dynamic_cast<const vmrdma::error*>(&e);
+    if (!v) return FI_EIO;
+    if (v->code().category() != vmrdma::category()) return v->code().value() > 0 ? v->code().value() : FI_EIO;
+    switch (static_cast<errc>(v->code().value())) {
+    case errc::timeout: return FI_ETIMEDOUT;
+    case errc::cancelled: return FI_ECANCELED;
+    case errc::peer_gone: return FI_ECONNRESET;
+    case errc::no_such_endpoint: return FI_ECONNREFUSED;
+    case errc::bad_key:
+    case errc::access_denied:
+    case errc::permission_denied: return FI_EACCES;
+    case errc::out_of_bounds:
+    case errc::invalid_argument: return FI_EINVAL;
+    case errc::message_too_long: return FI_EMSGSIZE;
+    case errc::resources_exhausted:
+    case errc::receiver_not_ready: return FI_ENOBUFS;
+    case errc::shut_down: return FI_ESHUTDOWN;
+    case errc::not_found: return FI_EHOSTUNREACH;
+    default: return FI_EIO;
+    }
+}
+
+domain_obj::~domain_obj() { fi_freeinfo(info); }
+
+std::byte* domain_obj::target(std::uint64_t key, std::uint64_t addr, std::size_t len, std::uint64_t access,
+                              int& err, mr_obj** out) const {
+    auto it = mrs.find(key);
+    if (it == mrs.end()) {
+        err = FI_EACCES;  // no such key here: as a forged rkey is
+        return nullptr;
+    }
+    const mr_obj& mr = *it->second;
+    if ((mr.access & access) != access) {
+        err = FI_EACCES;
+        return nullptr;
+    }
+    const std::uint64_t start = virt_addr ? reinterpret_cast<std::uint64_t>(mr.base) : mr.offset;
+    if (addr < start || addr - start > mr.len || len > mr.len - (addr - start)) {
+        err = FI_EINVAL;
+        return nullptr;
+    }
+    if (out) *out = it->second;
+    return mr.base + (addr - start);
+}
+
+fi_addr_t av_obj::lookup(const peer_address& a) const {
+    auto it = index.find(address_key(a));
+    return it == index.end() ? FI_ADDR_NOTAVAIL : it->second;
+}
+
+cq_obj::~cq_obj() {
+    if (epoll_fd >= 0) ::close(epoll_fd);
+}
+
+void cq_obj::push(const cq_entry& entry) {
+    entries.push_back(entry);
+    wake.set();
+}
+
+void cq_obj::push_error(const fi_cq_err_entry& err) {
+    errors.push_back(err);
+    wake.set();
+}
+
+cntr_obj::~cntr_obj() {
+    if (epoll_fd >= 0) ::close(epoll_fd);
+}
+
+void cntr_obj::add(std::uint64_t n) {
+    value += n;
+    wake.set();
+}
+
+void cntr_obj::add_error(std::uint64_t n) {
+    errors += n;
+    wake.set();
+}
+
+void eq_obj::write(std::uint32_t type, const void* buf, std::size_t len) {
+    std::lock_guard lock(mutex);
+    event e{type, {}};
+    e.data.assign(static_cast<const std::byte*>(buf), static_cast<const std::byte*>(buf) + len);
+    events.push_back(std::move(e));
+    wake.set();
+}
+
+void eq_obj::write_error(const fi_eq_err_entry& err) {
+    std::lock_guard lock(mutex);
+    errors.push_back(err);
+    wake.set();
+}
+
+ep_obj::~ep_obj() {
+    m.reset();  // it may still look at the endpoint's attributes as it stops
+    fi_freeinfo(info);
+}
+
+}  // namespace vmrdma::fabric
