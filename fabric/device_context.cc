@@ -4,6 +4,8 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <map>
 
 namespace vmrdma::fabric {
@@ -70,7 +72,15 @@ std::shared_ptr<device_context> device_context::acquire(const std::string& uri) 
     return fresh;
 }
 
-device_context::device_context(std::string uri) : uri_(std::move(uri)) {
+// The loop is turned by whichever thread calls in (and the helper): task
+// work must not wait for the thread that submitted an operation.
+loop_options device_context::provider_loop_options() {
+    loop_options o;
+    o.cooperative_task_work = false;
+    return o;
+}
+
+device_context::device_context(std::string uri) : uri_(std::move(uri)), loop_(provider_loop_options()) {
     device_ = vmrdma::device::open(loop_, uri_, provider_device_options());
     any_memory_ = uri_.rfind("unix:", 0) != 0;
     last_progress_ns_ = now_ns();
@@ -85,6 +95,17 @@ device_context::~device_context() {
     helper_cv_.notify_all();
     helper_.join();
     std::lock_guard lock(mutex_);
+    if (std::getenv("VMRDMA_FI_STATS")) {
+        auto c = device_->stats();
+        std::fprintf(stderr,
+                     "vmrdma %s: tx %llu frames %llu bytes, rx %llu frames %llu bytes, retransmits %llu, "
+                     "timeouts %llu, duplicates %llu, dropped %llu, naks sent %llu received %llu\n",
+                     uri_.c_str(), (unsigned long long)c.tx_frames, (unsigned long long)c.tx_bytes,
+                     (unsigned long long)c.rx_frames, (unsigned long long)c.rx_bytes,
+                     (unsigned long long)c.retransmits, (unsigned long long)c.timeouts,
+                     (unsigned long long)c.duplicates, (unsigned long long)c.rx_dropped,
+                     (unsigned long long)c.naks_sent, (unsigned long long)c.naks_received);
+    }
     // The device's last DISCONNECTs leave on a turn of the loop.
     for (int i = 0; i < 4; ++i) loop_.run_once();
     device_.reset();

@@ -63,6 +63,7 @@ public:
 
 private:
     explicit device_context(std::string uri);
+    static loop_options provider_loop_options();
     void helper();
 
     std::string uri_;

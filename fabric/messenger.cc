@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "fabric/atomics.hpp"
+#include "fabric/glue.hpp"
 #include "fabric/info.hpp"
 
 namespace vmrdma::fabric {
@@ -19,9 +20,13 @@ constexpr std::uint32_t tx_slots = 64;
 // always find room when the application has filled the rest.
 constexpr std::uint32_t control_reserve = 8;
 constexpr std::size_t slot_size = sizeof(header) + max_pieces_per_message * sizeof(piece) + eager_max;
-constexpr std::size_t piece_size = 512 * 1024;
-constexpr std::uint32_t blocks = 8;  // staging blocks, and as many landing blocks
-constexpr std::size_t private_size = (rx_slots + tx_slots) * slot_size + blocks * piece_size;
+// Large transfers move in pieces of up to 512 KiB, at most two of a
+// transfer out at a time, staged in (and landing in) runs of 64 KiB blocks.
+constexpr std::size_t piece_max = 512 * 1024;
+constexpr std::size_t block_size = 64 * 1024;
+constexpr std::size_t blocks = 64;  // 4 MiB of staging, as much landing
+constexpr std::size_t landing_base = (rx_slots + tx_slots) * slot_size;
+constexpr std::size_t private_size = landing_base + blocks * block_size;
 constexpr auto connect_patience = 10s;
 
 std::size_t total_of(const std::vector<iovec>& iov) {
@@ -146,7 +151,7 @@ struct messenger::out_bulk {
     std::vector<iovec> src;
     std::size_t total = 0, staged = 0, acked = 0;
     std::uint32_t next_index = 0;
-    std::map<std::uint32_t, std::pair<std::uint32_t, std::uint32_t>> out;  // index -> (block, length)
+    std::map<std::uint32_t, std::pair<std::size_t, std::size_t>> out;  // index -> (staging offset, length)
     bool waiting = false;  // in bulks_waiting_for_staging_
     std::function<void(int)> done;
 };
@@ -181,14 +186,12 @@ messenger::messenger(ep_obj& owner, vmrdma::endpoint endpoint)
       ctx_(*owner.dom->ctx),
       vep_(std::move(endpoint)),
       private_mem_(private_size),
-      staging_mem_(blocks * piece_size) {
+      staging_mem_(blocks * block_size),
+      staging_pool_(blocks, block_size),
+      landing_pool_(blocks, block_size) {
     private_ = vep_.register_memory(private_mem_.span(), vmrdma::access::local_write);
     staging_ = vep_.register_memory(staging_mem_.span(), vmrdma::access::remote_read);
     for (std::uint32_t i = tx_slots; i-- > 0;) free_tx_.push_back(i);
-    for (std::uint32_t i = blocks; i-- > 0;) {
-        free_landing_.push_back(i);
-        free_staging_.push_back(i);
-    }
     ctx_.local_endpoints()[vep_.id()] = this;
     start_slots();
     start_accepting();
@@ -218,9 +221,7 @@ std::span<std::byte> messenger::rx_slot(std::uint32_t i) { return private_mem_.s
 
 std::uint64_t messenger::tx_slot_offset(std::uint32_t i) const { return (rx_slots + i) * slot_size; }
 
-std::uint64_t messenger::landing_offset(std::uint32_t block) const {
-    return (rx_slots + tx_slots) * slot_size + block * piece_size;
-}
+std::uint64_t messenger::landing_offset(std::size_t offset) const { return landing_base + offset; }
 
 std::span<std::byte> messenger::tx_slot(std::uint32_t i) {
     return private_mem_.span().subspan(tx_slot_offset(i), slot_size);
@@ -286,6 +287,7 @@ void messenger::connect(peer& p) {
             pp->conn.emplace(std::move(c));
         } catch (const std::exception& e) {
             status = fi_errno_of(e);
+            if (!shutting_down_) log_warning("vmrdma: %s", e.what());
         }
         pp->connecting = false;
         if (shutting_down_) status = FI_ECANCELED;
@@ -318,6 +320,7 @@ void messenger::transmit(peer& p, std::uint32_t slot, std::size_t len, std::func
             co_await pp->conn->send(private_, tx_slot_offset(slot), static_cast<std::uint32_t>(len), 0);
         } catch (const std::exception& e) {
             status = fi_errno_of(e);
+            if (!shutting_down_) log_warning("vmrdma: %s", e.what());
         }
         free_tx_.push_back(slot);
         --pp->in_flight;
@@ -344,7 +347,7 @@ void messenger::fail_peer(peer& p, int status) {
         if (b->to == &p) bulks.push_back(id);
     for (auto id : bulks) {
         auto node = out_bulks_.extract(id);
-        for (auto& [index, block] : node.mapped()->out) free_staging_.push_back(block.first);
+        for (auto& [index, run] : node.mapped()->out) staging_pool_.give(run.first, run.second);
         if (node.mapped()->done) node.mapped()->done(status);
     }
     if (!bulks.empty()) restage();
@@ -452,7 +455,7 @@ ssize_t messenger::send(send_args a) {
             free_tx_.push_back(s);
             if (auto it = out_bulks_.find(id); it != out_bulks_.end()) {
                 auto node = out_bulks_.extract(it);
-                for (auto& [index, block] : node.mapped()->out) free_staging_.push_back(block.first);
+                for (auto& [index, run] : node.mapped()->out) staging_pool_.give(run.first, run.second);
                 node.mapped()->done(status);
                 restage();
             }
@@ -478,17 +481,17 @@ messenger::out_bulk& messenger::start_out_bulk(peer& p, std::vector<iovec> src, 
     return ref;
 }
 
-// Copies the next pieces into free staging blocks (at most two out at a
-// time); the bulk waits for blocks when there are none.
+// Copies the next pieces into free staging memory (at most two out at a
+// time, smaller when memory is short); the bulk waits when there is none.
 std::vector<piece> messenger::stage_pieces(out_bulk& b) {
     std::vector<piece> pieces;
-    while (b.out.size() < max_pieces_per_message && b.staged < b.total && !free_staging_.empty()) {
-        const auto block = free_staging_.back();
-        free_staging_.pop_back();
-        const auto n = static_cast<std::uint32_t>(std::min(piece_size, b.total - b.staged));
-        gather(b.src, b.staged, staging_mem_.data() + block * piece_size, n);
-        piece pc{staging_.key(), block * piece_size, b.staged, n, b.next_index++};
-        b.out[pc.index] = {block, n};
+    while (b.out.size() < max_pieces_per_message && b.staged < b.total) {
+        auto run = staging_pool_.take(std::min(piece_max, b.total - b.staged), true);
+        if (!run) break;
+        const auto [offset, n] = *run;
+        gather(b.src, b.staged, staging_mem_.data() + offset, n);
+        piece pc{staging_.key(), offset, b.staged, static_cast<std::uint32_t>(n), b.next_index++};
+        b.out[pc.index] = {offset, n};
         b.staged += n;
         pieces.push_back(pc);
     }
@@ -500,7 +503,7 @@ std::vector<piece> messenger::stage_pieces(out_bulk& b) {
 }
 
 void messenger::restage() {
-    while (!bulks_waiting_for_staging_.empty() && !free_staging_.empty()) {
+    while (!bulks_waiting_for_staging_.empty() && staging_pool_.any_free()) {
         auto id = bulks_waiting_for_staging_.front();
         bulks_waiting_for_staging_.pop_front();
         auto it = out_bulks_.find(id);
@@ -524,12 +527,12 @@ void messenger::on_fin(const peer_address& from, const decoded& d) {
     if (d.h.status == FI_ECANCELED) {
         // Discarded by the receiver: nothing more to send.
         b.acked = b.total;
-        for (auto& [index, block] : b.out) free_staging_.push_back(block.first);
+        for (auto& [index, run] : b.out) staging_pool_.give(run.first, run.second);
         b.out.clear();
     } else {
         auto pos = b.out.find(static_cast<std::uint32_t>(d.h.addr));
         if (pos == b.out.end()) return;
-        free_staging_.push_back(pos->second.first);
+        staging_pool_.give(pos->second.first, pos->second.second);
         b.acked += pos->second.second;
         b.out.erase(pos);
     }
@@ -572,12 +575,12 @@ void messenger::offer(in_bulk& b, const piece& p) {
 // Starts reads of offered pieces while landing blocks are free (two per
 // transfer at a time, so several transfers share them).
 void messenger::pump(in_bulk& b) {
-    while (!b.pending.empty() && b.reading < max_pieces_per_message && !free_landing_.empty()) {
-        auto block = free_landing_.back();
-        free_landing_.pop_back();
+    while (!b.pending.empty() && b.reading < max_pieces_per_message) {
+        auto run = landing_pool_.take(b.pending.front().length, false);
+        if (!run) break;
         auto p = b.pending.front();
         b.pending.pop_front();
-        read_piece(b, p, block);
+        read_piece(b, p, run->first);
     }
     if (!b.pending.empty() && !b.waiting) {
         b.waiting = true;
@@ -585,21 +588,21 @@ void messenger::pump(in_bulk& b) {
     }
 }
 
-void messenger::read_piece(in_bulk& b, piece p, std::uint32_t block) {
+void messenger::read_piece(in_bulk& b, piece p, std::size_t landing) {
     ++b.reading;
     const auto key = std::make_pair(word_of(b.from), b.id);
     // After the piece: copy it into place, give back the block, tell the
     // sender, and finish the transfer with its last piece.
-    auto landed = [this, key, p, block](int status) {
+    auto landed = [this, key, p, landing](int status) {
         auto it = in_bulks_.find(key);
-        free_landing_.push_back(block);
+        landing_pool_.give(landing, p.length);
         if (it != in_bulks_.end()) {
             auto& bulk = *it->second;
             --bulk.reading;
             if (status)
                 bulk.status = status;
             else
-                scatter(bulk.dest, p.message_offset, private_mem_.data() + landing_offset(block), p.length);
+                scatter(bulk.dest, p.message_offset, private_mem_.data() + landing_offset(landing), p.length);
             bulk.received += p.length;
             header h{};
             h.kind = msg_kind::fin;
@@ -617,7 +620,7 @@ void messenger::read_piece(in_bulk& b, piece p, std::uint32_t block) {
             }
         }
         // Another transfer may be waiting for the block.
-        while (!reads_waiting_.empty() && !free_landing_.empty()) {
+        while (!reads_waiting_.empty() && landing_pool_.any_free()) {
             auto next = reads_waiting_.front();
             reads_waiting_.pop_front();
             if (auto w = in_bulks_.find(next); w != in_bulks_.end()) {
@@ -626,36 +629,37 @@ void messenger::read_piece(in_bulk& b, piece p, std::uint32_t block) {
             }
         }
     };
-    std::byte* landing = private_mem_.data() + landing_offset(block);
     if (auto* local = local_peer(b.from)) {
         // Its staging memory is in this process.
         int status = 0;
         if (p.rkey != local->staging_.key() || p.region_offset > local->staging_mem_.size() ||
-            p.length > local->staging_mem_.size() - p.region_offset || p.length > piece_size)
+            p.length > local->staging_mem_.size() - p.region_offset || p.length > piece_max)
             status = FI_EACCES;
         else
-            std::memcpy(landing, local->staging_mem_.data() + p.region_offset, p.length);
+            std::memcpy(private_mem_.data() + landing_offset(landing),
+                        local->staging_mem_.data() + p.region_offset, p.length);
         landed(status);
         return;
     }
-    if (p.length > piece_size) {
+    if (p.length > piece_max) {
         landed(FI_EINVAL);
         return;
     }
     auto& to = peer_at(b.from);
-    when_connected(to, [this, pp = &to, p, block, landed](int status) {
+    when_connected(to, [this, pp = &to, p, landing, landed](int status) {
         if (status) {
             landed(status);
             return;
         }
         ++pp->in_flight;
-        scope_.spawn([this, pp, p, block, landed]() -> task<void> {
+        scope_.spawn([this, pp, p, landing, landed]() -> task<void> {
             int st = 0;
             try {
-                co_await pp->conn->read(private_, landing_offset(block), vmrdma::remote_region{p.rkey, 0},
+                co_await pp->conn->read(private_, landing_offset(landing), vmrdma::remote_region{p.rkey, 0},
                                         p.region_offset, p.length);
             } catch (const std::exception& e) {
                 st = fi_errno_of(e);
+                if (!shutting_down_) log_warning("vmrdma: %s", e.what());
             }
             --pp->in_flight;
             if (st) fail_peer(*pp, st);
@@ -1015,6 +1019,7 @@ ssize_t messenger::rma(rma_args a) {
             h.data = *a.data;
         }
         large = len > eager_max;
+        if (large) h.flags |= msg_offered;
         if (!large) {
             inline_data.resize(len);
             gather(a.local, 0, inline_data.data(), len);
@@ -1088,7 +1093,7 @@ void messenger::finish_op(std::uint64_t id, int status) {
     if (node.empty()) return;
     auto& op = *node.mapped();
     if (auto b = out_bulks_.find(id); b != out_bulks_.end()) {
-        for (auto& [index, block] : b->second->out) free_staging_.push_back(block.first);
+        for (auto& [index, run] : b->second->out) staging_pool_.give(run.first, run.second);
         out_bulks_.erase(b);
         restage();
     }
@@ -1110,7 +1115,7 @@ void messenger::on_rma_answer(const decoded& d) {
         finish_op(d.h.id, 0);
         return;
     case msg_kind::read_resp: {
-        if (d.h.pieces == 0) {
+        if (!(d.h.flags & msg_offered)) {
             scatter(op.result, 0, d.inline_data.data(), d.inline_data.size());
             finish_op(d.h.id, 0);
             return;
@@ -1132,6 +1137,10 @@ void messenger::on_rma_request(const peer_address& from, const decoded& d) {
     header answer{};
     answer.id = d.h.id;
     auto refuse = [&](msg_kind kind, int err) {
+        log_warning("vmrdma: refused %s of %llu bytes at %#llx with key %#llx: %s",
+                    d.h.kind == msg_kind::write ? "a write" : d.h.kind == msg_kind::read_req ? "a read" : "an atomic",
+                    static_cast<unsigned long long>(d.h.length), static_cast<unsigned long long>(d.h.addr),
+                    static_cast<unsigned long long>(d.h.key), fi_strerror(err));
         answer.kind = kind;
         answer.status = static_cast<std::uint32_t>(err);
         send_control(p, answer, {}, {});
@@ -1164,7 +1173,7 @@ void messenger::on_rma_request(const peer_address& from, const decoded& d) {
             ack.status = static_cast<std::uint32_t>(status);
             send_control(*pp, ack, {}, {});
         };
-        if (d.h.pieces == 0) {
+        if (!(d.h.flags & msg_offered)) {
             if (d.inline_data.size() != len) return refuse(msg_kind::write_ack, FI_EINVAL);
             std::memcpy(mem, d.inline_data.data(), len);
             placed(0);
@@ -1187,6 +1196,7 @@ void messenger::on_rma_request(const peer_address& from, const decoded& d) {
         }
         auto& b = start_out_bulk(p, {iovec{mem, d.h.length}}, d.h.length, nullptr);
         answer.key = b.id;
+        answer.flags = msg_offered;
         auto pieces = stage_pieces(b);
         send_control(p, answer, pieces, {});
         return;

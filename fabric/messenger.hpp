@@ -21,6 +21,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "fabric/block_pool.hpp"
 #include "fabric/objects.hpp"
 #include "fabric/wire_msg.hpp"
 #include "vmrdma/registrable.hpp"
@@ -96,7 +97,7 @@ private:
     std::span<std::byte> rx_slot(std::uint32_t i);
     std::span<std::byte> tx_slot(std::uint32_t i);
     std::uint64_t tx_slot_offset(std::uint32_t i) const;
-    std::uint64_t landing_offset(std::uint32_t block) const;
+    std::uint64_t landing_offset(std::size_t offset) const;
     std::optional<std::uint32_t> take_tx_slot(bool control);
 
     // connections and sending
@@ -137,7 +138,7 @@ private:
                            std::function<void(int)> done);
     void offer(in_bulk& b, const piece& p);
     void pump(in_bulk& b);
-    void read_piece(in_bulk& b, piece p, std::uint32_t block);
+    void read_piece(in_bulk& b, piece p, std::size_t landing);
 
     // RMA and atomics
     void on_rma_request(const peer_address& from, const decoded& d);
@@ -155,8 +156,8 @@ private:
     vmrdma::region private_;
     vmrdma::region staging_;
     std::vector<std::uint32_t> free_tx_;
-    std::vector<std::uint32_t> free_landing_;
-    std::vector<std::uint32_t> free_staging_;
+    block_pool staging_pool_;
+    block_pool landing_pool_;
     std::stop_source stop_;
     vmrdma::async_scope scope_;
     bool shutting_down_ = false;

@@ -34,6 +34,7 @@ enum class msg_kind : std::uint8_t {
 inline constexpr std::uint8_t msg_tagged = 0x01;     // eager, rts: a tagged message
 inline constexpr std::uint8_t msg_has_data = 0x02;   // eager, rts, write: header.data is remote CQ data
 inline constexpr std::uint8_t msg_fetch = 0x04;      // atomic: answer with the previous values
+inline constexpr std::uint8_t msg_offered = 0x08;    // write, read_resp: the data comes as offers, not inline
 
 struct header {
     msg_kind kind;
