@@ -27,6 +27,11 @@ constexpr std::size_t block_size = 64 * 1024;
 constexpr std::size_t blocks = 64;  // 4 MiB of staging, as much landing
 constexpr std::size_t landing_base = (rx_slots + tx_slots) * slot_size;
 constexpr std::size_t private_size = landing_base + blocks * block_size;
+// Reads in flight per endpoint, whatever the transfers: each answer is a
+// burst of up to 512 KiB from one peer; more at once overran the receive
+// path of a busy host (retransmissions, and the engine refusing reads for
+// want of response slots).
+constexpr std::uint32_t reads_max = 2;
 constexpr auto connect_patience = 10s;
 
 std::size_t total_of(const std::vector<iovec>& iov) {
@@ -388,7 +393,11 @@ void messenger::tx_done(void* context, std::uint64_t flags, std::size_t len, int
                         int cntr) {
     if (shutting_down_) return;  // closed: it reports nothing more
     if (status) {
-        if (ep_.tx_cq) {
+        // An injected operation has no context to report against (and a
+        // consumer such as Open MPI takes every entry's context as its own
+        // request): only its counter and the log hear of it.
+        if (!context) log_warning("vmrdma: an injected operation failed: %s", fi_strerror(status));
+        if (ep_.tx_cq && context) {
             fi_cq_err_entry err{};
             err.op_context = context;
             err.flags = flags;
@@ -575,7 +584,7 @@ void messenger::offer(in_bulk& b, const piece& p) {
 // Starts reads of offered pieces while landing blocks are free (two per
 // transfer at a time, so several transfers share them).
 void messenger::pump(in_bulk& b) {
-    while (!b.pending.empty() && b.reading < max_pieces_per_message) {
+    while (!b.pending.empty() && b.reading < max_pieces_per_message && reads_in_flight_ < reads_max) {
         auto run = landing_pool_.take(b.pending.front().length, false);
         if (!run) break;
         auto p = b.pending.front();
@@ -590,12 +599,14 @@ void messenger::pump(in_bulk& b) {
 
 void messenger::read_piece(in_bulk& b, piece p, std::size_t landing) {
     ++b.reading;
+    ++reads_in_flight_;
     const auto key = std::make_pair(word_of(b.from), b.id);
     // After the piece: copy it into place, give back the block, tell the
     // sender, and finish the transfer with its last piece.
     auto landed = [this, key, p, landing](int status) {
         auto it = in_bulks_.find(key);
         landing_pool_.give(landing, p.length);
+        --reads_in_flight_;
         if (it != in_bulks_.end()) {
             auto& bulk = *it->second;
             --bulk.reading;
@@ -620,7 +631,7 @@ void messenger::read_piece(in_bulk& b, piece p, std::size_t landing) {
             }
         }
         // Another transfer may be waiting for the block.
-        while (!reads_waiting_.empty() && landing_pool_.any_free()) {
+        while (!reads_waiting_.empty() && landing_pool_.any_free() && reads_in_flight_ < reads_max) {
             auto next = reads_waiting_.front();
             reads_waiting_.pop_front();
             if (auto w = in_bulks_.find(next); w != in_bulks_.end()) {

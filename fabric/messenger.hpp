@@ -171,7 +171,8 @@ private:
     std::unordered_map<std::uint64_t, std::unique_ptr<out_bulk>> out_bulks_;
     std::deque<std::uint64_t> bulks_waiting_for_staging_;
     std::map<std::pair<std::uint64_t, std::uint64_t>, std::unique_ptr<in_bulk>> in_bulks_;  // (peer, id)
-    std::deque<std::pair<std::uint64_t, std::uint64_t>> reads_waiting_;  // in_bulks waiting for a landing block
+    std::deque<std::pair<std::uint64_t, std::uint64_t>> reads_waiting_;  // in_bulks waiting to read
+    std::uint32_t reads_in_flight_ = 0;
     std::unordered_map<std::uint64_t, std::unique_ptr<pending_op>> ops_;  // RMA, atomics, rendezvous sends
 };
 
