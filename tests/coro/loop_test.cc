@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <mutex>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -394,49 +393,4 @@ TEST_CASE("run_once with a wait returns when an operation completes, and when it
     // Nothing left to complete: it gives up after its wait.
     CHECK(loop.run_once(1ms));
     CHECK(scope.running() == 0);
-}
-
-TEST_CASE("without cooperative task work, another thread reaps what a busy thread submitted") {
-    // The libfabric provider's loop is turned by whichever thread calls in.
-    // (With cooperative task work this passes too, only later: the busy
-    // thread runs its task work at its next timer interrupt; a thread asleep
-    // in a futex holds it until it wakes, which is what the option avoids.)
-    vmrdma::loop_options options;
-    options.cooperative_task_work = false;
-    event_loop loop(options);
-    int fds[2];
-    REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
-    vmrdma::async_scope scope;
-    char buf[4] = {};
-    std::atomic<bool> got{false};
-    std::mutex turn;  // the loop is turned by one thread at a time
-    std::atomic<bool> submitted{false}, done{false};
-    std::thread submitter([&] {
-        {
-            std::lock_guard lock(turn);
-            scope.spawn([&]() -> task<void> {
-                co_await loop.submit([&](io_uring_sqe* s) { io_uring_prep_read(s, fds[1], buf, sizeof buf, 0); });
-                got = true;
-            });
-            loop.run_once();  // submitted from this thread
-        }
-        submitted = true;
-        // Busy elsewhere, with no system call (a rank computing), until the
-        // other thread has reaped it (at most 10 s; the clock is vDSO).
-        const auto until = std::chrono::steady_clock::now() + 10s;
-        while (!done && std::chrono::steady_clock::now() < until) {
-        }
-    });
-    while (!submitted) std::this_thread::sleep_for(1ms);
-    REQUIRE(::write(fds[0], "xyz", 3) == 3);
-    for (int i = 0; i < 5000 && !got; ++i) {
-        std::lock_guard lock(turn);
-        loop.run_once(1ms);
-    }
-    CHECK(got);
-    done = true;
-    submitter.join();
-    CHECK(std::string(buf) == "xyz");
-    close(fds[0]);
-    close(fds[1]);
 }

@@ -65,13 +65,6 @@ struct loop_options {
     // long (RDMA libraries' "polling mode"). On virtual machines waking an
     // idle CPU costs tens of microseconds; polling trades CPU for latency.
     std::chrono::nanoseconds busy_poll{0};
-    // Cooperative task work (IORING_SETUP_COOP_TASKRUN): a completion's
-    // task work waits until the thread that submitted the operation next
-    // enters the kernel, instead of interrupting it. Cheaper for a loop
-    // that one thread drives; a loop that several threads take turns at
-    // (run_once under a lock) turns it off, or a completion of an operation
-    // another thread submitted waits for that thread's next system call.
-    bool cooperative_task_work = true;
 };
 
 // Counters for tests and figures: how the loop spent its turns.

@@ -23,7 +23,7 @@ event_loop::event_loop(loop_options options) : options_(options), loop_thread_(s
     // this thread with an IPI; it runs when the thread next enters the
     // kernel, which a busy loop does all the time. Per-frame poll wake-ups
     // made IPIs a tenth of a transfer's CPU time. Older kernels: without.
-    int rc = options.cooperative_task_work ? init(IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG) : -EINVAL;
+    int rc = init(IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG);
     if (rc == -EINVAL) rc = init(0);
     if (rc < 0) throw_errno(rc, "io_uring_queue_init failed (is io_uring disabled by sysctl or seccomp?)");
     wake_fd_ = eventfd(0, EFD_CLOEXEC);
