@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <mutex>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -393,4 +394,47 @@ TEST_CASE("run_once with a wait returns when an operation completes, and when it
     // Nothing left to complete: it gives up after its wait.
     CHECK(loop.run_once(1ms));
     CHECK(scope.running() == 0);
+}
+
+TEST_CASE("run_ready never submits; the submitting thread's wait runs the task work; another thread reaps") {
+    // The libfabric provider: application threads take turns at the loop
+    // (run_ready, under a lock) and never own an operation; a helper
+    // thread submits them and waits in poll(2) on the loop's fd.
+    event_loop loop;
+    int fds[2];
+    REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
+    vmrdma::async_scope scope;
+    char buf[4] = {};
+    bool got = false;
+    std::mutex turn;
+    scope.spawn([&]() -> task<void> {
+        int n = co_await loop.submit([&](io_uring_sqe* s) { io_uring_prep_read(s, fds[1], buf, sizeof buf, 0); });
+        CHECK(n == 3);
+        got = true;
+    });
+    CHECK(loop.run_ready());  // the read (and the loop's own wake-up read) wait to be submitted
+    CHECK(io_uring_sq_ready(loop.native()) > 0);
+    std::atomic<bool> submitted{false}, waited{false};
+    std::thread submitter([&] {
+        {
+            std::lock_guard lock(turn);
+            loop.submit_pending();
+        }
+        submitted = true;
+        pollfd p{loop.wait_fd(), POLLIN, 0};
+        ::poll(&p, 1, 10000);  // woken by the read's completion (its task work runs here)
+        waited = true;
+    });
+    while (!submitted) std::this_thread::sleep_for(1ms);
+    REQUIRE(::write(fds[0], "abc", 3) == 3);
+    submitter.join();
+    CHECK(waited);
+    for (int i = 0; i < 100 && !got; ++i) {
+        std::lock_guard lock(turn);
+        loop.run_ready();
+    }
+    CHECK(got);
+    CHECK(std::string(buf) == "abc");
+    close(fds[0]);
+    close(fds[1]);
 }

@@ -114,6 +114,19 @@ public:
     // the loop is idle afterwards (nothing ready, no hook with more to do):
     // then waiting on wait_fd() misses nothing this turn left undone.
     bool run_once(std::chrono::nanoseconds max_wait = std::chrono::nanoseconds::zero());
+    // For a host whose loop is submitted by one dedicated thread (so that no
+    // other thread ever owns an operation: io_uring runs an operation's
+    // completion task work on the thread that submitted it, which
+    // interrupts that thread's own blocking system calls: a read(2) with a
+    // timeout returns EINTR). run_ready() is one turn that never enters the
+    // kernel: it resumes what is ready, runs the turn hooks and takes the
+    // completions already posted; operations it prepares stay queued.
+    // Returns true when some wait to be submitted. submit_pending(), on the
+    // submitting thread, hands them to the kernel; that thread then waits in
+    // a system call (poll(2) on wait_fd() will do), where their task work
+    // runs.
+    bool run_ready();
+    void submit_pending();
     // The io_uring's file descriptor: readable (POLLIN) while completions
     // wait to be reaped. Wait on it (poll, epoll) only after run_once()
     // said the loop is idle, then call run_once() again.

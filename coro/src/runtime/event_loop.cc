@@ -252,6 +252,27 @@ bool event_loop::run_once(std::chrono::nanoseconds max_wait) {
     return !more_work && ready_.empty();
 }
 
+bool event_loop::run_ready() {
+    loop_thread_ = std::this_thread::get_id();
+    for (std::size_t n = ready_.size(); n > 0 && !ready_.empty(); --n) {
+        auto h = ready_.front();
+        ready_.pop_front();
+        ++stats_.resumptions;
+        h.resume();
+    }
+    for (std::size_t i = 0; i < turn_hooks_.size(); ++i) turn_hooks_[i].second();
+    reap();
+    return io_uring_sq_ready(&ring_) > 0;
+}
+
+void event_loop::submit_pending() {
+    int submitted = io_uring_submit(&ring_);
+    if (submitted > 0) {
+        ++stats_.submits;
+        stats_.sqes += static_cast<std::uint64_t>(submitted);
+    }
+}
+
 std::size_t event_loop::add_turn_hook(std::function<bool()> hook) {
     turn_hooks_.emplace_back(next_hook_id_, std::move(hook));
     return next_hook_id_++;
