@@ -72,28 +72,20 @@ std::shared_ptr<device_context> device_context::acquire(const std::string& uri) 
     return fresh;
 }
 
-// The loop is turned by whichever thread calls in (and the helper): task
-// work must not wait for the thread that submitted an operation.
-loop_options device_context::provider_loop_options() {
-    loop_options o;
-    o.cooperative_task_work = false;
-    return o;
-}
-
-device_context::device_context(std::string uri) : uri_(std::move(uri)), loop_(provider_loop_options()) {
+device_context::device_context(std::string uri) : uri_(std::move(uri)) {
+    helper_wake_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (helper_wake_ < 0) throw_errno(-errno, "eventfd failed");
     device_ = vmrdma::device::open(loop_, uri_, provider_device_options());
     any_memory_ = uri_.rfind("unix:", 0) != 0;
-    last_progress_ns_ = now_ns();
+    last_call_ns_ = now_ns();
     helper_ = std::thread([this] { helper(); });
 }
 
 device_context::~device_context() {
-    {
-        std::lock_guard lock(helper_mutex_);
-        stopping_ = true;
-    }
-    helper_cv_.notify_all();
+    stopping_ = true;
+    wake_helper();
     helper_.join();
+    ::close(helper_wake_);
     std::lock_guard lock(mutex_);
     if (std::getenv("VMRDMA_FI_STATS")) {
         auto c = device_->stats();
@@ -106,17 +98,28 @@ device_context::~device_context() {
                      (unsigned long long)c.duplicates, (unsigned long long)c.rx_dropped,
                      (unsigned long long)c.naks_sent, (unsigned long long)c.naks_received);
     }
-    // The device's last DISCONNECTs leave on a turn of the loop.
+    // The device's last DISCONNECTs leave on a turn of the loop (the helper
+    // has gone: this thread submits from now on).
     for (int i = 0; i < 4; ++i) loop_.run_once();
     device_.reset();
     for (int i = 0; i < 16 && !loop_.run_once(); ++i) {
     }
 }
 
+void device_context::turn() {
+    bool pending = false;
+    for (int i = 0; i < 4; ++i) pending = loop_.run_ready();
+    if (pending) wake_helper();
+}
+
+void device_context::wake_helper() noexcept {
+    std::uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(helper_wake_, &one, sizeof one);
+}
+
 void device_context::progress() {
-    for (int i = 0; i < 8; ++i)
-        if (loop_.run_once()) break;
-    last_progress_ns_.store(now_ns(), std::memory_order_relaxed);
+    turn();
+    last_call_ns_.store(now_ns(), std::memory_order_relaxed);
 }
 
 void device_context::progress_and_wait(std::unique_lock<std::mutex>& lock, int extra_fd,
@@ -128,15 +131,31 @@ void device_context::progress_and_wait(std::unique_lock<std::mutex>& lock, int e
     lock.lock();
 }
 
+// The helper is the loop's only submitter (application threads turn it
+// with run_ready, which never enters the kernel): io_uring runs an
+// operation's completion task work on the thread that submitted it, and an
+// application thread blocked in its own read(2) with a timeout would get
+// EINTR (fi_pingpong's control socket did). It waits in poll(2), where that
+// task work runs; the application wakes it when it has queued operations.
+// Once the application has not called in for helper_period, the helper
+// also turns the loop, so the engine keeps answering its peers.
 void device_context::helper() {
-    std::unique_lock hl(helper_mutex_);
-    while (!stopping_) {
-        helper_cv_.wait_for(hl, helper_period);
-        if (stopping_) break;
-        const auto idle = now_ns() - last_progress_ns_.load(std::memory_order_relaxed);
-        if (idle < std::chrono::nanoseconds(helper_period).count()) continue;
-        std::unique_lock lock(mutex_, std::try_to_lock);
-        if (lock) progress();
+    while (!stopping_.load(std::memory_order_relaxed)) {
+        const auto idle = std::chrono::nanoseconds(now_ns() - last_call_ns_.load(std::memory_order_relaxed));
+        const bool app_idle = idle >= helper_period;
+        {
+            std::lock_guard lock(mutex_);
+            if (app_idle)
+                for (int i = 0; i < 4; ++i) loop_.run_ready();
+            loop_.submit_pending();
+        }
+        // While the application turns the loop it takes the completions;
+        // when it is idle the helper wakes for them too.
+        pollfd fds[2] = {{helper_wake_, POLLIN, 0}, {loop_.wait_fd(), POLLIN, 0}};
+        ::poll(fds, app_idle ? 2 : 1,
+               static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(helper_period).count()));
+        std::uint64_t v;
+        [[maybe_unused]] auto n = ::read(helper_wake_, &v, sizeof v);
     }
 }
 

@@ -6,7 +6,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -63,8 +62,9 @@ public:
 
 private:
     explicit device_context(std::string uri);
-    static loop_options provider_loop_options();
+    void turn();  // a few turns of the loop without entering the kernel
     void helper();
+    void wake_helper() noexcept;
 
     std::string uri_;
     std::mutex mutex_;
@@ -72,10 +72,9 @@ private:
     std::unique_ptr<vmrdma::device> device_;
     bool any_memory_ = false;
     std::unordered_map<std::uint16_t, messenger*> local_;
-    std::atomic<std::int64_t> last_progress_ns_{0};
-    std::mutex helper_mutex_;
-    std::condition_variable helper_cv_;
-    bool stopping_ = false;
+    std::atomic<std::int64_t> last_call_ns_{0};  // the application's last progress call
+    int helper_wake_ = -1;  // eventfd: operations wait to be submitted, or stop
+    std::atomic<bool> stopping_{false};
     std::thread helper_;
 };
 

@@ -274,6 +274,8 @@ void messenger::when_connected(peer& p, std::function<void(int)> then) {
         return;
     }
     if (p.conn && p.in_flight == 0) {
+        log_warning("vmrdma: the connection to %s/%u has ended: connecting again",
+                    p.addr.mac.to_string().c_str(), p.addr.endpoint);
         p.conn.reset();  // failed earlier: connect again
         p.broken = false;
     }
@@ -338,6 +340,9 @@ void messenger::transmit(peer& p, std::uint32_t slot, std::size_t len, std::func
 // A peer whose connection failed: what waits on it fails too, and the
 // connection goes once nothing is in flight on it.
 void messenger::fail_peer(peer& p, int status) {
+    if (!shutting_down_)
+        log_warning("vmrdma: the connection to %s/%u failed: %s", p.addr.mac.to_string().c_str(), p.addr.endpoint,
+                    fi_strerror(status));
     p.broken = true;
     if (p.in_flight == 0 && !shutting_down_) {
         p.conn.reset();

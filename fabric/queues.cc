@@ -667,7 +667,7 @@ int trywait_one(fid* f) {
         std::lock_guard lock(cq->dom->ctx->mutex());
         if (!cq->entries.empty() || !cq->errors.empty()) return -FI_EAGAIN;
         cq->dom->ctx->progress();
-        if (!cq->entries.empty() || !cq->errors.empty() || !cq->dom->ctx->loop().run_once()) return -FI_EAGAIN;
+        if (!cq->entries.empty() || !cq->errors.empty()) return -FI_EAGAIN;
         cq->wake.clear();
         return 0;
     }
@@ -675,7 +675,6 @@ int trywait_one(fid* f) {
         auto* c = cntr_of(owner_of(f, &fid_cntr::fid));
         std::lock_guard lock(c->dom->ctx->mutex());
         c->dom->ctx->progress();
-        if (!c->dom->ctx->loop().run_once()) return -FI_EAGAIN;
         c->wake.clear();
         return 0;
     }
