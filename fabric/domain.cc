@@ -7,6 +7,7 @@
 #include "fabric/atomics.hpp"
 #include "fabric/glue.hpp"
 #include "fabric/info.hpp"
+#include "fabric/ipv4.hpp"
 
 namespace vmrdma::fabric {
 
@@ -140,6 +141,13 @@ int domain_open(fid_fabric* fabric, fi_info* info, fid_domain** out, void* conte
         const auto mode = static_cast<std::uint64_t>(info->domain_attr->mr_mode);
         d->virt_addr = mode == FI_MR_BASIC || (mode & FI_MR_VIRT_ADDR);
         d->prov_key = mode == FI_MR_BASIC || (mode & FI_MR_PROV_KEY);
+        d->ipv4 = info->addr_format == FI_SOCKADDR_IN || info->addr_format == FI_SOCKADDR;
+        if (d->ipv4) {
+            // Only eth: offers IPv4 addressing (info.cc): the interface's.
+            auto ip = interface_ipv4(d->ctx->uri().substr(4));
+            if (!ip) return -FI_ENODATA;
+            d->own_ipv4 = *ip;
+        }
         d->fid.fid.fclass = FI_CLASS_DOMAIN;
         d->fid.fid.context = context;
         d->fid.fid.ops = &domain_fi_ops;

@@ -2,6 +2,8 @@
 // its messenger), names, options, and the data operations of fi_msg,
 // fi_tagged, fi_rma and fi_atomic, each turned into one call of the
 // messenger with the device's mutex held.
+#include <arpa/inet.h>
+
 #include <cstring>
 
 #include "fabric/atomics.hpp"
@@ -239,6 +241,17 @@ int cm_getname(fid_t f, void* addr, std::size_t* addrlen) {
         std::lock_guard lock(ep->dom->ctx->mutex());
         if (!ep->m) return -FI_EOPBADSTATE;
         const std::size_t room = *addrlen;
+        if (ep->dom->ipv4) {
+            // The interface's IPv4 address; the port is the endpoint id.
+            *addrlen = sizeof(sockaddr_in);
+            if (room < sizeof(sockaddr_in)) return -FI_ETOOSMALL;
+            sockaddr_in in{};
+            in.sin_family = AF_INET;
+            in.sin_addr = ep->dom->own_ipv4;
+            in.sin_port = htons(*ep->m->address().endpoint);
+            std::memcpy(addr, &in, sizeof in);
+            return 0;
+        }
         *addrlen = address_size;
         if (room < address_size) return -FI_ETOOSMALL;
         encode_address(ep->m->address(), addr);
@@ -632,7 +645,12 @@ int endpoint_open(fid_domain* domain, fi_info* info, fid_ep** out, void* context
         if (!ep->info) return -FI_ENOMEM;
         if (ep->info->tx_attr) ep->tx_op_flags = ep->info->tx_attr->op_flags;
         if (ep->info->rx_attr) ep->rx_op_flags = ep->info->rx_attr->op_flags;
-        if (ep->info->src_addr) {
+        if (ep->info->src_addr && d->ipv4) {
+            sockaddr_in in{};
+            if (ep->info->src_addrlen < sizeof in) return -FI_EINVAL;
+            std::memcpy(&in, ep->info->src_addr, sizeof in);
+            if (in.sin_port) ep->wanted_id = ntohs(in.sin_port);
+        } else if (ep->info->src_addr) {
             auto a = decode_address(ep->info->src_addr, ep->info->src_addrlen);
             if (!a) return -FI_EINVAL;
             ep->wanted_id = a->endpoint;

@@ -1,5 +1,7 @@
 #include "fabric/info.hpp"
 
+#include <arpa/inet.h>
+
 #include <net/if.h>
 #include <net/if_arp.h>
 
@@ -7,6 +9,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+
+#include "fabric/ipv4.hpp"
 
 namespace vmrdma::fabric {
 
@@ -56,6 +60,68 @@ std::optional<fabric_address> resolve_node(const char* node, const char* service
         a.endpoint = ep;
     }
     return a;
+}
+
+void set_socket_address(void*& field, std::size_t& len, const sockaddr_in& in) {
+    std::free(field);
+    field = std::malloc(sizeof in);
+    std::memcpy(field, &in, sizeof in);
+    len = sizeof in;
+}
+
+sockaddr_in socket_address(in_addr ip, std::uint16_t port) {
+    sockaddr_in in{};
+    in.sin_family = AF_INET;
+    in.sin_addr = ip;
+    in.sin_port = htons(port);
+    return in;
+}
+
+// FI_SOCKADDR_IN (ipv4.hpp): this side is the eth: interface's IPv4 address,
+// a peer an IPv4 host (node) and its endpoint id (service, the port).
+bool ipv4_addresses(const std::string& uri, const char* node, const char* service, std::uint64_t flags,
+                    const fi_info* hints, std::optional<sockaddr_in>& src, std::optional<sockaddr_in>& dest,
+                    std::string& why) {
+    std::optional<in_addr> own = uri.rfind("eth:", 0) == 0 ? interface_ipv4(uri.substr(4)) : std::nullopt;
+    if (!own) {
+        why = "IPv4 addressing needs an eth: device whose interface has an IPv4 address";
+        return false;
+    }
+    std::optional<std::uint16_t> port = service && *service ? parse_service(service) : std::uint16_t{0};
+    if (!port) {
+        why = "the service is not an endpoint id (0..65535)";
+        return false;
+    }
+    src = socket_address(*own, 0);
+    if ((flags & FI_SOURCE) || !node) {
+        if (node && std::strcmp(node, "localhost") != 0) {
+            auto ip = parse_ipv4_host(node);
+            if (!ip || ip->s_addr != own->s_addr) {
+                why = "FI_SOURCE names an address that is not this interface's";
+                return false;
+            }
+        }
+        src = socket_address(*own, *port);
+    } else {
+        auto ip = parse_ipv4_host(node);
+        if (!ip) {
+            why = "node is not an IPv4 host";
+            return false;
+        }
+        dest = socket_address(*ip, *port);
+    }
+    if (hints && hints->src_addr && hints->src_addrlen >= sizeof(sockaddr_in)) {
+        std::memcpy(&*src, hints->src_addr, sizeof(sockaddr_in));
+        if (src->sin_family != AF_INET || src->sin_addr.s_addr != own->s_addr) {
+            why = "the hints' source address is not this interface's";
+            return false;
+        }
+    }
+    if (hints && hints->dest_addr && hints->dest_addrlen >= sizeof(sockaddr_in)) {
+        dest.emplace();
+        std::memcpy(&*dest, hints->dest_addr, sizeof(sockaddr_in));
+    }
+    return true;
 }
 
 }  // namespace
@@ -116,8 +182,9 @@ fi_info* describe(std::uint32_t version, const std::string& uri, const mac_addre
             caps = (hints->caps & primary_caps) | (secondary_caps & ~modifiers) |
                    ((hints->caps & modifiers) ? hints->caps & modifiers : modifiers);
         }
-        if (hints->addr_format != FI_FORMAT_UNSPEC)
-            return refuse("an address format of its own (vmrdma's is the provider's own)");
+        if (hints->addr_format != FI_FORMAT_UNSPEC && hints->addr_format != FI_SOCKADDR &&
+            hints->addr_format != FI_SOCKADDR_IN)
+            return refuse("an address format other than the provider's own or FI_SOCKADDR_IN");
         if (const auto* e = hints->ep_attr) {
             if (e->type != FI_EP_UNSPEC && e->type != FI_EP_RDM) return refuse("an endpoint type other than FI_EP_RDM");
             if (e->protocol != FI_PROTO_UNSPEC) return refuse("a protocol");
@@ -156,8 +223,13 @@ fi_info* describe(std::uint32_t version, const std::string& uri, const mac_addre
     }
 
     // --- addresses ---
+    const bool ipv4 = hints && (hints->addr_format == FI_SOCKADDR || hints->addr_format == FI_SOCKADDR_IN);
+    std::optional<sockaddr_in> src_in, dest_in;
+    if (ipv4 && !ipv4_addresses(uri, node, service, flags, hints, src_in, dest_in, why)) return nullptr;
     std::optional<fabric_address> src{fabric_address{mac, std::nullopt}}, dest;
-    if (flags & FI_SOURCE) {
+    if (ipv4) {
+        // the socket addresses above
+    } else if (flags & FI_SOURCE) {
         auto a = resolve_node(node, service, mac);
         if (!a || !(a->mac == mac)) return refuse("FI_SOURCE names an address that is not this device's");
         src = a;
@@ -172,12 +244,12 @@ fi_info* describe(std::uint32_t version, const std::string& uri, const mac_addre
             if (!dest || !dest->endpoint) return refuse("node/service do not name a vmrdma endpoint");
         }
     }
-    if (hints && hints->src_addr) {
+    if (hints && hints->src_addr && !ipv4) {
         auto a = decode_address(hints->src_addr, hints->src_addrlen);
         if (!a || !(a->mac == mac)) return refuse("the hints' source address is not this device's");
         src = a;
     }
-    if (hints && hints->dest_addr) {
+    if (hints && hints->dest_addr && !ipv4) {
         auto a = decode_address(hints->dest_addr, hints->dest_addrlen);
         if (!a || !a->endpoint) return refuse("the hints' destination address is not a vmrdma endpoint");
         dest = a;
@@ -188,9 +260,15 @@ fi_info* describe(std::uint32_t version, const std::string& uri, const mac_addre
     if (!info) return refuse("out of memory");
     info->caps = caps;
     info->mode = 0;
-    info->addr_format = FI_FORMAT_UNSPEC;  // the provider's own, 16 bytes (address.hpp)
-    set_address(info->src_addr, info->src_addrlen, *src);
-    if (dest) set_address(info->dest_addr, info->dest_addrlen, *dest);
+    if (ipv4) {
+        info->addr_format = FI_SOCKADDR_IN;
+        set_socket_address(info->src_addr, info->src_addrlen, *src_in);
+        if (dest_in) set_socket_address(info->dest_addr, info->dest_addrlen, *dest_in);
+    } else {
+        info->addr_format = FI_FORMAT_UNSPEC;  // the provider's own, 16 bytes (address.hpp)
+        set_address(info->src_addr, info->src_addrlen, *src);
+        if (dest) set_address(info->dest_addr, info->dest_addrlen, *dest);
+    }
 
     auto* tx = info->tx_attr;
     tx->caps = caps & tx_caps;

@@ -248,8 +248,8 @@ std::size_t messenger::rx_room() const { return queue_size; }
 // --- peers and sending ---
 
 messenger::peer* messenger::peer_of(fi_addr_t addr) {
-    if (!ep_.av || addr >= ep_.av->table.size() || !ep_.av->table[addr]) return nullptr;
-    return &peer_at(*ep_.av->table[addr]);
+    auto a = ep_.av ? ep_.av->peer(addr) : std::nullopt;
+    return a ? &peer_at(*a) : nullptr;
 }
 
 messenger::peer& messenger::peer_at(const peer_address& a) {

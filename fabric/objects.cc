@@ -5,6 +5,7 @@
 
 #include <cstring>
 
+#include "fabric/ipv4.hpp"
 #include "fabric/messenger.hpp"
 
 namespace vmrdma::fabric {
@@ -55,9 +56,35 @@ std::byte* domain_obj::target(std::uint64_t key, std::uint64_t addr, std::size_t
     return mr.base + (addr - start);
 }
 
-fi_addr_t av_obj::lookup(const peer_address& a) const {
-    auto it = index.find(address_key(a));
-    return it == index.end() ? FI_ADDR_NOTAVAIL : it->second;
+std::optional<peer_address> av_obj::peer(fi_addr_t a) {
+    if (a >= table.size() || !table[a]) return std::nullopt;
+    auto& e = *table[a];
+    if (!e.peer && e.ipv4) {
+        // An address's host may not be up when it is inserted: asked now.
+        auto mac = resolve_ipv4(e.ipv4->sin_addr, dom->ctx->device().mac(), std::chrono::seconds(1));
+        if (!mac) return std::nullopt;
+        e.peer = peer_address{*mac, ntohs(e.ipv4->sin_port)};
+        index.try_emplace(address_key(*e.peer), a);
+    }
+    return e.peer;
+}
+
+fi_addr_t av_obj::lookup(const peer_address& a) {
+    if (auto it = index.find(address_key(a)); it != index.end()) return it->second;
+    if (!dom->ipv4) return FI_ADDR_NOTAVAIL;
+    // An IPv4 entry not used yet: the sender's IPv4 from the neighbour table.
+    std::optional<in_addr> ip = a.mac == dom->ctx->device().mac() ? std::nullopt : ipv4_of_mac(a.mac);
+    for (fi_addr_t i = 0; i < table.size(); ++i) {
+        auto& e = table[i];
+        if (!e || e.value().peer || !e.value().ipv4 || ntohs(e.value().ipv4->sin_port) != a.endpoint) continue;
+        const bool same = ip ? e.value().ipv4->sin_addr.s_addr == ip->s_addr
+                             : resolve_ipv4(e.value().ipv4->sin_addr, a.mac, std::chrono::milliseconds(0)) == a.mac;
+        if (!same) continue;
+        e.value().peer = a;
+        index.try_emplace(address_key(a), i);
+        return i;
+    }
+    return FI_ADDR_NOTAVAIL;
 }
 
 cq_obj::~cq_obj() {

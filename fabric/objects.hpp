@@ -23,6 +23,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include <netinet/in.h>
+
 #include "fabric/address.hpp"
 #include "fabric/device_context.hpp"
 
@@ -52,6 +54,8 @@ struct domain_obj {
     fi_info* info = nullptr;  // as opened (a copy)
     bool virt_addr = true;    // FI_MR_VIRT_ADDR (or FI_MR_BASIC): peers name memory by address
     bool prov_key = true;     // FI_MR_PROV_KEY (or FI_MR_BASIC): the provider chooses keys
+    bool ipv4 = false;        // addresses are FI_SOCKADDR_IN (ipv4.hpp), not the provider's own
+    in_addr own_ipv4{};       // then: the interface's, for fi_getname
     std::unordered_map<std::uint64_t, mr_obj*> mrs;
     int refs = 0;  // objects open on it
     ~domain_obj();
@@ -74,16 +78,28 @@ struct mr_obj {
     cntr_obj* cntr = nullptr;  // FI_RMA_EVENT: counts remote accesses
 };
 
+// One address an AV holds: a vmrdma address, or (FI_SOCKADDR_IN domains)
+// an IPv4 address and port, resolved to one on first use (ipv4.hpp).
+struct av_entry {
+    std::optional<peer_address> peer;
+    std::optional<sockaddr_in> ipv4;
+};
+
 struct av_obj {
     fid_av fid{};
     domain_obj* dom = nullptr;
     fi_av_type type = FI_AV_MAP;
-    std::vector<std::optional<peer_address>> table;  // fi_addr = index
-    std::unordered_map<std::uint64_t, fi_addr_t> index;  // address_key -> fi_addr
+    std::vector<std::optional<av_entry>> table;  // fi_addr = index
+    std::unordered_map<std::uint64_t, fi_addr_t> index;  // address_key of resolved entries -> fi_addr
     eq_obj* eq = nullptr;
     int refs = 0;
     std::uint64_t flags = 0;
-    fi_addr_t lookup(const peer_address& a) const;
+    // The vmrdma address of an entry (an IPv4 one is resolved now, once);
+    // nullopt for no entry or a host that does not resolve.
+    std::optional<peer_address> peer(fi_addr_t a);
+    // The entry for a peer that sent us something (FI_SOURCE), or
+    // FI_ADDR_NOTAVAIL.
+    fi_addr_t lookup(const peer_address& a);
 };
 
 // An entry as every CQ format needs it, plus its source.

@@ -10,7 +10,10 @@
 #include <chrono>
 #include <cstring>
 
+#include <arpa/inet.h>
+
 #include "fabric/glue.hpp"
+#include "fabric/ipv4.hpp"
 
 namespace vmrdma::fabric {
 
@@ -88,22 +91,41 @@ fi_ops av_fi_ops = {
     .ops_set = nullptr,
 };
 
-fi_addr_t av_add(av_obj* av, const fabric_address& a) {
+fi_addr_t av_add(av_obj* av, av_entry e) {
     const auto index = static_cast<fi_addr_t>(av->table.size());
-    av->table.push_back(a.peer());
-    av->index.try_emplace(address_key(a.peer()), index);
+    if (e.peer) av->index.try_emplace(address_key(*e.peer), index);
+    av->table.push_back(std::move(e));
     return index;
 }
 
-// Inserts decoded addresses; bad ones get FI_ADDR_NOTAVAIL. Reports as the
-// flags and the AV ask: FI_SYNC_ERR (per-address errors in `context`), or
-// with FI_EVENT an FI_AV_COMPLETE event and an error entry per bad address.
-int av_insert_decoded(av_obj* av, const std::vector<std::optional<fabric_address>>& addrs, fi_addr_t* fi_addr,
+// One address as an application gives it, in the domain's format: the
+// provider's own (it must name an endpoint), or FI_SOCKADDR_IN (an IPv4
+// host address; the port is the endpoint id).
+std::optional<av_entry> entry_of(const av_obj* av, const void* bytes) {
+    if (av->dom->ipv4) {
+        sockaddr_in in{};
+        std::memcpy(&in, bytes, sizeof in);
+        if (in.sin_family != AF_INET || in.sin_addr.s_addr == htonl(INADDR_ANY) ||
+            in.sin_addr.s_addr == htonl(INADDR_BROADCAST))
+            return std::nullopt;
+        return av_entry{std::nullopt, in};
+    }
+    auto a = decode_address(bytes, address_size);
+    if (!a || !a->endpoint) return std::nullopt;
+    return av_entry{a->peer(), std::nullopt};
+}
+
+std::size_t name_size(const av_obj* av) { return av->dom->ipv4 ? sizeof(sockaddr_in) : address_size; }
+
+// Inserts entries; bad ones get FI_ADDR_NOTAVAIL. Reports as the flags and
+// the AV ask: FI_SYNC_ERR (per-address errors in `context`), or with
+// FI_EVENT an FI_AV_COMPLETE event and an error entry per bad address.
+int av_insert_entries(av_obj* av, std::vector<std::optional<av_entry>> entries, fi_addr_t* fi_addr,
                       std::uint64_t flags, void* context) {
     int inserted = 0;
-    for (std::size_t i = 0; i < addrs.size(); ++i) {
-        const bool good = addrs[i] && addrs[i]->endpoint;
-        fi_addr_t a = good ? av_add(av, *addrs[i]) : FI_ADDR_NOTAVAIL;
+    for (std::size_t i = 0; i < entries.size(); ++i) {
+        const bool good = entries[i].has_value();
+        fi_addr_t a = good ? av_add(av, std::move(*entries[i])) : FI_ADDR_NOTAVAIL;
         if (fi_addr) fi_addr[i] = a;
         if (good) ++inserted;
         if ((flags & FI_SYNC_ERR) && context) static_cast<int*>(context)[i] = good ? 0 : FI_EINVAL;
@@ -135,10 +157,10 @@ int av_insert(fid_av* f, const void* addr, std::size_t count, fi_addr_t* fi_addr
         if (flags & ~(FI_MORE | FI_SYNC_ERR)) return -FI_EBADFLAGS;
         if ((flags & FI_SYNC_ERR) && (av->flags & FI_EVENT)) return -FI_EBADFLAGS;
         std::lock_guard lock(av->dom->ctx->mutex());
-        std::vector<std::optional<fabric_address>> addrs;
+        std::vector<std::optional<av_entry>> entries;
         for (std::size_t i = 0; i < count; ++i)
-            addrs.push_back(decode_address(static_cast<const std::byte*>(addr) + i * address_size, address_size));
-        return av_insert_decoded(av, addrs, fi_addr, flags, context);
+            entries.push_back(entry_of(av, static_cast<const std::byte*>(addr) + i * name_size(av)));
+        return av_insert_entries(av, std::move(entries), fi_addr, flags, context);
     });
 }
 
@@ -147,18 +169,28 @@ int av_insertsvc(fid_av* f, const char* node, const char* service, fi_addr_t* fi
     return guarded([&]() -> int {
         auto* av = owner_of(f, &av_obj::fid);
         std::lock_guard lock(av->dom->ctx->mutex());
-        std::optional<fabric_address> a = node ? parse_address(node) : std::nullopt;
-        if (!a && node) {
-            try {
-                a = fabric_address{mac_address::parse(node), std::nullopt};
-            } catch (const error&) {
+        std::optional<std::uint16_t> port = service ? parse_service(service) : std::nullopt;
+        std::optional<av_entry> e;
+        if (av->dom->ipv4) {
+            if (auto ip = parse_ipv4_host(node); ip && port) {
+                sockaddr_in in{};
+                in.sin_family = AF_INET;
+                in.sin_addr = *ip;
+                in.sin_port = htons(*port);
+                e = entry_of(av, &in);
             }
+        } else {
+            std::optional<fabric_address> a = node ? parse_address(node) : std::nullopt;
+            if (!a && node) {
+                try {
+                    a = fabric_address{mac_address::parse(node), std::nullopt};
+                } catch (const error&) {
+                }
+            }
+            if (a && !a->endpoint) a->endpoint = port;
+            if (a && a->endpoint) e = av_entry{a->peer(), std::nullopt};
         }
-        if (a && service) {
-            auto ep = parse_service(service);
-            if (ep && !a->endpoint) a->endpoint = ep;
-        }
-        return av_insert_decoded(av, {a}, fi_addr, flags, context);
+        return av_insert_entries(av, {e}, fi_addr, flags, context);
     });
 }
 
@@ -172,8 +204,9 @@ int av_remove(fid_av* f, fi_addr_t* fi_addr, std::size_t count, std::uint64_t) {
     for (std::size_t i = 0; i < count; ++i) {
         const auto a = fi_addr[i];
         if (a >= av->table.size() || !av->table[a]) return -FI_EINVAL;
-        auto word = address_key(*av->table[a]);
-        if (auto it = av->index.find(word); it != av->index.end() && it->second == a) av->index.erase(it);
+        if (const auto& peer = av->table[a]->peer)
+            if (auto it = av->index.find(address_key(*peer)); it != av->index.end() && it->second == a)
+                av->index.erase(it);
         av->table[a].reset();
     }
     return 0;
@@ -183,16 +216,30 @@ int av_lookup(fid_av* f, fi_addr_t fi_addr, void* addr, std::size_t* addrlen) {
     auto* av = owner_of(f, &av_obj::fid);
     std::lock_guard lock(av->dom->ctx->mutex());
     if (fi_addr >= av->table.size() || !av->table[fi_addr]) return -FI_EINVAL;
-    std::byte bytes[address_size];
-    encode_address({av->table[fi_addr]->mac, av->table[fi_addr]->endpoint}, bytes);
-    std::memcpy(addr, bytes, std::min(*addrlen, address_size));
-    *addrlen = address_size;
+    const auto& e = *av->table[fi_addr];
+    std::byte bytes[std::max(address_size, sizeof(sockaddr_in))];
+    if (e.ipv4)
+        std::memcpy(bytes, &*e.ipv4, sizeof *e.ipv4);
+    else
+        encode_address({e.peer->mac, e.peer->endpoint}, bytes);
+    std::memcpy(addr, bytes, std::min(*addrlen, name_size(av)));
+    *addrlen = name_size(av);
     return 0;
 }
 
-const char* av_straddr(fid_av*, const void* addr, char* buf, std::size_t* len) {
-    auto a = decode_address(addr, address_size);
-    std::string s = a ? format_address(*a) : "fi_vmrdma://(invalid)";
+const char* av_straddr(fid_av* f, const void* addr, char* buf, std::size_t* len) {
+    auto* av = owner_of(f, &av_obj::fid);
+    std::string s;
+    if (av->dom->ipv4) {
+        sockaddr_in in{};
+        std::memcpy(&in, addr, sizeof in);
+        char ip[INET_ADDRSTRLEN] = "?";
+        inet_ntop(AF_INET, &in.sin_addr, ip, sizeof ip);
+        s = std::string(ip) + ":" + std::to_string(ntohs(in.sin_port));
+    } else {
+        auto a = decode_address(addr, address_size);
+        s = a ? format_address(*a) : "fi_vmrdma://(invalid)";
+    }
     if (*len > 0) {
         const std::size_t n = std::min(*len - 1, s.size());
         std::memcpy(buf, s.data(), n);

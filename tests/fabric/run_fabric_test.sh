@@ -154,7 +154,11 @@ unit fi_cq_test
 unit fi_cntr_test
 unit fi_eq_test
 unit fi_dom_test -n 4
-# unit fi_av_test -g 192.0.2.2 -n 1  (TODO: FI_SOCKADDR_IN addressing)
+# fi_av_test speaks only socket addresses (FI_SOCKADDR_IN: the provider's
+# IPv4 addressing). One good address: with more, 1.17's two-vector test
+# expects an FI_EVENT insert to return a count, which its other
+# asynchronous tests (and libfabric's documentation) say is 0.
+unit fi_av_test -g 192.0.2.2 -n 1
 
 # A server in namespace A, its client in B; addresses exchanged out of band
 # (-E) over the veth's IPv4, endpoint id 1 (-B 1). DEVICE_A/B: VMRDMA_DEVICE.
