@@ -54,7 +54,8 @@ constexpr const char* serve_help =
     "(private data), announces NAME on the link if given, and prints one line to stdout:\n"
     "  READY mac=XX:XX:XX:XX:XX:XX ep=N rkey=0xKEY size=BYTES\n"
     "Then accepts connections until SIGTERM or SIGINT (exit 0). Connections are kept until\n"
-    "their peer disconnects (at most 32: the oldest is closed to make room). Progress goes\n"
+    "their peer disconnects (at most 32: a newcomer beyond that is closed, the clients\n"
+    "being served are kept). Progress goes\n"
     "to stderr; on an error 'vmrdma-check: FAIL: <what>' goes to stdout and it exits 1.\n";
 
 constexpr const char* client_help =
@@ -223,7 +224,13 @@ int serve(int argc, char** argv) {
                              static_cast<int>(conn.peer_data().size()),
                              reinterpret_cast<const char*>(conn.peer_data().data()));
             std::erase_if(kept, [](const vmrdma::connection& c) { return !c.is_open(); });
-            if (kept.size() >= max_kept) kept.pop_front();  // closes the oldest
+            if (kept.size() >= max_kept) {
+                // Full: the newcomer is closed, not an established peer (a
+                // flood of connections must not evict the clients being served).
+                std::fprintf(stderr, "vmrdma-check: connection %lu closed: %zu already open\n", accepted,
+                             kept.size());
+                continue;  // conn's destructor disconnects it
+            }
             kept.push_back(std::move(conn));
             std::fprintf(stderr, "vmrdma-check: accepted connection %lu (%zu open)\n", accepted, kept.size());
         }

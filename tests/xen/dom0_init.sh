@@ -144,7 +144,7 @@ destroy_mid_transfer() {
 }
 
 step "dom0: Xen toolstack"
-for m in xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs veth; do
+for m in xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs veth libchacha libpoly1305; do
     insmod "/mods/$m.ko" || fail "insmod $m"
 done
 mount -t xenfs xenfs /proc/xen

@@ -144,6 +144,10 @@ mkdir -p "$dom0/mods" "$dom0/domu"
 for m in xen/xen-evtchn xen/xen-gntdev xen/xen-gntalloc xen/xen-privcmd xen/xenfs/xenfs net/veth; do
     cp "$kdir/modules/drivers/$m.ko" "$dom0/mods/" || { echo "$tag: FAILED (no $m.ko in the image)"; exit 1; }
 done
+# proto/'s ChaCha20 and Poly1305 (vmrdma_back.ko needs them): lib/crypto's modules.
+for m in libchacha libpoly1305; do
+    cp "$kdir/modules/lib/crypto/$m.ko" "$dom0/mods/" || { echo "$tag: FAILED (no $m.ko in the image)"; exit 1; }
+done
 for b in xl xenstored xen-init-dom0 xenconsoled; do
     add_binary "$dom0" "$xbin/$b" "/usr/lib/xen-$xen_ver/bin/$b"
 done

@@ -9,7 +9,8 @@
 
 namespace vmrdma {
 
-event_loop::event_loop(loop_options options) : options_(options), loop_thread_(std::this_thread::get_id()) {
+event_loop::event_loop(loop_options options)
+    : options_(options), loop_thread_(std::this_thread::get_id()), adaptive_(options.adaptive_poll) {
     io_uring_params params{};
     // One CQ entry per SQ entry is too tight once many operations are in
     // flight; ask for four times as many so completions never overflow.
@@ -141,10 +142,11 @@ void event_loop::forget(std::coroutine_handle<> h) noexcept {
     if (it != ready_.end()) ready_.erase(it);
 }
 
-// Submits what is pending and polls for completions for up to
-// options_.busy_poll; true when some arrived.
-bool event_loop::poll_for_completions() noexcept {
-    const auto deadline = std::chrono::steady_clock::now() + options_.busy_poll;
+// Submits what is pending and polls for completions for up to how_long;
+// true when some arrived.
+bool event_loop::poll_for_completions(std::chrono::nanoseconds how_long) noexcept {
+    ++stats_.spins;
+    const auto deadline = std::chrono::steady_clock::now() + how_long;
     do {
         // Enters the kernel without waiting: runs pending task work, so
         // completions the kernel has ready become visible.
@@ -196,11 +198,10 @@ void event_loop::reap() {
     }
 }
 
-void event_loop::turn(const bool& finished) { turn_once(finished, false, nullptr); }
-
-bool event_loop::turn_once(const bool& finished, bool never_block, const __kernel_timespec* max_wait) {
-    // Resume what is ready now; coroutines made ready meanwhile wait for the
-    // next turn, so a busy coroutine cannot starve the ring.
+// Resumes what is ready now (coroutines made ready meanwhile wait for the
+// next turn, so a busy coroutine cannot starve the ring) and runs the turn
+// hooks; true when a hook has more to do.
+bool event_loop::run_ready_work() {
     for (std::size_t n = ready_.size(); n > 0 && !ready_.empty(); --n) {
         auto h = ready_.front();
         ready_.pop_front();
@@ -209,69 +210,82 @@ bool event_loop::turn_once(const bool& finished, bool never_block, const __kerne
     }
     bool more_work = false;
     for (std::size_t i = 0; i < turn_hooks_.size(); ++i) more_work |= turn_hooks_[i].second();
-    // Block for completions only while the awaited task (run()'s; `finished`
-    // may have turned true just now) still needs them.
-    const bool may_block = !never_block && !finished && !more_work && ready_.empty();
-    int submitted;
-    if (may_block && options_.busy_poll.count() > 0 && poll_for_completions()) {
-        reap();
-        return more_work;
-    }
-    if (may_block && max_wait) {
-        io_uring_cqe* cqe = nullptr;
-        // Submits too; -ETIME when nothing completed in time.
-        submitted = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, const_cast<__kernel_timespec*>(max_wait),
-                                                     nullptr);
-    } else if (may_block) {
-        submitted = io_uring_submit_and_wait(&ring_, 1);
-    } else {
-        submitted = io_uring_submit(&ring_);
-    }
-    if (submitted > 0) {
-        ++stats_.submits;
-        stats_.sqes += static_cast<std::uint64_t>(submitted);
-    }
-    reap();
     return more_work;
 }
 
-bool event_loop::run_once(std::chrono::nanoseconds max_wait) {
-    loop_thread_ = std::this_thread::get_id();
-    const bool no_task = false;  // no task of run()'s to finish
-    bool more_work;
-    if (max_wait > std::chrono::nanoseconds::zero()) {
-        __kernel_timespec ts{};
-        ts.tv_sec = max_wait.count() / 1'000'000'000;
-        ts.tv_nsec = max_wait.count() % 1'000'000'000;
-        more_work = turn_once(no_task, false, &ts);
-    } else {
-        // Enters the kernel only if it must: to submit, or to run task work
-        // that holds completions (io_uring_submit does both).
-        more_work = turn_once(no_task, true, nullptr);
-    }
-    return !more_work && ready_.empty();
-}
-
-bool event_loop::run_ready() {
-    loop_thread_ = std::this_thread::get_id();
-    for (std::size_t n = ready_.size(); n > 0 && !ready_.empty(); --n) {
-        auto h = ready_.front();
-        ready_.pop_front();
-        ++stats_.resumptions;
-        h.resume();
-    }
-    for (std::size_t i = 0; i < turn_hooks_.size(); ++i) turn_hooks_[i].second();
-    reap();
-    return io_uring_sq_ready(&ring_) > 0;
-}
-
-void event_loop::submit_pending() {
+void event_loop::submit_counted() {
     int submitted = io_uring_submit(&ring_);
     if (submitted > 0) {
         ++stats_.submits;
         stats_.sqes += static_cast<std::uint64_t>(submitted);
     }
 }
+
+void event_loop::turn(const bool& finished) {
+    const bool more_work = run_ready_work();
+    // Block for completions only while the awaited task still needs them.
+    const bool may_block = !finished && !more_work;
+    if (may_block && ready_.empty())
+        wait_for_completion();
+    else
+        submit_counted();
+    turn_time_ = std::chrono::steady_clock::now();
+    reap();
+}
+
+// Idle: spin first (busy_poll, or the adaptive window), then block.
+void event_loop::wait_for_completion() {
+    const auto spin = options_.busy_poll.count() > 0 ? options_.busy_poll : adaptive_.current();
+    if (spin.count() > 0) {
+        const bool found = poll_for_completions(spin);
+        adaptive_.spun(found);
+        if (found) return;
+    }
+    ++stats_.blocks;
+    const bool timed = adaptive_.enabled() && options_.busy_poll.count() == 0;
+    const auto t0 = timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+    int submitted = io_uring_submit_and_wait(&ring_, 1);
+    if (timed) adaptive_.blocked(std::chrono::steady_clock::now() - t0);
+    if (submitted > 0) {
+        ++stats_.submits;
+        stats_.sqes += static_cast<std::uint64_t>(submitted);
+    }
+}
+
+bool event_loop::run_once(std::chrono::nanoseconds max_wait) {
+    loop_thread_ = std::this_thread::get_id();
+    const bool more_work = run_ready_work();
+    if (!more_work && ready_.empty() && max_wait > std::chrono::nanoseconds::zero()) {
+        __kernel_timespec ts{};
+        ts.tv_sec = max_wait.count() / 1'000'000'000;
+        ts.tv_nsec = max_wait.count() % 1'000'000'000;
+        io_uring_cqe* cqe = nullptr;
+        // Submits too; -ETIME when nothing completed in time.
+        int submitted = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+        if (submitted > 0) {
+            ++stats_.submits;
+            stats_.sqes += static_cast<std::uint64_t>(submitted);
+        }
+    } else {
+        // Enters the kernel only if it must: to submit, or to run task work
+        // that holds completions (io_uring_submit does both).
+        submit_counted();
+    }
+    turn_time_ = std::chrono::steady_clock::now();
+    reap();
+    return !more_work && ready_.empty();
+}
+
+bool event_loop::run_ready() {
+    loop_thread_ = std::this_thread::get_id();
+    run_ready_work();
+    turn_time_ = std::chrono::steady_clock::now();
+    reap();
+    return io_uring_sq_ready(&ring_) > 0;
+}
+
+void event_loop::submit_pending() { submit_counted(); }
+
 
 std::size_t event_loop::add_turn_hook(std::function<bool()> hook) {
     turn_hooks_.emplace_back(next_hook_id_, std::move(hook));
