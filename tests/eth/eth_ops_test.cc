@@ -809,3 +809,32 @@ TEST_CASE("connection::closed tells one side that the other disconnected, or tha
     CHECK(why == errc::peer_gone);
     CHECK(local_cancelled);
 }
+
+TEST_CASE("two endpoints of one device reach each other: frames for the device itself are looped back") {
+    if (vmrdma::testing::skip_network_tests()) return;
+    pair_of_devices net(9000);
+    auto client = net.a->open_endpoint(1);
+    auto server = net.a->open_endpoint(2, {.weight = 1, .listen = true});
+    std::vector<std::byte> out = pattern(100000, 3), in(100000, std::byte{0}), back(100000, std::byte{0});
+    auto out_mr = client.register_memory(out, access::none);
+    auto back_mr = client.register_memory(back, access::local_write);
+    auto in_mr = server.register_memory(in, access::local_write | access::remote_read);
+    const auto before = net.a->stats();
+    auto body = [&]() -> task<void> {
+        auto [c, s] = co_await vmrdma::when_all(client.connect(net.a->mac(), 2), server.accept());
+        CHECK(c.peer() == vmrdma::peer_address{net.a->mac(), 2});
+        CHECK(s.peer() == vmrdma::peer_address{net.a->mac(), 1});
+        auto [got, unused] = co_await vmrdma::when_all(server.recv(in_mr, 0, 100000, 9),
+                                                       c.send(out_mr, 0, 100000, 9));
+        (void)unused;
+        CHECK(got.length == 100000);
+        CHECK(got.source == vmrdma::peer_address{net.a->mac(), 1});
+        co_await c.read(back_mr, 0, in_mr.remote(), 0, 100000);
+    };
+    net.loop.run(body());
+    CHECK(in == out);
+    CHECK(back == out);
+    // Nothing of it went out on the interface: its peer saw none of it.
+    CHECK(net.b->stats().rx_frames == 0);
+    CHECK(net.a->stats().rx_frames > before.rx_frames);
+}

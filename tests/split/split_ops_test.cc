@@ -251,3 +251,41 @@ TEST_CASE("vmrdmad rings a frontend's doorbell once for a turn's responses, not 
     CHECK(doorbells <= responses / 4);
     alarm(0);
 }
+
+TEST_CASE("two frontends of one vmrdmad reach each other: frames for the daemon's own device are looped back") {
+    if (vmrdma::testing::skip_network_tests()) return;
+    alarm(60);
+    vmrdma::testing::veth_pair veth("vsd3", "vsp3", 9000);
+    split_test::daemon_thread daemon(veth.a, split_test::socket_path("local"));
+    vmrdma::event_loop loop;
+    auto one = vmrdma::device::open(loop, daemon.uri());
+    auto two = vmrdma::device::open(loop, daemon.uri());
+    auto server = one->open_endpoint(3, {.weight = 1, .listen = true});
+    auto client = two->open_endpoint(4);
+    vmrdma::registrable_buffer target(1 << 20), data(1 << 20);
+    auto src = pattern(1 << 20, 5);
+    std::memcpy(data.data(), src.data(), src.size());
+    auto target_mr = server.register_memory(target.span(), access::remote_write);
+    auto data_mr = client.register_memory(data.span(), access::none);
+    std::string got;
+    vmrdma::peer_address source;
+    auto body = [&]() -> task<void> {
+        auto [c, s] = co_await vmrdma::when_all(client.connect(one->mac(), 3), server.accept());
+        std::array<std::byte, 64> in{};
+        std::string hello = "hello from the other frontend";
+        auto [r, unused] = co_await vmrdma::when_all(server.recv(in, 1), c.send(std::as_bytes(std::span(hello)), 1));
+        (void)unused;
+        got.assign(reinterpret_cast<const char*>(in.data()), r.length);
+        source = r.source;
+        co_await c.write(data_mr, 0, target_mr.remote(), 0, 1 << 20);
+    };
+    try {
+        loop.run(body());
+    } catch (const error& e) {
+        FAIL("frontends: " << std::string(e.what()));
+    }
+    CHECK(got == "hello from the other frontend");
+    CHECK(source == vmrdma::peer_address{one->mac(), 4});
+    CHECK(std::memcmp(target.data(), src.data(), src.size()) == 0);
+    alarm(0);
+}

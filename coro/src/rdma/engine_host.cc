@@ -161,11 +161,33 @@ void engine_host::on_frame(void* context, const std::byte* frame, std::uint32_t 
 
 int engine_host::on_xmit(void* ctx, const vr_frame* frame) {
     auto* self = static_cast<engine_host*>(ctx);
+    if (std::memcmp(frame->hdr, self->port_->mac().bytes.data(), 6) == 0) {
+        self->loop_back(*frame);
+        return 0;
+    }
     if (!self->port_->queue(*frame)) {
         self->port_->flush();
         self->port_->queue(*frame);
     }
     return 0;
+}
+
+// A frame for this host itself (another endpoint of this engine: two
+// frontends of one vmrdmad, or two endpoints of one process) would not come
+// back from the wire (an interface does not hand a frame to its own
+// sender): it is fed to the engine on the next flush, copied whole (the
+// fragments are valid only during xmit), never from inside this call.
+void engine_host::loop_back(const vr_frame& frame) {
+    std::vector<std::byte> bytes(frame.len);
+    std::memcpy(bytes.data(), frame.hdr, frame.hdr_len);
+    std::size_t at = frame.hdr_len;
+    for (std::uint32_t i = 0; i < frame.nfrags && at < bytes.size(); ++i) {
+        const auto n = std::min<std::size_t>(frame.frag[i].len, bytes.size() - at);
+        std::memcpy(bytes.data() + at, static_cast<const std::byte*>(frame.frag[i].mem) + frame.frag[i].off, n);
+        at += n;
+    }
+    looped_.push_back(std::move(bytes));
+    flush_wanted_ = true;
 }
 
 void engine_host::on_complete(void* ctx, const vr_completion* wc) {
@@ -191,6 +213,13 @@ bool engine_host::flush() {
     constexpr int batches_per_turn = 16;
     bool more = false;
     if (!engine_) return false;  // destroyed early
+    if (!looped_.empty()) {
+        auto frames = std::move(looped_);
+        looped_.clear();
+        const auto now = engine_clock(now_ns());
+        for (const auto& f : frames) vr_engine_input(engine_, f.data(), static_cast<std::uint32_t>(f.size()), now);
+        flush_wanted_ = true;
+    }
     if (flush_wanted_) {
         flush_wanted_ = false;
         auto now = engine_clock(now_ns());
@@ -203,7 +232,7 @@ bool engine_host::flush() {
         }
     }
     arm_timer_if_needed();
-    return more;
+    return more || !looped_.empty();  // answers to looped frames: another turn
 }
 
 void engine_host::arm_poll() {

@@ -64,6 +64,7 @@ private:
     static std::uint32_t on_random(void* ctx);
 
     bool flush();
+    void loop_back(const vr_frame& frame);
     void start_receiving();
     static void on_frame(void* context, const std::byte* frame, std::uint32_t length);
     void arm_poll();
@@ -91,6 +92,7 @@ private:
         return engine_time_;
     }
     bool flush_wanted_ = false;
+    std::vector<std::vector<std::byte>> looped_;  // frames for this host itself (loop_back)
 };
 
 // An engine's counters as the API reports them.
