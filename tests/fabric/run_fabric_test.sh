@@ -10,7 +10,8 @@
 #   4. Open MPI (pml cm, mtl ofi, provider vmrdma) running tests/fabric/
 #      mpi_check.c on two ranks, one per namespace, with osc pt2pt and with
 #      osc rdma over btl/ofi, on eth: and on unix:, each with a capture that
-#      must show the data crossing as EtherType 0x88B5 frames.
+#      must show the data crossing as EtherType 0x88B5 frames; and two ranks
+#      on one host through one vmrdmad.
 # Prints one line per test and ends with "fabric: PASS (N tests, T s)".
 #
 #   tests/fabric/run_fabric_test.sh [--quick]
@@ -263,5 +264,14 @@ mpi "unix: through vmrdmad, osc pt2pt" --mca osc pt2pt
 mpi "unix: through vmrdmad, osc rdma over btl/ofi" --mca osc rdma --mca btl self,ofi \
     --mca btl_ofi_provider_include vmrdma
 unset VMRDMA_DEVICE VMRDMA_DEVICE_PATTERN
+# One host: both ranks in namespace A, frontends of its one vmrdmad (which
+# loops frames for its own device back: none reaches the wire).
+in_a env VMRDMA_DEVICE="unix:$work/$ns_a.sock" timeout 300 mpirun --allow-run-as-root -np 2 --mca pml cm \
+    --mca mtl ofi --mca mtl_ofi_provider_include vmrdma --mca mtl_ofi_verbose 1 --mca osc rdma --mca btl self,ofi \
+    --mca btl_ofi_provider_include vmrdma -x FI_PROVIDER_PATH -x VMRDMA_DEVICE "$work/mpi_check" \
+    >"$work/mpi-one-host.out" 2>&1 && grep -q "mpi_check: OK" "$work/mpi-one-host.out" &&
+    [ "$(grep -c 'mtl:ofi:prov: vmrdma' "$work/mpi-one-host.out")" -eq 2 ] ||
+    { tail -20 "$work/mpi-one-host.out"; fail "Open MPI, two ranks on one host through one vmrdmad"; }
+ok "Open MPI mpi_check, two ranks on one host through one vmrdmad (osc rdma over btl/ofi): OK"
 
 echo "fabric: PASS ($passed tests, $(($(date +%s) - start_s)) s)"
