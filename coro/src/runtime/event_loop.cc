@@ -278,7 +278,6 @@ bool event_loop::run_ready() {
 
 void event_loop::submit_pending() { submit_counted(); }
 
-
 std::size_t event_loop::add_turn_hook(std::function<bool()> hook) {
     turn_hooks_.emplace_back(next_hook_id_, std::move(hook));
     return next_hook_id_++;
