@@ -57,6 +57,7 @@ engine_host::engine_host(event_loop& loop, engine_events& events, std::string_vi
                          const device_options& o)
     : loop_(loop), events_(events), port_(std::make_unique<eth_port>(ifname, o.ethertype)) {
     port_->set_bundling(o.bundle_small_frames);
+    receive_in_turns_ = o.receive_in_turns;
     host_ops_.xmit = &engine_host::on_xmit;
     host_ops_.complete = &engine_host::on_complete;
     host_ops_.random = &engine_host::on_random;
@@ -132,7 +133,8 @@ counters engine_host::endpoint_counters(std::uint16_t ep) const {
 // about 8 MiB of MTU-sized buffers; otherwise poll + recvmmsg.
 void engine_host::start_receiving() {
     // VMRDMA_ETH_RX=recvmmsg forces the fallback, to compare the two.
-    if (const char* rx = std::getenv("VMRDMA_ETH_RX"); rx && std::string_view(rx) == "recvmmsg") {
+    if (const char* rx = std::getenv("VMRDMA_ETH_RX");
+        receive_in_turns_ || (rx && std::string_view(rx) == "recvmmsg")) {
         arm_poll();
         return;
     }
@@ -213,6 +215,7 @@ bool engine_host::flush() {
     constexpr int batches_per_turn = 16;
     bool more = false;
     if (!engine_) return false;  // destroyed early
+    if (receive_in_turns_) drain(engine_clock(now_ns()));  // a hook runs before the turn's time is set
     if (!looped_.empty()) {
         auto frames = std::move(looped_);
         looped_.clear();
@@ -241,14 +244,21 @@ void engine_host::arm_poll() {
     });
 }
 
+// Every frame waiting on the socket into the engine.
+void engine_host::drain(std::uint64_t now) {
+    bool any = false;
+    port_->drain([this, now, &any](const std::byte* frame, std::uint32_t len) {
+        if (engine_) vr_engine_input(engine_, frame, len, now);
+        any = true;
+    });
+    if (any) flush_wanted_ = true;  // ACKs, responses and window openings
+}
+
 void engine_host::on_readable(event_loop& loop, op_slot& slot) {
     auto* self = static_cast<engine_host*>(slot.context);
     bool ended = !slot.busy;
-    auto now = self->engine_clock(ns_of(loop.turn_time()));
-    self->port_->drain([self, now](const std::byte* frame, std::uint32_t len) {
-        if (self->engine_) vr_engine_input(self->engine_, frame, len, now);
-    });
-    self->flush_wanted_ = true;  // ACKs, responses and window openings
+    self->drain(self->engine_clock(ns_of(loop.turn_time())));
+    self->flush_wanted_ = true;
     if (ended) {
         loop.release_slot(self->poll_slot_);
         self->poll_slot_ = UINT32_MAX;

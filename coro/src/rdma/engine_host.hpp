@@ -69,6 +69,7 @@ private:
     static void on_frame(void* context, const std::byte* frame, std::uint32_t length);
     void arm_poll();
     static void on_readable(event_loop& loop, op_slot& slot);
+    void drain(std::uint64_t now);
     void arm_timer_if_needed();
     static void on_timer(event_loop& loop, op_slot& slot);
 
@@ -92,6 +93,7 @@ private:
         return engine_time_;
     }
     bool flush_wanted_ = false;
+    bool receive_in_turns_ = false;  // device_options::receive_in_turns
     std::vector<std::vector<std::byte>> looped_;  // frames for this host itself (loop_back)
 };
 
