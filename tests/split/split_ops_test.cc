@@ -288,3 +288,57 @@ TEST_CASE("two frontends of one vmrdmad reach each other: frames for the daemon'
     CHECK(std::memcmp(target.data(), src.data(), src.size()) == 0);
     alarm(0);
 }
+
+TEST_CASE("receive_in_turns through vmrdmad: responses taken in every turn as well complete once each, in order") {
+    if (vmrdma::testing::skip_network_tests()) return;
+    alarm(60);
+    vmrdma::testing::veth_pair veth("vsd5", "vsp5", 9000);
+    split_test::daemon_thread daemon(veth.a, split_test::socket_path("in-turns"));
+    vmrdma::event_loop loop;
+    vmrdma::device_options o;
+    o.receive_in_turns = true;
+    auto one = vmrdma::device::open(loop, daemon.uri(), o);
+    auto two = vmrdma::device::open(loop, daemon.uri(), o);
+    auto server = one->open_endpoint(3, {.weight = 1, .listen = true});
+    auto client = two->open_endpoint(4);
+    constexpr int count = 128;
+    vmrdma::registrable_buffer target(1 << 20), data(1 << 20), in(count * 64);
+    auto src = pattern(1 << 20, 9);
+    std::memcpy(data.data(), src.data(), src.size());
+    auto target_mr = server.register_memory(target.span(), access::remote_write);
+    auto in_mr = server.register_memory(in.span(), access::local_write);
+    auto data_mr = client.register_memory(data.span(), access::none);
+    std::vector<std::uint64_t> tags(count, ~0ull);
+    int writes = 0;
+    auto body = [&]() -> task<void> {
+        auto [c, s] = co_await vmrdma::when_all(client.connect(one->mac(), 3), server.accept());
+        vmrdma::async_scope scope;
+        for (int i = 0; i < count; ++i)  // any tag: the i-th receive takes the i-th message
+            scope.spawn([&, i]() -> task<void> {
+                auto r = co_await server.recv(in_mr, static_cast<std::uint64_t>(i) * 64, 64, 0, 0);
+                tags[i] = r.tag;
+            });
+        for (int i = 0; i < count; ++i) {
+            scope.spawn(c.send(data_mr, static_cast<std::uint64_t>(i) * 64, 64, static_cast<std::uint64_t>(i)));
+            scope.spawn([&, i]() -> task<void> {
+                const auto at = static_cast<std::uint64_t>(i) * 8192;
+                co_await c.write(data_mr, at, target_mr.remote(), at, 8192);
+                ++writes;
+            });
+        }
+        co_await scope.join();
+    };
+    try {
+        loop.run(body());
+    } catch (const error& e) {
+        FAIL("frontends: " << std::string(e.what()));
+    }
+    CHECK(writes == count);
+    for (int i = 0; i < count; ++i) {
+        CAPTURE(i);
+        CHECK(tags[i] == static_cast<std::uint64_t>(i));
+        CHECK(std::memcmp(in.data() + i * 64, src.data() + i * 64, 64) == 0);
+    }
+    CHECK(std::memcmp(target.data(), src.data(), src.size()) == 0);
+    alarm(0);
+}

@@ -135,13 +135,15 @@ struct device_options {
     // leave as one bundle frame (docs/wire-format.md). Every vmrdma receiver
     // unpacks bundles; off only to compare.
     bool bundle_small_frames = true;
-    // eth: also read frames (a non-blocking recvmmsg) in every turn of the
-    // loop, not only when io_uring reports them. For a loop turned by a
-    // polling thread (MPI progress) while another thread submits: a frame is
-    // then taken by the polling thread's next turn, without the wake-up of
-    // the submitting thread that io_uring's completion would need. Costs a
-    // system call per turn; frames are read with recvmmsg only (no
-    // provided-buffer ring).
+    // Every turn of the loop also takes what has arrived, not only when
+    // io_uring reports it: on eth: the frames waiting on the socket (a
+    // non-blocking recvmmsg: a system call per turn; frames are read with
+    // recvmmsg only, no provided-buffer ring), on unix: and xen: the
+    // responses already in the ring (a look at shared memory). For a loop
+    // turned by a polling thread (MPI progress) while another thread
+    // submits: what arrived is taken by the polling thread's next turn,
+    // without the wake-up of the submitting thread that io_uring's
+    // completion would need.
     bool receive_in_turns = false;
     // What each frame's CRC32C covers (docs/wire-format.md, "Integrity").
     // end_to_end: every byte, the payload included, from the sender's memory

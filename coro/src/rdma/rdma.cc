@@ -103,9 +103,9 @@ vr_ring_req rdma_request(std::uint8_t opcode, std::uint32_t conn, std::uint64_t 
 
 std::unique_ptr<device> device::open(event_loop& loop, std::string_view uri, device_options options) {
     // unix: and xen: both reach their backend through a ring_link.
-    auto open_ring = [&loop](std::unique_ptr<detail::ring_link> link) {
+    auto open_ring = [&loop, &options](std::unique_ptr<detail::ring_link> link) {
         return std::unique_ptr<device>(new device(std::make_unique<device_core>(loop, [&](auto& sink) {
-            return std::make_unique<detail::ring_transport>(loop, sink, std::move(link));
+            return std::make_unique<detail::ring_transport>(loop, sink, std::move(link), options.receive_in_turns);
         })));
     };
     constexpr std::string_view eth = "eth:";
