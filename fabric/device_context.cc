@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 
 namespace vmrdma::fabric {
@@ -53,6 +54,11 @@ vmrdma::device_options provider_device_options() {
     o.max_endpoints = 32;
     o.max_connections = 256;
     o.max_posted_recvs = 128;
+    // eth:: application threads polling for completions read frames
+    // themselves, instead of waiting for the helper's wake-up (docs/mpi.md,
+    // Progress). VMRDMA_FI_RECEIVE_IN_TURNS=0 turns it off, to compare.
+    const char* in_turns = std::getenv("VMRDMA_FI_RECEIVE_IN_TURNS");
+    o.receive_in_turns = !(in_turns && std::strcmp(in_turns, "0") == 0);
     // The provider keeps its own slots posted; the engine's queue only
     // absorbs a burst that finds them all taken.
     o.unexpected_messages = 16;
