@@ -40,39 +40,36 @@ std::size_t total_of(const std::vector<iovec>& iov) {
     return n;
 }
 
-// Copies n bytes of the iov, from `offset` on, to out.
-void gather(const std::vector<iovec>& iov, std::size_t offset, std::byte* out, std::size_t n) {
-    for (const auto& v : iov) {
-        if (n == 0) return;
-        if (offset >= v.iov_len) {
-            offset -= v.iov_len;
-            continue;
-        }
-        std::size_t k = std::min(v.iov_len - offset, n);
-        std::memcpy(out, static_cast<const std::byte*>(v.iov_base) + offset, k);
-        out += k;
-        n -= k;
-        offset = 0;
-    }
-}
-
-// Copies up to n bytes into the iov from `offset` on; returns how many fit.
-std::size_t scatter(const std::vector<iovec>& iov, std::size_t offset, const std::byte* in, std::size_t n) {
+// Calls copy(iov bytes, position in the flat buffer, k) for each run of the
+// iov's bytes [offset, offset + n) that lies in one element; returns how many
+// bytes the iov had there.
+template <class Copy>
+std::size_t walk_iov(const std::vector<iovec>& iov, std::size_t offset, std::size_t n, Copy copy) {
     std::size_t done = 0;
     for (const auto& v : iov) {
-        if (n == 0) break;
+        if (done == n) break;
         if (offset >= v.iov_len) {
             offset -= v.iov_len;
             continue;
         }
-        std::size_t k = std::min(v.iov_len - offset, n);
-        std::memcpy(static_cast<std::byte*>(v.iov_base) + offset, in, k);
-        in += k;
-        n -= k;
+        std::size_t k = std::min(v.iov_len - offset, n - done);
+        copy(static_cast<std::byte*>(v.iov_base) + offset, done, k);
         done += k;
         offset = 0;
     }
     return done;
+}
+
+// Copies n bytes of the iov, from `offset` on, to out.
+void gather(const std::vector<iovec>& iov, std::size_t offset, std::byte* out, std::size_t n) {
+    walk_iov(iov, offset, n,
+             [out](const std::byte* at, std::size_t pos, std::size_t k) { std::memcpy(out + pos, at, k); });
+}
+
+// Copies up to n bytes into the iov from `offset` on; returns how many fit.
+std::size_t scatter(const std::vector<iovec>& iov, std::size_t offset, const std::byte* in, std::size_t n) {
+    return walk_iov(iov, offset, n,
+                    [in](std::byte* at, std::size_t pos, std::size_t k) { std::memcpy(at, in + pos, k); });
 }
 
 // The part of an iov from `offset`, at most `n` bytes.

@@ -276,30 +276,38 @@ std::size_t entry_size(fi_cq_format f) {
     }
 }
 
-int cq_close(fid* f) {
-    auto* cq = cq_of(owner_of(f, &fid_cq::fid));
+// CQs and counters belong to a domain and wait the same way: these serve both.
+template <class Queue>
+int close_domain_queue(Queue* q) {
     {
-        std::lock_guard lock(cq->dom->ctx->mutex());
-        if (cq->refs > 0) return -FI_EBUSY;
-        cq->dom->refs--;
+        std::lock_guard lock(q->dom->ctx->mutex());
+        if (q->refs > 0) return -FI_EBUSY;
+        q->dom->refs--;
     }
-    delete cq;
+    delete q;
     return 0;
 }
 
-int cq_control(fid* f, int command, void* arg) {
-    auto* cq = cq_of(owner_of(f, &fid_cq::fid));
-    std::lock_guard lock(cq->dom->ctx->mutex());
+// FI_GETWAIT hands out one epoll fd of the queue's wake fd and the loop's wait fd.
+template <class Queue>
+int domain_queue_control(Queue* q, int command, void* arg) {
+    std::lock_guard lock(q->dom->ctx->mutex());
     switch (command) {
     case FI_GETWAIT:
-        if (cq->wait_obj == FI_WAIT_NONE) return -FI_ENODATA;
-        if (cq->epoll_fd < 0) cq->epoll_fd = epoll_of(cq->wake.fd(), cq->dom->ctx->loop().wait_fd());
-        if (cq->epoll_fd < 0) return -FI_EIO;
-        *static_cast<int*>(arg) = cq->epoll_fd;
+        if (q->wait_obj == FI_WAIT_NONE) return -FI_ENODATA;
+        if (q->epoll_fd < 0) q->epoll_fd = epoll_of(q->wake.fd(), q->dom->ctx->loop().wait_fd());
+        if (q->epoll_fd < 0) return -FI_EIO;
+        *static_cast<int*>(arg) = q->epoll_fd;
         return 0;
     case FI_GETWAITOBJ: *static_cast<fi_wait_obj*>(arg) = FI_WAIT_FD; return 0;
     default: return -FI_ENOSYS;
     }
+}
+
+int cq_close(fid* f) { return close_domain_queue(cq_of(owner_of(f, &fid_cq::fid))); }
+
+int cq_control(fid* f, int command, void* arg) {
+    return domain_queue_control(cq_of(owner_of(f, &fid_cq::fid)), command, arg);
 }
 
 int no_bind(fid*, fid*, std::uint64_t) { return -FI_ENOSYS; }
@@ -413,30 +421,10 @@ fi_ops_cq cq_ops = {
 
 cntr_obj* cntr_of(fid_cntr* f) { return owner_of(f, &cntr_obj::fid); }
 
-int cntr_close(fid* f) {
-    auto* c = cntr_of(owner_of(f, &fid_cntr::fid));
-    {
-        std::lock_guard lock(c->dom->ctx->mutex());
-        if (c->refs > 0) return -FI_EBUSY;
-        c->dom->refs--;
-    }
-    delete c;
-    return 0;
-}
+int cntr_close(fid* f) { return close_domain_queue(cntr_of(owner_of(f, &fid_cntr::fid))); }
 
 int cntr_control(fid* f, int command, void* arg) {
-    auto* c = cntr_of(owner_of(f, &fid_cntr::fid));
-    std::lock_guard lock(c->dom->ctx->mutex());
-    switch (command) {
-    case FI_GETWAIT:
-        if (c->wait_obj == FI_WAIT_NONE) return -FI_ENODATA;
-        if (c->epoll_fd < 0) c->epoll_fd = epoll_of(c->wake.fd(), c->dom->ctx->loop().wait_fd());
-        if (c->epoll_fd < 0) return -FI_EIO;
-        *static_cast<int*>(arg) = c->epoll_fd;
-        return 0;
-    case FI_GETWAITOBJ: *static_cast<fi_wait_obj*>(arg) = FI_WAIT_FD; return 0;
-    default: return -FI_ENOSYS;
-    }
+    return domain_queue_control(cntr_of(owner_of(f, &fid_cntr::fid)), command, arg);
 }
 
 fi_ops cntr_fi_ops = {
