@@ -36,7 +36,8 @@ done
 work=$(mktemp -d)
 [ -n "$out" ] || out=$work
 mkdir -p "$out" "$work/prov"
-cp "$root/bazel-bin/fabric/libvmrdma-fi.so" "$work/prov/"
+# The release output itself: bazel-bin follows whichever build ran last.
+cp "$(cd "$root" && bazel info --config=release bazel-bin 2>/dev/null)/fabric/libvmrdma-fi.so" "$work/prov/"
 export FI_PROVIDER_PATH=$work/prov
 
 ns_a=npa$$
