@@ -26,10 +26,6 @@ int domain_close(fid* f) {
     return 0;
 }
 
-int no_bind(fid*, fid*, std::uint64_t) { return -FI_ENOSYS; }
-int no_control(fid*, int, void*) { return -FI_ENOSYS; }
-int no_ops_open(fid*, const char*, std::uint64_t, void**, void*) { return -FI_ENOSYS; }
-
 fi_ops domain_fi_ops = {
     .size = sizeof(fi_ops),
     .close = domain_close,

@@ -169,8 +169,6 @@ int ep_control(fid* f, int command, void* arg) {
     });
 }
 
-int no_ops_open(fid*, const char*, std::uint64_t, void**, void*) { return -FI_ENOSYS; }
-
 fi_ops ep_fi_ops = {
     .size = sizeof(fi_ops),
     .close = ep_close,

@@ -30,6 +30,11 @@ auto guarded(Fn&& fn) noexcept -> decltype(fn()) {
     }
 }
 
+// The fid operations an object does not have.
+inline int no_bind(fid*, fid*, std::uint64_t) { return -FI_ENOSYS; }
+inline int no_control(fid*, int, void*) { return -FI_ENOSYS; }
+inline int no_ops_open(fid*, const char*, std::uint64_t, void**, void*) { return -FI_ENOSYS; }
+
 int domain_open(fid_fabric* fabric, fi_info* info, fid_domain** out, void* context);
 int eq_open(fid_fabric* fabric, fi_eq_attr* attr, fid_eq** out, void* context);
 int av_open(fid_domain* domain, fi_av_attr* attr, fid_av** out, void* context);

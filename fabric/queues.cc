@@ -22,8 +22,6 @@ namespace {
 using clock = std::chrono::steady_clock;
 constexpr auto wait_slice = std::chrono::milliseconds(10);
 
-int no_ops_open(fid*, const char*, std::uint64_t, void**, void*) { return -FI_ENOSYS; }
-
 // The time left of a timeout in ms (negative: forever), as a deadline.
 struct deadline {
     bool forever;
@@ -78,8 +76,6 @@ int av_bind(fid* f, fid* bfid, std::uint64_t) {
     av->eq->refs++;
     return 0;
 }
-
-int no_control(fid*, int, void*) { return -FI_ENOSYS; }
 
 fi_ops av_fi_ops = {
     .size = sizeof(fi_ops),
@@ -310,8 +306,6 @@ int cq_control(fid* f, int command, void* arg) {
     return domain_queue_control(cq_of(owner_of(f, &fid_cq::fid)), command, arg);
 }
 
-int no_bind(fid*, fid*, std::uint64_t) { return -FI_ENOSYS; }
-
 fi_ops cq_fi_ops = {
     .size = sizeof(fi_ops),
     .close = cq_close,
@@ -397,13 +391,18 @@ int cq_signal(fid_cq* f) {
     return 0;
 }
 
-const char* cq_strerror(fid_cq*, int prov_errno, const void*, char* buf, std::size_t len) {
+// A CQ's or EQ's strerror: prov_errno is an FI_E* value; into buf when given.
+const char* provider_strerror(int prov_errno, char* buf, std::size_t len) {
     const char* s = fi_strerror(prov_errno);
     if (buf && len) {
         std::snprintf(buf, len, "%s", s);
         return buf;
     }
     return s;
+}
+
+const char* cq_strerror(fid_cq*, int prov_errno, const void*, char* buf, std::size_t len) {
+    return provider_strerror(prov_errno, buf, len);
 }
 
 fi_ops_cq cq_ops = {
@@ -594,12 +593,7 @@ ssize_t eq_sread(fid_eq* f, std::uint32_t* event, void* buf, std::size_t len, in
 }
 
 const char* eq_strerror(fid_eq*, int prov_errno, const void*, char* buf, std::size_t len) {
-    const char* s = fi_strerror(prov_errno);
-    if (buf && len) {
-        std::snprintf(buf, len, "%s", s);
-        return buf;
-    }
-    return s;
+    return provider_strerror(prov_errno, buf, len);
 }
 
 fi_ops_eq eq_ops = {
