@@ -8,7 +8,7 @@
 #      kernel and Xen packages are cached;
 #   3. the libfabric provider end to end (tests/fabric/run_fabric_test.sh:
 #      fabtests, fi_pingpong and Open MPI across two namespaces), about
-#      eight minutes once fabtests are cached.
+#      five minutes once fabtests are cached (three with --quick, as CI runs it).
 # With arguments only Bazel runs: they go to `bazel test`, e.g.
 # ./test.sh --config=asan; targets after `--` replace //..., e.g.
 # ./test.sh --config=tsan -- //tests/coro/...
