@@ -74,6 +74,7 @@ run() {
     local name=$1
     shift
     local start=$(date +%s)
+    echo "$name: NetPIPE 1 B to $upper B..." >&2
     ip netns exec "$ns_a" unshare --uts sh -c "hostname $ns_a; exec timeout 900 mpirun --allow-run-as-root -np 2 \
         --host $ns_a,$ns_b --mca plm_rsh_agent $root/tests/fabric/rsh_netns.sh \
         --mca oob_tcp_if_include 192.0.2.0/24 --bind-to none -x FI_PROVIDER_PATH $* \
