@@ -76,10 +76,14 @@ echo "== fabric: packages and build"
     dpkg-dev || fail "packages"
 (cd "$root" && bazel build //fabric:libvmrdma-fi.so //vmrdmad:vmrdmad >"$work/bazel.log" 2>&1) ||
     { tail -20 "$work/bazel.log"; fail "bazel build"; }
+# Copies of this build's outputs: the bazel-bin link follows whichever build
+# runs next in this workspace.
+bin=$(cd "$root" && bazel info bazel-bin 2>/dev/null) || fail "bazel info bazel-bin"
 mkdir -p "$work/prov"
-cp "$root/bazel-bin/fabric/libvmrdma-fi.so" "$work/prov/"
+cp "$bin/fabric/libvmrdma-fi.so" "$work/prov/"
+cp "$bin/vmrdmad/vmrdmad" "$work/vmrdmad"
 export FI_PROVIDER_PATH=$work/prov
-vmrdmad=$root/bazel-bin/vmrdmad/vmrdmad
+vmrdmad=$work/vmrdmad
 mpicc -O2 -Wall -Wextra -Werror -o "$work/mpi_check" "$here/mpi_check.c" || fail "mpicc mpi_check.c"
 
 echo "== fabric: fabtests"
