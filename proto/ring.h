@@ -85,6 +85,10 @@ enum vr_ring_op {
 	 * the endpoint's connections are authenticated with from now on
 	 * (engine.h vr_ep_set_auth_key).  Answered at once. */
 	VR_RING_AUTH_KEY,
+	/* ep: the endpoint listens from now on (engine.h vr_ep_listen), for
+	 * one opened without listening so that its accept data is in place
+	 * before the first connection.  Answered at once. */
+	VR_RING_LISTEN,
 	VR_RING_OP_MAX,
 };
 
@@ -120,7 +124,8 @@ struct vr_ring_rsp {
 	u32 reserved;
 	u64 bytes;      /* bytes moved; RECV: message length */
 	u64 tag;        /* RECV: the matched message's tag */
-	u64 value;      /* FADD/CSWAP: the previous remote value */
+	u64 value;      /* FADD/CSWAP: the previous remote value; RECV: its
+			 * source, CONNECT/ACCEPT: the peer (vr_peer_word) */
 };
 
 /*

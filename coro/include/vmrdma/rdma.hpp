@@ -92,6 +92,10 @@ struct connect_options {
 struct recv_result {
     std::uint64_t tag = 0;
     std::uint64_t length = 0;
+    // Who sent it: the peer endpoint at the other end of the connection it
+    // came on (as that connection's peer() says), recorded by the engine
+    // when it arrived, so it holds even if the peer has gone since.
+    peer_address source;
 };
 
 // Capacities are reserved when the device opens (the engine allocates
@@ -136,6 +140,16 @@ struct device_options {
     // leave as one bundle frame (docs/wire-format.md). Every vmrdma receiver
     // unpacks bundles; off only to compare.
     bool bundle_small_frames = true;
+    // Every turn of the loop also takes what has arrived, not only when
+    // io_uring reports it: on eth: the frames waiting on the socket (a
+    // non-blocking recvmmsg: a system call per turn; frames are read with
+    // recvmmsg only, no provided-buffer ring), on unix: and xen: the
+    // responses already in the ring (a look at shared memory). For a loop
+    // turned by a polling thread (MPI progress) while another thread
+    // submits: what arrived is taken by the polling thread's next turn,
+    // without the wake-up of the submitting thread that io_uring's
+    // completion would need.
+    bool receive_in_turns = false;
     // What each frame's CRC32C covers (docs/wire-format.md, "Integrity").
     // end_to_end: every byte, the payload included, from the sender's memory
     // to the receiver's. link: a connection whose two ends both allow it
@@ -240,15 +254,22 @@ public:
     // wait_for_listener): for a client started beside its server.
     task<connection> connect(mac_address peer, std::uint16_t peer_endpoint, std::chrono::nanoseconds deadline,
                              std::stop_token stop = {});
-    // Waits for a peer's connect (the endpoint must have been opened to
-    // listen). The connection's peer_data() is the connecting side's
-    // private data.
+    // Waits for a peer's connect (the endpoint must listen: opened to
+    // listen, or listen() done). The connection's peer_data() is the
+    // connecting side's private data.
     task<connection> accept(std::stop_token stop = {});
     // A listening endpoint's accept data: every connection it accepts from
     // now on hands these bytes (at most connection::private_data_max) to the
     // connecting side, as its connection::peer_data(). For example the
     // descriptors of the regions a server offers. Empty: none.
+    // An endpoint opened to listen accepts connections at once, before
+    // this is done; for every connection to carry the data, open without
+    // listen, set it, then listen().
     task<void> set_accept_data(std::span<const std::byte> data);
+    // The endpoint listens from now on (connects to it before get "no
+    // listener", which connect's wait_for_listener waits out). Done again,
+    // or on an endpoint opened to listen: nothing changes.
+    task<void> listen();
 
     // Protection domains: at most 16 per endpoint (resources_exhausted
     // beyond). A domain is freed explicitly (busy while regions are bound
@@ -374,6 +395,10 @@ public:
     // listening endpoint's accept data. Empty if it sent none.
     static constexpr std::size_t private_data_max = 192;
     std::span<const std::byte> peer_data() const noexcept { return peer_data_; }
+    // The endpoint at the other end, as the engine saw it: for a connected
+    // connection the address it was made to, for an accepted one where
+    // the connect came from (a receive's recv_result::source names it).
+    peer_address peer() const noexcept { return peer_; }
 
 private:
     friend class endpoint;
@@ -386,6 +411,7 @@ private:
     std::uint32_t id_ = 0;
     std::uint16_t ep_ = 0;  // the endpoint it belongs to
     std::vector<std::byte> peer_data_;
+    peer_address peer_;
 };
 
 class device {
