@@ -138,6 +138,38 @@ static enum hrtimer_restart vb_timer_fn(struct hrtimer *t)
 	return HRTIMER_NORESTART;
 }
 
+/*
+ * One line per frontend: its domain, its endpoints and their weights in
+ * force (summed), and the bytes its endpoints sent and received (the
+ * engine's counters, so the administrator can see the shares).
+ */
+static void vb_proc_show_frontends(struct seq_file *m)
+{
+	struct vr_counters c;
+	struct vb_fe *fe;
+	u64 tx, rx;
+	u32 i, neps, weight;
+
+	spin_lock_bh(&vb.lock);
+	list_for_each_entry(fe, &vb.frontends, node) {
+		tx = rx = 0;
+		neps = weight = 0;
+		for (i = 0; i < fe->svc.eps_cap; i++) {
+			if (!fe->svc.eps[i].used)
+				continue;
+			neps++;
+			weight += fe->svc.eps[i].weight;
+			if (!vr_ep_counters(vb.eng, fe->svc.eps[i].id, &c)) {
+				tx += c.tx_bytes;
+				rx += c.rx_bytes;
+			}
+		}
+		seq_printf(m, "frontend dom%u endpoints %u weight %u tx_bytes %llu rx_bytes %llu\n",
+			   fe->domid, neps, weight, tx, rx);
+	}
+	spin_unlock_bh(&vb.lock);
+}
+
 static int vb_proc_show(struct seq_file *m, void *v)
 {
 	u32 fes, rings, regs, eps;
@@ -188,6 +220,7 @@ static int vb_proc_show(struct seq_file *m, void *v)
 	seq_printf(m, "xmit_drops %llu\n", drops);
 	seq_printf(m, "stray_completions %llu\n", stray);
 	seq_printf(m, "leaked_regions %llu\n", leaked);
+	vb_proc_show_frontends(m);
 	return 0;
 }
 
