@@ -1,7 +1,5 @@
-#!/bin/busybox sh
-# /init of the test dom0 (tests/xen/run_xen_test.sh).  Starts the Xen
-# toolstack (xenstored, xen-init-dom0, xenconsoled), then, for
-# VMRDMA_XEN_STAGE=full (from the kernel command line):
+# The one-host stage of tests/xen/run_xen_test.sh, sourced by dom0's /init
+# (tests/xen/dom0_init.sh) once the toolstack runs:
 #   1. a veth pair; backend_kmod bound to veth0; a vmrdma-check server on
 #      the eth: transport on veth1 (the peer, a process in dom0);
 #   2. guest "a": frontend_kmod + vmrdma-check client on xen:/dev/vmrdma
@@ -22,73 +20,9 @@
 #   7. guest "e": detached (vmrdma-xen-attach detach) while transferring
 #      under vmrdmad: vmrdmad lets go, the guest's transfer fails with a
 #      clear error, and the backend node stays gone; then vmrdmad must exit
-#      0 on SIGTERM;
-#   no WARNING/BUG/Oops/Call Trace in dom0's log.
-# VMRDMA_XEN_STAGE=boot only boots an empty guest (checks the toolchain).
-# Markers: "vmrdma-xen: ..." lines; the last is "vmrdma-xen: RESULT: PASS"
-# or "vmrdma-xen: RESULT: FAIL (reasons)".
-/bin/busybox mount -t proc proc /proc
-/bin/busybox --install -s /bin
-export PATH=/bin:/usr/sbin:/usr/bin:/usr/lib/xen-4.17/bin
-export LD_LIBRARY_PATH=/usr/lib/xen-4.17/lib
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev 2>/dev/null
-mkdir -p /dev/pts /dev/shm /run /tmp /var/run/xen /var/lib/xen /var/lib/xenstored \
-    /var/log/xen/console /etc/xen
-: >/etc/xen/xl.conf # an empty one: xl only warns without it
-mount -t devpts devpts /dev/pts
-mount -t tmpfs tmpfs /dev/shm
-say() { echo "vmrdma-xen: $*"; }
-step() { echo "vmrdma-xen: == $*"; }
-fails=""
-fail() { fails="$fails${fails:+; }$*"; say "FAIL: $*"; }
-finish() {
-    cat /tmp/boot.log 2>/dev/null >/tmp/all.log
-    dmesg >>/tmp/all.log
-    grep -E 'WARNING|BUG|Oops|Call Trace|general protection' /tmp/all.log >/tmp/bad.log
-    if [ -s /tmp/bad.log ]; then
-        sed 's/^/vmrdma-xen: ! /' /tmp/bad.log
-        fail "$(wc -l </tmp/bad.log) WARNING/BUG/Oops line(s) in dom0's dmesg"
-    fi
-    if [ -z "$fails" ]; then say "RESULT: PASS"; else say "RESULT: FAIL ($fails)"; fi
-    sync
-    poweroff -f
-}
-now() { cut -d. -f1 /proc/uptime; }
-# wait_for SECONDS COMMAND...: polls COMMAND every 0.2 s.
-wait_for() {
-    local end=$(( $(now) + $1 ))
-    shift
-    while ! "$@"; do
-        [ "$(now)" -ge "$end" ] && return 1
-        sleep 0.2
-    done
-}
-guest_log() { echo "/var/log/xen/console/guest-$1.log"; }
-log_has() { grep -q "$2" "$(guest_log "$1")" 2>/dev/null; }
-show_guest() { sed 's/^/vmrdma-xen: [domU '"$1"'] /' "$(guest_log "$1")" 2>/dev/null | tr -d '\r'; }
-# make_guest NAME KERNEL-ARGS: a paused PV guest; prints nothing, sets $domid.
-make_guest() {
-    cat >"/tmp/$1.cfg" <<EOF
-name = "$1"
-type = "pv"
-kernel = "/domu/vmlinux"
-ramdisk = "/domu/initrd.gz"
-extra = "console=hvc0 quiet $2"
-memory = 192
-vcpus = 1
-on_poweroff = "destroy"
-on_crash = "destroy"
-EOF
-    if ! xl create -p "/tmp/$1.cfg" >"/tmp/$1.create.log" 2>&1; then
-        sed 's/^/vmrdma-xen: xl: /' "/tmp/$1.create.log"
-        return 1
-    fi
-    domid=$(xl domid "$1")
-}
-domain_gone() { ! xl list 2>/dev/null | grep -q "^$1 "; }
-proc_value() { awk -v k="$1" '$1 == k { print $2 }' /proc/vmrdma_back; }
-backend_idle() { [ "$(proc_value frontends)" = 0 ] && [ "$(proc_value mapped_pages)" = 0 ]; }
+#      0 on SIGTERM.
+# shellcheck shell=sh
+
 # verify_in_guest NAME: a guest runs the verify job (the job in $job; see
 # domu_init.sh), prints its result and powers off; it must say PASS and
 # disappear.  Failures are recorded; returns 1 only if the guest could not
@@ -142,29 +76,6 @@ destroy_mid_transfer() {
     [ -z "$domid" ] || /vmrdma-xen-attach detach "$domid" --wait 0 >/dev/null 2>&1
     return $rc
 }
-
-step "dom0: Xen toolstack"
-for m in xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs veth; do
-    insmod "/mods/$m.ko" || fail "insmod $m"
-done
-mount -t xenfs xenfs /proc/xen
-grep -q control_d /proc/xen/capabilities || fail "not running as Xen dom0"
-xenstored --pid-file /var/run/xenstored.pid || fail "xenstored"
-xen-init-dom0 >/tmp/init-dom0.log 2>&1 || fail "xen-init-dom0"
-xenconsoled --log=guest --log-dir=/var/log/xen/console || fail "xenconsoled"
-dmesg -c >/tmp/boot.log
-say "Xen $(xl info 2>/dev/null | awk '/^xen_version/{print $3}'), dom0 $(uname -r), $(grep -c ^processor /proc/cpuinfo) vCPU(s)"
-[ -z "$fails" ] || finish
-
-if [ "$VMRDMA_XEN_STAGE" = boot ]; then
-    step "empty guest"
-    make_guest smoke "VMRDMA_MODE=boot" || { fail "xl create"; finish; }
-    xl unpause smoke
-    wait_for 60 log_has smoke "RESULT:" || fail "guest printed no result in 60 s"
-    show_guest smoke
-    log_has smoke "RESULT: PASS" || fail "guest failed"
-    finish
-fi
 
 step "dom0: veth pair, backend_kmod on veth0, peer on eth:veth1"
 /usr/sbin/ip link add veth0 type veth peer name veth1 && /usr/sbin/ip link set dev veth0 up &&
@@ -253,4 +164,3 @@ sed 's/^/vmrdma-xen: [vmrdmad] /' /tmp/vmrdmad.log
 [ "$vrc" = 0 ] || fail "vmrdmad --xen exited $vrc after SIGTERM"
 kill "$serve_pid" 2>/dev/null
 wait "$serve_pid" 2>/dev/null
-finish
