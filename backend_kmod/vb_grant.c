@@ -68,23 +68,36 @@ static int vb_copy_out(void *mem, u64 off, void *dst, u32 len)
 	return 0;
 }
 
-static u32 vb_crc(void *mem, u64 off, u32 len, u32 state)
+/* The bytes of a range page by page: its CRC, an authenticated frame's tag. */
+static int vb_walk(void *mem, u64 off, u32 len, void (*fn)(void *arg, const u8 *p, u32 n),
+		   void *arg)
 {
 	struct vb_region *r = mem;
 	u64 pos = r->first_off + off;
 
 	if (!vb_range_ok(r, off, len))
-		return state;
+		return -ERANGE;
 	while (len) {
 		u32 poff = (u32)(pos & ~PAGE_MASK);
 		u32 n = min_t(u32, len, PAGE_SIZE - poff);
 
-		state = vr_crc32c_update(state,
-					 (const u8 *)page_address(r->pages[pos >> PAGE_SHIFT]) + poff,
-					 n);
+		fn(arg, (const u8 *)page_address(r->pages[pos >> PAGE_SHIFT]) + poff, n);
 		pos += n;
 		len -= n;
 	}
+	return 0;
+}
+
+static void vb_crc_piece(void *arg, const u8 *p, u32 n)
+{
+	u32 *state = arg;
+
+	*state = vr_crc32c_update(*state, p, n);
+}
+
+static u32 vb_crc(void *mem, u64 off, u32 len, u32 state)
+{
+	vb_walk(mem, off, len, vb_crc_piece, &state); /* out of range: state as it was */
 	return state;
 }
 
@@ -92,6 +105,7 @@ const struct vr_mem_ops vb_mem_ops = {
 	.copy_in = vb_copy_in,
 	.copy_out = vb_copy_out,
 	.crc32c = vb_crc,
+	.walk = vb_walk,
 };
 
 /* ------------------------------------------------------------ mapping */

@@ -25,6 +25,11 @@ static ushort ethertype = VR_ETHERTYPE_DEFAULT;
 module_param(ethertype, ushort, 0444);
 MODULE_PARM_DESC(ethertype, "EtherType of vmrdma frames (default 0x88B5)");
 
+static char *auth_key;
+module_param(auth_key, charp, 0400);
+MODULE_PARM_DESC(auth_key, "64 hex digits: authenticate every connection with this "
+		 "pre-shared key (docs/wire-format.md, Authentication); default off");
+
 unsigned int vb_max_endpoints = 16;
 module_param_named(max_endpoints, vb_max_endpoints, uint, 0644);
 MODULE_PARM_DESC(max_endpoints, "endpoints per frontend (default 16)");
@@ -245,6 +250,14 @@ static int vb_engine_init(struct net_device *dev)
 	int rc;
 
 	memcpy(cfg.mac, vb.mac, 6);
+	if (auth_key) {
+		if (strlen(auth_key) != 2 * VR_AUTH_KEY_LEN ||
+		    hex2bin(cfg.auth_key, auth_key, VR_AUTH_KEY_LEN)) {
+			pr_err(VB_NAME ": auth_key must be %d hex digits\n", 2 * VR_AUTH_KEY_LEN);
+			return -EINVAL;
+		}
+		cfg.auth = VR_AUTH_PSK;
+	}
 	need = vr_engine_mem_size(&cfg);
 	if (!need) {
 		pr_err(VB_NAME ": %s: the engine refuses its configuration (MTU %u; 1500..65535 needed)\n",
@@ -255,14 +268,16 @@ static int vb_engine_init(struct net_device *dev)
 	if (!vb.eng_mem)
 		return -ENOMEM;
 	rc = vr_engine_create(&cfg, vb.eng_mem, need, &vb.eng);
+	memzero_explicit(cfg.auth_key, sizeof(cfg.auth_key));
 	if (rc) {
 		pr_err(VB_NAME ": cannot create the protocol engine: %d\n", rc);
 		kvfree(vb.eng_mem);
 		vb.eng_mem = NULL;
 		return rc;
 	}
-	pr_info(VB_NAME ": serving %s (MAC %pM, MTU %u, EtherType 0x%04x), engine of %zu bytes\n",
-		dev->name, vb.mac, vb.mtu, ethertype, need);
+	pr_info(VB_NAME ": serving %s (MAC %pM, MTU %u, EtherType 0x%04x), engine of %zu bytes%s\n",
+		dev->name, vb.mac, vb.mtu, ethertype, need,
+		auth_key ? ", frames authenticated with the pre-shared key" : "");
 	return 0;
 }
 

@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -38,13 +39,14 @@ struct options {
     bool json = false;
     bool crc = true;  // also time CRC32C alone
     bool link_integrity = false;  // both engines agree payloads rest on the link's FCS
+    bool auth = false;            // both engines authenticate frames with one pre-shared key
     std::vector<std::uint32_t> sizes;
 };
 
 void usage(const char* argv0) {
     std::printf(
         "usage: %s [-a | -s SIZE]... [--mtu N] [--depth N] [-n N | -b BYTES] [--repeats N] [--json] [--no-crc]\n"
-        "       [--integrity end-to-end|link]\n"
+        "       [--integrity end-to-end|link] [--auth]\n"
         "Measures the vmrdma protocol engine alone: two engines joined by a zero-cost\n"
         "in-memory link, engine A keeping DEPTH RDMA writes outstanding to engine B.\n"
         "Prints messages/s, GiB/s and ns of engine CPU per frame (both directions) per\n"
@@ -60,20 +62,28 @@ void usage(const char* argv0) {
         "  --json        print a JSON array instead of the table\n"
         "  --no-crc      skip timing CRC32C alone (e.g. to profile the engine only)\n"
         "  --integrity I end-to-end (default: the CRC covers every payload byte) or link\n"
-        "                (headers only; docs/wire-format.md, Integrity)\n",
+        "                (headers only; docs/wire-format.md, Integrity)\n"
+        "  --auth        both engines authenticate every frame (a ChaCha20-Poly1305 tag\n"
+        "                over headers and payload; docs/wire-format.md, Authentication)\n",
         argv0);
 }
 
 // ------------------------------------------------------------ in-memory link
 
+// Frames in flight one way: fixed slots of the largest frame, so that
+// moving a frame costs its copy and nothing else (no zero-filling).
 struct frame_queue {
-    std::vector<std::vector<std::uint8_t>> frames;  // slots keep their capacity
+    std::size_t slot_bytes = 0;
+    std::vector<std::unique_ptr<std::uint8_t[]>> slots;
+    std::vector<std::uint32_t> lens;
     std::size_t count = 0;
-    std::vector<std::uint8_t>& next(std::size_t len) {
-        if (count == frames.size()) frames.emplace_back();
-        auto& f = frames[count++];
-        f.resize(len);
-        return f;
+    std::uint8_t* next(std::uint32_t len) {
+        if (count == slots.size()) {
+            slots.push_back(std::make_unique_for_overwrite<std::uint8_t[]>(slot_bytes));
+            lens.push_back(0);
+        }
+        lens[count] = len;
+        return slots[count++].get();
     }
 };
 
@@ -89,11 +99,11 @@ struct host {
 
 int on_xmit(void* ctx, const vr_frame* f) {
     auto* h = static_cast<host*>(ctx);
-    auto& b = h->out->next(f->len);
-    std::memcpy(b.data(), f->hdr, f->hdr_len);
+    std::uint8_t* b = h->out->next(f->len);
+    std::memcpy(b, f->hdr, f->hdr_len);
     std::size_t at = f->hdr_len;
     for (std::uint32_t i = 0; i < f->nfrags; ++i) {
-        std::memcpy(b.data() + at, static_cast<const std::uint8_t*>(f->frag[i].mem) + f->frag[i].off,
+        std::memcpy(b + at, static_cast<const std::uint8_t*>(f->frag[i].mem) + f->frag[i].off,
                     f->frag[i].len);
         at += f->frag[i].len;
     }
@@ -130,6 +140,10 @@ vr_config make_config(const options& o, std::uint8_t last_mac_byte, host* h) {
     c.unexp_depth = 1;
     c.unexp_buf_size = 4096;
     c.integrity = o.link_integrity ? VR_INTEGRITY_LINK : VR_INTEGRITY_END_TO_END;
+    if (o.auth) {
+        c.auth = VR_AUTH_PSK;
+        for (std::size_t i = 0; i < sizeof c.auth_key; ++i) c.auth_key[i] = static_cast<std::uint8_t>(i * 29 + 5);
+    }
     // Tuning: the engine's profile (VR_DEFAULT_* in proto/engine.h), as
     // every host takes it.
     h->ops.xmit = on_xmit;
@@ -154,6 +168,7 @@ struct result {
     std::uint64_t wire_bytes = 0;  // frame bytes, both directions
     std::uint64_t retransmits = 0;
     double crc_seconds = 0;
+    double link_seconds = 0;
 };
 
 constexpr std::uint64_t step_ns = 100;  // virtual time per loop step
@@ -168,6 +183,7 @@ struct pair {
     void make(const options& o, std::vector<std::uint8_t>& src, std::vector<std::uint8_t>& dst) {
         a.out = &ab;
         b.out = &ba;
+        ab.slot_bytes = ba.slot_bytes = VR_ETH_HLEN + o.mtu;
         b.rng = 777;
         for (host* h : {&a, &b}) {
             vr_config c = make_config(o, h == &a ? 1 : 2, h);
@@ -195,7 +211,7 @@ struct pair {
     }
     static void deliver(frame_queue& q, vr_engine* to, std::uint64_t now) {
         for (std::size_t i = 0; i < q.count; ++i)
-            vr_engine_input(to, q.frames[i].data(), static_cast<std::uint32_t>(q.frames[i].size()), now);
+            vr_engine_input(to, q.slots[i].get(), q.lens[i], now);
         q.count = 0;
     }
     // One step: both engines transmit, the link delivers, time advances,
@@ -277,12 +293,42 @@ double crc_seconds(const result& r, const options& o, const std::vector<std::uin
             std::uint32_t off = i * mps, len = std::min(mps, r.size - off);
             for (int side = 0; side < 2; ++side) {
                 crc = vr_crc32c_update(crc, h, hdr);
-                if (!o.link_integrity) crc = vr_crc32c_update(crc, src.data() + off, len);
+                if (!o.link_integrity && !o.auth) crc = vr_crc32c_update(crc, src.data() + off, len);
             }
         }
     for (std::uint64_t i = 0; i < 2 * ctl; ++i) crc = vr_crc32c_update(crc, h, hdr);
     crc_sink = crc;
     return std::chrono::duration<double>(clock_type::now() - start).count();
+}
+
+// The in-memory link's own share of run r: the same copies into queue slots
+// that on_xmit made (each frame's header, then its payload from the
+// sender's memory), without the engines.  It is the host's cost of moving a
+// frame (a kernel copies it into a socket buffer), not the engine's, so the
+// engine's time per frame is the loop's minus this.
+double link_seconds(const result& r, const options& o, const std::vector<std::uint8_t>& src) {
+    const std::uint32_t hdr = VR_ETH_HLEN + VR_HDR_LEN, mps = o.mtu - VR_HDR_LEN;
+    const std::uint8_t h[VR_ETH_HLEN + VR_HDR_LEN] = {};
+    frame_queue q;
+    q.slot_bytes = VR_ETH_HLEN + o.mtu;
+    std::uint64_t ctl = r.frames - r.data_frames;
+    std::uint32_t per_msg = r.size / mps + (r.size % mps != 0);
+    auto send = [&](const std::uint8_t* payload, std::uint32_t len) {
+        if (q.count == 64) q.count = 0;  // the engines deliver at most 64 frames a poll
+        std::uint8_t* b = q.next(hdr + len);
+        std::memcpy(b, h, hdr);
+        std::memcpy(b + hdr, payload, len);
+    };
+    auto start = clock_type::now();
+    for (long m = 0; m < r.messages; ++m)
+        for (std::uint32_t i = 0; i < per_msg; ++i) {
+            std::uint32_t off = i * mps;
+            send(src.data() + off, std::min(mps, r.size - off));
+        }
+    for (std::uint64_t i = 0; i < ctl; ++i) send(h, 0);
+    double t = std::chrono::duration<double>(clock_type::now() - start).count();
+    crc_sink = q.slots.empty() ? 0 : q.slots[0][hdr];  // keep the copies
+    return t;
 }
 
 std::string size_name(std::uint32_t s) {
@@ -350,6 +396,8 @@ int main(int argc, char** argv) {
             o.json = true;
         } else if (a == "--no-crc") {
             o.crc = false;
+        } else if (a == "--auth") {
+            o.auth = true;
         } else if (a == "--integrity" && i + 1 < argc &&
                    (std::string(argv[i + 1]) == "link" || std::string(argv[i + 1]) == "end-to-end")) {
             o.link_integrity = std::string(argv[++i]) == "link";
@@ -375,6 +423,10 @@ int main(int argc, char** argv) {
         for (int i = 0; o.crc && i < o.repeats; ++i) crc.push_back(crc_seconds(r, o, src));
         std::sort(crc.begin(), crc.end());
         r.crc_seconds = crc.empty() ? 0 : crc[crc.size() / 2];
+        std::vector<double> link;
+        for (int i = 0; i < o.repeats; ++i) link.push_back(link_seconds(r, o, src));
+        std::sort(link.begin(), link.end());
+        r.link_seconds = link[link.size() / 2];
         rows.push_back(r);
     }
 
@@ -385,10 +437,12 @@ int main(int argc, char** argv) {
             std::printf(
                 "  {\"size\": %u, \"mtu\": %u, \"depth\": %u, \"messages\": %ld, \"frames\": %llu, "
                 "\"seconds\": %.6f, \"messages_per_s\": %.1f, \"gib_per_s\": %.4f, \"ns_per_frame\": %.2f, "
+                "\"link_ns_per_frame\": %.2f, \"engine_ns_per_frame\": %.2f, "
                 "\"crc_ns_per_frame\": %.2f, \"crc_share\": %.4f, \"retransmits\": %llu}%s\n",
                 r.size, o.mtu, o.depth, r.messages, static_cast<unsigned long long>(r.frames), r.seconds,
                 r.messages / r.seconds, r.messages * double(r.size) / r.seconds / double(1u << 30),
-                r.seconds * 1e9 / double(r.frames), r.crc_seconds * 1e9 / double(r.frames),
+                r.seconds * 1e9 / double(r.frames), r.link_seconds * 1e9 / double(r.frames),
+                (r.seconds - r.link_seconds) * 1e9 / double(r.frames), r.crc_seconds * 1e9 / double(r.frames),
                 r.crc_seconds / r.seconds, static_cast<unsigned long long>(r.retransmits),
                 i + 1 < rows.size() ? "," : "");
         }
@@ -397,13 +451,16 @@ int main(int argc, char** argv) {
     }
     std::printf("# engine_bench: MTU %u, depth %u, median of %d runs; frames = both directions\n", o.mtu,
                 o.depth, o.repeats);
-    std::printf("%8s %9s %10s %12s %9s %10s %11s %10s %6s\n", "size", "messages", "frames", "messages/s",
-                "GiB/s", "ns/frame", "crc ns/fr", "crc share", "rexmit");
+    std::printf("# ns/frame = the loop's time per frame; link = what moving the frames alone costs "
+                "(on_xmit's copies, timed without the engines); engine = ns/frame - link\n");
+    std::printf("%8s %9s %10s %12s %9s %10s %9s %10s %11s %10s %6s\n", "size", "messages", "frames", "messages/s",
+                "GiB/s", "ns/frame", "link ns", "engine ns", "crc ns/fr", "crc share", "rexmit");
     for (const result& r : rows)
-        std::printf("%8s %9ld %10llu %12.0f %9.3f %10.1f %11.1f %9.1f%% %6llu\n", size_name(r.size).c_str(),
-                    r.messages, static_cast<unsigned long long>(r.frames), r.messages / r.seconds,
-                    r.messages * double(r.size) / r.seconds / double(1u << 30),
-                    r.seconds * 1e9 / double(r.frames), r.crc_seconds * 1e9 / double(r.frames),
+        std::printf("%8s %9ld %10llu %12.0f %9.3f %10.1f %9.1f %10.1f %11.1f %9.1f%% %6llu\n",
+                    size_name(r.size).c_str(), r.messages, static_cast<unsigned long long>(r.frames),
+                    r.messages / r.seconds, r.messages * double(r.size) / r.seconds / double(1u << 30),
+                    r.seconds * 1e9 / double(r.frames), r.link_seconds * 1e9 / double(r.frames),
+                    (r.seconds - r.link_seconds) * 1e9 / double(r.frames), r.crc_seconds * 1e9 / double(r.frames),
                     100.0 * r.crc_seconds / r.seconds, static_cast<unsigned long long>(r.retransmits));
     return 0;
 }

@@ -48,6 +48,9 @@ void usage() {
         "  --mtu N         veth MTU, 1500..65535 (default 9000)\n"
         "  --busy-poll US  both vmrdma and TCP poll this long for completions / data\n"
         "                  before blocking (default 0: block at once)\n"
+        "  --adaptive-poll US  vmrdma's threads (and vmrdmad's) spin before blocking for\n"
+        "                  a window of up to US that opens while events come faster than\n"
+        "                  a sleep would take and closes when they stop (default 0: off)\n"
         "  --transport T   eth (default; the in-process engine on the veth), or unix: the\n"
         "                  client as a frontend of vmrdmad (the user-space driver domain),\n"
         "                  which runs in a process of its own beside it; eth is measured too\n"
@@ -56,6 +59,11 @@ void usage() {
         "  --integrity I   vmrdma's CRC: end-to-end (default: every payload byte) or link\n"
         "                  (headers only, payloads rest on the link's FCS, as TCP with\n"
         "                  checksum offload; docs/wire-format.md says what it gives up)\n"
+        "  --auth          vmrdma authenticates every frame (a pre-shared key made up for\n"
+        "                  the run; docs/wire-format.md, Authentication): what it costs\n"
+        "  --distinct-buffers  give each of vmrdma's operations in flight bytes of its\n"
+        "                  own (depth x size per side; default: one message-sized buffer\n"
+        "                  per side, as the TCP loop here and perftest's ib_write_bw use)\n"
         "  --no-tcp, --no-raw   skip a baseline\n"
         "The output states how the paths are made comparable: what each keeps in\n"
         "flight and where each counts a message as delivered.\n"
@@ -105,6 +113,9 @@ options parse(int argc, char** argv) {
         } else if (a == "--busy-poll") {
             o.w.busy_poll_us = static_cast<unsigned>(std::strtoul(value().c_str(), nullptr, 10));
             if (o.w.busy_poll_us > 1000000) throw std::runtime_error("--busy-poll is in microseconds, at most 1 s");
+        } else if (a == "--adaptive-poll") {
+            o.w.adaptive_poll_us = static_cast<unsigned>(std::strtoul(value().c_str(), nullptr, 10));
+            if (o.w.adaptive_poll_us > 1000000) throw std::runtime_error("--adaptive-poll is in microseconds, at most 1 s");
         } else if (a == "--transport") {
             o.transport = value();
             if (o.transport != "eth" && o.transport != "unix")
@@ -116,6 +127,10 @@ options parse(int argc, char** argv) {
             if (m == "link") o.w.link_integrity = true;
             else if (m == "end-to-end") o.w.link_integrity = false;
             else throw std::runtime_error("--integrity must be end-to-end or link");
+        } else if (a == "--auth") {
+            o.w.auth = true;
+        } else if (a == "--distinct-buffers") {
+            o.w.distinct_buffers = true;
         } else if (a == "--no-tcp") {
             o.tcp = false;
         } else if (a == "--no-raw") {
@@ -163,7 +178,8 @@ path_figures measure_split(const vmrdma::examples::netns_pair& net, const worklo
     if (pipe2(stop, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
     child dmn(net.b(), [&](const std::function<void()>& ready) {
         close(stop[1]);
-        return daemon_side("eth:" + net.b().ifname, socket_path, stop[0], device_options_for(w), ready);
+        return daemon_side("eth:" + net.b().ifname, socket_path, stop[0], device_options_for(w), loop_options_for(w),
+                           ready);
     });
     close(stop[0]);
     path_figures f;
@@ -208,10 +224,8 @@ path_figures measure_raw(const vmrdma::examples::netns_pair& net, const workload
     };
     auto blast = [&](const std::function<void()>&) {
         int fd = raw_open(net.b().ifname);
-        std::uint8_t dst[6];
-        std::sscanf(net.a().mac.c_str(), "%hhx:%hhx:%hhx:%hhx:%hhx:%hhx", &dst[0], &dst[1], &dst[2], &dst[3],
-                    &dst[4], &dst[5]);
-        auto c = raw_blast(fd, ro, dst);
+        auto dst = vmrdma::mac_address::parse(net.a().mac).bytes;
+        auto c = raw_blast(fd, ro, dst.data());
         close(fd);
         side_result r;
         r.ok = true;
@@ -225,6 +239,37 @@ path_figures measure_raw(const vmrdma::examples::netns_pair& net, const workload
     std::size_t frames_per_message = (w.size + w.mtu - 1) / w.mtu;
     f.messages_per_s /= static_cast<double>(frames_per_message);
     return f;
+}
+
+// --mode lat: raw frames echoed back, one send and one receive per frame
+// (the floor under any protocol's round trip on this path).
+path_figures measure_raw_lat(const vmrdma::examples::netns_pair& net, const workload& w) {
+    raw_options ro;
+    ro.frame = std::min<std::size_t>(w.size, w.mtu) + 14;
+    ro.seconds = w.seconds;
+    const unsigned frames = static_cast<unsigned>((w.size + w.mtu - 1) / w.mtu);
+    auto echo = [&](const std::function<void()>& ready) {
+        int fd = raw_open(net.a().ifname);
+        ready();
+        raw_echo(fd, ro, w.busy_poll_us);
+        close(fd);
+        side_result r;
+        r.ok = true;
+        return r;
+    };
+    auto ping = [&](const std::function<void()>&) {
+        int fd = raw_open(net.b().ifname);
+        auto dst = vmrdma::mac_address::parse(net.a().mac).bytes;
+        auto rtt = raw_pingpong(fd, ro, dst.data(), frames, w.busy_poll_us);
+        close(fd);
+        side_result r;
+        r.ok = !rtt.us.empty();
+        if (!r.ok) std::snprintf(r.error, sizeof r.error, "raw: no frame came back");
+        r.messages = static_cast<double>(rtt.us.size());
+        summarize_latencies(rtt.us, r);
+        return r;
+    };
+    return measure(net, echo, ping, false);
 }
 
 }  // namespace
@@ -249,8 +294,8 @@ int main(int argc, char** argv) {
         vmrdma::examples::netns_pair net("vmrdma-bench", o.w.mtu);
         vmrdma::examples::run_command("ip -n " + net.a().netns + " addr add 192.0.2.1/24 dev " + net.a().ifname);
         vmrdma::examples::run_command("ip -n " + net.b().netns + " addr add 192.0.2.2/24 dev " + net.b().ifname);
-        std::fprintf(stderr, "vmrdma-bench: %s, MTU %u, depth %u, busy poll %u us, %s per point, veth between %s and %s\n",
-                     mode_name(o.w.kind), o.w.mtu, o.w.depth, o.w.busy_poll_us,
+        std::fprintf(stderr, "vmrdma-bench: %s, MTU %u, depth %u, busy poll %u us, adaptive poll %u us, %s per point, veth between %s and %s\n",
+                     mode_name(o.w.kind), o.w.mtu, o.w.depth, o.w.busy_poll_us, o.w.adaptive_poll_us,
                      o.w.iterations ? (std::to_string(o.w.iterations) + " iterations").c_str()
                                     : (std::to_string(o.w.seconds) + " s").c_str(),
                      net.a().netns.c_str(), net.b().netns.c_str());
@@ -284,9 +329,9 @@ int main(int argc, char** argv) {
                     [&](const std::function<void()>&) { return tcp_client("192.0.2.1", w); },
                     write_like && o.w.kind != mode::lat);
             }
-            if (o.raw && o.w.kind != mode::lat) {
+            if (o.raw) {
                 std::fprintf(stderr, " raw...");
-                r.raw = measure_raw(net, w);
+                r.raw = o.w.kind == mode::lat ? measure_raw_lat(net, w) : measure_raw(net, w);
             }
             std::fprintf(stderr, " done\n");
             rows.push_back(r);

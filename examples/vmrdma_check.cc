@@ -71,9 +71,9 @@ constexpr const char* serve_help =
     "Then accepts connections until SIGTERM or SIGINT (then it disconnects its clients,\n"
     "which see peer_gone, and exits 0), and sends every tagged message a client sends (up\n"
     "to 64 KiB) back to it, with the reply bit set in the tag.\n"
-    "Connections are kept until their peer disconnects (at most 32: the oldest is closed\n"
-    "to make room). Progress goes to stderr; on an error 'vmrdma-check: FAIL: <what>' goes\n"
-    "to stdout and it exits 1.\n";
+    "Connections are kept until their peer disconnects (at most 32: a newcomer beyond that\n"
+    "is closed, the clients being served are kept). Progress goes to stderr; on an error\n"
+    "'vmrdma-check: FAIL: <what>' goes to stdout and it exits 1.\n";
 
 constexpr const char* client_help =
     "usage: vmrdma-check client --device URI --peer MAC --peer-ep N --rkey KEY --size BYTES\n"
@@ -224,9 +224,14 @@ int serve(int argc, char** argv) {
                              static_cast<int>(conn.peer_data().size()),
                              reinterpret_cast<const char*>(conn.peer_data().data()));
             std::erase_if(kept, [](const auto& c) { return !c.second.is_open(); });
-            if (kept.size() >= max_kept) kept.pop_front();  // closes the oldest
-            auto nonce = nonce_of(conn.peer_data());
-            kept.emplace_back(nonce, std::move(conn));
+            if (kept.size() >= max_kept) {
+                // Full: the newcomer is closed, not an established peer (a
+                // flood of connections must not evict the clients being served).
+                std::fprintf(stderr, "vmrdma-check: connection %lu closed: %zu already open\n", accepted,
+                             kept.size());
+                continue;  // conn's destructor disconnects it
+            }
+            kept.emplace_back(nonce_of(conn.peer_data()), std::move(conn));
             std::fprintf(stderr, "vmrdma-check: accepted connection %lu (%zu open)\n", accepted, kept.size());
         }
     };

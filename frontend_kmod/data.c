@@ -99,12 +99,26 @@ static int vrf_validate(struct vrf_file *f, const struct vr_ring_req *req)
 	case VR_RING_ACCEPT_DATA:
 	case VR_RING_NAME:
 	case VR_RING_RESOLVE:
+	case VR_RING_AUTH_KEY:
 		if (!vrf_ep_owned(f, req->ep))
 			st = -EINVAL;
 		/* private data or a name, in one of the endpoint's regions */
 		else if ((req->len || ((req->opcode == VR_RING_CONNECT ||
 					req->opcode == VR_RING_ACCEPT) && req->operand)) &&
 			 !vrf_key_owned(f, req->lkey, req->ep))
+			st = -EACCES;
+		break;
+	case VR_RING_PD_ALLOC:
+	case VR_RING_PD_FREE:
+		/* the backend's engine ties a domain to its endpoint */
+		if (!vrf_ep_owned(f, req->ep))
+			st = -EINVAL;
+		break;
+	case VR_RING_PD_BIND:
+		c = req->conn ? vrf_conn_find(f, req->conn) : NULL;
+		if (!vrf_ep_owned(f, req->ep) || (req->conn && (!c || c->ep != req->ep)))
+			st = -EINVAL;
+		else if (req->lkey && !vrf_key_owned(f, req->lkey, req->ep))
 			st = -EACCES;
 		break;
 	default: /* control opcodes are not the application's */

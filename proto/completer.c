@@ -202,7 +202,7 @@ void vr_comp_rx_resp(struct vr_engine *eng, struct vr_conn *c, const struct vr_p
 		return;
 	}
 	if (h->payload_len) {
-		rc = vr_region_check(&eng->rt, op->lkey, c->ep, VR_ACCESS_LOCAL_WRITE,
+		rc = vr_region_check_pd(&eng->rt, op->lkey, c->ep, c->pd, VR_ACCESS_LOCAL_WRITE,
 				     op->loff + h->remote_off, h->payload_len, &reg);
 		if (!rc)
 			rc = eng->mem->copy_in(reg->mem, op->loff + h->remote_off, p->payload,

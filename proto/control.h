@@ -17,7 +17,7 @@
  * response doorbell eventfd]; REG's request carries the region's memfd.
  */
 #define VR_CTL_MAGIC   0x4d445256u /* "VRDM" */
-#define VR_CTL_VERSION 1u
+#define VR_CTL_VERSION 2u /* 2: the device record's counters of refused attacks, ADMIN_UIDS */
 
 enum vr_ctl_type {
 	VR_CTL_HELLO = 1,   /* arg0 = ring size; reply: arg0 = ring size, arg1 = MAC
@@ -44,6 +44,7 @@ enum vr_admin_list {
 	VR_ADMIN_ENDPOINTS,     /* struct vr_admin_endpoint each */
 	VR_ADMIN_CONNS,         /* struct vr_admin_conn each */
 	VR_ADMIN_DEVICE,        /* one struct vr_admin_device */
+	VR_ADMIN_UIDS,          /* struct vr_admin_uid each: what each user holds */
 };
 
 enum vr_admin_set {
@@ -109,6 +110,22 @@ struct vr_admin_device {
 	u64 retransmits, timeouts, duplicates, rx_dropped, naks_tx, naks_rx;
 	u64 frontends_accepted, frontends_active, frontends_cleaned_up;
 	u64 requests, responses, rejected, violations, control_errors;
+	/* refused as hostile (vmrdma::counters has what each means) */
+	u64 cookies_refused, challenges, connections_refused;
+	u64 out_of_window, auth_failed, replays, offences;
+	u32 auth;        /* 1: frames authenticated with a pre-shared key */
+	u32 pad;
+};
+
+/* One user (uid) of the daemon: what its frontends hold of each pool, its
+ * limits (0: not limited: root, the daemon's uid) and what is kept free for
+ * the others; requests refused for its share. */
+struct vr_admin_uid {
+	u32 uid;
+	u32 frontends, endpoints, conns;
+	u32 max_frontends, max_endpoints, max_conns;
+	u32 reserve_frontends, reserve_endpoints, reserve_conns;
+	u64 refused;
 };
 
 /* A control message, request or reply: 128 bytes. */
@@ -126,6 +143,7 @@ VR_STATIC_ASSERT(sizeof(struct vr_ctl_msg) == 128, "control message ABI");
 VR_STATIC_ASSERT(sizeof(struct vr_admin_frontend) == 120, "admin ABI");
 VR_STATIC_ASSERT(sizeof(struct vr_admin_endpoint) == 88, "admin ABI");
 VR_STATIC_ASSERT(sizeof(struct vr_admin_conn) == 24, "admin ABI");
-VR_STATIC_ASSERT(sizeof(struct vr_admin_device) == 160, "admin ABI");
+VR_STATIC_ASSERT(sizeof(struct vr_admin_device) == 224, "admin ABI");
+VR_STATIC_ASSERT(sizeof(struct vr_admin_uid) == 48, "admin ABI");
 
 #endif /* VR_CONTROL_H */

@@ -3,12 +3,21 @@
  * timers. */
 #include "internal.h"
 #include "crc32c.h"
+#include "crypto.h"
 
 #define ALIGN8(x) (((x) + 7) & ~(size_t)7)
 
 struct layout {
-	size_t eng, eps, conns, ops, rings, regions, recvs, unexp, bufs, total;
+	size_t eng, eps, conns, keys, ops, rings, regions, pds, recvs, unexp, bufs, total;
 };
+
+/* Protection domains: VR_PDS_PER_EP per endpoint, at most 65535 ids. */
+static u32 pd_count(const struct vr_config *c)
+{
+	u64 n = (u64)c->max_endpoints * VR_PDS_PER_EP;
+
+	return n > 65535 ? 65535 : (u32)n;
+}
 
 static void apply_defaults(struct vr_config *c)
 {
@@ -26,6 +35,10 @@ static void apply_defaults(struct vr_config *c)
 	if (!c->rnr_retry_limit) c->rnr_retry_limit = VR_DEFAULT_RNR_RETRY_LIMIT;
 	if (!c->rnr_timeout_ns) c->rnr_timeout_ns = VR_DEFAULT_RNR_TIMEOUT_NS;
 	if (!c->mem) c->mem = &vr_ptr_mem_ops;
+	if (!c->max_conns_per_peer)
+		c->max_conns_per_peer = c->max_conns * VR_DEFAULT_CONNS_PER_PEER_PCT / 100 ?
+			c->max_conns * VR_DEFAULT_CONNS_PER_PEER_PCT / 100 : 1;
+	if (!c->conn_reserve) c->conn_reserve = c->max_conns / 8;
 }
 
 static bool cfg_valid(const struct vr_config *c)
@@ -39,7 +52,9 @@ static bool cfg_valid(const struct vr_config *c)
 	       c->unexp_buf_size <= (1u << 24) &&
 	       c->host && c->host->xmit && c->host->complete && c->host->random &&
 	       c->rto_ns <= c->rto_max_ns &&
-	       c->integrity <= VR_INTEGRITY_LINK;
+	       c->window <= VR_PSN_SLACK / 2 && /* a frame in flight is inside the windows */
+	       c->conn_reserve < c->max_conns &&
+	       c->integrity <= VR_INTEGRITY_LINK && c->auth <= VR_AUTH_PSK;
 }
 
 static bool compute_layout(const struct vr_config *in, struct layout *l)
@@ -54,10 +69,12 @@ static bool compute_layout(const struct vr_config *in, struct layout *l)
 	l->eng = 0;
 	l->eps = ALIGN8(sizeof(struct vr_engine));
 	l->conns = l->eps + ALIGN8(sizeof(struct vr_ep) * c.max_endpoints);
-	l->ops = l->conns + ALIGN8(sizeof(struct vr_conn) * c.max_conns);
+	l->keys = l->conns + ALIGN8(sizeof(struct vr_conn) * c.max_conns);
+	l->ops = l->keys + ALIGN8(sizeof(struct vr_conn_keys) * c.max_conns);
 	l->rings = l->ops + ALIGN8(sizeof(struct vr_op) * nops);
 	l->regions = l->rings + ALIGN8(sizeof(u16) * nops);
-	l->recvs = l->regions + ALIGN8(sizeof(struct vr_region) * c.max_regions);
+	l->pds = l->regions + ALIGN8(sizeof(struct vr_region) * c.max_regions);
+	l->recvs = l->pds + ALIGN8(sizeof(struct vr_pd) * pd_count(&c));
 	l->unexp = l->recvs + ALIGN8(sizeof(struct vr_recv) * c.max_endpoints * c.max_recvs);
 	l->bufs = l->unexp + ALIGN8(sizeof(struct vr_unexp) * c.max_endpoints * c.unexp_depth);
 	l->total = l->bufs + ALIGN8((size_t)c.unexp_buf_size * c.max_endpoints * c.unexp_depth);
@@ -84,6 +101,8 @@ int vr_engine_create(const struct vr_config *cfg, void *mem, size_t mem_len,
 		return -EINVAL;
 	if (!mem || mem_len < l.total || ((uintptr_t)mem & 7))
 		return -ENOMEM;
+	if (vr_crypto_init())
+		return -ENOSYS;
 	memset(mem, 0, l.total);
 	eng->cfg = *cfg;
 	apply_defaults(&eng->cfg);
@@ -93,11 +112,14 @@ int vr_engine_create(const struct vr_config *cfg, void *mem, size_t mem_len,
 	vr_crc32c_update(0, NULL, 0); /* build the CRC table now, not on the data path */
 	eng->eps = (struct vr_ep *)(base + l.eps);
 	eng->conns = (struct vr_conn *)(base + l.conns);
+	eng->pds = (struct vr_pd *)(base + l.pds);
+	eng->npds = pd_count(&eng->cfg);
 	nops = 2 * eng->cfg.max_ops;
 	for (i = 0; i < eng->cfg.max_conns; i++) {
 		struct vr_conn *c = &eng->conns[i];
 
 		c->ops = (struct vr_op *)(base + l.ops) + (size_t)i * nops;
+		c->keys = (struct vr_conn_keys *)(base + l.keys) + i;
 		c->ring = (u16 *)(base + l.rings) + (size_t)i * nops;
 		c->ep_next = VR_NO_SLOT;
 	}
@@ -115,6 +137,7 @@ int vr_engine_create(const struct vr_config *cfg, void *mem, size_t mem_len,
 				  eng->cfg.max_regions, eng->host.random, eng->cfg.ctx);
 	if (rc)
 		return rc;
+	vr_conn_init_secrets(eng);
 	*out = eng;
 	return 0;
 }
@@ -276,8 +299,23 @@ int vr_ep_open(struct vr_engine *eng, u16 ep, u32 weight, bool listen)
 	e->quantum_given = false;
 	e->conn_head = VR_NO_SLOT;
 	e->rr_conn = VR_NO_SLOT;
+	e->has_key = false;
 	memset(&e->ctr, 0, sizeof(e->ctr));
 	ep_relink(eng);
+	return 0;
+}
+
+int vr_ep_set_auth_key(struct vr_engine *eng, u16 ep, const u8 *key)
+{
+	struct vr_ep *e = vr_ep_get_open(eng, ep);
+
+	if (!e)
+		return -ENOENT;
+	e->has_key = key != NULL;
+	if (key)
+		memcpy(e->key, key, VR_AUTH_KEY_LEN);
+	else
+		vr_crypto_wipe(e->key, sizeof(e->key));
 	return 0;
 }
 
@@ -322,6 +360,9 @@ int vr_ep_close(struct vr_engine *eng, u16 ep)
 		if (r->state == VR_REGION_VALID && r->ep == ep)
 			vr_dereg_mr(eng, r->key);
 	}
+	for (i = 0; i < eng->npds; i++)
+		if (eng->pds[i].used && eng->pds[i].ep == ep)
+			eng->pds[i].used = false;
 	vr_ep_release_if_done(eng, e);
 	return 0;
 }
@@ -361,6 +402,83 @@ int vr_reg_mr(struct vr_engine *eng, u16 ep, void *mem, u64 len, u32 access, u64
 	if (rc == -ENOSPC)
 		eng->ctr.pool_exhausted++;
 	return rc;
+}
+
+/* ------------------------------------------------- protection domains */
+
+static struct vr_pd *pd_of(struct vr_engine *eng, u32 pd)
+{
+	return pd && pd <= eng->npds && eng->pds[pd - 1].used ? &eng->pds[pd - 1] : NULL;
+}
+
+int vr_pd_alloc(struct vr_engine *eng, u16 ep, u32 *pd)
+{
+	u32 i, free = VR_NO_SLOT, held = 0;
+
+	if (!pd)
+		return -EINVAL;
+	if (!vr_ep_get_open(eng, ep))
+		return -ENOENT;
+	for (i = 0; i < eng->npds; i++) {
+		if (!eng->pds[i].used) {
+			if (free == VR_NO_SLOT)
+				free = i;
+		} else if (eng->pds[i].ep == ep) {
+			held++;
+		}
+	}
+	if (free == VR_NO_SLOT || held >= VR_PDS_PER_EP) {
+		eng->ctr.pool_exhausted++;
+		return -ENOSPC;
+	}
+	eng->pds[free].used = true;
+	eng->pds[free].ep = ep;
+	*pd = free + 1;
+	return 0;
+}
+
+int vr_pd_free(struct vr_engine *eng, u16 ep, u32 pd)
+{
+	struct vr_pd *d = pd_of(eng, pd);
+	u32 i;
+
+	if (!d || d->ep != ep)
+		return -ENOENT;
+	for (i = 0; i < eng->rt.cap; i++)
+		if (eng->rt.slot[i].state == VR_REGION_VALID && eng->rt.slot[i].pd == pd)
+			return -EBUSY; /* unbinding them would open them to every peer */
+	for (i = 0; i < eng->cfg.max_conns; i++)
+		if (eng->conns[i].state != VR_CONN_FREE && eng->conns[i].pd == pd)
+			eng->conns[i].pd = VR_PD_NONE; /* narrower: domain-0 regions only */
+	d->used = false;
+	return 0;
+}
+
+int vr_conn_set_pd(struct vr_engine *eng, u32 conn, u32 pd)
+{
+	struct vr_conn *c = vr_conn_get(eng, conn);
+	struct vr_pd *d = pd_of(eng, pd);
+
+	if (!c || (pd && !d))
+		return -ENOENT;
+	if (d && d->ep != c->ep)
+		return -EINVAL;
+	c->pd = (u16)pd;
+	return 0;
+}
+
+int vr_mr_set_pd(struct vr_engine *eng, u16 ep, u64 key, u32 pd)
+{
+	const struct vr_region *r;
+	struct vr_pd *d = pd_of(eng, pd);
+
+	if (pd && !d)
+		return -ENOENT;
+	if (vr_region_check(&eng->rt, key, ep, 0, 0, 0, &r))
+		return -ENOENT; /* not a live region of ep */
+	if (d && d->ep != ep)
+		return -EINVAL;
+	return vr_region_set_pd(&eng->rt, key, (u16)pd);
 }
 
 int vr_dereg_mr(struct vr_engine *eng, u64 key)
@@ -438,6 +556,27 @@ int vr_engine_input(struct vr_engine *eng, const void *frame, u32 len, u64 now)
 	return vr_engine_input_frame(eng, frame, len, now);
 }
 
+/*
+ * Every frame of an established connection proves it comes from inside it:
+ * its ACK never beyond what we sent nor more than VR_PSN_SLACK behind what
+ * was acknowledged, a data frame's PSN within VR_PSN_SLACK of what we expect
+ * next, an ACK's PSN (its sender's highest sent) at or at most VR_PSN_SLACK
+ * beyond it.  A NAK's PSN is checked against what we sent (completer.c), a
+ * DISCONNECT's in conn.c.  A blind forger must hit these and the random
+ * connection id.
+ */
+static bool in_windows(const struct vr_conn *c, const struct vr_hdr *h)
+{
+	if (vr_psn_lt(c->snd_hi, h->ack_psn) ||
+	    (vr_psn_lt(h->ack_psn, c->snd_una) && c->snd_una - h->ack_psn > VR_PSN_SLACK))
+		return false;
+	if (vr_op_is_data(h->opcode))
+		return h->psn - c->rcv_nxt + VR_PSN_SLACK < 2 * VR_PSN_SLACK;
+	if (h->opcode == VR_OP_ACK)
+		return h->psn - c->rcv_nxt <= VR_PSN_SLACK;
+	return true;
+}
+
 static int vr_engine_input_frame(struct vr_engine *eng, const void *frame, u32 len, u64 now)
 {
 	struct vr_parsed p;
@@ -465,13 +604,13 @@ static int vr_engine_input_frame(struct vr_engine *eng, const void *frame, u32 l
 	if (!e) {
 		eng->ctr.drop_no_ep++;
 		if (p.h.opcode == VR_OP_CONNECT_REQ)
-			vr_conn_rx_ctl(eng, &p, now); /* answers NAK(NO_EP) */
+			vr_conn_rx_req(eng, &p, now); /* answers NAK(NO_EP) */
 		return -ENOENT;
 	}
 	e->ctr.rx_frames++;
 	e->ctr.rx_bytes += len;
 	if (p.h.opcode == VR_OP_CONNECT_REQ) {
-		vr_conn_rx_ctl(eng, &p, now);
+		vr_conn_rx_req(eng, &p, now);
 		return 0;
 	}
 	if (p.h.opcode == VR_OP_ANNOUNCE)
@@ -482,15 +621,25 @@ static int vr_engine_input_frame(struct vr_engine *eng, const void *frame, u32 l
 		VR_CTR(eng, e, drop_no_conn, 1);
 		return -ENOTCONN;
 	}
-	if (p.h.opcode == VR_OP_CONNECT_ACK || p.h.opcode == VR_OP_DISCONNECT ||
+	if (p.h.opcode == VR_OP_CONNECT_ACK || p.h.opcode == VR_OP_CONNECT_RETRY ||
+	    p.h.opcode == VR_OP_DISCONNECT ||
 	    (p.h.opcode == VR_OP_NAK && c->state == VR_CONN_CONNECTING)) {
-		vr_conn_rx_ctl(eng, &p, now);
-		return 0;
+		rc = vr_conn_auth_rx(eng, c, &p);
+		if (!rc)
+			vr_conn_rx_ctl(eng, &p, now);
+		return rc;
 	}
 	if (c->state != VR_CONN_CONNECTED) {
 		VR_CTR(eng, e, drop_bad_state, 1);
 		return -ENOTCONN;
 	}
+	if (!in_windows(c, &p.h)) {
+		VR_CTR(eng, e, drop_out_of_window, 1);
+		return -ERANGE;
+	}
+	/* After the cheap checks: a forger's junk costs no cryptography. */
+	if ((c->auth || p.auth) && (rc = vr_conn_auth_rx(eng, c, &p)))
+		return rc;
 	/* A payload left to the link's FCS only where both ends agreed to it:
 	 * otherwise it is a frame we cannot check, counted as a bad field. */
 	if ((p.h.flags & VR_F_LINK_FCS) && !c->link_fcs) {
@@ -498,6 +647,7 @@ static int vr_engine_input_frame(struct vr_engine *eng, const void *frame, u32 l
 		return -EPROTO;
 	}
 	c->last_rx = now;
+	c->challenge_at = 0; /* the peer is there: a replacing request was not its */
 	vr_comp_rx_ack(eng, c, p.h.ack_psn, now);
 	if (c->state != VR_CONN_CONNECTED)
 		return 0;
@@ -531,38 +681,6 @@ int vr_emit(struct vr_engine *eng, struct vr_ep *e)
 	VR_CTR(eng, e, tx_frames, 1);
 	VR_CTR(eng, e, tx_bytes, eng->txf.len);
 	return 0;
-}
-
-static int emit_ctl_replies(struct vr_engine *eng, u32 budget)
-{
-	int sent = 0;
-
-	while (eng->ctl_len && (u32)sent < budget) {
-		struct vr_ctl_reply *r = &eng->ctl[eng->ctl_head];
-		struct vr_hdr h;
-
-		memset(&h, 0, sizeof(h));
-		h.version = VR_WIRE_VERSION;
-		h.opcode = VR_OP_NAK;
-		h.nak_reason = r->reason;
-		h.src_ep = r->src_ep;
-		h.dst_ep = r->dst_ep;
-		h.conn_id = r->peer_conn;
-		vr_wire_put_eth(eng->txhdr, r->mac, eng->cfg.mac, eng->cfg.ethertype);
-		vr_wire_encode_full(eng->txhdr, &h, NULL);
-		eng->txf.hdr = eng->txhdr;
-		eng->txf.hdr_len = sizeof(eng->txhdr);
-		eng->txf.nfrags = 0;
-		eng->txf.len = sizeof(eng->txhdr);
-		eng->txf.ep = r->src_ep;
-		if (vr_emit(eng, NULL))
-			break;
-		eng->ctr.naks_tx[r->reason]++;
-		eng->ctl_head = (eng->ctl_head + 1) % VR_CTL_RING;
-		eng->ctl_len--;
-		sent++;
-	}
-	return sent;
 }
 
 /* Build the next frame of endpoint e, rotating over its connections. */
@@ -599,7 +717,11 @@ static bool ep_build(struct vr_engine *eng, struct vr_ep *e, u64 now)
 int vr_engine_tx_poll(struct vr_engine *eng, u64 now, u32 budget)
 {
 	u32 idle = 0;
-	int sent = emit_ctl_replies(eng, budget);
+	/* Answers to strangers (cookies, refusals) and names get an eighth of
+	 * the budget before the connections and whatever the connections
+	 * leave: under a flood of requests, established peers are served
+	 * first, and a new initiator still gets its cookie. */
+	int sent = vr_conn_emit_replies(eng, now, budget ? budget / 8 + 1 : 0);
 
 	sent += vr_names_emit(eng, now, budget - (u32)sent);
 
@@ -638,6 +760,8 @@ int vr_engine_tx_poll(struct vr_engine *eng, u64 now, u32 budget)
 		sent++;
 		idle = 0;
 	}
+	if ((u32)sent < budget)
+		sent += vr_conn_emit_replies(eng, now, budget - (u32)sent);
 	return sent;
 }
 
@@ -646,14 +770,18 @@ int vr_engine_tx_poll(struct vr_engine *eng, u64 now, u32 budget)
 u64 vr_engine_next_timeout(const struct vr_engine *eng)
 {
 	u64 t = VR_U64_MAX, x;
-	u32 i;
+	u32 n, ep, i;
 
-	for (i = 0; i < eng->cfg.max_conns; i++) {
-		if (eng->conns[i].state == VR_CONN_FREE)
-			continue;
-		x = vr_conn_next_timeout(eng, &eng->conns[i]);
-		if (x < t)
-			t = x;
+	/* Every live connection is on its endpoint's list, and every endpoint
+	 * with one is in the circle of used endpoints: hosts ask this every
+	 * loop turn, and a walk over the whole connection table cost as much as
+	 * the rest of a small frame's work (engine_bench, docs/benchmarks.md). */
+	for (n = 0, ep = eng->tx_cursor; n < eng->n_open; n++, ep = eng->eps[ep].next_open) {
+		for (i = eng->eps[ep].conn_head; i != VR_NO_SLOT; i = eng->conns[i].ep_next) {
+			x = vr_conn_next_timeout(eng, &eng->conns[i]);
+			if (x < t)
+				t = x;
+		}
 	}
 	x = vr_names_next_timeout(eng);
 	return x < t ? x : t;

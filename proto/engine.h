@@ -112,6 +112,22 @@ struct vr_host_ops {
  * vanished peer within peer_timeout_ns even when nothing is in flight. */
 #define VR_DEFAULT_KEEPALIVE_NS 1000000000ULL
 #define VR_KEEPALIVE_OFF 0xFFFFFFFFFFFFFFFFULL
+/* One MAC may hold this share of the connection table (percent). */
+#define VR_DEFAULT_CONNS_PER_PEER_PCT 75
+/* A CONNECT_REQ that would replace a live connection (same peer and
+ * connection id, another ISN) is not obeyed: the live connection is probed,
+ * and only if it stays silent for rto_max_ns is it taken for dead (the
+ * peer restarted) and the next request accepted. */
+/* Connectionless answers (RETRY cookies, refusals) are sent at most
+ * VR_CTL_REPLY_BURST per VR_CTL_REPLY_PERIOD_NS, and at most
+ * VR_CTL_REPLIES_PER_MAC of them wait for one MAC: a flood of requests gets
+ * few answers, established connections are sent first. */
+#define VR_CTL_REPLY_BURST 64
+#define VR_CTL_REPLY_PERIOD_NS 1000000ULL
+#define VR_CTL_REPLIES_PER_MAC 2
+/* A cookie's secret changes every 2^VR_COOKIE_EPOCH_SHIFT ns (about 4.3 s);
+ * cookies of the current and the previous secret are accepted. */
+#define VR_COOKIE_EPOCH_SHIFT 32
 #define VR_DEFAULT_RNR_DELAY_NS 1000000ULL
 #define VR_DEFAULT_RNR_RETRY_LIMIT 50
 /* ... and at least this long since the first refusal (receivers post late). */
@@ -127,6 +143,19 @@ struct vr_host_ops {
 enum vr_integrity {
 	VR_INTEGRITY_END_TO_END = 0,
 	VR_INTEGRITY_LINK = 1,
+};
+
+/*
+ * Authenticated frames (docs/wire-format.md, Authentication; auth.h).  A
+ * device with VR_AUTH_PSK authenticates every connection with a key derived
+ * from auth_key; an endpoint may have a key of its own (vr_ep_set_auth_key),
+ * which its connections use instead.  A side with a key accepts only
+ * authenticated connections, a side without one only plain ones; a
+ * mismatch is refused (NAK REJECTED, counted in auth_refused).
+ */
+enum vr_auth_mode {
+	VR_AUTH_OFF = 0,
+	VR_AUTH_PSK = 1,
 };
 
 struct vr_config {
@@ -161,6 +190,15 @@ struct vr_config {
 	u32 rnr_retry_limit;
 	u64 rnr_timeout_ns;
 	u32 integrity;        /* enum vr_integrity; 0 = END_TO_END */
+	/* Connections a listener accepts: at most max_conns_per_peer from one
+	 * MAC (0: VR_DEFAULT_CONNS_PER_PEER_PCT of max_conns), and never the
+	 * last conn_reserve slots (0: max_conns / 8), which stay for the host's
+	 * own vr_connect.  Refusals are NAK RESOURCES, counted in
+	 * conn_limit_refused. */
+	u32 max_conns_per_peer;
+	u32 conn_reserve;
+	u32 auth;             /* enum vr_auth_mode; 0 = OFF */
+	u8 auth_key[VR_AUTH_KEY_LEN]; /* VR_AUTH_PSK: the pre-shared key */
 	const struct vr_host_ops *host;
 	const struct vr_mem_ops *mem; /* NULL -> vr_ptr_mem_ops */
 	void *ctx;            /* passed to every callback */
@@ -179,6 +217,18 @@ struct vr_counters {
 	u64 rx_bundles; /* bundles received; their frames count in rx_frames */
 	u64 offences;   /* requests that drew a fatal NAK (the connection closed) */
 	u64 offenders_refused; /* CONNECT_REQs refused: too many offences from the MAC */
+	/* the handshake (conn.c) */
+	u64 cookies_sent;       /* CONNECT_RETRY answers */
+	u64 cookies_refused;    /* CONNECT_REQs echoing a wrong or expired cookie */
+	u64 challenges;         /* CONNECT_REQs that would have replaced a live connection */
+	u64 challenge_resets;   /* live connections silent after a challenge: failed */
+	u64 conn_limit_refused; /* CONNECT_REQs over the per-MAC or total limit */
+	u64 ctl_replies_dropped; /* connectionless answers not sent (rate, per-MAC, ring) */
+	u64 drop_out_of_window; /* frames of a connection outside its PSN/ACK windows */
+	/* authenticated frames (auth.c) */
+	u64 auth_failed;        /* frames with a wrong or missing tag, or one on a plain connection */
+	u64 auth_replays;       /* authenticated frames whose nonce was seen or is too old */
+	u64 auth_refused;       /* CONNECT_REQs refused: one side authenticates, the other not */
 };
 
 enum vr_conn_state {
@@ -223,6 +273,25 @@ int vr_ep_counters(const struct vr_engine *eng, u16 ep, struct vr_counters *out)
 int vr_reg_mr(struct vr_engine *eng, u16 ep, void *mem, u64 len, u32 access, u64 *key);
 int vr_dereg_mr(struct vr_engine *eng, u64 key);
 
+/*
+ * Protection domains (region.h): a region bound to a domain is usable only
+ * by the connections put in that domain, so a key that reached another peer
+ * of the endpoint is useless to it.  By default (domain 0) a region serves
+ * every connection of its endpoint.  A domain belongs to an endpoint (at
+ * most VR_PDS_PER_EP each); its regions and connections must be that
+ * endpoint's.  Receives are the endpoint's and not restricted.
+ *   alloc: *pd = a new domain (1..); -ENOENT, -ENOSPC.
+ *   free:  -ENOENT (not ep's), -EBUSY (regions are bound to it); its
+ *          connections go back to no domain.
+ *   conn_set_pd / mr_set_pd: pd 0 unbinds; -ENOENT (no such connection,
+ *          region or domain), -EINVAL (another endpoint's).
+ */
+#define VR_PDS_PER_EP 16
+int vr_pd_alloc(struct vr_engine *eng, u16 ep, u32 *pd);
+int vr_pd_free(struct vr_engine *eng, u16 ep, u32 pd);
+int vr_conn_set_pd(struct vr_engine *eng, u32 conn, u32 pd);
+int vr_mr_set_pd(struct vr_engine *eng, u16 ep, u64 key, u32 pd);
+
 /* Connections.  connect: -EINVAL, -ENOENT, -ENOSPC; completion VR_WC_CONNECT. */
 int vr_connect(struct vr_engine *eng, u16 ep, const u8 peer_mac[6], u16 peer_ep,
 	       u64 cookie, u32 *conn);
@@ -237,6 +306,12 @@ int vr_ep_set_accept_data(struct vr_engine *eng, u16 ep, const void *data, u32 l
  * CONNECT or ACCEPT: copies min(length, cap) bytes to out and returns the
  * length (0..VR_PRIVATE_DATA_MAX), or -ENOENT. */
 int vr_conn_peer_data(const struct vr_engine *eng, u32 conn, void *out, u32 cap);
+
+/* An endpoint's own key (VR_AUTH_KEY_LEN bytes, e.g. from a key exchange
+ * the application made): connections it opens or accepts from now on are
+ * authenticated with it instead of the device's; NULL goes back to the
+ * device's.  0, -ENOENT. */
+int vr_ep_set_auth_key(struct vr_engine *eng, u16 ep, const u8 *key);
 
 /*
  * Names (wire.h).  set_name: the endpoint answers RESOLVEs for name (1..

@@ -410,12 +410,37 @@ int vr_fe_request(struct vr_fe *fe, const struct vr_ring_req *req, struct vr_rin
 		break;
 	case VR_RING_ACCEPT_DATA:
 	case VR_RING_NAME:
+	case VR_RING_AUTH_KEY:
 		if (!ep_of(fe, req->ep))
 			goto reject_inval;
 		rc = small_buffer_check(fe, req);
 		if (rc)
 			goto reject;
 		return vr_svc_post(fe->eng, req, 0, 0, &conn);
+	case VR_RING_PD_ALLOC:
+	case VR_RING_PD_FREE:
+		/* The engine ties a domain to its endpoint: another frontend's
+		 * domains are another endpoint's, so naming one fails there. */
+		if (!ep_of(fe, req->ep))
+			goto reject_inval;
+		rc = vr_svc_post(fe->eng, req, 0, 0, &conn);
+		if (!rc && req->opcode == VR_RING_PD_ALLOC)
+			rsp->value = conn;
+		return rc;
+	case VR_RING_PD_BIND:
+		if (!ep_of(fe, req->ep))
+			goto reject_inval;
+		if (req->conn) {
+			c = conn_of(fe, req->conn);
+			if (!c || c->ep != req->ep)
+				goto reject_inval;
+		}
+		if (req->lkey) {
+			r = region_of(fe, req->lkey);
+			if (!r || r->ep != req->ep)
+				goto reject_acces;
+		}
+		return vr_svc_post(fe->eng, req, c ? c->id : 0, 0, &conn);
 	case VR_RING_ACCEPT:
 		e = ep_of(fe, req->ep);
 		if (!e || !e->listen)

@@ -4,6 +4,7 @@
 #ifndef VR_INTERNAL_H
 #define VR_INTERNAL_H
 #include "engine.h"
+#include "auth.h"
 
 enum vr_op_kind {
 	VR_K_FREE = 0,
@@ -30,9 +31,22 @@ struct vr_op {
 
 enum { VR_RX_NONE = 0, VR_RX_RECV, VR_RX_UNEXP, VR_RX_DISCARD };
 
-/* How far a DISCONNECT's PSN (the sender's highest sent) may run ahead of
- * what we received: frames still in flight or lost, at most a window. */
-#define VR_DISCONNECT_PSN_SLACK 65536u
+/* An authenticated connection's keys, apart from the connection so that
+ * scans over the connection table stay as short as without them: the key
+ * (a request's until the ACK, then the connection's), the pre-shared key it
+ * comes from, our next nonce and the peer's replay window. */
+struct vr_conn_keys {
+	u64 tx_nonce;
+	struct vr_replay rx_nonces;
+	u8 psk[VR_AUTH_KEY_LEN];
+	u8 key[VR_AUTH_KEY_LEN];
+};
+
+/* The windows every frame of a connection must fall in (docs/proto.md):
+ * how far a PSN may be from what we expect next, and how far an ack_psn may
+ * lag behind what the peer already acknowledged.  A blind forger has to hit
+ * both, and the connection id. */
+#define VR_PSN_SLACK 65536u
 
 struct vr_conn {
 	u8 state;
@@ -42,6 +56,14 @@ struct vr_conn {
 	u8 peer_mac[6];
 	u32 id, peer_id;
 	u32 peer_isn;           /* the peer's initial PSN: tells a restarted peer from a retry */
+	bool passive;           /* accepted (counts against the listener's limits) */
+	u16 pd;                 /* protection domain (region.h; 0: none) */
+	u8 hs_cookies;          /* CONNECTING: RETRY cookies taken so far */
+	u64 hs_cookie;          /* CONNECTING: the listener's cookie to echo (0: none yet) */
+	u64 challenge_at;       /* a replacing CONNECT_REQ was seen then (0: none) */
+	bool auth;              /* authenticated frames: keys in *keys */
+	u32 mps;                /* payload bytes per frame: less the auth block if auth */
+	struct vr_conn_keys *keys;
 	bool link_fcs;          /* handshake agreed: payloads rest on the link's FCS */
 	/* liveness: the last frame heard on this connection, the last probe */
 	u64 last_rx, last_probe;
@@ -54,6 +76,8 @@ struct vr_conn {
 	u32 ring_head, ring_len;
 	u16 *ring;             /* op indices in PSN order */
 	u16 psn_hint;          /* op index vr_op_for_psn found last (a guess, checked) */
+	u16 psn_hint_pos;      /* ... and where it stood in the ring */
+	u16 alloc_next[2];     /* where vr_op_alloc looks first: requests, responses */
 	struct vr_op *ops;     /* [0,max_ops) requests, [max_ops,2*max_ops) responses */
 	u32 msg_seq;
 	u64 rto, rto_deadline; /* deadline VR_U64_MAX when disarmed */
@@ -118,6 +142,8 @@ struct vr_ep {
 	struct vr_unexp *unexp;
 	u64 recv_seq, unexp_seq;
 	struct vr_counters ctr;
+	bool has_key;     /* vr_ep_set_auth_key */
+	u8 key[VR_AUTH_KEY_LEN];
 	u8 name_len, accept_len;
 	u8 name[VR_NAME_MAX];            /* answered to RESOLVE (names.c) */
 	u8 accept[VR_PRIVATE_DATA_MAX];  /* carried by every CONNECT_ACK */
@@ -143,13 +169,20 @@ struct vr_announce {
 	u32 nonce;
 };
 
-#define VR_CTL_RING 8
-struct vr_ctl_reply {        /* connection-less NAK (reject / no endpoint) */
+#define VR_CTL_RING 32
+struct vr_ctl_reply {        /* connectionless answer to a CONNECT_REQ */
 	u8 mac[6];
+	u8 opcode;           /* VR_OP_NAK (refused) or VR_OP_CONNECT_RETRY */
+	u8 reason;           /* NAK */
 	u16 src_ep, dst_ep;
-	u32 peer_conn;
-	u8 reason;
+	u32 peer_conn;       /* the initiator's connection id */
+	u32 peer_isn;        /* its ISN, echoed so that it knows the answer is real */
+	u64 cookie;          /* RETRY */
 };
+
+/* At most this many RETRY cookies are taken in one connect (a listener
+ * that keeps answering with new ones is left to the handshake's timer). */
+#define VR_HS_COOKIES_MAX 4
 
 /* Peers whose requests drew fatal NAKs (VR_OFFENCE_LIMIT in engine.h): a
  * small table, oldest entry replaced.  It slows one guesser down; it does not
@@ -162,6 +195,12 @@ struct vr_offender {
 	u64 since;   /* first offence of the current window; 0: slot free */
 };
 
+/* A protection domain: which endpoint it belongs to (engine.h vr_pd_*). */
+struct vr_pd {
+	u16 ep;
+	bool used;
+};
+
 struct vr_engine {
 	struct vr_config cfg;
 	struct vr_host_ops host;
@@ -170,18 +209,24 @@ struct vr_engine {
 	struct vr_ep *eps;
 	struct vr_conn *conns;
 	struct vr_region_table rt;
+	struct vr_pd *pds;        /* domain d is pds[d - 1] */
+	u32 npds;
 	u32 tx_cursor;            /* an open endpoint (DRR position) */
 	u32 n_open;               /* open endpoints */
 	struct vr_ctl_reply ctl[VR_CTL_RING];
 	u32 ctl_head, ctl_len;
+	u64 ctl_window, ctl_sent; /* rate of connectionless answers */
+	/* cookie secrets: [0] for epoch ck_epoch, [1] for the one before */
+	u8 ck_secret[2][16];
+	u64 ck_epoch;
 	struct vr_counters ctr;
 	struct vr_offender offenders[VR_OFFENDERS];
 	struct vr_resolve resolves[VR_RESOLVES];
 	struct vr_announce announces[VR_ANNOUNCE_RING];
 	u32 ann_head, ann_len;
-	u8 txhdr[VR_ETH_HLEN + VR_HDR_LEN];
+	u8 txhdr[VR_ETH_HLEN + VR_HDR_LEN + VR_AUTH_BLOCK_LEN];
 	/* a control frame with a payload (private data, a name) */
-	u8 ctlframe[VR_ETH_HLEN + VR_HDR_LEN + VR_PRIVATE_DATA_MAX];
+	u8 ctlframe[VR_ETH_HLEN + VR_HDR_LEN + VR_AUTH_BLOCK_LEN + VR_PRIVATE_DATA_MAX];
 	struct vr_frame txf;
 	/* commit record for the frame in txf */
 	struct vr_conn *tx_conn;
@@ -223,6 +268,12 @@ u8 vr_errno_to_nak(int err);
 /* conn.c */
 struct vr_conn *vr_conn_get(struct vr_engine *eng, u32 id);
 void vr_conn_rx_ctl(struct vr_engine *eng, const struct vr_parsed *p, u64 now);
+void vr_conn_rx_req(struct vr_engine *eng, const struct vr_parsed *p, u64 now);
+int vr_conn_emit_replies(struct vr_engine *eng, u64 now, u32 budget);
+void vr_conn_init_secrets(struct vr_engine *eng);
+/* A frame for c passes authentication (or c has none and the frame no
+ * tag): 0, else -EBADMSG / -EALREADY (counted). */
+int vr_conn_auth_rx(struct vr_engine *eng, struct vr_conn *c, const struct vr_parsed *p);
 void vr_conn_fail(struct vr_engine *eng, struct vr_conn *c, int status, bool tell_peer);
 void vr_conn_free(struct vr_engine *eng, struct vr_conn *c);
 void vr_conn_timer(struct vr_engine *eng, struct vr_conn *c, u64 now);
@@ -242,7 +293,7 @@ void vr_op_enqueue(struct vr_engine *eng, struct vr_conn *c, struct vr_op *op);
 void vr_op_maybe_free(struct vr_conn *c, struct vr_op *op);
 int vr_tx_build(struct vr_engine *eng, struct vr_conn *c, u64 now);
 void vr_tx_commit(struct vr_engine *eng, u64 now);
-u32 vr_op_frames(const struct vr_engine *eng, u32 kind, u32 len);
+u32 vr_op_frames(const struct vr_conn *c, u32 kind, u32 len);
 
 /* responder.c */
 void vr_resp_rx_data(struct vr_engine *eng, struct vr_conn *c, const struct vr_parsed *p,

@@ -22,10 +22,18 @@ static u32 ptr_crc(void *mem, u64 off, u32 len, u32 st)
 	return vr_crc32c_update(st, (const u8 *)mem + off, len);
 }
 
+static int ptr_walk(void *mem, u64 off, u32 len, void (*fn)(void *arg, const u8 *p, u32 n),
+		    void *arg)
+{
+	fn(arg, (const u8 *)mem + off, len);
+	return 0;
+}
+
 const struct vr_mem_ops vr_ptr_mem_ops = {
 	.copy_in = ptr_copy_in,
 	.copy_out = ptr_copy_out,
 	.crc32c = ptr_crc,
+	.walk = ptr_walk,
 };
 
 int vr_region_table_init(struct vr_region_table *t, struct vr_region *slots, u32 cap,
@@ -81,6 +89,7 @@ int vr_region_reg(struct vr_region_table *t, void *mem, u64 len, u32 access,
 	r->len = len;
 	r->access = access;
 	r->ep = ep;
+	r->pd = VR_PD_NONE;
 	r->key = mint_key(t, idx, r->key);
 	r->next_free = VR_NO_SLOT;
 	r->state = VR_REGION_VALID;
@@ -124,12 +133,26 @@ int vr_region_dereg(struct vr_region_table *t, u64 key)
 	return 0;
 }
 
-int vr_region_check(const struct vr_region_table *t, u64 key, u16 ep, u32 access,
-		    u64 off, u64 len, const struct vr_region **out)
+int vr_region_set_pd(struct vr_region_table *t, u64 key, u16 pd)
+{
+	struct vr_region *r = lookup(t, key);
+
+	if (!r)
+		return -ENOENT;
+	r->pd = pd;
+	return 0;
+}
+
+int vr_region_check_pd(const struct vr_region_table *t, u64 key, u16 ep, u32 pd, u32 access,
+		       u64 off, u64 len, const struct vr_region **out)
 {
 	const struct vr_region *r = lookup(t, key);
 
 	if (!r || r->ep != ep)
+		return -EACCES;
+	/* Bound to a domain: only its connections (a key that leaked to
+	 * another peer of the endpoint is as good as a wrong one). */
+	if (r->pd != VR_PD_NONE && pd != VR_PD_HOST && pd != r->pd)
 		return -EACCES;
 	if ((r->access & access) != access)
 		return -EPERM;

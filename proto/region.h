@@ -33,6 +33,11 @@ struct vr_mem_ops {
 	int (*copy_in)(void *mem, u64 off, const void *src, u32 len);  /* write mem */
 	int (*copy_out)(void *mem, u64 off, void *dst, u32 len);       /* read mem */
 	u32 (*crc32c)(void *mem, u64 off, u32 len, u32 state);
+	/* Optional: hands the bytes to fn in contiguous pieces, in order (the
+	 * tag of an authenticated frame); without it the engine copies them out
+	 * through a small buffer. */
+	int (*walk)(void *mem, u64 off, u32 len, void (*fn)(void *arg, const u8 *p, u32 n),
+		    void *arg);
 };
 
 /* Default ops for user hosts: mem is a plain pointer to the first byte. */
@@ -47,8 +52,21 @@ struct vr_region {
 	u32 access;
 	u32 next_free;
 	u16 ep;       /* owning endpoint index */
+	u16 pd;       /* protection domain (0: every connection of the endpoint) */
 	u8 state;
 };
+
+/*
+ * Protection domains: a region bound to domain pd (1..) may be used only by
+ * connections in that domain; a region of domain 0 (the default) by every
+ * connection of its endpoint.  A connection is in at most one domain (0:
+ * none).  The check takes the domain of the connection that uses the key,
+ * or VR_PD_HOST for the host's own access (no connection: posting a
+ * receive, reading a frontend's private data), which the domain does not
+ * restrict.
+ */
+#define VR_PD_NONE 0u
+#define VR_PD_HOST 0xFFFFFFFFu
 
 struct vr_region_table {
 	struct vr_region *slot;
@@ -80,14 +98,27 @@ int vr_region_dereg(struct vr_region_table *t, u64 key);
 
 /*
  * The single access check.  Validates together: key (index and random
- * bits), state, owner endpoint, every bit of `access`, and
- * off + len <= region length without overflow.  len 0 is in bounds iff
- * off <= length.  Returns 0 and *out, or:
- *   -EACCES  key unknown / stale / freed / owned by another endpoint
+ * bits), state, owner endpoint, protection domain (the using connection's
+ * `pd` must be the region's, unless the region's is 0 or pd is
+ * VR_PD_HOST), every bit of `access`, and off + len <= region length
+ * without overflow.  len 0 is in bounds iff off <= length.  Returns 0 and
+ * *out, or:
+ *   -EACCES  key unknown / stale / freed / owned by another endpoint or
+ *            bound to another protection domain
  *   -EPERM   region lacks a requested access right
  *   -ERANGE  range outside the region
  */
-int vr_region_check(const struct vr_region_table *t, u64 key, u16 ep, u32 access,
-		    u64 off, u64 len, const struct vr_region **out);
+int vr_region_check_pd(const struct vr_region_table *t, u64 key, u16 ep, u32 pd, u32 access,
+		       u64 off, u64 len, const struct vr_region **out);
+
+/* The check for the host's own use (no connection): the domain is not asked. */
+static inline int vr_region_check(const struct vr_region_table *t, u64 key, u16 ep, u32 access,
+				  u64 off, u64 len, const struct vr_region **out)
+{
+	return vr_region_check_pd(t, key, ep, VR_PD_HOST, access, off, len, out);
+}
+
+/* Binds a live region to domain pd (0: back to its endpoint's).  0 or -ENOENT. */
+int vr_region_set_pd(struct vr_region_table *t, u64 key, u16 pd);
 
 #endif

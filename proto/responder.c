@@ -181,7 +181,7 @@ static u8 rx_write(struct vr_engine *eng, struct vr_conn *c, const struct vr_par
 
 	if (p->h.flags & VR_F_ABORT)
 		return 0;
-	rc = vr_region_check(&eng->rt, p->h.rkey, c->ep, VR_ACCESS_REMOTE_WRITE,
+	rc = vr_region_check_pd(&eng->rt, p->h.rkey, c->ep, c->pd, VR_ACCESS_REMOTE_WRITE,
 			     p->h.remote_off, p->h.payload_len, &reg);
 	if (rc)
 		return vr_errno_to_nak(rc);
@@ -196,7 +196,7 @@ static u8 rx_write(struct vr_engine *eng, struct vr_conn *c, const struct vr_par
 static u8 rx_read(struct vr_engine *eng, struct vr_conn *c, const struct vr_parsed *p)
 {
 	struct vr_op *op;
-	int rc = vr_region_check(&eng->rt, p->h.rkey, c->ep, VR_ACCESS_REMOTE_READ,
+	int rc = vr_region_check_pd(&eng->rt, p->h.rkey, c->ep, c->pd, VR_ACCESS_REMOTE_READ,
 				 p->h.remote_off, p->h.total_len, NULL);
 
 	if (rc)
@@ -225,7 +225,7 @@ static u8 rx_atomic(struct vr_engine *eng, struct vr_conn *c, const struct vr_pa
 
 	if (p->h.remote_off & 7)
 		return VR_NAK_INVALID;
-	rc = vr_region_check(&eng->rt, p->h.rkey, c->ep, VR_ACCESS_REMOTE_ATOMIC,
+	rc = vr_region_check_pd(&eng->rt, p->h.rkey, c->ep, c->pd, VR_ACCESS_REMOTE_ATOMIC,
 			     p->h.remote_off, 8, &reg);
 	if (rc)
 		return vr_errno_to_nak(rc);

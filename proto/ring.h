@@ -28,7 +28,7 @@
 #include "os.h"
 
 #define VR_RING_MAGIC   0x474e5256u /* "VRNG" */
-#define VR_RING_VERSION 2u /* 2: 64-bit lkey and rkey */
+#define VR_RING_VERSION 3u /* 2: 64-bit lkey and rkey; 3: protection domains */
 #define VR_RING_MIN_SIZE 2u
 #define VR_RING_MAX_SIZE 4096u
 
@@ -74,6 +74,17 @@ enum vr_ring_op {
 	 * rsp.tag = its endpoint id, rsp.value = its MAC (first byte in bits
 	 * 47..40); -EHOSTUNREACH when nobody answered. */
 	VR_RING_RESOLVE,
+	/* Protection domains (engine.h vr_pd_*), answered at once: ALLOC: ep
+	 * -> rsp.value = the domain; FREE: ep, operand = the domain; BIND: ep,
+	 * operand = the domain (0: none), and conn (a handle, 0: none) and/or
+	 * lkey (one of the endpoint's regions, 0: none) are put in it. */
+	VR_RING_PD_ALLOC,
+	VR_RING_PD_FREE,
+	VR_RING_PD_BIND,
+	/* ep, lkey, loff, len (32, or 0 to go back to the device's): the key
+	 * the endpoint's connections are authenticated with from now on
+	 * (engine.h vr_ep_set_auth_key).  Answered at once. */
+	VR_RING_AUTH_KEY,
 	VR_RING_OP_MAX,
 };
 

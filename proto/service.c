@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 /* service.c - the frontend service's rules (service.h). */
 #include "service.h"
+#include "crypto.h"
 #include "ring.h"
 #include "xen.h"
 
@@ -144,6 +145,25 @@ int vr_svc_post(struct vr_engine *eng, const struct vr_ring_req *req, u32 conn, 
 		return rc ? rc : vr_resolve(eng, req->ep, buf, req->len, cookie);
 	case VR_RING_DISCONNECT:
 		return vr_disconnect(eng, conn);
+	case VR_RING_AUTH_KEY:
+		if (req->len && req->len != VR_AUTH_KEY_LEN)
+			return -EINVAL;
+		rc = read_small(eng, req, buf, VR_AUTH_KEY_LEN);
+		if (!rc)
+			rc = vr_ep_set_auth_key(eng, req->ep, req->len ? buf : NULL);
+		vr_crypto_wipe(buf, VR_AUTH_KEY_LEN);
+		return rc;
+	case VR_RING_PD_ALLOC:
+		return vr_pd_alloc(eng, req->ep, new_conn); /* the domain, in rsp.value */
+	case VR_RING_PD_FREE:
+		return req->operand > 0xFFFF ? -ENOENT : vr_pd_free(eng, req->ep, (u32)req->operand);
+	case VR_RING_PD_BIND:
+		if (req->operand > 0xFFFF)
+			return -ENOENT;
+		rc = conn ? vr_conn_set_pd(eng, conn, (u32)req->operand) : 0;
+		if (!rc && req->lkey)
+			rc = vr_mr_set_pd(eng, req->ep, req->lkey, (u32)req->operand);
+		return rc;
 	default:
 		return -EINVAL;
 	}

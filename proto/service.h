@@ -36,6 +36,21 @@ static inline u32 vr_svc_clamp_weight(u64 w)
 }
 
 /*
+ * Shares of a pool among principals (vmrdmad: the uids of its frontends;
+ * docs/split-driver.md, Per-uid limits).  A principal holding `held` units
+ * of a pool of `total`, `used` of which are taken, may take one more when it
+ * stays below its `limit` and still leaves `reserve` units free for the
+ * others, unless it holds fewer than `reserve` itself: so one principal
+ * never takes the whole pool, and a newcomer still finds a reserve.
+ */
+static inline bool vr_svc_share_allows(u32 held, u32 used, u32 total, u32 limit, u32 reserve)
+{
+	if (held >= limit || used >= total)
+		return false;
+	return total - used - 1 >= reserve || held < reserve;
+}
+
+/*
  * The weight policy: the frontend's ask (0 = 1), capped at its max_weight;
  * an administrator's weight (admin_weight != 0) overrides both.  Always in
  * 1..VR_WEIGHT_MAX.
@@ -88,8 +103,10 @@ u32 vr_svc_wc_of_ring_op(u32 ring_op);
  * engine's cookie.  WRITE, READ, SEND, RECV, FADD, CSWAP, RESOLVE,
  * CONNECT (the new id in *new_conn, also in its completion; its private
  * data read from the request's region), DISCONNECT (0 or -ENOENT; no
- * completion), ACCEPT_DATA and NAME (0 or the refusal; no completion); any
- * other opcode is -EINVAL.  Otherwise the engine's status.
+ * completion), ACCEPT_DATA and NAME (0 or the refusal; no completion),
+ * PD_ALLOC (the domain in *new_conn), PD_FREE and PD_BIND (`conn` 0: no
+ * connection; no completion), AUTH_KEY (no completion); any other opcode is -EINVAL.  Otherwise the
+ * engine's status.
  */
 int vr_svc_post(struct vr_engine *eng, const struct vr_ring_req *req, u32 conn, u64 cookie,
 		u32 *new_conn);

@@ -38,6 +38,11 @@ u32 vr_wire_hdr_crc_state(const u8 *frame)
 	return vr_crc32c_update(VR_CRC32C_INIT, frame, VR_ETH_HLEN + VR_HDR_LEN);
 }
 
+u32 vr_wire_auth_crc_state(const u8 *frame)
+{
+	return vr_crc32c_update(VR_CRC32C_INIT, frame, VR_ETH_HLEN + VR_HDR_LEN + VR_AUTH_BLOCK_LEN);
+}
+
 void vr_wire_set_crc(u8 *frame, u32 crc)
 {
 	vr_put_be32(frame + VR_ETH_HLEN + VR_OFF_CRC, crc);
@@ -70,7 +75,7 @@ bool vr_opcode_valid(u8 op)
 	case VR_OP_ATOMIC_FADD: case VR_OP_ATOMIC_CSWAP: case VR_OP_ATOMIC_RESP:
 	case VR_OP_ACK: case VR_OP_NAK:
 	case VR_OP_CONNECT_REQ: case VR_OP_CONNECT_ACK: case VR_OP_DISCONNECT:
-	case VR_OP_RESOLVE: case VR_OP_ANNOUNCE:
+	case VR_OP_RESOLVE: case VR_OP_ANNOUNCE: case VR_OP_CONNECT_RETRY:
 		return true;
 	default:
 		return false;
@@ -108,6 +113,7 @@ const char *vr_opcode_name(u8 op)
 	case VR_OP_DISCONNECT: return "DISCONNECT";
 	case VR_OP_RESOLVE: return "RESOLVE";
 	case VR_OP_ANNOUNCE: return "ANNOUNCE";
+	case VR_OP_CONNECT_RETRY: return "CONNECT_RETRY";
 	case VR_OP_BUNDLE: return "BUNDLE";
 	default: return "?";
 	}
@@ -171,6 +177,12 @@ static int check_semantics(const struct vr_hdr *h)
 	/* ... of data payloads: private data and names are always checked. */
 	if ((h->flags & VR_F_LINK_FCS) && !vr_op_is_data(h->opcode))
 		return -EPROTO;
+	/* Authenticated frames belong to a connection (or open one); the tag
+	 * already covers the payload, so LINK_FCS would mean nothing. */
+	if ((h->flags & VR_F_AUTH) &&
+	    ((h->flags & VR_F_LINK_FCS) || h->opcode == VR_OP_RESOLVE ||
+	     h->opcode == VR_OP_ANNOUNCE || h->opcode == VR_OP_CONNECT_RETRY))
+		return -EPROTO;
 
 	switch (h->opcode) {
 	case VR_OP_WRITE_FIRST: case VR_OP_WRITE_MIDDLE:
@@ -223,8 +235,9 @@ int vr_wire_parse(const void *frame, u32 len, u16 ethertype, struct vr_parsed *o
 {
 	const u8 *f = frame;
 	const u8 *p;
-	u32 st, crc;
+	u32 st, crc, hl;
 	u8 hdrs[VR_ETH_HLEN + VR_HDR_LEN];
+	bool auth;
 
 	if (!f || len < VR_ETH_HLEN + VR_HDR_LEN)
 		return -ENODATA;
@@ -233,9 +246,15 @@ int vr_wire_parse(const void *frame, u32 len, u16 ethertype, struct vr_parsed *o
 	p = f + VR_ETH_HLEN;
 	if (p[VR_OFF_VERSION] != VR_WIRE_VERSION)
 		return -EPROTONOSUPPORT;
+	/* The flag is inside what the CRC covers, so a corrupted flag fails
+	 * the CRC (or this length check) before anything trusts it. */
+	auth = p[VR_OFF_FLAGS] & VR_F_AUTH;
+	hl = vr_wire_hdrs_len(p[VR_OFF_FLAGS]);
+	if (len < hl)
+		return -ENODATA;
 	/* Exact length: our frames are never below the 60-byte Ethernet minimum,
 	 * so there is no padding to tolerate. */
-	if (vr_get_be16(p + VR_OFF_PAYLOAD_LEN) != len - VR_ETH_HLEN - VR_HDR_LEN)
+	if (vr_get_be16(p + VR_OFF_PAYLOAD_LEN) != len - hl)
 		return -EMSGSIZE;
 	/* CRC covers the Ethernet header too: a flipped MAC must not create a
 	 * "new peer" (e.g. a ghost connection from a corrupted CONNECT_REQ). */
@@ -244,9 +263,12 @@ int vr_wire_parse(const void *frame, u32 len, u16 ethertype, struct vr_parsed *o
 	memcpy(hdrs, f, sizeof(hdrs));
 	memset(hdrs + VR_ETH_HLEN + VR_OFF_CRC, 0, 4);
 	st = vr_crc32c_update(VR_CRC32C_INIT, hdrs, sizeof(hdrs));
-	/* The flag is inside what the CRC covers, so a corrupted flag fails. */
-	if (!(p[VR_OFF_FLAGS] & VR_F_LINK_FCS))
-		st = vr_crc32c_update(st, p + VR_HDR_LEN, len - VR_ETH_HLEN - VR_HDR_LEN);
+	/* An authenticated frame's payload is covered by its tag, checked
+	 * once the connection (and so the key) is known. */
+	if (auth)
+		st = vr_crc32c_update(st, p + VR_HDR_LEN, VR_AUTH_BLOCK_LEN);
+	else if (!(p[VR_OFF_FLAGS] & VR_F_LINK_FCS))
+		st = vr_crc32c_update(st, p + VR_HDR_LEN, len - hl);
 	crc = vr_get_be32(p + VR_OFF_CRC);
 	if (vr_crc32c_final(st) != crc)
 		return -EBADMSG;
@@ -258,7 +280,9 @@ int vr_wire_parse(const void *frame, u32 len, u16 ethertype, struct vr_parsed *o
 	memcpy(out->dst_mac, f, 6);
 	memcpy(out->src_mac, f + 6, 6);
 	decode(p, &out->h);
-	out->payload = p + VR_HDR_LEN;
+	out->frame = f;
+	out->auth = auth ? p + VR_HDR_LEN : NULL;
+	out->payload = f + hl;
 	return check_semantics(&out->h);
 }
 

@@ -16,8 +16,12 @@
 #define VR_ETHERTYPE_DEFAULT 0x88B5
 /* 2: 64-bit rkeys (72-byte header), CONNECT_REQ/ACK carry private data,
  * RESOLVE/ANNOUNCE find a peer by name, keepalive probes, DISCONNECT
- * carries the sender's highest PSN. */
-#define VR_WIRE_VERSION 2
+ * carries the sender's highest PSN.  3: the listener answers a CONNECT_REQ
+ * with a stateless cookie (CONNECT_RETRY) that the initiator echoes;
+ * connectionless answers and CONNECT_ACK echo the initiator's ISN; an ACK
+ * carries its sender's highest PSN; every frame of a connection must fall
+ * inside its windows. */
+#define VR_WIRE_VERSION 3
 #define VR_MTU_MIN 1500   /* MTU = Ethernet payload (excludes 14-byte header) */
 #define VR_MTU_MAX 65535
 
@@ -68,6 +72,7 @@ enum vr_opcode {
 	VR_OP_DISCONNECT = 0x52,
 	VR_OP_RESOLVE = 0x53,  /* broadcast: who has this name? (see below) */
 	VR_OP_ANNOUNCE = 0x54, /* the answer, from the named endpoint */
+	VR_OP_CONNECT_RETRY = 0x55, /* a listener's cookie: send the request again with it */
 	VR_OP_BUNDLE = 0x60, /* several whole frames in one (see below) */
 };
 
@@ -123,6 +128,16 @@ static inline bool vr_wire_is_bundle(const void *frame, u32 len)
 }
 
 /*
+ * The handshake (docs/wire-format.md, Handshake): CONNECT_REQ (operand B 0)
+ * -> CONNECT_RETRY with a cookie (operand B), a keyed hash of the request's
+ * addresses, ids and ISN under a secret that changes with the listener's
+ * clock -> CONNECT_REQ again, echoing the cookie -> CONNECT_ACK.  Only the
+ * echoed request creates state, so a sender that does not receive at the
+ * MAC it claims opens nothing.  RETRY and NAK answers to a request are
+ * connectionless: conn_id = the initiator's id, ack_psn = its ISN.
+ */
+
+/*
  * Private data: CONNECT_REQ may carry up to VR_PRIVATE_DATA_MAX bytes of the
  * connecting application's, handed to the accepting one with its connection;
  * CONNECT_ACK carries the listening endpoint's accept data back (e.g. the
@@ -153,7 +168,17 @@ static inline bool vr_wire_is_bundle(const void *frame, u32 len)
  * docs/wire-format.md says what it gives up.
  */
 #define VR_F_LINK_FCS 0x04
-#define VR_F_ALL    (VR_F_ACKREQ | VR_F_ABORT | VR_F_LINK_FCS)
+/*
+ * Authenticated (auth.h): a 24-byte block (nonce, tag) follows the vmrdma
+ * header and precedes the payload; the tag covers both headers and the
+ * payload, the CRC the headers and the block only.  Only on a connection
+ * whose handshake agreed to it (VR_CAP_AUTH); never with LINK_FCS, and not
+ * on RESOLVE, ANNOUNCE or CONNECT_RETRY.
+ */
+#define VR_F_AUTH 0x08
+#define VR_AUTH_BLOCK_LEN 24
+#define VR_AUTH_KEY_LEN 32    /* a pre-shared, endpoint or connection key */
+#define VR_F_ALL    (VR_F_ACKREQ | VR_F_ABORT | VR_F_LINK_FCS | VR_F_AUTH)
 
 /*
  * Capabilities, in operand A of CONNECT_REQ (what the requester allows) and
@@ -162,6 +187,7 @@ static inline bool vr_wire_is_bundle(const void *frame, u32 len)
  * predates a capability simply never agrees to it.
  */
 #define VR_CAP_LINK_FCS 0x1ULL
+#define VR_CAP_AUTH 0x2ULL /* informative: an authenticated request is flagged VR_F_AUTH */
 
 enum vr_nak_reason {
 	VR_NAK_NONE = 0,
@@ -213,8 +239,16 @@ struct vr_parsed {
 	u8 dst_mac[6];
 	u8 src_mac[6];
 	struct vr_hdr h;
+	const u8 *frame;   /* the caller's frame, from its Ethernet header */
 	const u8 *payload; /* points into the caller's frame */
+	const u8 *auth;    /* VR_F_AUTH: the 24-byte block in the frame; else NULL */
 };
+
+/* Bytes before the payload: both headers, and the auth block if flagged. */
+static inline u32 vr_wire_hdrs_len(u8 flags)
+{
+	return VR_ETH_HLEN + VR_HDR_LEN + ((flags & VR_F_AUTH) ? VR_AUTH_BLOCK_LEN : 0);
+}
 
 /* Write Ethernet header into eth[0..13]. */
 void vr_wire_put_eth(u8 *eth, const u8 dst[6], const u8 src[6], u16 ethertype);
@@ -234,6 +268,10 @@ void vr_wire_set_crc(u8 *frame, u32 crc);
 /* frame already holds the Ethernet header: encode header and contiguous
  * payload after it and set the CRC (tests, control frames). */
 void vr_wire_encode_full(u8 *frame, const struct vr_hdr *h, const void *payload);
+
+/* CRC32C state after both headers and the auth block (frame flagged
+ * VR_F_AUTH, CRC field zero). */
+u32 vr_wire_auth_crc_state(const u8 *frame);
 
 /*
  * Parse a full Ethernet frame.  Never reads outside frame[0..len).

@@ -7,6 +7,7 @@ packages=(
     bazel-bootstrap    # Bazel 4.2.3, offline
     g++
     liburing-dev
+    libsodium-dev      # proto/crypto.h: handshake cookies, authenticated frames
     doctest-dev
     libxen-dev         # libxenevtchn, libxengnttab
     iproute2           # ip netns / veth for the integration tests

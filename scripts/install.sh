@@ -39,7 +39,7 @@ Description: RDMA semantics over plain Ethernet with a C++20 coroutine API
 Version: 0.1.0
 # compilation mode of libvmrdma.so: opt is the optimised build
 build=$mode
-Requires: liburing
+Requires: liburing libsodium
 Cflags: -std=c++20 -I\${includedir}
 Libs: -L\${libdir} -Wl,-rpath,\${libdir} -lvmrdma
 PC

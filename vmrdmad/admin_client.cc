@@ -71,6 +71,8 @@ std::vector<vr_admin_frontend> admin_client::frontends() { return list<vr_admin_
 std::vector<vr_admin_endpoint> admin_client::endpoints() { return list<vr_admin_endpoint>(VR_ADMIN_ENDPOINTS); }
 std::vector<vr_admin_conn> admin_client::connections() { return list<vr_admin_conn>(VR_ADMIN_CONNS); }
 
+std::vector<vr_admin_uid> admin_client::uids() { return list<vr_admin_uid>(VR_ADMIN_UIDS); }
+
 vr_admin_device admin_client::device() {
     auto v = list<vr_admin_device>(VR_ADMIN_DEVICE);
     if (v.size() != 1) throw admin_error(-EPROTO, "vmrdmad sent no device record");

@@ -33,6 +33,7 @@ public:
     std::vector<vr_admin_endpoint> endpoints();
     std::vector<vr_admin_conn> connections();
     vr_admin_device device();
+    std::vector<vr_admin_uid> uids();
     // enum vr_admin_set; -EPERM unless root or the daemon's uid.
     void set(std::uint32_t frontend, std::uint32_t what, std::uint64_t value);
 

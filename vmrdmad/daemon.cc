@@ -73,6 +73,7 @@ struct daemon::frontend {
     int sock = -1;
     bool hello_done = false;
     bool dead = false;
+    std::string over_share;      // its uid had its share of frontends: refused at its first message
     // Shared ring (we created it; the frontend writes into it).
     int ring_fd = -1, req_efd = -1, rsp_efd = -1;
     void* ring_mem = nullptr;
@@ -81,6 +82,7 @@ struct daemon::frontend {
     const vr_ring_req* reqs = nullptr;
     vr_ring_rsp* rsps = nullptr;
     std::uint32_t size = 0, req_cons = 0, rsp_prod_pvt = 0;
+    bool rsp_unpublished = false;  // responses in the ring the frontend has not been shown
     // What it owns and its requests at the engine: the frontend service
     // (proto/frontend.h) over this storage, once it has a ring.
     vr_fe svc{};
@@ -146,14 +148,23 @@ daemon::daemon(vmrdma::event_loop& loop, std::string_view device, options opts)
                                                 std::string(device) + "'");
     vmrdma::detail::engine_events& events = *this;  // a private base: converted here
     host_ = std::make_unique<vmrdma::detail::engine_host>(loop_, events, device.substr(eth.size()), opts_.engine);
+    // The engine has its copy; the option stays set (the device record says so).
+    if (opts_.engine.auth_key) ::explicit_bzero(opts_.engine.auth_key->data(), opts_.engine.auth_key->size());
     // Bytes released by completions (inside the engine's calls) let queued
     // requests in once per loop turn.
     // The hook may run after the engine's flush in the same turn: true makes
     // the loop turn again without blocking, so what it posted leaves now.
+    // Then the turn's responses are shown to their frontends, each ring's
+    // with one index update and at most one doorbell, however many the
+    // engine completed in the turn (one doorbell per response before).
     turn_hook_ = loop_.add_turn_hook([this] {
-        if (!admission_due_) return false;
-        pump_admission();
-        return true;
+        bool again = false;
+        if (admission_due_) {
+            pump_admission();
+            again = true;
+        }
+        if (publish_due_) publish_responses();
+        return again;
     });
     sockaddr_un addr{};
     if (opts_.socket_path.empty() || opts_.socket_path.size() >= sizeof addr.sun_path)
@@ -260,6 +271,7 @@ task<void> daemon::serve_frontend(int fd) {
         f.gid = cred.gid;
     }
     f.owner = this;
+    uid_may_take(f, pool::frontends, f.over_share);
     frontends_.insert(&f);
     by_id_[f.id] = &f;
     ++stats_.frontends_accepted;
@@ -375,7 +387,10 @@ bool daemon::control(frontend& f, const vr_ctl_msg& msg, int fd) {
     const auto& lim = f.lim;
     std::string records;
     if (msg.version != VR_CTL_VERSION) {
-        refuse(-EPROTO, "control protocol version " + std::to_string(msg.version) + " is not 1");
+        refuse(-EPROTO, "control protocol version " + std::to_string(msg.version) + " is not " +
+                            std::to_string(VR_CTL_VERSION));
+    } else if (!f.over_share.empty()) {
+        refuse(-ENOSPC, f.over_share);  // then the frontend is dropped
     } else if (msg.type == VR_CTL_ADMIN_LIST || msg.type == VR_CTL_ADMIN_SET) {
         admin(f, msg, reply, records);
         if (reply.status != 0) ++stats_.control_errors;
@@ -516,6 +531,7 @@ bool daemon::control(frontend& f, const vr_ctl_msg& msg, int fd) {
     }
     // A frontend that does not read its replies is dropped, not waited for.
     if (::sendmsg(f.sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT) != static_cast<ssize_t>(sizeof reply)) return false;
+    if (!f.over_share.empty()) return false;  // told why; its uid has its share of frontends
     if (records.empty()) return true;
     return ::send(f.sock, records.data(), records.size(), MSG_NOSIGNAL | MSG_DONTWAIT) ==
            static_cast<ssize_t>(records.size());
@@ -523,6 +539,7 @@ bool daemon::control(frontend& f, const vr_ctl_msg& msg, int fd) {
 
 std::int32_t daemon::open_ep(frontend& f, std::uint64_t id, std::uint64_t weight, bool listen, std::string& why) {
     const char* reason = nullptr;
+    if (!uid_may_take(f, pool::endpoints, why)) return -ENOSPC;
     if (auto rc = vr_fe_open_ep(&f.svc, id, weight, listen, &reason))
         return refused(rc, reason, f.lim.endpoints, why);
     ep_owner_[static_cast<std::uint16_t>(id)] = &f;
@@ -689,6 +706,36 @@ void daemon::admin(frontend& self, const vr_ctl_msg& msg, vr_ctl_msg& reply, std
                 }
             }
             break;
+        case VR_ADMIN_UIDS: {
+            std::vector<uid_t> uids;
+            for (auto* f : all)
+                if (!f->port && std::find(uids.begin(), uids.end(), f->uid) == uids.end()) uids.push_back(f->uid);
+            for (auto& [uid, n] : uid_refused_)
+                if ((sees_all || uid == self.uid) && std::find(uids.begin(), uids.end(), uid) == uids.end())
+                    uids.push_back(uid);
+            std::sort(uids.begin(), uids.end());
+            reply.arg[1] = sizeof(vr_admin_uid);
+            for (uid_t uid : uids) {
+                vr_admin_uid r{};
+                frontend probe;
+                probe.uid = uid;
+                const bool limited = uid_limited(probe);
+                r.uid = uid;
+                r.frontends = uid_holds(uid, pool::frontends);
+                r.endpoints = uid_holds(uid, pool::endpoints);
+                r.conns = uid_holds(uid, pool::connections);
+                r.max_frontends = limited ? pool_limit(pool::frontends) : 0;
+                r.max_endpoints = limited ? pool_limit(pool::endpoints) : 0;
+                r.max_conns = limited ? pool_limit(pool::connections) : 0;
+                r.reserve_frontends = pool_reserve(pool::frontends);
+                r.reserve_endpoints = pool_reserve(pool::endpoints);
+                r.reserve_conns = pool_reserve(pool::connections);
+                auto it = uid_refused_.find(uid);
+                r.refused = it == uid_refused_.end() ? 0 : it->second;
+                add(r);
+            }
+            break;
+        }
         case VR_ADMIN_DEVICE: {
             vr_admin_device r{};
             auto mac = host_->mac();
@@ -706,6 +753,14 @@ void daemon::admin(frontend& self, const vr_ctl_msg& msg, vr_ctl_msg& reply, std
             r.rx_dropped = c.rx_dropped;
             r.naks_tx = c.naks_sent;
             r.naks_rx = c.naks_received;
+            r.cookies_refused = c.cookies_refused;
+            r.challenges = c.challenges;
+            r.connections_refused = c.connections_refused;
+            r.out_of_window = c.out_of_window;
+            r.auth_failed = c.auth_failed;
+            r.replays = c.replays;
+            r.offences = c.offences;
+            r.auth = opts_.engine.auth_key.has_value();
             r.frontends_accepted = stats_.frontends_accepted;
             r.frontends_active = stats_.frontends_active;
             r.frontends_cleaned_up = stats_.frontends_cleaned_up;
@@ -826,7 +881,7 @@ bool daemon::drain_ring(frontend& f) {
 // More than invalid_per_second refused requests within one second: a
 // frontend that only floods the daemon with requests it may not make.
 bool daemon::too_many_invalid(frontend& f) {
-    const auto now = std::chrono::steady_clock::now();
+    const auto now = loop_.turn_time();  // per request: the turn's clock is close enough for a 1 s window
     if (now - f.rejected_since >= std::chrono::seconds(1)) {
         f.rejected_since = now;
         f.rejected_mark = f.svc.rejected;
@@ -852,6 +907,8 @@ void daemon::violation(frontend& f, const char* what) {
     else ::shutdown(f.sock, SHUT_RDWR);  // serve_frontend sees the end and cleans up
 }
 
+// Into the ring at once; shown to the frontend at the end of the loop turn
+// (publish_responses), with the others of the turn.
 void daemon::respond(frontend& f, const vr_ring_rsp& rsp) {
     --f.in_flight;
     if (f.dead) return;
@@ -860,12 +917,23 @@ void daemon::respond(frontend& f, const vr_ring_rsp& rsp) {
     f.rsps[f.rsp_prod_pvt & (f.size - 1)] = rsp;
     ++f.rsp_prod_pvt;
     ++stats_.responses;
-    if (vr_ring_push(&f.shared->rsp_prod, &f.shared->rsp_event, f.rsp_prod_pvt)) {
-        if (f.port) {
-            f.port->notify();
+    f.rsp_unpublished = true;
+    publish_due_ = true;
+}
+
+void daemon::publish_responses() {
+    publish_due_ = false;
+    for (frontend* f : frontends_) {
+        if (!f->rsp_unpublished) continue;
+        f->rsp_unpublished = false;
+        if (f->dead || !f->shared) continue;
+        if (!vr_ring_push(&f->shared->rsp_prod, &f->shared->rsp_event, f->rsp_prod_pvt)) continue;
+        ++stats_.doorbells;
+        if (f->port) {
+            f->port->notify();
         } else {
             std::uint64_t one = 1;
-            [[maybe_unused]] auto n = ::write(f.rsp_efd, &one, sizeof one);
+            [[maybe_unused]] auto n = ::write(f->rsp_efd, &one, sizeof one);
         }
     }
 }
@@ -942,6 +1010,14 @@ void daemon::take(frontend& f, const vr_ring_req& req) {
 }
 
 void daemon::dispatch(frontend& f, const vr_ring_req& req) {
+    std::string why;
+    if (req.opcode == VR_RING_CONNECT && !uid_may_take(f, pool::connections, why)) {
+        vr_ring_rsp rsp;
+        vr_svc_rsp_init(&rsp, req.cookie, req.opcode, req.ep, req.conn);
+        rsp.status = -ENOSPC;
+        respond(f, rsp);
+        return;
+    }
     const bool counted = is_bulk(req.opcode) && opts_.inflight_bytes;
     if (counted) f.bulk_inflight += req.len;
     const auto rejected = f.svc.rejected;
@@ -1006,7 +1082,70 @@ void daemon::engine_completion(const vr_completion& wc) {
 int daemon::engine_accept(std::uint16_t ep, const std::uint8_t*, std::uint16_t) {
     auto* f = owner_of(ep);
     if (!f || f->dead || draining_) return -ECONNREFUSED;
+    std::string why;
+    if (!uid_may_take(*f, pool::connections, why)) return -ECONNREFUSED;  // the peer: NAK REJECTED
     return vr_fe_accept_policy(&f->svc, ep);
+}
+
+bool daemon::uid_limited(const frontend& f) const {
+    return !f.port && f.uid != 0 && f.uid != ::geteuid();
+}
+
+std::uint32_t daemon::pool_total(pool p) const {
+    switch (p) {
+    case pool::frontends: return opts_.max_frontends;
+    case pool::endpoints: return opts_.engine.max_endpoints;
+    default: return opts_.engine.max_connections;
+    }
+}
+
+std::uint32_t daemon::pool_limit(pool p) const {
+    const auto& u = opts_.per_uid;
+    std::uint32_t set = p == pool::frontends ? u.frontends : p == pool::endpoints ? u.endpoints : u.connections;
+    return set ? set : std::max<std::uint32_t>(1, pool_total(p) / 2);
+}
+
+std::uint32_t daemon::pool_reserve(pool p) const {
+    return static_cast<std::uint32_t>(std::uint64_t{pool_total(p)} * opts_.per_uid.reserve_percent / 100);
+}
+
+std::uint32_t daemon::pool_used(pool p) const {
+    std::uint32_t n = 0;
+    for (auto* f : frontends_) {
+        if (p == pool::frontends)
+            n += !f->port;
+        else if (f->svc.slots)
+            n += p == pool::endpoints ? f->svc.use.endpoints : f->svc.nconns;
+    }
+    return n;
+}
+
+std::uint32_t daemon::uid_holds(uid_t uid, pool p) const {
+    std::uint32_t n = 0;
+    for (auto* f : frontends_) {
+        if (f->port || f->uid != uid) continue;
+        if (p == pool::frontends)
+            ++n;
+        else if (f->svc.slots)
+            n += p == pool::endpoints ? f->svc.use.endpoints : f->svc.nconns;
+    }
+    return n;
+}
+
+bool daemon::uid_may_take(frontend& f, pool p, std::string& why) {
+    if (!uid_limited(f)) return true;
+    std::uint32_t held = uid_holds(f.uid, p), used = pool_used(p), total = pool_total(p);
+    std::uint32_t limit = pool_limit(p), reserve = pool_reserve(p);
+    if (vr_svc_share_allows(held, used, total, limit, reserve)) return true;
+    static const char* const names[] = {"frontends", "endpoints", "connections"};
+    const char* name = names[static_cast<int>(p)];
+    why = "uid " + std::to_string(f.uid) + " holds " + std::to_string(held) + " " + name +
+          (held >= limit ? " (its limit)" : "; the rest is kept for other users") + " of " + std::to_string(total);
+    ++stats_.uid_refused;
+    ++uid_refused_[f.uid];
+    std::fprintf(stderr, "vmrdmad: frontend pid %d uid %u: %s refused: %s\n", static_cast<int>(f.pid),
+                 static_cast<unsigned>(f.uid), name, why.c_str());
+    return false;
 }
 
 // --- admission by weight (options::inflight_bytes) ---

@@ -50,6 +50,17 @@ struct limits {
     std::uint32_t connections = 64;      // open or being opened, at once
 };
 
+// Shares per uid (docs/split-driver.md, "Per-uid limits"): no uid holds
+// more than these of the daemon's frontends (connections to its socket),
+// the engine's endpoints and its connections (0: half of each pool), and a
+// uid that already holds its reserve takes no unit that would leave fewer
+// than reserve_percent of the pool free for the others. Root and vmrdmad's
+// own uid (the administrators) and Xen guests are not limited per uid.
+struct uid_limits {
+    std::uint32_t frontends = 0, endpoints = 0, connections = 0;
+    std::uint32_t reserve_percent = 12;
+};
+
 struct options {
     std::string socket_path = "/run/vmrdma.sock";
     // Who may connect: the socket's mode and group (default 0660 and
@@ -58,6 +69,10 @@ struct options {
     mode_t socket_mode = 0660;
     gid_t socket_group = static_cast<gid_t>(-1);
     limits per_frontend;
+    // Connections to the socket the daemon serves at once (each holds a
+    // socket and, after HELLO, a ring memfd and two eventfds).
+    std::uint32_t max_frontends = 1024;
+    uid_limits per_uid;
     // On stop: how long to let operations in flight finish before the
     // frontends are disconnected anyway.
     std::chrono::milliseconds drain_timeout{5000};
@@ -81,11 +96,13 @@ struct stats {
     std::atomic<std::uint64_t> frontends_cleaned_up{0};
     std::atomic<std::uint64_t> requests{0};     // ring requests taken
     std::atomic<std::uint64_t> responses{0};
+    std::atomic<std::uint64_t> doorbells{0};    // response doorbells rung (at most one a ring a loop turn)
     std::atomic<std::uint64_t> rejected{0};     // requests naming what the frontend does not own, or malformed
     std::atomic<std::uint64_t> violations{0};   // ring protocol broken: the frontend was disconnected
     std::atomic<std::uint64_t> control_errors{0};  // control requests refused
     std::atomic<std::uint64_t> drained{0};      // requests answered -ESHUTDOWN while stopping
     std::atomic<std::uint64_t> stray{0};        // engine completions no frontend owns
+    std::atomic<std::uint64_t> uid_refused{0};  // frontends, endpoints, connections refused: a uid's share
 };
 
 // One Xen guest as the daemon sees it (vmrdmad/xen_backend.hpp implements
@@ -172,6 +189,7 @@ private:
     static constexpr std::uint64_t invalid_per_second = 10000;
     bool too_many_invalid(frontend& f);
     void respond(frontend& f, const vr_ring_rsp& rsp);
+    void publish_responses();
     // What the socket's VR_CTL_* and the Xen ring's VR_RING_* control
     // requests share: 0 or a negative errno, with the reason in `why`.
     std::int32_t open_ep(frontend& f, std::uint64_t id, std::uint64_t weight, bool listen, std::string& why);
@@ -182,6 +200,21 @@ private:
     // VR_RING_REG on a guest's ring: maps the granted pages and registers them.
     std::int32_t guest_reg(frontend& f, const vr_ring_req& req, std::uint64_t& key);
     void violation(frontend& f, const char* what);
+    // Per-uid shares (options::per_uid).
+    enum class pool { frontends, endpoints, connections };
+    struct uid_use {
+        std::uint32_t held[3] = {};
+        std::uint64_t refused = 0;
+    };
+    bool uid_limited(const frontend& f) const;
+    std::uint32_t pool_total(pool p) const;
+    std::uint32_t pool_limit(pool p) const;
+    std::uint32_t pool_reserve(pool p) const;
+    std::uint32_t pool_used(pool p) const;
+    std::uint32_t uid_holds(uid_t uid, pool p) const;
+    // Whether f's uid may take one more unit of p; if not, counts the
+    // refusal and says why.
+    bool uid_may_take(frontend& f, pool p, std::string& why);
     // Returns false when the frontend must be dropped.
     bool control(frontend& f, const vr_ctl_msg& msg, int fd);
     // VR_CTL_ADMIN_*: fills the reply (and, for a list, the records).
@@ -196,7 +229,9 @@ private:
     std::unordered_map<std::uint16_t, frontend*> ep_owner_;  // engine endpoint ids
     std::size_t turn_hook_ = 0;
     bool admission_due_ = false;  // bytes were released: look at the queues this turn
+    bool publish_due_ = false;    // some frontend has responses it has not been shown
     std::uint32_t next_frontend_id_ = 1;
+    std::unordered_map<uid_t, std::uint64_t> uid_refused_;  // refusals per uid (vmrdmactl uids)
     bool draining_ = false;
     bool unlinked_ = false;
     vmrdma::async_scope scope_;

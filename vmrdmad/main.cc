@@ -28,12 +28,24 @@ void usage(std::FILE* out = stderr) {
                  "               [--max-ring N] [--max-weight N] [--drain-timeout-ms N (default 5000)]\n"
                  "               [--inflight-bytes N (default 4194304; 0: DRR only)] [--xen]\n"
                  "               [--integrity end-to-end|link (default end-to-end)]\n"
+                 "               [--auth-key-file FILE (64 hex digits; default: frames CRC only)]\n"
                  "               [--socket-mode OCTAL (default 0660)] [--socket-group GROUP]\n"
+                 "               [--max-frontends N (default 1024)] [--uid-max-frontends N]\n"
+                 "               [--uid-max-endpoints N] [--uid-max-connections N]\n"
+                 "               [--uid-reserve PERCENT (default 12)]\n"
                  "Who may be a frontend: the socket's mode and group; add the users to the group\n"
                  "(or --socket-mode 0666 for everyone). vmrdmactl shows a user only their own\n"
                  "frontends; root and vmrdmad's uid see all and alone change limits.\n"
+                 "Per uid: no user holds more than --uid-max-* of the daemon's frontends (socket\n"
+                 "connections), the engine's endpoints or its connections (default: half of each),\n"
+                 "and one that holds its reserve takes nothing that would leave fewer than\n"
+                 "PERCENT of a pool free for the others; root and vmrdmad's uid are not limited\n"
+                 "(vmrdmactl uids).\n"
                  "--integrity link: connections whose peer allows it too check only the headers\n"
                  "and leave payloads to the link's FCS (docs/wire-format.md, Integrity).\n"
+                 "--auth-key-file: every connection is authenticated with a key derived from this\n"
+                 "pre-shared key (mode 0600), and only peers with the same key connect\n"
+                 "(docs/wire-format.md, Authentication).\n"
                  "--xen: also be the Xen backend (in dom0, instead of backend_kmod): serve the\n"
                  "guests' frontend_kmod through libxengnttab/libxenevtchn, with the same limits,\n"
                  "weights and admission as socket frontends (docs/xen.md).\n"
@@ -91,7 +103,21 @@ int main(int argc, char** argv) {
                 opts.per_frontend.max_ring_size = static_cast<std::uint32_t>(std::stoul(value()));
             else if (a == "--max-weight")
                 opts.per_frontend.max_weight = static_cast<std::uint32_t>(std::stoul(value()));
-            else if (a == "--inflight-bytes")
+            else if (a == "--max-frontends")
+                opts.max_frontends = static_cast<std::uint32_t>(std::stoul(value()));
+            else if (a == "--uid-max-frontends")
+                opts.per_uid.frontends = static_cast<std::uint32_t>(std::stoul(value()));
+            else if (a == "--uid-max-endpoints")
+                opts.per_uid.endpoints = static_cast<std::uint32_t>(std::stoul(value()));
+            else if (a == "--uid-max-connections")
+                opts.per_uid.connections = static_cast<std::uint32_t>(std::stoul(value()));
+            else if (a == "--uid-reserve") {
+                opts.per_uid.reserve_percent = static_cast<std::uint32_t>(std::stoul(value()));
+                if (opts.per_uid.reserve_percent > 50) {
+                    std::fprintf(stderr, "vmrdmad: --uid-reserve is a percentage of each pool, at most 50\n");
+                    return 2;
+                }
+            } else if (a == "--inflight-bytes")
                 opts.inflight_bytes = std::stoull(value());
             else if (a == "--drain-timeout-ms")
                 opts.drain_timeout = std::chrono::milliseconds(std::stoul(value()));
@@ -114,6 +140,13 @@ int main(int argc, char** argv) {
                     return 2;
                 }
                 opts.socket_group = gr->gr_gid;
+            } else if (a == "--auth-key-file") {
+                try {
+                    opts.engine.auth_key = vmrdma::read_auth_key(value());
+                } catch (const vmrdma::error& e) {
+                    std::fprintf(stderr, "vmrdmad: --auth-key-file: %s\n", e.what());
+                    return 2;
+                }
             } else if (a == "--integrity") {
                 std::string m = value();
                 if (m == "link")

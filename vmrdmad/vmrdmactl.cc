@@ -22,6 +22,8 @@ const char* const usage_text =
     "  endpoints                    per frontend endpoint: weight, connections, engine counters\n"
     "  connections                  per frontend connection: endpoint, peer\n"
     "  device                       the NIC's counters and the daemon's\n"
+    "  uids                         per user: frontends, endpoints and connections held, its limits,\n"
+    "                               what is kept for others, requests refused for its share\n"
     "  set-weight FRONTEND W        weight of every endpoint of FRONTEND, now and later (1..1024;\n"
     "                               0 gives back the frontend's own choice)\n"
     "  set-limit FRONTEND WHAT N    WHAT: endpoints, regions, bytes, weight (max weight it may ask)\n"
@@ -185,6 +187,41 @@ void print_connections(vmrdmad::admin_client& c, json_out* j) {
                     k.accepted ? "?" : std::to_string(k.peer_ep).c_str(), k.open ? "yes" : "no");
 }
 
+void print_uids(vmrdmad::admin_client& c, json_out* j) {
+    auto all = c.uids();
+    auto lim = [](std::uint32_t v) { return v ? std::to_string(v) : std::string("-"); };
+    if (j) {
+        j->open("uids", '[');
+        for (auto& u : all) {
+            j->open(nullptr, '{');
+            j->num("uid", u.uid);
+            j->num("frontends", u.frontends);
+            j->num("endpoints", u.endpoints);
+            j->num("connections", u.conns);
+            j->num("max_frontends", u.max_frontends);
+            j->num("max_endpoints", u.max_endpoints);
+            j->num("max_connections", u.max_conns);
+            j->num("reserve_frontends", u.reserve_frontends);
+            j->num("reserve_endpoints", u.reserve_endpoints);
+            j->num("reserve_connections", u.reserve_conns);
+            j->num("refused", u.refused);
+            j->close('}');
+        }
+        j->close(']');
+        return;
+    }
+    std::printf("UIDS (held/limit; '-': not limited; reserve kept for others)\n%8s %14s %14s %14s %8s\n", "UID",
+                "FRONTENDS", "ENDPOINTS", "CONNECTIONS", "REFUSED");
+    for (auto& u : all) {
+        auto cell = [&](std::uint32_t held, std::uint32_t max, std::uint32_t reserve) {
+            return std::to_string(held) + "/" + lim(max) + " r" + std::to_string(reserve);
+        };
+        std::printf("%8u %14s %14s %14s %8llu\n", u.uid, cell(u.frontends, u.max_frontends, u.reserve_frontends).c_str(),
+                    cell(u.endpoints, u.max_endpoints, u.reserve_endpoints).c_str(),
+                    cell(u.conns, u.max_conns, u.reserve_conns).c_str(), u64(u.refused));
+    }
+}
+
 void print_device(vmrdmad::admin_client& c, json_out* j) {
     auto d = c.device();
     if (j) {
@@ -202,6 +239,16 @@ void print_device(vmrdmad::admin_client& c, json_out* j) {
         j->num("rx_dropped", d.rx_dropped);
         j->num("naks_sent", d.naks_tx);
         j->num("naks_received", d.naks_rx);
+        j->open("refused", '{');
+        j->num("cookies_refused", d.cookies_refused);
+        j->num("challenges", d.challenges);
+        j->num("connections_refused", d.connections_refused);
+        j->num("out_of_window", d.out_of_window);
+        j->num("auth_failed", d.auth_failed);
+        j->num("replays", d.replays);
+        j->num("offences", d.offences);
+        j->close('}');
+        j->num("authenticated", d.auth);
         j->open("daemon", '{');
         j->num("frontends_accepted", d.frontends_accepted);
         j->num("frontends_active", d.frontends_active);
@@ -215,12 +262,17 @@ void print_device(vmrdmad::admin_client& c, json_out* j) {
         j->close('}');
         return;
     }
-    std::printf("DEVICE %s MTU %u%s\n", mac_text(d.mac).c_str(), d.mtu, d.draining ? " (draining)" : "");
+    std::printf("DEVICE %s MTU %u%s%s\n", mac_text(d.mac).c_str(), d.mtu, d.draining ? " (draining)" : "",
+                d.auth ? ", frames authenticated (pre-shared key)" : ", frames CRC only");
     std::printf("  tx %llu frames %llu bytes; rx %llu frames %llu bytes\n", u64(d.tx_frames), u64(d.tx_bytes),
                 u64(d.rx_frames), u64(d.rx_bytes));
     std::printf("  retransmits %llu, timeouts %llu, duplicates %llu, dropped %llu, NAKs sent %llu received %llu\n",
                 u64(d.retransmits), u64(d.timeouts), u64(d.duplicates), u64(d.rx_dropped), u64(d.naks_tx),
                 u64(d.naks_rx));
+    std::printf("  refused: %llu bad cookies, %llu challenged requests, %llu connections refused, %llu frames "
+                "outside windows, %llu bad tags, %llu replays, %llu offences\n",
+                u64(d.cookies_refused), u64(d.challenges), u64(d.connections_refused), u64(d.out_of_window),
+                u64(d.auth_failed), u64(d.replays), u64(d.offences));
     std::printf("  frontends: %llu accepted, %llu active, %llu cleaned up; requests %llu, responses %llu, "
                 "rejected %llu, violations %llu, control errors %llu\n",
                 u64(d.frontends_accepted), u64(d.frontends_active), u64(d.frontends_cleaned_up), u64(d.requests),
@@ -300,7 +352,8 @@ int main(int argc, char** argv) {
         }
         if (args.size() > 1) return bad_usage();
         bool all = cmd == "status";
-        if (!all && cmd != "frontends" && cmd != "endpoints" && cmd != "connections" && cmd != "device")
+        if (!all && cmd != "frontends" && cmd != "endpoints" && cmd != "connections" && cmd != "device" &&
+            cmd != "uids")
             return bad_usage();
         vmrdmad::admin_client c(socket_path);
         json_out j;
@@ -310,6 +363,7 @@ int main(int argc, char** argv) {
         if (all || cmd == "frontends") print_frontends(c, jp);
         if (all || cmd == "endpoints") print_endpoints(c, jp);
         if (all || cmd == "connections") print_connections(c, jp);
+        if (all || cmd == "uids") print_uids(c, jp);
         if (json) {
             j.close('}');
             std::printf("%s\n", j.s.c_str());

@@ -8,8 +8,9 @@
 namespace vmrdma::bench {
 
 side_result daemon_side(const std::string& device_uri, const std::string& socket_path, int stop_fd,
-                        const device_options& engine, const std::function<void()>& ready) {
-    event_loop loop;
+                        const device_options& engine, const loop_options& loop_opts,
+                        const std::function<void()>& ready) {
+    event_loop loop(loop_opts);
     vmrdmad::options opts;
     opts.socket_path = socket_path;
     opts.engine = engine;

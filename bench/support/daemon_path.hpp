@@ -15,6 +15,6 @@ namespace vmrdma::bench {
 // `engine` configures the daemon's own device (the bench passes the same
 // options the in-process eth: path runs with: integrity, bundling).
 side_result daemon_side(const std::string& device_uri, const std::string& socket_path, int stop_fd,
-                        const device_options& engine, const std::function<void()>& ready);
+                        const device_options& engine, const loop_options& loop_opts, const std::function<void()>& ready);
 
 }  // namespace vmrdma::bench

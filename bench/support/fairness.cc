@@ -44,10 +44,22 @@ std::string fairness_statement(const workload& w, const tcp_buffers& b) {
     s += w.kind == mode::read ? " (read: when it is in the reader's memory)" : "";
     s += ", TCP's when the receiver has read all of it, raw frames' when the receiver's ring has them";
     s += " (sendmmsg + TPACKET_V3, the fastest raw path measured here; each frame the message size";
-    s += " or the MTU). vmrdma's CRC: ";
+    s += " or the MTU). Memory: ";
+    s += w.distinct_buffers ? "each vmrdma operation in flight has its own message-sized bytes at each end "
+                              "(--distinct-buffers), TCP one buffer per side"
+                            : "every path sends from one message-sized buffer and receives into one, as "
+                              "perftest's ib_write_bw does";
+    if (w.adaptive_poll_us)
+        s += ". Waiting: vmrdma's threads spin up to " + std::to_string(w.adaptive_poll_us) +
+             " us before they block while events come that fast, and block at once when idle "
+             "(--adaptive-poll; TCP's block at once)";
+    s += ". vmrdma's CRC: ";
     s += w.link_integrity ? "headers only, payloads on the link's FCS (--integrity link); TCP over veth checks no "
                             "checksum at all"
                           : "every payload byte (end-to-end); TCP over veth checks no checksum at all";
+    s += w.auth ? "; every vmrdma frame also carries a ChaCha20-Poly1305 tag over headers and payload (--auth), "
+                  "TCP's frames nothing of the kind"
+                : "; no frame authenticated (vmrdma: --auth to compare)";
     s += ".";
     return s;
 }

@@ -220,7 +220,54 @@ raw_counts receive_ring_v2(int fd, const raw_options& o) {
 }
 
 
+// One frame into buf (at most cap bytes): spins with MSG_DONTWAIT for
+// busy_poll_us, then blocks up to timeout_ms.  The frame's length, or -1.
+ssize_t receive_one(int fd, std::uint8_t* buf, std::size_t cap, unsigned busy_poll_us, int timeout_ms) {
+    auto spin_end = clock_type::now() + std::chrono::microseconds(busy_poll_us);
+    do {
+        ssize_t n = recv(fd, buf, cap, MSG_DONTWAIT);
+        if (n >= 0) return n;
+    } while (clock_type::now() < spin_end);
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, timeout_ms) <= 0) return -1;
+    return recv(fd, buf, cap, MSG_DONTWAIT);
+}
+
 }  // namespace
+
+raw_rtt raw_pingpong(int fd, const raw_options& o, const std::uint8_t dst[6], unsigned frames,
+                     unsigned busy_poll_us) {
+    std::vector<std::uint8_t> frame(o.frame), in(o.frame + 64);
+    fill_frame(frame, dst);
+    sockaddr_ll self{};  // our own MAC as the source, so that the echo finds us
+    socklen_t len = sizeof self;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&self), &len) == 0 && self.sll_halen == 6)
+        std::memcpy(frame.data() + 6, self.sll_addr, 6);
+    raw_rtt r;
+    auto end = clock_type::now() + std::chrono::duration<double>(o.seconds);
+    while (clock_type::now() < end) {
+        auto t0 = clock_type::now();
+        for (unsigned i = 0; i < frames; ++i)
+            if (send(fd, frame.data(), frame.size(), 0) < 0) return r;
+        for (unsigned i = 0; i < frames; ++i)
+            if (receive_one(fd, in.data(), in.size(), busy_poll_us, 1000) < 0) return r;  // lost: stop
+        r.us.push_back(std::chrono::duration<double, std::micro>(clock_type::now() - t0).count());
+    }
+    return r;
+}
+
+void raw_echo(int fd, const raw_options& o, unsigned busy_poll_us) {
+    std::vector<std::uint8_t> buf(o.frame + 64);
+    for (;;) {
+        ssize_t n = receive_one(fd, buf.data(), buf.size(), busy_poll_us, 500);
+        if (n < 14) return;
+        std::uint8_t mac[6];  // back to where it came from
+        std::memcpy(mac, buf.data() + 6, 6);
+        std::memcpy(buf.data() + 6, buf.data(), 6);
+        std::memcpy(buf.data(), mac, 6);
+        if (send(fd, buf.data(), static_cast<std::size_t>(n), 0) < 0) return;
+    }
+}
 
 raw_counts raw_blast(int fd, const raw_options& o, const std::uint8_t dst[6]) {
     return o.mode == "ring" ? send_ring(fd, o, dst) : send_mmsg(fd, o, dst);

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace vmrdma::bench {
 
@@ -28,5 +29,19 @@ int raw_open(const std::string& ifname);
 raw_counts raw_blast(int fd, const raw_options& o, const std::uint8_t dst[6]);
 // Receives with the mode's receive strategy until 500 ms pass without a frame.
 raw_counts raw_sink(int fd, const raw_options& o);
+
+// Round trips: the client sends `frames` frames of o.frame bytes and waits
+// for as many back, one send(2) and recv(2) per frame, spinning with
+// MSG_DONTWAIT for busy_poll_us before it blocks (as vmrdma-bench --busy-poll
+// has vmrdma and TCP do); the echo side answers each frame it gets.  The
+// fewest system calls a round trip of raw frames can take: the bound under
+// any protocol's round trip on the path.
+struct raw_rtt {
+    std::vector<double> us;  // each round trip, microseconds
+};
+raw_rtt raw_pingpong(int fd, const raw_options& o, const std::uint8_t dst[6], unsigned frames,
+                     unsigned busy_poll_us);
+// Echoes frames to src-of-frame until 500 ms pass without one.
+void raw_echo(int fd, const raw_options& o, unsigned busy_poll_us);
 
 }  // namespace vmrdma::bench

@@ -44,13 +44,20 @@ path_figures figures_from(const side_result& client, const side_result& server, 
 
 void print_table(std::FILE* out, mode m, const std::vector<row>& rows) {
     if (m == mode::lat) {
-        std::fprintf(out, "%8s | %10s %10s | %10s %10s | %8s\n", "#bytes", "vmrdma p50", "p99", "tcp p50",
-                     "p99", "ratio");
+        std::fprintf(out, "%8s | %10s %10s | %10s %10s | %10s %10s | %8s %8s\n", "#bytes", "vmrdma p50", "p99",
+                     "tcp p50", "p99", "raw p50", "p99", "vs tcp", "raw/tcp");
         for (const auto& r : rows)
-            std::fprintf(out, "%8s | %8.1fus %8.1fus | %8.1fus %8.1fus | %7.2fx\n", size_label(r.size).c_str(),
-                         r.vmrdma.latency_median_us, r.vmrdma.latency_p99_us, r.tcp.latency_median_us,
-                         r.tcp.latency_p99_us, ratio(r.vmrdma.latency_median_us, r.tcp.latency_median_us));
-        std::fprintf(out, "(ratio: vmrdma median / TCP median; below 1 is better)\n");
+            std::fprintf(out, "%8s | %8.1fus %8.1fus | %8.1fus %8.1fus | %8.1fus %8.1fus | %7.2fx %7.2fx\n",
+                         size_label(r.size).c_str(), r.vmrdma.latency_median_us, r.vmrdma.latency_p99_us,
+                         r.tcp.latency_median_us, r.tcp.latency_p99_us, r.raw.latency_median_us,
+                         r.raw.latency_p99_us, ratio(r.vmrdma.latency_median_us, r.tcp.latency_median_us),
+                         ratio(r.raw.latency_median_us, r.tcp.latency_median_us));
+        std::fprintf(out, "(vs tcp: vmrdma median / TCP median, below 1 is better; raw/tcp: the same for raw "
+                          "frames echoed back, one send and one receive per frame, the floor under any "
+                          "protocol on this path)\n");
+        for (const auto& r : rows)
+            for (const auto* f : {&r.vmrdma, &r.tcp, &r.raw})
+                if (!f->error.empty()) std::fprintf(out, "         ! %s\n", f->error.c_str());
         return;
     }
     std::fprintf(out, "%8s | %9s %9s %9s | %7s %7s | %10s %10s %6s | %11s %11s\n", "#bytes", "vmrdma", "tcp",
@@ -157,10 +164,11 @@ double cpu_per_gib(const path_figures& f) { return f.client_cpu_s_per_gib + f.se
 
 void print_json(std::FILE* out, const workload& w, const tcp_buffers& b, const std::vector<row>& rows) {
     std::fprintf(out,
-                 "{\"mode\":\"%s\",\"mtu\":%u,\"depth\":%u,\"busy_poll_us\":%u,\"integrity\":\"%s\","
-                 "\"tcp_wmem_max\":%ld,\"tcp_rmem_max\":%ld,\"fairness\":\"%s\",\"rows\":[",
-                 mode_name(w.kind), w.mtu, w.depth, w.busy_poll_us, w.link_integrity ? "link" : "end-to-end",
-                 b.wmem_max, b.rmem_max, json_escape(fairness_statement(w, b)).c_str());
+                 "{\"mode\":\"%s\",\"mtu\":%u,\"depth\":%u,\"busy_poll_us\":%u,\"adaptive_poll_us\":%u,\"integrity\":\"%s\","
+                 "\"auth\":%s,\"buffers\":\"%s\",\"tcp_wmem_max\":%ld,\"tcp_rmem_max\":%ld,\"fairness\":\"%s\",\"rows\":[",
+                 mode_name(w.kind), w.mtu, w.depth, w.busy_poll_us, w.adaptive_poll_us, w.link_integrity ? "link" : "end-to-end",
+                 w.auth ? "true" : "false", w.distinct_buffers ? "distinct" : "shared", b.wmem_max, b.rmem_max,
+                 json_escape(fairness_statement(w, b)).c_str());
     for (std::size_t i = 0; i < rows.size(); ++i) {
         const auto& r = rows[i];
         std::fprintf(out, "%s{\"bytes\":%zu", i ? "," : "", r.size);
@@ -178,11 +186,12 @@ void print_json(std::FILE* out, const workload& w, const tcp_buffers& b, const s
         std::fprintf(out,
                      ",\"ratios\":{\"bandwidth_vs_tcp\":%.3f,\"of_raw\":%.3f,\"raw_vs_tcp\":%.3f,"
                      "\"messages_vs_tcp\":%.3f,\"cpu_per_gib_vs_tcp\":%.3f,\"latency_vs_tcp\":%.3f,"
-                     "\"unix_vs_eth\":%.3f}",
+                     "\"raw_latency_vs_tcp\":%.3f,\"unix_vs_eth\":%.3f}",
                      ratio(r.vmrdma.gib_per_s, r.tcp.gib_per_s), ratio(r.vmrdma.gib_per_s, r.raw.gib_per_s),
                      ratio(r.raw.gib_per_s, r.tcp.gib_per_s), ratio(r.vmrdma.messages_per_s, r.tcp.messages_per_s),
                      ratio(cpu_per_gib(r.vmrdma), cpu_per_gib(r.tcp)),
                      ratio(r.vmrdma.latency_median_us, r.tcp.latency_median_us),
+                     ratio(r.raw.latency_median_us, r.tcp.latency_median_us),
                      r.eth.measured ? ratio(r.vmrdma.gib_per_s, r.eth.gib_per_s) : 0.0);
         std::fprintf(out, "}");
     }

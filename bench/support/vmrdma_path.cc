@@ -17,9 +17,16 @@ using clock_type = std::chrono::steady_clock;
 constexpr std::uint64_t tag_descriptor = 1, tag_data = 2, tag_done = 3;
 constexpr std::uint16_t endpoint_id = 1;
 
-// Region big enough for `depth` messages side by side (so no two in-flight
-// operations touch the same bytes), at least one page.
-std::size_t region_size(const workload& w) { return std::max<std::size_t>(w.size * w.depth, 4096); }
+// One message-sized buffer (workload::distinct_buffers says why), or one per
+// operation in flight so that none share bytes; at least one page.
+std::size_t region_size(const workload& w) {
+    return std::max<std::size_t>(w.distinct_buffers ? w.size * w.depth : w.size, 4096);
+}
+
+// Where in the region the operations of worker `slot` read or write.
+std::uint64_t slot_offset(const workload& w, unsigned slot) {
+    return w.distinct_buffers ? std::uint64_t{slot} * w.size : 0;
+}
 
 double elapsed(clock_type::time_point t0) {
     return std::chrono::duration<double>(clock_type::now() - t0).count();
@@ -36,12 +43,18 @@ device_options device_options_for(const workload& w) {
     device_options o;
     o.bundle_small_frames = w.bundle;
     if (w.link_integrity) o.integrity = device_options::integrity_mode::link;
+    if (w.auth) {  // both ends: the same key, made up for the run
+        device_options::auth_key_bytes key;
+        for (std::size_t i = 0; i < key.size(); ++i) key[i] = static_cast<std::byte>(i * 131 + 17);
+        o.auth_key = key;
+    }
     return o;
 }
 
 loop_options loop_options_for(const workload& w) {
     loop_options o;
     o.busy_poll = std::chrono::microseconds(w.busy_poll_us);
+    o.adaptive_poll = std::chrono::microseconds(w.adaptive_poll_us);
     return o;
 }
 
@@ -72,7 +85,7 @@ side_result vmrdma_server(const std::string& uri, const workload& w, const std::
                 while (!finished.stop_requested()) {
                     recv_result got;
                     try {
-                        got = co_await ep.recv(mr, slot * w.size, static_cast<std::uint32_t>(w.size), 0, 0,
+                        got = co_await ep.recv(mr, slot_offset(w, slot), static_cast<std::uint32_t>(w.size), 0, 0,
                                                finished.get_token());
                     } catch (const error& e) {
                         if (e.code() == errc::cancelled) break;
@@ -133,7 +146,7 @@ side_result vmrdma_client(const std::string& uri, const std::string& server_mac,
             // `depth` workers, each with its own slot, keep that many in flight.
             async_scope scope;
             auto worker = [&](unsigned slot) -> task<void> {
-                std::uint64_t off = std::uint64_t{slot} * w.size;
+                const std::uint64_t off = slot_offset(w, slot);
                 while (keep_going(w, done, t0)) {
                     if (w.kind == mode::write)
                         co_await conn.write(mr, off, remote, off, len);

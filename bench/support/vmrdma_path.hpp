@@ -9,12 +9,15 @@
 #include "bench/support/child.hpp"
 #include "bench/support/workload.hpp"
 #include "vmrdma/rdma.hpp"
+#include "vmrdma/runtime.hpp"
 
 namespace vmrdma::bench {
 
 // The device options a workload asks for (bundling, integrity): every
 // vmrdma path of one run, the daemon's device included, opens with them.
 device_options device_options_for(const workload& w);
+// The loop options (busy or adaptive polling): every vmrdma loop of a run.
+loop_options loop_options_for(const workload& w);
 
 side_result vmrdma_server(const std::string& uri, const workload& w, const std::function<void()>& ready);
 side_result vmrdma_client(const std::string& uri, const std::string& server_mac, const workload& w);

@@ -116,6 +116,8 @@ int Sim::xmit(Node &n, const vr_frame *f)
 	int to = route(b.data());
 	if (to < 0) {
 		n.tx_accepted++; // on the wire, nobody listens
+		if (tap)
+			tap(n.idx, b);
 		return 0;
 	}
 	return carry(n, to, b, true);

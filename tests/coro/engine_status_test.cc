@@ -21,7 +21,7 @@ TEST_CASE("every errc with an engine status comes back as itself across the ring
 	for (errc e : {errc::timeout, errc::cancelled, errc::peer_gone, errc::remote_access, errc::bad_key,
 		       errc::out_of_bounds, errc::access_denied, errc::no_such_endpoint,
 		       errc::receiver_not_ready, errc::resources_exhausted, errc::invalid_argument,
-		       errc::protocol_error, errc::shut_down}) {
+		       errc::protocol_error, errc::shut_down, errc::refused}) {
 		CAPTURE(static_cast<int>(e));
 		auto st = status_from_code(make_error_code(e));
 		CHECK(st.status < 0);
@@ -41,6 +41,7 @@ TEST_CASE("the engine's statuses and NAK reasons")
 	CHECK((code_from_status(-EINVAL) == errc::invalid_argument));
 	CHECK((code_from_status(-EINVAL, VR_NAK_INVALID) == errc::remote_access));
 	CHECK((code_from_status(-ECONNREFUSED, VR_NAK_NO_EP) == errc::no_such_endpoint));
+	CHECK((code_from_status(-ECONNREFUSED, VR_NAK_REJECTED) == errc::refused));
 	CHECK((code_from_status(-ESHUTDOWN) == errc::shut_down));
 	CHECK((code_from_status(-EBUSY) == errc::resources_exhausted)); // an endpoint id still closing
 	// Not an engine status: an OS error, in the generic category.

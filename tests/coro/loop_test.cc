@@ -299,3 +299,20 @@ TEST_CASE("async_scope keeps a spawned coroutine lambda alive until its task fin
     CHECK(seen[0] == std::string(40, 'a'));
     CHECK(seen[2] == std::string(40, 'c'));
 }
+
+TEST_CASE("turn_time is the time the loop reaped this turn's completions: it follows the clock, never ahead") {
+    vmrdma::event_loop loop;
+    std::chrono::steady_clock::time_point after_first{}, after_second{}, seen_first{}, seen_second{};
+    auto body = [&]() -> vmrdma::task<void> {
+        co_await loop.sleep_for(2ms);
+        seen_first = loop.turn_time();
+        after_first = std::chrono::steady_clock::now();
+        co_await loop.sleep_for(2ms);
+        seen_second = loop.turn_time();
+        after_second = std::chrono::steady_clock::now();
+    };
+    loop.run(body());
+    CHECK(seen_first <= after_first);
+    CHECK(seen_second <= after_second);
+    CHECK(seen_second - seen_first >= 2ms);  // the second sleep's completion was reaped 2 ms or more later
+}

@@ -120,10 +120,13 @@ int main(int argc, char **argv)
 	for (i = 0; i < sizeof(pay); i++)
 		pay[i] = (u8)(i * 7 + 3);
 
-	/* raw CONNECT_REQ to the second listener (real CRC), then data on it */
+	/* raw CONNECT_REQ to the second listener (real CRC), answered by a
+	 * cookie; the request again echoing it (FIXUP), then data on it */
 	h = hdr(VR_OP_CONNECT_REQ, 0, 21, 2, 5000);
 	h.msg_id = 0x00C00003;
 	frame(h, NULL, 0);
+	h.operand_b = 1; /* the harness puts in the engine's cookie */
+	frame(h, NULL, 1);
 	h = hdr(VR_OP_ACK, 2, 21, 2, 5000);
 	frame(h, NULL, 1);
 	save("connect_req_ep2");
@@ -383,8 +386,40 @@ int main(int argc, char **argv)
 	h.msg_id = 0x00D00004;
 	h.payload_len = 40;
 	frame(h, pay, 0);
+	h.operand_b = 1;
+	frame(h, pay, 1);
 	ACT(RXF_A_CONNECT_DATA, 1, 0, 33, 192);
 	ACT(RXF_A_ADVANCE, 0x4e, 0x20);
 	save("private_data");
+
+	/* the initiator's side: a connect of ours (slot 2) gets a cookie,
+	 * echoes it and is accepted; then a forged refusal comes too late */
+	ACT(RXF_A_CONNECT, 1, 0, 33);
+	ACT(RXF_A_TX_POLL, 4);
+	h = hdr(VR_OP_CONNECT_RETRY, 2, 33, 1, 0);
+	h.operand_b = 0x0123456789abcdefull;
+	frame(h, NULL, 1);
+	ACT(RXF_A_TX_POLL, 4);
+	h = hdr(VR_OP_CONNECT_ACK, 2, 33, 1, 9000);
+	h.msg_id = 0x00E00005;
+	frame(h, NULL, 1);
+	h = hdr(VR_OP_NAK, 2, 33, 1, 0);
+	h.nak_reason = VR_NAK_REJECTED;
+	frame(h, NULL, 1);
+	save("handshake_initiator");
+
+	/* connection A's peer ids with a new ISN: a cookie, the request
+	 * echoing it is challenged (A is probed), A stays silent, the
+	 * connection fails, and the request is accepted */
+	h = hdr(VR_OP_CONNECT_REQ, 0, RXF_PEER_EP_A, 0, 4242);
+	h.msg_id = RXF_PEER_ID_A;
+	frame(h, NULL, 1);
+	h.operand_b = 1;
+	frame(h, NULL, 1);
+	ACT(RXF_A_TX_POLL, 4);
+	ACT(RXF_A_ADVANCE, 0x01, 0xF4);
+	frame(h, NULL, 1);
+	ACT(RXF_A_TX_POLL, 4);
+	save("handshake_challenge");
 	return 0;
 }

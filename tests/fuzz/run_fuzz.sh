@@ -14,7 +14,7 @@ trap 'rm -rf "$tmp"' EXIT
 
 if ! "$cc" -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
         -std=gnu11 -Wall -Wextra -Werror -I"$root/proto" -I"$here" \
-        "$here/rx_fuzz.c" "$root"/proto/*.c -o "$tmp/rx_fuzz" 2>"$tmp/build.log"; then
+        "$here/rx_fuzz.c" "$root"/proto/*.c -lsodium -o "$tmp/rx_fuzz" 2>"$tmp/build.log"; then
     cat "$tmp/build.log" >&2
     echo "rx_fuzz: BUILD FAILED"
     exit 2

@@ -106,6 +106,7 @@ static struct vr_engine *eng;
 static bool ep_closed[5];  /* closed by RXF_A_EP_CLOSE and not reopened yet */
 static struct lconn conns[RXF_MAX_CONNS];
 static u32 last_req_msg[64]; /* by op slot (low 6 bits) */
+static u64 last_cookie;      /* of the last CONNECT_RETRY the engine sent */
 static u32 rnd_state;
 static u64 now;
 static int xmit_mode;
@@ -157,6 +158,9 @@ static void learn_tx(const struct vr_parsed *p)
 			conns[slot].isn = h->psn;
 			conns[slot].ep = h->src_ep;
 		}
+		break;
+	case VR_OP_CONNECT_RETRY:
+		last_cookie = h->operand_b;
 		break;
 	case VR_OP_WRITE_FIRST: case VR_OP_WRITE_ONLY:
 	case VR_OP_SEND_FIRST: case VR_OP_SEND_ONLY:
@@ -551,6 +555,8 @@ static void fixup(u8 *f, u32 len)
 		if (op == VR_OP_NAK)
 			vr_put_be32(h + VR_OFF_PSN, vr_get_be32(h + VR_OFF_PSN) + conns[slot].isn);
 	}
+	if (op == VR_OP_CONNECT_REQ && vr_get_be64(h + VR_OFF_OPERAND_B) == 1)
+		vr_put_be64(h + VR_OFF_OPERAND_B, last_cookie);
 	if (vr_get_be64(h + VR_OFF_RKEY) < 16)
 		vr_put_be64(h + VR_OFF_RKEY, regs[vr_get_be64(h + VR_OFF_RKEY) % RXF_NREG].key);
 	v = vr_get_be32(h + VR_OFF_MSG_ID);
@@ -811,6 +817,7 @@ static void setup(void)
 	memset(conns, 0, sizeof(conns));
 	memset(ep_closed, 0, sizeof(ep_closed));
 	memset(last_req_msg, 0, sizeof(last_req_msg));
+	last_cookie = 0;
 	nmops = nwins = 0;
 	rnd_state = 12345;
 	now = 1000000;
@@ -875,6 +882,10 @@ static void setup(void)
 	h.dst_ep = 0;
 	h.msg_id = RXF_PEER_ID_A;
 	h.psn = RXF_PEER_ISN_A;
+	put_frame(f, &h, NULL);
+	CHECK(feed(f, sizeof(f), "setup CONNECT_REQ") == 0, "setup CONNECT_REQ refused");
+	CHECK(last_cookie && !conns[0].known, "no CONNECT_RETRY for the first request");
+	h.operand_b = last_cookie;
 	put_frame(f, &h, NULL);
 	CHECK(feed(f, sizeof(f), "setup CONNECT_REQ") == 0, "setup CONNECT_REQ refused");
 	CHECK(conns[0].known, "no CONNECT_ACK for slot 0");

@@ -24,6 +24,8 @@
  *     (as learnt from the CONNECT_REQ/ACK frames the engine sent);
  *   - then, if the connection is known: ack_psn += that connection's ISN,
  *     and for NAK frames psn += ISN (so these fields are relative);
+ *   - CONNECT_REQ with operand B (the cookie) 1: the cookie of the last
+ *     CONNECT_RETRY the engine sent, so a request can complete a handshake;
  *   - rkey < 16: the current key of model region (rkey % RXF_NREG);
  *   - READ_RESP_* / ATOMIC_RESP with msg_id < 0x10000: the msg_id of the
  *     latest request the engine sent whose op slot was (msg_id & 0xFFFF);
@@ -38,7 +40,8 @@
  * Fixed setup done before every input (all deterministic):
  *   ep0 listening, ep1 active, ep2 listening, ep3 closed;
  *   regions R0..R4 (see rx_fuzz.c); connection slot 0 = passive open on
- *   ep0 from RXF_PEER_MAC ep RXF_PEER_EP_A (peer ISN RXF_PEER_ISN_A),
+ *   ep0 from RXF_PEER_MAC ep RXF_PEER_EP_A (peer ISN RXF_PEER_ISN_A; the
+ *   request, the engine's CONNECT_RETRY, the request echoing its cookie),
  *   slot 1 = active open from ep1 to peer ep RXF_PEER_EP_B (peer ISN
  *   RXF_PEER_ISN_B); receives posted on ep0/ep1; on slot 0 a WRITE, a READ
  *   (op slot 1) and an FADD (op slot 2) are in flight; on slot 1 a SEND.

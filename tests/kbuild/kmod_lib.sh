@@ -182,7 +182,8 @@ vr_pack_initramfs() {
 
 # vr_qemu_boot WORK TIMEOUT QEMU-ARGS...
 # Boots qemu-system-x86_64 under TCG (-cpu qemu64: with -cpu max a Xen PV
-# dom0 faults at once under TCG) with no devices but a serial console into
+# dom0 faults at once under TCG; $VR_QEMU_CPU adds features, e.g.
+# qemu64,+sse4.2) with no devices but a serial console into
 # WORK/serial.log, bounded by TIMEOUT seconds.  Leaves the console with CRs
 # stripped in WORK/serial.log.txt and QEMU's own output in WORK/qemu.out,
 # and sets VR_QEMU_SECS (boot to exit) and VR_QEMU_WHY (empty, or why QEMU
@@ -193,7 +194,7 @@ vr_qemu_boot() {
     local work=$1 limit=$2 t rc
     shift 2
     t=$(date +%s%N)
-    timeout -k 5 "$limit" qemu-system-x86_64 -accel tcg -cpu qemu64 \
+    timeout -k 5 "$limit" qemu-system-x86_64 -accel tcg -cpu "${VR_QEMU_CPU:-qemu64}" \
         -nodefaults -display none -no-reboot -serial "file:$work/serial.log" "$@" \
         </dev/null >"$work/qemu.out" 2>&1 &
     echo $! >"$work/qemu.pid"
@@ -209,4 +210,25 @@ vr_qemu_boot() {
     elif [ "$rc" -ne 0 ]; then
         VR_QEMU_WHY="QEMU exit $rc"
     fi
+}
+
+# vr_kmod_crypto_mods TAG DIR
+# Copies the kernel library modules that proto/ needs (lib/crypto's
+# libchacha.ko and libpoly1305.ko: crypto.h uses their generic ChaCha20 and
+# Poly1305) out of the image package VR_KMOD_IMAGE_DEB into DIR and sets
+# VR_KMOD_CRYPTO_MODS to their names in load order.  On a real system
+# modprobe loads them; under QEMU busybox insmod needs them first.
+vr_kmod_crypto_mods() {
+    local tag=$1 dir=$2 m
+    mkdir -p "$dir"
+    # shellcheck disable=SC2034  # used by the callers
+    VR_KMOD_CRYPTO_MODS="libchacha libpoly1305"
+    for m in $VR_KMOD_CRYPTO_MODS; do
+        if ! dpkg --fsys-tarfile "$VR_KMOD_IMAGE_DEB" |
+            tar -xO "./lib/modules/$VR_KMOD_ABI/kernel/lib/crypto/$m.ko" >"$dir/$m.ko" ||
+            [ ! -s "$dir/$m.ko" ]; then
+            echo "$tag: FAILED (no lib/crypto/$m.ko in $(basename "$VR_KMOD_IMAGE_DEB"))"
+            return 1
+        fi
+    done
 }

@@ -93,6 +93,46 @@ inline bool connect(vrsim::Sim &s, int a, uint16_t ea, int b, uint16_t eb, uint3
 	return false;
 }
 
+// Every frame the nodes of a simulation put on the wire, parsed.  The
+// parsed pointers are cleared (they pointed into the tapped frame); bytes
+// keeps the frame.
+struct seen_frame {
+	int from;
+	vr_parsed p;
+	bool tagged; // carried an auth block
+	std::vector<uint8_t> bytes;
+};
+
+struct frame_log {
+	std::vector<seen_frame> seen;
+	void attach(vrsim::Sim &s)
+	{
+		s.tap = [this](int from, const std::vector<uint8_t> &f) {
+			seen_frame x{from, {}, false, f};
+			if (vr_wire_parse(f.data(), (uint32_t)f.size(), VR_ETHERTYPE_DEFAULT, &x.p))
+				return;
+			x.tagged = x.p.auth != nullptr;
+			x.p.frame = x.p.payload = x.p.auth = nullptr;
+			seen.push_back(x);
+		};
+	}
+	// The last frame with this opcode from node `from` (nullptr if none).
+	const seen_frame *last(int from, uint8_t op) const
+	{
+		for (size_t i = seen.size(); i-- > 0;)
+			if (seen[i].from == from && seen[i].p.h.opcode == op)
+				return &seen[i];
+		return nullptr;
+	}
+	size_t count_op(int from, uint8_t op) const
+	{
+		size_t k = 0;
+		for (auto &x : seen)
+			k += x.from == from && x.p.h.opcode == op;
+		return k;
+	}
+};
+
 inline const vr_completion *find(const vrsim::Node &n, uint64_t cookie, uint32_t op = 0)
 {
 	for (auto &c : n.comps)

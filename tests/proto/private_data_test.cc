@@ -17,10 +17,10 @@ struct Pair {
 	vrsim::Sim s{5};
 	std::vector<std::vector<uint8_t>> from_a;
 	uint64_t cookie = 9;
-	Pair()
+	explicit Pair(vr_config cfg = base_cfg())
 	{
-		REQUIRE(s.add_node(base_cfg()) == 0);
-		REQUIRE(s.add_node(base_cfg()) == 1);
+		REQUIRE(s.add_node(cfg) == 0);
+		REQUIRE(s.add_node(cfg) == 1);
 		REQUIRE(vr_ep_open(s.node(0).eng, 0, 1, false) == 0);
 		REQUIRE(vr_ep_open(s.node(1).eng, 0, 1, true) == 0);
 		s.tap = [this](int from, const std::vector<uint8_t> &b) {
@@ -89,6 +89,27 @@ TEST_CASE("private data: the connector's bytes reach the acceptor, the accept da
 	p.connect("z", &ca3, &cb3);
 	CHECK(Pair::peer(p.A(), ca3).empty());
 	CHECK(Pair::peer(p.B(), cb3) == "z");
+}
+
+TEST_CASE("private data: the same with link integrity and with authentication (the handshake is always covered)")
+{
+	for (int mode = 0; mode < 2; mode++) {
+		CAPTURE(mode);
+		vr_config cfg = base_cfg();
+		if (mode == 0) {
+			cfg.integrity = VR_INTEGRITY_LINK;
+		} else {
+			cfg.auth = VR_AUTH_PSK;
+			std::memset(cfg.auth_key, 0x5a, sizeof(cfg.auth_key));
+		}
+		Pair p(cfg);
+		const std::string offer(VR_PRIVATE_DATA_MAX, 'o');
+		REQUIRE(vr_ep_set_accept_data(p.B().eng, 0, offer.data(), (uint32_t)offer.size()) == 0);
+		uint32_t ca, cb;
+		p.connect("hello from A", &ca, &cb);
+		CHECK(Pair::peer(p.B(), cb) == "hello from A");
+		CHECK(Pair::peer(p.A(), ca) == offer);
+	}
 }
 
 TEST_CASE("private data: too long is refused, a connecting connection has none yet")

@@ -144,3 +144,17 @@ TEST_CASE("every ring opcode that the engine answers has its completion kind")
 			    (uint32_t)VR_RING_OP_MAX})
 		CHECK(vr_svc_wc_of_ring_op(op) == 0);
 }
+
+TEST_CASE("shares of a pool: a limit per principal and a reserve for the others")
+{
+	// A pool of 8, limit 4, reserve 2.
+	CHECK(vr_svc_share_allows(0, 0, 8, 4, 2));
+	CHECK(vr_svc_share_allows(3, 3, 8, 4, 2));
+	CHECK(!vr_svc_share_allows(4, 4, 8, 4, 2));  // its limit
+	CHECK(vr_svc_share_allows(1, 5, 8, 4, 2));   // leaves 2
+	CHECK(!vr_svc_share_allows(2, 6, 8, 4, 2));  // would leave 1, and it holds its reserve
+	CHECK(vr_svc_share_allows(0, 6, 8, 4, 2));   // a newcomer takes the reserve
+	CHECK(vr_svc_share_allows(1, 7, 8, 4, 2));
+	CHECK(!vr_svc_share_allows(0, 8, 8, 4, 2));  // nothing left
+	CHECK(vr_svc_share_allows(0, 0, 1, 1, 0));
+}

@@ -69,6 +69,14 @@ std::string run_seed(uint64_t seed)
 	cfg.unexp_depth = (uint32_t)r.range(1, 8);
 	cfg.unexp_buf_size = (uint32_t)r.range(0, 20000);
 	cfg.max_regions = 16;
+	// A third of the seeds authenticate every frame (drawn apart, so the
+	// other draws of a seed stay what they were).
+	Rng ra(seed ^ 0xA0A0A0A0A0A0A0A0ull);
+	if (ra.below(3) == 0) {
+		cfg.auth = VR_AUTH_PSK;
+		for (auto &b : cfg.auth_key)
+			b = (uint8_t)ra.next();
+	}
 
 	vrsim::LinkCfg lc;
 	lc.loss_ppm = (uint32_t)(r.below(3) ? r.below(50000) : 0);
@@ -342,9 +350,9 @@ std::string run_seed(uint64_t seed)
 	if (getenv("VMRDMA_SIM_VERBOSE")) {
 		const vr_counters *k = vr_engine_counters(s.node(0).eng);
 		fprintf(stderr,
-			"seed %llu nodes %d ops %zu mtu %u win %u t=%lluus tx %llu retx %llu "
+			"seed %llu nodes %d ops %zu mtu %u win %u auth %u t=%lluus tx %llu retx %llu "
 			"to %llu rnr %llu dups %llu ooo %llu csum %llu eagain %llu naks_seq %llu\n",
-			(unsigned long long)seed, nn, ops.size(), cfg.mtu, cfg.window,
+			(unsigned long long)seed, nn, ops.size(), cfg.mtu, cfg.window, cfg.auth,
 			(unsigned long long)(s.now / 1000), (unsigned long long)k->tx_frames,
 			(unsigned long long)k->retransmits, (unsigned long long)k->timeouts,
 			(unsigned long long)k->rnr_waits, (unsigned long long)k->dups,
@@ -357,6 +365,12 @@ std::string run_seed(uint64_t seed)
 	for (int i = 0; i < nn; i++) {
 		const vr_counters *k = vr_engine_counters(s.node(i).eng);
 		uint64_t drops = k->drop_not_for_us + k->drop_no_ep + k->drop_no_conn;
+		// An authenticated frame's payload is under its tag, not the CRC: a
+		// corrupted one fails the tag, or is a replay of a frame taken
+		// already, or reaches a connection no longer open, or is a first
+		// CONNECT_REQ, answered with a cookie before any tag is checked.
+		if (cfg.auth)
+			drops += k->auth_failed + k->auth_replays + k->drop_bad_state + k->cookies_sent;
 		for (int c = 0; c < VR_WERR_MAX; c++)
 			drops += k->drop_parse[c];
 		if (k->rx_frames != s.node(i).rx_delivered)

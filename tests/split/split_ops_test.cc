@@ -197,3 +197,48 @@ TEST_CASE("connection::closed works through vmrdmad: the frontend learns that it
     CHECK(why == errc::peer_gone);
     alarm(0);
 }
+
+// Doorbells are batched: vmrdmad shows a frontend the responses of a loop
+// turn together (one ring index update, at most one doorbell), and never
+// rings while the frontend has not yet drained what it was shown (the ring's
+// event index).  128 small writes posted at once leave in a few bundles and
+// are acknowledged by a few ACKs: a few doorbells, not one per response.
+TEST_CASE("vmrdmad rings a frontend's doorbell once for a turn's responses, not once per response") {
+    if (vmrdma::testing::skip_network_tests()) return;
+    alarm(60);
+    vmrdma::testing::veth_pair veth("vsd4", "vsp4", 9000);
+    split_test::daemon_thread daemon(veth.a, split_test::socket_path("doorbells"));
+    std::array<std::byte, 16> desc{};
+    split_test::peer_thread peer(veth.b, [&](vmrdma::event_loop&, vmrdma::device& dev, std::stop_token stop) -> task<void> {
+        auto ep = dev.open_endpoint(1, {.weight = 1, .listen = true});
+        std::vector<std::byte> target(128 * 64);
+        auto target_mr = ep.register_memory(target, access::remote_write);
+        auto conn = co_await ep.accept(stop);
+        auto d = target_mr.remote().to_bytes();
+        co_await conn.send(std::as_bytes(std::span(d)), desc_tag);
+        co_await conn.closed(stop);
+    });
+    vmrdma::event_loop loop;
+    auto dev = vmrdma::device::open(loop, daemon.uri());
+    auto ep = dev->open_endpoint(7);
+    vmrdma::registrable_buffer data(128 * 64);
+    auto mr = ep.register_memory(data.span(), access::none);
+    std::uint64_t responses = 0, doorbells = 0;
+    auto body = [&]() -> task<void> {
+        auto conn = co_await ep.connect(peer.mac(), 1, 10s);
+        co_await ep.recv(desc, desc_tag);
+        auto remote = vmrdma::remote_region::from_bytes(desc);
+        const std::uint64_t r0 = daemon.stats().responses, d0 = daemon.stats().doorbells;
+        vmrdma::async_scope scope;
+        for (std::uint64_t i = 0; i < 128; ++i)
+            scope.spawn([&, i]() -> task<void> { co_await conn.write(mr, i * 64, remote, i * 64, 64); });
+        co_await scope.join();
+        responses = daemon.stats().responses - r0;
+        doorbells = daemon.stats().doorbells - d0;
+    };
+    loop.run(body());
+    CHECK(responses == 128);
+    MESSAGE("128 writes: " << responses << " responses, " << doorbells << " doorbells");
+    CHECK(doorbells <= responses / 4);
+    alarm(0);
+}

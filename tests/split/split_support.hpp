@@ -40,14 +40,14 @@ inline std::vector<std::byte> pattern(std::size_t n, unsigned seed) {
 class daemon_thread {
 public:
     daemon_thread(const std::string& ifname, std::string socket_path, vmrdmad::limits lim = {})
-        : path_(std::move(socket_path)) {
+        : daemon_thread(ifname, options_for(std::move(socket_path), lim)) {}
+    daemon_thread(const std::string& ifname, vmrdmad::options opts) : path_(opts.socket_path) {
         std::promise<void> ready;
         auto started = ready.get_future();
-        thread_ = std::thread([this, ifname, lim, ready = std::move(ready)]() mutable {
+        thread_ = std::thread([this, ifname, opts, ready = std::move(ready)]() mutable {
             try {
                 vmrdma::event_loop loop;
-                vmrdmad::daemon d(loop, "eth:" + ifname,
-                                  {.socket_path = path_, .socket_mode = 0666, .per_frontend = lim});
+                vmrdmad::daemon d(loop, "eth:" + ifname, opts);
                 daemon_ = &d;
                 ready.set_value();
                 loop.run(d.serve(stop_.get_token()));
@@ -68,6 +68,13 @@ public:
     }
     const std::string& path() const { return path_; }
     std::string uri() const { return "unix:" + path_; }
+    static vmrdmad::options options_for(std::string socket_path, const vmrdmad::limits& lim) {
+        vmrdmad::options o;
+        o.socket_path = std::move(socket_path);
+        o.socket_mode = 0666;
+        o.per_frontend = lim;
+        return o;
+    }
     const vmrdmad::stats& stats() const { return daemon_->counters(); }
 
 private:

@@ -6,7 +6,8 @@
 # In a network namespace of its own (re-executes itself under `unshare -n`),
 # it makes a veth pair with MTU 1500, captures EtherType 0x88B5 on one end
 # with dumpcap, runs opcode_tour on the pair (every opcode at least once,
-# then once more with link integrity, whose data frames are flagged LINK_FCS),
+# then once more with link integrity, whose data frames are flagged LINK_FCS, and
+# once with authenticated frames, flagged AUTH with an auth block),
 # then decodes the capture with `tshark -X lua_script:vmrdma.lua` and checks:
 # every opcode name of the spec appears (BUNDLE included: the tour posts
 # small writes together, which the eth: device bundles), every vmrdma frame
@@ -98,6 +99,8 @@ sleep 0.5
 # Again with both ends agreeing to link integrity: data frames flagged
 # LINK_FCS, whose CRC covers the headers only, must decode as "crc: good" too.
 "$TOUR" vwa vwb --integrity-link || fail "opcode_tour --integrity-link failed (exit $?)"
+# And with authenticated frames: flagged AUTH, an auth block before the payload.
+"$TOUR" vwa vwb --auth || fail "opcode_tour --auth failed (exit $?)"
 
 sleep 0.5  # let the last frames reach the capture
 kill -INT "$cap_pid"
@@ -116,6 +119,9 @@ if grep -iq "lua" tshark.err; then cat tshark.err >&2; fail "the Lua dissector r
 link_fcs=$(tshark -r capture.pcapng -X lua_script:"$LUA" -Y "vmrdma.flags.link_fcs == 1" 2>/dev/null | wc -l)
 echo "dissector_test: $link_fcs frames flagged LINK_FCS (header-only CRC)"
 [ "$link_fcs" -gt 0 ] || fail "the --integrity-link tour put no LINK_FCS frame on the wire"
+authed=$(tshark -r capture.pcapng -X lua_script:"$LUA" -Y "vmrdma.flags.auth == 1" 2>/dev/null | wc -l)
+echo "dissector_test: $authed frames flagged AUTH (auth block, CRC over the headers and the block)"
+[ "$authed" -gt 0 ] || fail "the --auth tour put no AUTH frame on the wire"
 
 decoded=$(wc -l <decoded.tsv)
 echo "dissector_test: $captured frames captured, $decoded decoded as vmrdma"
@@ -244,7 +250,7 @@ last1=$((24 + len1 - 1))  # entry 1's last byte
     printf '%b' '\xd4\xc3\xb2\xa1\x02\x00\x04\x00'"$(le32 0)$(le32 0)$(le32 65535)$(le32 1)"
     record "${base[@]}"                                      # 1: intact
     with 86 "$(flip "${base[86]}")"; record "${f[@]}"        # 2: payload byte flipped
-    with 14 03; record "${f[@]}"                             # 3: version 3
+    with 14 02; record "${f[@]}"                             # 3: version 2
     with 15 7f; record "${f[@]}"                             # 4: opcode 0x7f
     record "${base[@]}" 00                                   # 5: one byte more than payload length
     record "${base[@]:0:70}"                                 # 6: too short
@@ -256,7 +262,7 @@ last1=$((24 + len1 - 1))  # entry 1's last byte
     bwith 21 01; record "${f[@]}"                            # 11: reserved bit
     bwith 0 "$(flip "${bundle[0]}")"; record "${f[@]}"       # 12: outer dst differs from inner
     bwith $last1 "$(flip "${bundle[$last1]}")"; record "${f[@]}"  # 13: entry 1's CRC bad
-    record "${bundle[@]:0:14}" 02 60 00 01 00 00 00 00 "$(hi "$blen")" "$(lo "$blen")" \
+    record "${bundle[@]:0:14}" 03 60 00 01 00 00 00 00 "$(hi "$blen")" "$(lo "$blen")" \
         "${bundle[@]}"                                       # 14: a bundle in a bundle
     record "${bundle[@]}" 00                                 # 15: a byte after the last entry
 } >damaged.pcap
@@ -273,7 +279,7 @@ expect_damage() { # frame-number regex-for-the-whole-line what
 }
 expect_damage 1 '^1	good		$' "intact frame"
 expect_damage 2 '	bad	.*Bad CRC32C' "payload byte flipped"
-expect_damage 3 'Version 3 is not 2' "bad version"
+expect_damage 3 'Version 2 is not 3' "bad version"
 expect_damage 4 'Unknown opcode 0x7f' "unknown opcode"
 expect_damage 5 'Payload length 1, but the frame carries 2 bytes' "payload length mismatch"
 expect_damage 6 'too short' "too short"

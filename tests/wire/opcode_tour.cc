@@ -59,8 +59,9 @@ void step(const char* text) {
 
 int main(int argc, char** argv) {
     const bool link = argc == 4 && std::string(argv[3]) == "--integrity-link";
-    if (argc != 3 && !link) {
-        std::fprintf(stderr, "usage: %s IF_A IF_B [--integrity-link]\n", argv[0]);
+    const bool auth = argc == 4 && std::string(argv[3]) == "--auth";
+    if (argc != 3 && !link && !auth) {
+        std::fprintf(stderr, "usage: %s IF_A IF_B [--integrity-link | --auth]\n", argv[0]);
         return 2;
     }
     try {
@@ -69,6 +70,9 @@ int main(int argc, char** argv) {
         // FCS, so the data frames carry the LINK_FCS flag and a header-only CRC.
         vmrdma::device_options options;
         if (link) options.integrity = vmrdma::device_options::integrity_mode::link;
+        // --auth: both ends share a key, so every frame of a connection
+        // carries the AUTH flag and an auth block.
+        if (auth) options.auth_key.emplace().fill(std::byte{0x42});
         auto a = vmrdma::device::open(loop, std::string("eth:") + argv[1], options);
         auto b = vmrdma::device::open(loop, std::string("eth:") + argv[2], options);
         if (a->mtu() != 1500 || b->mtu() != 1500)

@@ -82,7 +82,7 @@ proc_value() { awk -v k="$1" '$1 == k { print $2 }' /proc/vmrdma_back; }
 backend_idle() { [ "$(proc_value frontends)" = 0 ] && [ "$(proc_value mapped_pages)" = 0 ]; }
 
 step "dom0: Xen toolstack"
-for m in xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs veth; do
+for m in xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs veth libchacha libpoly1305; do
     insmod "/mods/$m.ko" || fail "insmod $m"
 done
 mount -t xenfs xenfs /proc/xen

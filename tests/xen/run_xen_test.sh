@@ -176,12 +176,14 @@ cp "$here/dom0_init.sh" "$dom0/init"
 cp "$here/dom0_one_host.sh" "$here/dom0_two_host.sh" "$dom0/"
 mkdir -p "$dom0/mods" "$dom0/domu" "$dom0/etc/xen/scripts"
 # The two-host stage's NIC (virtio-net), bridge and netback come from the
-# image too.
+# image too, and proto/'s ChaCha20 and Poly1305 (vmrdma_back.ko needs them:
+# lib/crypto's modules).
 for m in drivers/xen/xen-evtchn drivers/xen/xen-gntdev drivers/xen/xen-gntalloc drivers/xen/xen-privcmd \
     drivers/xen/xenfs/xenfs drivers/net/veth drivers/net/xen-netback/xen-netback \
     drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_pci_modern_dev \
     drivers/virtio/virtio_pci_legacy_dev drivers/virtio/virtio_pci net/core/failover drivers/net/net_failover \
-    drivers/net/virtio_net net/llc/llc net/802/stp net/bridge/bridge; do
+    drivers/net/virtio_net net/llc/llc net/802/stp net/bridge/bridge \
+    lib/crypto/libchacha lib/crypto/libpoly1305; do
     cp "$kdir/modules/$m.ko" "$dom0/mods/" || { echo "$tag: FAILED (no $m.ko in the image)"; exit 1; }
 done
 # libxl runs a vif's hotplug script itself; Debian's need bash and more,

@@ -116,6 +116,7 @@ local opcodes = {
     [0x52] = "DISCONNECT",
     [0x53] = "RESOLVE",
     [0x54] = "ANNOUNCE",
+    [0x55] = "CONNECT_RETRY",
 }
 -- Names shown for the opcode field: the frame opcodes above and BUNDLE, which
 -- only ever starts a bundle (never a frame that vr_wire_parse accepts).
@@ -140,7 +141,9 @@ local NAK_MAX = 11
 local F_ACKREQ = 0x01
 local F_ABORT = 0x02
 local F_LINK_FCS = 0x04 -- CRC over the headers only; the payload rests on the link's FCS
-local F_ALL = 0x07
+local F_AUTH = 0x08     -- a 24-byte auth block (nonce, tag) between header and payload
+local F_ALL = 0x0F
+local AUTH_LEN = 24
 
 local OP_WRITE_FIRST, OP_WRITE_ONLY = 0x01, 0x04
 local OP_READ_RESP_FIRST, OP_READ_RESP_ONLY = 0x11, 0x14
@@ -150,9 +153,10 @@ local OP_ATOMIC_FADD, OP_ATOMIC_CSWAP = 0x30, 0x31
 local OP_ACK, OP_NAK = 0x40, 0x41
 local OP_CONNECT_REQ, OP_CONNECT_ACK = 0x50, 0x51
 local OP_RESOLVE, OP_ANNOUNCE = 0x53, 0x54
+local OP_CONNECT_RETRY = 0x55
 local PRIVATE_DATA_MAX = 192 -- VR_PRIVATE_DATA_MAX: a handshake's private data
 local NAME_MAX = 64          -- VR_NAME_MAX
-local WIRE_VERSION = 2       -- VR_WIRE_VERSION
+local WIRE_VERSION = 3       -- VR_WIRE_VERSION
 
 local function is_data(op) return opcodes[op] ~= nil and op < OP_ACK end
 
@@ -168,7 +172,10 @@ local f = {
     flag_ackreq = ProtoField.uint8("vmrdma.flags.ackreq", "ACKREQ (last frame of a message)", base.DEC, nil, F_ACKREQ),
     flag_abort = ProtoField.uint8("vmrdma.flags.abort", "ABORT (frame of a cancelled message)", base.DEC, nil, F_ABORT),
     flag_link_fcs = ProtoField.uint8("vmrdma.flags.link_fcs", "LINK_FCS (CRC covers the headers, not the payload)", base.DEC, nil, F_LINK_FCS),
-    flag_unknown = ProtoField.uint8("vmrdma.flags.unknown", "Unknown flag bits", base.HEX, nil, 0xF8),
+    flag_auth = ProtoField.uint8("vmrdma.flags.auth", "AUTH (an auth block: nonce and ChaCha20-Poly1305 tag)", base.DEC, nil, F_AUTH),
+    flag_unknown = ProtoField.uint8("vmrdma.flags.unknown", "Unknown flag bits", base.HEX, nil, 0xF0),
+    auth_nonce = ProtoField.uint64("vmrdma.auth.nonce", "Auth nonce (the sender's frame counter; bit 63: the accepting side)", base.HEX),
+    auth_tag = ProtoField.bytes("vmrdma.auth.tag", "Auth tag (not checked: it needs the key)"),
     nak_reason = ProtoField.uint8("vmrdma.nak_reason", "NAK reason", base.DEC, nak_reasons),
     src_ep = ProtoField.uint16("vmrdma.src_ep", "Source endpoint", base.DEC),
     dst_ep = ProtoField.uint16("vmrdma.dst_ep", "Destination endpoint", base.DEC),
@@ -182,7 +189,8 @@ local f = {
     total_len = ProtoField.uint32("vmrdma.total_len", "Total message length", base.DEC),
     remote_off = ProtoField.uint64("vmrdma.remote_off", "Remote offset", base.DEC),
     operand_a = ProtoField.uint64("vmrdma.operand_a", "Operand A", base.HEX),
-    operand_b = ProtoField.uint64("vmrdma.operand_b", "Operand B (swap value)", base.HEX),
+    operand_b = ProtoField.uint64("vmrdma.operand_b", "Operand B (swap value; the cookie in CONNECT_REQ/RETRY)",
+                                  base.HEX),
     payload_len = ProtoField.uint16("vmrdma.payload_len", "Payload length", base.DEC),
     reserved = ProtoField.uint16("vmrdma.reserved", "Reserved", base.HEX),
     reserved2 = ProtoField.uint32("vmrdma.reserved2", "Reserved", base.HEX),
@@ -284,6 +292,10 @@ local function semantics(h)
     if band(h.flags, F_LINK_FCS) ~= 0 and not is_data(op) then
         return "field", "LINK_FCS flag on a control frame (private data and names are always checked)"
     end
+    if band(h.flags, F_AUTH) ~= 0 and (band(h.flags, F_LINK_FCS) ~= 0 or op == OP_RESOLVE or
+                                        op == OP_ANNOUNCE or op == OP_CONNECT_RETRY) then
+        return "field", "AUTH flag with LINK_FCS or on a connectionless frame"
+    end
 
     if op >= OP_WRITE_FIRST and op <= OP_WRITE_ONLY then
         if pl > h.total_len or (abort and pl ~= 0) then
@@ -381,10 +393,12 @@ local function dissect_frame(tvb, tree, eth)
     if band(h.flags, F_ACKREQ) ~= 0 then flag_names[#flag_names + 1] = "ACKREQ" end
     if band(h.flags, F_ABORT) ~= 0 then flag_names[#flag_names + 1] = "ABORT" end
     if band(h.flags, F_LINK_FCS) ~= 0 then flag_names[#flag_names + 1] = "LINK_FCS" end
+    if band(h.flags, F_AUTH) ~= 0 then flag_names[#flag_names + 1] = "AUTH" end
     if #flag_names > 0 then fi:append_text(" (" .. table.concat(flag_names, ", ") .. ")") end
     fi:add(f.flag_ackreq, tvb(2, 1))
     fi:add(f.flag_abort, tvb(2, 1))
     fi:add(f.flag_link_fcs, tvb(2, 1))
+    fi:add(f.flag_auth, tvb(2, 1))
     fi:add(f.flag_unknown, tvb(2, 1))
     local ni = root:add(f.nak_reason, tvb(3, 1))
     root:add(f.src_ep, tvb(4, 2))
@@ -405,9 +419,16 @@ local function dissect_frame(tvb, tree, eth)
     local ri2 = root:add(f.reserved2, tvb(64, 4))
     local crci = root:add(f.crc, tvb(68, 4))
 
-    local actual_pl = len - HDR_LEN
+    -- An authenticated frame's auth block comes between header and payload.
+    local hl = HDR_LEN
+    if band(h.flags, F_AUTH) ~= 0 and len >= HDR_LEN + AUTH_LEN and tvb:len() >= HDR_LEN + AUTH_LEN then
+        hl = HDR_LEN + AUTH_LEN
+        root:add(f.auth_nonce, tvb(HDR_LEN, 8))
+        root:add(f.auth_tag, tvb(HDR_LEN + 8, 16))
+    end
+    local actual_pl = len - hl
     if actual_pl > 0 then
-        root:add(f.payload, tvb(HDR_LEN, math.min(actual_pl, tvb:len() - HDR_LEN)))
+        root:add(f.payload, tvb(hl, math.min(actual_pl, tvb:len() - hl)))
     end
 
     -- Same order of checks as vr_wire_parse.
@@ -428,7 +449,9 @@ local function dissect_frame(tvb, tree, eth)
             local st = crc32c_update(0xFFFFFFFF, eth)
             st = crc32c_update(st, tvb:raw(0, 68))
             st = crc32c_update(st, "\0\0\0\0")
-            if actual_pl > 0 and band(h.flags, F_LINK_FCS) == 0 then
+            if hl > HDR_LEN then
+                st = crc32c_update(st, tvb:raw(HDR_LEN, AUTH_LEN)) -- the tag covers the payload
+            elseif actual_pl > 0 and band(h.flags, F_LINK_FCS) == 0 then
                 st = crc32c_update(st, tvb:raw(HDR_LEN, actual_pl))
             end
             local computed = crc32c_final(st)
@@ -465,8 +488,11 @@ local function dissect_frame(tvb, tree, eth)
     -- Info column, e.g. "WRITE_FIRST ep 1→1 conn 3 psn 17 len 1436".
     local info = string.format("%s ep %d→%d conn %d psn %d", opname or string.format("OP_0x%02x", h.opcode),
                                h.src_ep, h.dst_ep, h.conn, h.psn)
-    if h.opcode == OP_ACK or h.opcode == OP_NAK then
+    if h.opcode == OP_ACK or h.opcode == OP_NAK or h.opcode == OP_CONNECT_RETRY or h.opcode == OP_CONNECT_ACK then
         info = info .. " ack " .. h.ack_psn
+    end
+    if h.opcode == OP_CONNECT_REQ or h.opcode == OP_CONNECT_RETRY then
+        info = info .. " cookie 0x" .. tvb(56, 8):uint64():tohex()
     end
     if h.opcode == OP_NAK or h.nak ~= 0 then
         info = info .. " reason " .. (nak_reasons[h.nak] or tostring(h.nak))

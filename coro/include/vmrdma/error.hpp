@@ -26,6 +26,8 @@ enum class errc {
     message_too_long,     // a send was longer than the receive it matched (both sides)
     name_in_use,          // another endpoint of the same engine announces that name
     not_found,            // nobody on the link announces the name asked for
+    refused,              // the peer refused the connection: its accept policy, an
+                          // offending MAC, or authentication on one side only
 };
 
 const std::error_category& category() noexcept;

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "vmrdma/error.hpp"
+#include "vmrdma/poll_window.hpp"
 #include "vmrdma/task.hpp"
 
 namespace vmrdma {
@@ -65,6 +66,11 @@ struct loop_options {
     // long (RDMA libraries' "polling mode"). On virtual machines waking an
     // idle CPU costs tens of microseconds; polling trades CPU for latency.
     std::chrono::nanoseconds busy_poll{0};
+    // Without busy_poll: spin before blocking for a window that adapts, up
+    // to this long (vmrdma/poll_window.hpp): open while events come faster
+    // than a sleep and a wake-up would take, closed (block at once) when the
+    // loop is idle.  Zero: always block at once.
+    std::chrono::nanoseconds adaptive_poll{0};
 };
 
 // Counters for tests and figures: how the loop spent its turns.
@@ -75,6 +81,8 @@ struct loop_stats {
     std::uint64_t resumptions = 0;   // coroutines resumed from the ready queue
     std::uint64_t wakeups = 0;       // cross-thread wake-ups received
     std::uint64_t polled = 0;        // turns whose completions busy polling found
+    std::uint64_t spins = 0;         // turns that polled before blocking (busy or adaptive)
+    std::uint64_t blocks = 0;        // turns that blocked in the kernel for a completion
 };
 
 class event_loop {
@@ -129,6 +137,10 @@ public:
     const loop_options& options() const noexcept { return options_; }
     bool on_loop_thread() const noexcept { return std::this_thread::get_id() == loop_thread_; }
     const loop_stats& stats() const noexcept { return stats_; }
+    // When this turn's completions were reaped (read once per turn): a clock
+    // for work done per completion that needs the time to within a turn, not
+    // to the nanosecond (a protocol engine's input), at no cost per call.
+    std::chrono::steady_clock::time_point turn_time() const noexcept { return turn_time_; }
     // Operations submitted and not yet completed (the internal wake-up read
     // excluded): zero means nothing is pending in the kernel for users.
     std::size_t pending_operations() const noexcept { return busy_slots_ - internal_busy_; }
@@ -169,7 +181,8 @@ private:
     bool shutting_down_ = false;
     int next_buffer_group_ = 1;
 
-    bool poll_for_completions() noexcept;
+    bool poll_for_completions(std::chrono::nanoseconds how_long) noexcept;
+    void wait_for_completion();
 
     loop_options options_;
     io_uring ring_{};
@@ -185,6 +198,8 @@ private:
     std::vector<std::pair<std::size_t, std::function<bool()>>> turn_hooks_;
     std::size_t next_hook_id_ = 1;
     loop_stats stats_;
+    detail::poll_window adaptive_;
+    std::chrono::steady_clock::time_point turn_time_ = std::chrono::steady_clock::now();
 };
 
 namespace detail {

@@ -24,6 +24,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <stop_token>
 #include <string>
@@ -140,7 +141,23 @@ struct device_options {
     // end_to_end keeps the connection end to end.
     enum class integrity_mode { end_to_end, link };
     integrity_mode integrity = integrity_mode::end_to_end;
+    // Authenticated frames (docs/wire-format.md, "Authentication"): with a
+    // pre-shared key, every connection of this device derives a key of its
+    // own from it and every frame carries a ChaCha20-Poly1305 tag over its
+    // headers and payload, so a host on the path that lacks the key can
+    // neither forge, alter nor replay one. A device with a key connects only
+    // to peers with the same key, one without only to peers without. Costs
+    // 24 bytes per frame and a pass over each payload (vmrdma-bench --auth).
+    // eth: only: on unix: and xen: the driver domain decides (vmrdmad
+    // --auth-key-file, backend_kmod auth_key=).
+    using auth_key_bytes = std::array<std::byte, 32>;
+    std::optional<auth_key_bytes> auth_key;
 };
+
+// A pre-shared key from a file of 64 hex digits (a newline may follow) or 32
+// raw bytes, which only its owner may read; errc::invalid_argument says
+// what is wrong otherwise.
+device_options::auth_key_bytes read_auth_key(const std::string& path);
 
 struct endpoint_options {
     std::uint32_t weight = 1;   // share of transmit bandwidth against other endpoints
@@ -156,6 +173,16 @@ struct counters {
     // Bundles of small frames (eth: device only); their frames count in
     // tx_frames and rx_frames one by one.
     std::uint64_t bundles_sent = 0, bundles_received = 0;
+    // Refused as hostile (docs/wire-format.md, "Handshake", "Windows",
+    // "Authentication"; each also counts in rx_dropped where it is a frame):
+    // connection requests with a wrong or expired cookie, requests that would
+    // have replaced a live connection, requests over the per-MAC or total
+    // limit, from an offending MAC or without the authentication this side
+    // needs; frames outside a connection's windows, with a wrong or missing
+    // tag, or replayed; requests that drew a fatal NAK (a forged key, an
+    // out-of-bounds offset: the connection closed).
+    std::uint64_t cookies_refused = 0, challenges = 0, connections_refused = 0;
+    std::uint64_t out_of_window = 0, auth_failed = 0, replays = 0, offences = 0;
 };
 
 namespace detail {
@@ -164,6 +191,15 @@ class device_core;
 
 class region;
 class connection;
+
+// A protection domain of an endpoint (docs/api.md, "Protection domains"):
+// a region bound to one serves only the connections bound to it, so a key
+// that reached another peer of the same endpoint is refused (bad_key). By
+// default (no domain) a region serves every connection of its endpoint.
+struct protection_domain {
+    std::uint32_t id = 0;  // 0: none
+    friend bool operator==(const protection_domain&, const protection_domain&) = default;
+};
 
 // An open endpoint; closes when destroyed (see close()).
 class endpoint {
@@ -208,6 +244,23 @@ public:
     // connecting side, as its connection::peer_data(). For example the
     // descriptors of the regions a server offers. Empty: none.
     task<void> set_accept_data(std::span<const std::byte> data);
+
+    // Protection domains: at most 16 per endpoint (resources_exhausted
+    // beyond). A domain is freed explicitly (busy while regions are bound
+    // to it) or with the endpoint.
+    task<protection_domain> allocate_protection_domain();
+    task<void> free_protection_domain(protection_domain pd);
+    // Puts one of this endpoint's connections or regions in domain pd (a
+    // domain of this endpoint; {} takes it out: a region then serves every
+    // connection again, a connection only regions without a domain).
+    task<void> bind(const connection& conn, protection_domain pd);
+    task<void> bind(const region& mr, protection_domain pd);
+
+    // A key of the application's own (e.g. from a key exchange it made with
+    // its peer) for this endpoint's connections from now on, instead of the
+    // device's auth_key (nullopt goes back to it): both ends need the same
+    // key, or the connection is refused (docs/wire-format.md, Authentication).
+    task<void> set_auth_key(const std::optional<device_options::auth_key_bytes>& key);
 
     // Names. announce: this endpoint answers for `name` (1..name_max
     // bytes, compared exactly) on the link, so that resolve() on any host

@@ -54,6 +54,10 @@ const char* operation_name(std::uint8_t opcode) noexcept {
     case VR_RING_ACCEPT_DATA: return "set_accept_data";
     case VR_RING_NAME: return "announce";
     case VR_RING_RESOLVE: return "resolve";
+    case VR_RING_PD_ALLOC: return "allocate_protection_domain";
+    case VR_RING_PD_FREE: return "free_protection_domain";
+    case VR_RING_PD_BIND: return "bind";
+    case VR_RING_AUTH_KEY: return "set_auth_key";
     default: return "operation";
     }
 }

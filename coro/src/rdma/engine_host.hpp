@@ -82,6 +82,14 @@ private:
     std::uint32_t poll_slot_ = UINT32_MAX;     // poll + recvmmsg
     std::vector<std::uint32_t> timer_slots_;
     std::uint64_t armed_deadline_ = UINT64_MAX;
+    // The engine's time never goes back: frames take the loop turn's time,
+    // which can be older than a timer's or a flush's read of the clock in
+    // the same turn, and the engine subtracts times as unsigned numbers.
+    std::uint64_t engine_time_ = 0;
+    std::uint64_t engine_clock(std::uint64_t t) noexcept {
+        if (t > engine_time_) engine_time_ = t;
+        return engine_time_;
+    }
     bool flush_wanted_ = false;
 };
 

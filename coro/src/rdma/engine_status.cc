@@ -28,6 +28,7 @@ constexpr row table[] = {
     {EACCES, 0, errc::bad_key},
     {EPERM, 0, errc::access_denied},
     {ERANGE, 0, errc::out_of_bounds},
+    {ECONNREFUSED, VR_NAK_REJECTED, errc::refused},  // accept policy, offender, authentication
     {ECONNREFUSED, 0, errc::no_such_endpoint},
     {ENOBUFS, VR_NAK_RNR, errc::receiver_not_ready},
     {ENOBUFS, 0, errc::receiver_not_ready},

@@ -41,9 +41,10 @@ public:
 
     // Adds a frame to the transmit batch; false when the batch is full
     // (call flush() first). The header is copied, fragments are referenced;
-    // a small frame (at most half the MTU) is copied whole into a bundle
-    // (proto/wire.h) when bundling is on and the frame before it was small
-    // too and bound for the same peer: one frame on the wire for many.
+    // a small frame (at most half the MTU) joins a bundle (proto/wire.h)
+    // when bundling is on and the frame before it was small too and bound
+    // for the same peer: one frame on the wire for many. In a bundle the
+    // header is copied, and the payload too below gather_min bytes.
     bool queue(const vr_frame& frame);
     void set_bundling(bool on) noexcept { bundling_ = on; }
     // Bundles the kernel took (a refused one is counted in tx_dropped()).
@@ -65,7 +66,9 @@ private:
     static constexpr std::size_t batch = 64;
     static constexpr std::size_t cache_budget = 256 << 10;
     std::size_t batch_frames_ = batch;
-    static constexpr std::size_t max_header = 128;
+    // Both headers, an auth block and a handshake's private data (a control
+    // frame carries it in its header part).
+    static constexpr std::size_t max_header = VR_ETH_HLEN + VR_HDR_LEN + VR_AUTH_BLOCK_LEN + VR_PRIVATE_DATA_MAX;
     int fd_ = -1;
     std::string name_;
     mac_address mac_;
@@ -86,6 +89,13 @@ private:
     static constexpr std::size_t none = SIZE_MAX;
     std::size_t open_ = none;
     vr_bundle_writer bundle_{};
+    // Payloads of at least gather_min bytes are not copied into a bundle:
+    // the kernel gathers them from registered memory, as it does a large
+    // frame's (below that, one copy is cheaper than an iovec entry).
+    static constexpr std::uint32_t gather_min = 1024;
+    static constexpr std::size_t max_refs = 16;
+    vr_bundle_ref refs_[max_refs];
+    std::size_t iov_per_msg_ = 0;
     std::uint64_t bundles_sent_ = 0;
     // receive batch
     std::vector<std::byte> rx_buffers_;

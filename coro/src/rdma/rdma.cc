@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <string.h>
 
 #include "bounce_pool.hpp"
 #include "device_core.hpp"
@@ -272,6 +273,64 @@ task<void> endpoint::set_accept_data(std::span<const std::byte> data) {
         throw error(errc::invalid_argument, "set_accept_data: at most " +
                                                 std::to_string(connection::private_data_max) + " bytes");
     co_await with_bytes(VR_RING_ACCEPT_DATA, std::vector<std::byte>(data.begin(), data.end()), {});
+}
+
+task<protection_domain> endpoint::allocate_protection_domain() {
+    if (!core_) throw error(errc::invalid_argument, "endpoint is closed");
+    auto r = request(VR_RING_PD_ALLOC);
+    r.ep = id_;
+    auto wc = co_await core_->perform(r, {});
+    co_return protection_domain{static_cast<std::uint32_t>(wc.value)};
+}
+
+task<void> endpoint::free_protection_domain(protection_domain pd) {
+    if (!core_) throw error(errc::invalid_argument, "endpoint is closed");
+    auto r = request(VR_RING_PD_FREE);
+    r.ep = id_;
+    r.operand = pd.id;
+    co_await core_->perform(r, {});
+}
+
+task<void> endpoint::bind(const connection& conn, protection_domain pd) {
+    if (!core_) throw error(errc::invalid_argument, "endpoint is closed");
+    if (conn.core_ != core_ || conn.ep_ != id_)
+        throw error(errc::invalid_argument, "bind: not a connection of this endpoint");
+    auto r = request(VR_RING_PD_BIND);
+    r.ep = id_;
+    r.conn = conn.id_;
+    r.operand = pd.id;
+    co_await core_->perform(r, {});
+}
+
+task<void> endpoint::bind(const region& mr, protection_domain pd) {
+    if (!core_) throw error(errc::invalid_argument, "endpoint is closed");
+    if (mr.core_ != core_ || !mr.key_) throw error(errc::invalid_argument, "bind: not a region of this device");
+    auto r = request(VR_RING_PD_BIND);
+    r.ep = id_;
+    r.lkey = mr.key_;
+    r.operand = pd.id;
+    co_await core_->perform(r, {});
+}
+
+task<void> endpoint::set_auth_key(const std::optional<device_options::auth_key_bytes>& key) {
+    if (!core_) throw error(errc::invalid_argument, "endpoint is closed");
+    auto* core = core_;
+    auto pool = core->bounce(id_);
+    detail::bounce_slot slot(pool, co_await pool->acquire());
+    auto bytes = pool->memory(slot.index());
+    if (key) std::memcpy(bytes.data(), key->data(), key->size());
+    auto r = request(VR_RING_AUTH_KEY);
+    r.ep = id_;
+    r.lkey = pool->key();
+    r.loff = pool->offset(slot.index());
+    r.len = key ? static_cast<std::uint32_t>(key->size()) : 0;
+    try {
+        co_await core->perform(r, {});
+    } catch (...) {
+        ::explicit_bzero(bytes.data(), key ? key->size() : 0);
+        throw;
+    }
+    ::explicit_bzero(bytes.data(), key ? key->size() : 0);  // no copy of a key left behind
 }
 
 namespace {

@@ -172,6 +172,13 @@ std::optional<counters> unix_link::device_counters() {
     c.rx_dropped = d.rx_dropped;
     c.naks_sent = d.naks_tx;
     c.naks_received = d.naks_rx;
+    c.cookies_refused = d.cookies_refused;
+    c.challenges = d.challenges;
+    c.connections_refused = d.connections_refused;
+    c.out_of_window = d.out_of_window;
+    c.auth_failed = d.auth_failed;
+    c.replays = d.replays;
+    c.offences = d.offences;
     return c;
 }
 

@@ -27,6 +27,7 @@ public:
         case errc::message_too_long: return "message longer than the receive it matched";
         case errc::name_in_use: return "name already announced by another endpoint";
         case errc::not_found: return "no endpoint announces that name";
+        case errc::refused: return "the peer refused the connection";
         }
         return "unknown vmrdma error";
     }

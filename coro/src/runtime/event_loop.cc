@@ -9,7 +9,8 @@
 
 namespace vmrdma {
 
-event_loop::event_loop(loop_options options) : options_(options), loop_thread_(std::this_thread::get_id()) {
+event_loop::event_loop(loop_options options)
+    : options_(options), loop_thread_(std::this_thread::get_id()), adaptive_(options.adaptive_poll) {
     io_uring_params params{};
     // One CQ entry per SQ entry is too tight once many operations are in
     // flight; ask for four times as many so completions never overflow.
@@ -141,10 +142,11 @@ void event_loop::forget(std::coroutine_handle<> h) noexcept {
     if (it != ready_.end()) ready_.erase(it);
 }
 
-// Submits what is pending and polls for completions for up to
-// options_.busy_poll; true when some arrived.
-bool event_loop::poll_for_completions() noexcept {
-    const auto deadline = std::chrono::steady_clock::now() + options_.busy_poll;
+// Submits what is pending and polls for completions for up to how_long;
+// true when some arrived.
+bool event_loop::poll_for_completions(std::chrono::nanoseconds how_long) noexcept {
+    ++stats_.spins;
+    const auto deadline = std::chrono::steady_clock::now() + how_long;
     do {
         // Enters the kernel without waiting: runs pending task work, so
         // completions the kernel has ready become visible.
@@ -209,20 +211,36 @@ void event_loop::turn(const bool& finished) {
     for (std::size_t i = 0; i < turn_hooks_.size(); ++i) more_work |= turn_hooks_[i].second();
     // Block for completions only while the awaited task still needs them.
     const bool may_block = !finished && !more_work;
-    int submitted;
-    if (may_block && ready_.empty() && options_.busy_poll.count() > 0 && poll_for_completions()) {
-        reap();
-        return;
+    if (may_block && ready_.empty()) {
+        wait_for_completion();
+    } else {
+        int submitted = io_uring_submit(&ring_);
+        if (submitted > 0) {
+            ++stats_.submits;
+            stats_.sqes += static_cast<std::uint64_t>(submitted);
+        }
     }
-    if (may_block && ready_.empty())
-        submitted = io_uring_submit_and_wait(&ring_, 1);
-    else
-        submitted = io_uring_submit(&ring_);
+    turn_time_ = std::chrono::steady_clock::now();
+    reap();
+}
+
+// Idle: spin first (busy_poll, or the adaptive window), then block.
+void event_loop::wait_for_completion() {
+    const auto spin = options_.busy_poll.count() > 0 ? options_.busy_poll : adaptive_.current();
+    if (spin.count() > 0) {
+        const bool found = poll_for_completions(spin);
+        adaptive_.spun(found);
+        if (found) return;
+    }
+    ++stats_.blocks;
+    const bool timed = adaptive_.enabled() && options_.busy_poll.count() == 0;
+    const auto t0 = timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+    int submitted = io_uring_submit_and_wait(&ring_, 1);
+    if (timed) adaptive_.blocked(std::chrono::steady_clock::now() - t0);
     if (submitted > 0) {
         ++stats_.submits;
         stats_.sqes += static_cast<std::uint64_t>(submitted);
     }
-    reap();
 }
 
 std::size_t event_loop::add_turn_hook(std::function<bool()> hook) {
