@@ -98,7 +98,8 @@ constexpr const char* client_help =
     "--measure SECONDS: rounds of writing LENGTH bytes (default all of the region but its\n"
     "last word) and reading them back, compared, for SECONDS; prints\n"
     "  vmrdma-check: OK: N rounds of LENGTH bytes written, read back and verified in T s\n"
-    "  (X rounds/s)\n"
+    "  (X rounds/s; F frames sent, R again, T timeouts)\n"
+    "(the counts where the transport keeps them: eth:, unix:).\n"
     "--flood: RDMA writes of LENGTH bytes (default 64K), DEPTH (default 16, at most 256) in\n"
     "flight, until killed; a line about once a second says how many bytes went.\n";
 
