@@ -18,8 +18,14 @@ b) peer=a my_ip=10.99.0.2 peer_ip=10.99.0.1 guest_net=10.99.0.2 ;;
     ;;
 esac
 HOST=$(echo "$host" | tr a-z A-Z)
-# busybox runs its own applets before PATH: iproute2 by its path.
+# Jumbo frames on the link, the bridge and the vifs: both paths compared
+# (vmrdma's frames, TCP's segments through netfront) use them.  At MTU 1500
+# one connection's window (256 frames) is 357 KiB, less than this
+# emulated link's round trip needs, and the work per byte triples.
+mtu=9000
+# busybox runs its own applets before PATH: iproute2's by their path.
 ip() { /usr/sbin/ip "$@"; }
+tc() { /usr/sbin/tc "$@"; }
 PEER=$(echo "$peer" | tr a-z A-Z)
 
 # --- the dom0s' keys ---
@@ -50,6 +56,12 @@ await_peer() {
 # Before powering off: say how it went, and wait a little for the peer to
 # say so too (its keys vanish with it).
 finish_hook() {
+    local d st
+    for d in eth0 br0; do
+        st=/sys/class/net/$d/statistics
+        [ -d "$st" ] && say "link $d: sent $(cat $st/tx_packets) frames ($(cat $st/tx_dropped) dropped), received $(cat $st/rx_packets) ($(cat $st/rx_dropped) dropped)"
+    done
+    [ -r /proc/vmrdma_back ] && say "backend: $(grep -v '^frontend ' /proc/vmrdma_back | tr '\n' ' ')"
     if [ -n "$fails" ]; then publish failed "$fails"; else publish finished; fi
     [ -d /www ] && wait_for 60 peer_done
 }
@@ -65,8 +77,9 @@ next_job=0
 # answer (tests/xen/domu_jobs.sh); 0 if it says OK, else 1 after failing.
 # The answer's text is left in $answer.
 job() {
-    local name=$1 secs=$2 tty id line
+    local name=$1 secs=$2 tty id line t0
     shift 2
+    t0=$(now)
     next_job=$((next_job + 1))
     id=$next_job
     tty=$(console_tty "$name")
@@ -79,7 +92,7 @@ job() {
     line=$(grep "job $id $1: " "$(guest_log "$name")" | tail -n 1 | tr -d '\r')
     answer=${line#*: OK}
     answer=${answer#: }
-    say "[$name] ${line#vmrdma-domu: }"
+    say "[$name] ${line#vmrdma-domu: } [$(($(now) - t0)) s]"
     case "$line" in *": OK"*) return 0 ;; esac
     fail "guest $name: ${line#vmrdma-domu: }"
     return 1
@@ -96,12 +109,12 @@ progressed() {
     fi
 }
 lines_at_least() { local n; n=$(grep -c "$2" "$(guest_log "$1")" 2>/dev/null); [ "${n:-0}" -ge "$3" ]; }
-# start_guest NAME IP [ATTACH-ARGS...]: a guest with a vif on br0 and IP
-# on it, taking jobs; with ATTACH-ARGS (or "-" for none) also a vmrdma
-# device (vmrdma-xen-attach attach DOMID ATTACH-ARGS).  Its domid goes to
+# create_guest NAME IP [ATTACH-ARGS...]: a guest with a vif on br0, taking
+# jobs, unpaused; with ATTACH-ARGS (or "-" for none) also a vmrdma device
+# (vmrdma-xen-attach attach DOMID ATTACH-ARGS).  Its domid goes to
 # /tmp/NAME.domid.  A backend's endpoint ids are shared by its guests: the
-# Nth guest of a host uses 2N (its server) and 2N+1 (its clients).
-start_guest() {
+# guest at 10.99.0.xN uses 2N (its server) and 2N+1 (its clients).
+create_guest() {
     local name=$1 ip=$2 mac
     shift 2
     mac=$(printf '00:16:3e:99:00:%02x' "${ip##*.}")
@@ -109,18 +122,32 @@ start_guest() {
         "vif = [ 'mac=$mac,bridge=br0,script=/etc/xen/scripts/vif-bridge-test' ]" ||
         { fail "xl create $name"; return 1; }
     echo "$domid" >"/tmp/$name.domid"
+    echo "$ip" >"/tmp/$name.ip"
     if [ $# -gt 0 ]; then
         [ "$1" = - ] && shift
         /vmrdma-xen-attach attach "$domid" "$@" | sed 's/^/vmrdma-xen: /'
     fi
     xl unpause "$name"
-    wait_for 120 log_has "$name" "jobs: ready" || { fail "guest $name did not come up in 120 s"; return 1; }
-    job "$name" 30 net "$ip"
 }
+domid_of() { cat "/tmp/$1.domid"; }
+# guest_ready NAME: the guest created by create_guest takes jobs and has
+# its address on the vif.
+guest_ready() {
+    wait_for 120 log_has "$1" "jobs: ready" || { fail "guest $1 did not come up in 120 s"; return 1; }
+    job "$1" 30 net "$(cat "/tmp/$1.ip")" "$mtu" || return 1
+    # netback takes a vif's MTU above 1500 only once netfront has connected
+    # (with scatter-gather).
+    ip link set dev "vif$(domid_of "$1").0" mtu "$mtu" || { fail "vif of $1: MTU $mtu refused"; return 1; }
+}
+start_guest() { create_guest "$@" && guest_ready "$1"; }
 
 step "host $HOST: virtio-net link, bridge br0 ($my_ip), the dom0s' keys"
+# Plain FIFOs: fq_codel (the default) drops frames whose wait passes 5 ms,
+# which under TCG is most of them in a burst, and the resends would skew
+# both paths' rounds/s and the weights' shares.
+echo pfifo_fast >/proc/sys/net/core/default_qdisc
 for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net \
-    llc stp bridge xen-netback; do
+    llc stp bridge xen-netback sch_tbf; do
     insmod "/mods/$m.ko" || fail "insmod $m"
 done
 wait_for 10 test -e /sys/class/net/eth0 || fail "no eth0 (virtio-net) in 10 s"
@@ -128,9 +155,10 @@ bail
 mac=$(cat /sys/class/net/eth0/address)
 # br0 keeps eth0's MAC (a bridge otherwise takes its lowest port's, which
 # would change as vifs come and go): the backend bound to it keeps its address.
-ip link add br0 type bridge && ip link set br0 address "$mac" && ip link set eth0 master br0 &&
-    ip link set eth0 up && ip link set br0 up && ip addr add "$my_ip/24" dev br0 ||
-    fail "bridge br0"
+ip link set eth0 mtu "$mtu" && ip link add br0 type bridge && ip link set br0 address "$mac" &&
+    ip link set br0 mtu "$mtu" && ip link set eth0 master br0 && ip link set eth0 up && ip link set br0 up &&
+    ip addr add "$my_ip/24" dev br0 ||
+    fail "bridge br0 at MTU $mtu"
 mkdir -p /www
 httpd -p 8000 -h /www || fail "httpd"
 bail
@@ -154,24 +182,50 @@ fi
 # What host A's closing SUMMARY line says, piece by piece.
 summary=""
 note() { summary="$summary${summary:+; }$*"; }
-domid_of() { cat "/tmp/$1.domid"; }
 # gone NAME: the guest's domain disappeared (Xen keeps one whose grants are
 # still mapped) within 30 s.
 gone() {
+    local t0
+    t0=$(now)
     wait_for 30 domain_gone "$1" || { fail "guest $1 still exists 30 s after it stopped (grants still mapped?)"; return 1; }
+    say "guest $1 is gone [$(($(now) - t0)) s]"
 }
 # frontend_bytes DOMID: bytes its endpoints sent, from /proc/vmrdma_back.
 frontend_bytes() { awk -v d="dom$1" '$1 == "frontend" && $2 == d { print $8 }' /proc/vmrdma_back; }
 
+# Admission by weight shares inflight_bytes among the guests that send
+# (proto/service.h).  It is set so that the weight-3 guest's share (3/4 of
+# it, 1.5 MiB) stays below what one connection may have unacknowledged
+# (256 frames of MTU 9000, about 2.2 MiB): a share the window would cut
+# anyway is no share.  The flooders write 64 KiB at a time, so 512 KiB and
+# 1.5 MiB are whole numbers of writes.
+budget=2097152
+# The engine's first retransmission timeout is 20 ms; here a round trip is
+# longer (TCG, and in the weights step 2 MiB queued at 200 Mbit/s is 80 ms):
+# with 20 ms the weights step saw 33 timeouts in 10 s, each shrinking a
+# window, and 0.38 instead of 0.75.  300 ms: none.
+rto_us=300000
 step "host $HOST: backend_kmod on br0"
-insmod /vmrdma_back.ko netdev=br0 || fail "insmod vmrdma_back.ko netdev=br0"
+insmod /vmrdma_back.ko netdev=br0 inflight_bytes=$budget rto_us=$rto_us ||
+    fail "insmod vmrdma_back.ko netdev=br0 inflight_bytes=$budget rto_us=$rto_us"
 dmesg | grep 'vmrdma_back: serving' | sed 's/^/vmrdma-xen: | /'
 bail
+
+# Every guest of the stage boots now, at once, while the first ones work:
+# host A's a1 (the peer of b1), a2 and a3 (the weights 1 and 3); host B's
+# b1 and b2 (b2 gets its vmrdma device from vmrdmad later).
+step "host $HOST: its guests boot"
+if [ "$host" = a ]; then
+    create_guest a1 "${guest_net}1" - && create_guest a2 "${guest_net}2" --weight 1 &&
+        create_guest a3 "${guest_net}3" --weight 3 || finish
+else
+    create_guest b1 "${guest_net}1" - && create_guest b2 "${guest_net}2" || finish
+fi
 
 me=${host}1
 them=${peer}1
 step "guest $me <-> guest $them: write, read, send/recv, fetch_add, compare_swap, both ways"
-start_guest "$me" "${guest_net}1" - && job "$me" 30 vmrdma && job "$me" 30 serve "guest-$me" || finish
+guest_ready "$me" && job "$me" 30 vmrdma && job "$me" 30 serve "guest-$me" || finish
 [ "$host" = a ] || job "$me" 30 tcp-serve || finish
 publish serving
 await_peer 240 serving || finish
@@ -200,22 +254,32 @@ fi
 
 step "weights 1:3: guests a2 and a3 of host A flood guest b1 at once"
 if [ "$host" = a ]; then
-    start_guest a2 "${guest_net}2" --weight 1 && start_guest a3 "${guest_net}3" --weight 3 &&
-        job a2 30 vmrdma && job a3 30 vmrdma && job a2 30 flood guest-b1 && job a3 30 flood guest-b1 &&
+    # The NIC is what the guests contend for, as on a real host: shaped to
+    # 200 Mbit/s here, below what dom0 and the guests can produce under
+    # TCG (about 900 Mbit/s of writes), so that the backend's admission
+    # decides the shares, not which guest's vCPU Xen ran last.  The queue
+    # holds more than the budget: nothing is dropped.
+    tc qdisc replace dev eth0 root tbf rate 200mbit burst 64kb limit 8mb ||
+        fail "tc qdisc replace dev eth0 root tbf"
+    guest_ready a2 && guest_ready a3 && job a2 30 vmrdma && job a3 30 vmrdma &&
+        job a2 30 flood guest-b1 64K 60 && job a3 30 flood guest-b1 64K 60 &&
         progressed a2 flood 60 && progressed a3 flood 60 || finish
     sleep 2 # both backlogged
     d2=$(domid_of a2) d3=$(domid_of a3)
-    x2=$(frontend_bytes "$d2") x3=$(frontend_bytes "$d3")
+    x2=$(frontend_bytes "$d2") x3=$(frontend_bytes "$d3") r0=$(proc_value retransmits) t0=$(proc_value timeouts)
     sleep 10
-    y2=$(frontend_bytes "$d2") y3=$(frontend_bytes "$d3")
+    y2=$(frontend_bytes "$d2") y3=$(frontend_bytes "$d3") r1=$(proc_value retransmits) t1=$(proc_value timeouts)
     grep '^frontend' /proc/vmrdma_back | sed 's/^/vmrdma-xen: | /'
+    grep 'flood:' "$(guest_log a2)" | tail -n 12 | sed 's/^/vmrdma-xen: [a2] /'
+    grep 'flood:' "$(guest_log a3)" | tail -n 12 | sed 's/^/vmrdma-xen: [a3] /'
     share=$(awk -v a="$((y2 - x2))" -v b="$((y3 - x3))" 'BEGIN { if (a + b > 0) printf "%.3f", b / (a + b); else print "none" }')
-    say "SHARES: weight 1: $((y2 - x2)) bytes, weight 3: $((y3 - x3)) bytes in 10 s; share of weight 3: $share (ideal 0.750)"
+    say "SHARES: weight 1: $((y2 - x2)) bytes, weight 3: $((y3 - x3)) bytes in 10 s ($((r1 - r0)) frames resent, $((t1 - t0)) timeouts); share of weight 3: $share (ideal 0.750)"
     # Within +-10 % of 1:3: weight 3 moves 0.75 of the bytes, +-0.075.
     awk -v s="$share" 'BEGIN { exit !(s + 0 >= 0.675 && s + 0 <= 0.825) }' ||
         fail "weights 1:3 gave the weight-3 guest $share of the bytes, not 0.75 +-10 %"
     note "weights 1:3 gave the weight-3 guest $share of the bytes"
     job a2 30 stop && job a3 30 stop
+    tc qdisc replace dev eth0 root pfifo_fast || fail "tc qdisc replace dev eth0 root pfifo_fast"
     job a2 30 poweroff && gone a2
     publish weighted
     bail
@@ -269,7 +333,8 @@ else
     me=a3 them=b2
 fi
 if [ "$host" = b ]; then
-    start_guest b2 "${guest_net}2" - && job b2 30 vmrdma && job b2 30 serve guest-b2 || finish
+    /vmrdma-xen-attach attach "$(domid_of b2)" | sed 's/^/vmrdma-xen: /'
+    guest_ready b2 && job b2 30 vmrdma && job b2 30 serve guest-b2 || finish
 fi
 publish serving2
 await_peer 240 serving2 || finish

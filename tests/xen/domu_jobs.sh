@@ -6,7 +6,7 @@
 # console log.  The guest's vmrdma server opens endpoint VMRDMA_EP, its
 # clients VMRDMA_EP + 1 (a backend's endpoint ids are shared by its
 # guests).  Jobs:
-#   net IP              netfront up with IP/24 on eth0 (the vif)
+#   net IP [MTU]        netfront up with IP/24 on eth0 (the vif)
 #   ping IP             IP answers within 20 s
 #   vmrdma              frontend_kmod loaded and connected
 #   serve NAME          vmrdma-check serve --name NAME in the background
@@ -18,7 +18,8 @@
 #   tcp IP LENGTH SECONDS         the same rounds over TCP through the vif
 #   forever NAME        an endless verified transfer in the background (its
 #                       progress and its end go to the console)
-#   flood NAME          RDMA writes to NAME in the background until stopped
+#   flood NAME LENGTH DEPTH  RDMA writes of LENGTH to NAME, DEPTH in flight,
+#                       in the background until stopped
 #   stop                ends the background transfers (forever, flood)
 #   poweroff            the end (the guest's RESULT line, then it is gone)
 # shellcheck shell=sh
@@ -70,7 +71,8 @@ job_net() {
     [ -n "$1" ] || { nok "net needs an address"; return; }
     insmod /mods/xen-netfront.ko 2>/dev/null
     until_true 100 test -e /sys/class/net/eth0 || { nok "no eth0 (netfront) in 10 s"; return; }
-    ip addr add "$1/24" dev eth0 && ip link set dev eth0 up || { nok "cannot set up eth0"; return; }
+    ip addr add "$1/24" dev eth0 && ip link set dev eth0 mtu "${2:-1500}" && ip link set dev eth0 up ||
+        { nok "cannot set up eth0"; return; }
     ok "eth0 $1, mac $(cat /sys/class/net/eth0/address), mtu $(cat /sys/class/net/eth0/mtu)"
 }
 job_ping() {
@@ -111,7 +113,7 @@ stty -echo 2>/dev/null
 say "jobs: ready"
 while read -r job_id job_name a1 a2 a3; do
     case "$job_name" in
-    net) job_net "$a1" ;;
+    net) job_net "$a1" "$a2" ;;
     ping) job_ping "$a1" ;;
     vmrdma) job_vmrdma ;;
     serve) job_serve "$a1" ;;
@@ -123,7 +125,7 @@ while read -r job_id job_name a1 a2 a3; do
         ;;
     tcp) client_job /tmp/tcp.log tcp-client --host "$a1" --length "$a2" --measure "$a3" ;;
     forever) background forever --name "$a1" --forever ;;
-    flood) background flood --name "$a1" --flood --length 64K --depth 16 ;;
+    flood) background flood --name "$a1" --flood --length "$a2" --depth "$a3" ;;
     stop) job_stop ;;
     poweroff) ok; break ;;
     "") ;;

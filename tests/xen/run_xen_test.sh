@@ -183,7 +183,7 @@ for m in drivers/xen/xen-evtchn drivers/xen/xen-gntdev drivers/xen/xen-gntalloc 
     drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_pci_modern_dev \
     drivers/virtio/virtio_pci_legacy_dev drivers/virtio/virtio_pci net/core/failover drivers/net/net_failover \
     drivers/net/virtio_net net/llc/llc net/802/stp net/bridge/bridge \
-    lib/crypto/libchacha lib/crypto/libpoly1305; do
+    net/sched/sch_tbf lib/crypto/libchacha lib/crypto/libpoly1305; do
     cp "$kdir/modules/$m.ko" "$dom0/mods/" || { echo "$tag: FAILED (no $m.ko in the image)"; exit 1; }
 done
 # libxl runs a vif's hotplug script itself; Debian's need bash and more,
@@ -198,6 +198,7 @@ for b in xenstore-read xenstore-write; do
     add_binary "$dom0" "$xcache/root/usr/bin/xenstore" "/usr/bin/$b"
 done
 add_binary "$dom0" "$(command -v ip)" /usr/sbin/ip
+add_binary "$dom0" "$(command -v tc)" /usr/sbin/tc
 # xl needs libgcc_s for pthread_cancel (dlopen'd, so not in ldd's list).
 gcc_s=$(ldconfig -p | awk '/libgcc_s.so.1 .*x86-64/{print $NF; exit}')
 mkdir -p "$dom0$(dirname "$gcc_s")" && cp -L "$gcc_s" "$dom0$gcc_s"
