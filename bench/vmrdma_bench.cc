@@ -48,9 +48,6 @@ void usage() {
         "  --mtu N         veth MTU, 1500..65535 (default 9000)\n"
         "  --busy-poll US  both vmrdma and TCP poll this long for completions / data\n"
         "                  before blocking (default 0: block at once)\n"
-        "  --adaptive-poll US  vmrdma's threads (and vmrdmad's) spin before blocking for\n"
-        "                  a window of up to US that opens while events come faster than\n"
-        "                  a sleep would take and closes when they stop (default 0: off)\n"
         "  --transport T   eth (default; the in-process engine on the veth), or unix: the\n"
         "                  client as a frontend of vmrdmad (the user-space driver domain),\n"
         "                  which runs in a process of its own beside it; eth is measured too\n"
@@ -113,9 +110,6 @@ options parse(int argc, char** argv) {
         } else if (a == "--busy-poll") {
             o.w.busy_poll_us = static_cast<unsigned>(std::strtoul(value().c_str(), nullptr, 10));
             if (o.w.busy_poll_us > 1000000) throw std::runtime_error("--busy-poll is in microseconds, at most 1 s");
-        } else if (a == "--adaptive-poll") {
-            o.w.adaptive_poll_us = static_cast<unsigned>(std::strtoul(value().c_str(), nullptr, 10));
-            if (o.w.adaptive_poll_us > 1000000) throw std::runtime_error("--adaptive-poll is in microseconds, at most 1 s");
         } else if (a == "--transport") {
             o.transport = value();
             if (o.transport != "eth" && o.transport != "unix")
@@ -294,8 +288,8 @@ int main(int argc, char** argv) {
         vmrdma::examples::netns_pair net("vmrdma-bench", o.w.mtu);
         vmrdma::examples::run_command("ip -n " + net.a().netns + " addr add 192.0.2.1/24 dev " + net.a().ifname);
         vmrdma::examples::run_command("ip -n " + net.b().netns + " addr add 192.0.2.2/24 dev " + net.b().ifname);
-        std::fprintf(stderr, "vmrdma-bench: %s, MTU %u, depth %u, busy poll %u us, adaptive poll %u us, %s per point, veth between %s and %s\n",
-                     mode_name(o.w.kind), o.w.mtu, o.w.depth, o.w.busy_poll_us, o.w.adaptive_poll_us,
+        std::fprintf(stderr, "vmrdma-bench: %s, MTU %u, depth %u, busy poll %u us, %s per point, veth between %s and %s\n",
+                     mode_name(o.w.kind), o.w.mtu, o.w.depth, o.w.busy_poll_us,
                      o.w.iterations ? (std::to_string(o.w.iterations) + " iterations").c_str()
                                     : (std::to_string(o.w.seconds) + " s").c_str(),
                      net.a().netns.c_str(), net.b().netns.c_str());

@@ -14,24 +14,15 @@ void vr_bundle_open(struct vr_bundle_writer *w, u8 *buf, u32 cap,
 {
 	w->buf = buf;
 	w->cap = cap;
-	w->len = w->used = vr_wire_bundle_init(buf, f->hdr);
+	w->len = vr_wire_bundle_init(buf, f->hdr);
 	w->count = 0;
-	w->nrefs = 0;
-}
-
-void vr_bundle_gather(struct vr_bundle_writer *w, struct vr_bundle_ref *refs, u32 n,
-		      u32 min)
-{
-	w->refs = n ? refs : NULL;
-	w->ref_cap = refs ? n : 0;
-	w->gather_min = min;
 }
 
 int vr_bundle_append(struct vr_bundle_writer *w, const struct vr_frame *f,
 		     const struct vr_mem_ops *mem)
 {
-	u8 *at = w->buf + w->used;
-	u32 i, nrefs = w->nrefs;
+	u8 *at = w->buf + w->len;
+	u32 i;
 	int rc;
 
 	vr_put_be16(at, (u16)f->len);
@@ -43,24 +34,13 @@ int vr_bundle_append(struct vr_bundle_writer *w, const struct vr_frame *f,
 
 		if (!fr->len)
 			continue;
-		if (w->refs && fr->len >= w->gather_min && nrefs < w->ref_cap) {
-			struct vr_bundle_ref *r = &w->refs[nrefs++];
-
-			r->mem = fr->mem;
-			r->off = fr->off;
-			r->len = fr->len;
-			r->at = (u32)(at - w->buf);
-			continue;
-		}
 		rc = mem->copy_out(fr->mem, fr->off, at, fr->len);
 		if (rc)
 			return rc < 0 ? rc : -EFAULT;
 		at += fr->len;
 	}
-	/* Only a whole entry counts: a failed copy leaves the bundle as it was. */
+	/* Only a whole entry counts: a failed copy leaves len and count. */
 	w->len += VR_BUNDLE_ENTRY_HLEN + f->len;
-	w->used = (u32)(at - w->buf);
-	w->nrefs = nrefs;
 	w->count++;
 	return 0;
 }
@@ -72,22 +52,17 @@ bool vr_bundle_close(struct vr_bundle_writer *w, struct vr_bundle_span *out)
 
 	if (any) {
 		out->count = w->count;
-		out->nrefs = w->nrefs;
 		if (w->count == 1) {
 			out->off = first;
 			out->len = w->len - first;
-			out->used = w->used - first;
 		} else {
 			vr_wire_bundle_set_count(w->buf, w->count);
 			out->off = 0;
 			out->len = w->len;
-			out->used = w->used;
 		}
 	}
 	w->buf = NULL;
 	w->count = 0;
 	w->len = 0;
-	w->used = 0;
-	w->nrefs = 0;
 	return any;
 }

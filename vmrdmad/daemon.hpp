@@ -96,7 +96,7 @@ struct stats {
     std::atomic<std::uint64_t> frontends_cleaned_up{0};
     std::atomic<std::uint64_t> requests{0};     // ring requests taken
     std::atomic<std::uint64_t> responses{0};
-    std::atomic<std::uint64_t> doorbells{0};    // response doorbells rung (at most one a ring a loop turn)
+    std::atomic<std::uint64_t> doorbells{0};    // response doorbells rung (only while a frontend waits)
     std::atomic<std::uint64_t> rejected{0};     // requests naming what the frontend does not own, or malformed
     std::atomic<std::uint64_t> violations{0};   // ring protocol broken: the frontend was disconnected
     std::atomic<std::uint64_t> control_errors{0};  // control requests refused
@@ -189,7 +189,6 @@ private:
     static constexpr std::uint64_t invalid_per_second = 10000;
     bool too_many_invalid(frontend& f);
     void respond(frontend& f, const vr_ring_rsp& rsp);
-    void publish_responses();
     // What the socket's VR_CTL_* and the Xen ring's VR_RING_* control
     // requests share: 0 or a negative errno, with the reason in `why`.
     std::int32_t open_ep(frontend& f, std::uint64_t id, std::uint64_t weight, bool listen, std::string& why);
@@ -229,7 +228,6 @@ private:
     std::unordered_map<std::uint16_t, frontend*> ep_owner_;  // engine endpoint ids
     std::size_t turn_hook_ = 0;
     bool admission_due_ = false;  // bytes were released: look at the queues this turn
-    bool publish_due_ = false;    // some frontend has responses it has not been shown
     std::uint32_t next_frontend_id_ = 1;
     std::unordered_map<uid_t, std::uint64_t> uid_refused_;  // refusals per uid (vmrdmactl uids)
     bool draining_ = false;

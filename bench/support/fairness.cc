@@ -49,10 +49,6 @@ std::string fairness_statement(const workload& w, const tcp_buffers& b) {
                               "(--distinct-buffers), TCP one buffer per side"
                             : "every path sends from one message-sized buffer and receives into one, as "
                               "perftest's ib_write_bw does";
-    if (w.adaptive_poll_us)
-        s += ". Waiting: vmrdma's threads spin up to " + std::to_string(w.adaptive_poll_us) +
-             " us before they block while events come that fast, and block at once when idle "
-             "(--adaptive-poll; TCP's block at once)";
     s += ". vmrdma's CRC: ";
     s += w.link_integrity ? "headers only, payloads on the link's FCS (--integrity link); TCP over veth checks no "
                             "checksum at all"

@@ -54,7 +54,6 @@ device_options device_options_for(const workload& w) {
 loop_options loop_options_for(const workload& w) {
     loop_options o;
     o.busy_poll = std::chrono::microseconds(w.busy_poll_us);
-    o.adaptive_poll = std::chrono::microseconds(w.adaptive_poll_us);
     return o;
 }
 

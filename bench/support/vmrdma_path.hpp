@@ -16,7 +16,7 @@ namespace vmrdma::bench {
 // The device options a workload asks for (bundling, integrity): every
 // vmrdma path of one run, the daemon's device included, opens with them.
 device_options device_options_for(const workload& w);
-// The loop options (busy or adaptive polling): every vmrdma loop of a run.
+// The loop options (busy polling): every vmrdma loop of a run, vmrdmad's too.
 loop_options loop_options_for(const workload& w);
 
 side_result vmrdma_server(const std::string& uri, const workload& w, const std::function<void()>& ready);

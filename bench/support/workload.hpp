@@ -20,7 +20,6 @@ struct workload {
     std::uint64_t iterations = 0;
     unsigned mtu = 9000;
     unsigned busy_poll_us = 0;  // poll for completions this long before blocking (both paths)
-    unsigned adaptive_poll_us = 0;  // vmrdma's loops: spin up to this long, adapting (loop_options::adaptive_poll)
     bool bundle = true;         // eth: small frames to one peer leave bundled
     bool link_integrity = false; // vmrdma: payloads rest on the link's FCS (device_options::integrity)
     bool auth = false;          // vmrdma: frames authenticated with a pre-shared key (device_options::auth_key)

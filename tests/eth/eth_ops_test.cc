@@ -430,10 +430,9 @@ TEST_CASE("small writes posted together leave bundled, and arrive as if sent alo
     }
 }
 
-// Bundled payloads of 1 KiB and more are not copied into the bundle but
-// gathered by the kernel from registered memory (eth_port, proto/bundle.h):
-// mixed sizes, some gathered and some copied, in both integrity modes.
-TEST_CASE("bundles with gathered payloads arrive as if each frame had been sent alone") {
+// Bundles of mixed sizes, up to the bundle limit, in both integrity modes:
+// every write lands exactly where it should and nowhere else.
+TEST_CASE("bundles of mixed sizes arrive as if each frame had been sent alone") {
     for (bool link : {false, true}) {
         CAPTURE(link);
         event_loop loop;

@@ -15,7 +15,6 @@ extern "C" {
 namespace {
 
 constexpr uint32_t kCap = VR_ETH_HLEN + 1500;
-constexpr uint32_t kBigCap = VR_ETH_HLEN + 9000;
 
 // A frame as the engine hands it over: a header (Ethernet + vmrdma, here
 // just patterned bytes behind a real Ethernet header) and one payload
@@ -154,102 +153,4 @@ TEST_CASE("a failed copy leaves the bundle as it was; an empty bundle sends noth
 	auto frames = decode(buf.data(), span.len);
 	REQUIRE(frames.size() == 2);
 	CHECK(frames[1] == b.bytes());
-}
-
-namespace {
-
-// What a gathering host puts on the wire: the buffer's bytes of the span
-// with each referenced fragment inserted where its `at` says.
-std::vector<uint8_t> gathered(const std::vector<uint8_t> &buf, const vr_bundle_span &span,
-			      const vr_bundle_ref *refs)
-{
-	std::vector<uint8_t> out;
-	uint32_t from = span.off;
-	for (uint32_t i = 0; i < span.nrefs; i++) {
-		REQUIRE(refs[i].at >= from);
-		REQUIRE(refs[i].at <= span.off + span.used);
-		out.insert(out.end(), buf.begin() + from, buf.begin() + refs[i].at);
-		const uint8_t *p = static_cast<const uint8_t *>(refs[i].mem) + refs[i].off;
-		out.insert(out.end(), p, p + refs[i].len);
-		from = refs[i].at;
-	}
-	out.insert(out.end(), buf.begin() + from, buf.begin() + span.off + span.used);
-	return out;
-}
-
-}  // namespace
-
-TEST_CASE("gathering: large payloads are referenced, not copied, and the wire bytes are the same")
-{
-	std::vector<uint8_t> buf(kBigCap);
-	vr_bundle_ref refs[2];
-	test_frame a(2, 0x10, 400), small(2, 0x20, 30), b(2, 0x30, 500), c(2, 0x40, 300);
-	vr_bundle_writer w{};
-	vr_bundle_gather(&w, refs, 2, 256);
-	vr_bundle_open(&w, buf.data(), kBigCap, &a.f);
-	for (test_frame *t : {&a, &small, &b, &c}) {
-		REQUIRE(vr_bundle_joins(&w, &t->f));
-		REQUIRE(vr_bundle_append(&w, &t->f, &vr_ptr_mem_ops) == 0);
-	}
-	vr_bundle_span span{};
-	REQUIRE(vr_bundle_close(&w, &span));
-	CHECK(span.count == 4);
-	CHECK(span.nrefs == 2);                // a and b; c's would be a third: copied
-	CHECK(refs[0].mem == a.payload.data());
-	CHECK(refs[1].mem == b.payload.data());
-	CHECK(span.used == span.len - 400 - 500);  // the small one and c were copied
-	auto wire = gathered(buf, span, refs);
-	REQUIRE(wire.size() == span.len);
-	auto frames = decode(wire.data(), (uint32_t)wire.size());
-	REQUIRE(frames.size() == 4);
-	CHECK(frames[0] == a.bytes());
-	CHECK(frames[1] == small.bytes());
-	CHECK(frames[2] == b.bytes());
-	CHECK(frames[3] == c.bytes());
-	// The next bundle starts with no references.
-	vr_bundle_open(&w, buf.data(), kBigCap, &small.f);
-	REQUIRE(vr_bundle_append(&w, &small.f, &vr_ptr_mem_ops) == 0);
-	REQUIRE(vr_bundle_close(&w, &span));
-	CHECK(span.nrefs == 0);
-	CHECK(span.used == span.len);
-}
-
-TEST_CASE("gathering: a bundle of one is the plain frame, its payload referenced")
-{
-	std::vector<uint8_t> buf(kBigCap);
-	vr_bundle_ref refs[4];
-	test_frame a(2, 0x10, 600);
-	vr_bundle_writer w{};
-	vr_bundle_gather(&w, refs, 4, 256);
-	vr_bundle_open(&w, buf.data(), kBigCap, &a.f);
-	REQUIRE(vr_bundle_append(&w, &a.f, &vr_ptr_mem_ops) == 0);
-	vr_bundle_span span{};
-	REQUIRE(vr_bundle_close(&w, &span));
-	CHECK(span.count == 1);
-	CHECK(span.nrefs == 1);
-	CHECK(span.used == VR_ETH_HLEN + VR_HDR_LEN);
-	CHECK(gathered(buf, span, refs) == a.bytes());
-}
-
-TEST_CASE("gathering: a failed copy leaves no reference behind")
-{
-	const vr_mem_ops failing = {nullptr, failing_copy_out, nullptr};
-	std::vector<uint8_t> buf(kBigCap);
-	vr_bundle_ref refs[4];
-	test_frame a(2, 0x10, 60);
-	vr_bundle_writer w{};
-	vr_bundle_gather(&w, refs, 4, 256);
-	vr_bundle_open(&w, buf.data(), kBigCap, &a.f);
-	// Two fragments: the first is referenced, the second's copy fails.
-	std::vector<uint8_t> big(300, 0x77);
-	vr_frame two = a.f;
-	two.nfrags = 2;
-	two.frag[0] = {big.data(), 0, 300};
-	two.frag[1] = {a.payload.data(), 0, 60};
-	two.len = a.f.hdr_len + 360;
-	CHECK(vr_bundle_append(&w, &two, &failing) == -EFAULT);
-	CHECK(w.count == 0);
-	CHECK(w.nrefs == 0);
-	REQUIRE(vr_bundle_append(&w, &two, &vr_ptr_mem_ops) == 0);
-	CHECK(w.nrefs == 1);
 }

@@ -198,11 +198,10 @@ TEST_CASE("connection::closed works through vmrdmad: the frontend learns that it
     alarm(0);
 }
 
-// Doorbells are batched: vmrdmad shows a frontend the responses of a loop
-// turn together (one ring index update, at most one doorbell), and never
-// rings while the frontend has not yet drained what it was shown (the ring's
-// event index).  128 small writes posted at once leave in a few bundles and
-// are acknowledged by a few ACKs: a few doorbells, not one per response.
+// Doorbells are batched: vmrdmad never rings while the frontend has not yet
+// drained what it was shown (the ring's event index).  128 small writes
+// posted at once leave in a few bundles and are acknowledged by a few ACKs:
+// a few doorbells, not one per response.
 TEST_CASE("vmrdmad rings a frontend's doorbell once for a turn's responses, not once per response") {
     if (vmrdma::testing::skip_network_tests()) return;
     alarm(60);

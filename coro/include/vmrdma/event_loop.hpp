@@ -26,7 +26,6 @@
 #include <vector>
 
 #include "vmrdma/error.hpp"
-#include "vmrdma/poll_window.hpp"
 #include "vmrdma/task.hpp"
 
 namespace vmrdma {
@@ -66,11 +65,6 @@ struct loop_options {
     // long (RDMA libraries' "polling mode"). On virtual machines waking an
     // idle CPU costs tens of microseconds; polling trades CPU for latency.
     std::chrono::nanoseconds busy_poll{0};
-    // Without busy_poll: spin before blocking for a window that adapts, up
-    // to this long (vmrdma/poll_window.hpp): open while events come faster
-    // than a sleep and a wake-up would take, closed (block at once) when the
-    // loop is idle.  Zero: always block at once.
-    std::chrono::nanoseconds adaptive_poll{0};
 };
 
 // Counters for tests and figures: how the loop spent its turns.
@@ -81,7 +75,7 @@ struct loop_stats {
     std::uint64_t resumptions = 0;   // coroutines resumed from the ready queue
     std::uint64_t wakeups = 0;       // cross-thread wake-ups received
     std::uint64_t polled = 0;        // turns whose completions busy polling found
-    std::uint64_t spins = 0;         // turns that polled before blocking (busy or adaptive)
+    std::uint64_t spins = 0;         // turns that polled before blocking (busy_poll)
     std::uint64_t blocks = 0;        // turns that blocked in the kernel for a completion
 };
 
@@ -198,7 +192,6 @@ private:
     std::vector<std::pair<std::size_t, std::function<bool()>>> turn_hooks_;
     std::size_t next_hook_id_ = 1;
     loop_stats stats_;
-    detail::poll_window adaptive_;
     std::chrono::steady_clock::time_point turn_time_ = std::chrono::steady_clock::now();
 };
 

@@ -78,17 +78,14 @@ eth_port::eth_port(std::string_view ifname, std::uint16_t ethertype) : name_(ifn
         throw;
     }
 
-    // A frame: its header and fragments; a bundle: its pieces around each
-    // referenced payload.
-    iov_per_msg_ = std::max<std::size_t>(1 + VR_MAX_FRAGS, 2 * max_refs + 1);
+    constexpr std::size_t iov_per_frame = 1 + VR_MAX_FRAGS;
     tx_headers_.resize(batch * max_header);
-    tx_iov_.resize(batch * iov_per_msg_);
+    tx_iov_.resize(batch * iov_per_frame);
     tx_msgs_.resize(batch);
     for (std::size_t i = 0; i < batch; ++i) {
         tx_msgs_[i].msg_hdr = {};
-        tx_msgs_[i].msg_hdr.msg_iov = &tx_iov_[i * iov_per_msg_];
+        tx_msgs_[i].msg_hdr.msg_iov = &tx_iov_[i * iov_per_frame];
     }
-    vr_bundle_gather(&bundle_, refs_, max_refs, gather_min);
     frame_bytes_ = VR_ETH_HLEN + mtu_;
     batch_frames_ = std::clamp<std::size_t>(cache_budget / frame_bytes_, 4, batch);
     tx_bundles_.resize(batch_frames_ * frame_bytes_);
@@ -103,24 +100,14 @@ eth_port::eth_port(std::string_view ifname, std::uint16_t ethertype) : name_(ifn
 eth_port::~eth_port() { close(fd_); }
 
 // Ends the open bundle: its slot sends what the encoder names (a bundle
-// of one goes out as the plain frame it holds), the slot's bytes with each
-// referenced payload gathered in its place.
+// of one goes out as the plain frame it holds).
 void eth_port::close_bundle() noexcept {
     if (open_ == none) return;
     vr_bundle_span span{};
     if (vr_bundle_close(&bundle_, &span)) {
         auto* buffer = reinterpret_cast<std::uint8_t*>(&tx_bundles_[open_ * frame_bytes_]);
-        iovec* iov = tx_msgs_[open_].msg_hdr.msg_iov;
-        std::size_t n = 0;
-        std::uint32_t from = span.off;
-        for (std::uint32_t i = 0; i < span.nrefs; ++i) {
-            const vr_bundle_ref& r = refs_[i];
-            if (r.at > from) iov[n++] = {buffer + from, r.at - from};
-            iov[n++] = {static_cast<std::uint8_t*>(r.mem) + r.off, r.len};
-            from = r.at;
-        }
-        if (span.off + span.used > from) iov[n++] = {buffer + from, span.off + span.used - from};
-        tx_msgs_[open_].msg_hdr.msg_iovlen = n;
+        tx_msgs_[open_].msg_hdr.msg_iov[0] = {buffer + span.off, span.len};
+        tx_msgs_[open_].msg_hdr.msg_iovlen = 1;
         tx_frames_[open_] = span.count;
     }
     open_ = none;
@@ -140,9 +127,8 @@ bool eth_port::queue(const vr_frame& frame) {
             auto* slot = reinterpret_cast<std::uint8_t*>(&tx_bundles_[open_ * frame_bytes_]);
             vr_bundle_open(&bundle_, slot, cap, &frame);
         }
-        // Headers and small payloads are copied, payloads of gather_min
-        // bytes or more referenced (close_bundle gathers them). Plain
-        // pointers cannot fail to copy.
+        // Entries are copied whole: the frame's payload is small by
+        // definition. Plain pointers cannot fail to copy.
         vr_bundle_append(&bundle_, &frame, &vr_ptr_mem_ops);
         return true;
     }

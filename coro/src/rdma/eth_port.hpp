@@ -41,10 +41,9 @@ public:
 
     // Adds a frame to the transmit batch; false when the batch is full
     // (call flush() first). The header is copied, fragments are referenced;
-    // a small frame (at most half the MTU) joins a bundle (proto/wire.h)
-    // when bundling is on and the frame before it was small too and bound
-    // for the same peer: one frame on the wire for many. In a bundle the
-    // header is copied, and the payload too below gather_min bytes.
+    // a small frame (at most half the MTU) is copied whole into a bundle
+    // (proto/wire.h) when bundling is on and the frame before it was small
+    // too and bound for the same peer: one frame on the wire for many.
     bool queue(const vr_frame& frame);
     void set_bundling(bool on) noexcept { bundling_ = on; }
     // Bundles the kernel took (a refused one is counted in tx_dropped()).
@@ -89,13 +88,6 @@ private:
     static constexpr std::size_t none = SIZE_MAX;
     std::size_t open_ = none;
     vr_bundle_writer bundle_{};
-    // Payloads of at least gather_min bytes are not copied into a bundle:
-    // the kernel gathers them from registered memory, as it does a large
-    // frame's (below that, one copy is cheaper than an iovec entry).
-    static constexpr std::uint32_t gather_min = 1024;
-    static constexpr std::size_t max_refs = 16;
-    vr_bundle_ref refs_[max_refs];
-    std::size_t iov_per_msg_ = 0;
     std::uint64_t bundles_sent_ = 0;
     // receive batch
     std::vector<std::byte> rx_buffers_;

@@ -10,7 +10,7 @@
 namespace vmrdma {
 
 event_loop::event_loop(loop_options options)
-    : options_(options), loop_thread_(std::this_thread::get_id()), adaptive_(options.adaptive_poll) {
+    : options_(options), loop_thread_(std::this_thread::get_id()) {
     io_uring_params params{};
     // One CQ entry per SQ entry is too tight once many operations are in
     // flight; ask for four times as many so completions never overflow.
@@ -224,19 +224,11 @@ void event_loop::turn(const bool& finished) {
     reap();
 }
 
-// Idle: spin first (busy_poll, or the adaptive window), then block.
+// Idle: spin first (busy_poll), then block.
 void event_loop::wait_for_completion() {
-    const auto spin = options_.busy_poll.count() > 0 ? options_.busy_poll : adaptive_.current();
-    if (spin.count() > 0) {
-        const bool found = poll_for_completions(spin);
-        adaptive_.spun(found);
-        if (found) return;
-    }
+    if (options_.busy_poll.count() > 0 && poll_for_completions(options_.busy_poll)) return;
     ++stats_.blocks;
-    const bool timed = adaptive_.enabled() && options_.busy_poll.count() == 0;
-    const auto t0 = timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     int submitted = io_uring_submit_and_wait(&ring_, 1);
-    if (timed) adaptive_.blocked(std::chrono::steady_clock::now() - t0);
     if (submitted > 0) {
         ++stats_.submits;
         stats_.sqes += static_cast<std::uint64_t>(submitted);
