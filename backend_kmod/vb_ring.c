@@ -57,8 +57,8 @@ static void vb_respond(struct vb_fe *fe, const struct vr_ring_rsp *rsp)
 
 /*
  * Under vb.lock: whether fe may hand req to the engine now, by
- * proto/service.h's rule (vr_svc_admissible) over this backend's frontends:
- * the active ones are those with bulk bytes at the engine or waiting.
+ * proto/service.h's rule (vr_svc_admissible) over this backend's frontends
+ * (which of them share the budget: vr_fe_contending_weight).
  */
 static bool vb_admissible(struct vb_fe *fe, const struct vr_ring_req *req)
 {
@@ -68,8 +68,7 @@ static bool vb_admissible(struct vb_fe *fe, const struct vr_ring_req *req)
 	if (!vb_inflight_bytes || !vr_svc_is_bulk(req->opcode))
 		return true;
 	list_for_each_entry(g, &vb.frontends, node)
-		if (g == fe || g->svc.bulk_inflight || g->admission_wait)
-			active += vr_fe_weight(&g->svc);
+		active += vr_fe_contending_weight(&g->svc, g == fe, g->admission_wait);
 	return vr_svc_admissible(vb_inflight_bytes, fe->svc.bulk_inflight, req->len,
 				 vr_fe_weight(&fe->svc), active);
 }

@@ -710,3 +710,8 @@ u64 vr_fe_weight(const struct vr_fe *fe)
 			w += fe->eps[i].weight;
 	return w ? w : 1;
 }
+
+u64 vr_fe_contending_weight(const struct vr_fe *fe, bool asking, bool waiting)
+{
+	return asking || waiting || fe->bulk_inflight ? vr_fe_weight(fe) : 0;
+}

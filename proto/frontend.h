@@ -154,6 +154,11 @@ u32 vr_fe_in_engine(const struct vr_fe *fe);
 /* The frontend's weight for admission (vr_svc_admissible): the sum of its
  * endpoints' weights in force, at least 1. */
 u64 vr_fe_weight(const struct vr_fe *fe);
+/* What fe adds to the weights that share admission's budget (the active
+ * of vr_svc_admissible, summed by the host over its frontends): its weight
+ * while it is the one asking, has bulk bytes at the engine or waits for
+ * admission (waiting: the host's queue), else 0. */
+u64 vr_fe_contending_weight(const struct vr_fe *fe, bool asking, bool waiting);
 
 static inline const struct vr_fe_ep *vr_fe_ep_of(const struct vr_fe *fe, u16 ep)
 {

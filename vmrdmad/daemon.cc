@@ -1121,11 +1121,11 @@ bool daemon::uid_may_take(frontend& f, pool p, std::string& why) {
 
 // --- admission by weight (options::inflight_bytes) ---
 
-// The rule is proto/'s (vr_svc_admissible); the active frontends are ours.
+// The rule is proto/'s (vr_svc_admissible, vr_fe_contending_weight); the
+// frontends and their waiting queues are ours.
 bool daemon::admissible(const frontend& f, std::uint64_t bytes) const {
     std::uint64_t active = 0;
-    for (auto* g : frontends_)
-        if (g == &f || g->svc.bulk_inflight > 0 || !g->waiting.empty()) active += vr_fe_weight(&g->svc);
+    for (auto* g : frontends_) active += vr_fe_contending_weight(&g->svc, g == &f, !g->waiting.empty());
     return vr_svc_admissible(opts_.inflight_bytes, f.svc.bulk_inflight, bytes, vr_fe_weight(&f.svc), active);
 }
 

@@ -401,7 +401,7 @@ TEST_CASE("CLOSED waits in the service until the connection ends, and says why; 
 	CHECK(fa.fe.nfree == fa.fe.size);
 }
 
-TEST_CASE("admission: the bytes of WRITE, READ and SEND at the engine, and the frontend's weight")
+TEST_CASE("admission: the bytes of WRITE, READ and SEND at the engine, the frontend's weight and when it shares the budget")
 {
 	backend b;
 	frontend fa(b.eng(), 5);
@@ -442,9 +442,15 @@ TEST_CASE("admission: the bytes of WRITE, READ and SEND at the engine, and the f
 	foreign.lkey = key + 1;
 	CHECK(vr_fe_request(&fa.fe, &foreign, &now) == -EACCES);
 	CHECK(fa.fe.bulk_inflight == 5096);
+	// With bytes at the engine it shares the budget by its weight.
+	CHECK(vr_fe_contending_weight(&fa.fe, false, false) == 8);
 	REQUIRE(b.s.run([&] { return fa.answer_to(1) && fa.answer_to(2) && fa.answer_to(3); }, b.s.now + 2000000000));
 	CHECK(fa.answer_to(1)->rsp.status == 0);
 	CHECK(fa.fe.bulk_inflight == 0);
+	// Idle it takes no part, unless it is the one asking or it waits.
+	CHECK(vr_fe_contending_weight(&fa.fe, false, false) == 0);
+	CHECK(vr_fe_contending_weight(&fa.fe, true, false) == 8);
+	CHECK(vr_fe_contending_weight(&fa.fe, false, true) == 8);
 
 	// A failed one lets go too (a key the peer never gave), and so does
 	// teardown with some still at the engine.
