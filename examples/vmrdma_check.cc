@@ -27,7 +27,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <deque>
+#include <list>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -206,8 +206,15 @@ int serve(int argc, char** argv) {
     std::fprintf(stderr, "vmrdma-check: serving %zu bytes on %s endpoint %u (mtu %u)\n", size, uri.c_str(), ep_id,
                  dev->mtu());
 
-    // Open connections by the nonce their client sent (0: none).
-    std::deque<std::pair<std::uint32_t, vmrdma::connection>> kept;
+    // Open connections by the nonce their client sent (0: none). A list: an
+    // echo being sent keeps its connection where it is while the others go.
+    std::list<std::pair<std::uint32_t, vmrdma::connection>> kept;
+    const vmrdma::connection* echoing = nullptr;
+    // Failed connections are closed here, which disconnects them: until
+    // then the endpoint, with no other peer, cannot post a receive.
+    auto let_go_of_failed = [&] {
+        std::erase_if(kept, [&](const auto& c) { return !c.second.is_open() && &c.second != echoing; });
+    };
     auto accept_loop = [&]() -> task<void> {
         constexpr std::size_t max_kept = 32;
         unsigned long accepted = 0;
@@ -224,7 +231,7 @@ int serve(int argc, char** argv) {
                 std::fprintf(stderr, "vmrdma-check: connection %lu says '%.*s'\n", accepted + 0,
                              static_cast<int>(conn.peer_data().size()),
                              reinterpret_cast<const char*>(conn.peer_data().data()));
-            std::erase_if(kept, [](const auto& c) { return !c.second.is_open(); });
+            let_go_of_failed();
             if (kept.size() >= max_kept) {
                 // Full: the newcomer is closed, not an established peer (a
                 // flood of connections must not evict the clients being served).
@@ -238,13 +245,24 @@ int serve(int argc, char** argv) {
     };
     // Every message goes back to the connection whose nonce its tag carries.
     auto echo_loop = [&]() -> task<void> {
+        bool failing = false;
         for (;;) {
             vmrdma::recv_result got;
+            bool failed = false;
             try {
                 got = co_await ep.recv(echo_mr, 0, echo_buffer, 0, 0, stop.get_token());
             } catch (const vmrdma::error& e) {
                 if (stop.stop_requested()) co_return;
-                std::fprintf(stderr, "vmrdma-check: receive failed: %s\n", describe(e).c_str());
+                // The last peer's connection failed (peer_gone, timeout): a
+                // receive fails at once until it is closed. Said once per
+                // run of failures, and never a spin that starves the loop.
+                if (!failing) std::fprintf(stderr, "vmrdma-check: receive failed: %s\n", describe(e).c_str());
+                failed = true;
+            }
+            failing = failed;
+            if (failed) {
+                let_go_of_failed();
+                co_await loop.sleep_for(std::chrono::milliseconds(10));
                 continue;
             }
             auto nonce = static_cast<std::uint32_t>(got.tag >> 32);
@@ -255,11 +273,13 @@ int serve(int argc, char** argv) {
                              got.tag);
                 continue;
             }
+            echoing = &it->second;
             try {
                 co_await it->second.send(echo_mr, 0, static_cast<std::uint32_t>(got.length), got.tag | reply_bit);
             } catch (const vmrdma::error& e) {
                 std::fprintf(stderr, "vmrdma-check: echo failed: %s\n", describe(e).c_str());
             }
+            echoing = nullptr;
         }
     };
     auto body = [&]() -> task<void> {

@@ -300,3 +300,49 @@ TEST_CASE("vmrdma-check: rounds/s over RDMA and over TCP, a flood, and peer_gone
     close(forever_out);
     alarm(0);
 }
+
+bool has_receive_failed(const std::string& t) {
+    return t.find("vmrdma-check: receive failed: ") != std::string::npos;
+}
+
+TEST_CASE("vmrdma-check: serve goes on after its only client's connection fails") {
+    if (vmrdma::testing::skip_network_tests()) return;
+    alarm(120);
+    vmrdma::testing::veth_pair veth("vck-e", "vck-f", 1500);
+    other_netns host_b;
+    vmrdma::testing::run("ip link set vck-f netns " + std::to_string(host_b.holder));
+
+    int serve_out = -1;
+    pid_t server = start({"serve", "--device", "eth:vck-e", "--size", "256K", "--name", "check-srv3"}, serve_out);
+    REQUIRE(read_until(serve_out, 10'000, has_ready_line).rfind("READY ", 0) == 0);
+    const std::vector<std::string> by_name{"client", "--device", "eth:vck-f", "--name", "check-srv3"};
+
+    // The client dies mid-transfer; its connection fails at the server once
+    // the peer timeout passes, and with it the endpoint's posted receive.
+    // Until serve closes that connection no receive can be posted: serve
+    // once retried at once, forever, and served nobody again.
+    int forever_out = -1;
+    auto args = by_name;
+    args.push_back("--forever");
+    pid_t forever = start(args, forever_out, host_b.path(), "vck-f");
+    REQUIRE(has_round_line(read_until(forever_out, 20'000, has_round_line)));
+    CHECK(stop_client(forever, SIGKILL) == 128 + SIGKILL);
+    close(forever_out);
+    auto text = read_until(serve_out, 60'000, has_receive_failed);
+    MESSAGE("server after its client died: " << text);
+    REQUIRE(has_receive_failed(text));
+
+    args = by_name;
+    args.insert(args.end(), {"--rounds", "1"});
+    auto r = run_client(args, host_b.path(), "vck-f");
+    CHECK(r.exit_code == 0);
+    CHECK(r.output.find("vmrdma-check: OK: 1 rounds of 262136 bytes") != std::string::npos);
+
+    kill(server, SIGTERM);
+    int status = 0;
+    waitpid(server, &status, 0);
+    close(serve_out);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+    alarm(0);
+}
