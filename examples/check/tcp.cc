@@ -2,7 +2,6 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -19,10 +18,15 @@
 
 #include "examples/check/options.hpp"
 #include "examples/check/pattern.hpp"
+#include "examples/support/tcp_stream.hpp"
 
 namespace vmrdma::check {
 
 namespace {
+
+using examples::no_delay;
+using examples::recv_all;
+using examples::send_all;
 
 constexpr std::uint64_t max_length = 64ull << 20;
 
@@ -34,41 +38,6 @@ std::uint16_t parse_port(const options& opt) {
 
 [[noreturn]] void fail_errno(const std::string& what) {
     throw std::runtime_error(what + ": " + std::strerror(errno));
-}
-
-void send_all(int fd, const std::byte* p, std::size_t n) {
-    while (n > 0) {
-        ssize_t k = ::send(fd, p, n, MSG_NOSIGNAL);
-        if (k < 0) {
-            if (errno == EINTR) continue;
-            fail_errno("send");
-        }
-        p += k;
-        n -= static_cast<std::size_t>(k);
-    }
-}
-
-// Exactly n bytes; false at a clean end of stream before the first one.
-bool recv_all(int fd, std::byte* p, std::size_t n) {
-    std::size_t got = 0;
-    while (got < n) {
-        ssize_t k = ::recv(fd, p + got, n - got, 0);
-        if (k < 0) {
-            if (errno == EINTR) continue;
-            fail_errno("recv");
-        }
-        if (k == 0) {
-            if (got == 0) return false;
-            throw std::runtime_error("the peer closed in the middle of a round");
-        }
-        got += static_cast<std::size_t>(k);
-    }
-    return true;
-}
-
-void no_delay(int fd) {
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
 // One client of tcp-serve: its length, then its rounds, until it leaves.
