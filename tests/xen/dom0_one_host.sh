@@ -76,6 +76,19 @@ destroy_mid_transfer() {
     [ -z "$domid" ] || /vmrdma-xen-attach detach "$domid" --wait 0 >/dev/null 2>&1
     return $rc
 }
+# stop_peer PID LOG: the peer (vmrdma-check serve) must exit within 10 s
+# of SIGTERM; if not, it is killed, and its last lines tell why.
+stop_peer() {
+    kill -TERM "$1" 2>/dev/null
+    if ! wait_for 10 exited "$1"; then
+        fail "the peer did not exit 10 s after SIGTERM ($(awk '{ printf "state %s, %d s of CPU", $3, ($14 + $15) / 100 }' "/proc/$1/stat"))"
+        kill -KILL "$1" 2>/dev/null
+    fi
+    wait "$1" 2>/dev/null
+    [ -z "$fails" ] || tail -n 20 "$2" | sed 's/^/vmrdma-xen: [peer] /'
+}
+# exited PID: gone, or a zombie waiting for its parent's wait.
+exited() { ! [ -e "/proc/$1" ] || grep -q '^[0-9]* ([^)]*) Z' "/proc/$1/stat" 2>/dev/null; }
 
 step "dom0: veth pair, backend_kmod on veth0, peer on eth:veth1"
 /usr/sbin/ip link add veth0 type veth peer name veth1 && /usr/sbin/ip link set dev veth0 up &&
@@ -117,8 +130,7 @@ kill -0 "$serve_pid" 2>/dev/null || fail "the peer process died"
 say "backend after both guests: $(tr '\n' ' ' </proc/vmrdma_back)"
 
 step "unload"
-kill "$serve_pid" 2>/dev/null
-wait "$serve_pid" 2>/dev/null
+stop_peer "$serve_pid" /tmp/serve.log
 rmmod vmrdma_back || fail "rmmod vmrdma_back"
 dmesg | grep vmrdma | sed 's/^/vmrdma-xen: | /'
 
@@ -162,5 +174,4 @@ wait "$vmrdmad_pid"
 vrc=$?
 sed 's/^/vmrdma-xen: [vmrdmad] /' /tmp/vmrdmad.log
 [ "$vrc" = 0 ] || fail "vmrdmad --xen exited $vrc after SIGTERM"
-kill "$serve_pid" 2>/dev/null
-wait "$serve_pid" 2>/dev/null
+stop_peer "$serve_pid" /tmp/serve2.log
