@@ -503,10 +503,8 @@ int vr_fe_request(struct vr_fe *fe, const struct vr_ring_req *req, struct vr_rin
 		fe->slots[slot].peer_ep = req->peer_ep;
 		memcpy(fe->slots[slot].peer_mac, req->peer_mac, 6);
 	}
-	/* The slot is ready before the engine sees the cookie: a completion
-	 * may come from inside the call. */
-	/* Counted before the engine sees it: a completion may come from
-	 * inside the call. */
+	/* The slot is ready, its bulk bytes counted, before the engine sees
+	 * the cookie: a completion may come from inside the call. */
 	if (vr_svc_is_bulk(req->opcode)) {
 		fe->slots[slot].bulk = true;
 		fe->bulk_inflight += req->len;
