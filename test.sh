@@ -4,8 +4,9 @@
 #   2. the kernel checks: proto/ and both Xen modules built with kbuild
 #      (tests/kbuild/build.sh), loaded in Debian's kernel under QEMU
 #      (tests/qemu/run_module_test.sh), and the split driver under real Xen
-#      in QEMU (tests/xen/run_xen_test.sh).  About two minutes once the
-#      kernel and Xen packages are cached.
+#      in QEMU (tests/xen/run_xen_test.sh: one host, then two hosts).
+#      About eight minutes on a shared two-core machine once the kernel
+#      and Xen packages are cached.
 # With arguments only Bazel runs: they go to `bazel test`, e.g.
 # ./test.sh --config=asan; targets after `--` replace //..., e.g.
 # ./test.sh --config=tsan -- //tests/coro/...
