@@ -133,6 +133,14 @@ result run_client(const std::vector<std::string>& args, const std::string& netns
     return r;
 }
 
+// Signals a background vmrdma-check and returns how it ended.
+int stop_child(pid_t pid, int sig) {
+    kill(pid, sig);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
 }  // namespace
 
 TEST_CASE("vmrdma-check: serve on one host, client on another: OK, a bad key FAILs, SIGTERM exits 0") {
@@ -199,12 +207,8 @@ TEST_CASE("vmrdma-check: serve on one host, client on another: OK, a bad key FAI
     CHECK(r.exit_code == 2);
     CHECK(r.output.find("--peer is required") != std::string::npos);
 
-    kill(server, SIGTERM);
-    int status = 0;
-    waitpid(server, &status, 0);
+    CHECK(stop_child(server, SIGTERM) == 0);
     close(serve_out);
-    CHECK(WIFEXITED(status));
-    CHECK(WEXITSTATUS(status) == 0);
     alarm(0);
 }
 
@@ -216,13 +220,6 @@ bool has_round_line(const std::string& t) {
 }
 bool has_fail_line(const std::string& t) { return t.find("vmrdma-check: FAIL") != std::string::npos; }
 
-// Kills a background client and returns how it ended.
-int stop_client(pid_t pid, int sig) {
-    kill(pid, sig);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
 
 TEST_CASE("vmrdma-check: rounds/s over RDMA and over TCP, a flood, and peer_gone when the server leaves") {
     if (vmrdma::testing::skip_network_tests()) return;
@@ -262,7 +259,7 @@ TEST_CASE("vmrdma-check: rounds/s over RDMA and over TCP, a flood, and peer_gone
     auto text = read_until(flood_out, 20'000, has_flood_line);
     MESSAGE("flood: " << text);
     CHECK(has_flood_line(text));
-    CHECK(stop_client(flood, SIGKILL) == 128 + SIGKILL);
+    CHECK(stop_child(flood, SIGKILL) == 128 + SIGKILL);
     close(flood_out);
 
     // TCP: the same rounds through a socket.
@@ -281,7 +278,7 @@ TEST_CASE("vmrdma-check: rounds/s over RDMA and over TCP, a flood, and peer_gone
     CHECK(run_client({"tcp-client", "--host", "10.77.0.1", "--port", "7599", "--length", "1M"}, host_b.path(),
                      "vck-d", "10.77.0.2/24")
               .exit_code == 2);
-    CHECK(stop_client(tcp_server, SIGTERM) == 0);
+    CHECK(stop_child(tcp_server, SIGTERM) == 0);
     close(tcp_out);
 
     // The server goes away in the middle of an endless transfer: the client
@@ -290,13 +287,13 @@ TEST_CASE("vmrdma-check: rounds/s over RDMA and over TCP, a flood, and peer_gone
     pid_t forever = start(with({"--forever"}), forever_out, host_b.path(), "vck-d");
     text = read_until(forever_out, 20'000, has_round_line);
     REQUIRE(has_round_line(text));
-    CHECK(stop_client(server, SIGTERM) == 0);
+    CHECK(stop_child(server, SIGTERM) == 0);
     close(serve_out);
     text += read_until(forever_out, 30'000, has_fail_line);
     MESSAGE("client after the server left: " << text);
     CHECK(text.find("vmrdma-check: FAIL: after ") != std::string::npos);
     CHECK(text.find(" [peer_gone]") != std::string::npos);
-    CHECK(stop_client(forever, SIGKILL) == 1);  // it had exited already
+    CHECK(stop_child(forever, SIGKILL) == 1);  // it had exited already
     close(forever_out);
     alarm(0);
 }
@@ -326,7 +323,7 @@ TEST_CASE("vmrdma-check: serve goes on after its only client's connection fails"
     args.push_back("--forever");
     pid_t forever = start(args, forever_out, host_b.path(), "vck-f");
     REQUIRE(has_round_line(read_until(forever_out, 20'000, has_round_line)));
-    CHECK(stop_client(forever, SIGKILL) == 128 + SIGKILL);
+    CHECK(stop_child(forever, SIGKILL) == 128 + SIGKILL);
     close(forever_out);
     auto text = read_until(serve_out, 60'000, has_receive_failed);
     MESSAGE("server after its client died: " << text);
@@ -338,11 +335,7 @@ TEST_CASE("vmrdma-check: serve goes on after its only client's connection fails"
     CHECK(r.exit_code == 0);
     CHECK(r.output.find("vmrdma-check: OK: 1 rounds of 262136 bytes") != std::string::npos);
 
-    kill(server, SIGTERM);
-    int status = 0;
-    waitpid(server, &status, 0);
+    CHECK(stop_child(server, SIGTERM) == 0);
     close(serve_out);
-    CHECK(WIFEXITED(status));
-    CHECK(WEXITSTATUS(status) == 0);
     alarm(0);
 }

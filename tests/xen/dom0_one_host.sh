@@ -23,6 +23,15 @@
 #      0 on SIGTERM.
 # shellcheck shell=sh
 
+# boot_attached NAME MODE: a guest running domu_init.sh's MODE with the job
+# in $job, given a vmrdma device and unpaused.  Sets $domid (empty if it
+# could not be created: 1, after failing).
+boot_attached() {
+    domid=""
+    make_guest "$1" "VMRDMA_MODE=$2 $job" || { fail "xl create $1"; return 1; }
+    /vmrdma-xen-attach attach "$domid" | sed 's/^/vmrdma-xen: /'
+    xl unpause "$1" || { fail "xl unpause $1"; return 1; }
+}
 # verify_in_guest NAME: a guest runs the verify job (the job in $job; see
 # domu_init.sh), prints its result and powers off; it must say PASS and
 # disappear.  Failures are recorded; returns 1 only if the guest could not
@@ -30,10 +39,7 @@
 # Sets $domid.
 verify_in_guest() {
     local guest=$1
-    domid=""
-    make_guest "$guest" "VMRDMA_MODE=verify $job" || { fail "xl create $guest"; return 1; }
-    /vmrdma-xen-attach attach "$domid" | sed 's/^/vmrdma-xen: /'
-    xl unpause "$guest"
+    boot_attached "$guest" verify || return 1
     wait_for 240 log_has "$guest" "RESULT:" || fail "guest $guest printed no result in 240 s"
     show_guest "$guest"
     log_has "$guest" "RESULT: PASS" || fail "guest $guest: transfer not verified"
@@ -45,10 +51,7 @@ verify_in_guest() {
 # get that far.
 start_transfer() {
     local guest=$1
-    domid=""
-    make_guest "$guest" "VMRDMA_MODE=forever $job" || { fail "xl create $guest"; return 1; }
-    /vmrdma-xen-attach attach "$domid" | sed 's/^/vmrdma-xen: /'
-    xl unpause "$guest"
+    boot_attached "$guest" forever || return 1
     # The console log appears only once xenconsoled has output to write.
     progress() {
         local n
