@@ -23,10 +23,11 @@ using vmrdma::access;
 namespace {
 
 vmrdma::task<int> peer(vmrdma::device& dev, std::size_t slice) {
-    auto ep = dev.open_endpoint(1, {.listen = true});
+    auto ep = dev.open_endpoint(1);
     std::vector<std::byte> memory(slice);
     auto mr = ep.register_memory(memory, access::remote_write);
     co_await ep.set_accept_data(mr.remote().to_bytes());  // "write here", in the accept
+    co_await ep.listen();                                  // only now: every sender gets it
     auto conn = co_await ep.accept();
     co_await conn.closed();  // the sender closes once its write is done
     int index = conn.peer_data().empty() ? -1 : std::to_integer<int>(conn.peer_data()[0]);

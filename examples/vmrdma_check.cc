@@ -188,7 +188,7 @@ int serve(int argc, char** argv) {
     std::stop_source stop;
     signal_watcher signals(loop, stop);
     auto dev = vmrdma::device::open(loop, uri);
-    auto ep = dev->open_endpoint(ep_id, {.weight = 1, .listen = true});
+    auto ep = dev->open_endpoint(ep_id);  // listens once its accept data is set
     vmrdma::registrable_buffer buffer(size);  // zeroed; registrable on every transport
     auto mr = ep.register_memory(buffer.span(), vmrdma::access::remote_write | vmrdma::access::remote_read |
                                                     vmrdma::access::remote_atomic);
@@ -197,6 +197,7 @@ int serve(int argc, char** argv) {
     const std::string name = opt.get("name", "");
     auto announce = [&]() -> task<void> {
         co_await ep.set_accept_data(mr.remote().to_bytes());
+        co_await ep.listen();  // so that every client gets the region
         if (!name.empty()) co_await ep.announce(name);
     };
     loop.run(announce());

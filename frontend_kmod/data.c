@@ -108,9 +108,10 @@ static int vrf_validate(struct vrf_file *f, const struct vr_ring_req *req)
 			 !vrf_key_owned(f, req->lkey, req->ep))
 			st = -EACCES;
 		break;
+	case VR_RING_LISTEN:
 	case VR_RING_PD_ALLOC:
 	case VR_RING_PD_FREE:
-		/* the backend's engine ties a domain to its endpoint */
+		/* only its own endpoint; the backend's engine ties a domain to it */
 		if (!vrf_ep_owned(f, req->ep))
 			st = -EINVAL;
 		break;

@@ -163,6 +163,16 @@ int vr_ep_set_accept_data(struct vr_engine *eng, u16 ep, const void *data, u32 l
 	return 0;
 }
 
+int vr_ep_listen(struct vr_engine *eng, u16 ep)
+{
+	struct vr_ep *e = vr_ep_get_open(eng, ep);
+
+	if (!e)
+		return -ENOENT;
+	e->listen = true;
+	return 0;
+}
+
 int vr_conn_peer_data(const struct vr_engine *eng, u32 id, void *out, u32 cap)
 {
 	const struct vr_conn *c = vr_conn_get((struct vr_engine *)eng, id);

@@ -302,6 +302,10 @@ int vr_connect_data(struct vr_engine *eng, u16 ep, const u8 peer_mac[6], u16 pee
 /* A listening endpoint's accept data, carried by every CONNECT_ACK it sends
  * from now on (len 0: none).  0, -ENOENT, -EINVAL (too long). */
 int vr_ep_set_accept_data(struct vr_engine *eng, u16 ep, const void *data, u32 len);
+/* The endpoint listens from now on (it may already).  Opening it without
+ * listening, setting its accept data and then listening means no
+ * connection is accepted without the data.  0 or -ENOENT. */
+int vr_ep_listen(struct vr_engine *eng, u16 ep);
 /* The peer's private data on a connection that has completed its
  * CONNECT or ACCEPT: copies min(length, cap) bytes to out and returns the
  * length (0..VR_PRIVATE_DATA_MAX), or -ENOENT. */

@@ -421,6 +421,14 @@ int vr_fe_request(struct vr_fe *fe, const struct vr_ring_req *req, struct vr_rin
 		if (rc)
 			goto reject;
 		return vr_svc_post(fe->eng, req, 0, 0, &conn);
+	case VR_RING_LISTEN:
+		e = ep_of(fe, req->ep);
+		if (!e)
+			goto reject_inval;
+		rc = vr_svc_post(fe->eng, req, 0, 0, &conn);
+		if (!rc)
+			e->listen = true; /* its ACCEPTs are taken from now on */
+		return rc;
 	case VR_RING_PD_ALLOC:
 	case VR_RING_PD_FREE:
 		/* The engine ties a domain to its endpoint: another frontend's

@@ -85,6 +85,10 @@ enum vr_ring_op {
 	 * the endpoint's connections are authenticated with from now on
 	 * (engine.h vr_ep_set_auth_key).  Answered at once. */
 	VR_RING_AUTH_KEY,
+	/* ep: the endpoint listens from now on (engine.h vr_ep_listen), for
+	 * one opened without listening so that its accept data is in place
+	 * before the first connection.  Answered at once. */
+	VR_RING_LISTEN,
 	VR_RING_OP_MAX,
 };
 

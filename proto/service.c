@@ -153,6 +153,8 @@ int vr_svc_post(struct vr_engine *eng, const struct vr_ring_req *req, u32 conn, 
 			rc = vr_ep_set_auth_key(eng, req->ep, req->len ? buf : NULL);
 		vr_crypto_wipe(buf, VR_AUTH_KEY_LEN);
 		return rc;
+	case VR_RING_LISTEN:
+		return vr_ep_listen(eng, req->ep);
 	case VR_RING_PD_ALLOC:
 		return vr_pd_alloc(eng, req->ep, new_conn); /* the domain, in rsp.value */
 	case VR_RING_PD_FREE:

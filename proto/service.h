@@ -131,7 +131,7 @@ u32 vr_svc_wc_of_ring_op(u32 ring_op);
  * data read from the request's region), DISCONNECT (0 or -ENOENT; no
  * completion), ACCEPT_DATA and NAME (0 or the refusal; no completion),
  * PD_ALLOC (the domain in *new_conn), PD_FREE and PD_BIND (`conn` 0: no
- * connection; no completion), AUTH_KEY (no completion); any other opcode is -EINVAL.  Otherwise the
+ * connection; no completion), AUTH_KEY and LISTEN (no completion); any other opcode is -EINVAL.  Otherwise the
  * engine's status.
  */
 int vr_svc_post(struct vr_engine *eng, const struct vr_ring_req *req, u32 conn, u64 cookie,

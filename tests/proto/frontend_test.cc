@@ -476,3 +476,37 @@ TEST_CASE("admission: the bytes of WRITE, READ and SEND at the engine, the front
 	vr_fe_close_all(&fa.fe, frontend::release, &fa);
 	CHECK(fa.fe.bulk_inflight == 0);
 }
+
+TEST_CASE("LISTEN: an endpoint opened without listening takes ACCEPTs once it listens; only its own")
+{
+	backend b;
+	frontend fa(b.eng(), 1), fb(b.eng(), 2);
+	b.fes[0] = &fa;
+	b.fes[1] = &fb;
+	const char *why = nullptr;
+	REQUIRE(vr_fe_open_ep(&fa.fe, 2, 1, false, &why) == 0);
+	REQUIRE(vr_fe_open_ep(&fb.fe, 3, 1, false, &why) == 0);
+	vr_ring_rsp now{};
+	auto early = make(VR_RING_ACCEPT, 1);
+	early.ep = 2;
+	CHECK(vr_fe_request(&fa.fe, &early, &now) == -EINVAL); // not listening yet
+	auto foreign = make(VR_RING_LISTEN, 2);
+	foreign.ep = 3; // B's endpoint, asked by A
+	CHECK(vr_fe_request(&fa.fe, &foreign, &now) == -EINVAL);
+	auto listen = make(VR_RING_LISTEN, 3);
+	listen.ep = 2;
+	CHECK(vr_fe_request(&fa.fe, &listen, &now) == 0); // answered at once
+	auto acc = make(VR_RING_ACCEPT, 4);
+	acc.ep = 2;
+	REQUIRE(vr_fe_request(&fa.fe, &acc, &now) == 1);
+	REQUIRE(vr_ep_open(b.s.node(1).eng, 1, 1, false) == 0);
+	uint32_t c = 0;
+	REQUIRE(vr_connect(b.s.node(1).eng, 1, b.s.node(0).mac, 2, 11, &c) == 0);
+	REQUIRE(b.s.run([&] { return fa.answer_to(4) != nullptr; }, b.s.now + 1000000000));
+	CHECK(fa.answer_to(4)->rsp.status == 0);
+	// B's endpoint still does not listen: a connect to it is refused.
+	uint32_t c2 = 0;
+	REQUIRE(vr_connect(b.s.node(1).eng, 1, b.s.node(0).mac, 3, 12, &c2) == 0);
+	REQUIRE(b.s.run([&] { return find(b.s.node(1), 12, VR_WC_CONNECT) != nullptr; }, b.s.now + 1000000000));
+	CHECK(find(b.s.node(1), 12, VR_WC_CONNECT)->status == -ECONNREFUSED);
+}

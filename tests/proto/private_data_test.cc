@@ -161,3 +161,29 @@ TEST_CASE("private data: on the wire under the CRC; a frame with too much is dro
 	vr_wire_encode_full(big.data(), &h, big.data() + VR_ETH_HLEN + VR_HDR_LEN);
 	CHECK(vr_wire_parse(big.data(), (uint32_t)big.size(), VR_ETHERTYPE_DEFAULT, &parsed) == -EMSGSIZE);
 }
+
+TEST_CASE("private data: an endpoint that listens only once its accept data is set never accepts without it")
+{
+	Pair p;
+	REQUIRE(vr_ep_close(p.B().eng, 0) == 0);
+	REQUIRE(vr_ep_open(p.B().eng, 0, 1, false) == 0); // open, not listening yet
+	// A connect before listen() is told there is no listener; nothing is accepted.
+	uint64_t early = 77;
+	uint32_t c;
+	size_t base = p.B().comps.size();
+	REQUIRE(vr_connect_data(p.A().eng, 0, p.B().mac, 0, "early", 5, early, &c) == 0);
+	REQUIRE(p.s.run([&] { return find(p.A(), early, VR_WC_CONNECT) != nullptr; }, p.s.now + 10000000));
+	CHECK(find(p.A(), early, VR_WC_CONNECT)->status == -ECONNREFUSED);
+	for (size_t i = base; i < p.B().comps.size(); i++)
+		CHECK(p.B().comps[i].op != VR_WC_ACCEPT);
+
+	const std::string offer = "the region to write";
+	REQUIRE(vr_ep_set_accept_data(p.B().eng, 0, offer.data(), (uint32_t)offer.size()) == 0);
+	REQUIRE(vr_ep_listen(p.B().eng, 0) == 0);
+	REQUIRE(vr_ep_listen(p.B().eng, 0) == 0); // again: nothing changes
+	CHECK(vr_ep_listen(p.B().eng, 9) == -ENOENT);
+	uint32_t ca, cb;
+	p.connect("late", &ca, &cb);
+	CHECK(Pair::peer(p.A(), ca) == offer);
+	CHECK(Pair::peer(p.B(), cb) == "late");
+}

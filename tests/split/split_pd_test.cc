@@ -27,21 +27,20 @@ constexpr std::uint64_t go_tag = 1, done_tag = 2;
 struct outcome {
     std::atomic<bool> served{false}, in_domain_landed{false}, outsider_kept_out{false};
     std::atomic<bool> in_domain_ok{false}, outsider_bad_key{false};
-    // The listener has its accept data: a connection that arrived before
-    // would carry none (the endpoint listens from its opening).
-    std::atomic<bool> offering{false};
     std::string error;
 };
 
 // Accepts two connections on `ep_id`, binds the first and the region to a
 // new domain, tells both to go, waits for the first to say it is done.
 task<void> serve(vmrdma::device& dev, std::uint16_t ep_id, outcome& out, std::stop_token stop) {
-    auto ep = dev.open_endpoint(ep_id, {.weight = 1, .listen = true});
+    // Listening only once the accept data is set: a connection accepted
+    // before would carry none (the client connects as early as it can).
+    auto ep = dev.open_endpoint(ep_id, {.weight = 1, .listen = false});
     vmrdma::registrable_buffer mem(4096);
     std::memset(mem.data(), 0, 4096);
     auto mr = ep.register_memory(mem.span(), access::remote_write);
     co_await ep.set_accept_data(mr.remote().to_bytes());
-    out.offering = true;
+    co_await ep.listen();
     auto first = co_await ep.accept(stop);
     auto second = co_await ep.accept(stop);
     auto pd = co_await ep.allocate_protection_domain();
@@ -71,9 +70,7 @@ task<void> serve(vmrdma::device& dev, std::uint16_t ep_id, outcome& out, std::st
 }
 
 // Two connections from two endpoints to the server; writes through both.
-task<void> client(vmrdma::event_loop& loop, vmrdma::device& dev, vmrdma::mac_address server, std::uint16_t ep_id,
-                  outcome& out) {
-    while (!out.offering) co_await loop.sleep_for(1ms);
+task<void> client(vmrdma::device& dev, vmrdma::mac_address server, std::uint16_t ep_id, outcome& out) {
     auto e1 = dev.open_endpoint(11);
     auto e2 = dev.open_endpoint(12);
     vmrdma::registrable_buffer src(128);
@@ -111,10 +108,10 @@ TEST_CASE("protection domains: a unix: server (vmrdmad) and an eth: server keep 
         vmrdma::event_loop loop;
         auto dev = vmrdma::device::open(loop, daemon.uri());
         const auto daemon_mac = dev->mac();
-        split_test::peer_thread peer(veth.b, [&](vmrdma::event_loop& peer_loop, vmrdma::device& eth,
+        split_test::peer_thread peer(veth.b, [&](vmrdma::event_loop&, vmrdma::device& eth,
                                                  std::stop_token stop) -> task<void> {
             if (unix_serves)
-                co_await client(peer_loop, eth, daemon_mac, 5, out);
+                co_await client(eth, daemon_mac, 5, out);
             else
                 co_await serve(eth, 5, out, stop);
         });
@@ -122,7 +119,7 @@ TEST_CASE("protection domains: a unix: server (vmrdmad) and an eth: server keep 
             if (unix_serves)
                 loop.run(serve(*dev, 5, out, {}));
             else
-                loop.run(client(loop, *dev, peer.mac(), 5, out));
+                loop.run(client(*dev, peer.mac(), 5, out));
         } catch (const std::exception& e) {
             // The other side's failure is usually the cause: say it first.
             try {

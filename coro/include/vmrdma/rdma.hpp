@@ -235,15 +235,22 @@ public:
     // wait_for_listener): for a client started beside its server.
     task<connection> connect(mac_address peer, std::uint16_t peer_endpoint, std::chrono::nanoseconds deadline,
                              std::stop_token stop = {});
-    // Waits for a peer's connect (the endpoint must have been opened to
-    // listen). The connection's peer_data() is the connecting side's
-    // private data.
+    // Waits for a peer's connect (the endpoint must listen: opened to
+    // listen, or listen() done). The connection's peer_data() is the
+    // connecting side's private data.
     task<connection> accept(std::stop_token stop = {});
     // A listening endpoint's accept data: every connection it accepts from
     // now on hands these bytes (at most connection::private_data_max) to the
     // connecting side, as its connection::peer_data(). For example the
     // descriptors of the regions a server offers. Empty: none.
+    // An endpoint opened to listen accepts connections at once, before
+    // this is done; for every connection to carry the data, open without
+    // listen, set it, then listen().
     task<void> set_accept_data(std::span<const std::byte> data);
+    // The endpoint listens from now on (connects to it before get "no
+    // listener", which connect's wait_for_listener waits out). Done again,
+    // or on an endpoint opened to listen: nothing changes.
+    task<void> listen();
 
     // Protection domains: at most 16 per endpoint (resources_exhausted
     // beyond). A domain is freed explicitly (busy while regions are bound

@@ -58,6 +58,7 @@ const char* operation_name(std::uint8_t opcode) noexcept {
     case VR_RING_PD_FREE: return "free_protection_domain";
     case VR_RING_PD_BIND: return "bind";
     case VR_RING_AUTH_KEY: return "set_auth_key";
+    case VR_RING_LISTEN: return "listen";
     default: return "operation";
     }
 }

@@ -108,8 +108,10 @@ int engine_transport::post(const vr_ring_req& req) noexcept {
         return rc;
     }
     host_.want_flush();
+    if (req.opcode == VR_RING_LISTEN) listeners_.try_emplace(req.ep);  // its ACCEPTs are taken from now on
     if (req.opcode == VR_RING_ACCEPT_DATA || req.opcode == VR_RING_NAME || req.opcode == VR_RING_PD_ALLOC ||
-        req.opcode == VR_RING_PD_FREE || req.opcode == VR_RING_PD_BIND || req.opcode == VR_RING_AUTH_KEY) {
+        req.opcode == VR_RING_PD_FREE || req.opcode == VR_RING_PD_BIND || req.opcode == VR_RING_AUTH_KEY ||
+        req.opcode == VR_RING_LISTEN) {
         vr_completion wc{};  // done: the engine answers these at once
         wc.cookie = req.cookie;
         wc.ep = req.ep;

@@ -275,6 +275,13 @@ task<void> endpoint::set_accept_data(std::span<const std::byte> data) {
     co_await with_bytes(VR_RING_ACCEPT_DATA, std::vector<std::byte>(data.begin(), data.end()), {});
 }
 
+task<void> endpoint::listen() {
+    if (!core_) throw error(errc::invalid_argument, "endpoint is closed");
+    auto r = request(VR_RING_LISTEN);
+    r.ep = id_;
+    co_await core_->perform(r, {});
+}
+
 task<protection_domain> endpoint::allocate_protection_domain() {
     if (!core_) throw error(errc::invalid_argument, "endpoint is closed");
     auto r = request(VR_RING_PD_ALLOC);
