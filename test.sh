@@ -6,7 +6,10 @@
 #      (tests/qemu/run_module_test.sh), and the split driver under real Xen
 #      in QEMU (tests/xen/run_xen_test.sh: one host, then two hosts).
 #      About eight minutes on a shared two-core machine once the kernel
-#      and Xen packages are cached.
+#      and Xen packages are cached;
+#   3. the libfabric provider end to end (tests/fabric/run_fabric_test.sh:
+#      fabtests, fi_pingpong and Open MPI across two namespaces), about
+#      five minutes once fabtests are cached (three with --quick, as CI runs it).
 # With arguments only Bazel runs: they go to `bazel test`, e.g.
 # ./test.sh --config=asan; targets after `--` replace //..., e.g.
 # ./test.sh --config=tsan -- //tests/coro/...
@@ -31,7 +34,8 @@ fi
 scripts/deps.sh make || exit 1
 failed=()
 bazel test //... || failed+=("bazel test //...")
-for check in tests/kbuild/build.sh tests/qemu/run_module_test.sh tests/xen/run_xen_test.sh; do
+for check in tests/kbuild/build.sh tests/qemu/run_module_test.sh tests/xen/run_xen_test.sh \
+    tests/fabric/run_fabric_test.sh; do
     echo "=== $check"
     "$check" || failed+=("$check")
 done
@@ -39,4 +43,4 @@ if [ ${#failed[@]} -gt 0 ]; then
     echo "test.sh: FAILED: ${failed[*]}"
     exit 1
 fi
-echo "test.sh: every test passed (bazel test //..., kbuild, QEMU module load, Xen split driver)"
+echo "test.sh: every test passed (bazel test //..., kbuild, QEMU module load, Xen split driver, libfabric provider)"

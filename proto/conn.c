@@ -183,6 +183,17 @@ int vr_conn_peer_data(const struct vr_engine *eng, u32 id, void *out, u32 cap)
 	return c->pdata_len;
 }
 
+int vr_conn_peer(const struct vr_engine *eng, u32 id, u8 mac[6], u16 *ep)
+{
+	const struct vr_conn *c = vr_conn_get((struct vr_engine *)eng, id);
+
+	if (!c)
+		return -ENOENT;
+	memcpy(mac, c->peer_mac, 6);
+	*ep = c->peer_ep;
+	return 0;
+}
+
 int vr_disconnect(struct vr_engine *eng, u32 id)
 {
 	struct vr_conn *c = vr_conn_get(eng, id);

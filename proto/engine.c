@@ -203,6 +203,13 @@ void vr_complete_nak(struct vr_engine *eng, struct vr_ep *e, u32 op, u64 cookie,
 	wc.bytes = bytes;
 	wc.tag = tag;
 	wc.value = value;
+	if (!status && (op == VR_WC_ACCEPT || op == VR_WC_CONNECT)) {
+		u8 mac[6];
+		u16 peer_ep;
+
+		if (!vr_conn_peer(eng, conn, mac, &peer_ep))
+			wc.value = vr_peer_word(mac, peer_ep); /* who is at the other end */
+	}
 	VR_CTR(eng, e, completions, 1);
 	eng->host.complete(eng->cfg.ctx, &wc);
 }

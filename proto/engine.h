@@ -64,14 +64,38 @@ struct vr_completion {
 	u64 cookie;
 	int status;   /* 0 or negative errno */
 	u32 op;       /* enum vr_wc_op */
-	u32 conn;     /* connection id (0 for RECV matched before binding) */
+	u32 conn;     /* connection id (RECV: the one the message came on) */
 	u16 ep;       /* local endpoint id */
 	u8 nak_reason; /* enum vr_nak_reason of the remote NAK that failed the op
 			* (e.g. RNR vs RESOURCES behind -ENOBUFS); 0 otherwise */
 	u64 bytes;    /* bytes transferred; RECV: message length */
 	u64 tag;      /* RECV: tag of the matched message */
-	u64 value;    /* FADD/CSWAP: original remote value */
+	/* FADD/CSWAP: original remote value.  RECV (its source, recorded when
+	 * the message arrived), and ACCEPT and CONNECT that succeeded: the
+	 * peer, as vr_peer_word; 0 when unknown (a failed receive). */
+	u64 value;
 };
+
+/* A peer's address in one word, as completions carry it: the endpoint id
+ * in bits 63..48, the MAC in 47..0 (its first byte in bits 47..40). */
+static inline u64 vr_peer_word(const u8 mac[6], u16 ep)
+{
+	u64 w = (u64)ep << 48;
+	int i;
+
+	for (i = 0; i < 6; i++)
+		w |= (u64)mac[i] << (40 - 8 * i);
+	return w;
+}
+
+static inline void vr_peer_of_word(u64 w, u8 mac[6], u16 *ep)
+{
+	int i;
+
+	for (i = 0; i < 6; i++)
+		mac[i] = (u8)(w >> (40 - 8 * i));
+	*ep = (u16)(w >> 48);
+}
 
 struct vr_host_ops {
 	/* 0 = frame taken; -EAGAIN = queue full, engine retries it later;
@@ -310,6 +334,8 @@ int vr_ep_listen(struct vr_engine *eng, u16 ep);
  * CONNECT or ACCEPT: copies min(length, cap) bytes to out and returns the
  * length (0..VR_PRIVATE_DATA_MAX), or -ENOENT. */
 int vr_conn_peer_data(const struct vr_engine *eng, u32 conn, void *out, u32 cap);
+/* Who is at the other end of connection conn: 0 or -ENOENT. */
+int vr_conn_peer(const struct vr_engine *eng, u32 conn, u8 mac[6], u16 *ep);
 
 /* An endpoint's own key (VR_AUTH_KEY_LEN bytes, e.g. from a key exchange
  * the application made): connections it opens or accepts from now on are

@@ -75,6 +75,22 @@ static u32 conn_add(struct vr_fe *fe, u32 id, u16 ep, const u8 *peer_mac, u16 pe
 	return c->handle;
 }
 
+/* An accepted connection: recorded with its peer, whose address the
+ * ACCEPT's answer carries in value (vr_peer_word), as the engine's ACCEPT
+ * completion does.  0 if there is no room. */
+static u32 accepted_add(struct vr_fe *fe, u32 id, u16 ep, u64 *peer)
+{
+	u8 mac[6];
+	u16 peer_ep;
+
+	if (vr_conn_peer(fe->eng, id, mac, &peer_ep)) {
+		vr_disconnect(fe->eng, id); /* gone already: cannot happen */
+		return 0;
+	}
+	*peer = vr_peer_word(mac, peer_ep);
+	return conn_add(fe, id, ep, mac, peer_ep, true);
+}
+
 static void closed_answer(struct vr_fe *fe, u32 handle, int status, u64 why);
 
 static void conn_forget(struct vr_fe *fe, struct vr_fe_conn *c)
@@ -466,7 +482,7 @@ int vr_fe_request(struct vr_fe *fe, const struct vr_ring_req *req, struct vr_rin
 			conn = e->backlog[0];
 			e->nbacklog--;
 			memmove(&e->backlog[0], &e->backlog[1], e->nbacklog * sizeof(u32));
-			handle = conn_add(fe, conn, e->id, NULL, 0, true);
+			handle = accepted_add(fe, conn, e->id, &rsp->value);
 			if (!handle)
 				return -ENOSPC;
 			rsp->conn = handle;
@@ -621,7 +637,7 @@ void vr_fe_accepted(struct vr_fe *fe, u16 ep, u32 conn)
 	if (best != ~0u) {
 		e->accepts--;
 		rsp_init(&rsp, &fe->slots[best].req);
-		rsp.conn = conn_add(fe, conn, ep, NULL, 0, true);
+		rsp.conn = accepted_add(fe, conn, ep, &rsp.value);
 		if (!rsp.conn)
 			rsp.status = -ENOSPC;
 		else

@@ -124,6 +124,7 @@ struct vr_recv {
 struct vr_unexp {
 	bool used, complete, aborted;
 	u32 conn;         /* source connection id */
+	u64 peer;         /* its peer (vr_peer_word), kept should it go */
 	u64 seq;          /* arrival order */
 	u64 tag;
 	u32 total, got;

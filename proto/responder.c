@@ -31,11 +31,23 @@ static struct vr_recv *match_recv(struct vr_engine *eng, struct vr_ep *e, u64 ta
 	return best;
 }
 
+/* A receive's completion names its source in value (vr_peer_word). */
+static void recv_complete(struct vr_engine *eng, struct vr_ep *e, struct vr_recv *r,
+			  int status, u32 conn, u64 bytes, u64 tag, u64 peer)
+{
+	r->state = VR_RECV_FREE;
+	vr_complete(eng, e, VR_WC_RECV, r->cookie, status, conn, bytes, tag, peer);
+}
+
+/* ... from connection conn, still in the table (0: none). */
 static void recv_done(struct vr_engine *eng, struct vr_ep *e, struct vr_recv *r,
 		      int status, u32 conn, u64 bytes, u64 tag)
 {
-	r->state = VR_RECV_FREE;
-	vr_complete(eng, e, VR_WC_RECV, r->cookie, status, conn, bytes, tag, 0);
+	u8 mac[6];
+	u16 ep;
+
+	recv_complete(eng, e, r, status, conn, bytes, tag,
+		      conn && !vr_conn_peer(eng, conn, mac, &ep) ? vr_peer_word(mac, ep) : 0);
 }
 
 /* Copy into a receive buffer, re-checking its region.  Bytes beyond the
@@ -67,7 +79,8 @@ static void unexp_deliver(struct vr_engine *eng, struct vr_ep *e, struct vr_unex
 	if (!rc && u->total > r->len)
 		rc = -EMSGSIZE;
 	u->used = false;
-	recv_done(eng, e, r, rc, u->conn, u->total, u->tag);
+	/* its connection may have gone since: the source is the one recorded */
+	recv_complete(eng, e, r, rc, u->conn, u->total, u->tag, u->peer);
 }
 
 /* SEND frames.  Returns a NAK reason or 0 (frame consumed). */
@@ -115,6 +128,7 @@ static u8 rx_send(struct vr_engine *eng, struct vr_conn *c, const struct vr_pars
 			u->used = true;
 			u->complete = u->aborted = false;
 			u->conn = c->id;
+			u->peer = vr_peer_word(c->peer_mac, c->peer_ep);
 			u->seq = e->unexp_seq++;
 			u->tag = h->operand_a;
 			u->total = h->total_len;

@@ -124,7 +124,8 @@ struct vr_ring_rsp {
 	u32 reserved;
 	u64 bytes;      /* bytes moved; RECV: message length */
 	u64 tag;        /* RECV: the matched message's tag */
-	u64 value;      /* FADD/CSWAP: the previous remote value */
+	u64 value;      /* FADD/CSWAP: the previous remote value; RECV: its
+			 * source, CONNECT/ACCEPT: the peer (vr_peer_word) */
 };
 
 /*

@@ -186,6 +186,7 @@ void vr_svc_rsp_of_wc(const struct vr_svc_pending *req, const struct vr_completi
 	case VR_RING_RECV:
 		rsp->bytes = wc->bytes;
 		rsp->tag = wc->tag;
+		rsp->value = wc->value; /* the source */
 		break;
 	case VR_RING_FADD:
 	case VR_RING_CSWAP:
@@ -196,6 +197,7 @@ void vr_svc_rsp_of_wc(const struct vr_svc_pending *req, const struct vr_completi
 		if (!wc->status)
 			rsp->conn = new_conn;
 		rsp->bytes = wc->bytes;
+		rsp->value = wc->value; /* the peer */
 		break;
 	case VR_RING_RESOLVE:
 		rsp->tag = wc->tag;

@@ -13,6 +13,8 @@ packages=(
     iproute2           # ip netns / veth for the integration tests
     socat              # the data mover demo's TCP baseline (tar | socat)
     tshark             # tests/wire:dissector_test (Wireshark dissector)
+    libfabric-dev      # fabric/: the libfabric provider (headers, libfabric.so)
+    libfabric-bin      # fi_info, fi_pingpong: tests/install, tests/fabric
     "$@"
 )
 

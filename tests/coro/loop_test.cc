@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <mutex>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -298,6 +299,144 @@ TEST_CASE("async_scope keeps a spawned coroutine lambda alive until its task fin
     REQUIRE(seen.size() == 3);
     CHECK(seen[0] == std::string(40, 'a'));
     CHECK(seen[2] == std::string(40, 'c'));
+}
+
+// run_once and wait_fd: a host that owns its thread (libfabric's manual
+// progress) steps the loop itself instead of calling run().
+namespace {
+// Turns the loop until `done` or `turns` turns have passed, waiting on the
+// wait fd (not in the loop) whenever run_once says the loop is idle.
+bool step_until(event_loop& loop, const bool& done, int turns) {
+    for (int i = 0; i < turns && !done; ++i) {
+        if (loop.run_once() && !done) {
+            pollfd p{loop.wait_fd(), POLLIN, 0};
+            ::poll(&p, 1, 1000);
+        }
+    }
+    return done;
+}
+}  // namespace
+
+TEST_CASE("run_once(0) never blocks and reports an idle loop") {
+    event_loop loop;
+    vmrdma::async_scope scope;
+    std::stop_source stop;
+    bool ended = false;
+    // A timer an hour away: a turn that blocked would wait for it.
+    scope.spawn([&]() -> task<void> {
+        try {
+            co_await loop.sleep_for(1h, stop.get_token());
+        } catch (const error& e) {
+            CHECK(is_cancelled(e));
+        }
+        ended = true;
+    });
+    for (int i = 0; i < 100; ++i) CHECK(loop.run_once());
+    CHECK_FALSE(ended);
+    CHECK(loop.pending_operations() == 1);
+    stop.request_stop();
+    CHECK(step_until(loop, ended, 100));
+    CHECK(scope.running() == 0);
+    CHECK(loop.pending_operations() == 0);
+}
+
+TEST_CASE("the wait fd wakes a poller for a completion, and run_once reaps it") {
+    event_loop loop;
+    int fds[2];
+    REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
+    vmrdma::async_scope scope;
+    char buf[8] = {};
+    bool got = false;
+    scope.spawn([&]() -> task<void> {
+        int n = co_await loop.submit([&](io_uring_sqe* s) { io_uring_prep_read(s, fds[1], buf, sizeof buf, 0); });
+        CHECK(n == 3);
+        got = true;
+    });
+    REQUIRE(loop.run_once());  // submitted; nothing to reap
+    pollfd p{loop.wait_fd(), POLLIN, 0};
+    CHECK(::poll(&p, 1, 0) == 0);  // nothing completed yet
+    std::thread writer([&] {
+        std::this_thread::sleep_for(20ms);
+        REQUIRE(::write(fds[0], "abc", 3) == 3);
+    });
+    CHECK(::poll(&p, 1, 5000) == 1);  // woken by the completion, not the 5 s
+    writer.join();
+    CHECK(step_until(loop, got, 10));
+    CHECK(std::string(buf) == "abc");
+    close(fds[0]);
+    close(fds[1]);
+}
+
+TEST_CASE("post() from another thread wakes a poller on the wait fd") {
+    event_loop loop;
+    REQUIRE(loop.run_once());  // arms the loop's own wake-up read
+    bool ran = false;
+    std::thread other([&] {
+        std::this_thread::sleep_for(20ms);
+        loop.post([&] { ran = true; });
+    });
+    pollfd p{loop.wait_fd(), POLLIN, 0};
+    CHECK(::poll(&p, 1, 5000) == 1);
+    other.join();
+    CHECK(step_until(loop, ran, 10));
+}
+
+TEST_CASE("run_once with a wait returns when an operation completes, and when it does not") {
+    event_loop loop;
+    vmrdma::async_scope scope;
+    bool woke = false;
+    scope.spawn([&]() -> task<void> {
+        co_await loop.sleep_for(1ms);
+        woke = true;
+    });
+    for (int i = 0; i < 1000 && !woke; ++i) loop.run_once(10s);  // returns at the timer, not after 10 s
+    CHECK(woke);
+    // Nothing left to complete: it gives up after its wait.
+    CHECK(loop.run_once(1ms));
+    CHECK(scope.running() == 0);
+}
+
+TEST_CASE("run_ready never submits; the submitting thread's wait runs the task work; another thread reaps") {
+    // The libfabric provider: application threads take turns at the loop
+    // (run_ready, under a lock) and never own an operation; a helper
+    // thread submits them and waits in poll(2) on the loop's fd.
+    event_loop loop;
+    int fds[2];
+    REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
+    vmrdma::async_scope scope;
+    char buf[4] = {};
+    bool got = false;
+    std::mutex turn;
+    scope.spawn([&]() -> task<void> {
+        int n = co_await loop.submit([&](io_uring_sqe* s) { io_uring_prep_read(s, fds[1], buf, sizeof buf, 0); });
+        CHECK(n == 3);
+        got = true;
+    });
+    CHECK(loop.run_ready());  // the read (and the loop's own wake-up read) wait to be submitted
+    CHECK(io_uring_sq_ready(loop.native()) > 0);
+    std::atomic<bool> submitted{false}, waited{false};
+    std::thread submitter([&] {
+        {
+            std::lock_guard lock(turn);
+            loop.submit_pending();
+        }
+        submitted = true;
+        pollfd p{loop.wait_fd(), POLLIN, 0};
+        ::poll(&p, 1, 10000);  // woken by the read's completion (its task work runs here)
+        waited = true;
+    });
+    while (!submitted) std::this_thread::sleep_for(1ms);
+    REQUIRE(::write(fds[0], "abc", 3) == 3);
+    submitter.join();
+    CHECK(waited);
+    for (int i = 0; i < 100 && !got; ++i) {
+        std::lock_guard lock(turn);
+        loop.run_ready();
+    }
+    CHECK(got);
+    CHECK(std::string(buf) == "abc");
+    close(fds[0]);
+    close(fds[1]);
 }
 
 TEST_CASE("turn_time is the time the loop reaped this turn's completions: it follows the clock, never ahead") {

@@ -39,3 +39,8 @@ CC
 g++ -Wall -Wextra -Werror "$prefix/api.cc" $flags -o "$prefix/api"
 "$prefix/api"
 echo "built and ran two programs against the installed vmrdma"
+# The libfabric provider: installed where FI_PROVIDER_PATH finds it, and
+# libfabric loads it (fi_info -l lists the providers it loaded).
+[ -x "$prefix/lib/libfabric/libvmrdma-fi.so" ] || { echo "no lib/libfabric/libvmrdma-fi.so" >&2; exit 1; }
+FI_PROVIDER_PATH=$prefix/lib/libfabric fi_info -l >"$prefix/fi_info_list.out" 2>&1
+grep -q "^vmrdma:" "$prefix/fi_info_list.out" || { cat "$prefix/fi_info_list.out" >&2; echo "libfabric does not list the vmrdma provider" >&2; exit 1; }

@@ -267,6 +267,10 @@ TEST_CASE("connections: limits, ACCEPT oldest first, the backlog, and closing an
 	CHECK(h1 == 1);
 	CHECK(h2 == 2);
 	CHECK(fa.fe.nconns == 2);
+	// Each answer names the peer that connected (vr_peer_word).
+	CHECK(fa.answer_to(1)->rsp.value == vr_peer_word(b.s.node(1).mac, 1));
+	CHECK(fa.conns[0].peer_ep == 1);
+	CHECK(std::memcmp(fa.conns[0].peer_mac, b.s.node(1).mac, 6) == 0);
 
 	// At its limit (2) a third CONNECT is refused, and the policy refuses arrivals.
 	auto connect = make(VR_RING_CONNECT, 3);
@@ -287,6 +291,7 @@ TEST_CASE("connections: limits, ACCEPT oldest first, the backlog, and closing an
 	acc3.ep = 2;
 	CHECK(vr_fe_request(&fa.fe, &acc3, &now) == 0); // answered at once, from the backlog
 	CHECK(now.conn == 3);                           // handles are never reused soon
+	CHECK(now.value == vr_peer_word(b.s.node(1).mac, 1));
 
 	// A RECV waits; answering waiters early (a drain) answers it now and
 	// swallows the engine's completion when the endpoint closes.
@@ -475,6 +480,39 @@ TEST_CASE("admission: the bytes of WRITE, READ and SEND at the engine, the front
 	CHECK(fa.fe.bulk_inflight == 8192);
 	vr_fe_close_all(&fa.fe, frontend::release, &fa);
 	CHECK(fa.fe.bulk_inflight == 0);
+}
+
+TEST_CASE("a RECV's answer names the peer the message came from")
+{
+	backend b;
+	frontend fa(b.eng(), 1);
+	b.fes[0] = &fa;
+	const char *why = nullptr;
+	REQUIRE(vr_fe_open_ep(&fa.fe, 2, 1, true, &why) == 0);
+	static uint8_t mem[4096];
+	uint64_t key = 0;
+	REQUIRE(vr_fe_add_region(&fa.fe, 2, mem, mem, sizeof mem, VR_ACCESS_LOCAL_WRITE, true, &key) == 0);
+	auto recv = make(VR_RING_RECV, 1);
+	recv.ep = 2;
+	recv.lkey = key;
+	recv.len = 64;
+	vr_ring_rsp now{};
+	REQUIRE(vr_fe_request(&fa.fe, &recv, &now) == 1);
+	REQUIRE(vr_ep_open(b.s.node(1).eng, 3, 1, false) == 0);
+	uint32_t c = 0;
+	REQUIRE(vr_connect(b.s.node(1).eng, 3, b.s.node(0).mac, 2, 11, &c) == 0);
+	REQUIRE(b.s.run([&] { return vr_conn_state(b.s.node(1).eng, c) == VR_CONN_CONNECTED; },
+			b.s.now + 1000000000));
+	GuardedBuf msg;
+	msg.init(32, 4);
+	REQUIRE(reg(b.s.node(1), 3, msg, 0) == 0);
+	REQUIRE(vr_post_send(b.s.node(1).eng, c, msg.key, 0, 32, 0, 12) == 0);
+	REQUIRE(b.s.run([&] { return fa.answer_to(1) != nullptr; }, b.s.now + 1000000000));
+	const auto &rsp = fa.answer_to(1)->rsp;
+	CHECK(rsp.status == 0);
+	CHECK(rsp.bytes == 32);
+	CHECK(rsp.value == vr_peer_word(b.s.node(1).mac, 3));
+	CHECK(rsp.conn == 0); // the engine's connection ids stay the backend's
 }
 
 TEST_CASE("LISTEN: an endpoint opened without listening takes ACCEPTs once it listens; only its own")

@@ -31,6 +31,7 @@ TEST_CASE("write, read, send/recv, fetch_add and compare_swap through vmrdmad") 
     // where it is, then checks what the frontend wrote.
     bool peer_saw_write = false, peer_got_hello = false;
     std::uint64_t peer_word = 0;
+    vmrdma::peer_address hello_source, accepted_peer;
     split_test::peer_thread peer(veth.b, [&](vmrdma::event_loop&, vmrdma::device& dev, std::stop_token stop) -> task<void> {
         auto ep = dev.open_endpoint(1, {.weight = 1, .listen = true});
         std::vector<std::byte> target(region_size, std::byte{0});
@@ -40,6 +41,8 @@ TEST_CASE("write, read, send/recv, fetch_add and compare_swap through vmrdmad") 
         auto conn = co_await ep.accept(stop);
         auto hello = co_await ep.recv(small_mr, 32, 32, hello_tag, ~0ull, stop);
         peer_got_hello = hello.length == 5 && std::memcmp(small.data() + 32, "hello", 5) == 0;
+        hello_source = hello.source;
+        accepted_peer = conn.peer();
         auto done = ep.recv(small_mr, 16, 16, done_tag, ~0ull, stop);
         auto desc = target_mr.remote().to_bytes();
         std::memcpy(small.data(), desc.data(), desc.size());
@@ -77,6 +80,9 @@ TEST_CASE("write, read, send/recv, fetch_add and compare_swap through vmrdmad") 
         auto got = co_await std::move(desc);
         CHECK(got.length == 16);
         CHECK(got.tag == desc_tag);
+        // Sources and peers cross the ring: the peer's endpoint 1.
+        CHECK(got.source == vmrdma::peer_address{peer.mac(), 1});
+        CHECK(conn.peer() == vmrdma::peer_address{peer.mac(), 1});
         auto remote = vmrdma::remote_region::from_bytes(small.span().subspan(0, 16));
         co_await conn.write(data_mr, 0, remote, 0, static_cast<std::uint32_t>(region_size));
         co_await conn.read(back_mr, 0, remote, 0, static_cast<std::uint32_t>(region_size));
@@ -107,6 +113,9 @@ TEST_CASE("write, read, send/recv, fetch_add and compare_swap through vmrdmad") 
     CHECK(peer_word == 1234);
     CHECK(peer_got_hello);
     CHECK(peer_saw_write);
+    // The eth: peer sees the frontend as the daemon's device, endpoint 7.
+    CHECK(hello_source == vmrdma::peer_address{dev->mac(), 7});
+    CHECK(accepted_peer == vmrdma::peer_address{dev->mac(), 7});
     CHECK(daemon.stats().rejected == 0);
     CHECK(daemon.stats().violations == 0);
     // device::stats() on unix: is the daemon's device counters (ADMIN_LIST
@@ -239,5 +248,97 @@ TEST_CASE("vmrdmad rings a frontend's doorbell once for a turn's responses, not 
     CHECK(responses == 128);
     MESSAGE("128 writes: " << responses << " responses, " << doorbells << " doorbells");
     CHECK(doorbells <= responses / 4);
+    alarm(0);
+}
+
+TEST_CASE("two frontends of one vmrdmad reach each other: frames for the daemon's own device are looped back") {
+    if (vmrdma::testing::skip_network_tests()) return;
+    alarm(60);
+    vmrdma::testing::veth_pair veth("vsd3", "vsp3", 9000);
+    split_test::daemon_thread daemon(veth.a, split_test::socket_path("local"));
+    vmrdma::event_loop loop;
+    auto one = vmrdma::device::open(loop, daemon.uri());
+    auto two = vmrdma::device::open(loop, daemon.uri());
+    auto server = one->open_endpoint(3, {.weight = 1, .listen = true});
+    auto client = two->open_endpoint(4);
+    vmrdma::registrable_buffer target(1 << 20), data(1 << 20);
+    auto src = pattern(1 << 20, 5);
+    std::memcpy(data.data(), src.data(), src.size());
+    auto target_mr = server.register_memory(target.span(), access::remote_write);
+    auto data_mr = client.register_memory(data.span(), access::none);
+    std::string got;
+    vmrdma::peer_address source;
+    auto body = [&]() -> task<void> {
+        auto [c, s] = co_await vmrdma::when_all(client.connect(one->mac(), 3), server.accept());
+        std::array<std::byte, 64> in{};
+        std::string hello = "hello from the other frontend";
+        auto [r, unused] = co_await vmrdma::when_all(server.recv(in, 1), c.send(std::as_bytes(std::span(hello)), 1));
+        (void)unused;
+        got.assign(reinterpret_cast<const char*>(in.data()), r.length);
+        source = r.source;
+        co_await c.write(data_mr, 0, target_mr.remote(), 0, 1 << 20);
+    };
+    try {
+        loop.run(body());
+    } catch (const error& e) {
+        FAIL("frontends: " << std::string(e.what()));
+    }
+    CHECK(got == "hello from the other frontend");
+    CHECK(source == vmrdma::peer_address{one->mac(), 4});
+    CHECK(std::memcmp(target.data(), src.data(), src.size()) == 0);
+    alarm(0);
+}
+
+TEST_CASE("receive_in_turns through vmrdmad: responses taken in every turn as well complete once each, in order") {
+    if (vmrdma::testing::skip_network_tests()) return;
+    alarm(60);
+    vmrdma::testing::veth_pair veth("vsd5", "vsp5", 9000);
+    split_test::daemon_thread daemon(veth.a, split_test::socket_path("in-turns"));
+    vmrdma::event_loop loop;
+    vmrdma::device_options o;
+    o.receive_in_turns = true;
+    auto one = vmrdma::device::open(loop, daemon.uri(), o);
+    auto two = vmrdma::device::open(loop, daemon.uri(), o);
+    auto server = one->open_endpoint(3, {.weight = 1, .listen = true});
+    auto client = two->open_endpoint(4);
+    constexpr int count = 128;
+    vmrdma::registrable_buffer target(1 << 20), data(1 << 20), in(count * 64);
+    auto src = pattern(1 << 20, 9);
+    std::memcpy(data.data(), src.data(), src.size());
+    auto target_mr = server.register_memory(target.span(), access::remote_write);
+    auto in_mr = server.register_memory(in.span(), access::local_write);
+    auto data_mr = client.register_memory(data.span(), access::none);
+    std::vector<std::uint64_t> tags(count, ~0ull);
+    int writes = 0;
+    auto body = [&]() -> task<void> {
+        auto [c, s] = co_await vmrdma::when_all(client.connect(one->mac(), 3), server.accept());
+        vmrdma::async_scope scope;
+        for (int i = 0; i < count; ++i)  // any tag: the i-th receive takes the i-th message
+            scope.spawn([&, i]() -> task<void> {
+                auto r = co_await server.recv(in_mr, static_cast<std::uint64_t>(i) * 64, 64, 0, 0);
+                tags[i] = r.tag;
+            });
+        for (int i = 0; i < count; ++i) {
+            scope.spawn(c.send(data_mr, static_cast<std::uint64_t>(i) * 64, 64, static_cast<std::uint64_t>(i)));
+            scope.spawn([&, i]() -> task<void> {
+                const auto at = static_cast<std::uint64_t>(i) * 8192;
+                co_await c.write(data_mr, at, target_mr.remote(), at, 8192);
+                ++writes;
+            });
+        }
+        co_await scope.join();
+    };
+    try {
+        loop.run(body());
+    } catch (const error& e) {
+        FAIL("frontends: " << std::string(e.what()));
+    }
+    CHECK(writes == count);
+    for (int i = 0; i < count; ++i) {
+        CAPTURE(i);
+        CHECK(tags[i] == static_cast<std::uint64_t>(i));
+        CHECK(std::memcmp(in.data() + i * 64, src.data() + i * 64, 64) == 0);
+    }
+    CHECK(std::memcmp(target.data(), src.data(), src.size()) == 0);
     alarm(0);
 }

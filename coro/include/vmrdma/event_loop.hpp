@@ -107,6 +107,33 @@ public:
     // errc::cancelled if `stop` fires first.
     task<void> sleep_for(std::chrono::nanoseconds duration, std::stop_token stop = {});
 
+    // Drives the loop without run(), for a host that owns the thread and
+    // steps the loop itself (libfabric's manual progress): one turn on this
+    // thread (which becomes the loop thread) that resumes what is ready,
+    // runs the turn hooks, submits, and reaps what has completed. It blocks
+    // for at most `max_wait` for a completion, and only when nothing is
+    // ready and no hook has more to do; 0 never blocks. Returns true when
+    // the loop is idle afterwards (nothing ready, no hook with more to do):
+    // then waiting on wait_fd() misses nothing this turn left undone.
+    bool run_once(std::chrono::nanoseconds max_wait = std::chrono::nanoseconds::zero());
+    // For a host whose loop is submitted by one dedicated thread (so that no
+    // other thread ever owns an operation: io_uring runs an operation's
+    // completion task work on the thread that submitted it, which
+    // interrupts that thread's own blocking system calls: a read(2) with a
+    // timeout returns EINTR). run_ready() is one turn that never enters the
+    // kernel: it resumes what is ready, runs the turn hooks and takes the
+    // completions already posted; operations it prepares stay queued.
+    // Returns true when some wait to be submitted. submit_pending(), on the
+    // submitting thread, hands them to the kernel; that thread then waits in
+    // a system call (poll(2) on wait_fd() will do), where their task work
+    // runs.
+    bool run_ready();
+    void submit_pending();
+    // The io_uring's file descriptor: readable (POLLIN) while completions
+    // wait to be reaped. Wait on it (poll, epoll) only after run_once()
+    // said the loop is idle, then call run_once() again.
+    int wait_fd() const noexcept { return ring_.ring_fd; }
+
     // Runs `hook` on every turn, after the ready coroutines and before the
     // loop submits and waits: transports flush work batched during the turn.
     // A hook returns true when it has more to do, and the loop then does not
@@ -167,6 +194,8 @@ private:
     friend struct detail::cancel_request;
     void post_resume(std::coroutine_handle<> h);
     void turn(const bool& finished);
+    bool run_ready_work();  // resume what is ready, run the hooks: whether one has more
+    void submit_counted();
     void reap();
     void drain_posted();
     void arm_wakeup();

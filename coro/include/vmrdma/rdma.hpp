@@ -92,6 +92,10 @@ struct connect_options {
 struct recv_result {
     std::uint64_t tag = 0;
     std::uint64_t length = 0;
+    // Who sent it: the peer endpoint at the other end of the connection it
+    // came on (as that connection's peer() says), recorded by the engine
+    // when it arrived, so it holds even if the peer has gone since.
+    peer_address source;
 };
 
 // Capacities are reserved when the device opens (the engine allocates
@@ -131,6 +135,16 @@ struct device_options {
     // leave as one bundle frame (docs/wire-format.md). Every vmrdma receiver
     // unpacks bundles; off only to compare.
     bool bundle_small_frames = true;
+    // Every turn of the loop also takes what has arrived, not only when
+    // io_uring reports it: on eth: the frames waiting on the socket (a
+    // non-blocking recvmmsg: a system call per turn; frames are read with
+    // recvmmsg only, no provided-buffer ring), on unix: and xen: the
+    // responses already in the ring (a look at shared memory). For a loop
+    // turned by a polling thread (MPI progress) while another thread
+    // submits: what arrived is taken by the polling thread's next turn,
+    // without the wake-up of the submitting thread that io_uring's
+    // completion would need.
+    bool receive_in_turns = false;
     // What each frame's CRC32C covers (docs/wire-format.md, "Integrity").
     // end_to_end: every byte, the payload included, from the sender's memory
     // to the receiver's. link: a connection whose two ends both allow it
@@ -376,6 +390,10 @@ public:
     // listening endpoint's accept data. Empty if it sent none.
     static constexpr std::size_t private_data_max = 192;
     std::span<const std::byte> peer_data() const noexcept { return peer_data_; }
+    // The endpoint at the other end, as the engine saw it: for a connected
+    // connection the address it was made to, for an accepted one where
+    // the connect came from (a receive's recv_result::source names it).
+    peer_address peer() const noexcept { return peer_; }
 
 private:
     friend class endpoint;
@@ -388,6 +406,7 @@ private:
     std::uint32_t id_ = 0;
     std::uint16_t ep_ = 0;  // the endpoint it belongs to
     std::vector<std::byte> peer_data_;
+    peer_address peer_;
 };
 
 class device {

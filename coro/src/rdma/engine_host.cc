@@ -57,6 +57,7 @@ engine_host::engine_host(event_loop& loop, engine_events& events, std::string_vi
                          const device_options& o)
     : loop_(loop), events_(events), port_(std::make_unique<eth_port>(ifname, o.ethertype)) {
     port_->set_bundling(o.bundle_small_frames);
+    receive_in_turns_ = o.receive_in_turns;
     host_ops_.xmit = &engine_host::on_xmit;
     host_ops_.complete = &engine_host::on_complete;
     host_ops_.random = &engine_host::on_random;
@@ -132,7 +133,8 @@ counters engine_host::endpoint_counters(std::uint16_t ep) const {
 // about 8 MiB of MTU-sized buffers; otherwise poll + recvmmsg.
 void engine_host::start_receiving() {
     // VMRDMA_ETH_RX=recvmmsg forces the fallback, to compare the two.
-    if (const char* rx = std::getenv("VMRDMA_ETH_RX"); rx && std::string_view(rx) == "recvmmsg") {
+    if (const char* rx = std::getenv("VMRDMA_ETH_RX");
+        receive_in_turns_ || (rx && std::string_view(rx) == "recvmmsg")) {
         arm_poll();
         return;
     }
@@ -161,11 +163,33 @@ void engine_host::on_frame(void* context, const std::byte* frame, std::uint32_t 
 
 int engine_host::on_xmit(void* ctx, const vr_frame* frame) {
     auto* self = static_cast<engine_host*>(ctx);
+    if (std::memcmp(frame->hdr, self->port_->mac().bytes.data(), 6) == 0) {
+        self->loop_back(*frame);
+        return 0;
+    }
     if (!self->port_->queue(*frame)) {
         self->port_->flush();
         self->port_->queue(*frame);
     }
     return 0;
+}
+
+// A frame for this host itself (another endpoint of this engine: two
+// frontends of one vmrdmad, or two endpoints of one process) would not come
+// back from the wire (an interface does not hand a frame to its own
+// sender): it is fed to the engine on the next flush, copied whole (the
+// fragments are valid only during xmit), never from inside this call.
+void engine_host::loop_back(const vr_frame& frame) {
+    std::vector<std::byte> bytes(frame.len);
+    std::memcpy(bytes.data(), frame.hdr, frame.hdr_len);
+    std::size_t at = frame.hdr_len;
+    for (std::uint32_t i = 0; i < frame.nfrags && at < bytes.size(); ++i) {
+        const auto n = std::min<std::size_t>(frame.frag[i].len, bytes.size() - at);
+        std::memcpy(bytes.data() + at, static_cast<const std::byte*>(frame.frag[i].mem) + frame.frag[i].off, n);
+        at += n;
+    }
+    looped_.push_back(std::move(bytes));
+    flush_wanted_ = true;
 }
 
 void engine_host::on_complete(void* ctx, const vr_completion* wc) {
@@ -191,6 +215,14 @@ bool engine_host::flush() {
     constexpr int batches_per_turn = 16;
     bool more = false;
     if (!engine_) return false;  // destroyed early
+    if (receive_in_turns_) drain(engine_clock(now_ns()));  // a hook runs before the turn's time is set
+    if (!looped_.empty()) {
+        auto frames = std::move(looped_);
+        looped_.clear();
+        const auto now = engine_clock(now_ns());
+        for (const auto& f : frames) vr_engine_input(engine_, f.data(), static_cast<std::uint32_t>(f.size()), now);
+        flush_wanted_ = true;
+    }
     if (flush_wanted_) {
         flush_wanted_ = false;
         auto now = engine_clock(now_ns());
@@ -203,7 +235,7 @@ bool engine_host::flush() {
         }
     }
     arm_timer_if_needed();
-    return more;
+    return more || !looped_.empty();  // answers to looped frames: another turn
 }
 
 void engine_host::arm_poll() {
@@ -212,14 +244,21 @@ void engine_host::arm_poll() {
     });
 }
 
+// Every frame waiting on the socket into the engine.
+void engine_host::drain(std::uint64_t now) {
+    bool any = false;
+    port_->drain([this, now, &any](const std::byte* frame, std::uint32_t len) {
+        if (engine_) vr_engine_input(engine_, frame, len, now);
+        any = true;
+    });
+    if (any) flush_wanted_ = true;  // ACKs, responses and window openings
+}
+
 void engine_host::on_readable(event_loop& loop, op_slot& slot) {
     auto* self = static_cast<engine_host*>(slot.context);
     bool ended = !slot.busy;
-    auto now = self->engine_clock(ns_of(loop.turn_time()));
-    self->port_->drain([self, now](const std::byte* frame, std::uint32_t len) {
-        if (self->engine_) vr_engine_input(self->engine_, frame, len, now);
-    });
-    self->flush_wanted_ = true;  // ACKs, responses and window openings
+    self->drain(self->engine_clock(ns_of(loop.turn_time())));
+    self->flush_wanted_ = true;
     if (ended) {
         loop.release_slot(self->poll_slot_);
         self->poll_slot_ = UINT32_MAX;

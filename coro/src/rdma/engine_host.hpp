@@ -64,10 +64,12 @@ private:
     static std::uint32_t on_random(void* ctx);
 
     bool flush();
+    void loop_back(const vr_frame& frame);
     void start_receiving();
     static void on_frame(void* context, const std::byte* frame, std::uint32_t length);
     void arm_poll();
     static void on_readable(event_loop& loop, op_slot& slot);
+    void drain(std::uint64_t now);
     void arm_timer_if_needed();
     static void on_timer(event_loop& loop, op_slot& slot);
 
@@ -91,6 +93,8 @@ private:
         return engine_time_;
     }
     bool flush_wanted_ = false;
+    bool receive_in_turns_ = false;  // device_options::receive_in_turns
+    std::vector<std::vector<std::byte>> looped_;  // frames for this host itself (loop_back)
 };
 
 // An engine's counters as the API reports them.

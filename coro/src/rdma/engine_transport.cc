@@ -169,7 +169,7 @@ void engine_transport::end_accept(std::uint16_t ep, std::uint64_t cookie) {
 
 void engine_transport::engine_completion(const vr_completion& wc) {
     if (wc.op == VR_WC_ACCEPT) {
-        accepted(wc.ep, wc.conn);
+        accepted(wc.ep, wc.conn, wc.value);
     } else if (wc.op == VR_WC_DISCONNECT) {
         failed(wc.conn, wc.status);
     } else if (wc.op == VR_WC_CONNECT) {
@@ -190,15 +190,15 @@ void engine_transport::engine_completion(const vr_completion& wc) {
 
 // A listening endpoint's new connection: the oldest waiting ACCEPT takes it,
 // else it waits for one.
-void engine_transport::accepted(std::uint16_t ep, std::uint32_t conn) {
+void engine_transport::accepted(std::uint16_t ep, std::uint32_t conn, std::uint64_t peer) {
     auto& l = listeners_[ep];
     if (l.accepts.empty()) {
-        l.backlog.push_back({conn, false});
+        l.backlog.push_back({conn, peer, false});
         return;
     }
     auto accept = l.accepts.front();
     l.accepts.pop_front();
-    hand_over(accept, {conn, false});
+    hand_over(accept, {conn, peer, false});
 }
 
 void engine_transport::complete_closed(std::uint64_t cookie, std::uint32_t conn, int status, std::uint64_t why) {
@@ -238,6 +238,7 @@ void engine_transport::hand_over(const vr_svc_pending& accept, listener::arrival
     wc.op = VR_WC_CONNECT;
     wc.ep = accept.ep;
     wc.conn = arrival.conn;
+    wc.value = arrival.peer;
     wc.status = vr_svc_peer_data(host_.engine(), &accept, arrival.conn, &wc.bytes);
     if (wc.status != 0) {
         vr_disconnect(host_.engine(), arrival.conn);  // its buffer is gone: nobody gets it

@@ -50,14 +50,15 @@ private:
     struct listener {
         struct arrival {
             std::uint32_t conn;
-            bool failed;  // the engine failed it before an ACCEPT took it
+            std::uint64_t peer;  // vr_peer_word, as the engine's ACCEPT gave it
+            bool failed;         // the engine failed it before an ACCEPT took it
         };
         std::deque<vr_svc_pending> accepts;  // ACCEPT requests, oldest first
         std::deque<arrival> backlog;        // connections no ACCEPT has taken yet
     };
 
     void engine_completion(const vr_completion& wc) override;
-    void accepted(std::uint16_t ep, std::uint32_t conn);
+    void accepted(std::uint16_t ep, std::uint32_t conn, std::uint64_t peer);
     void failed(std::uint32_t conn, int status);
     // CLOSED requests wait here per connection until it ends.
     void end_closed(std::uint32_t conn, int status, std::uint64_t why);

@@ -79,6 +79,13 @@ vr_ring_req request(std::uint8_t opcode) {
     return r;
 }
 
+// The peer's address as completions carry it (vr_peer_word in engine.h).
+peer_address peer_of_word(std::uint64_t word) {
+    peer_address p;
+    vr_peer_of_word(word, p.mac.bytes.data(), &p.endpoint);
+    return p;
+}
+
 vr_ring_req rdma_request(std::uint8_t opcode, std::uint32_t conn, std::uint64_t lkey, std::uint64_t loff,
                          std::uint64_t rkey, std::uint64_t roff, std::uint32_t len) {
     auto r = request(opcode);
@@ -96,9 +103,9 @@ vr_ring_req rdma_request(std::uint8_t opcode, std::uint32_t conn, std::uint64_t 
 
 std::unique_ptr<device> device::open(event_loop& loop, std::string_view uri, device_options options) {
     // unix: and xen: both reach their backend through a ring_link.
-    auto open_ring = [&loop](std::unique_ptr<detail::ring_link> link) {
+    auto open_ring = [&loop, &options](std::unique_ptr<detail::ring_link> link) {
         return std::unique_ptr<device>(new device(std::make_unique<device_core>(loop, [&](auto& sink) {
-            return std::make_unique<detail::ring_transport>(loop, sink, std::move(link));
+            return std::make_unique<detail::ring_transport>(loop, sink, std::move(link), options.receive_in_turns);
         })));
     };
     constexpr std::string_view eth = "eth:";
@@ -187,6 +194,7 @@ task<connection> endpoint::handshake(vr_ring_req r, std::span<const std::byte> p
     r.operand = connection::private_data_max;
     auto wc = co_await core->perform(r, std::move(stop));
     connection c(core, wc.conn, ep_id);
+    c.peer_ = peer_of_word(wc.value);
     const auto n = std::min<std::size_t>(wc.bytes, connection::private_data_max);
     c.peer_data_.assign(memory.begin(), memory.begin() + static_cast<std::ptrdiff_t>(n));
     co_return c;
@@ -378,8 +386,7 @@ task<peer_address> endpoint::resolve(std::string_view name, std::chrono::nanosec
                 auto wc = co_await with_timeout(
                     loop, left,
                     [&](std::stop_token st) { return with_bytes(VR_RING_RESOLVE, name_bytes(copy), st); }, stop);
-                peer_address found;
-                for (int i = 0; i < 6; ++i) found.mac.bytes[i] = static_cast<std::uint8_t>(wc.value >> (40 - 8 * i));
+                peer_address found = peer_of_word(wc.value);  // the MAC; the endpoint is in tag
                 found.endpoint = static_cast<std::uint16_t>(wc.tag);
                 co_return found;
             } catch (const error& e) {
@@ -411,7 +418,7 @@ task<recv_result> endpoint::recv(const region& into, std::uint64_t offset, std::
     r.tag = tag;
     r.mask = mask;
     auto wc = co_await core->perform(r, std::move(stop));
-    co_return recv_result{wc.tag, wc.bytes};
+    co_return recv_result{wc.tag, wc.bytes, peer_of_word(wc.value)};
 }
 
 task<recv_result> endpoint::recv(std::span<std::byte> into, std::uint64_t tag, std::uint64_t mask,
@@ -432,7 +439,7 @@ task<recv_result> endpoint::recv(std::span<std::byte> into, std::uint64_t tag, s
     r.mask = mask;
     auto wc = co_await core->perform(r, std::move(stop));
     std::memcpy(into.data(), pool->memory(slot.index()).data(), std::min<std::size_t>(wc.bytes, into.size()));
-    co_return recv_result{wc.tag, wc.bytes};
+    co_return recv_result{wc.tag, wc.bytes, peer_of_word(wc.value)};
 }
 
 counters endpoint::stats() const { return core_ ? core_->transport().endpoint_stats(id_) : counters{}; }
@@ -459,7 +466,11 @@ region::~region() {
 // --- connection ---
 
 connection::connection(connection&& o) noexcept
-    : core_(std::exchange(o.core_, nullptr)), id_(o.id_), ep_(o.ep_), peer_data_(std::move(o.peer_data_)) {}
+    : core_(std::exchange(o.core_, nullptr)),
+      id_(o.id_),
+      ep_(o.ep_),
+      peer_data_(std::move(o.peer_data_)),
+      peer_(o.peer_) {}
 
 connection& connection::operator=(connection&& o) noexcept {
     if (this != &o) {
@@ -468,6 +479,7 @@ connection& connection::operator=(connection&& o) noexcept {
         id_ = o.id_;
         ep_ = o.ep_;
         peer_data_ = std::move(o.peer_data_);
+        peer_ = o.peer_;
     }
     return *this;
 }

@@ -10,10 +10,14 @@ extern "C" {
 
 namespace vmrdma::detail {
 
-ring_transport::ring_transport(event_loop& loop, completion_sink& sink, std::unique_ptr<ring_link> link)
+ring_transport::ring_transport(event_loop& loop, completion_sink& sink, std::unique_ptr<ring_link> link,
+                               bool responses_in_turns)
     : loop_(loop), sink_(sink), link_(std::move(link)) {
-    hook_id_ = loop_.add_turn_hook([this] {
+    hook_id_ = loop_.add_turn_hook([this, responses_in_turns] {
         link_->publish();
+        // device_options::receive_in_turns: responses already in the ring
+        // are taken now, before the doorbell's completion reports them.
+        if (responses_in_turns) drain();
         return false;
     });
     arm_doorbell();

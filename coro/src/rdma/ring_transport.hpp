@@ -16,7 +16,8 @@ namespace vmrdma::detail {
 
 class ring_transport final : public transport {
 public:
-    ring_transport(event_loop& loop, completion_sink& sink, std::unique_ptr<ring_link> link);
+    ring_transport(event_loop& loop, completion_sink& sink, std::unique_ptr<ring_link> link,
+                   bool responses_in_turns = false);
     // Every operation still with the backend fails with -ECANCELED.
     ~ring_transport() override;
 

@@ -198,9 +198,10 @@ void event_loop::reap() {
     }
 }
 
-void event_loop::turn(const bool& finished) {
-    // Resume what is ready now; coroutines made ready meanwhile wait for the
-    // next turn, so a busy coroutine cannot starve the ring.
+// Resumes what is ready now (coroutines made ready meanwhile wait for the
+// next turn, so a busy coroutine cannot starve the ring) and runs the turn
+// hooks; true when a hook has more to do.
+bool event_loop::run_ready_work() {
     for (std::size_t n = ready_.size(); n > 0 && !ready_.empty(); --n) {
         auto h = ready_.front();
         ready_.pop_front();
@@ -209,17 +210,25 @@ void event_loop::turn(const bool& finished) {
     }
     bool more_work = false;
     for (std::size_t i = 0; i < turn_hooks_.size(); ++i) more_work |= turn_hooks_[i].second();
+    return more_work;
+}
+
+void event_loop::submit_counted() {
+    int submitted = io_uring_submit(&ring_);
+    if (submitted > 0) {
+        ++stats_.submits;
+        stats_.sqes += static_cast<std::uint64_t>(submitted);
+    }
+}
+
+void event_loop::turn(const bool& finished) {
+    const bool more_work = run_ready_work();
     // Block for completions only while the awaited task still needs them.
     const bool may_block = !finished && !more_work;
-    if (may_block && ready_.empty()) {
+    if (may_block && ready_.empty())
         wait_for_completion();
-    } else {
-        int submitted = io_uring_submit(&ring_);
-        if (submitted > 0) {
-            ++stats_.submits;
-            stats_.sqes += static_cast<std::uint64_t>(submitted);
-        }
-    }
+    else
+        submit_counted();
     turn_time_ = std::chrono::steady_clock::now();
     reap();
 }
@@ -234,6 +243,40 @@ void event_loop::wait_for_completion() {
         stats_.sqes += static_cast<std::uint64_t>(submitted);
     }
 }
+
+bool event_loop::run_once(std::chrono::nanoseconds max_wait) {
+    loop_thread_ = std::this_thread::get_id();
+    const bool more_work = run_ready_work();
+    if (!more_work && ready_.empty() && max_wait > std::chrono::nanoseconds::zero()) {
+        __kernel_timespec ts{};
+        ts.tv_sec = max_wait.count() / 1'000'000'000;
+        ts.tv_nsec = max_wait.count() % 1'000'000'000;
+        io_uring_cqe* cqe = nullptr;
+        // Submits too; -ETIME when nothing completed in time.
+        int submitted = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+        if (submitted > 0) {
+            ++stats_.submits;
+            stats_.sqes += static_cast<std::uint64_t>(submitted);
+        }
+    } else {
+        // Enters the kernel only if it must: to submit, or to run task work
+        // that holds completions (io_uring_submit does both).
+        submit_counted();
+    }
+    turn_time_ = std::chrono::steady_clock::now();
+    reap();
+    return !more_work && ready_.empty();
+}
+
+bool event_loop::run_ready() {
+    loop_thread_ = std::this_thread::get_id();
+    run_ready_work();
+    turn_time_ = std::chrono::steady_clock::now();
+    reap();
+    return io_uring_sq_ready(&ring_) > 0;
+}
+
+void event_loop::submit_pending() { submit_counted(); }
 
 std::size_t event_loop::add_turn_hook(std::function<bool()> hook) {
     turn_hooks_.emplace_back(next_hook_id_, std::move(hook));

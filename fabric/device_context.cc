@@ -1,0 +1,168 @@
+#include "fabric/device_context.hpp"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+
+namespace vmrdma::fabric {
+
+using namespace std::chrono_literals;
+
+namespace {
+// The helper turns the loop after this long without a call.
+constexpr auto helper_period = 10ms;
+
+std::int64_t now_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+std::mutex registry_mutex;
+std::map<std::string, std::weak_ptr<device_context>>& registry() {
+    static std::map<std::string, std::weak_ptr<device_context>> r;
+    return r;
+}
+}  // namespace
+
+wake_fd::wake_fd() : fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+    if (fd_ < 0) throw_errno(-errno, "eventfd failed");
+}
+
+wake_fd::~wake_fd() { ::close(fd_); }
+
+void wake_fd::set() noexcept {
+    if (set_) return;
+    std::uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(fd_, &one, sizeof one);
+    set_ = true;
+}
+
+void wake_fd::clear() noexcept {
+    if (!set_) return;
+    std::uint64_t v;
+    [[maybe_unused]] auto n = ::read(fd_, &v, sizeof v);
+    set_ = false;
+}
+
+vmrdma::device_options provider_device_options() {
+    vmrdma::device_options o;
+    o.max_endpoints = 32;
+    o.max_connections = 256;
+    o.max_posted_recvs = 128;
+    // eth:: application threads polling for completions read frames
+    // themselves, instead of waiting for the helper's wake-up (docs/mpi.md,
+    // Progress). VMRDMA_FI_RECEIVE_IN_TURNS=0 turns it off, to compare.
+    const char* in_turns = std::getenv("VMRDMA_FI_RECEIVE_IN_TURNS");
+    o.receive_in_turns = !(in_turns && std::strcmp(in_turns, "0") == 0);
+    // The provider keeps its own slots posted; the engine's queue only
+    // absorbs a burst that finds them all taken.
+    o.unexpected_messages = 16;
+    o.unexpected_message_size = 17 * 1024;
+    // A rank may compute for minutes between calls into the provider; the
+    // helper thread keeps its engine answering, but its slots may stay full.
+    o.receiver_not_ready_timeout_ns = 600'000'000'000ull;
+    return o;
+}
+
+std::shared_ptr<device_context> device_context::acquire(const std::string& uri) {
+    std::lock_guard lock(registry_mutex);
+    auto& slot = registry()[uri];
+    if (auto existing = slot.lock()) return existing;
+    std::shared_ptr<device_context> fresh(new device_context(uri));
+    slot = fresh;
+    return fresh;
+}
+
+device_context::device_context(std::string uri) : uri_(std::move(uri)) {
+    helper_wake_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (helper_wake_ < 0) throw_errno(-errno, "eventfd failed");
+    device_ = vmrdma::device::open(loop_, uri_, provider_device_options());
+    any_memory_ = uri_.rfind("unix:", 0) != 0;
+    last_call_ns_ = now_ns();
+    helper_ = std::thread([this] { helper(); });
+}
+
+device_context::~device_context() {
+    stopping_ = true;
+    wake_helper();
+    helper_.join();
+    ::close(helper_wake_);
+    std::lock_guard lock(mutex_);
+    if (std::getenv("VMRDMA_FI_STATS")) {
+        auto c = device_->stats();
+        std::fprintf(stderr,
+                     "vmrdma %s: tx %llu frames %llu bytes, rx %llu frames %llu bytes, retransmits %llu, "
+                     "timeouts %llu, duplicates %llu, dropped %llu, naks sent %llu received %llu\n",
+                     uri_.c_str(), (unsigned long long)c.tx_frames, (unsigned long long)c.tx_bytes,
+                     (unsigned long long)c.rx_frames, (unsigned long long)c.rx_bytes,
+                     (unsigned long long)c.retransmits, (unsigned long long)c.timeouts,
+                     (unsigned long long)c.duplicates, (unsigned long long)c.rx_dropped,
+                     (unsigned long long)c.naks_sent, (unsigned long long)c.naks_received);
+    }
+    // The device's last DISCONNECTs leave on a turn of the loop (the helper
+    // has gone: this thread submits from now on).
+    for (int i = 0; i < 4; ++i) loop_.run_once();
+    device_.reset();
+    for (int i = 0; i < 16 && !loop_.run_once(); ++i) {
+    }
+}
+
+void device_context::turn() {
+    bool pending = false;
+    for (int i = 0; i < 4; ++i) pending = loop_.run_ready();
+    if (pending) wake_helper();
+}
+
+void device_context::wake_helper() noexcept {
+    std::uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(helper_wake_, &one, sizeof one);
+}
+
+void device_context::progress() {
+    turn();
+    last_call_ns_.store(now_ns(), std::memory_order_relaxed);
+}
+
+void device_context::progress_and_wait(std::unique_lock<std::mutex>& lock, int extra_fd,
+                                       std::chrono::milliseconds max_wait) {
+    progress();
+    pollfd fds[2] = {{loop_.wait_fd(), POLLIN, 0}, {extra_fd, POLLIN, 0}};
+    lock.unlock();
+    ::poll(fds, extra_fd >= 0 ? 2 : 1, static_cast<int>(max_wait.count()));
+    lock.lock();
+}
+
+// The helper is the loop's only submitter (application threads turn it
+// with run_ready, which never enters the kernel): io_uring runs an
+// operation's completion task work on the thread that submitted it, and an
+// application thread blocked in its own read(2) with a timeout would get
+// EINTR (fi_pingpong's control socket did). It waits in poll(2), where that
+// task work runs; the application wakes it when it has queued operations.
+// Once the application has not called in for helper_period, the helper
+// also turns the loop, so the engine keeps answering its peers.
+void device_context::helper() {
+    while (!stopping_.load(std::memory_order_relaxed)) {
+        const auto idle = std::chrono::nanoseconds(now_ns() - last_call_ns_.load(std::memory_order_relaxed));
+        const bool app_idle = idle >= helper_period;
+        {
+            std::lock_guard lock(mutex_);
+            if (app_idle)
+                for (int i = 0; i < 4; ++i) loop_.run_ready();
+            loop_.submit_pending();
+        }
+        // While the application turns the loop it takes the completions;
+        // when it is idle the helper wakes for them too.
+        pollfd fds[2] = {{helper_wake_, POLLIN, 0}, {loop_.wait_fd(), POLLIN, 0}};
+        ::poll(fds, app_idle ? 2 : 1,
+               static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(helper_period).count()));
+        std::uint64_t v;
+        [[maybe_unused]] auto n = ::read(helper_wake_, &v, sizeof v);
+    }
+}
+
+}  // namespace vmrdma::fabric
