@@ -65,7 +65,11 @@ finish_hook() {
     if [ -n "$fails" ]; then publish failed "$fails"; else publish finished; fi
     [ -d /www ] && wait_for 60 peer_done
 }
-peer_done() { peer_has finished || peer_has failed; }
+# Done: it said how it went, or it is gone already (its keys, "up"
+# included, vanish only when it powers off, after saying so: one host
+# seeing the other's "finished" and powering off before the other saw its
+# own cost the other the whole 60 s).
+peer_done() { peer_has finished || peer_has failed || ! peer_has up; }
 # bail: stop here after a failure the rest depends on.
 bail() { [ -z "$fails" ] || finish; }
 
