@@ -5,7 +5,7 @@
 #      (tests/kbuild/build.sh), loaded in Debian's kernel under QEMU
 #      (tests/qemu/run_module_test.sh), and the split driver under real Xen
 #      in QEMU (tests/xen/run_xen_test.sh: one host, then two hosts).
-#      Six to eight minutes on a shared two-core machine once the kernel
+#      Four to eight minutes on a shared two-core machine once the kernel
 #      and Xen packages are cached;
 #   3. the libfabric provider end to end (tests/fabric/run_fabric_test.sh:
 #      fabtests, fi_pingpong and Open MPI across two namespaces), about
