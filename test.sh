@@ -4,8 +4,9 @@
 #   2. the kernel checks: proto/ and both Xen modules built with kbuild
 #      (tests/kbuild/build.sh), loaded in Debian's kernel under QEMU
 #      (tests/qemu/run_module_test.sh), and the split driver under real Xen
-#      in QEMU (tests/xen/run_xen_test.sh).  About two minutes once the
-#      kernel and Xen packages are cached;
+#      in QEMU (tests/xen/run_xen_test.sh: one host, then two hosts).
+#      Four to eight minutes on a shared two-core machine once the kernel
+#      and Xen packages are cached;
 #   3. the libfabric provider end to end (tests/fabric/run_fabric_test.sh:
 #      fabtests, fi_pingpong and Open MPI across two namespaces), about
 #      five minutes once fabtests are cached (three with --quick, as CI runs it).

@@ -15,7 +15,9 @@
  * frontend's objects (endpoints, connections, regions, operation slots) and
  * its response ring.  Engine callbacks (xmit, complete, accept) run under
  * it.  Nothing calls into the network stack or sleeps under it: xmit
- * queues skbs on vb.txq and vb_unlock() sends them after unlocking.
+ * queues skbs on vb.txq, vb_unlock() moves them to vb.xmitq and, after
+ * unlocking, one context at a time sends them, so they leave in the
+ * engine's order.
  */
 #ifndef VB_H
 #define VB_H
@@ -97,6 +99,7 @@ struct vb_fe {
 	bool notify;             /* vb.lock: irq bound, responses may notify */
 	bool stopping;           /* vb.lock to set; read locklessly by the irq handler */
 	bool broken;             /* protocol violation: no more requests taken */
+	bool admission_wait;     /* vb.lock: its next request waits for admission */
 	bool tearing;            /* counting failed responses for the teardown line */
 
 	/* event channel */
@@ -129,6 +132,8 @@ struct vb_state {
 	u64 armed_at;            /* VR_U64_MAX: not armed */
 	bool stopping;
 	struct sk_buff_head txq; /* built under the lock, sent after it */
+	struct sk_buff_head xmitq; /* txq's frames in order, for vb_xmit_drain (its own lock) */
+	bool xmitting;           /* xmitq.lock: a context is handing xmitq to the stack */
 	struct sk_buff *bundle;  /* the last skb on txq, while small frames may join it */
 	struct vr_bundle_writer bundle_writer; /* encodes into bundle's data */
 	struct work_struct tx_work;
@@ -143,14 +148,17 @@ struct vb_state {
 	wait_queue_head_t zc_wq;
 	atomic_long_t mapped_pages;
 
+	u32 admission_waiters;   /* frontends with admission_wait set */
+
 	/* counters, under lock */
 	u32 nfrontends, mapped_rings, nregions, nendpoints;
+	u64 admission_waits;     /* times a frontend's request waited for admission */
 	u64 stray_completions, xmit_copies, xmit_drops, leaked_regions, tx_bundles;
 };
 
 extern struct vb_state vb;
 extern unsigned int vb_max_endpoints, vb_max_regions, vb_max_conns, vb_max_weight;
-extern unsigned long long vb_max_bytes;
+extern unsigned long long vb_max_bytes, vb_inflight_bytes;
 
 /* vb_main.c */
 void vb_lock(void);

@@ -50,6 +50,16 @@ unsigned int vb_max_weight = 16;
 module_param_named(max_weight, vb_max_weight, uint, 0644);
 MODULE_PARM_DESC(max_weight, "largest endpoint weight a frontend may ask for (default 16)");
 
+unsigned long long vb_inflight_bytes = 4ULL << 20;
+module_param_named(inflight_bytes, vb_inflight_bytes, ullong, 0644);
+MODULE_PARM_DESC(inflight_bytes,
+		 "WRITE/READ/SEND bytes of all frontends at the engine, shared by weight (default 4 MiB, as vmrdmad; 0: DRR only)");
+
+static unsigned int rto_us;
+module_param(rto_us, uint, 0444);
+MODULE_PARM_DESC(rto_us,
+		 "first retransmission timeout in microseconds (default 0: the engine's profile, 20 ms); for links whose round trips are longer, e.g. emulated ones");
+
 struct vb_state vb;
 static bool vb_active;     /* init registered something: exit undoes it */
 static struct proc_dir_entry *vb_proc;
@@ -107,21 +117,50 @@ void vb_unlock_unpumped(void)
 	spin_unlock_bh(&vb.lock);
 }
 
-/* Leave the engine: pump, unlock, then hand the frames to the stack. */
+/*
+ * Hands vb.xmitq's frames to the stack in their order, one context at a
+ * time (as a qdisc runs): a softirq that pumps the engine while a process
+ * context is still sending must not overtake that context's frames, or the
+ * peer sees a gap, asks for everything from there again and the connection
+ * halves its window.  A context that finds another sending leaves its frames
+ * to it.  Inside an RCU read section (vb_net_detach waits for it).
+ */
+static void vb_xmit_drain(void)
+{
+	struct sk_buff *skb;
+
+	spin_lock_bh(&vb.xmitq.lock);
+	if (vb.xmitting) {
+		spin_unlock_bh(&vb.xmitq.lock);
+		return;
+	}
+	vb.xmitting = true;
+	while ((skb = __skb_dequeue(&vb.xmitq))) {
+		spin_unlock_bh(&vb.xmitq.lock);
+		if (READ_ONCE(vb.attached))
+			dev_queue_xmit(skb);
+		else
+			kfree_skb(skb); /* the device is going: nothing leaves */
+		spin_lock_bh(&vb.xmitq.lock);
+	}
+	vb.xmitting = false;
+	spin_unlock_bh(&vb.xmitq.lock);
+}
+
+/* Leave the engine: pump, move its frames to vb.xmitq in the engine's
+ * order, unlock, then hand them to the stack. */
 void vb_unlock(void)
 {
-	struct sk_buff_head q;
-	struct sk_buff *skb;
 	bool more;
 
-	__skb_queue_head_init(&q);
 	more = vb_kick_locked();
 	vb_bundle_close();
-	skb_queue_splice_init(&vb.txq, &q);
+	spin_lock(&vb.xmitq.lock);
+	skb_queue_splice_tail_init(&vb.txq, &vb.xmitq);
+	spin_unlock(&vb.xmitq.lock);
 	rcu_read_lock(); /* vb_net_detach waits for this before dropping vb.dev */
 	spin_unlock_bh(&vb.lock);
-	while ((skb = __skb_dequeue(&q)))
-		dev_queue_xmit(skb);
+	vb_xmit_drain();
 	rcu_read_unlock();
 	if (more)
 		queue_work(vb.wq, &vb.tx_work);
@@ -143,11 +182,46 @@ static enum hrtimer_restart vb_timer_fn(struct hrtimer *t)
 	return HRTIMER_NORESTART;
 }
 
+/*
+ * One line per frontend: its domain, its endpoints and their weights in
+ * force (summed), and the bytes its endpoints sent and received (the
+ * engine's counters, so the administrator can see the shares).
+ */
+static void vb_proc_show_frontends(struct seq_file *m)
+{
+	struct vr_counters c;
+	struct vb_fe *fe;
+	u64 tx, rx;
+	u32 i, neps, weight;
+
+	spin_lock_bh(&vb.lock);
+	list_for_each_entry(fe, &vb.frontends, node) {
+		tx = rx = 0;
+		neps = weight = 0;
+		for (i = 0; i < fe->svc.eps_cap; i++) {
+			if (!fe->svc.eps[i].used)
+				continue;
+			neps++;
+			weight += fe->svc.eps[i].weight;
+			if (!vr_ep_counters(vb.eng, fe->svc.eps[i].id, &c)) {
+				tx += c.tx_bytes;
+				rx += c.rx_bytes;
+			}
+		}
+		seq_printf(m, "frontend dom%u endpoints %u weight %u tx_bytes %llu rx_bytes %llu bulk_inflight %llu%s\n",
+			   fe->domid, neps, weight, tx, rx, fe->svc.bulk_inflight,
+			   fe->admission_wait ? " waiting" : "");
+	}
+	spin_unlock_bh(&vb.lock);
+}
+
 static int vb_proc_show(struct seq_file *m, void *v)
 {
 	u32 fes, rings, regs, eps;
-	u64 tx, rx, bundles, tx_bundles, rexmit, stray, copies, drops, leaked;
+	u64 tx, rx, bundles, tx_bundles, rexmit, stray, copies, drops, leaked, waits, naks_tx = 0, naks_rx = 0;
+	struct vr_counters ec;
 	u64 req = 0, rsp = 0, rej = 0, viol = 0;
+	u32 i;
 	struct vb_fe *fe;
 
 	spin_lock_bh(&vb.lock);
@@ -162,10 +236,12 @@ static int vb_proc_show(struct seq_file *m, void *v)
 	bundles = vr_engine_counters(vb.eng)->rx_bundles;
 	tx_bundles = vb.tx_bundles;
 	rexmit = vr_engine_counters(vb.eng)->retransmits;
+	ec = *vr_engine_counters(vb.eng);
 	stray = vb.stray_completions;
 	copies = vb.xmit_copies;
 	drops = vb.xmit_drops;
 	leaked = vb.leaked_regions;
+	waits = vb.admission_waits;
 	list_for_each_entry(fe, &vb.frontends, node) {
 		req += fe->requests;
 		rsp += fe->responses;
@@ -184,6 +260,16 @@ static int vb_proc_show(struct seq_file *m, void *v)
 	seq_printf(m, "rx_bundles %llu\n", bundles);
 	seq_printf(m, "tx_bundles %llu\n", tx_bundles);
 	seq_printf(m, "retransmits %llu\n", rexmit);
+	for (i = 0; i < VR_NAK_MAX; i++) {
+		naks_tx += ec.naks_tx[i];
+		naks_rx += ec.naks_rx[i];
+	}
+	seq_printf(m, "timeouts %llu\n", ec.timeouts);
+	seq_printf(m, "congestion_events %llu\n", ec.congestion_events);
+	seq_printf(m, "duplicates %llu\n", ec.dups);
+	seq_printf(m, "out_of_order %llu\n", ec.out_of_order);
+	seq_printf(m, "naks_sent %llu\n", naks_tx);
+	seq_printf(m, "naks_received %llu\n", naks_rx);
 	seq_printf(m, "requests %llu\n", req);
 	seq_printf(m, "responses %llu\n", rsp);
 	seq_printf(m, "rejected %llu\n", rej);
@@ -193,6 +279,8 @@ static int vb_proc_show(struct seq_file *m, void *v)
 	seq_printf(m, "xmit_drops %llu\n", drops);
 	seq_printf(m, "stray_completions %llu\n", stray);
 	seq_printf(m, "leaked_regions %llu\n", leaked);
+	seq_printf(m, "admission_waits %llu\n", waits);
+	vb_proc_show_frontends(m);
 	return 0;
 }
 
@@ -208,7 +296,8 @@ static int vb_engine_init(struct net_device *dev)
 		.max_recvs = VB_ENG_RECVS,
 		.unexp_depth = VB_ENG_UNEXP,
 		.unexp_buf_size = VB_ENG_UNEXP_BUF,
-		/* tuning: the engine's profile (VR_DEFAULT_* in engine.h) */
+		.rto_ns = (u64)rto_us * 1000,
+		/* otherwise the engine's profile (VR_DEFAULT_* in engine.h) */
 		.host = &vb_host_ops,
 		.mem = &vb_mem_ops,
 		.ctx = &vb,
@@ -287,6 +376,7 @@ static void vb_engine_stop(void)
 	vb.bundle_writer.buf = NULL;
 	spin_unlock_bh(&vb.lock);
 	skb_queue_purge(&vb.txq);
+	skb_queue_purge(&vb.xmitq);
 }
 
 static int __init vb_init(void)
@@ -311,6 +401,7 @@ static int __init vb_init(void)
 
 	spin_lock_init(&vb.lock);
 	skb_queue_head_init(&vb.txq);
+	skb_queue_head_init(&vb.xmitq);
 	INIT_WORK(&vb.tx_work, vb_tx_work);
 	INIT_LIST_HEAD(&vb.frontends);
 	INIT_LIST_HEAD(&vb.zombies);

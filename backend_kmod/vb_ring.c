@@ -53,10 +53,61 @@ static void vb_respond(struct vb_fe *fe, const struct vr_ring_rsp *rsp)
 		notify_remote_via_irq(fe->irq);
 }
 
+/* ---------------------------------------------------------- admission */
+
+/*
+ * Under vb.lock: whether fe may hand req to the engine now, by
+ * proto/service.h's rule (vr_svc_admissible) over this backend's frontends
+ * (which of them share the budget: vr_fe_contending_weight).
+ */
+static bool vb_admissible(struct vb_fe *fe, const struct vr_ring_req *req)
+{
+	struct vb_fe *g;
+	u64 active = 0;
+
+	if (!vb_inflight_bytes || !vr_svc_is_bulk(req->opcode))
+		return true;
+	list_for_each_entry(g, &vb.frontends, node)
+		active += vr_fe_contending_weight(&g->svc, g == fe, g->admission_wait);
+	return vr_svc_admissible(vb_inflight_bytes, fe->svc.bulk_inflight, req->len,
+				 vr_fe_weight(&fe->svc), active);
+}
+
+/* Under vb.lock: fe's next request waits (or no longer does). */
+static void vb_admission_wait(struct vb_fe *fe, bool wait)
+{
+	if (fe->admission_wait == wait)
+		return;
+	fe->admission_wait = wait;
+	if (wait) {
+		vb.admission_waiters++;
+		vb.admission_waits++;
+	} else {
+		vb.admission_waiters--;
+	}
+}
+
+/*
+ * Under vb.lock: bulk bytes left the engine, so the frontends waiting for
+ * admission look at their rings again.  Each stays waiting (and counts as
+ * active for the others' shares) until its work takes the request.
+ */
+static void vb_admission_kick(void)
+{
+	struct vb_fe *g;
+
+	list_for_each_entry(g, &vb.frontends, node)
+		if (g->admission_wait && !g->stopping)
+			queue_work(vb.wq, &g->work);
+}
+
 /* The service's answers (proto/frontend.h host.respond), under vb.lock. */
 void vb_svc_respond(void *ctx, const struct vr_svc_pending *req, const struct vr_ring_rsp *rsp)
 {
 	vb_respond(ctx, rsp);
+	/* The service has taken its bytes off the frontend's bulk_inflight. */
+	if (vb.admission_waiters && vr_svc_is_bulk(req->opcode))
+		vb_admission_kick();
 }
 
 /* The service hands a region back: unmapped after the lock is dropped. */
@@ -308,11 +359,24 @@ static bool vb_consume(struct vb_fe *fe)
 			/* Copy out first: the frontend can rewrite the entry at any time. */
 			memcpy(&req, &fe->reqs[fe->req_cons & (fe->size - 1)], sizeof(req));
 			barrier();
-			fe->req_cons++;
-			did = true;
 			spin_lock_bh(&vb.lock);
+			if (!vb_admissible(fe, &req)) {
+				/*
+				 * Beyond its share: the request stays in the ring,
+				 * holding back the later ones, until bytes come back
+				 * (vb_admission_kick).  What this pass posted leaves.
+				 */
+				vb_admission_wait(fe, true);
+				spin_unlock_bh(&vb.lock);
+				vb_lock();
+				vb_unlock();
+				return true; /* requests wait: not a spurious event */
+			}
+			vb_admission_wait(fe, false);
 			fe->requests++;
 			spin_unlock_bh(&vb.lock);
+			fe->req_cons++;
+			did = true;
 			vb_handle(fe, &req);
 			cond_resched();
 		}
@@ -368,6 +432,7 @@ void vb_fe_close_all(struct vb_fe *fe, struct list_head *regions, u32 *neps)
 	u32 i;
 
 	fe->tearing = true;
+	vb_admission_wait(fe, false);
 	for (i = 0; i < fe->svc.eps_cap; i++) {
 		u16 ep = fe->svc.eps[i].id;
 

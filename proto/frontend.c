@@ -147,6 +147,9 @@ static int small_buffer_check(struct vr_fe *fe, const struct vr_ring_req *req)
 
 static void slot_put(struct vr_fe *fe, u32 slot)
 {
+	if (fe->slots[slot].bulk)
+		fe->bulk_inflight -= fe->slots[slot].req.len; /* the engine let go of it */
+	fe->slots[slot].bulk = false;
 	fe->slots[slot].req.opcode = 0;
 	fe->free_slots[fe->nfree++] = (u16)slot;
 }
@@ -204,6 +207,7 @@ void vr_fe_init(struct vr_fe *fe)
 	memset(&fe->use, 0, sizeof(fe->use));
 	fe->nconns = 0;
 	fe->next_handle = 0;
+	fe->bulk_inflight = 0;
 }
 
 /* ------------------------------------------------------------ control */
@@ -523,8 +527,12 @@ int vr_fe_request(struct vr_fe *fe, const struct vr_ring_req *req, struct vr_rin
 		fe->slots[slot].peer_ep = req->peer_ep;
 		memcpy(fe->slots[slot].peer_mac, req->peer_mac, 6);
 	}
-	/* The slot is ready before the engine sees the cookie: a completion
-	 * may come from inside the call. */
+	/* The slot is ready, its bulk bytes counted, before the engine sees
+	 * the cookie: a completion may come from inside the call. */
+	if (vr_svc_is_bulk(req->opcode)) {
+		fe->slots[slot].bulk = true;
+		fe->bulk_inflight += req->len;
+	}
 	rc = vr_svc_post(fe->eng, req, c ? c->id : 0, VR_FE_COOKIE(fe, slot), &conn);
 	if (rc) {
 		slot_put(fe, slot);
@@ -712,4 +720,20 @@ u32 vr_fe_in_engine(const struct vr_fe *fe)
 		n += fe->slots[i].req.opcode && fe->slots[i].req.opcode != VR_RING_ACCEPT &&
 		     fe->slots[i].req.opcode != VR_RING_CLOSED; /* both wait here, not in the engine */
 	return n;
+}
+
+u64 vr_fe_weight(const struct vr_fe *fe)
+{
+	u64 w = 0;
+	u32 i;
+
+	for (i = 0; i < fe->eps_cap; i++)
+		if (fe->eps[i].used)
+			w += fe->eps[i].weight;
+	return w ? w : 1;
+}
+
+u64 vr_fe_contending_weight(const struct vr_fe *fe, bool asking, bool waiting)
+{
+	return asking || waiting || fe->bulk_inflight ? vr_fe_weight(fe) : 0;
 }

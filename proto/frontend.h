@@ -68,6 +68,7 @@ struct vr_fe_slot {
 	u16 peer_ep;               /* CONNECT: for the connection's record */
 	u8 peer_mac[6];
 	bool answered;             /* answered early (drain): the completion is swallowed */
+	bool bulk;                 /* its len counts in the frontend's bulk_inflight */
 };
 
 struct vr_fe_host {
@@ -103,6 +104,7 @@ struct vr_fe {
 	u32 accept_seq;
 	u32 next_handle;
 	u64 rejected;
+	u64 bulk_inflight; /* WRITE, READ, SEND bytes at the engine (admission) */
 };
 
 /* Sets fe up over the host's zeroed storage (counts as given in fe). */
@@ -149,6 +151,14 @@ void vr_fe_answer_waiting(struct vr_fe *fe, u32 opcodes, int status);
 void vr_fe_close_all(struct vr_fe *fe, void (*release)(void *ctx, void *host), void *ctx);
 /* Requests the engine still holds (the storage must outlive them). */
 u32 vr_fe_in_engine(const struct vr_fe *fe);
+/* The frontend's weight for admission (vr_svc_admissible): the sum of its
+ * endpoints' weights in force, at least 1. */
+u64 vr_fe_weight(const struct vr_fe *fe);
+/* What fe adds to the weights that share admission's budget (the active
+ * of vr_svc_admissible, summed by the host over its frontends): its weight
+ * while it is the one asking, has bulk bytes at the engine or waits for
+ * admission (waiting: the host's queue), else 0. */
+u64 vr_fe_contending_weight(const struct vr_fe *fe, bool asking, bool waiting);
 
 static inline const struct vr_fe_ep *vr_fe_ep_of(const struct vr_fe *fe, u16 ep)
 {

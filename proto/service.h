@@ -51,6 +51,32 @@ static inline bool vr_svc_share_allows(u32 held, u32 used, u32 total, u32 limit,
 }
 
 /*
+ * Admission by weight (docs/split-driver.md, "Weights"): the engine's DRR
+ * shares a transmit queue only while it is backlogged, and over a real link
+ * each connection is paced by its own window, so the backends also share
+ * the bytes in flight.  The bulk requests (WRITE, READ, SEND) of all
+ * frontends together may keep `budget` bytes at the engine; under
+ * contention a frontend's share is in proportion to its weight among the
+ * active frontends (those with bulk bytes at the engine or a request
+ * waiting for admission, itself included; `active` is the sum of their
+ * weights): it may add `len` bytes to its `inflight` while
+ * inflight + len <= budget * weight / active.  One with nothing in flight
+ * may always post one operation, however big.  budget 0: no admission (DRR
+ * only).  Requests beyond it wait, in ring order, holding back the
+ * frontend's later ones.  (Multiplications only: no 64-bit division in the
+ * kernel.)
+ */
+static inline bool vr_svc_is_bulk(u32 ring_op)
+{
+	return ring_op == VR_RING_WRITE || ring_op == VR_RING_READ || ring_op == VR_RING_SEND;
+}
+
+static inline bool vr_svc_admissible(u64 budget, u64 inflight, u64 len, u64 weight, u64 active)
+{
+	return !budget || !inflight || (inflight + len) * active <= budget * weight;
+}
+
+/*
  * The weight policy: the frontend's ask (0 = 1), capped at its max_weight;
  * an administrator's weight (admin_weight != 0) overrides both.  Always in
  * 1..VR_WEIGHT_MAX.

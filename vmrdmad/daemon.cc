@@ -60,14 +60,7 @@ struct daemon::frontend {
     // a frontend that sustains more than invalid_per_second is dropped.
     std::uint64_t rejected_mark = 0;
     std::chrono::steady_clock::time_point rejected_since{};
-    std::uint64_t bulk_inflight = 0;  // WRITE/READ/SEND bytes at the engine
     std::deque<vr_ring_req> waiting;  // waiting for admission, in ring order
-    std::uint64_t weight() const {
-        std::uint64_t w = 0;
-        for (std::uint32_t i = 0; i < svc.eps_cap; ++i)
-            if (svc.eps[i].used) w += svc.eps[i].weight;
-        return w ? w : 1;
-    }
     std::stop_source ended;      // a Xen guest: fires when it is to be disconnected
     guest_port* port = nullptr;  // a Xen guest (serve_guest), else a socket frontend
     int sock = -1;
@@ -134,9 +127,6 @@ std::int32_t refused(int rc, const char* reason, std::uint64_t limit, std::strin
     return rc;
 }
 
-bool is_bulk(std::uint8_t opcode) {
-    return opcode == VR_RING_WRITE || opcode == VR_RING_READ || opcode == VR_RING_SEND;
-}
 }  // namespace
 
 daemon::daemon(vmrdma::event_loop& loop, std::string_view device, options opts)
@@ -925,10 +915,10 @@ void daemon::respond(frontend& f, const vr_ring_rsp& rsp) {
 void daemon::frontend::answered(void* ctx, const vr_svc_pending* req, const vr_ring_rsp* rsp) {
     auto& f = *static_cast<frontend*>(ctx);
     auto& d = *f.owner;
-    if (is_bulk(req->opcode) && d.opts_.inflight_bytes) {
-        f.bulk_inflight -= req->len;
-        d.admission_due_ = true;  // not from inside the engine's call: at the end of the turn
-    }
+    // Its bytes left the frontend's bulk_inflight (proto/frontend.c): what
+    // waits may go now, not from inside the engine's call: at the end of
+    // the turn.
+    if (vr_svc_is_bulk(req->opcode) && d.opts_.inflight_bytes) d.admission_due_ = true;
     if (rsp->status != 0 && std::getenv("VMRDMAD_DEBUG"))
         std::fprintf(stderr, "vmrdmad: frontend %u: op %u failed: %d\n", f.id, unsigned(req->opcode), rsp->status);
     d.respond(f, *rsp);
@@ -986,7 +976,7 @@ void daemon::take(frontend& f, const vr_ring_req& req) {
         return;
     }
     // Behind a waiting request, or beyond its share: waits, in ring order.
-    if (!f.waiting.empty() || (is_bulk(req.opcode) && !admissible(f, req.len))) {
+    if (!f.waiting.empty() || (vr_svc_is_bulk(req.opcode) && !admissible(f, req.len))) {
         f.waiting.push_back(req);
         return;
     }
@@ -1002,8 +992,6 @@ void daemon::dispatch(frontend& f, const vr_ring_req& req) {
         respond(f, rsp);
         return;
     }
-    const bool counted = is_bulk(req.opcode) && opts_.inflight_bytes;
-    if (counted) f.bulk_inflight += req.len;
     const auto rejected = f.svc.rejected;
     vr_ring_rsp rsp{};
     int rc = vr_fe_request(&f.svc, &req, &rsp);
@@ -1012,7 +1000,6 @@ void daemon::dispatch(frontend& f, const vr_ring_req& req) {
         host_->want_flush();
         return;
     }
-    if (counted) f.bulk_inflight -= req.len;
     rsp.status = rc;
     if (req.opcode == VR_RING_DISCONNECT) host_->want_flush();
     respond(f, rsp);
@@ -1134,16 +1121,12 @@ bool daemon::uid_may_take(frontend& f, pool p, std::string& why) {
 
 // --- admission by weight (options::inflight_bytes) ---
 
-std::uint64_t daemon::share_of(const frontend& f) const {
-    std::uint64_t total = 0;
-    for (auto* g : frontends_)
-        if (g == &f || g->bulk_inflight > 0 || !g->waiting.empty()) total += g->weight();
-    return opts_.inflight_bytes * f.weight() / total;
-}
-
-// A frontend with nothing in flight may always post one operation, however big.
+// The rule is proto/'s (vr_svc_admissible, vr_fe_contending_weight); the
+// frontends and their waiting queues are ours.
 bool daemon::admissible(const frontend& f, std::uint64_t bytes) const {
-    return opts_.inflight_bytes == 0 || f.bulk_inflight == 0 || f.bulk_inflight + bytes <= share_of(f);
+    std::uint64_t active = 0;
+    for (auto* g : frontends_) active += vr_fe_contending_weight(&g->svc, g == &f, !g->waiting.empty());
+    return vr_svc_admissible(opts_.inflight_bytes, f.svc.bulk_inflight, bytes, vr_fe_weight(&f.svc), active);
 }
 
 void daemon::pump_admission() {
@@ -1159,7 +1142,7 @@ void daemon::pump_admission() {
                 respond(*f, rsp);
                 continue;
             }
-            if (is_bulk(req.opcode) && !admissible(*f, req.len)) break;
+            if (vr_svc_is_bulk(req.opcode) && !admissible(*f, req.len)) break;
             f->waiting.pop_front();
             dispatch(*f, req);
         }

@@ -168,9 +168,9 @@ private:
     void take(frontend& f, const vr_ring_req& req);
     void dispatch(frontend& f, const vr_ring_req& req);
     void ring_control(frontend& f, const vr_ring_req& req);
-    // Admission by weight (options::inflight_bytes).
+    // Admission by weight (options::inflight_bytes; the rule is proto/'s
+    // vr_svc_admissible, the bytes in flight vr_fe's).
     bool admissible(const frontend& f, std::uint64_t bytes) const;
-    std::uint64_t share_of(const frontend& f) const;
     void pump_admission();
     void attach_service(frontend& f, std::uint32_t ring_size);
     void sync_limits(frontend& f);

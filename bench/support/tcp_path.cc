@@ -2,7 +2,6 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -13,11 +12,16 @@
 #include <stdexcept>
 #include <vector>
 
+#include "examples/support/tcp_stream.hpp"
+
 namespace vmrdma::bench {
 
 namespace {
 
 using clock_type = std::chrono::steady_clock;
+using examples::no_delay;
+using examples::recv_all;
+using examples::send_all;
 
 [[noreturn]] void fail(const char* what) { throw std::runtime_error(std::string(what) + ": " + std::strerror(errno)); }
 
@@ -29,56 +33,6 @@ sockaddr_in address_of(const std::string& ip) {
     return a;
 }
 
-void send_all(int fd, const std::byte* p, std::size_t n) {
-    while (n > 0) {
-        ssize_t k = ::send(fd, p, n, MSG_NOSIGNAL);
-        if (k < 0) {
-            if (errno == EINTR) continue;
-            fail("send");
-        }
-        p += k;
-        n -= static_cast<std::size_t>(k);
-    }
-}
-
-// Spin on non-blocking receives this long before a blocking one (the
-// same busy polling vmrdma's loop can do), 0 for plain blocking reads.
-unsigned busy_poll_us = 0;
-
-ssize_t receive_some(int fd, std::byte* p, std::size_t n) {
-    if (busy_poll_us) {
-        auto deadline = clock_type::now() + std::chrono::microseconds(busy_poll_us);
-        do {
-            ssize_t k = ::recv(fd, p, n, MSG_DONTWAIT);
-            if (k >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) return k;
-        } while (clock_type::now() < deadline);
-    }
-    return ::recv(fd, p, n, 0);
-}
-
-// Reads exactly n bytes; false at a clean end of stream before any byte.
-bool recv_all(int fd, std::byte* p, std::size_t n) {
-    std::size_t got = 0;
-    while (got < n) {
-        ssize_t k = receive_some(fd, p + got, n - got);
-        if (k == 0) {
-            if (got == 0) return false;
-            throw std::runtime_error("TCP peer closed mid-message");
-        }
-        if (k < 0) {
-            if (errno == EINTR) continue;
-            fail("recv");
-        }
-        got += static_cast<std::size_t>(k);
-    }
-    return true;
-}
-
-void tune(int fd) {
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-}
-
 double elapsed(clock_type::time_point t0) {
     return std::chrono::duration<double>(clock_type::now() - t0).count();
 }
@@ -86,7 +40,6 @@ double elapsed(clock_type::time_point t0) {
 }  // namespace
 
 side_result tcp_server(const std::string& address, const workload& w, const std::function<void()>& ready) {
-    busy_poll_us = w.busy_poll_us;
     int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (ls < 0) fail("socket");
     int one = 1;
@@ -98,7 +51,7 @@ side_result tcp_server(const std::string& address, const workload& w, const std:
     int fd = accept(ls, nullptr, nullptr);
     if (fd < 0) fail("accept");
     close(ls);
-    tune(fd);
+    no_delay(fd);
     std::vector<std::byte> buf(w.size);
     side_result r;
     double cpu0 = cpu_now();
@@ -112,7 +65,7 @@ side_result tcp_server(const std::string& address, const workload& w, const std:
             r.bytes += static_cast<double>(k);
         }
     } else {
-        while (recv_all(fd, buf.data(), buf.size())) {
+        while (recv_all(fd, buf.data(), buf.size(), w.busy_poll_us)) {
             r.bytes += static_cast<double>(w.size);
             r.messages += 1;
             if (w.kind == mode::lat) send_all(fd, buf.data(), buf.size());
@@ -126,12 +79,11 @@ side_result tcp_server(const std::string& address, const workload& w, const std:
 }
 
 side_result tcp_client(const std::string& server_address, const workload& w) {
-    busy_poll_us = w.busy_poll_us;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) fail("socket");
     auto a = address_of(server_address);
     if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) fail("connect");
-    tune(fd);
+    no_delay(fd);
     std::vector<std::byte> buf(w.size, std::byte{0xa5});
     std::vector<double> latencies;
     side_result r;
@@ -143,10 +95,10 @@ side_result tcp_client(const std::string& server_address, const workload& w) {
         if (w.kind == mode::lat) {
             auto s = clock_type::now();
             send_all(fd, buf.data(), buf.size());
-            if (!recv_all(fd, buf.data(), buf.size())) throw std::runtime_error("TCP server hung up");
+            if (!recv_all(fd, buf.data(), buf.size(), w.busy_poll_us)) throw std::runtime_error("TCP server hung up");
             latencies.push_back(std::chrono::duration<double, std::micro>(clock_type::now() - s).count());
         } else if (w.kind == mode::read) {
-            if (!recv_all(fd, buf.data(), buf.size())) throw std::runtime_error("TCP server hung up");
+            if (!recv_all(fd, buf.data(), buf.size(), w.busy_poll_us)) throw std::runtime_error("TCP server hung up");
         } else {
             send_all(fd, buf.data(), buf.size());
         }

@@ -187,15 +187,20 @@ vr_pack_initramfs() {
 # WORK/serial.log, bounded by TIMEOUT seconds.  Leaves the console with CRs
 # stripped in WORK/serial.log.txt and QEMU's own output in WORK/qemu.out,
 # and sets VR_QEMU_SECS (boot to exit) and VR_QEMU_WHY (empty, or why QEMU
-# itself failed: a timeout or an exit status).
+# itself failed: a timeout or an exit status).  While it runs, WORK/qemu.pid
+# names the process to signal to stop it early (timeout's, which passes it
+# on).
 vr_qemu_boot() {
     local work=$1 limit=$2 t rc
     shift 2
     t=$(date +%s%N)
     timeout -k 5 "$limit" qemu-system-x86_64 -accel tcg -cpu "${VR_QEMU_CPU:-qemu64}" \
         -nodefaults -display none -no-reboot -serial "file:$work/serial.log" "$@" \
-        </dev/null >"$work/qemu.out" 2>&1
+        </dev/null >"$work/qemu.out" 2>&1 &
+    echo $! >"$work/qemu.pid"
+    wait $!
     rc=$?
+    rm -f "$work/qemu.pid"
     VR_QEMU_SECS=$(vr_secs_since "$t")
     touch "$work/serial.log"
     tr -d '\r' <"$work/serial.log" >"$work/serial.log.txt"

@@ -406,6 +406,82 @@ TEST_CASE("CLOSED waits in the service until the connection ends, and says why; 
 	CHECK(fa.fe.nfree == fa.fe.size);
 }
 
+TEST_CASE("admission: the bytes of WRITE, READ and SEND at the engine, the frontend's weight and when it shares the budget")
+{
+	backend b;
+	frontend fa(b.eng(), 5);
+	b.fes[0] = &fa;
+	const char *why = nullptr;
+	CHECK(vr_fe_weight(&fa.fe) == 1); // no endpoint yet
+	REQUIRE(vr_fe_open_ep(&fa.fe, 0, 3, false, &why) == 0);
+	REQUIRE(vr_fe_open_ep(&fa.fe, 1, 2, false, &why) == 0);
+	CHECK(vr_fe_weight(&fa.fe) == 5); // the sum of its endpoints' weights
+	REQUIRE(vr_fe_set_admin_weight(&fa.fe, 4) == 0);
+	CHECK(vr_fe_weight(&fa.fe) == 8); // the weights in force
+	static uint8_t mem[8192];
+	uint64_t key = 0;
+	REQUIRE(vr_fe_add_region(&fa.fe, 0, mem, mem, sizeof mem, VR_ACCESS_LOCAL_WRITE, true, &key) == 0);
+	auto connect = make(VR_RING_CONNECT, 100);
+	connect.ep = 0;
+	std::memcpy(connect.peer_mac, b.s.node(1).mac, 6);
+	REQUIRE(b.request(fa, connect) == 0);
+	const uint32_t conn = fa.answer_to(100)->rsp.conn;
+	auto op = [&](uint8_t opcode, uint64_t cookie, uint32_t len) {
+		auto r = make(opcode, cookie);
+		r.conn = conn;
+		r.lkey = key;
+		r.rkey = b.peer_mem.key;
+		r.len = len;
+		return r;
+	};
+
+	// Posted together: the bulk ones count until the engine completes them;
+	// atomics do not count, nor does a request the service refuses.
+	vr_ring_rsp now{};
+	const vr_ring_req write = op(VR_RING_WRITE, 1, 4096), read = op(VR_RING_READ, 2, 1000),
+			  fadd = op(VR_RING_FADD, 3, 8);
+	REQUIRE(vr_fe_request(&fa.fe, &write, &now) == 1);
+	REQUIRE(vr_fe_request(&fa.fe, &read, &now) == 1);
+	REQUIRE(vr_fe_request(&fa.fe, &fadd, &now) == 1);
+	auto foreign = op(VR_RING_WRITE, 4, 512);
+	foreign.lkey = key + 1;
+	CHECK(vr_fe_request(&fa.fe, &foreign, &now) == -EACCES);
+	CHECK(fa.fe.bulk_inflight == 5096);
+	// With bytes at the engine it shares the budget by its weight.
+	CHECK(vr_fe_contending_weight(&fa.fe, false, false) == 8);
+	REQUIRE(b.s.run([&] { return fa.answer_to(1) && fa.answer_to(2) && fa.answer_to(3); }, b.s.now + 2000000000));
+	CHECK(fa.answer_to(1)->rsp.status == 0);
+	CHECK(fa.fe.bulk_inflight == 0);
+	// Idle it takes no part, unless it is the one asking or it waits.
+	CHECK(vr_fe_contending_weight(&fa.fe, false, false) == 0);
+	CHECK(vr_fe_contending_weight(&fa.fe, true, false) == 8);
+	CHECK(vr_fe_contending_weight(&fa.fe, false, true) == 8);
+
+	// A failed one lets go too (a key the peer never gave), and so does
+	// teardown with some still at the engine.
+	auto bad = op(VR_RING_WRITE, 5, 2048);
+	bad.rkey = b.peer_mem.key ^ 0x10000;
+	REQUIRE(vr_fe_request(&fa.fe, &bad, &now) == 1);
+	CHECK(fa.fe.bulk_inflight == 2048);
+	REQUIRE(b.s.run([&] { return fa.answer_to(5) != nullptr; }, b.s.now + 2000000000));
+	CHECK(fa.answer_to(5)->rsp.status != 0);
+	CHECK(fa.fe.bulk_inflight == 0);
+	auto conn2 = make(VR_RING_CONNECT, 101);
+	conn2.ep = 1;
+	std::memcpy(conn2.peer_mac, b.s.node(1).mac, 6);
+	REQUIRE(b.request(fa, conn2) == 0);
+	auto w = op(VR_RING_WRITE, 6, 8192);
+	w.conn = fa.answer_to(101)->rsp.conn;
+	uint64_t key1 = 0;
+	static uint8_t mem1[8192];
+	REQUIRE(vr_fe_add_region(&fa.fe, 1, mem1, mem1, sizeof mem1, 0, false, &key1) == 0);
+	w.lkey = key1;
+	REQUIRE(vr_fe_request(&fa.fe, &w, &now) == 1);
+	CHECK(fa.fe.bulk_inflight == 8192);
+	vr_fe_close_all(&fa.fe, frontend::release, &fa);
+	CHECK(fa.fe.bulk_inflight == 0);
+}
+
 TEST_CASE("a RECV's answer names the peer the message came from")
 {
 	backend b;

@@ -158,3 +158,29 @@ TEST_CASE("shares of a pool: a limit per principal and a reserve for the others"
 	CHECK(!vr_svc_share_allows(0, 8, 8, 4, 2));  // nothing left
 	CHECK(vr_svc_share_allows(0, 0, 1, 1, 0));
 }
+
+TEST_CASE("admission by weight: bytes in flight shared by weight, one operation always goes")
+{
+	for (uint32_t op : {(uint32_t)VR_RING_WRITE, (uint32_t)VR_RING_READ, (uint32_t)VR_RING_SEND})
+		CHECK(vr_svc_is_bulk(op));
+	for (uint32_t op : {(uint32_t)VR_RING_FADD, (uint32_t)VR_RING_CSWAP, (uint32_t)VR_RING_RECV,
+			    (uint32_t)VR_RING_CONNECT, (uint32_t)VR_RING_OPEN_EP})
+		CHECK(!vr_svc_is_bulk(op));
+	const uint64_t budget = 4 << 20;
+	// Alone (active = its own weight): the whole budget.
+	CHECK(vr_svc_admissible(budget, (3u << 20), 1u << 20, 1, 1));
+	CHECK(!vr_svc_admissible(budget, (3u << 20) + 1, 1u << 20, 1, 1));
+	// Weights 1 and 3 active: 1 MiB and 3 MiB.
+	CHECK(vr_svc_admissible(budget, 512u << 10, 512u << 10, 1, 4));
+	CHECK(!vr_svc_admissible(budget, 512u << 10, (512u << 10) + 1, 1, 4));
+	CHECK(vr_svc_admissible(budget, 2u << 20, 1u << 20, 3, 4));
+	CHECK(!vr_svc_admissible(budget, 2u << 20, (1u << 20) + 1, 3, 4));
+	// Nothing in flight: one operation goes, however big.
+	CHECK(vr_svc_admissible(budget, 0, 64u << 20, 1, 1000));
+	// Budget 0: no admission.
+	CHECK(vr_svc_admissible(0, 1ull << 40, 1ull << 40, 1, 1000));
+	// The largest weights and budgets do not overflow: 64 endpoints of
+	// weight 1024 each, a budget of 4 GiB.
+	CHECK(vr_svc_admissible(4ull << 30, 1, (4ull << 30) - 1, 65536, 65536));
+	CHECK(!vr_svc_admissible(4ull << 30, 1, 4ull << 30, 65536, 65536));
+}

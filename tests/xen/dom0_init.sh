@@ -1,35 +1,19 @@
 #!/bin/busybox sh
 # /init of the test dom0 (tests/xen/run_xen_test.sh).  Starts the Xen
-# toolstack (xenstored, xen-init-dom0, xenconsoled), then, for
-# VMRDMA_XEN_STAGE=full (from the kernel command line):
-#   1. a veth pair; backend_kmod bound to veth0; a vmrdma-check server on
-#      the eth: transport on veth1 (the peer, a process in dom0);
-#   2. guest "a": frontend_kmod + vmrdma-check client on xen:/dev/vmrdma
-#      RDMA-writes, reads back and verifies through the backend; a forged
-#      rkey must come back as "bad key", a SIGKILLed transfer must release
-#      its page pins and the next process must succeed (domu_init.sh); then
-#      it powers off and the backend must let go of it;
-#   3. guest "b": an endless transfer, destroyed from dom0 mid-way; the
-#      backend must clean up (grants unmapped, domain gone, a teardown
-#      line), the peer must live on;
-#   4. unload the backend;
-#   5. guest "c": guest a's job again, with vmrdmad --xen (the user-space
-#      daemon) as the backend instead of backend_kmod; it must let go of the
-#      guest after poweroff (domain gone, "domN gone" in its log);
-#   6. guest "d": guest b's endless transfer, destroyed, served by vmrdmad;
-#      the domain must go away and vmrdmad must log the teardown and live
-#      on;
-#   7. guest "e": detached (vmrdma-xen-attach detach) while transferring
-#      under vmrdmad: vmrdmad lets go, the guest's transfer fails with a
-#      clear error, and the backend node stays gone; then vmrdmad must exit
-#      0 on SIGTERM;
-#   no WARNING/BUG/Oops/Call Trace in dom0's log.
-# VMRDMA_XEN_STAGE=boot only boots an empty guest (checks the toolchain).
+# toolstack (xenstored, xen-init-dom0, xenconsoled), then runs the stage
+# named on the kernel command line, VMRDMA_XEN_STAGE:
+#   boot       an empty guest (checks the toolchain, no vmrdma code);
+#   one-host   tests/xen/dom0_one_host.sh: guests against a dom0 peer;
+#   two-host   tests/xen/dom0_two_host.sh: this dom0 is host VMRDMA_XEN_HOST
+#              (a or b) of two joined by a link; guests talk across it;
+#   two-host-boot  the two hosts and the link only, an empty guest each.
+# Every stage ends with no WARNING/BUG/Oops/Call Trace in dom0's log.
 # Markers: "vmrdma-xen: ..." lines; the last is "vmrdma-xen: RESULT: PASS"
 # or "vmrdma-xen: RESULT: FAIL (reasons)".
 /bin/busybox mount -t proc proc /proc
 /bin/busybox --install -s /bin
-export PATH=/bin:/usr/sbin:/usr/bin:/usr/lib/xen-4.17/bin
+# /usr/sbin first: its ip is iproute2 (bridges), busybox's is not.
+export PATH=/usr/sbin:/bin:/usr/bin:/usr/lib/xen-4.17/bin
 export LD_LIBRARY_PATH=/usr/lib/xen-4.17/lib
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
@@ -39,10 +23,13 @@ mkdir -p /dev/pts /dev/shm /run /tmp /var/run/xen /var/lib/xen /var/lib/xenstore
 mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /dev/shm
 say() { echo "vmrdma-xen: $*"; }
-step() { echo "vmrdma-xen: == $*"; }
+step() { echo "vmrdma-xen: == $* [dom0 up $(cut -d' ' -f1 /proc/uptime) s]"; }
 fails=""
 fail() { fails="$fails${fails:+; }$*"; say "FAIL: $*"; }
+# Stages may add to what finish does first (e.g. tell a peer host).
+finish_hook() { :; }
 finish() {
+    finish_hook
     cat /tmp/boot.log 2>/dev/null >/tmp/all.log
     dmesg >>/tmp/all.log
     grep -E 'WARNING|BUG|Oops|Call Trace|general protection' /tmp/all.log >/tmp/bad.log
@@ -67,81 +54,32 @@ wait_for() {
 guest_log() { echo "/var/log/xen/console/guest-$1.log"; }
 log_has() { grep -q "$2" "$(guest_log "$1")" 2>/dev/null; }
 show_guest() { sed 's/^/vmrdma-xen: [domU '"$1"'] /' "$(guest_log "$1")" 2>/dev/null | tr -d '\r'; }
-# make_guest NAME KERNEL-ARGS: a paused PV guest; prints nothing, sets $domid.
+# make_guest NAME KERNEL-ARGS [CONFIG-LINE...]: a paused PV guest; prints
+# nothing, sets $domid.  Extra lines go into its xl config as they are.
 make_guest() {
-    cat >"/tmp/$1.cfg" <<EOF
-name = "$1"
+    local name=$1 args=$2 line
+    shift 2
+    cat >"/tmp/$name.cfg" <<EOF
+name = "$name"
 type = "pv"
 kernel = "/domu/vmlinux"
 ramdisk = "/domu/initrd.gz"
-extra = "console=hvc0 quiet $2"
+extra = "console=hvc0 quiet $args"
 memory = 192
 vcpus = 1
 on_poweroff = "destroy"
 on_crash = "destroy"
 EOF
-    if ! xl create -p "/tmp/$1.cfg" >"/tmp/$1.create.log" 2>&1; then
-        sed 's/^/vmrdma-xen: xl: /' "/tmp/$1.create.log"
+    for line in "$@"; do echo "$line" >>"/tmp/$name.cfg"; done
+    if ! xl create -p "/tmp/$name.cfg" >"/tmp/$name.create.log" 2>&1; then
+        sed 's/^/vmrdma-xen: xl: /' "/tmp/$name.create.log"
         return 1
     fi
-    domid=$(xl domid "$1")
+    domid=$(xl domid "$name")
 }
 domain_gone() { ! xl list 2>/dev/null | grep -q "^$1 "; }
 proc_value() { awk -v k="$1" '$1 == k { print $2 }' /proc/vmrdma_back; }
 backend_idle() { [ "$(proc_value frontends)" = 0 ] && [ "$(proc_value mapped_pages)" = 0 ]; }
-# verify_in_guest NAME: a guest runs the verify job (the job in $job; see
-# domu_init.sh), prints its result and powers off; it must say PASS and
-# disappear.  Failures are recorded; returns 1 only if the guest could not
-# be created, so the caller then skips checking its backend's teardown.
-# Sets $domid.
-verify_in_guest() {
-    local guest=$1
-    domid=""
-    make_guest "$guest" "VMRDMA_MODE=verify $job" || { fail "xl create $guest"; return 1; }
-    /vmrdma-xen-attach attach "$domid" | sed 's/^/vmrdma-xen: /'
-    xl unpause "$guest"
-    wait_for 240 log_has "$guest" "RESULT:" || fail "guest $guest printed no result in 240 s"
-    show_guest "$guest"
-    log_has "$guest" "RESULT: PASS" || fail "guest $guest: transfer not verified"
-    wait_for 30 domain_gone "$guest" || fail "guest $guest still exists 30 s after powering off (grants still mapped?)"
-}
-# start_transfer NAME: a guest on an endless transfer (the job in $job),
-# attached, unpaused and shown to make progress.  Sets $domid (empty if
-# the guest could not be created); returns 1, after failing, if it did not
-# get that far.
-start_transfer() {
-    local guest=$1
-    domid=""
-    make_guest "$guest" "VMRDMA_MODE=forever $job" || { fail "xl create $guest"; return 1; }
-    /vmrdma-xen-attach attach "$domid" | sed 's/^/vmrdma-xen: /'
-    xl unpause "$guest"
-    # The console log appears only once xenconsoled has output to write.
-    progress() {
-        local n
-        n=$(grep -c 'vmrdma-check: .*round' "$(guest_log "$guest")" 2>/dev/null)
-        [ "${n:-0}" -ge 2 ]
-    }
-    wait_for 240 progress || { fail "guest $guest made no progress in 240 s"; return 1; }
-}
-# destroy_mid_transfer NAME: start_transfer, then xl destroy; the guest
-# must disappear (Xen keeps a domain whose grants are still mapped).
-# Returns 1 (after failing) if any step did not happen.  The caller checks
-# its backend's own teardown.
-destroy_mid_transfer() {
-    local name=$1 rc=1
-    if start_transfer "$name"; then
-        [ ! -r /proc/vmrdma_back ] || say "backend while $name transfers: $(tr '\n' ' ' </proc/vmrdma_back)"
-        xl destroy "$name"
-        if wait_for 30 domain_gone "$name"; then
-            rc=0
-        else
-            fail "guest $name still exists 30 s after xl destroy (grants still mapped?)"
-        fi
-    fi
-    show_guest "$name" | tail -n 3
-    [ -z "$domid" ] || /vmrdma-xen-attach detach "$domid" --wait 0 >/dev/null 2>&1
-    return $rc
-}
 
 step "dom0: Xen toolstack"
 for m in xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs veth libchacha libpoly1305; do
@@ -156,101 +94,25 @@ dmesg -c >/tmp/boot.log
 say "Xen $(xl info 2>/dev/null | awk '/^xen_version/{print $3}'), dom0 $(uname -r), $(grep -c ^processor /proc/cpuinfo) vCPU(s)"
 [ -z "$fails" ] || finish
 
-if [ "$VMRDMA_XEN_STAGE" = boot ]; then
+case "$VMRDMA_XEN_STAGE" in
+boot)
     step "empty guest"
     make_guest smoke "VMRDMA_MODE=boot" || { fail "xl create"; finish; }
     xl unpause smoke
     wait_for 60 log_has smoke "RESULT:" || fail "guest printed no result in 60 s"
     show_guest smoke
     log_has smoke "RESULT: PASS" || fail "guest failed"
-    finish
-fi
-
-step "dom0: veth pair, backend_kmod on veth0, peer on eth:veth1"
-/usr/sbin/ip link add veth0 type veth peer name veth1 && /usr/sbin/ip link set dev veth0 up &&
-    /usr/sbin/ip link set dev veth1 up ||
-    fail "veth pair"
-insmod /vmrdma_back.ko netdev=veth0 || fail "insmod vmrdma_back.ko netdev=veth0"
-dmesg | grep vmrdma | sed 's/^/vmrdma-xen: | /'
-[ -r /proc/vmrdma_back ] || fail "no /proc/vmrdma_back"
-/vmrdma-check serve --device eth:veth1 --ep 1 --size 1M --name vmrdma-check >/tmp/serve.log 2>&1 &
-serve_pid=$!
-wait_for 20 grep -q '^READY' /tmp/serve.log || fail "the peer did not get ready"
-sed 's/^/vmrdma-xen: [peer] /' /tmp/serve.log
-[ -z "$fails" ] || finish
-ready=$(grep '^READY' /tmp/serve.log)
-field() { echo "$ready" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
-job="VMRDMA_PEER=$(field mac) VMRDMA_PEER_EP=$(field ep) VMRDMA_RKEY=$(field rkey) VMRDMA_SIZE=$(field size)"
-
-step "guest a: RDMA write, read back, small reads and fetch_add through the backend"
-if verify_in_guest a; then
-    # It powered off: the backend must let go of it.
-    wait_for 10 backend_idle || fail "backend still holds guest a: $(tr '\n' ' ' </proc/vmrdma_back)"
-    /vmrdma-xen-attach detach "$domid" --wait 0 >/dev/null 2>&1
-    # The guest's small reads in flight together leave the backend as
-    # bundles and come back from the eth: peer as bundles, which the
-    # backend's engine must have unpacked.
-    sent=$(proc_value tx_bundles)
-    bundles=$(proc_value rx_bundles)
-    say "backend sent ${sent:-no} and received ${bundles:-no} bundle(s) of small frames"
-    [ "${sent:-0}" -gt 0 ] || fail "backend_kmod sent no bundles"
-    [ "${bundles:-0}" -gt 0 ] || fail "backend_kmod received no bundles"
-fi
-
-step "guest b: destroyed in the middle of a transfer"
-if destroy_mid_transfer b; then
-    wait_for 10 backend_idle || fail "backend still holds guest b: $(tr '\n' ' ' </proc/vmrdma_back)"
-    dmesg | grep -q "vmrdma_back: frontend dom$domid gone" || fail "no teardown line for dom$domid"
-fi
-kill -0 "$serve_pid" 2>/dev/null || fail "the peer process died"
-say "backend after both guests: $(tr '\n' ' ' </proc/vmrdma_back)"
-
-step "unload"
-kill "$serve_pid" 2>/dev/null
-wait "$serve_pid" 2>/dev/null
-rmmod vmrdma_back || fail "rmmod vmrdma_back"
-dmesg | grep vmrdma | sed 's/^/vmrdma-xen: | /'
-
-step "guest c: the same transfer served by vmrdmad --xen"
-# veth0 is free again: the user-space daemon is the backend now, the guest
-# (frontend_kmod) unchanged.  A fresh peer, since the first one is gone.
-/vmrdma-check serve --device eth:veth1 --ep 1 --size 1M --name vmrdma-check >/tmp/serve2.log 2>&1 &
-serve_pid=$!
-/vmrdmad --device eth:veth0 --xen >/tmp/vmrdmad.log 2>&1 &
-vmrdmad_pid=$!
-wait_for 20 grep -q '^READY' /tmp/serve2.log || fail "the second peer did not get ready"
-wait_for 20 grep -q 'Xen backend: serving' /tmp/vmrdmad.log || fail "vmrdmad --xen did not start"
-if [ -z "$fails" ]; then
-    ready=$(grep '^READY' /tmp/serve2.log)
-    job="VMRDMA_PEER=$(field mac) VMRDMA_PEER_EP=$(field ep) VMRDMA_RKEY=$(field rkey) VMRDMA_SIZE=$(field size)"
-    if verify_in_guest c; then
-        wait_for 10 grep -q "dom$domid gone" /tmp/vmrdmad.log || fail "vmrdmad did not tear dom$domid down"
-        /vmrdma-xen-attach detach "$domid" --wait 0 >/dev/null 2>&1
-    fi
-    step "guest d: destroyed in the middle of a transfer served by vmrdmad --xen"
-    if destroy_mid_transfer d; then
-        wait_for 10 grep -q "dom$domid gone" /tmp/vmrdmad.log || fail "vmrdmad did not tear dom$domid down"
-    fi
-    step "guest e: detached while transferring under vmrdmad --xen"
-    if start_transfer e; then
-        e=$domid
-        /vmrdma-xen-attach detach "$e" --wait 10 | sed 's/^/vmrdma-xen: /'
-        wait_for 10 grep -q "dom$e gone" /tmp/vmrdmad.log || fail "vmrdmad did not let go of detached dom$e"
-        # The guest's transfer fails with a clear error and it powers off;
-        # the device node must stay gone (a stale one written back by the
-        # backend would refuse the next attach).
-        wait_for 30 domain_gone e || fail "guest e still exists 30 s after its device was detached"
-        /vmrdma-xen-attach status | grep -q "^$e " && fail "dom$e's backend node came back after detach"
-    fi
-    show_guest e | grep -v '^.*| \[' | tail -n 3
-    xl destroy e 2>/dev/null
-    kill -0 "$vmrdmad_pid" 2>/dev/null || fail "vmrdmad died"
-fi
-kill -TERM "$vmrdmad_pid" 2>/dev/null
-wait "$vmrdmad_pid"
-vrc=$?
-sed 's/^/vmrdma-xen: [vmrdmad] /' /tmp/vmrdmad.log
-[ "$vrc" = 0 ] || fail "vmrdmad --xen exited $vrc after SIGTERM"
-kill "$serve_pid" 2>/dev/null
-wait "$serve_pid" 2>/dev/null
+    ;;
+one-host)
+    # shellcheck source=dom0_one_host.sh
+    . /dom0_one_host.sh
+    ;;
+two-host | two-host-boot)
+    # shellcheck source=dom0_two_host.sh
+    . /dom0_two_host.sh
+    ;;
+*)
+    fail "unknown VMRDMA_XEN_STAGE '$VMRDMA_XEN_STAGE'"
+    ;;
+esac
 finish

@@ -1,9 +1,10 @@
 #!/bin/busybox sh
 # /init of the test domU (tests/xen/run_xen_test.sh).  dom0 passes the job
 # on the kernel command line; Linux hands unknown NAME=VALUE words to init
-# as environment variables: VMRDMA_MODE (boot | verify | forever) and, for
-# verify/forever, VMRDMA_PEER (MAC), VMRDMA_PEER_EP, VMRDMA_RKEY,
-# VMRDMA_SIZE.  Everything printed lands in dom0's console log of this
+# as environment variables: VMRDMA_MODE (boot | verify | forever | jobs)
+# and, for verify/forever, VMRDMA_PEER (MAC), VMRDMA_PEER_EP, VMRDMA_RKEY,
+# VMRDMA_SIZE.  jobs (the two-host stage) takes its jobs from the console
+# (tests/xen/domu_jobs.sh).  Everything printed lands in dom0's console log of this
 # guest; the last line is "vmrdma-domu: RESULT: PASS" or "... FAIL (why)".
 /bin/busybox mount -t proc proc /proc
 /bin/busybox --install -s /bin
@@ -27,26 +28,35 @@ finish() {
 say "guest kernel $(uname -r), mode ${VMRDMA_MODE:-unset}"
 [ "$VMRDMA_MODE" = boot ] && finish
 
-if ! insmod /vmrdma_front.ko; then
-    fail "insmod vmrdma_front.ko exit $?"
+# vmrdma_up: loads frontend_kmod and waits for the device dom0 attached
+# before unpausing us; 1 (after failing, with the guest's log) if it does
+# not connect.
+vmrdma_up() {
+    local state="" i=0
+    if ! insmod /vmrdma_front.ko; then
+        fail "insmod vmrdma_front.ko exit $?"
+        return 1
+    fi
+    while [ $i -lt 100 ]; do
+        state=$(cat /sys/bus/xen/devices/vmrdma-0/state 2>/dev/null)
+        [ "$state" = Connected ] && [ -c /dev/vmrdma ] && break
+        sleep 0.1
+        i=$((i + 1))
+    done
+    say "xenbus state '${state:-absent}' after $((i / 10)).$((i % 10)) s"
+    if [ "$state" != Connected ]; then
+        fail "the vmrdma device did not connect"
+        dmesg | tail -n 20 | sed 's/^/vmrdma-domu: | /'
+        return 1
+    fi
+    dmesg | grep vmrdma | sed 's/^/vmrdma-domu: | /'
+}
+if [ "$VMRDMA_MODE" = jobs ]; then
+    # shellcheck source=domu_jobs.sh
+    . /domu_jobs.sh
     finish
 fi
-# dom0 attached the device before unpausing us: wait for the handshake.
-state=""
-i=0
-while [ $i -lt 100 ]; do
-    state=$(cat /sys/bus/xen/devices/vmrdma-0/state 2>/dev/null)
-    [ "$state" = Connected ] && [ -c /dev/vmrdma ] && break
-    sleep 0.1
-    i=$((i + 1))
-done
-say "xenbus state '${state:-absent}' after $((i / 10)).$((i % 10)) s"
-if [ "$state" != Connected ]; then
-    fail "the vmrdma device did not connect"
-    dmesg | tail -n 20 | sed 's/^/vmrdma-domu: | /'
-    finish
-fi
-dmesg | grep vmrdma | sed 's/^/vmrdma-domu: | /'
+vmrdma_up || finish
 
 args="--device xen:/dev/vmrdma --peer $VMRDMA_PEER --peer-ep $VMRDMA_PEER_EP --rkey $VMRDMA_RKEY --size $VMRDMA_SIZE"
 case "$VMRDMA_MODE" in

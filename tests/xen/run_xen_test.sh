@@ -2,23 +2,37 @@
 # Proves backend_kmod and frontend_kmod under real Xen: boots Xen 4.17 with
 # Debian's 6.1 kernel as PV dom0 under QEMU (TCG, no KVM needed), and from
 # dom0 (tests/xen/dom0_init.sh) PV guests running frontend_kmod
-# (tests/xen/domu_init.sh).  A guest RDMA-writes and reads back through
-# the backend to a peer process in dom0 (eth: transport over a veth pair)
-# with the data verified (plus a forged rkey and a SIGKILLed transfer); a
-# second guest is destroyed mid-transfer and the backend must clean up;
-# after backend_kmod is unloaded, a third and a fourth guest do the same two
-# with vmrdmad --xen (the user-space daemon) as the backend.  Exits 0 only
-# when dom0 says PASS.
+# (tests/xen/domu_init.sh).  Two stages:
 #
-#   tests/xen/run_xen_test.sh [--boot-only]
+# one-host (tests/xen/dom0_one_host.sh): a guest RDMA-writes and reads back
+#   through the backend to a peer process in dom0 (eth: transport over a
+#   veth pair) with the data verified (plus a forged rkey and a SIGKILLed
+#   transfer); a second guest is destroyed mid-transfer and the backend must
+#   clean up; after backend_kmod is unloaded, a third and a fourth guest do
+#   the same two with vmrdmad --xen (the user-space daemon) as the backend.
+# two-host (tests/xen/dom0_two_host.sh): the seeds' testbed.  Two Xen hosts,
+#   two QEMUs at once joined by a link (-netdev stream over a unix socket
+#   in the work directory, a virtio-net NIC in each dom0, bridged with the
+#   guests' vifs on br0, which the backend binds).  Guest A <-> guest B:
+#   write, read, tagged send/recv, fetch_add and compare_swap verified both
+#   ways; rounds/s of vmrdma and of TCP through netfront/netback in the same
+#   guests, side by side; two guests of host A with weights 1:3 flooding
+#   host B; guest A destroyed mid-transfer (guest B fails with peer_gone,
+#   host A stays clean); then host B's backend is vmrdmad --xen and a new
+#   guest there works with a new one on host A.
+# Exits 0 only when every dom0 says PASS.
 #
-# --boot-only boots Xen, dom0 and an empty guest (checks the toolchain; no
-# vmrdma code involved).  Installs qemu-system-x86, busybox-static, cpio,
-# libxen-dev, iproute2, xz-utils and the kernel headers when missing (root
-# needed then); downloads the kernel image and Xen packages once into
+#   tests/xen/run_xen_test.sh [--boot-only] [--stage one-host|two-host]
+#
+# --stage runs one stage (default: both).  --boot-only boots Xen, dom0 and
+# an empty guest per host of each stage run (checks the toolchain and the
+# link; no vmrdma code involved).  Installs qemu-system-x86, busybox-static,
+# cpio, libxen-dev, iproute2, xz-utils and the kernel headers when missing
+# (root needed then); downloads the kernel image and Xen packages once into
 # $VMRDMA_QEMU_CACHE (default ${XDG_CACHE_HOME:-~/.cache}/vmrdma-qemu),
 # shared with tests/qemu/run_module_test.sh.  VMRDMA_XEN_TIMEOUT (default
-# 540) bounds QEMU in seconds; VMRDMA_XEN_LOG=FILE keeps the serial console.
+# 540) bounds each stage's QEMUs in seconds; VMRDMA_XEN_LOG=PREFIX keeps
+# the serial consoles (PREFIX-one-host.log, PREFIX-two-host-a.log, ...).
 set -uo pipefail
 start_ns=$(date +%s%N)
 here=$(cd "$(dirname "$0")" && pwd)
@@ -26,24 +40,39 @@ root=$(cd "$here/../.." && pwd)
 # shellcheck source=SCRIPTDIR/../kbuild/kmod_lib.sh
 . "$root/tests/kbuild/kmod_lib.sh"
 tag=xen
-stage=full
-case "${1:-}" in
-"") ;;
---boot-only) stage=boot ;;
--h | --help)
-    sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
-    exit 0
-    ;;
-*)
-    echo "usage: $0 [--boot-only]" >&2
-    exit 2
-    ;;
-esac
+boot_only=false
+stages="one-host two-host"
+usage() { echo "usage: $0 [--boot-only] [--stage one-host|two-host]" >&2; exit 2; }
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --boot-only) boot_only=true ;;
+    --stage)
+        [ $# -ge 2 ] || usage
+        case "$2" in one-host | two-host) stages=$2 ;; *) usage ;; esac
+        shift
+        ;;
+    -h | --help)
+        sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'
+        exit 0
+        ;;
+    *) usage ;;
+    esac
+    shift
+done
 cache=${VMRDMA_QEMU_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vmrdma-qemu}
 qemu_timeout=${VMRDMA_XEN_TIMEOUT:-540}
 xen_ver=4.17
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+# An interrupted run stops the QEMUs it started (each stage's qemu.pid).
+stop_qemus() {
+    local f
+    for f in "$work"/*/qemu.pid "$work"/*/*/qemu.pid; do
+        [ -s "$f" ] && kill "$(cat "$f")" 2>/dev/null
+    done
+    wait
+}
+trap 'stop_qemus; rm -rf "$work"' EXIT
+trap 'exit 130' INT TERM
 
 echo "== step 1: packages"
 vr_kmod_resolve "$tag" || exit 1
@@ -91,7 +120,7 @@ fi
 xbin=$xcache/root/usr/lib/xen-$xen_ver/bin
 
 echo "== step 3: modules and programs"
-if [ "$stage" = full ]; then
+if ! $boot_only; then
     vr_kmod_build "$tag" "$work/back" "$work/back.log" "$root/backend_kmod" vmrdma_back >/dev/null ||
         { cat "$work/back.log"; exit 1; }
     vr_kmod_build "$tag" "$work/front" "$work/front.log" "$root/frontend_kmod" vmrdma_front >/dev/null ||
@@ -131,7 +160,11 @@ new_root() {
 domu=$work/domu
 new_root "$domu"
 cp "$here/domu_init.sh" "$domu/init"
-if [ "$stage" = full ]; then
+cp "$here/domu_jobs.sh" "$domu/"
+mkdir -p "$domu/mods"
+# netfront: the two-host stage's TCP baseline goes through a vif.
+cp "$kdir/modules/drivers/net/xen-netfront.ko" "$domu/mods/" || { echo "$tag: FAILED (no xen-netfront.ko in the image)"; exit 1; }
+if ! $boot_only; then
     cp "$work/front/vmrdma_front.ko" "$domu/"
     add_binary "$domu" "$check" /vmrdma-check
 fi
@@ -140,25 +173,38 @@ vr_pack_initramfs "$domu" "$work/domu.gz" || { echo "$tag: FAILED (domU initramf
 dom0=$work/dom0
 new_root "$dom0"
 cp "$here/dom0_init.sh" "$dom0/init"
-mkdir -p "$dom0/mods" "$dom0/domu"
-for m in xen/xen-evtchn xen/xen-gntdev xen/xen-gntalloc xen/xen-privcmd xen/xenfs/xenfs net/veth; do
-    cp "$kdir/modules/drivers/$m.ko" "$dom0/mods/" || { echo "$tag: FAILED (no $m.ko in the image)"; exit 1; }
+cp "$here/dom0_one_host.sh" "$here/dom0_two_host.sh" "$dom0/"
+mkdir -p "$dom0/mods" "$dom0/domu" "$dom0/etc/xen/scripts"
+# The two-host stage's NIC (virtio-net), bridge and netback come from the
+# image too, and proto/'s ChaCha20 and Poly1305 (vmrdma_back.ko needs them:
+# lib/crypto's modules).
+for m in drivers/xen/xen-evtchn drivers/xen/xen-gntdev drivers/xen/xen-gntalloc drivers/xen/xen-privcmd \
+    drivers/xen/xenfs/xenfs drivers/net/veth drivers/net/xen-netback/xen-netback \
+    drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_pci_modern_dev \
+    drivers/virtio/virtio_pci_legacy_dev drivers/virtio/virtio_pci net/core/failover drivers/net/net_failover \
+    drivers/net/virtio_net net/llc/llc net/802/stp net/bridge/bridge \
+    net/sched/sch_tbf lib/crypto/libchacha lib/crypto/libpoly1305; do
+    cp "$kdir/modules/$m.ko" "$dom0/mods/" || { echo "$tag: FAILED (no $m.ko in the image)"; exit 1; }
 done
-# proto/'s ChaCha20 and Poly1305 (vmrdma_back.ko needs them): lib/crypto's modules.
-for m in libchacha libpoly1305; do
-    cp "$kdir/modules/lib/crypto/$m.ko" "$dom0/mods/" || { echo "$tag: FAILED (no $m.ko in the image)"; exit 1; }
-done
+# libxl runs a vif's hotplug script itself; Debian's need bash and more,
+# this one does what the test needs (tests/xen/vif-bridge-test).
+cp "$here/vif-bridge-test" "$dom0/etc/xen/scripts/"
 for b in xl xenstored xen-init-dom0 xenconsoled; do
     add_binary "$dom0" "$xbin/$b" "/usr/lib/xen-$xen_ver/bin/$b"
 done
 cp -a "$xcache/root/usr/lib/xen-$xen_ver/lib" "$dom0/usr/lib/xen-$xen_ver/" 2>/dev/null
+# xenstore-read and -write are one program that looks at its name.
+for b in xenstore-read xenstore-write; do
+    add_binary "$dom0" "$xcache/root/usr/bin/xenstore" "/usr/bin/$b"
+done
 add_binary "$dom0" "$(command -v ip)" /usr/sbin/ip
+add_binary "$dom0" "$(command -v tc)" /usr/sbin/tc
 # xl needs libgcc_s for pthread_cancel (dlopen'd, so not in ldd's list).
 gcc_s=$(ldconfig -p | awk '/libgcc_s.so.1 .*x86-64/{print $NF; exit}')
 mkdir -p "$dom0$(dirname "$gcc_s")" && cp -L "$gcc_s" "$dom0$gcc_s"
 cp "$kdir/vmlinux" "$dom0/domu/vmlinux"
 cp "$work/domu.gz" "$dom0/domu/initrd.gz"
-if [ "$stage" = full ]; then
+if ! $boot_only; then
     cp "$work/back/vmrdma_back.ko" "$dom0/"
     add_binary "$dom0" "$check" /vmrdma-check
     add_binary "$dom0" "$attach" /vmrdma-xen-attach
@@ -167,26 +213,164 @@ fi
 vr_pack_initramfs "$dom0" "$work/dom0.gz" || { echo "$tag: FAILED (dom0 initramfs)"; exit 1; }
 echo "   initramfs: dom0 $(($(stat -c %s "$work/dom0.gz") / 1048576)) MiB (toolstack, guest kernel and initramfs inside)"
 
-echo "== step 4: boot Xen $xver + dom0 under QEMU TCG (timeout ${qemu_timeout}s, stage $stage)"
-log=$work/serial.log
-vr_qemu_boot "$work" "$qemu_timeout" -m 2048 -smp 2 \
-    -kernel "$xcache/xen.img" -append "console=com1 dom0_mem=1024M,max:1024M" \
-    -initrd "$VR_KMOD_VMLINUZ console=hvc0 quiet VMRDMA_XEN_STAGE=$stage,$work/dom0.gz"
-secs=$VR_QEMU_SECS
-grep -a '^vmrdma-xen: ' "$log.txt" | sed 's/^/   /'
-[ -z "${VMRDMA_XEN_LOG:-}" ] || cp "$log.txt" "$VMRDMA_XEN_LOG"
-why=$VR_QEMU_WHY
-[ -n "$why" ] || grep -aq '^vmrdma-xen: RESULT: PASS' "$log.txt" || why="dom0 did not report PASS"
-if [ -n "$why" ]; then
-    echo "--- QEMU output"
-    cat "$work/qemu.out"
-    echo "--- serial console, last 80 lines"
-    tail -n 80 "$log.txt"
-    echo "$tag: FAILED ($why)"
+# host_args STAGE HOST CPUS: sets host_args to QEMU's arguments for one Xen
+# host (HOST: - when alone) with CPUS processors.
+host_args() {
+    host_args=(-m 2048 -smp "$3" -kernel "$xcache/xen.img" -append "console=com1 dom0_mem=1024M,max:1024M"
+        -initrd "$VR_KMOD_VMLINUZ console=hvc0 quiet VMRDMA_XEN_STAGE=$1 VMRDMA_XEN_HOST=$2,$work/dom0.gz")
+}
+# report_failure DIR WHY: QEMU's output and the end of the console, then the verdict.
+report_failure() {
+    echo "--- QEMU output ($1)"
+    cat "$1/qemu.out"
+    echo "--- serial console ($1), last 80 lines"
+    tail -n 80 "$1/serial.log.txt"
+}
+# wait_for_file PATH SECONDS
+wait_for_file() {
+    local i=0
+    while [ ! -e "$1" ]; do
+        i=$((i + 1))
+        [ "$i" -le $(($2 * 10)) ] || return 1
+        sleep 0.1
+    done
+}
+last_marker() { grep -a '^vmrdma-xen: ' "$1" 2>/dev/null | tr -d '\r' | tail -n 1 | sed 's/^vmrdma-xen: //'; }
+
+ok_lines=()
+failed=""
+
+one_host_stage() {
+    local dir=$work/one-host st=one-host why secs
+    $boot_only && st=boot
+    mkdir -p "$dir"
+    echo "== step 4: one-host stage: boot Xen $xver + dom0 under QEMU TCG (timeout ${qemu_timeout}s)"
+    t=$(date +%s%N)
+    host_args "$st" - 2
+    vr_qemu_boot "$dir" "$qemu_timeout" "${host_args[@]}"
+    secs=$VR_QEMU_SECS
+    grep -a '^vmrdma-xen: ' "$dir/serial.log.txt" | sed 's/^/   /'
+    [ -z "${VMRDMA_XEN_LOG:-}" ] || cp "$dir/serial.log.txt" "$VMRDMA_XEN_LOG-one-host.log"
+    why=$VR_QEMU_WHY
+    [ -n "$why" ] || grep -aq '^vmrdma-xen: RESULT: PASS' "$dir/serial.log.txt" ||
+        why="dom0 did not report PASS; last seen: $(last_marker "$dir/serial.log.txt")"
+    if [ -n "$why" ]; then
+        report_failure "$dir"
+        echo "$tag: one-host stage FAILED ($why)"
+        failed="$failed one-host"
+        return
+    fi
+    if $boot_only; then
+        ok_lines+=("one-host: Xen $xver, dom0 and an empty PV guest booted and stopped (QEMU ${secs}s)")
+    else
+        ok_lines+=("one-host: a guest found its peer by name, connected with private data, RDMA-wrote and read back through backend_kmod, a guest destroyed mid-transfer was cleaned up, the same two and a live detach through vmrdmad --xen, dom0 stayed clean (QEMU ${secs}s)")
+    fi
+    echo "   one-host stage: $(vr_secs_since "$t")s"
+}
+
+two_host_stage() {
+    local dir=$work/two-host st=two-host h H link why t grace=90 running first_done="" n bad=false
+    local -A pid seen
+    $boot_only && st=two-host-boot
+    echo "== step 5: two-host stage: two Xen hosts under QEMU TCG at once, joined by a link (timeout ${qemu_timeout}s)"
+    t=$(date +%s%N)
+    for h in a b; do
+        mkdir -p "$dir/$h"
+        # The link: a unix stream socket in the work directory, host A's
+        # QEMU listening, host B's connecting; QEMU carries each frame with
+        # a length in front.  A point-to-point Ethernet that touches no
+        # network of this machine.  (A datagram socket pair would lose
+        # frames and spin: a unix datagram queue holds 10 frames, and a
+        # sender that finds it full cannot poll for room.)
+        if [ "$h" = a ]; then
+            link="server=on" n=1
+        else
+            link="server=off" n=2
+            wait_for_file "$dir/link.sock" 30 || echo "   host A's QEMU did not open the link's socket in 30 s"
+        fi
+        # One processor each: two hosts of two would be four TCG threads on
+        # this machine's two cores, and a PV guest whose backend's vCPU is
+        # descheduled waits for it (measured: 4 KiB rounds 9.6/s with two,
+        # 84.5/s with one).
+        host_args "$st" "$h" 1
+        (
+            vr_qemu_boot "$dir/$h" "$qemu_timeout" "${host_args[@]}" \
+                -netdev "stream,id=link,$link,addr.type=unix,addr.path=$dir/link.sock" \
+                -device "virtio-net-pci,netdev=link,mac=02:00:00:00:0$n:01"
+            printf '%s\n%s\n' "$VR_QEMU_SECS" "$VR_QEMU_WHY" >"$dir/$h/result"
+        ) &
+        pid[$h]=$!
+        seen[$h]=0
+    done
+    # Progress as it happens, each host's markers prefixed with its name;
+    # once one host stops, the other has $grace seconds to follow.
+    while :; do
+        running=0
+        for h in a b; do
+            H=${h^^}
+            if [ -f "$dir/$h/serial.log" ]; then
+                n=$(wc -l <"$dir/$h/serial.log")
+                if [ "$n" -gt "${seen[$h]}" ]; then
+                    sed -n "$((seen[$h] + 1)),${n}p" "$dir/$h/serial.log" | tr -d '\r' |
+                        grep -a '^vmrdma-xen: ' | sed "s/^vmrdma-xen: /   $H| /"
+                    seen[$h]=$n
+                fi
+            fi
+            if kill -0 "${pid[$h]}" 2>/dev/null; then
+                running=$((running + 1))
+            elif [ -z "$first_done" ]; then
+                first_done=$(date +%s)
+            fi
+        done
+        [ "$running" -gt 0 ] || break
+        if [ -n "$first_done" ] && [ $(($(date +%s) - first_done)) -gt "$grace" ]; then
+            for h in a b; do
+                if kill -0 "${pid[$h]}" 2>/dev/null && [ -s "$dir/$h/qemu.pid" ]; then
+                    echo "   host ${h^^} still runs ${grace}s after the other stopped: stopping it"
+                    kill "$(cat "$dir/$h/qemu.pid")" 2>/dev/null
+                fi
+            done
+            first_done=$(( $(date +%s) + 3600 )) # once
+        fi
+        sleep 1
+    done
+    wait
+    for h in a b; do
+        H=${h^^}
+        tr -d '\r' <"$dir/$h/serial.log" >"$dir/$h/serial.log.txt" 2>/dev/null
+        [ -z "${VMRDMA_XEN_LOG:-}" ] || cp "$dir/$h/serial.log.txt" "$VMRDMA_XEN_LOG-two-host-$h.log"
+        why=$(sed -n 2p "$dir/$h/result" 2>/dev/null)
+        [ -n "$why" ] || grep -aq '^vmrdma-xen: RESULT: PASS' "$dir/$h/serial.log.txt" ||
+            why="dom0 did not report PASS; last seen: $(last_marker "$dir/$h/serial.log.txt")"
+        if [ -n "$why" ]; then
+            report_failure "$dir/$h"
+            echo "$tag: two-host stage FAILED (host $H: $why)"
+            bad=true
+        fi
+    done
+    if $bad; then
+        failed="$failed two-host"
+        return
+    fi
+    local qa qb
+    qa=$(sed -n 1p "$dir/a/result") qb=$(sed -n 1p "$dir/b/result")
+    if $boot_only; then
+        ok_lines+=("two-host: two Xen hosts booted at once, their dom0s reached each other over the link and each ran an empty PV guest (QEMU ${qa}s and ${qb}s)")
+    else
+        ok_lines+=("two-host: $(grep -a '^vmrdma-xen: SUMMARY: ' "$dir/a/serial.log.txt" | tail -n 1 | sed 's/^vmrdma-xen: SUMMARY: //') (QEMU ${qa}s and ${qb}s)")
+    fi
+    echo "   two-host stage: $(vr_secs_since "$t")s"
+}
+
+for s in $stages; do
+    case $s in
+    one-host) one_host_stage ;;
+    two-host) two_host_stage ;;
+    esac
+done
+if [ -n "$failed" ]; then
+    echo "$tag: FAILED (stage(s):$failed)"
     exit 1
 fi
-if [ "$stage" = boot ]; then
-    echo "xen: OK: Xen $xver, dom0 and an empty PV guest booted and stopped (QEMU TCG, ${secs}s; $(vr_secs_since "$start_ns")s in all)"
-else
-    echo "xen: OK: under Xen $xver a guest found its peer by name, connected with private data, RDMA-wrote and read back through backend_kmod, a guest destroyed mid-transfer was cleaned up, the same two and a live detach through vmrdmad --xen, dom0 stayed clean (QEMU TCG, ${secs}s; $(vr_secs_since "$start_ns")s in all)"
-fi
+summary=$(printf '%s; ' "${ok_lines[@]}")
+echo "xen: OK: under Xen $xver: ${summary%; } ($(vr_secs_since "$start_ns")s in all)"
