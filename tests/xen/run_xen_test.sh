@@ -239,6 +239,7 @@ last_marker() { grep -a '^vmrdma-xen: ' "$1" 2>/dev/null | tr -d '\r' | tail -n 
 
 ok_lines=()
 failed=""
+stalled_once=false
 
 one_host_stage() {
     local dir=$work/one-host st=one-host why secs
@@ -268,11 +269,17 @@ one_host_stage() {
     echo "   one-host stage: $(vr_secs_since "$t")s"
 }
 
+# The two-host stage, once more if a dom0's virtio-net transmit queue stalled
+# (the kernel's NETDEV WATCHDOG: QEMU stopped taking frames from the link's
+# NIC; seen in 1 of 7 runs, cause not found, docs/xen.md): said in the
+# output and in the OK line, never silently.  Any other failure, or a second
+# stall, fails the stage.
 two_host_stage() {
-    local dir=$work/two-host st=two-host h H link why t grace=90 running first_done="" n bad=false
+    local attempt=${1:-1} dir=$work/two-host st=two-host h H link why t grace=90 running first_done="" n bad=false
     local -A pid seen
     $boot_only && st=two-host-boot
-    echo "== step 5: two-host stage: two Xen hosts under QEMU TCG at once, joined by a link (timeout ${qemu_timeout}s)"
+    rm -rf "$dir"
+    echo "== step 5: two-host stage: two Xen hosts under QEMU TCG at once, joined by a link (timeout ${qemu_timeout}s)$([ "$attempt" = 1 ] || echo ', second attempt')"
     t=$(date +%s%N)
     for h in a b; do
         mkdir -p "$dir/$h"
@@ -349,15 +356,22 @@ two_host_stage() {
         fi
     done
     if $bad; then
+        if [ "$attempt" = 1 ] && grep -aq 'NETDEV WATCHDOG' "$dir"/a/serial.log.txt "$dir"/b/serial.log.txt; then
+            echo "   a dom0's virtio-net transmit queue stalled (NETDEV WATCHDOG; QEMU's link, docs/xen.md): the stage once more"
+            stalled_once=true
+            two_host_stage 2
+            return
+        fi
         failed="$failed two-host"
         return
     fi
-    local qa qb
+    local qa qb again=""
+    $stalled_once && again=", on the second attempt after a virtio-net stall"
     qa=$(sed -n 1p "$dir/a/result") qb=$(sed -n 1p "$dir/b/result")
     if $boot_only; then
-        ok_lines+=("two-host: two Xen hosts booted at once, their dom0s reached each other over the link and each ran an empty PV guest (QEMU ${qa}s and ${qb}s)")
+        ok_lines+=("two-host: two Xen hosts booted at once, their dom0s reached each other over the link and each ran an empty PV guest (QEMU ${qa}s and ${qb}s$again)")
     else
-        ok_lines+=("two-host: $(grep -a '^vmrdma-xen: SUMMARY: ' "$dir/a/serial.log.txt" | tail -n 1 | sed 's/^vmrdma-xen: SUMMARY: //') (QEMU ${qa}s and ${qb}s)")
+        ok_lines+=("two-host: $(grep -a '^vmrdma-xen: SUMMARY: ' "$dir/a/serial.log.txt" | tail -n 1 | sed 's/^vmrdma-xen: SUMMARY: //') (QEMU ${qa}s and ${qb}s$again)")
     fi
     echo "   two-host stage: $(vr_secs_since "$t")s"
 }
