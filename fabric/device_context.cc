@@ -118,6 +118,12 @@ void device_context::turn() {
     if (pending) wake_helper();
 }
 
+// Arms what wakes a sleeper (eth:'s socket poll, armed only as the loop
+// goes idle: docs/mpi.md, Progress); the helper submits it.
+void device_context::prepare_to_wait() {
+    if (loop_.prepare_to_wait()) wake_helper();
+}
+
 void device_context::wake_helper() noexcept {
     std::uint64_t one = 1;
     [[maybe_unused]] auto n = ::write(helper_wake_, &one, sizeof one);
@@ -131,6 +137,7 @@ void device_context::progress() {
 void device_context::progress_and_wait(std::unique_lock<std::mutex>& lock, int extra_fd,
                                        std::chrono::milliseconds max_wait) {
     progress();
+    prepare_to_wait();
     pollfd fds[2] = {{loop_.wait_fd(), POLLIN, 0}, {extra_fd, POLLIN, 0}};
     lock.unlock();
     ::poll(fds, extra_fd >= 0 ? 2 : 1, static_cast<int>(max_wait.count()));
@@ -151,8 +158,10 @@ void device_context::helper() {
         const bool app_idle = idle >= helper_period;
         {
             std::lock_guard lock(mutex_);
-            if (app_idle)
+            if (app_idle) {
                 for (int i = 0; i < 4; ++i) loop_.run_ready();
+                loop_.prepare_to_wait();  // it sleeps on the loop's completions too
+            }
             loop_.submit_pending();
         }
         // While the application turns the loop it takes the completions;

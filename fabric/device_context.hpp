@@ -59,6 +59,8 @@ public:
     // poll(2) on the loop's wait fd and `extra_fd` (-1: none), at most
     // `max_wait`; `lock` is released while waiting.
     void progress_and_wait(std::unique_lock<std::mutex>& lock, int extra_fd, std::chrono::milliseconds max_wait);
+    // Before the application sleeps on a wait fd of ours (fi_trywait).
+    void prepare_to_wait();
 
 private:
     explicit device_context(std::string uri);

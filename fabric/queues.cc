@@ -697,6 +697,7 @@ int trywait_one(fid* f) {
         if (!cq->entries.empty() || !cq->errors.empty()) return -FI_EAGAIN;
         cq->dom->ctx->progress();
         if (!cq->entries.empty() || !cq->errors.empty()) return -FI_EAGAIN;
+        cq->dom->ctx->prepare_to_wait();
         cq->wake.clear();
         return 0;
     }
@@ -704,6 +705,7 @@ int trywait_one(fid* f) {
         auto* c = cntr_of(owner_of(f, &fid_cntr::fid));
         std::lock_guard lock(c->dom->ctx->mutex());
         c->dom->ctx->progress();
+        c->dom->ctx->prepare_to_wait();
         c->wake.clear();
         return 0;
     }

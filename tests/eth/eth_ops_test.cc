@@ -8,6 +8,8 @@
 #include <cstring>
 #include <numeric>
 #include <random>
+#include <future>
+#include <thread>
 #include <vector>
 
 #include "tests/support/private_net.hpp"
@@ -885,4 +887,58 @@ TEST_CASE("receive_in_turns: frames read in every turn as well arrive once each,
     CHECK(dst == src);
     CHECK(back == src);
     CHECK(b->stats().duplicates == 0);
+}
+
+TEST_CASE("receive_in_turns: a loop asleep with nothing else to wake it for still hears a connect") {
+    if (vmrdma::testing::skip_network_tests()) return;
+    // A listener without connections has no engine timer: only the socket
+    // poll armed as its loop goes idle wakes it (without it the connect
+    // below times out).
+    vmrdma::testing::veth_pair veth("vti0", "vtj0", 1500);
+    std::atomic<bool> written{false};
+    std::vector<std::byte> target(64, std::byte{0});
+    std::promise<vmrdma::mac_address> server_mac;
+    auto mac = server_mac.get_future();
+    event_loop server_loop;
+    std::stop_source give_up;
+    std::thread server([&] {
+        vmrdma::device_options o;
+        o.receive_in_turns = true;
+        auto dev = device::open(server_loop, "eth:" + veth.b, o);
+        auto ep = dev->open_endpoint(1);
+        auto mr = ep.register_memory(target, access::remote_write);
+        auto body = [&]() -> task<void> {
+            co_await ep.set_accept_data(mr.remote().to_bytes());
+            co_await ep.listen();
+            server_mac.set_value(dev->mac());
+            try {
+                auto conn = co_await ep.accept(give_up.get_token());
+                co_await conn.closed();  // the client disconnects once its write is done
+            } catch (const error&) {
+            }
+        };
+        server_loop.run(body());
+        written = target[0] == std::byte{0x5a};
+    });
+    event_loop loop;
+    auto dev = device::open(loop, "eth:" + veth.a);
+    auto ep = dev->open_endpoint(1);
+    std::vector<std::byte> src(64, std::byte{0x5a});
+    auto src_mr = ep.register_memory(src, access::none);
+    const auto peer = mac.get();
+    std::this_thread::sleep_for(100ms);  // the server's loop is asleep by now
+    std::string what;
+    auto body = [&]() -> task<void> {
+        try {
+            auto conn = co_await ep.connect(peer, 1, 10s);
+            co_await conn.write(src_mr, 0, vmrdma::remote_region::from_bytes(conn.peer_data()), 0, 64);
+        } catch (const error& e) {
+            what = e.what();
+        }
+    };
+    loop.run(body());
+    CHECK(what == "");
+    if (!what.empty()) server_loop.post([&] { give_up.request_stop(); });
+    server.join();
+    CHECK(written.load());
 }

@@ -131,8 +131,14 @@ public:
     void submit_pending();
     // The io_uring's file descriptor: readable (POLLIN) while completions
     // wait to be reaped. Wait on it (poll, epoll) only after run_once()
-    // said the loop is idle, then call run_once() again.
+    // said the loop is idle and prepare_to_wait() was called, then call
+    // run_once() again.
     int wait_fd() const noexcept { return ring_.ring_fd; }
+    // Runs the idle hooks (add_idle_hook): what must be armed for a sleeper
+    // to be woken. The loop calls it itself before it blocks or spins; a
+    // host that waits on wait_fd() calls it first. True when that left
+    // operations to submit (submit_pending()).
+    bool prepare_to_wait();
 
     // Runs `hook` on every turn, after the ready coroutines and before the
     // loop submits and waits: transports flush work batched during the turn.
@@ -140,6 +146,12 @@ public:
     // block this turn. Returns an id for remove_turn_hook. Loop thread only.
     std::size_t add_turn_hook(std::function<bool()> hook);
     void remove_turn_hook(std::size_t id) noexcept;
+    // Runs `hook` whenever the loop is about to wait for completions (block
+    // or spin), and from prepare_to_wait(): a transport that takes its input
+    // in the turn hooks arms a wake-up (one poll) only here, so a loop that
+    // is turned all the time gets no completion per arrival. Loop thread
+    // only; the id is remove_turn_hook's.
+    std::size_t add_idle_hook(std::function<void()> hook);
 
     // Thread-safe: run `fn` on the loop thread soon.
     void post(std::function<void()> fn);
@@ -219,6 +231,7 @@ private:
     std::mutex posted_mutex_;
     std::vector<std::function<void()>> posted_;
     std::vector<std::pair<std::size_t, std::function<bool()>>> turn_hooks_;
+    std::vector<std::pair<std::size_t, std::function<void()>>> idle_hooks_;
     std::size_t next_hook_id_ = 1;
     loop_stats stats_;
     std::chrono::steady_clock::time_point turn_time_ = std::chrono::steady_clock::now();

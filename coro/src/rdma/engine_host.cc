@@ -108,6 +108,7 @@ engine_host::engine_host(event_loop& loop, engine_events& events, std::string_vi
 
 engine_host::~engine_host() {
     loop_.remove_turn_hook(hook_id_);
+    if (idle_hook_id_) loop_.remove_turn_hook(idle_hook_id_);
     receiver_.reset();
     if (poll_slot_ != UINT32_MAX) loop_.abandon(poll_slot_);
     for (auto s : timer_slots_) loop_.abandon(s);
@@ -136,7 +137,12 @@ void engine_host::start_receiving() {
     // VMRDMA_ETH_RX=recvmmsg forces the fallback, to compare the two.
     if (const char* rx = std::getenv("VMRDMA_ETH_RX");
         receive_in_turns_ || (rx && std::string_view(rx) == "recvmmsg")) {
-        arm_poll();
+        if (receive_in_turns_)  // the turns read the socket; a poll only for a loop about to sleep
+            idle_hook_id_ = loop_.add_idle_hook([this] {
+                if (poll_slot_ == UINT32_MAX) arm_poll();
+            });
+        else
+            arm_poll();
         return;
     }
     std::size_t buffer = VR_ETH_HLEN + port_->mtu();
@@ -216,7 +222,15 @@ bool engine_host::flush() {
     constexpr int batches_per_turn = 16;
     bool more = false;
     if (!engine_) return false;  // destroyed early
-    if (receive_in_turns_) drain(engine_clock(now_ns()));  // a hook runs before the turn's time is set
+    if (receive_in_turns_) {
+        const auto now = engine_clock(now_ns());  // a hook runs before the turn's time is set
+        drain(now);
+        // The turns keep the engine's timers too (see arm_timer_if_needed).
+        if (vr_engine_next_timeout(engine_) <= now) {
+            vr_engine_on_timer(engine_, now);
+            flush_wanted_ = true;
+        }
+    }
     if (!looped_.empty()) {
         auto frames = std::move(looped_);
         looped_.clear();
@@ -239,9 +253,17 @@ bool engine_host::flush() {
     return more || !looped_.empty();  // answers to looped frames: another turn
 }
 
+// Multishot; with receive_in_turns one poll, armed as the loop is about to
+// wait (its idle hook): the turns read the socket, and a completion per
+// frame is work for the thread that submitted the poll, which for the
+// libfabric provider is another thread woken per frame (docs/mpi.md).
 void engine_host::arm_poll() {
-    poll_slot_ = loop_.arm_callback(&engine_host::on_readable, this, [this](io_uring_sqe* sqe, op_slot&) {
-        io_uring_prep_poll_multishot(sqe, port_->fd(), POLLIN);
+    const bool once = receive_in_turns_;
+    poll_slot_ = loop_.arm_callback(&engine_host::on_readable, this, [this, once](io_uring_sqe* sqe, op_slot&) {
+        if (once)
+            io_uring_prep_poll_add(sqe, port_->fd(), POLLIN);
+        else
+            io_uring_prep_poll_multishot(sqe, port_->fd(), POLLIN);
     });
 }
 
@@ -263,13 +285,22 @@ void engine_host::on_readable(event_loop& loop, op_slot& slot) {
     if (ended) {
         loop.release_slot(self->poll_slot_);
         self->poll_slot_ = UINT32_MAX;
-        self->arm_poll();
+        if (!self->receive_in_turns_) self->arm_poll();  // else the idle hook arms it
     }
 }
 
+// With receive_in_turns the loop's turns service the engine's timers, and
+// the io_uring timer is a backstop for a loop nobody turns, at most one per
+// default ACK delay (200 us): a timer for each message's short deadlines
+// (the tail-loss probe) is a submission, which for a loop whose submitter is
+// another thread (the libfabric provider's helper) is a wake-up of that
+// thread per message.
 void engine_host::arm_timer_if_needed() {
+    constexpr std::uint64_t backstop_ns = VR_DEFAULT_ACK_DELAY_NS;
     std::uint64_t next = vr_engine_next_timeout(engine_);
-    if (next == UINT64_MAX || next >= armed_deadline_) return;
+    if (next == UINT64_MAX) return;
+    if (receive_in_turns_) next = std::max(next, engine_clock(now_ns()) + backstop_ns);
+    if (next >= armed_deadline_) return;
     std::uint32_t index =
         loop_.arm_callback(&engine_host::on_timer, this, [next](io_uring_sqe* sqe, op_slot& s) {
             s.scratch = next;  // the deadline this timer stands for

@@ -82,6 +82,7 @@ private:
     std::size_t hook_id_ = 0;
     std::unique_ptr<ring_receiver> receiver_;  // or, where the kernel lacks buffer rings:
     std::uint32_t poll_slot_ = UINT32_MAX;     // poll + recvmmsg
+    std::size_t idle_hook_id_ = 0;             // receive_in_turns: arms the poll
     std::vector<std::uint32_t> timer_slots_;
     std::uint64_t armed_deadline_ = UINT64_MAX;
     // The engine's time never goes back: frames take the loop turn's time,

@@ -235,6 +235,7 @@ void event_loop::turn(const bool& finished) {
 
 // Idle: spin first (busy_poll), then block.
 void event_loop::wait_for_completion() {
+    prepare_to_wait();
     if (options_.busy_poll.count() > 0 && poll_for_completions(options_.busy_poll)) return;
     ++stats_.blocks;
     int submitted = io_uring_submit_and_wait(&ring_, 1);
@@ -248,6 +249,7 @@ bool event_loop::run_once(std::chrono::nanoseconds max_wait) {
     loop_thread_ = std::this_thread::get_id();
     const bool more_work = run_ready_work();
     if (!more_work && ready_.empty() && max_wait > std::chrono::nanoseconds::zero()) {
+        prepare_to_wait();
         __kernel_timespec ts{};
         ts.tv_sec = max_wait.count() / 1'000'000'000;
         ts.tv_nsec = max_wait.count() % 1'000'000'000;
@@ -285,6 +287,17 @@ std::size_t event_loop::add_turn_hook(std::function<bool()> hook) {
 
 void event_loop::remove_turn_hook(std::size_t id) noexcept {
     std::erase_if(turn_hooks_, [id](const auto& h) { return h.first == id; });
+    std::erase_if(idle_hooks_, [id](const auto& h) { return h.first == id; });
+}
+
+std::size_t event_loop::add_idle_hook(std::function<void()> hook) {
+    idle_hooks_.emplace_back(next_hook_id_, std::move(hook));
+    return next_hook_id_++;
+}
+
+bool event_loop::prepare_to_wait() {
+    for (std::size_t i = 0; i < idle_hooks_.size(); ++i) idle_hooks_[i].second();
+    return io_uring_sq_ready(&ring_) > 0;
 }
 
 void event_loop::post(std::function<void()> fn) {
