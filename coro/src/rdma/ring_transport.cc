@@ -12,7 +12,7 @@ namespace vmrdma::detail {
 
 ring_transport::ring_transport(event_loop& loop, completion_sink& sink, std::unique_ptr<ring_link> link,
                                bool responses_in_turns)
-    : loop_(loop), sink_(sink), link_(std::move(link)) {
+    : loop_(loop), sink_(sink), link_(std::move(link)), responses_in_turns_(responses_in_turns) {
     hook_id_ = loop_.add_turn_hook([this, responses_in_turns] {
         link_->publish();
         // device_options::receive_in_turns: responses already in the ring
@@ -20,12 +20,22 @@ ring_transport::ring_transport(event_loop& loop, completion_sink& sink, std::uni
         if (responses_in_turns) drain();
         return false;
     });
-    arm_doorbell();
+    // With responses taken in the turns the doorbell's read is armed only as
+    // the loop is about to sleep: a completion per response is work for the
+    // thread that submitted the read, which for the libfabric provider is
+    // another thread, woken per response (as eth:'s socket poll, docs/mpi.md).
+    if (responses_in_turns)
+        idle_hook_id_ = loop_.add_idle_hook([this] {
+            if (doorbell_slot_ == UINT32_MAX && !doorbell_gone_) arm_doorbell();
+        });
+    else
+        arm_doorbell();
     if (link_->hangup_fd() >= 0) arm_hangup();
 }
 
 ring_transport::~ring_transport() {
     loop_.remove_turn_hook(hook_id_);
+    if (idle_hook_id_) loop_.remove_turn_hook(idle_hook_id_);
     if (doorbell_slot_ != UINT32_MAX) loop_.abandon(doorbell_slot_);
     if (hangup_slot_ != UINT32_MAX) loop_.abandon(hangup_slot_);
     // Like the engine's destruction: every operation still with the backend fails.
@@ -95,7 +105,10 @@ void ring_transport::on_doorbell(event_loop& loop, op_slot& slot) {
     loop.release_slot(std::exchange(self->doorbell_slot_, UINT32_MAX));
     self->drain();
     // An eventfd read fails only if the fd is gone: then so is the backend.
-    if (result >= 0) self->arm_doorbell();
+    if (result < 0)
+        self->doorbell_gone_ = true;
+    else if (!self->responses_in_turns_)
+        self->arm_doorbell();  // else the idle hook arms it
 }
 
 void ring_transport::drain() {

@@ -53,6 +53,9 @@ private:
     completion_sink& sink_;
     std::unique_ptr<ring_link> link_;
     std::size_t hook_id_ = 0;
+    std::size_t idle_hook_id_ = 0;        // responses in turns: arms the doorbell read
+    bool responses_in_turns_ = false;
+    bool doorbell_gone_ = false;          // its read failed: the backend is gone
     std::uint32_t doorbell_slot_ = UINT32_MAX;
     std::uint32_t hangup_slot_ = UINT32_MAX;
 };
