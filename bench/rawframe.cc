@@ -192,8 +192,10 @@ int main(int argc, char** argv) {
         double gbps = got.seconds > 0 ? got.bytes * 8 / got.seconds / 1e9 : 0;
         double gibs = got.seconds > 0 ? got.bytes / got.seconds / (1u << 30) : 0;
         if (o.json)
-            std::printf("{\"mode\":\"%s\",\"frame\":%zu,\"sent_per_s\":%.0f,\"arrived_per_s\":%.0f,\"gbit_s\":%.3f,\"gib_s\":%.3f}\n",
-                        m.c_str(), o.raw.frame, sent_rate, rate, gbps, gibs);
+            std::printf("{\"mode\":\"%s\",\"frame\":%zu,\"sent_per_s\":%.0f,\"arrived_per_s\":%.0f,\"gbit_s\":%.3f,"
+                        "\"gib_s\":%.3f,\"arrived_frames\":%llu,\"arrived_bytes\":%llu}\n",
+                        m.c_str(), o.raw.frame, sent_rate, rate, gbps, gibs, static_cast<unsigned long long>(got.frames),
+                        static_cast<unsigned long long>(got.bytes));
         else
             std::printf("%-7s %7zu %12.0f %12.0f %10.2f %10.3f\n", m.c_str(), o.raw.frame, sent_rate, rate, gbps, gibs);
     }

@@ -15,6 +15,9 @@ packages=(
     tshark             # tests/wire:dissector_test (Wireshark dissector)
     libfabric-dev      # fabric/: the libfabric provider (headers, libfabric.so)
     libfabric-bin      # fi_info, fi_pingpong: tests/install, tests/fabric
+    libxdp-dev         # bench/rawframe --mode xdp: AF_XDP sockets (xsk_*)
+    libbpf-dev         # ... and its XDP program (bpf_prog_load, bpf_xdp_attach)
+    ethtool            # bench/rawframe --threaded-napi (GRO on the receiving veth)
     "$@"
 )
 
