@@ -218,7 +218,9 @@ path_figures measure_split(const vmrdma::examples::netns_pair& net, const worklo
 
 path_figures measure_raw(const vmrdma::examples::netns_pair& net, const workload& w) {
     raw_options ro;
-    ro.mode = "mixed";  // sendmmsg + TPACKET_V3 receive ring: the fastest measured
+    // sendmmsg + TPACKET_V3 receive ring: the fastest measured (AF_XDP, rawframe
+    // --mode xdp, moved 0.5-0.7x of it on veth: docs/benchmarks.md)
+    ro.mode = "mixed";
     ro.frame = std::min<std::size_t>(w.size, w.mtu) + 14;
     ro.seconds = w.seconds;
     auto sink = [&](const std::function<void()>& ready) {
