@@ -29,26 +29,6 @@ std::map<std::string, std::weak_ptr<device_context>>& registry() {
 }
 }  // namespace
 
-wake_fd::wake_fd() : fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
-    if (fd_ < 0) throw_errno(-errno, "eventfd failed");
-}
-
-wake_fd::~wake_fd() { ::close(fd_); }
-
-void wake_fd::set() noexcept {
-    if (set_) return;
-    std::uint64_t one = 1;
-    [[maybe_unused]] auto n = ::write(fd_, &one, sizeof one);
-    set_ = true;
-}
-
-void wake_fd::clear() noexcept {
-    if (!set_) return;
-    std::uint64_t v;
-    [[maybe_unused]] auto n = ::read(fd_, &v, sizeof v);
-    set_ = false;
-}
-
 vmrdma::device_options provider_device_options() {
     vmrdma::device_options o;
     o.max_endpoints = 32;
@@ -125,6 +105,7 @@ void device_context::prepare_to_wait() {
 }
 
 void device_context::wake_helper() noexcept {
+    if (helper_woken_.exchange(true, std::memory_order_acq_rel)) return;  // once until it reads
     std::uint64_t one = 1;
     [[maybe_unused]] auto n = ::write(helper_wake_, &one, sizeof one);
 }
@@ -132,6 +113,18 @@ void device_context::wake_helper() noexcept {
 void device_context::progress() {
     turn();
     last_call_ns_.store(now_ns(), std::memory_order_relaxed);
+    if (helper_waiting_.load(std::memory_order_acquire)) let_helper_in();
+}
+
+// With the mutex held, gives it to the helper, which waits for it to submit
+// what the loop has queued. std::mutex is not fair: an application polling
+// fi_cq_read took it back at once, every time, while the helper slept and
+// woke on it (a futex wake per call and a context switch per wake) and what
+// it was to submit waited.
+void device_context::let_helper_in() {
+    mutex_.unlock();
+    while (helper_waiting_.load(std::memory_order_acquire)) std::this_thread::yield();
+    mutex_.lock();
 }
 
 void device_context::progress_and_wait(std::unique_lock<std::mutex>& lock, int extra_fd,
@@ -157,7 +150,9 @@ void device_context::helper() {
         const auto idle = std::chrono::nanoseconds(now_ns() - last_call_ns_.load(std::memory_order_relaxed));
         const bool app_idle = idle >= helper_period;
         {
+            helper_waiting_.store(true, std::memory_order_release);
             std::lock_guard lock(mutex_);
+            helper_waiting_.store(false, std::memory_order_release);
             if (app_idle) {
                 for (int i = 0; i < 4; ++i) loop_.run_ready();
                 loop_.prepare_to_wait();  // it sleeps on the loop's completions too
@@ -171,6 +166,9 @@ void device_context::helper() {
                static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(helper_period).count()));
         std::uint64_t v;
         [[maybe_unused]] auto n = ::read(helper_wake_, &v, sizeof v);
+        // After the read: a wake_helper() since then writes again, and one
+        // before it finds its operations submitted at the top of the loop.
+        helper_woken_.store(false, std::memory_order_release);
     }
 }
 

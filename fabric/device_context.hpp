@@ -12,26 +12,11 @@
 #include <thread>
 #include <unordered_map>
 
+#include "fabric/wake_fd.hpp"
 #include "vmrdma/rdma.hpp"
 #include "vmrdma/runtime.hpp"
 
 namespace vmrdma::fabric {
-
-// An eventfd used as a level: readable while set.
-class wake_fd {
-public:
-    wake_fd();
-    ~wake_fd();
-    wake_fd(const wake_fd&) = delete;
-    wake_fd& operator=(const wake_fd&) = delete;
-    int fd() const noexcept { return fd_; }
-    void set() noexcept;
-    void clear() noexcept;
-
-private:
-    int fd_ = -1;
-    bool set_ = false;
-};
 
 class messenger;
 
@@ -67,6 +52,7 @@ private:
     void turn();  // a few turns of the loop without entering the kernel
     void helper();
     void wake_helper() noexcept;
+    void let_helper_in();
 
     std::string uri_;
     std::mutex mutex_;
@@ -76,6 +62,8 @@ private:
     std::unordered_map<std::uint16_t, messenger*> local_;
     std::atomic<std::int64_t> last_call_ns_{0};  // the application's last progress call
     int helper_wake_ = -1;  // eventfd: operations wait to be submitted, or stop
+    std::atomic<bool> helper_woken_{false};    // helper_wake_ written, not yet read
+    std::atomic<bool> helper_waiting_{false};  // the helper waits for the mutex
     std::atomic<bool> stopping_{false};
     std::thread helper_;
 };

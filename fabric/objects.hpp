@@ -118,7 +118,7 @@ struct cq_obj {
     std::deque<fi_cq_err_entry> errors;
     int refs = 0;
     bool signaled = false;
-    wake_fd wake;  // readable while something waits to be read (or signaled)
+    wake_fd wake{true};  // its own lock; rare, so always written  // readable while something waits to be read (or signaled)
     int epoll_fd = -1;  // FI_GETWAIT: the wake fd and the loop's wait fd
     ~cq_obj();
     void push(const cq_entry& entry);

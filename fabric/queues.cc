@@ -293,6 +293,7 @@ int domain_queue_control(Queue* q, int command, void* arg) {
         if (q->wait_obj == FI_WAIT_NONE) return -FI_ENODATA;
         if (q->epoll_fd < 0) q->epoll_fd = epoll_of(q->wake.fd(), q->dom->ctx->loop().wait_fd());
         if (q->epoll_fd < 0) return -FI_EIO;
+        q->wake.expose();
         *static_cast<int*>(arg) = q->epoll_fd;
         return 0;
     case FI_GETWAITOBJ: *static_cast<fi_wait_obj*>(arg) = FI_WAIT_FD; return 0;
@@ -375,7 +376,9 @@ ssize_t cq_sreadfrom(fid_cq* f, void* buf, std::size_t count, fi_addr_t* src, co
             return -FI_EAGAIN;
         }
         if (until.passed()) return -FI_EAGAIN;
+        cq->wake.arm();
         cq->dom->ctx->progress_and_wait(lock, cq->wake.fd(), until.slice());
+        cq->wake.disarm();
     }
 }
 
@@ -492,7 +495,9 @@ int cntr_wait(fid_cntr* f, std::uint64_t threshold, int timeout) {
         if (c->value >= threshold) return 0;
         if (c->errors != errors) return -FI_EAVAIL;
         if (until.passed()) return -FI_ETIMEDOUT;
+        c->wake.arm();
         c->dom->ctx->progress_and_wait(lock, c->wake.fd(), until.slice());
+        c->wake.disarm();
     }
 }
 

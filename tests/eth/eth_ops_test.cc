@@ -942,3 +942,49 @@ TEST_CASE("receive_in_turns: a loop asleep with nothing else to wake it for stil
     server.join();
     CHECK(written.load());
 }
+
+TEST_CASE("receive_in_turns: a loop asleep keeps its engine's timers: its keepalive probes go out") {
+    if (vmrdma::testing::skip_network_tests()) return;
+    // The turns serve the engine's timers, and a timer is armed only as the
+    // loop goes idle: the server below sleeps in its loop the whole time, so
+    // only that timer can send its probes to the silent client.
+    vmrdma::testing::veth_pair veth("vtk0", "vtl0", 1500);
+    std::promise<vmrdma::mac_address> server_mac;
+    auto mac = server_mac.get_future();
+    event_loop server_loop;
+    std::thread server([&] {
+        vmrdma::device_options o;
+        o.receive_in_turns = true;
+        o.keepalive_ns = 20'000'000;
+        auto dev = device::open(server_loop, "eth:" + veth.b, o);
+        auto ep = dev->open_endpoint(1, {.weight = 1, .listen = true});
+        server_mac.set_value(dev->mac());
+        auto body = [&]() -> task<void> {
+            try {
+                auto conn = co_await ep.accept();
+                co_await conn.closed();
+            } catch (const error&) {
+            }
+        };
+        server_loop.run(body());
+    });
+    event_loop loop;
+    vmrdma::device_options quiet;
+    quiet.keepalive_ns = ~0ull;  // the client never probes: every frame it hears is the server's
+    auto dev = device::open(loop, "eth:" + veth.a, quiet);
+    auto ep = dev->open_endpoint(1);
+    const auto peer = mac.get();
+    std::uint64_t heard = 0;
+    auto body = [&]() -> task<void> {
+        auto conn = co_await ep.connect(peer, 1, 10s);
+        co_await loop.sleep_for(50ms);  // the handshake's last frames are in
+        const auto before = dev->stats().rx_frames;
+        co_await loop.sleep_for(400ms);  // about 20 probe periods
+        heard = dev->stats().rx_frames - before;
+        conn.close();  // the server's closed() ends
+        co_await loop.sleep_for(20ms);  // the DISCONNECT leaves
+    };
+    loop.run(body());
+    server.join();
+    CHECK(heard >= 3);
+}

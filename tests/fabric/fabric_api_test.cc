@@ -3,7 +3,8 @@
 // private network namespace. Each test tries to break one of docs/mpi.md's
 // invariants: sources and directed receives, matching order across sizes,
 // peek/claim/discard, cancel, truncation, RMA and atomics checked at the
-// target, multi-receive, closing with work outstanding.
+// target, multi-receive, closing with work outstanding, a sleeping reader
+// woken.
 #include <doctest/doctest.h>
 #include <rdma/fabric.h>
 #include <rdma/fi_atomic.h>
@@ -15,11 +16,14 @@
 #include <rdma/fi_tagged.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <string>
+#include <sys/epoll.h>
+#include <thread>
 #include <vector>
 
 #include "tests/support/private_net.hpp"
@@ -178,6 +182,60 @@ TEST_CASE("a message names its source; a directed receive takes only its source'
     CHECK(c->e.op_context == &ctx_a);
     CHECK(c->src == p.a_at_b);
     CHECK(std::string(from_a) == "from a");
+}
+
+// a's endpoint sends `text` after a pause, turning its own loop until
+// the send completes; the caller sleeps on b's CQ meanwhile.
+std::thread send_later(pair_fixture& p, const char* text, bool& sent) {
+    return std::thread([&p, text, &sent] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        if (fi_tsend(p.ea, text, std::strlen(text) + 1, nullptr, p.b_at_a, 9, nullptr) != 0) return;
+        const auto until = clock_type::now() + std::chrono::seconds(10);
+        fi_cq_tagged_entry e{};
+        while (clock_type::now() < until)
+            if (fi_cq_read(p.a.cq, &e, 1) == 1) {
+                sent = true;
+                return;
+            }
+    });
+}
+
+TEST_CASE("a reader asleep in fi_cq_sread, or in epoll on FI_GETWAIT's fd after fi_trywait, is woken") {
+    if (skip()) return;
+    pair_fixture p;
+    char in[32] = {};
+    bool sent = false;
+    SUBCASE("fi_cq_sread, woken by a message from the wire") {
+        FI_OK(fi_trecv(p.eb, in, sizeof in, nullptr, p.a_at_b, 9, 0, nullptr));
+        auto sender = send_later(p, "while asleep", sent);
+        fi_cq_tagged_entry e{};
+        ssize_t n = fi_cq_sread(p.b.cq, &e, 1, nullptr, 20000);
+        sender.join();
+        CHECK(n == 1);
+        CHECK(sent);
+        CHECK(std::string(in) == "while asleep");
+    }
+    SUBCASE("fi_trywait, then epoll on FI_GETWAIT's fd: fi_cq_signal from another thread wakes it") {
+        // Nothing crosses the wire and the loop completes nothing, so only
+        // the CQ's own fd can end the sleep.
+        int fd = -1;
+        FI_OK(fi_control(&p.b.cq->fid, FI_GETWAIT, &fd));
+        fid* fids[] = {&p.b.cq->fid};
+        REQUIRE(fi_trywait(p.b.fabric, fids, 1) == 0);
+        std::thread signaller([&] {
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            sent = fi_cq_signal(p.b.cq) == 0;
+        });
+        epoll_event ev{};
+        int woken;  // 0: slept the 15 s out
+        do woken = epoll_wait(fd, &ev, 1, 15000);
+        while (woken < 0 && errno == EINTR);
+        signaller.join();
+        CHECK(sent);
+        CHECK(woken == 1);
+        fi_cq_tagged_entry e{};
+        CHECK(fi_cq_sread(p.b.cq, &e, 1, nullptr, 0) == -FI_EAGAIN);  // the signal, taken
+    }
 }
 
 TEST_CASE("messages match in the order sent, whatever their sizes, posted or unexpected") {

@@ -1,8 +1,9 @@
 // The provider's pieces that need no network (fabric/): its message header,
-// its addresses, the atomic table and the staging allocator. Each test tries
+// its addresses, the atomic table, the staging allocator and the wait fd. Each test tries
 // the edge a peer or an application could push.
 #include <doctest/doctest.h>
 #include <netinet/in.h>
+#include <poll.h>
 
 #include <complex>
 #include <cstring>
@@ -12,6 +13,7 @@
 #include "fabric/address.hpp"
 #include "fabric/atomics.hpp"
 #include "fabric/block_pool.hpp"
+#include "fabric/wake_fd.hpp"
 #include "fabric/wire_msg.hpp"
 
 using namespace vmrdma::fabric;
@@ -198,4 +200,56 @@ TEST_CASE("block_pool: first fit, shrinking to what is free, nothing handed out 
     auto d = pool.take(5 * 1024, false);  // blocks 3..7 again, in one run
     REQUIRE(d);
     CHECK(d->first == 3 * 1024);
+}
+
+namespace {
+bool readable(const wake_fd& w) {
+    pollfd p{w.fd(), POLLIN, 0};
+    return ::poll(&p, 1, 0) == 1;
+}
+}  // namespace
+
+TEST_CASE("wake_fd: readable exactly while set once somebody may sleep on it, and never before") {
+    wake_fd w;
+    w.set();
+    CHECK_FALSE(readable(w));  // nobody waits: no system call, nothing to read
+    w.arm();                   // a sleeper arrives while it is set
+    CHECK(readable(w));
+    w.clear();
+    CHECK_FALSE(readable(w));
+    w.set();
+    CHECK(readable(w));
+    w.set();  // a level, not a count: one clear() empties it
+    w.clear();
+    CHECK_FALSE(readable(w));
+    w.disarm();
+    w.set();
+    CHECK_FALSE(readable(w));
+    w.clear();
+
+    SUBCASE("two sleepers: armed until both have gone") {
+        w.arm();
+        w.arm();
+        w.disarm();
+        w.set();
+        CHECK(readable(w));
+        w.clear();
+        w.disarm();
+        w.set();
+        CHECK_FALSE(readable(w));
+    }
+    SUBCASE("handed out (FI_GETWAIT): armed for good") {
+        w.expose();
+        w.set();
+        CHECK(readable(w));
+        w.disarm();  // a sleeper leaving changes nothing
+        CHECK(readable(w));
+        w.clear();
+        CHECK_FALSE(readable(w));
+    }
+    SUBCASE("always armed (an EQ's)") {
+        wake_fd eq(true);
+        eq.set();
+        CHECK(readable(eq));
+    }
 }

@@ -137,9 +137,10 @@ void engine_host::start_receiving() {
     // VMRDMA_ETH_RX=recvmmsg forces the fallback, to compare the two.
     if (const char* rx = std::getenv("VMRDMA_ETH_RX");
         receive_in_turns_ || (rx && std::string_view(rx) == "recvmmsg")) {
-        if (receive_in_turns_)  // the turns read the socket; a poll only for a loop about to sleep
-            idle_hook_id_ = loop_.add_idle_hook([this] {
+        if (receive_in_turns_)  // the turns read the socket and keep the timers; a poll
+            idle_hook_id_ = loop_.add_idle_hook([this] {  // and a timer only for a loop about to sleep
                 if (poll_slot_ == UINT32_MAX) arm_poll();
+                arm_timer_if_needed();
             });
         else
             arm_poll();
@@ -249,7 +250,7 @@ bool engine_host::flush() {
             if (i == batches_per_turn - 1) more = flush_wanted_ = true;
         }
     }
-    arm_timer_if_needed();
+    if (!receive_in_turns_) arm_timer_if_needed();  // else the idle hook arms it
     return more || !looped_.empty();  // answers to looped frames: another turn
 }
 
@@ -290,16 +291,14 @@ void engine_host::on_readable(event_loop& loop, op_slot& slot) {
 }
 
 // With receive_in_turns the loop's turns service the engine's timers, and
-// the io_uring timer is a backstop for a loop nobody turns, at most one per
-// default ACK delay (200 us): a timer for each message's short deadlines
-// (the tail-loss probe) is a submission, which for a loop whose submitter is
-// another thread (the libfabric provider's helper) is a wake-up of that
-// thread per message.
+// the io_uring timer is armed only as the loop is about to sleep (its idle
+// hook): a timer armed from the turns is a submission every few messages,
+// which for a loop whose submitter is another thread (the libfabric
+// provider's helper) is a wake-up of that thread, and a helper waiting for
+// the device's lock while the application spins on it (docs/mpi.md).
 void engine_host::arm_timer_if_needed() {
-    constexpr std::uint64_t backstop_ns = VR_DEFAULT_ACK_DELAY_NS;
     std::uint64_t next = vr_engine_next_timeout(engine_);
     if (next == UINT64_MAX) return;
-    if (receive_in_turns_) next = std::max(next, engine_clock(now_ns()) + backstop_ns);
     if (next >= armed_deadline_) return;
     std::uint32_t index =
         loop_.arm_callback(&engine_host::on_timer, this, [next](io_uring_sqe* sqe, op_slot& s) {
