@@ -63,6 +63,11 @@ void usage() {
         "                  the run; docs/wire-format.md, Authentication): what it costs\n"
         "  --go-back-n     vmrdma recovers losses by go-back-N, as before selective repeat\n"
         "                  (device_options::go_back_n; to compare)\n"
+        "  --ack-delay US  vmrdma ACKs a message within US microseconds instead of at\n"
+        "                  once, so that an answer sent meanwhile carries the ACK, as TCP's\n"
+        "                  delayed ACK rides on its replies (device_options::\n"
+        "                  ack_request_delay_ns; default 0: at once). What it costs where\n"
+        "                  nothing answers: a write's completion waits for it (--mode lat)\n"
         "  --relay OPTS    run every path through tools/faultrelay with these options\n"
         "                  (one argument, e.g. --relay '--loss 0.1 --delay 20'): a third\n"
         "                  namespace between the hosts forwards, losing, delaying or pacing\n"
@@ -136,6 +141,9 @@ options parse(int argc, char** argv) {
             o.w.auth = true;
         } else if (a == "--go-back-n") {
             o.w.go_back_n = true;
+        } else if (a == "--ack-delay") {
+            o.w.ack_delay_us = static_cast<unsigned>(std::strtoul(value().c_str(), nullptr, 10));
+            if (o.w.ack_delay_us > 100000) throw std::runtime_error("--ack-delay is in microseconds, at most 100 ms");
         } else if (a == "--relay") {
             o.w.relay = value();
         } else if (a == "--relay-bin") {

@@ -16,6 +16,8 @@ using namespace std::chrono_literals;
 namespace {
 // The helper turns the loop after this long without a call.
 constexpr auto helper_period = 10ms;
+// How long a message's ACK waits for an answer to carry it (below).
+constexpr std::uint64_t ack_request_delay_us = 10;
 
 std::int64_t now_ns() {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
@@ -39,6 +41,14 @@ vmrdma::device_options provider_device_options() {
     // Progress). VMRDMA_FI_RECEIVE_IN_TURNS=0 turns it off, to compare.
     const char* in_turns = std::getenv("VMRDMA_FI_RECEIVE_IN_TURNS");
     o.receive_in_turns = !(in_turns && std::strcmp(in_turns, "0") == 0);
+    // A message's ACK waits up to this long for the answer the application
+    // is about to send, which then carries it: in a ping-pong every message
+    // otherwise cost an ACK frame of its own on each side, sent before the
+    // answer (docs/mpi.md, Progress). VMRDMA_FI_ACK_DELAY_US overrides it
+    // (0: at once), to compare.
+    o.ack_request_delay_ns = ack_request_delay_us * 1000;
+    if (const char* us = std::getenv("VMRDMA_FI_ACK_DELAY_US"); us && *us)
+        o.ack_request_delay_ns = std::strtoull(us, nullptr, 10) * 1000;
     // The provider keeps its own slots posted; the engine's queue only
     // absorbs a burst that finds them all taken.
     o.unexpected_messages = 16;
@@ -116,14 +126,16 @@ void device_context::progress() {
     if (helper_waiting_.load(std::memory_order_acquire)) let_helper_in();
 }
 
-// With the mutex held, gives it to the helper, which waits for it to submit
-// what the loop has queued. std::mutex is not fair: an application polling
-// fi_cq_read took it back at once, every time, while the helper slept and
-// woke on it (a futex wake per call and a context switch per wake) and what
-// it was to submit waited.
+// With the mutex held, lets the helper, which waits for it to submit what
+// the loop has queued, have it. std::mutex is not fair: an application
+// polling fi_cq_read took it back at once, every time, while the helper
+// slept and woke on it (a futex wake per call, a context switch per wake)
+// and what it was to submit waited. Bounded: a helper not given a core
+// soon gets the next chance, rather than the application waiting a
+// scheduler tick for it.
 void device_context::let_helper_in() {
     mutex_.unlock();
-    while (helper_waiting_.load(std::memory_order_acquire)) std::this_thread::yield();
+    for (int i = 0; i < 64 && helper_waiting_.load(std::memory_order_acquire); ++i) std::this_thread::yield();
     mutex_.lock();
 }
 
@@ -146,10 +158,13 @@ void device_context::progress_and_wait(std::unique_lock<std::mutex>& lock, int e
 // Once the application has not called in for helper_period, the helper
 // also turns the loop, so the engine keeps answering its peers.
 void device_context::helper() {
+    bool asked = true;  // to submit (wake_helper), or to stop
     while (!stopping_.load(std::memory_order_relaxed)) {
         const auto idle = std::chrono::nanoseconds(now_ns() - last_call_ns_.load(std::memory_order_relaxed));
         const bool app_idle = idle >= helper_period;
-        {
+        // The lock only for work: a helper taking it every period from an
+        // application that polls made the application wait for it.
+        if (asked || app_idle) {
             helper_waiting_.store(true, std::memory_order_release);
             std::lock_guard lock(mutex_);
             helper_waiting_.store(false, std::memory_order_release);
@@ -165,7 +180,7 @@ void device_context::helper() {
         ::poll(fds, app_idle ? 2 : 1,
                static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(helper_period).count()));
         std::uint64_t v;
-        [[maybe_unused]] auto n = ::read(helper_wake_, &v, sizeof v);
+        asked = ::read(helper_wake_, &v, sizeof v) == sizeof v;
         // After the read: a wake_helper() since then writes again, and one
         // before it finds its operations submitted at the top of the loop.
         helper_woken_.store(false, std::memory_order_release);

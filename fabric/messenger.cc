@@ -730,6 +730,16 @@ void messenger::start_accepting() {
                 }
                 continue;
             }
+            // The peer's messages come on it; ours to the peer go on it too
+            // unless we already have a connection of our own, so that an
+            // answer carries the engine's ACK of the request it answers
+            // (instead of an ACK frame each way: docs/mpi.md, Connections).
+            auto& p = peer_at(c->peer());
+            if (!p.connecting && p.in_flight == 0 && (!p.conn || p.broken || !p.conn->is_open())) {
+                p.conn.emplace(std::move(*c));
+                p.broken = false;
+                continue;
+            }
             accepted_.push_back(std::move(*c));
             auto it = std::prev(accepted_.end());
             // Received from only; let go when the peer ends it.

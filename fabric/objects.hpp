@@ -118,7 +118,7 @@ struct cq_obj {
     std::deque<fi_cq_err_entry> errors;
     int refs = 0;
     bool signaled = false;
-    wake_fd wake{true};  // its own lock; rare, so always written  // readable while something waits to be read (or signaled)
+    wake_fd wake;  // readable while something waits to be read (or signaled)
     int epoll_fd = -1;  // FI_GETWAIT: the wake fd and the loop's wait fd
     ~cq_obj();
     void push(const cq_entry& entry);
@@ -153,7 +153,7 @@ struct eq_obj {
     std::size_t size = 0;
     fi_wait_obj wait_obj = FI_WAIT_NONE;
     int refs = 0;
-    wake_fd wake;
+    wake_fd wake{true};  // its own lock, and rare: always written
     void write(std::uint32_t type, const void* buf, std::size_t len);
     void write_error(const fi_eq_err_entry& err);
 };

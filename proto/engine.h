@@ -207,6 +207,12 @@ struct vr_config {
 	u32 window;           /* max unacked data frames per connection */
 	u32 ack_every;        /* coalesce: ACK at least every N frames */
 	u64 ack_delay_ns;     /* delayed-ACK timer */
+	/* An ACK a frame asks for (ACKREQ: a message's end) goes at once, or,
+	 * when this is not 0, within this long: a frame of ours sent meanwhile
+	 * (a reply) carries it and no ACK frame is sent.  For request/reply
+	 * traffic (the libfabric provider); a silent receiver's peer waits this
+	 * much longer for its completion.  Not taken from a profile: 0 is 0. */
+	u64 ackreq_delay_ns;
 	u64 rto_ns;           /* initial retransmission timeout */
 	u64 rto_max_ns;
 	/* A connection fails with -ETIMEDOUT when unacknowledged data has made

@@ -341,6 +341,18 @@ static void rx_ahead(struct vr_engine *eng, struct vr_conn *c, const struct vr_p
 	}
 }
 
+/* The peer asked for an ACK (a message's end): at once, or by
+ * cfg.ackreq_delay_ns, so that a reply sent meanwhile carries it. */
+static void ack_asked(struct vr_engine *eng, struct vr_conn *c, u64 now)
+{
+	u64 by = now + eng->cfg.ackreq_delay_ns;
+
+	if (!eng->cfg.ackreq_delay_ns)
+		c->ack_now = true;
+	else if (by < c->ack_deadline)
+		c->ack_deadline = by;
+}
+
 /* rcv_nxt has moved: past every frame held right after it too, completing
  * in order the READs whose last frame was held. */
 static void rx_advance(struct vr_engine *eng, struct vr_conn *c)
@@ -428,8 +440,10 @@ void vr_resp_rx_data(struct vr_engine *eng, struct vr_conn *c, const struct vr_p
 	c->seq_nak_sent = false;
 	if (c->nak_reason == VR_NAK_RNR || c->nak_reason == VR_NAK_RESOURCES)
 		c->nak_reason = 0; /* stale: the frame got in after all */
-	if (++c->unacked_rx >= c->ack_every || (h->flags & VR_F_ACKREQ))
+	if (++c->unacked_rx >= c->ack_every)
 		c->ack_now = true;
+	else if (h->flags & VR_F_ACKREQ)
+		ack_asked(eng, c, now);
 	else if (c->ack_deadline == VR_U64_MAX)
 		c->ack_deadline = now + eng->cfg.ack_delay_ns;
 }

@@ -58,6 +58,9 @@ std::string fairness_statement(const workload& w, const tcp_buffers& b) {
                 : "; no frame authenticated (vmrdma: --auth to compare)";
     s += w.go_back_n ? ". vmrdma recovers losses by go-back-N (--go-back-n)"
                      : ". vmrdma recovers losses by selective repeat";
+    s += w.ack_delay_us ? ", and ACKs a message within " + std::to_string(w.ack_delay_us) +
+                              " us, on an answer if one leaves meanwhile (--ack-delay; TCP delays its ACKs too)"
+                        : ", and ACKs a message at once (TCP delays its ACKs, on its replies)";
     if (!w.relay.empty())
         s += ". Both run through tools/faultrelay (" + w.relay +
              ") in a namespace between the hosts, TCP with segmentation offload off so that both "

@@ -44,6 +44,7 @@ device_options device_options_for(const workload& w) {
     o.bundle_small_frames = w.bundle;
     if (w.link_integrity) o.integrity = device_options::integrity_mode::link;
     o.go_back_n = w.go_back_n;
+    o.ack_request_delay_ns = std::uint64_t{w.ack_delay_us} * 1000;
     if (w.auth) {  // both ends: the same key, made up for the run
         device_options::auth_key_bytes key;
         for (std::size_t i = 0; i < key.size(); ++i) key[i] = static_cast<std::byte>(i * 131 + 17);

@@ -24,6 +24,7 @@ struct workload {
     bool link_integrity = false; // vmrdma: payloads rest on the link's FCS (device_options::integrity)
     bool auth = false;          // vmrdma: frames authenticated with a pre-shared key (device_options::auth_key)
     bool go_back_n = false;     // vmrdma: go-back-N instead of selective repeat (device_options::go_back_n)
+    unsigned ack_delay_us = 0;  // vmrdma: a message's ACK may wait this long for an answer (device_options::ack_request_delay_ns)
     std::string relay;          // not empty: faultrelay's options, both paths run through it
     // vmrdma's operations all move one message-sized buffer at each end, as
     // the TCP loop here (one buffer each side) and perftest's ib_write_bw do,

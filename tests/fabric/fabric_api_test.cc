@@ -238,6 +238,51 @@ TEST_CASE("a reader asleep in fi_cq_sread, or in epoll on FI_GETWAIT's fd after 
     }
 }
 
+TEST_CASE("an answer goes back on the connection its request came on, and reaches a peer that closed and came back") {
+    if (skip()) return;
+    pair_fixture p;
+    // a -> b makes the connection; b answers on it (docs/mpi.md, Connections).
+    auto round = [&](fid_ep* from_a, fi_addr_t a_addr_at_b, int seed) {
+        auto ping = pattern(100, seed), pong = pattern(100, seed + 1);
+        std::vector<char> in_b(100), in_a(100);
+        FI_OK(fi_trecv(p.eb, in_b.data(), in_b.size(), nullptr, FI_ADDR_UNSPEC, 3, 0, nullptr));
+        FI_OK(fi_trecv(from_a, in_a.data(), in_a.size(), nullptr, FI_ADDR_UNSPEC, 4, 0, nullptr));
+        FI_OK(fi_tsend(from_a, ping.data(), ping.size(), nullptr, p.b_at_a, 3, nullptr));
+        int got = 0;
+        while (got < 2) {  // b's receive, then b answers; a's send and receive
+            auto c = next(p.b, {&p.a});
+            REQUIRE(c);
+            REQUIRE_FALSE(c->error);
+            if (c->e.flags & FI_RECV) {
+                CHECK(in_b == ping);
+                FI_OK(fi_tsend(p.eb, pong.data(), pong.size(), nullptr, a_addr_at_b, 4, nullptr));
+            }
+            ++got;
+        }
+        for (int a_got = 0; a_got < 2;) {
+            auto c = next(p.a, {&p.b});
+            REQUIRE(c);
+            REQUIRE_FALSE(c->error);
+            ++a_got;
+        }
+        CHECK(in_a == pong);
+    };
+    round(p.ea, p.a_at_b, 1);
+    round(p.ea, p.a_at_b, 3);
+    // a's endpoint goes (its connection with it) and a new one comes, with
+    // the same id once the DISCONNECT is out, else another: b, whose way to
+    // a was a's connection, reaches it all the same.
+    const auto old_name = p.a.name(p.ea);
+    fi_close(&p.ea->fid);
+    std::erase(p.a.eps, p.ea);
+    fi_cq_tagged_entry scratch{};
+    for (int i = 0; i < 20; ++i) fi_cq_read(p.b.cq, &scratch, 0);  // b hears the DISCONNECT
+    fid_ep* ea2 = p.a.open_ep();
+    const auto new_name = p.a.name(ea2);
+    const fi_addr_t a2_at_b = new_name == old_name ? p.a_at_b : p.b.insert(new_name);
+    round(ea2, a2_at_b, 5);
+}
+
 TEST_CASE("messages match in the order sent, whatever their sizes, posted or unexpected") {
     if (skip()) return;
     pair_fixture p;

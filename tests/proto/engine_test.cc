@@ -1253,3 +1253,53 @@ TEST_CASE("a forged key closes the guessing connection on both sides; a MAC with
 	CHECK(vr_engine_counters(p.B().eng)->offenders_refused == 1);
 	CHECK(dst.guards_ok(2));
 }
+
+TEST_CASE("an ACK asked for waits up to ackreq_delay_ns: an answer meanwhile carries it, else it goes when the time is up")
+{
+	constexpr uint64_t delay = 50000;
+	bool answer = false, at_once = false;
+	SUBCASE("the receiver answers at once: its SEND carries the ACK") { answer = true; }
+	SUBCASE("the receiver stays silent: an ACK frame when the delay is up") {}
+	SUBCASE("ackreq_delay_ns 0: an ACK frame at once") { at_once = true; }
+	vr_config a = base_cfg(), b = base_cfg();
+	a.ack_every = b.ack_every = 64;               // no ACK for the count of frames
+	a.ack_delay_ns = b.ack_delay_ns = 1000000000; // nor for time, within the test
+	a.ackreq_delay_ns = at_once ? 0 : delay;      // A receives, and may answer
+	Pair p(a, b);
+	GuardedBuf src, in, reply, back;
+	src.init(100, 1);
+	in.init(100, 2);
+	reply.init(100, 3);
+	back.init(100, 4);
+	REQUIRE(reg(p.B(), 0, src, 0) == 0);
+	REQUIRE(reg(p.B(), 0, back, VR_ACCESS_LOCAL_WRITE) == 0);
+	REQUIRE(reg(p.A(), 0, in, VR_ACCESS_LOCAL_WRITE) == 0);
+	REQUIRE(reg(p.A(), 0, reply, 0) == 0);
+	REQUIRE(vr_post_recv(p.A().eng, 0, in.key, 0, 100, 5, ~0ull, 50) == 0);
+	REQUIRE(vr_post_recv(p.B().eng, 0, back.key, 0, 100, 6, ~0ull, 60) == 0);
+	if (answer)
+		p.A().on_complete = [&](const vr_completion &wc) {
+			if (wc.op == VR_WC_RECV && wc.cookie == 50)
+				CHECK(vr_post_send(p.A().eng, p.ca, reply.key, 0, 100, 6, 2) == 0);
+		};
+	const uint64_t acks0 = vr_engine_counters(p.A().eng)->acks_tx;
+	const uint64_t t0 = p.s.now;
+	REQUIRE(vr_post_send(p.B().eng, p.cb, src.key, 0, 100, 5, 1) == 0);
+	REQUIRE(p.wait(1, 1)); // B's send completes once A's ACK is in
+	CHECK(find(p.B(), 1)->status == 0);
+	const uint64_t took = p.s.now - t0; // simulated time
+	const uint64_t ack_frames = vr_engine_counters(p.A().eng)->acks_tx - acks0;
+	if (answer) {
+		CHECK(ack_frames == 0);
+		CHECK(took < delay);
+		REQUIRE(p.wait(60, 1));
+		CHECK(memcmp(back.data(), reply.data(), 100) == 0);
+	} else if (at_once) {
+		CHECK(ack_frames == 1);
+		CHECK(took < delay);
+	} else {
+		CHECK(ack_frames == 1);
+		CHECK(took >= delay);
+	}
+	CHECK(memcmp(in.data(), src.data(), 100) == 0);
+}

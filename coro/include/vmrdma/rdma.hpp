@@ -131,6 +131,13 @@ struct device_options {
     // unexpected queue) is retried; it fails with errc::receiver_not_ready
     // once the peer has refused it for this long (0: 1 s).
     std::uint64_t receiver_not_ready_timeout_ns = 0;
+    // The ACK a message's last frame asks for goes at once (0), or within
+    // this long, so that a reply sent meanwhile carries it instead of an ACK
+    // frame of its own: for request/reply traffic, where each ACK frame is a
+    // system call and a wake-up on the round trip's path. A peer that gets
+    // no reply waits this much longer for its send's or write's completion.
+    // eth: only (vmrdmad and the Xen backend answer at once).
+    std::uint64_t ack_request_delay_ns = 0;
     // Loss recovery (docs/proto.md, "Reliability"): a connection between two
     // devices that both offer it resends only the frames lost (selective
     // repeat); true offers only go-back-N, which resends everything from a

@@ -82,6 +82,7 @@ engine_host::engine_host(event_loop& loop, engine_events& events, std::string_vi
     cfg.peer_timeout_ns = o.peer_timeout_ns;
     cfg.keepalive_ns = o.keepalive_ns;
     cfg.rnr_timeout_ns = o.receiver_not_ready_timeout_ns;
+    cfg.ackreq_delay_ns = o.ack_request_delay_ns;
     cfg.recovery = o.go_back_n ? VR_RECOVERY_GO_BACK_N : VR_RECOVERY_SELECTIVE;
     cfg.integrity = o.integrity == device_options::integrity_mode::link ? VR_INTEGRITY_LINK
                                                                         : VR_INTEGRITY_END_TO_END;
