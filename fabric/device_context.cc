@@ -52,7 +52,7 @@ vmrdma::device_options provider_device_options() {
     // The provider keeps its own slots posted; the engine's queue only
     // absorbs a burst that finds them all taken.
     o.unexpected_messages = 16;
-    o.unexpected_message_size = 17 * 1024;
+    o.unexpected_message_size = 65 * 1024;
     // A rank may compute for minutes between calls into the provider; the
     // helper thread keeps its engine answering, but its slots may stay full.
     o.receiver_not_ready_timeout_ns = 600'000'000'000ull;

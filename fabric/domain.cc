@@ -42,7 +42,7 @@ int query_atomic(fid_domain*, fi_datatype datatype, fi_op op, fi_atomic_attr* at
                                                   : atomic_kind::base;
     if (!atomic_valid(kind, op, datatype)) return -FI_EOPNOTSUPP;
     attr->size = atomic_size(datatype);
-    attr->count = eager_max / 2 / attr->size;  // operands and compare values travel inline
+    attr->count = inject_max / 2 / attr->size;  // operands and compare values travel inline
     return 0;
 }
 

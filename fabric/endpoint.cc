@@ -600,7 +600,7 @@ ssize_t at_compwritemsg(fid_ep* f, const fi_msg_atomic* msg, const fi_ioc* compa
 
 int valid(atomic_kind kind, fi_datatype dt, fi_op op, std::size_t* count) {
     if (!atomic_valid(kind, op, dt)) return -FI_EOPNOTSUPP;
-    *count = eager_max / 2 / atomic_size(dt);
+    *count = inject_max / 2 / atomic_size(dt);
     return 0;
 }
 int at_writevalid(fid_ep*, fi_datatype dt, fi_op op, std::size_t* count) {

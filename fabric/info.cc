@@ -206,7 +206,7 @@ fi_info* describe(std::uint32_t version, const std::string& uri, const mac_addre
             if (t->caps & ~tx_caps) return refuse("transmit capabilities the provider lacks");
             if (t->msg_order & ~msg_order) return refuse("a message ordering the provider lacks");
             if (t->comp_order & ~FI_ORDER_NONE) return refuse("completion ordering");
-            if (more_than(t->inject_size, eager_max) || more_than(t->size, queue_size) ||
+            if (more_than(t->inject_size, inject_max) || more_than(t->size, queue_size) ||
                 more_than(t->iov_limit, iov_limit) || more_than(t->rma_iov_limit, 1))
                 return refuse("transmit limits beyond the provider's");
         }
@@ -279,7 +279,7 @@ fi_info* describe(std::uint32_t version, const std::string& uri, const mac_addre
                                            : 0;
     tx->msg_order = hints && hints->tx_attr && hints->tx_attr->msg_order ? hints->tx_attr->msg_order : msg_order;
     tx->comp_order = FI_ORDER_NONE;
-    tx->inject_size = eager_max;
+    tx->inject_size = inject_max;
     tx->size = queue_size;
     tx->iov_limit = iov_limit;
     tx->rma_iov_limit = 1;

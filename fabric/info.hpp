@@ -19,7 +19,8 @@ inline constexpr const char* provider_name = "vmrdma";
 inline constexpr std::uint32_t provider_version = FI_VERSION(1, 0);
 
 // Limits of the provider's protocol (docs/mpi.md).
-inline constexpr std::size_t eager_max = 16 * 1024;       // larger messages go as offers
+inline constexpr std::size_t eager_max = 64 * 1024;       // larger messages go as offers
+inline constexpr std::size_t inject_max = 16 * 1024;      // fi_inject*, and atomics' operands
 inline constexpr std::size_t max_message = std::size_t{1} << 30;
 inline constexpr std::size_t queue_size = 1024;            // tx and rx attr size
 inline constexpr std::size_t iov_limit = 8;

@@ -424,7 +424,7 @@ void messenger::tx_done(void* context, std::uint64_t flags, std::size_t len, int
 
 ssize_t messenger::send(send_args a) {
     const std::size_t len = total_of(a.iov);
-    if (len > max_message || (a.inject && len > eager_max)) return -FI_EINVAL;
+    if (len > max_message || (a.inject && len > inject_max)) return -FI_EINVAL;
     peer* p = peer_of(a.dest);
     if (!p) return -FI_EINVAL;
     auto slot = take_tx_slot(false);
@@ -1033,7 +1033,7 @@ ssize_t messenger::rma(rma_args a) {
     bool large = false;
     switch (a.kind) {
     case msg_kind::write:
-        if (len > max_message || (a.inject && len > eager_max)) return -FI_EINVAL;
+        if (len > max_message || (a.inject && len > inject_max)) return -FI_EINVAL;
         op->flags = FI_RMA | FI_WRITE;
         op->cntr = cntr_write;
         h.length = len;
@@ -1058,7 +1058,7 @@ ssize_t messenger::rma(rma_args a) {
     case msg_kind::atomic: {
         const std::size_t size = atomic_size(a.datatype);
         const std::size_t bytes = size * a.count;
-        if (!size || a.count == 0 || 2 * bytes > eager_max) return -FI_EINVAL;
+        if (!size || a.count == 0 || 2 * bytes > inject_max) return -FI_EINVAL;
         const bool compare = a.op >= FI_CSWAP && a.op <= FI_MSWAP;
         const bool fetch = !a.result.empty() || compare;
         const auto kind = compare ? atomic_kind::compare : fetch ? atomic_kind::fetch : atomic_kind::base;
@@ -1230,7 +1230,7 @@ void messenger::on_rma_request(const peer_address& from, const decoded& d) {
         const bool compare = op >= FI_CSWAP && op <= FI_MSWAP;
         const bool fetch = d.h.flags & msg_fetch;
         const auto kind = compare ? atomic_kind::compare : fetch ? atomic_kind::fetch : atomic_kind::base;
-        if (!size || !count || count > eager_max || !atomic_valid(kind, op, dt))
+        if (!size || !count || count > inject_max || !atomic_valid(kind, op, dt))
             return refuse(msg_kind::atomic_resp, FI_EOPNOTSUPP);
         const std::size_t bytes = size * count;
         const std::size_t operand_bytes = op == FI_ATOMIC_READ ? 0 : bytes;
