@@ -49,6 +49,11 @@ vmrdma::device_options provider_device_options() {
     o.ack_request_delay_ns = ack_request_delay_us * 1000;
     if (const char* us = std::getenv("VMRDMA_FI_ACK_DELAY_US"); us && *us)
         o.ack_request_delay_ns = std::strtoull(us, nullptr, 10) * 1000;
+    // What each frame's CRC covers: every payload byte (the default), or,
+    // with VMRDMA_FI_INTEGRITY=link on both ends, headers only, payloads
+    // resting on the link's FCS (device_options::integrity).
+    if (const char* integrity = std::getenv("VMRDMA_FI_INTEGRITY"); integrity && std::strcmp(integrity, "link") == 0)
+        o.integrity = vmrdma::device_options::integrity_mode::link;
     // The provider keeps its own slots posted; the engine's queue only
     // absorbs a burst that finds them all taken.
     o.unexpected_messages = 16;

@@ -33,6 +33,11 @@ public:
     // Whether the transport registers any memory (eth:, xen:) or only
     // registrable memory (unix:).
     bool any_memory() const noexcept { return any_memory_; }
+    // Whether the engine runs in this process (eth:), so that registering
+    // an application's buffer for one transfer costs a table entry, not a
+    // round trip to a driver domain: large transfers then move from and
+    // into the application's memory directly (docs/mpi.md, Messages).
+    bool in_process_engine() const noexcept { return uri_.rfind("eth:", 0) == 0; }
     // The provider's endpoints on this device in this process, by id:
     // messages between them (and to oneself) stay in the process.
     std::unordered_map<std::uint16_t, messenger*>& local_endpoints() noexcept { return local_; }

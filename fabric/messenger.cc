@@ -23,16 +23,23 @@ constexpr std::size_t slot_size = sizeof(header) + max_pieces_per_message * size
 // Large transfers move in pieces of up to 512 KiB, at most two of a
 // transfer out at a time, staged in (and landing in) runs of 64 KiB blocks.
 constexpr std::size_t piece_max = 512 * 1024;
+// A piece of the sender's own memory (registered in place) may be larger: no
+// staging memory bounds it, and fewer pieces are fewer offers, reads and FINs.
+constexpr std::size_t direct_piece_max = 4 * 1024 * 1024;
 constexpr std::size_t block_size = 64 * 1024;
 constexpr std::size_t blocks = 64;  // 4 MiB of staging, as much landing
 constexpr std::size_t landing_base = (rx_slots + tx_slots) * slot_size;
 constexpr std::size_t private_size = landing_base + blocks * block_size;
+// A receiver that cannot read a piece into place lands it whole.
+static_assert(direct_piece_max <= blocks * block_size);
 // Reads in flight per endpoint, whatever the transfers: each answer is a
 // burst of up to 512 KiB from one peer; more at once overran the receive
 // path of a busy host (retransmissions, and the engine refusing reads for
 // want of response slots).
 constexpr std::uint32_t reads_max = 2;
 constexpr auto connect_patience = 10s;
+// A piece read straight into its destination (no landing block).
+constexpr std::size_t no_landing = SIZE_MAX;
 
 std::size_t total_of(const std::vector<iovec>& iov) {
     std::size_t n = 0;
@@ -155,6 +162,7 @@ struct messenger::out_bulk {
     std::uint32_t next_index = 0;
     std::map<std::uint32_t, std::pair<std::size_t, std::size_t>> out;  // index -> (staging offset, length)
     bool waiting = false;  // in bulks_waiting_for_staging_
+    std::optional<vmrdma::region> direct;  // the source itself, registered: no staging
     std::function<void(int)> done;
 };
 
@@ -167,6 +175,8 @@ struct messenger::in_bulk {
     std::uint32_t reading = 0;
     bool waiting = false;  // in reads_waiting_
     int status = 0;
+    std::optional<vmrdma::region> direct;  // the destination itself, registered: no landing
+    bool direct_tried = false;
     std::function<void(int)> done;
 };
 
@@ -354,7 +364,7 @@ void messenger::fail_peer(peer& p, int status) {
         if (b->to == &p) bulks.push_back(id);
     for (auto id : bulks) {
         auto node = out_bulks_.extract(id);
-        for (auto& [index, run] : node.mapped()->out) staging_pool_.give(run.first, run.second);
+        release_staging(*node.mapped());
         if (node.mapped()->done) node.mapped()->done(status);
     }
     if (!bulks.empty()) restage();
@@ -466,7 +476,7 @@ ssize_t messenger::send(send_args a) {
             free_tx_.push_back(s);
             if (auto it = out_bulks_.find(id); it != out_bulks_.end()) {
                 auto node = out_bulks_.extract(it);
-                for (auto& [index, run] : node.mapped()->out) staging_pool_.give(run.first, run.second);
+                release_staging(*node.mapped());
                 node.mapped()->done(status);
                 restage();
             }
@@ -487,15 +497,48 @@ messenger::out_bulk& messenger::start_out_bulk(peer& p, std::vector<iovec> src, 
     b->src = std::move(src);
     b->total = total;
     b->done = std::move(done);
+    b->direct = register_directly(p.addr, b->src, total, vmrdma::access::remote_read);
     auto& ref = *b;
     out_bulks_.emplace(ref.id, std::move(b));
     return ref;
+}
+
+// A transfer's own memory, registered for its duration, where that is cheap
+// (the engine in this process) and the memory is one run; else nullopt and
+// the transfer goes through staging or landing memory, as on unix: and
+// xen:, and to endpoints in this process (which read staging directly).
+std::optional<vmrdma::region> messenger::register_directly(const peer_address& peer, const std::vector<iovec>& iov,
+                                                           std::size_t total, vmrdma::access rights) {
+    if (!ctx_.in_process_engine() || local_peer(peer) || iov.size() != 1 || iov[0].iov_len < total) return {};
+    try {
+        return vep_.register_memory(std::span(static_cast<std::byte*>(iov[0].iov_base), total), rights);
+    } catch (const std::exception& e) {
+        log_warning("vmrdma: staging a transfer (registering it failed: %s)", e.what());
+        return {};
+    }
+}
+
+// Gives back the staging memory a transfer's pieces hold.
+void messenger::release_staging(out_bulk& b) {
+    if (!b.direct)
+        for (auto& [index, run] : b.out) staging_pool_.give(run.first, run.second);
+    b.out.clear();
 }
 
 // Copies the next pieces into free staging memory (at most two out at a
 // time, smaller when memory is short); the bulk waits when there is none.
 std::vector<piece> messenger::stage_pieces(out_bulk& b) {
     std::vector<piece> pieces;
+    if (b.direct) {  // the pieces are the source's own bytes
+        while (b.out.size() < max_pieces_per_message && b.staged < b.total) {
+            const std::size_t n = std::min(direct_piece_max, b.total - b.staged);
+            piece pc{b.direct->key(), b.staged, b.staged, static_cast<std::uint32_t>(n), b.next_index++};
+            b.out[pc.index] = {0, n};
+            b.staged += n;
+            pieces.push_back(pc);
+        }
+        return pieces;
+    }
     while (b.out.size() < max_pieces_per_message && b.staged < b.total) {
         auto run = staging_pool_.take(std::min(piece_max, b.total - b.staged), true);
         if (!run) break;
@@ -538,12 +581,11 @@ void messenger::on_fin(const peer_address& from, const decoded& d) {
     if (d.h.status == FI_ECANCELED) {
         // Discarded by the receiver: nothing more to send.
         b.acked = b.total;
-        for (auto& [index, run] : b.out) staging_pool_.give(run.first, run.second);
-        b.out.clear();
+        release_staging(b);
     } else {
         auto pos = b.out.find(static_cast<std::uint32_t>(d.h.addr));
         if (pos == b.out.end()) return;
-        staging_pool_.give(pos->second.first, pos->second.second);
+        if (!b.direct) staging_pool_.give(pos->second.first, pos->second.second);
         b.acked += pos->second.second;
         b.out.erase(pos);
     }
@@ -586,10 +628,23 @@ void messenger::offer(in_bulk& b, const piece& p) {
 // Starts reads of offered pieces while landing blocks are free (two per
 // transfer at a time, so several transfers share them).
 void messenger::pump(in_bulk& b) {
+    if (!b.direct_tried) {
+        b.direct_tried = true;
+        b.direct = register_directly(b.from, b.dest, std::min(b.total, b.dest.empty() ? 0 : b.dest[0].iov_len),
+                                     vmrdma::access::local_write);
+    }
     while (!b.pending.empty() && b.reading < max_pieces_per_message && reads_in_flight_ < reads_max) {
-        auto run = landing_pool_.take(b.pending.front().length, false);
-        if (!run) break;
         auto p = b.pending.front();
+        // Straight into place when the piece lies inside the destination
+        // (a truncated receive's tail goes through landing, to be cut); a
+        // piece too large for any path is refused without landing memory.
+        if ((b.direct && p.message_offset + p.length <= b.direct->memory().size()) || p.length > direct_piece_max) {
+            b.pending.pop_front();
+            read_piece(b, p, no_landing);
+            continue;
+        }
+        auto run = landing_pool_.take(p.length, false);
+        if (!run) break;
         b.pending.pop_front();
         read_piece(b, p, run->first);
     }
@@ -607,14 +662,14 @@ void messenger::read_piece(in_bulk& b, piece p, std::size_t landing) {
     // sender, and finish the transfer with its last piece.
     auto landed = [this, key, p, landing](int status) {
         auto it = in_bulks_.find(key);
-        landing_pool_.give(landing, p.length);
+        if (landing != no_landing) landing_pool_.give(landing, p.length);
         --reads_in_flight_;
         if (it != in_bulks_.end()) {
             auto& bulk = *it->second;
             --bulk.reading;
             if (status)
                 bulk.status = status;
-            else
+            else if (landing != no_landing)
                 scatter(bulk.dest, p.message_offset, private_mem_.data() + landing_offset(landing), p.length);
             bulk.received += p.length;
             header h{};
@@ -654,22 +709,25 @@ void messenger::read_piece(in_bulk& b, piece p, std::size_t landing) {
         landed(status);
         return;
     }
-    if (p.length > piece_max) {
+    if (p.length > direct_piece_max) {  // more than any sender offers, or landing memory holds
         landed(FI_EINVAL);
         return;
     }
+    // Into landing memory, or straight into place (the destination's region
+    // lives as long as the transfer, which waits for this read).
+    const vmrdma::region* into = landing == no_landing ? &*b.direct : &private_;
+    const std::uint64_t at = landing == no_landing ? p.message_offset : landing_offset(landing);
     auto& to = peer_at(b.from);
-    when_connected(to, [this, pp = &to, p, landing, landed](int status) {
+    when_connected(to, [this, pp = &to, p, into, at, landed](int status) {
         if (status) {
             landed(status);
             return;
         }
         ++pp->in_flight;
-        scope_.spawn([this, pp, p, landing, landed]() -> task<void> {
+        scope_.spawn([this, pp, p, into, at, landed]() -> task<void> {
             int st = 0;
             try {
-                co_await pp->conn->read(private_, landing_offset(landing), vmrdma::remote_region{p.rkey, 0},
-                                        p.region_offset, p.length);
+                co_await pp->conn->read(*into, at, vmrdma::remote_region{p.rkey, 0}, p.region_offset, p.length);
             } catch (const std::exception& e) {
                 st = fi_errno_of(e);
                 if (!shutting_down_) log_warning("vmrdma: %s", e.what());
@@ -1116,7 +1174,7 @@ void messenger::finish_op(std::uint64_t id, int status) {
     if (node.empty()) return;
     auto& op = *node.mapped();
     if (auto b = out_bulks_.find(id); b != out_bulks_.end()) {
-        for (auto& [index, run] : b->second->out) staging_pool_.give(run.first, run.second);
+        release_staging(*b->second);
         out_bulks_.erase(b);
         restage();
     }

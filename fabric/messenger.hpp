@@ -131,6 +131,9 @@ private:
     // large transfers
     out_bulk& start_out_bulk(peer& p, std::vector<iovec> src, std::size_t total, std::function<void(int)> done,
                              std::uint64_t id = 0);
+    std::optional<vmrdma::region> register_directly(const peer_address& peer, const std::vector<iovec>& iov,
+                                                    std::size_t total, vmrdma::access rights);
+    void release_staging(out_bulk& b);
     std::vector<piece> stage_pieces(out_bulk& b);
     void restage();
     void on_fin(const peer_address& from, const decoded& d);

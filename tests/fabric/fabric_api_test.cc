@@ -413,6 +413,34 @@ TEST_CASE("peek never consumes, a claim is taken only by its claimer, discard dr
     }
 }
 
+TEST_CASE("large messages land whole: read straight into one buffer, through landing memory into several") {
+    if (skip()) return;
+    pair_fixture p;
+    // 9 MiB: the sender's own memory in pieces of up to 4 MiB (eth:); into
+    // one buffer each piece is read into place, into three iovecs through
+    // landing memory; a tagged and an untagged message each way.
+    const std::size_t size = 9u << 20;
+    auto out = pattern(size, 6);
+    std::vector<char> one(size, 0), parts(size, 0);
+    iovec three[3] = {{parts.data(), 1000}, {parts.data() + 1000, (4u << 20) + 1}, {parts.data() + 1001 + (4u << 20), size - 1001 - (4u << 20)}};
+    FI_OK(fi_trecv(p.eb, one.data(), size, nullptr, FI_ADDR_UNSPEC, 11, 0, nullptr));
+    FI_OK(fi_trecvv(p.eb, three, nullptr, 3, FI_ADDR_UNSPEC, 12, 0, nullptr));
+    FI_OK(fi_tsend(p.ea, out.data(), size, nullptr, p.b_at_a, 12, nullptr));
+    FI_OK(fi_tsend(p.ea, out.data(), size, nullptr, p.b_at_a, 11, nullptr));
+    int received = 0;
+    while (received < 2) {
+        auto c = next(p.b, {&p.a}, 60);
+        REQUIRE(c);
+        REQUIRE_FALSE(c->error);
+        if (c->e.flags & FI_RECV) {
+            CHECK(c->e.len == size);
+            ++received;
+        }
+    }
+    CHECK(one == out);
+    CHECK(parts == out);
+}
+
 TEST_CASE("cancel ends a receive nothing matched; truncation fills and says by how much") {
     if (skip()) return;
     pair_fixture p;
@@ -425,7 +453,7 @@ TEST_CASE("cancel ends a receive nothing matched; truncation fills and says by h
     REQUIRE(c->error);
     CHECK(c->err.err == FI_ECANCELED);
     CHECK(c->err.op_context == &ctx);
-    for (std::size_t size : {300ul, 50000ul}) {
+    for (std::size_t size : {300ul, 50000ul, 1ul << 20}) {  // inline, eager, offered
         auto out = pattern(size, 4);
         std::vector<char> in(100, 0);
         FI_OK(fi_tsend(p.ea, out.data(), out.size(), nullptr, p.b_at_a, 10, nullptr));
