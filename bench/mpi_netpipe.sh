@@ -9,6 +9,9 @@
 #
 #   bench/mpi_netpipe.sh [--mtu N] [--upper BYTES] [--out DIR]
 #
+# VMRDMA_FI_* variables set when it runs reach the vmrdma ranks (docs/mpi.md,
+# Environment), e.g. VMRDMA_FI_INTEGRITY=link bench/mpi_netpipe.sh.
+#
 # Needs root (namespaces, raw sockets), openmpi-bin, netpipe-openmpi,
 # libfabric-bin. Builds the provider with --config=release.
 set -euo pipefail
@@ -22,7 +25,7 @@ while [ $# -gt 0 ]; do
     --mtu) mtu=$2; shift 2 ;;
     --upper) upper=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "usage: $0 [--mtu N] [--upper BYTES] [--out DIR]" >&2; exit 2 ;;
     esac
 done
@@ -82,7 +85,12 @@ run() {
         { tail -20 "$out/np-$name.log"; echo "$0: $name failed" >&2; exit 1; }
     echo "$name: $(($(date +%s) - start)) s" >&2
 }
-run vmrdma --mca pml cm --mca mtl ofi --mca mtl_ofi_provider_include vmrdma --mca btl self
+provider_env=
+for v in $(env | sed -n 's/^\(VMRDMA_FI_[A-Z_]*\)=.*/\1/p'); do
+    provider_env="$provider_env -x $v"
+    echo "vmrdma: $v=${!v}" >&2
+done
+run vmrdma --mca pml cm --mca mtl ofi --mca mtl_ofi_provider_include vmrdma --mca btl self $provider_env
 run ofi-tcp --mca pml cm --mca mtl ofi --mca mtl_ofi_provider_include "'tcp;ofi_rxm'" --mca btl self \
     -x FI_TCP_IFACE="$if_name"
 run ob1-tcp --mca pml ob1 --mca btl self,tcp --mca btl_tcp_if_include 192.0.2.0/24
