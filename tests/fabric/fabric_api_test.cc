@@ -437,6 +437,12 @@ TEST_CASE("large messages land whole: read straight into one buffer, through lan
             ++received;
         }
     }
+    for (int sent = 0; sent < 2; ++sent) {  // a's sends complete before their memory goes
+        auto c = next(p.a, {&p.b}, 60);
+        REQUIRE(c);
+        REQUIRE_FALSE(c->error);
+        CHECK((c->e.flags & FI_SEND));
+    }
     CHECK(one == out);
     CHECK(parts == out);
 }
@@ -468,6 +474,9 @@ TEST_CASE("cancel ends a receive nothing matched; truncation fills and says by h
         CHECK(c->err.len == 100);
         CHECK(c->err.olen == size - 100);
         CHECK(std::memcmp(in.data(), out.data(), 100) == 0);
+        auto sent = next(p.a, {&p.b});  // the send's memory is its own until it completes
+        REQUIRE(sent);
+        CHECK((sent->e.flags & FI_SEND));
     }
 }
 
