@@ -2,11 +2,12 @@
 // unprivileged user cannot take all of the daemon's frontends, the engine's
 // endpoints or its connections (its limit), a second user still gets some,
 // and once little is left a user that already holds its reserve leaves the
-// rest to a third. Each user is a child process with its own uid; root sees
-// every user in `vmrdmactl uids`, a user only itself.
+// rest to a third. Each user is a process of its own (uid_user) with its own
+// uid; root sees every user in `vmrdmactl uids`, a user only itself.
 #include <doctest/doctest.h>
 #include <net/if.h>
 #include <sys/ioctl.h>
+#include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 #include <chrono>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "tests/split/split_support.hpp"
 #include "vmrdmad/admin_client.hpp"
@@ -25,43 +27,40 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// A child process as `uid`: body(report) runs, writes its result line to the
-// parent and then holds what it took until the parent closes `hold`.
+std::string user_binary() {
+    if (const char* srcdir = std::getenv("TEST_SRCDIR")) {
+        const char* ws = std::getenv("TEST_WORKSPACE");
+        return std::string(srcdir) + "/" + (ws ? ws : "vmrdma") + "/tests/split/uid_user";
+    }
+    return "bazel-bin/tests/split/uid_user";
+}
+
+// tests/split/uid_user as `uid`, with these arguments: it writes one result
+// line and holds what it took until `release` closes. A fresh process, not a
+// fork that goes on running: this process has other threads (the daemon's,
+// the peer's), and a forked child inherited a lock one of them held (the
+// ASan allocator's) and hung.
 struct user {
     pid_t pid = -1;
-    int result = -1;  // read end: one line from the child
-    int release = -1; // write end: closing it lets the child go
+    int result = -1;   // read end: the user's stdout
+    int release = -1;  // write end: the user's stdin; closing it lets the user go
     std::string line;
 
-    template <typename Body>
-    user(uid_t uid, Body body) {
+    user(uid_t uid, std::vector<std::string> args) {
+        args.insert(args.begin(), {user_binary(), std::to_string(uid)});
+        std::vector<char*> argv;
+        for (auto& a : args) argv.push_back(a.data());
+        argv.push_back(nullptr);
         int res[2], rel[2];
-        REQUIRE(pipe(res) == 0);
-        REQUIRE(pipe(rel) == 0);
+        REQUIRE(pipe2(res, O_CLOEXEC) == 0);
+        REQUIRE(pipe2(rel, O_CLOEXEC) == 0);
         pid = fork();
         REQUIRE(pid >= 0);
-        if (pid == 0) {
-            ::close(res[0]);
-            ::close(rel[1]);
-            std::string out;
-            if (setresgid(uid, uid, uid) != 0 || setresuid(uid, uid, uid) != 0) {
-                out = "error: cannot become uid " + std::to_string(uid);
-            } else {
-                try {
-                    vmrdma::event_loop loop;
-                    out = body(loop);
-                    out += "\n";
-                    [[maybe_unused]] auto n = ::write(res[1], out.data(), out.size());
-                    char c;
-                    [[maybe_unused]] auto m = ::read(rel[0], &c, 1);  // hold until released
-                    _exit(0);
-                } catch (const std::exception& e) {
-                    out = std::string("error: ") + e.what();
-                }
-            }
-            out += "\n";
-            [[maybe_unused]] auto n = ::write(res[1], out.data(), out.size());
-            _exit(1);
+        if (pid == 0) {  // only async-signal-safe calls until exec
+            dup2(rel[0], 0);
+            dup2(res[1], 1);
+            execv(argv[0], argv.data());
+            _exit(127);
         }
         ::close(res[1]);
         ::close(rel[0]);
@@ -83,49 +82,10 @@ struct user {
     }
 };
 
-// Takes as many of each as it is given, up to `want`, and says how many.
-std::string take(vmrdma::event_loop& loop, const std::string& uri, const vmrdma::mac_address& peer,
-                 unsigned frontends, unsigned endpoints, unsigned connections, std::uint16_t first_ep) {
-    std::vector<std::unique_ptr<vmrdma::device>> devs;
-    std::string refused;
-    for (unsigned i = 0; i < frontends; ++i) {
-        try {
-            devs.push_back(vmrdma::device::open(loop, uri));
-        } catch (const error& e) {
-            if (e.code() != errc::resources_exhausted) throw;
-            refused = e.what();
-            break;
-        }
-    }
-    if (devs.empty()) return "f=0 why=" + refused;
-    static std::vector<vmrdma::endpoint> eps;  // held until the process exits
-    static std::vector<vmrdma::connection> conns;
-    for (unsigned i = 0; i < endpoints; ++i) {
-        try {
-            eps.push_back(devs[0]->open_endpoint(static_cast<std::uint16_t>(first_ep + i),
-                                                 {.weight = 1, .listen = i == 0}));
-        } catch (const error& e) {
-            if (e.code() != errc::resources_exhausted) throw;
-            break;
-        }
-    }
-    unsigned c = 0;
-    auto body = [&]() -> task<void> {
-        for (unsigned i = 0; i < connections && !eps.empty(); ++i) {
-            try {
-                conns.push_back(co_await eps[0].connect(peer, 1, 5s));
-                ++c;
-            } catch (const error& e) {
-                if (e.code() != errc::resources_exhausted) throw;
-                break;
-            }
-        }
-    };
-    loop.run(body());
-    static std::vector<std::unique_ptr<vmrdma::device>> keep;
-    for (auto& d : devs) keep.push_back(std::move(d));
-    return "f=" + std::to_string(keep.size()) + " e=" + std::to_string(eps.size()) + " c=" + std::to_string(c) +
-           (refused.empty() ? "" : " why=" + refused);
+std::vector<std::string> take(const std::string& uri, const vmrdma::mac_address& peer, unsigned frontends,
+                              unsigned endpoints, unsigned connections, unsigned first_ep) {
+    return {"take", uri, peer.to_string(), std::to_string(frontends), std::to_string(endpoints),
+            std::to_string(connections), std::to_string(first_ep)};
 }
 
 }  // namespace
@@ -194,7 +154,7 @@ TEST_CASE("one uid cannot take all frontends, endpoints or connections; a reserv
     const auto peer_mac = peer.mac();
 
     // A wants 5 of each and gets its limit, 4 (endpoints 0-3; 0 listens).
-    user a(65534, [&](vmrdma::event_loop& loop) { return take(loop, uri, peer_mac, 5, 5, 5, 0); });
+    user a(65534, take(uri, peer_mac, 5, 5, 5, 0));
     MESSAGE("A: " << a.line);
     CHECK(a.line.rfind("f=4 e=4 c=4 why=", 0) == 0);
     CHECK(a.line.find("uid 65534 holds 4 frontends (its limit)") != std::string::npos);
@@ -205,10 +165,10 @@ TEST_CASE("one uid cannot take all frontends, endpoints or connections; a reserv
     CHECK(knock_refused.load());
 
     // B gets in, but once only the reserve is left, B (holding 2) stops.
-    user b(65533, [&](vmrdma::event_loop& loop) { return take(loop, uri, peer_mac, 1, 5, 5, 4); });
+    user b(65533, take(uri, peer_mac, 1, 5, 5, 4));
     CHECK(b.line == "f=1 e=2 c=2");
     // C, holding nothing, still gets the reserve.
-    user c(65532, [&](vmrdma::event_loop& loop) { return take(loop, uri, peer_mac, 1, 5, 5, 6); });
+    user c(65532, take(uri, peer_mac, 1, 5, 5, 6));
     CHECK(c.line == "f=1 e=2 c=2");
 
     // Root sees every user and what each was refused; a user sees only itself.
@@ -227,12 +187,7 @@ TEST_CASE("one uid cannot take all frontends, endpoints or connections; a reserv
         CHECK(u.refused >= 4);  // a frontend, an endpoint, a connect, the peer's connect
     }
     CHECK(seen_a);
-    user look(65533, [&](vmrdma::event_loop&) {
-        vmrdmad::admin_client mine(uri.substr(5));
-        std::string seen;
-        for (const auto& u : mine.uids()) seen += std::to_string(u.uid) + " ";
-        return seen;
-    });
+    user look(65533, {"uids", uri.substr(5)});
     CHECK(look.line == "65533 ");
     CHECK(daemon.stats().uid_refused.load() >= 8);
     alarm(0);
