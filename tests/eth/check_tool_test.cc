@@ -19,16 +19,11 @@
 #include <vector>
 
 #include "tests/support/private_net.hpp"
+#include "tests/support/runfile.hpp"
 
 namespace {
 
-std::string check_binary() {
-    if (const char* srcdir = std::getenv("TEST_SRCDIR")) {
-        const char* ws = std::getenv("TEST_WORKSPACE");
-        return std::string(srcdir) + "/" + (ws ? ws : "vmrdma") + "/examples/vmrdma-check";
-    }
-    return "bazel-bin/examples/vmrdma-check";
-}
+std::string check_binary() { return vmrdma::testing::runfile("examples/vmrdma-check"); }
 
 // A child that sits in a network namespace of its own until killed.
 struct other_netns {

@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "tests/split/split_support.hpp"
+#include "tests/support/runfile.hpp"
 #include "vmrdma/registrable.hpp"
 #include "vmrdmad/admin_client.hpp"
 
@@ -20,13 +21,7 @@ using vmrdma::error;
 using vmrdma::task;
 
 namespace {
-std::string ctl_binary() {
-    if (const char* srcdir = std::getenv("TEST_SRCDIR")) {
-        const char* ws = std::getenv("TEST_WORKSPACE");
-        return std::string(srcdir) + "/" + (ws ? ws : "vmrdma") + "/vmrdmad/vmrdmactl";
-    }
-    return "bazel-bin/vmrdmad/vmrdmactl";
-}
+std::string ctl_binary() { return vmrdma::testing::runfile("vmrdmad/vmrdmactl"); }
 
 // Runs vmrdmactl; returns its exit status and stdout.
 int ctl(const std::string& args, std::string& out) {

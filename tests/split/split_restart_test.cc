@@ -16,6 +16,7 @@
 #include <cstring>
 
 #include "tests/split/split_support.hpp"
+#include "tests/support/runfile.hpp"
 #include "vmrdma/registrable.hpp"
 #include "vmrdmad/admin_client.hpp"
 
@@ -29,13 +30,7 @@ namespace {
 
 constexpr std::size_t size = 1u << 20;
 
-std::string daemon_binary() {
-    if (const char* srcdir = std::getenv("TEST_SRCDIR")) {
-        const char* ws = std::getenv("TEST_WORKSPACE");
-        return std::string(srcdir) + "/" + (ws ? ws : "vmrdma") + "/vmrdmad/vmrdmad";
-    }
-    return "bazel-bin/vmrdmad/vmrdmad";
-}
+std::string daemon_binary() { return vmrdma::testing::runfile("vmrdmad/vmrdmad"); }
 
 // vmrdmad as a child process; waits until its socket answers.
 pid_t start_daemon(const std::string& ifname, const std::string& socket) {

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "tests/split/split_support.hpp"
+#include "tests/support/runfile.hpp"
 #include "vmrdmad/admin_client.hpp"
 
 using vmrdma::errc;
@@ -27,13 +28,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::string user_binary() {
-    if (const char* srcdir = std::getenv("TEST_SRCDIR")) {
-        const char* ws = std::getenv("TEST_WORKSPACE");
-        return std::string(srcdir) + "/" + (ws ? ws : "vmrdma") + "/tests/split/uid_user";
-    }
-    return "bazel-bin/tests/split/uid_user";
-}
+std::string user_binary() { return vmrdma::testing::runfile("tests/split/uid_user"); }
 
 // tests/split/uid_user as `uid`, with these arguments: it writes one result
 // line and holds what it took until `release` closes. A fresh process, not a
