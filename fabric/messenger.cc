@@ -115,6 +115,10 @@ struct messenger::peer {
     bool broken = false;     // its connection failed: let go once nothing is in flight
     std::uint32_t in_flight = 0;
     std::deque<std::function<void(int)>> waiting;  // for the connection
+    // The connection a peer with the lower address made while we made our
+    // own (both connected at once): we move our sends to it once nothing of
+    // ours is in flight (move_to_offered), so both directions share one.
+    std::optional<vmrdma::connection> offered;
 };
 
 // What a receive completion reports about the message.
@@ -219,7 +223,10 @@ void messenger::shutdown() {
     ctx_.local_endpoints().erase(vep_.id());
     stop_.request_stop();
     // Closing the connections ends what is in flight on them at once.
-    for (auto& [word, p] : peers_) p.conn.reset();
+    for (auto& [word, p] : peers_) {
+        p.conn.reset();
+        p.offered.reset();
+    }
     accepted_.clear();
     vep_.close();
     for (int i = 0; i < 10000 && scope_.running() > 0; ++i) ctx_.loop().run_once(1ms);
@@ -305,6 +312,7 @@ void messenger::connect(peer& p) {
         }
         pp->connecting = false;
         if (shutting_down_) status = FI_ECANCELED;
+        if (status == 0) move_to_offered(*pp);
         auto waiting = std::move(pp->waiting);
         pp->waiting.clear();
         for (auto& then : waiting) then(status);
@@ -338,7 +346,10 @@ void messenger::transmit(peer& p, std::uint32_t slot, std::size_t len, std::func
         }
         free_tx_.push_back(slot);
         --pp->in_flight;
-        if (status) fail_peer(*pp, status);
+        if (status)
+            fail_peer(*pp, status);
+        else
+            move_to_offered(*pp);
         done(status);
         flush_control();
     });
@@ -733,7 +744,10 @@ void messenger::read_piece(in_bulk& b, piece p, std::size_t landing) {
                 if (!shutting_down_) log_warning("vmrdma: %s", e.what());
             }
             --pp->in_flight;
-            if (st) fail_peer(*pp, st);
+            if (st)
+                fail_peer(*pp, st);
+            else
+                move_to_offered(*pp);
             landed(st);
         });
     });
@@ -771,6 +785,16 @@ void messenger::start_slots() {
     }
 }
 
+// Sends move to the peer's connection only when nothing of ours is in flight
+// on our own, so that the peer receives our messages in the order sent.
+// Ours is closed then: the peer only ever received from it.
+void messenger::move_to_offered(peer& p) {
+    if (!p.offered || p.connecting || p.in_flight > 0 || shutting_down_) return;
+    p.conn = std::move(p.offered);
+    p.offered.reset();
+    p.broken = false;
+}
+
 void messenger::start_accepting() {
     scope_.spawn([this]() -> task<void> {
         while (!stop_.stop_requested()) {
@@ -796,6 +820,13 @@ void messenger::start_accepting() {
             if (!p.connecting && p.in_flight == 0 && (!p.conn || p.broken || !p.conn->is_open())) {
                 p.conn.emplace(std::move(*c));
                 p.broken = false;
+                continue;
+            }
+            // Both connected at once: the connection the lower address made
+            // is the one both send on (the other side keeps it, we move).
+            if (address_key(p.addr) < address_key(address().peer()) && !p.offered) {
+                p.offered.emplace(std::move(*c));
+                move_to_offered(p);
                 continue;
             }
             accepted_.push_back(std::move(*c));

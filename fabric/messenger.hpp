@@ -117,6 +117,7 @@ private:
     // the receive side
     void start_slots();
     void start_accepting();
+    void move_to_offered(peer& p);
     void on_message(std::uint32_t slot, std::size_t len, const peer_address& from);
     void on_incoming(incoming msg);
     struct meta;
