@@ -107,9 +107,15 @@ device_context::~device_context() {
     }
 }
 
+// One pass reads the socket (the engine host's turn hook); more passes only
+// while the one before woke something (the engine completed an operation,
+// the coroutine that awaits it handles it and may send), up to four. Four
+// passes every time were four recvmmsg calls per fi_cq_read, most of the
+// time between a frame's arrival and the answer MPI sent to it (docs/mpi.md,
+// Progress).
 void device_context::turn() {
-    bool pending = false;
-    for (int i = 0; i < 4; ++i) pending = loop_.run_ready();
+    bool pending = loop_.run_ready();
+    for (int i = 1; i < 4 && loop_.has_ready_work(); ++i) pending = loop_.run_ready();
     if (pending) wake_helper();
 }
 

@@ -128,6 +128,9 @@ public:
     // a system call (poll(2) on wait_fd() will do), where their task work
     // runs.
     bool run_ready();
+    // Whether another run_ready() has work now: coroutines ready, or a turn
+    // hook that said it has more (without it a turn only polls again).
+    bool has_ready_work() const noexcept { return !ready_.empty() || hooks_want_more_; }
     void submit_pending();
     // The io_uring's file descriptor: readable (POLLIN) while completions
     // wait to be reaped. Wait on it (poll, epoll) only after run_once()
@@ -228,6 +231,7 @@ private:
     std::size_t busy_slots_ = 0;
     std::size_t internal_busy_ = 0;
     std::deque<std::coroutine_handle<>> ready_;
+    bool hooks_want_more_ = false;  // the last run_ready()'s hooks have more to do
     std::mutex posted_mutex_;
     std::vector<std::function<void()>> posted_;
     std::vector<std::pair<std::size_t, std::function<bool()>>> turn_hooks_;

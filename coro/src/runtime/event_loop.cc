@@ -272,7 +272,7 @@ bool event_loop::run_once(std::chrono::nanoseconds max_wait) {
 
 bool event_loop::run_ready() {
     loop_thread_ = std::this_thread::get_id();
-    run_ready_work();
+    hooks_want_more_ = run_ready_work();
     turn_time_ = std::chrono::steady_clock::now();
     reap();
     return io_uring_sq_ready(&ring_) > 0;
