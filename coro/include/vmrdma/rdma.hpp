@@ -199,6 +199,10 @@ struct counters {
     // Bundles of small frames (eth: device only); their frames count in
     // tx_frames and rx_frames one by one.
     std::uint64_t bundles_sent = 0, bundles_received = 0;
+    // Frames taken from the mapped receive ring (eth: with
+    // device_options::receive_in_turns; 0 where frames come by io_uring or
+    // recvmmsg): docs/eth-transport.md, "Receiving".
+    std::uint64_t rx_ring_frames = 0;
     // Refused as hostile (docs/wire-format.md, "Handshake", "Windows",
     // "Authentication"; each also counts in rx_dropped where it is a frame):
     // connection requests with a wrong or expired cookie, requests that would

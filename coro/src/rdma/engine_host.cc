@@ -123,6 +123,7 @@ void engine_host::destroy() noexcept {
 counters engine_host::device_counters() const {
     auto c = to_counters(*vr_engine_counters(engine_));
     c.bundles_sent = port_->bundles_sent();
+    c.rx_ring_frames = port_->rx_ring_frames();
     return c;
 }
 
@@ -138,12 +139,14 @@ void engine_host::start_receiving() {
     // VMRDMA_ETH_RX=recvmmsg forces the fallback, to compare the two.
     if (const char* rx = std::getenv("VMRDMA_ETH_RX");
         receive_in_turns_ || (rx && std::string_view(rx) == "recvmmsg")) {
-        if (receive_in_turns_)  // the turns read the socket and keep the timers; a poll
+        if (receive_in_turns_) {  // the turns read the socket and keep the timers; a poll
             idle_hook_id_ = loop_.add_idle_hook([this] {  // and a timer only for a loop about to sleep
                 if (poll_slot_ == UINT32_MAX) arm_poll();
                 arm_timer_if_needed();
             });
-        else
+            // Every turn looks for frames: in the ring that is a memory read, not a system call.
+            if (!(rx && std::string_view(rx) == "recvmmsg")) port_->use_rx_ring();
+        } else
             arm_poll();
         return;
     }

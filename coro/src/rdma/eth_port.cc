@@ -6,6 +6,7 @@
 #include <net/ethernet.h>
 #include <net/if.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -97,7 +98,10 @@ eth_port::eth_port(std::string_view ifname, std::uint16_t ethertype) : name_(ifn
     rx_msgs_.resize(batch);
 }
 
-eth_port::~eth_port() { close(fd_); }
+eth_port::~eth_port() {
+    if (rx_ring_) munmap(rx_ring_, rx_ring_bytes_);
+    close(fd_);
+}
 
 // Ends the open bundle: its slot sends what the encoder names (a bundle
 // of one goes out as the plain frame it holds).
@@ -171,7 +175,62 @@ void eth_port::flush() {
     tx_count_ = 0;
 }
 
+bool eth_port::use_rx_ring() {
+    if (rx_ring_) return true;
+    constexpr std::size_t ring_budget = 8 << 20;  // as the io_uring receive's buffers
+    constexpr std::size_t min_frames = 64;
+    const auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+    // A slot: the kernel's tpacket2_hdr and sockaddr_ll, alignment, then the
+    // frame; whole pages, so that one slot is one block.
+    const std::size_t slot = (TPACKET_ALIGN(TPACKET2_HDRLEN) + 64 + frame_bytes_ + page - 1) / page * page;
+    const std::size_t frames = std::max(min_frames, ring_budget / slot);
+    int version = TPACKET_V2;
+    if (setsockopt(fd_, SOL_PACKET, PACKET_VERSION, &version, sizeof version) != 0) return false;
+    tpacket_req req{};
+    req.tp_block_size = static_cast<unsigned>(slot);
+    req.tp_block_nr = static_cast<unsigned>(frames);
+    req.tp_frame_size = static_cast<unsigned>(slot);
+    req.tp_frame_nr = static_cast<unsigned>(frames);
+    if (setsockopt(fd_, SOL_PACKET, PACKET_RX_RING, &req, sizeof req) != 0) return false;
+    void* ring = mmap(nullptr, slot * frames, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
+    if (ring == MAP_FAILED) {
+        req = {};  // no ring after all: frames go to the socket's queue again
+        setsockopt(fd_, SOL_PACKET, PACKET_RX_RING, &req, sizeof req);
+        return false;
+    }
+    rx_ring_ = static_cast<std::byte*>(ring);
+    rx_ring_bytes_ = slot * frames;
+    rx_ring_slot_ = slot;
+    rx_ring_frames_ = frames;
+    // Frames queued before the ring stay in the socket's queue, where
+    // drain() no longer looks and which keeps poll(2) readable: drop them
+    // (the protocol recovers them as it recovers from loss).
+    std::byte scratch[1];
+    while (recv(fd_, scratch, sizeof scratch, MSG_DONTWAIT | MSG_TRUNC) >= 0) {
+    }
+    return true;
+}
+
+void eth_port::drain_ring(const std::function<void(const std::byte*, std::uint32_t)>& on_frame) {
+    for (std::size_t n = 0; n < rx_ring_frames_; ++n) {
+        auto* slot = rx_ring_ + rx_ring_next_ * rx_ring_slot_;
+        auto* h = reinterpret_cast<tpacket2_hdr*>(slot);
+        // The kernel hands a slot over by setting TP_STATUS_USER last.
+        if (!(__atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER)) return;
+        if (h->tp_snaplen == h->tp_len) {  // else larger than our MTU: dropped, as recvmmsg's MSG_TRUNC
+            ++rx_ring_taken_;
+            on_frame(slot + h->tp_mac, h->tp_snaplen);
+        }
+        __atomic_store_n(&h->tp_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+        rx_ring_next_ = (rx_ring_next_ + 1) % rx_ring_frames_;
+    }
+}
+
 void eth_port::drain(const std::function<void(const std::byte*, std::uint32_t)>& on_frame) {
+    if (rx_ring_) {
+        drain_ring(on_frame);
+        return;
+    }
     for (;;) {
         for (std::size_t i = 0; i < batch_frames_; ++i) {
             rx_iov_[i] = {&rx_buffers_[i * frame_bytes_], frame_bytes_};

@@ -58,8 +58,16 @@ public:
     std::size_t batch_frames() const noexcept { return batch_frames_; }
     std::uint64_t tx_dropped() const noexcept { return tx_dropped_; }
 
-    // Receives everything the socket holds now, calling on_frame for each.
+    // Receives everything the socket holds now, calling on_frame for each
+    // (the bytes are valid during the call only).
     void drain(const std::function<void(const std::byte*, std::uint32_t)>& on_frame);
+    // From now on frames arrive in a mapped TPACKET_V2 ring (one slot per
+    // frame, handed over as it arrives), so that drain() finds none waiting
+    // with a memory read instead of a recvmmsg(2) call: for a host that polls
+    // the socket on every turn of a spinning loop (docs/eth-transport.md).
+    // False, and recvmmsg stays, if the kernel refuses the ring.
+    bool use_rx_ring();
+    std::uint64_t rx_ring_frames() const noexcept { return rx_ring_taken_; }
 
 private:
     static constexpr std::size_t batch = 64;
@@ -89,6 +97,11 @@ private:
     std::size_t open_ = none;
     vr_bundle_writer bundle_{};
     std::uint64_t bundles_sent_ = 0;
+    // receive ring (use_rx_ring): rx_ring_frames_ slots of rx_ring_slot_ bytes
+    void drain_ring(const std::function<void(const std::byte*, std::uint32_t)>& on_frame);
+    std::byte* rx_ring_ = nullptr;
+    std::size_t rx_ring_bytes_ = 0, rx_ring_slot_ = 0, rx_ring_frames_ = 0, rx_ring_next_ = 0;
+    std::uint64_t rx_ring_taken_ = 0;
     // receive batch
     std::vector<std::byte> rx_buffers_;
     std::vector<iovec> rx_iov_;
