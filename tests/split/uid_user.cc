@@ -159,8 +159,8 @@ int main(int argc, char** argv) {
     if (!argc_of.contains(what) || argc_of.at(what) != argc) return usage();
     const auto uid = static_cast<uid_t>(std::strtoul(argv[1], nullptr, 10));
     std::string line;
+    vmrdma::event_loop loop;  // before what it serves: destroyed after it
     taken t;
-    vmrdma::event_loop loop;
     if (setresgid(uid, uid, uid) != 0 || setresuid(uid, uid, uid) != 0) {
         line = "error: cannot become uid " + std::string(argv[1]);
     } else {

@@ -58,7 +58,11 @@ struct user_process {
         line = line.substr(0, line.find('\n'));
     }
     ~user_process() {
-        if (pid > 0) wait();
+        if (pid <= 0) return;
+        const int st = wait();
+        // Released, it exits (1 after an error line); a signal means it
+        // crashed or a sanitizer aborted it.
+        CHECK_MESSAGE(!WIFSIGNALED(st), "uid_user died of signal " << WTERMSIG(st));
     }
     user_process(const user_process&) = delete;
     user_process& operator=(const user_process&) = delete;
