@@ -20,6 +20,7 @@
 #include "bench/support/tcp_path.hpp"
 #include "bench/support/vmrdma_path.hpp"
 #include "examples/support/netns_pair.hpp"
+#include "tools/faultrelay/relay_process.hpp"
 
 using namespace vmrdma::bench;
 
@@ -316,10 +317,10 @@ int main(int argc, char** argv) {
         std::string relay_bin;
         if (!o.w.relay.empty()) relay_bin = find_relay(o.relay_bin, argv[0]);
         vmrdma::examples::netns_pair net("vmrdma-bench", o.w.mtu, !o.w.relay.empty());
-        std::unique_ptr<relay_process> relay;
+        std::unique_ptr<vmrdma::faultrelay::relay_process> relay;
         if (!o.w.relay.empty()) {
-            relay = std::make_unique<relay_process>(relay_bin, o.w.relay + " --quiet", net.relay(),
-                                                    net.relay_a, net.relay_b);
+            relay = std::make_unique<vmrdma::faultrelay::relay_process>(
+                relay_bin, relay_args(o.w.relay + " --quiet", net.relay_a, net.relay_b), net.relay());
             // TCP sends wire frames too, not 64 KiB super-frames the relay
             // would lose or keep whole (no ethtool needed: one segment each).
             for (const auto* h : {&net.a(), &net.b()})

@@ -5,11 +5,6 @@
 // directions) must complete bit-exact and exactly once with loss,
 // reordering, duplication and bit corruption on, at MTU 1500 and 9000.
 #include <doctest/doctest.h>
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -23,6 +18,8 @@
 #include <vector>
 
 #include "tests/support/private_net.hpp"
+#include "tests/support/runfile.hpp"
+#include "tools/faultrelay/relay_process.hpp"
 #include "vmrdma/rdma.hpp"
 #include "vmrdma/runtime.hpp"
 
@@ -35,86 +32,7 @@ using vmrdma::task;
 
 namespace {
 
-std::string relay_path() {
-    for (const char* var : {"TEST_SRCDIR", "RUNFILES_DIR"}) {
-        if (const char* dir = std::getenv(var)) {
-            std::string p = std::string(dir) + "/vmrdma/tools/faultrelay/faultrelay";
-            if (::access(p.c_str(), X_OK) == 0) return p;
-        }
-    }
-    return "tools/faultrelay/faultrelay";  // bazel-bin or a manual run from the runfiles tree
-}
-
-// The relay as a child process; its stdout comes back through a pipe.
-class relay_process {
-public:
-    explicit relay_process(std::vector<std::string> args) {
-        int out[2];
-        REQUIRE(pipe2(out, O_CLOEXEC) == 0);
-        std::string path = relay_path();
-        std::fflush(stdout);
-        std::fflush(stderr);
-        pid_ = fork();
-        REQUIRE(pid_ >= 0);
-        if (pid_ == 0) {
-            dup2(out[1], STDOUT_FILENO);
-            std::vector<char*> argv{const_cast<char*>(path.c_str())};
-            for (auto& a : args) argv.push_back(a.data());
-            argv.push_back(nullptr);
-            execv(path.c_str(), argv.data());
-            std::fprintf(stderr, "cannot exec %s: %s\n", path.c_str(), std::strerror(errno));
-            _exit(127);
-        }
-        close(out[1]);
-        fd_ = out[0];
-        // Wait for "ready" (or for the relay to die with its reason on stderr).
-        while (output_.find("faultrelay: ready") == std::string::npos) {
-            if (!read_some()) FAIL("the relay exited before it was ready:\n" << output_);
-        }
-    }
-    ~relay_process() {
-        if (pid_ > 0) stop();
-    }
-
-    // SIGTERM, then everything it printed (its final counters last).
-    std::string stop() {
-        kill(pid_, SIGTERM);
-        while (read_some()) {
-        }
-        int status = 0;
-        waitpid(pid_, &status, 0);
-        pid_ = -1;
-        close(fd_);
-        CHECK_MESSAGE((WIFEXITED(status) && WEXITSTATUS(status) == 0), "relay exit status " << status);
-        return output_;
-    }
-
-    // Asks for a stats line without stopping (SIGUSR1) and returns it once printed.
-    std::string snapshot() {
-        std::size_t from = output_.size();
-        kill(pid_, SIGUSR1);
-        for (int i = 0; i < 100; ++i) {
-            usleep(10'000);
-            pollfd p{fd_, POLLIN, 0};
-            while (poll(&p, 1, 0) == 1 && read_some()) {
-            }
-            if (std::count(output_.begin() + std::ptrdiff_t(from), output_.end(), '\n') >= 2) break;
-        }
-        return output_.substr(from);
-    }
-
-private:
-    bool read_some() {
-        char buf[4096];
-        ssize_t n = read(fd_, buf, sizeof buf);
-        if (n <= 0) return false;
-        output_.append(buf, std::size_t(n));
-        return true;
-    }
-    pid_t pid_ = -1;
-    int fd_ = -1;
-    std::string output_;
-};
+using vmrdma::faultrelay::relay_process;
 
 // Counters from the relay's "faultrelay: final DIR key=value ..." lines,
 // summed over both directions.
@@ -174,7 +92,8 @@ result run_case(const fault_case& fc, unsigned mtu, std::uint64_t seed) {
     using vmrdma::testing::veth_pair;
     veth_pair left("fa", "fra", mtu), right("frb", "fb", mtu);
     auto pct = [](double p) { return std::to_string(p); };
-    relay_process relay({"--loss", pct(fc.loss), "--reorder", pct(fc.reorder), "--dup", pct(fc.dup), "--corrupt",
+    relay_process relay(vmrdma::testing::runfile("tools/faultrelay/faultrelay"),
+                        {"--loss", pct(fc.loss), "--reorder", pct(fc.reorder), "--dup", pct(fc.dup), "--corrupt",
                          pct(fc.corrupt), "--seed", std::to_string(seed), "fra", "frb"});
 
     event_loop loop;
@@ -355,6 +274,7 @@ result run_case(const fault_case& fc, unsigned mtu, std::uint64_t seed) {
     for (int i = 0; i < reverse_adds; ++i) CHECK(rev_prev[std::size_t(i)] == 42 + 3 * std::uint64_t(i));
 
     std::string out = relay.stop();
+    CHECK_MESSAGE(relay.exited_cleanly(), "the relay did not exit cleanly:\n" << out);
     r.relay = final_counters(out);
     return r;
 }

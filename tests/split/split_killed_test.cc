@@ -13,6 +13,7 @@
 
 #include "tests/support/fd_count.hpp"
 #include "tests/split/split_support.hpp"
+#include "tests/split/user_process.hpp"
 #include "vmrdma/registrable.hpp"
 
 using namespace std::chrono_literals;
@@ -25,35 +26,6 @@ namespace {
 
 constexpr std::size_t size = 1u << 20;
 
-
-// The frontend process: drops to nobody, registers 1 MiB on listening
-// endpoint 3, reports the key, accepts the peer, learns the peer's region
-// and reads it in a loop until killed.
-[[noreturn]] void frontend_child(const std::string& uri, int report_fd) {
-    try {
-        if (setresgid(65534, 65534, 65534) != 0 || setresuid(65534, 65534, 65534) != 0) _exit(3);
-        vmrdma::event_loop loop;
-        auto dev = vmrdma::device::open(loop, uri);
-        auto ep = dev->open_endpoint(3, {.weight = 1, .listen = true});
-        vmrdma::registrable_buffer buf(size), desc(64);
-        std::memset(buf.data(), 0x42, size);
-        auto mr = ep.register_memory(buf.span(), access::remote_read | access::remote_write);
-        auto desc_mr = ep.register_memory(desc.span(), access::local_write);
-        std::uint64_t key = mr.remote().rkey;
-        if (write(report_fd, &key, sizeof key) != sizeof key) _exit(4);
-        auto body = [&]() -> task<void> {
-            auto got = ep.recv(desc_mr, 0, 16, 1);
-            auto conn = co_await ep.accept();
-            co_await std::move(got);
-            auto remote = vmrdma::remote_region::from_bytes(desc.span());
-            for (;;) co_await conn.read(mr, 0, remote, 0, static_cast<std::uint32_t>(size));
-        };
-        loop.run(body());
-    } catch (...) {
-    }
-    _exit(1);
-}
-
 }  // namespace
 
 TEST_CASE("a frontend killed mid-transfer is cleaned up; its rkey then gives the peer bad_key") {
@@ -63,15 +35,12 @@ TEST_CASE("a frontend killed mid-transfer is cleaned up; its rkey then gives the
     split_test::daemon_thread daemon(veth.a, split_test::socket_path("killed"));
     int fds_before = vmrdma::testing::open_fd_count();
 
-    int report[2];
-    REQUIRE(pipe2(report, O_CLOEXEC) == 0);
-    pid_t child = fork();
-    REQUIRE(child >= 0);
-    if (child == 0) frontend_child(daemon.uri(), report[1]);
-    close(report[1]);
-    std::uint64_t child_rkey = 0;
-    REQUIRE(read(report[0], &child_rkey, sizeof child_rkey) == sizeof child_rkey);
-    close(report[0]);
+    // The frontend process (uid_user read-loop): drops to nobody, registers
+    // 1 MiB on listening endpoint 3, reports the key, accepts the peer, learns
+    // the peer's region and reads it in a loop until killed.
+    split_test::user_process child(65534, {"read-loop", daemon.uri(), "3", std::to_string(size)});
+    REQUIRE(child.line.rfind("rkey=", 0) == 0);
+    const std::uint64_t child_rkey = std::stoull(child.line.substr(5));
     CHECK(daemon.stats().frontends_active == 1);
 
     // The peer: connects to the child's endpoint, gives it a region to read,
@@ -122,9 +91,7 @@ TEST_CASE("a frontend killed mid-transfer is cleaned up; its rkey then gives the
         peer_done = true;
     });
     CHECK(split_test::eventually([&] { return peer_reads >= 3; }, 20000));
-    kill(child, SIGKILL);  // mid-transfer: reads in both directions are in flight
-    int status = 0;
-    waitpid(child, &status, 0);
+    int status = child.kill(SIGKILL);  // mid-transfer: reads in both directions are in flight
     CHECK(WIFSIGNALED(status));
     CHECK(split_test::eventually([&] { return daemon.stats().frontends_cleaned_up == 2; }));
     CHECK(daemon.stats().frontends_active == 0);

@@ -7,8 +7,6 @@
 #include <doctest/doctest.h>
 #include <net/if.h>
 #include <sys/ioctl.h>
-#include <fcntl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -18,7 +16,7 @@
 #include <vector>
 
 #include "tests/split/split_support.hpp"
-#include "tests/support/runfile.hpp"
+#include "tests/split/user_process.hpp"
 #include "vmrdmad/admin_client.hpp"
 
 using vmrdma::errc;
@@ -27,55 +25,6 @@ using vmrdma::task;
 using namespace std::chrono_literals;
 
 namespace {
-
-std::string user_binary() { return vmrdma::testing::runfile("tests/split/uid_user"); }
-
-// tests/split/uid_user as `uid`, with these arguments: it writes one result
-// line and holds what it took until `release` closes. A fresh process, not a
-// fork that goes on running: this process has other threads (the daemon's,
-// the peer's), and a forked child inherited a lock one of them held (the
-// ASan allocator's) and hung.
-struct user {
-    pid_t pid = -1;
-    int result = -1;   // read end: the user's stdout
-    int release = -1;  // write end: the user's stdin; closing it lets the user go
-    std::string line;
-
-    user(uid_t uid, std::vector<std::string> args) {
-        args.insert(args.begin(), {user_binary(), std::to_string(uid)});
-        std::vector<char*> argv;
-        for (auto& a : args) argv.push_back(a.data());
-        argv.push_back(nullptr);
-        int res[2], rel[2];
-        REQUIRE(pipe2(res, O_CLOEXEC) == 0);
-        REQUIRE(pipe2(rel, O_CLOEXEC) == 0);
-        pid = fork();
-        REQUIRE(pid >= 0);
-        if (pid == 0) {  // only async-signal-safe calls until exec
-            dup2(rel[0], 0);
-            dup2(res[1], 1);
-            execv(argv[0], argv.data());
-            _exit(127);
-        }
-        ::close(res[1]);
-        ::close(rel[0]);
-        result = res[0];
-        release = rel[1];
-        char buf[512];
-        ssize_t n;
-        while ((n = ::read(result, buf, sizeof buf)) > 0) {
-            line.append(buf, static_cast<std::size_t>(n));
-            if (line.find('\n') != std::string::npos) break;
-        }
-        if (!line.empty() && line.back() == '\n') line.pop_back();
-    }
-    ~user() {
-        ::close(release);
-        ::close(result);
-        int st = 0;
-        if (pid > 0) waitpid(pid, &st, 0);
-    }
-};
 
 std::vector<std::string> take(const std::string& uri, const vmrdma::mac_address& peer, unsigned frontends,
                               unsigned endpoints, unsigned connections, unsigned first_ep) {
@@ -149,7 +98,7 @@ TEST_CASE("one uid cannot take all frontends, endpoints or connections; a reserv
     const auto peer_mac = peer.mac();
 
     // A wants 5 of each and gets its limit, 4 (endpoints 0-3; 0 listens).
-    user a(65534, take(uri, peer_mac, 5, 5, 5, 0));
+    split_test::user_process a(65534, take(uri, peer_mac, 5, 5, 5, 0));
     MESSAGE("A: " << a.line);
     CHECK(a.line.rfind("f=4 e=4 c=4 why=", 0) == 0);
     CHECK(a.line.find("uid 65534 holds 4 frontends (its limit)") != std::string::npos);
@@ -160,10 +109,10 @@ TEST_CASE("one uid cannot take all frontends, endpoints or connections; a reserv
     CHECK(knock_refused.load());
 
     // B gets in, but once only the reserve is left, B (holding 2) stops.
-    user b(65533, take(uri, peer_mac, 1, 5, 5, 4));
+    split_test::user_process b(65533, take(uri, peer_mac, 1, 5, 5, 4));
     CHECK(b.line == "f=1 e=2 c=2");
     // C, holding nothing, still gets the reserve.
-    user c(65532, take(uri, peer_mac, 1, 5, 5, 6));
+    split_test::user_process c(65532, take(uri, peer_mac, 1, 5, 5, 6));
     CHECK(c.line == "f=1 e=2 c=2");
 
     // Root sees every user and what each was refused; a user sees only itself.
@@ -182,7 +131,7 @@ TEST_CASE("one uid cannot take all frontends, endpoints or connections; a reserv
         CHECK(u.refused >= 4);  // a frontend, an endpoint, a connect, the peer's connect
     }
     CHECK(seen_a);
-    user look(65533, {"uids", uri.substr(5)});
+    split_test::user_process look(65533, {"uids", uri.substr(5)});
     CHECK(look.line == "65533 ");
     CHECK(daemon.stats().uid_refused.load() >= 8);
     alarm(0);
