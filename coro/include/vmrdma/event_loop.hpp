@@ -61,9 +61,14 @@ struct cancel_request {
 
 struct loop_options {
     unsigned ring_entries = 256;
-    // Before blocking for a completion, poll the completion queue for this
-    // long (RDMA libraries' "polling mode"). On virtual machines waking an
-    // idle CPU costs tens of microseconds; polling trades CPU for latency.
+    // Busy polling (RDMA libraries' "polling mode"): a turn with nothing to
+    // do turns again instead of blocking, until this long has passed since
+    // the last turn that did something. On virtual machines waking an idle
+    // CPU costs tens of microseconds; polling trades CPU for latency. A
+    // spinning turn enters the kernel only when something waits there
+    // (operations to submit, task work holding completions); an eth: device
+    // on such a loop reads its frames in the turns (device_options::
+    // receive_in_turns), from a mapped ring, so a spin costs no system call.
     std::chrono::nanoseconds busy_poll{0};
 };
 
@@ -74,8 +79,8 @@ struct loop_stats {
     std::uint64_t completions = 0;   // CQEs reaped
     std::uint64_t resumptions = 0;   // coroutines resumed from the ready queue
     std::uint64_t wakeups = 0;       // cross-thread wake-ups received
-    std::uint64_t polled = 0;        // turns whose completions busy polling found
-    std::uint64_t spins = 0;         // turns that polled before blocking (busy_poll)
+    std::uint64_t polled = 0;        // spinning turns that found completions waiting
+    std::uint64_t spins = 0;         // turns that spun instead of blocking (busy_poll)
     std::uint64_t blocks = 0;        // turns that blocked in the kernel for a completion
 };
 
@@ -219,10 +224,12 @@ private:
     bool shutting_down_ = false;
     int next_buffer_group_ = 1;
 
-    bool poll_for_completions(std::chrono::nanoseconds how_long) noexcept;
+    bool spin() noexcept;
     void wait_for_completion();
 
     loop_options options_;
+    bool taskrun_flag_ = false;  // the kernel flags pending task work (IORING_SQ_TASKRUN)
+    std::chrono::steady_clock::time_point last_work_{};  // busy_poll: the last turn that did something
     io_uring ring_{};
     int wake_fd_ = -1;
     std::thread::id loop_thread_;

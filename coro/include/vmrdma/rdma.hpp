@@ -148,14 +148,17 @@ struct device_options {
     // unpacks bundles; off only to compare.
     bool bundle_small_frames = true;
     // Every turn of the loop also takes what has arrived, not only when
-    // io_uring reports it: on eth: the frames waiting on the socket (a
-    // non-blocking recvmmsg: a system call per turn; frames are read with
-    // recvmmsg only, no provided-buffer ring), on unix: and xen: the
-    // responses already in the ring (a look at shared memory). For a loop
-    // turned by a polling thread (MPI progress) while another thread
-    // submits: what arrived is taken by the polling thread's next turn,
-    // without the wake-up of the submitting thread that io_uring's
-    // completion would need.
+    // io_uring reports it: on eth: the frames in the socket's mapped
+    // receive ring (a look at shared memory; VMRDMA_ETH_RX=recvmmsg: a
+    // non-blocking recvmmsg, a system call per turn), on unix: and xen: the
+    // responses already in the ring. For a loop turned by a polling thread
+    // (MPI progress) while another thread submits: what arrived is taken by
+    // the polling thread's next turn, without the wake-up of the submitting
+    // thread that io_uring's completion would need. An eth: device on a loop
+    // with loop_options::busy_poll takes it too (its spin is turns).
+    // On veth the ring moves the copy of each received frame to the sending
+    // core (the kernel's softirq), which costs bulk transfers 5-15 %
+    // (docs/eth-transport.md).
     bool receive_in_turns = false;
     // What each frame's CRC32C covers (docs/wire-format.md, "Integrity").
     // end_to_end: every byte, the payload included, from the sender's memory

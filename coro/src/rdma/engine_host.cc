@@ -57,7 +57,10 @@ engine_host::engine_host(event_loop& loop, engine_events& events, std::string_vi
                          const device_options& o)
     : loop_(loop), events_(events), port_(std::make_unique<eth_port>(ifname, o.ethertype)) {
     port_->set_bundling(o.bundle_small_frames);
-    receive_in_turns_ = o.receive_in_turns;
+    // A busy-polling loop turns all the time: its turns read the frames too
+    // (from the mapped ring: no system call per spin), rather than a spin
+    // entering io_uring for each frame's completion.
+    receive_in_turns_ = o.receive_in_turns || loop.options().busy_poll.count() > 0;
     host_ops_.xmit = &engine_host::on_xmit;
     host_ops_.complete = &engine_host::on_complete;
     host_ops_.random = &engine_host::on_random;

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <cstdlib>
 
 #include "vmrdma/error.hpp"
 
@@ -177,7 +178,8 @@ void eth_port::flush() {
 
 bool eth_port::use_rx_ring() {
     if (rx_ring_) return true;
-    constexpr std::size_t ring_budget = 8 << 20;  // as the io_uring receive's buffers
+    std::size_t ring_budget = 8 << 20;  // as the io_uring receive's buffers
+    if (const char* kb = std::getenv("VMRDMA_ETH_RING_KB")) ring_budget = std::strtoul(kb, nullptr, 10) << 10;  // EXPERIMENT
     constexpr std::size_t min_frames = 64;
     const auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
     // A slot: the kernel's tpacket2_hdr and sockaddr_ll, alignment, then the
