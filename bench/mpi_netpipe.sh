@@ -9,8 +9,8 @@
 #
 #   bench/mpi_netpipe.sh [--mtu N] [--upper BYTES] [--out DIR]
 #
-# VMRDMA_FI_* variables set when it runs reach the vmrdma ranks (docs/mpi.md,
-# Environment), e.g. VMRDMA_FI_INTEGRITY=link bench/mpi_netpipe.sh.
+# VMRDMA_* variables set when it runs (VMRDMA_FI_*, VMRDMA_ETH_RX, VMRDMA_DEVICE) reach
+# the vmrdma ranks (docs/mpi.md, Environment), e.g. VMRDMA_FI_INTEGRITY=link bench/mpi_netpipe.sh.
 #
 # Needs root (namespaces, raw sockets), openmpi-bin, netpipe-openmpi,
 # libfabric-bin. Builds the provider with --config=release.
@@ -86,7 +86,7 @@ run() {
     echo "$name: $(($(date +%s) - start)) s" >&2
 }
 provider_env=
-for v in $(env | sed -n 's/^\(VMRDMA_FI_[A-Z_]*\)=.*/\1/p'); do
+for v in $(env | sed -n 's/^\(VMRDMA_[A-Z_]*\)=.*/\1/p'); do
     provider_env="$provider_env -x $v"
     echo "vmrdma: $v=${!v}" >&2
 done
