@@ -283,6 +283,7 @@ void messenger::when_connected(peer& p, std::function<void(int)> then) {
         then(FI_ECANCELED);
         return;
     }
+    move_to_offered(p);  // ours may have failed meanwhile: the peer's serves
     if (local_peer(p.addr) || (p.conn && !p.broken && p.conn->is_open())) {
         then(0);
         return;

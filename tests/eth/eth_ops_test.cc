@@ -186,6 +186,41 @@ TEST_CASE("a send that arrives before its receive is posted waits in the unexpec
     CHECK(in == out);
 }
 
+TEST_CASE("receivers resume in the order their messages arrived, also one whose message was already waiting") {
+    if (vmrdma::testing::skip_network_tests()) return;
+    // Four receivers, each posting again after it has taken a message, and
+    // sixteen messages sent at once: the four posted receives take the
+    // first four, the rest wait in the unexpected queue. A receiver that
+    // posts again finds its message there and completes inside the post;
+    // it must not go ahead of receivers that completed before it and wait
+    // to resume (the libfabric provider's receive slots depend on it).
+    connected c(9000);
+    constexpr int receivers = 4, messages = 16;
+    std::vector<std::byte> out(messages * 64), in(receivers * 64);
+    for (int i = 0; i < messages; ++i) out[i * 64] = static_cast<std::byte>(i);
+    auto out_mr = c.ea.register_memory(out, access::none);
+    auto in_mr = c.eb.register_memory(in, access::local_write);
+    std::vector<int> order;
+    auto body = [&]() -> task<void> {
+        auto [client, server] = co_await connect_pair(c.ea, c.eb, c.net.b->mac());
+        vmrdma::async_scope scope;
+        for (int r = 0; r < receivers; ++r)
+            scope.spawn([&, r]() -> task<void> {
+                while (order.size() + receivers <= messages) {
+                    co_await c.eb.recv(in_mr, static_cast<std::uint64_t>(r) * 64, 64, 0, 0);
+                    order.push_back(static_cast<int>(in[static_cast<std::size_t>(r) * 64]));
+                }
+            });
+        for (int i = 0; i < messages; ++i)
+            scope.spawn(client.send(out_mr, static_cast<std::uint64_t>(i) * 64, 64, 1));
+        co_await scope.join();
+    };
+    c.net.loop.run(body());
+    std::vector<int> expected(messages);
+    std::iota(expected.begin(), expected.end(), 0);
+    CHECK(order == expected);
+}
+
 TEST_CASE("atomics: fetch_add and compare_swap return the previous value and apply once") {
     if (vmrdma::testing::skip_network_tests()) return;
     connected c(1500);

@@ -20,6 +20,8 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <ifaddrs.h>
+#include <linux/if_link.h>
 #include <optional>
 #include <string>
 #include <sys/epoll.h>
@@ -156,6 +158,19 @@ bool skip() {
     return vmrdma::testing::skip_network_tests();
 }
 
+// Frames an interface of this network namespace has sent.
+std::uint64_t tx_packets(const std::string& iface) {
+    ifaddrs* all = nullptr;
+    REQUIRE(getifaddrs(&all) == 0);
+    std::uint64_t n = ~0ull;
+    for (auto* i = all; i; i = i->ifa_next)
+        if (i->ifa_addr && i->ifa_addr->sa_family == AF_PACKET && iface == i->ifa_name && i->ifa_data)
+            n = static_cast<const rtnl_link_stats*>(i->ifa_data)->tx_packets;
+    freeifaddrs(all);
+    REQUIRE(n != ~0ull);
+    return n;
+}
+
 }  // namespace
 
 TEST_CASE("a message names its source; a directed receive takes only its source's; an unknown sender is FI_ADDR_NOTAVAIL") {
@@ -281,6 +296,85 @@ TEST_CASE("an answer goes back on the connection its request came on, and reache
     const auto new_name = p.a.name(ea2);
     const fi_addr_t a2_at_b = new_name == old_name ? p.a_at_b : p.b.insert(new_name);
     round(ea2, a2_at_b, 5);
+}
+
+TEST_CASE("two endpoints that start sending to each other at once end up on one connection, order kept") {
+    if (skip()) return;
+    // ACKs wait 200 ms for an answer to carry them (docs/mpi.md, Progress),
+    // so a sender whose answers came on another connection would wait that
+    // long per message and its peer would send an ACK frame per message.
+    setenv("VMRDMA_FI_ACK_DELAY_US", "200000", 1);
+    pair_fixture p;
+    unsetenv("VMRDMA_FI_ACK_DELAY_US");
+    // Both send a burst before either turns its loop: two connects cross.
+    constexpr int burst = 40;
+    std::vector<std::vector<char>> to_b, to_a, at_b(burst, std::vector<char>(64)), at_a(burst, std::vector<char>(64));
+    for (int i = 0; i < burst; ++i) {
+        to_b.push_back(pattern(64, i));
+        to_a.push_back(pattern(64, 1000 + i));
+        FI_OK(fi_trecv(p.eb, at_b[i].data(), 64, nullptr, FI_ADDR_UNSPEC, 7, 0, &at_b[i]));
+        FI_OK(fi_trecv(p.ea, at_a[i].data(), 64, nullptr, FI_ADDR_UNSPEC, 7, 0, &at_a[i]));
+    }
+    for (int i = 0; i < burst; ++i) {
+        FI_OK(fi_tsend(p.ea, to_b[i].data(), 64, nullptr, p.b_at_a, 7, nullptr));
+        FI_OK(fi_tsend(p.eb, to_a[i].data(), 64, nullptr, p.a_at_b, 7, nullptr));
+    }
+    // Each side: its sends and its receives, the i-th receive the i-th message.
+    auto collect = [&](side& s, side& other, std::vector<std::vector<char>>& in,
+                       const std::vector<std::vector<char>>& out) {
+        int got = 0, recvs = 0;
+        while (got < 2 * burst) {
+            auto c = next(s, {&other});
+            REQUIRE(c);
+            REQUIRE_FALSE(c->error);
+            if (c->e.flags & FI_RECV) {
+                auto* buf = static_cast<std::vector<char>*>(c->e.op_context);
+                int which = -1;  // the message it holds
+                for (int j = 0; j < burst; ++j)
+                    if (*buf == out[j]) which = j;
+                INFO("receive ", recvs, " holds message ", which);
+                CHECK(buf == &in[recvs]);
+                CHECK(which == recvs);
+                ++recvs;
+            }
+            ++got;
+        }
+    };
+    collect(p.a, p.b, at_a, to_a);
+    collect(p.b, p.a, at_b, to_b);
+    // Now ping-pong: an answer must carry the ACK of what it answers, so each
+    // side sends one frame per message (not an ACK frame besides), and a
+    // ping's completion comes with its pong, not 200 ms later.
+    constexpr int rounds = 10;
+    std::vector<char> ping(64, 'p'), pong(64, 'q'), in_b(64), in_a(64);
+    const auto a0 = tx_packets("vfa0"), b0 = tx_packets("vfb0");
+    const auto t0 = clock_type::now();
+    for (int r = 0; r < rounds; ++r) {
+        FI_OK(fi_trecv(p.eb, in_b.data(), 64, nullptr, FI_ADDR_UNSPEC, 8, 0, &in_b));
+        FI_OK(fi_trecv(p.ea, in_a.data(), 64, nullptr, FI_ADDR_UNSPEC, 9, 0, &in_a));
+        FI_OK(fi_tsend(p.ea, ping.data(), 64, nullptr, p.b_at_a, 8, &ping));
+        for (bool answered = false; !answered;) {  // b: its receive (its last pong's completion may come too)
+            auto c = next(p.b, {&p.a});
+            REQUIRE(c);
+            REQUIRE_FALSE(c->error);
+            if (c->e.flags & FI_RECV) {
+                FI_OK(fi_tsend(p.eb, pong.data(), 64, nullptr, p.a_at_b, 9, &pong));
+                answered = true;
+            }
+        }
+        for (int got = 0; got < 2;) {  // a: the pong and its ping's completion
+            auto c = next(p.a, {&p.b});
+            REQUIRE(c);
+            REQUIRE_FALSE(c->error);
+            ++got;
+        }
+    }
+    const auto elapsed = clock_type::now() - t0;
+    const auto a_frames = tx_packets("vfa0") - a0, b_frames = tx_packets("vfb0") - b0;
+    INFO("frames sent in ", rounds, " rounds: a ", a_frames, ", b ", b_frames);
+    CHECK(a_frames <= rounds + 2);
+    CHECK(b_frames <= rounds + 2);
+    CHECK(elapsed < std::chrono::milliseconds(200) * rounds / 2);  // not an ACK delay per round
 }
 
 TEST_CASE("messages match in the order sent, whatever their sizes, posted or unexpected") {

@@ -136,6 +136,8 @@ public:
     // Whether another run_ready() has work now: coroutines ready, or a turn
     // hook that said it has more (without it a turn only polls again).
     bool has_ready_work() const noexcept { return !ready_.empty() || hooks_want_more_; }
+    // Whether coroutines wait in the ready queue now.
+    bool has_ready() const noexcept { return !ready_.empty(); }
     void submit_pending();
     // The io_uring's file descriptor: readable (POLLIN) while completions
     // wait to be reaped. Wait on it (poll, epoll) only after run_once()

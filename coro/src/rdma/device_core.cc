@@ -249,8 +249,13 @@ bool device_core::connection_open(std::uint32_t conn) const noexcept {
 // --- op_awaiter ---
 
 void device_core::op_awaiter::await_suspend(std::coroutine_handle<> h) {
-    core_.ops_[index_].waiter = handle_ = h;
+    handle_ = h;
     suspended_ = true;
+    if (core_.ops_[index_].done) {  // completed in its post, behind others ready (await_ready)
+        core_.loop_.make_ready(h);
+        return;
+    }
+    core_.ops_[index_].waiter = h;
     if (stop_.stop_possible()) on_stop_.emplace(stop_, canceller{this});
 }
 

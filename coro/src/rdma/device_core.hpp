@@ -103,7 +103,13 @@ public:
         : core_(core), index_(index), stop_(std::move(stop)), generation_(core.ops_[index].generation) {}
     op_awaiter(const op_awaiter&) = delete;
     ~op_awaiter();
-    bool await_ready() const noexcept { return core_.ops_[index_].done; }
+    // An op that completed inside its post (a receive that found its
+    // message already waiting) goes on at once only if no coroutine is
+    // ready before it; otherwise it joins the ready queue behind them, so
+    // that coroutines resume in the order their ops completed (receives in
+    // the order their messages arrived: the libfabric provider's slots
+    // keep MPI's message order by it).
+    bool await_ready() const noexcept { return core_.ops_[index_].done && !core_.loop_.has_ready(); }
     void await_suspend(std::coroutine_handle<> h);
     // Returns true when the op completed; false when it was cancelled (the
     // slot then stays with the transport until it completes).
