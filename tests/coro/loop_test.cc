@@ -279,6 +279,35 @@ TEST_CASE("busy polling finds a completion without blocking") {
     CHECK(loop.pending_operations() == 0);
 }
 
+TEST_CASE("busy polling spins on while a turn hook notes work, and blocks once it has stopped for busy_poll") {
+    // A transport that takes frames in its turn hook and answers them itself
+    // (a passive side of one-sided writes) resumes no coroutine: without
+    // note_work() the loop would block busy_poll after the last resumption,
+    // and every frame after that would wait for a wake-up. Margins of 100 ms
+    // and more either way: no timing is measured, only whether it blocked.
+    using namespace std::chrono;
+    vmrdma::loop_options options;
+    options.busy_poll = milliseconds(200);
+    auto run = [&](bool note) {
+        event_loop loop(options);
+        vmrdma::eventfd_channel ch(loop);
+        const auto start = steady_clock::now();
+        loop.add_turn_hook([&] {
+            if (note && steady_clock::now() - start < milliseconds(300)) loop.note_work();
+            return false;
+        });
+        std::thread notifier([&] {
+            std::this_thread::sleep_for(milliseconds(400));
+            ch.notify();
+        });
+        loop.run(ch.wait());
+        notifier.join();
+        return loop.stats().blocks;
+    };
+    CHECK(run(true) == 0);  // spinning until 500 ms, the notification came at 400
+    CHECK(run(false) >= 1);  // blocked from 200 ms on
+}
+
 TEST_CASE("async_scope keeps a spawned coroutine lambda alive until its task finishes") {
     event_loop loop;
     std::vector<std::string> seen;

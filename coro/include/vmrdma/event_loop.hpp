@@ -138,6 +138,10 @@ public:
     bool has_ready_work() const noexcept { return !ready_.empty() || hooks_want_more_; }
     // Whether coroutines wait in the ready queue now.
     bool has_ready() const noexcept { return !ready_.empty(); }
+    // A turn hook found work that resumes no coroutine (a transport that
+    // took frames and answered them itself): busy polling goes on spinning
+    // (loop_options::busy_poll counts from the last turn with work).
+    void note_work() noexcept { last_work_ = turn_time_; }
     void submit_pending();
     // The io_uring's file descriptor: readable (POLLIN) while completions
     // wait to be reaped. Wait on it (poll, epoll) only after run_once()

@@ -282,7 +282,10 @@ void engine_host::drain(std::uint64_t now) {
         if (engine_) vr_engine_input(engine_, frame, len, now);
         any = true;
     });
-    if (any) flush_wanted_ = true;  // ACKs, responses and window openings
+    if (any) {
+        flush_wanted_ = true;  // ACKs, responses and window openings
+        loop_.note_work();     // a passive side (one-sided writes into it) resumes nothing, yet is busy
+    }
 }
 
 void engine_host::on_readable(event_loop& loop, op_slot& slot) {
