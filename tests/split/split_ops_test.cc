@@ -208,12 +208,16 @@ TEST_CASE("connection::closed works through vmrdmad: the frontend learns that it
 }
 
 // Doorbells are batched: vmrdmad never rings while the frontend has not yet
-// drained what it was shown (the ring's event index).  128 small writes
-// posted at once leave in a few bundles and are acknowledged by a few ACKs:
-// a few doorbells, not one per response.
+// drained what it was shown (the ring's event index).  32 small writes (all
+// fit in the ring and the engine's pool) are posted at once and the
+// frontend's thread then sleeps, so every response arrives while it has not
+// drained the first: one doorbell, not one per response.  (Letting the loop
+// run instead made the count depend on how the peer's ACKs happened to
+// batch: 50 doorbells for 128 writes once in CI under ASan.)
 TEST_CASE("vmrdmad rings a frontend's doorbell once for a turn's responses, not once per response") {
     if (vmrdma::testing::skip_network_tests()) return;
     alarm(60);
+    constexpr std::uint64_t writes = 32;
     vmrdma::testing::veth_pair veth("vsd4", "vsp4", 9000);
     split_test::daemon_thread daemon(veth.a, split_test::socket_path("doorbells"));
     std::array<std::byte, 16> desc{};
@@ -238,16 +242,19 @@ TEST_CASE("vmrdmad rings a frontend's doorbell once for a turn's responses, not 
         auto remote = vmrdma::remote_region::from_bytes(desc);
         const std::uint64_t r0 = daemon.stats().responses, d0 = daemon.stats().doorbells;
         vmrdma::async_scope scope;
-        for (std::uint64_t i = 0; i < 128; ++i)
+        for (std::uint64_t i = 0; i < writes; ++i)
             scope.spawn([&, i]() -> task<void> { co_await conn.write(mr, i * 64, remote, i * 64, 64); });
+        // Posted and kicked (the ring's doorbell to vmrdmad is a write(2)):
+        // now nothing drains the responses until they are all in.
+        std::this_thread::sleep_for(300ms);
         co_await scope.join();
         responses = daemon.stats().responses - r0;
         doorbells = daemon.stats().doorbells - d0;
     };
     loop.run(body());
-    CHECK(responses == 128);
-    MESSAGE("128 writes: " << responses << " responses, " << doorbells << " doorbells");
-    CHECK(doorbells <= responses / 4);
+    CHECK(responses == writes);
+    MESSAGE(writes << " writes: " << responses << " responses, " << doorbells << " doorbells");
+    CHECK(doorbells <= 2);  // the first response's, and perhaps one more as the frontend drains
     alarm(0);
 }
 
