@@ -306,6 +306,95 @@ static u32 vr_crc32c_update_pclmul(u32 crc, const void *data, u32 len)
 	}
 	return vr_crc_chain(crc, p, len);
 }
+
+/*
+ * In user space with AVX-512 VPCLMULQDQ: carry-less folding (Intel's "Fast
+ * CRC Computation Using PCLMULQDQ", reflected form), four 128-bit lanes per
+ * register and four registers, so a 1428-byte payload is five steps of four
+ * independent multiply chains where the crc32 instruction, one 8-byte step a
+ * cycle, is at its limit.  A 128-bit lane L moved forward by D bits becomes
+ * clmul(L.lo, k(D + 32)) ^ clmul(L.hi, k(D - 32)), k(n) = x^n mod P
+ * bit-reflected and shifted left by one.  The initial CRC enters XORed into
+ * the first four bytes (the CRC is linear); the last 16 folded bytes end
+ * through two crc32q, and what is left through the instruction chain.
+ */
+#define VR_VFOLD_MIN 256
+#define VR_K(lo, hi) _mm512_broadcast_i32x4(_mm_set_epi64x((long long)(hi), (long long)(lo)))
+
+__attribute__((target("avx512f,vpclmulqdq")))
+static inline __m512i vr_vfold(__m512i x, __m512i k, __m512i next)
+{
+	return _mm512_ternarylogic_epi64(_mm512_clmulepi64_epi128(x, k, 0x00),
+					 _mm512_clmulepi64_epi128(x, k, 0x11), next, 0x96);
+}
+
+__attribute__((target("pclmul")))
+static inline __m128i vr_fold128(__m128i x, __m128i k, __m128i next)
+{
+	return _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(x, k, 0x00),
+					   _mm_clmulepi64_si128(x, k, 0x11)), next);
+}
+
+__attribute__((target("avx512f,vpclmulqdq,pclmul,sse4.2")))
+static u32 vr_crc32c_update_vpclmul(u32 crc, const void *data, u32 len)
+{
+	const u8 *p = data;
+	__m512i a0, a1, a2, a3, k;
+	__m128i x, k1;
+	u64 c;
+
+	if (len < VR_VFOLD_MIN)
+		return vr_crc32c_update_pclmul(crc, data, len);
+	a0 = _mm512_xor_si512(_mm512_loadu_si512((const void *)p), _mm512_zextsi128_si512(_mm_cvtsi32_si128((int)crc)));
+	a1 = _mm512_loadu_si512((const void *)(p + 64));
+	a2 = _mm512_loadu_si512((const void *)(p + 128));
+	a3 = _mm512_loadu_si512((const void *)(p + 192));
+	p += 256;
+	len -= 256;
+	k = VR_K(0xdcb17aa4ull, 0xb9e02b86ull); /* k(2080), k(2016): 256 bytes on */
+	while (len >= 256) {
+		a0 = vr_vfold(a0, k, _mm512_loadu_si512((const void *)p));
+		a1 = vr_vfold(a1, k, _mm512_loadu_si512((const void *)(p + 64)));
+		a2 = vr_vfold(a2, k, _mm512_loadu_si512((const void *)(p + 128)));
+		a3 = vr_vfold(a3, k, _mm512_loadu_si512((const void *)(p + 192)));
+		p += 256;
+		len -= 256;
+	}
+	/* The four registers into one, each moved on by its own distance at
+	 * once (a tree, not a chain of dependent folds: the end of a short
+	 * payload is latency, not throughput). */
+	k = VR_K(0x740eef02ull, 0x9e4addf8ull); /* k(544), k(480): 64 bytes on */
+	a3 = _mm512_ternarylogic_epi64(
+		vr_vfold(a0, VR_K(0xa87ab8a8ull, 0xab7aff2aull), a3), /* 192 bytes on */
+		vr_vfold(a1, VR_K(0x6992cea2ull, 0x0d3b6092ull), _mm512_setzero_si512()), /* 128 */
+		vr_vfold(a2, k, _mm512_setzero_si512()), 0x96);
+	while (len >= 64) {
+		a3 = vr_vfold(a3, k, _mm512_loadu_si512((const void *)p));
+		p += 64;
+		len -= 64;
+	}
+	/* The register's four lanes into one, likewise, then 16 bytes at a time. */
+	k1 = _mm_set_epi64x((long long)0x14cd00bd6ull, (long long)0xf20c0dfeull); /* k(160), k(96) */
+	x = _mm_xor_si128(
+		vr_fold128(_mm512_extracti32x4_epi32(a3, 0),
+			   _mm_set_epi64x((long long)0x1d82c63daull, (long long)0x1c291d04ull), /* 48 bytes on */
+			   _mm512_extracti32x4_epi32(a3, 3)),
+		vr_fold128(_mm512_extracti32x4_epi32(a3, 1),
+			   _mm_set_epi64x((long long)0x0ba4fc28eull, (long long)0x1384aa63aull), /* 32 */
+			   vr_fold128(_mm512_extracti32x4_epi32(a3, 2), k1, _mm_setzero_si128())));
+	/* Clean upper vector state before the SSE code the caller runs (and
+	 * the kernel saves on every switch): without it engine_bench's frames
+	 * took 145-152 ns in some runs and 196-228 ns in others. */
+	_mm256_zeroupper();
+	while (len >= 16) {
+		x = vr_fold128(x, k1, _mm_loadu_si128((const __m128i *)p));
+		p += 16;
+		len -= 16;
+	}
+	c = _mm_crc32_u64(0, (u64)_mm_cvtsi128_si64(x));
+	c = _mm_crc32_u64(c, (u64)_mm_extract_epi64(x, 1));
+	return vr_crc_chain((u32)c, p, len);
+}
 #endif
 
 static bool vr_crc_can(enum vr_crc32c_impl impl)
@@ -323,6 +412,9 @@ static bool vr_crc_can(enum vr_crc32c_impl impl)
 		return __builtin_cpu_supports("sse4.2");
 	case VR_CRC32C_HW_PCLMUL:
 		return __builtin_cpu_supports("sse4.2") && __builtin_cpu_supports("pclmul");
+	case VR_CRC32C_HW_VPCLMUL:
+		return __builtin_cpu_supports("sse4.2") && __builtin_cpu_supports("pclmul") &&
+		       __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("vpclmulqdq");
 	default:
 		return false;
 #endif
@@ -335,6 +427,8 @@ static u32 vr_crc_run(enum vr_crc32c_impl impl, u32 crc, const void *data, u32 l
 #ifndef __KERNEL__
 	case VR_CRC32C_HW_PCLMUL:
 		return vr_crc32c_update_pclmul(crc, data, len);
+	case VR_CRC32C_HW_VPCLMUL:
+		return vr_crc32c_update_vpclmul(crc, data, len);
 #endif
 	case VR_CRC32C_HW_TABLES:
 		return vr_crc32c_update_hw(crc, data, len);
@@ -361,7 +455,8 @@ u32 vr_crc32c_update(u32 crc, const void *data, u32 len)
 	int which = __atomic_load_n(&impl, __ATOMIC_RELAXED);
 
 	if (which < 0) {
-		which = vr_crc_can(VR_CRC32C_HW_PCLMUL) ? VR_CRC32C_HW_PCLMUL :
+		which = vr_crc_can(VR_CRC32C_HW_VPCLMUL) ? VR_CRC32C_HW_VPCLMUL :
+			vr_crc_can(VR_CRC32C_HW_PCLMUL) ? VR_CRC32C_HW_PCLMUL :
 			vr_crc_can(VR_CRC32C_HW_TABLES) ? VR_CRC32C_HW_TABLES :
 							  VR_CRC32C_PORTABLE;
 		__atomic_store_n(&impl, which, __ATOMIC_RELAXED);

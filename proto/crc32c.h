@@ -20,6 +20,7 @@ enum vr_crc32c_impl {
 	VR_CRC32C_PORTABLE,
 	VR_CRC32C_HW_TABLES, /* x86-64 crc32 instruction, fixed parts */
 	VR_CRC32C_HW_PCLMUL, /* ... any part length, user space only */
+	VR_CRC32C_HW_VPCLMUL, /* AVX-512 carry-less folding, 256 bytes a step, user space only */
 };
 
 /* Returns false, leaving *out alone, where this CPU or host cannot run it. */

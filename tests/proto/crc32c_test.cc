@@ -57,7 +57,7 @@ TEST_CASE("every implementation this CPU runs agrees with the portable one, stre
     std::vector<std::uint8_t> data(3 * 4096 * 3 + 64);
     for (auto& b : data) b = static_cast<std::uint8_t>(rng());
     int ran = 0;
-    for (auto impl : {VR_CRC32C_PORTABLE, VR_CRC32C_HW_TABLES, VR_CRC32C_HW_PCLMUL}) {
+    for (auto impl : {VR_CRC32C_PORTABLE, VR_CRC32C_HW_TABLES, VR_CRC32C_HW_PCLMUL, VR_CRC32C_HW_VPCLMUL}) {
         std::uint32_t probe = 0;
         if (!vr_crc32c_update_with(impl, VR_CRC32C_INIT, data.data(), 1, &probe)) {
             MESSAGE("implementation " << impl << " cannot run on this CPU");
@@ -66,9 +66,10 @@ TEST_CASE("every implementation this CPU runs agrees with the portable one, stre
         ++ran;
         // Around every boundary: the 8-byte steps, the three-part minimum
         // (192), the fixed parts (384, 3072), the part cap (3 x 4096) and
-        // beyond it, and a 9000-byte frame.
+        // beyond it, and a 9000-byte frame; for the folding one the 256-byte
+        // minimum and steps, the 64- and 16-byte steps after them (to 600).
         std::vector<std::uint32_t> lengths;
-        for (std::uint32_t len = 0; len <= 400; ++len) lengths.push_back(len);
+        for (std::uint32_t len = 0; len <= 600; ++len) lengths.push_back(len);
         for (std::uint32_t base : {1436u, 3072u, 9000u, 12288u, 24576u, 36800u})
             for (std::uint32_t d = 0; d < 17; ++d) lengths.push_back(base - 8 + d);
         for (std::uint32_t len : lengths)
