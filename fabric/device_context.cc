@@ -113,10 +113,14 @@ device_context::~device_context() {
 // passes every time were four recvmmsg calls per fi_cq_read, most of the
 // time between a frame's arrival and the answer MPI sent to it (docs/mpi.md,
 // Progress).
-void device_context::turn() {
+bool device_context::passes() {
     bool pending = loop_.run_ready();
     for (int i = 1; i < 4 && loop_.has_ready_work(); ++i) pending = loop_.run_ready();
-    if (pending) wake_helper();
+    return pending;
+}
+
+void device_context::turn() {
+    if (passes()) wake_helper();
 }
 
 // Arms what wakes a sleeper (eth:'s socket poll, armed only as the loop
@@ -180,7 +184,7 @@ void device_context::helper() {
             std::lock_guard lock(mutex_);
             helper_waiting_.store(false, std::memory_order_release);
             if (app_idle) {
-                for (int i = 0; i < 4; ++i) loop_.run_ready();
+                passes();                 // it submits what they queue itself, below
                 loop_.prepare_to_wait();  // it sleeps on the loop's completions too
             }
             loop_.submit_pending();

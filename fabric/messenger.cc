@@ -346,14 +346,20 @@ void messenger::transmit(peer& p, std::uint32_t slot, std::size_t len, std::func
             if (!shutting_down_) log_warning("vmrdma: %s", e.what());
         }
         free_tx_.push_back(slot);
-        --pp->in_flight;
-        if (status)
-            fail_peer(*pp, status);
-        else
-            move_to_offered(*pp);
+        ended_on(*pp, status);
         done(status);
         flush_control();
     });
+}
+
+// An operation on p's connection has ended: a failure fails the peer, and
+// the last one in flight may let our sends move to the peer's connection.
+void messenger::ended_on(peer& p, int status) {
+    --p.in_flight;
+    if (status)
+        fail_peer(p, status);
+    else
+        move_to_offered(p);
 }
 
 // A peer whose connection failed: what waits on it fails too, and the
@@ -744,11 +750,7 @@ void messenger::read_piece(in_bulk& b, piece p, std::size_t landing) {
                 st = fi_errno_of(e);
                 if (!shutting_down_) log_warning("vmrdma: %s", e.what());
             }
-            --pp->in_flight;
-            if (st)
-                fail_peer(*pp, st);
-            else
-                move_to_offered(*pp);
+            ended_on(*pp, st);
             landed(st);
         });
     });

@@ -118,6 +118,7 @@ private:
     void start_slots();
     void start_accepting();
     void move_to_offered(peer& p);
+    void ended_on(peer& p, int status);
     void on_message(std::uint32_t slot, std::size_t len, const peer_address& from);
     void on_incoming(incoming msg);
     struct meta;

@@ -140,15 +140,16 @@ counters engine_host::endpoint_counters(std::uint16_t ep) const {
 // about 8 MiB of MTU-sized buffers; otherwise poll + recvmmsg.
 void engine_host::start_receiving() {
     // VMRDMA_ETH_RX=recvmmsg forces the fallback, to compare the two.
-    if (const char* rx = std::getenv("VMRDMA_ETH_RX");
-        receive_in_turns_ || (rx && std::string_view(rx) == "recvmmsg")) {
+    const char* rx = std::getenv("VMRDMA_ETH_RX");
+    const bool force_recvmmsg = rx && std::string_view(rx) == "recvmmsg";
+    if (receive_in_turns_ || force_recvmmsg) {
         if (receive_in_turns_) {  // the turns read the socket and keep the timers; a poll
             idle_hook_id_ = loop_.add_idle_hook([this] {  // and a timer only for a loop about to sleep
                 if (poll_slot_ == UINT32_MAX) arm_poll();
                 arm_timer_if_needed();
             });
             // Every turn looks for frames: in the ring that is a memory read, not a system call.
-            if (!(rx && std::string_view(rx) == "recvmmsg")) port_->use_rx_ring();
+            if (!force_recvmmsg) port_->use_rx_ring();
         } else
             arm_poll();
         return;

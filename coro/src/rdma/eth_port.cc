@@ -99,7 +99,7 @@ eth_port::eth_port(std::string_view ifname, std::uint16_t ethertype) : name_(ifn
 }
 
 eth_port::~eth_port() {
-    if (rx_ring_) munmap(rx_ring_, rx_ring_bytes_);
+    if (rx_ring_) munmap(rx_ring_, rx_ring_slot_ * rx_ring_slots_);
     close(fd_);
 }
 
@@ -203,9 +203,8 @@ bool eth_port::use_rx_ring() {
         return false;
     }
     rx_ring_ = static_cast<std::byte*>(ring);
-    rx_ring_bytes_ = slot * frames;
     rx_ring_slot_ = slot;
-    rx_ring_frames_ = frames;
+    rx_ring_slots_ = frames;
     // Frames queued before the ring stay in the socket's queue, where
     // drain() no longer looks and which keeps poll(2) readable: drop them
     // (the protocol recovers them as it recovers from loss).
@@ -216,7 +215,7 @@ bool eth_port::use_rx_ring() {
 }
 
 void eth_port::drain_ring(const std::function<void(const std::byte*, std::uint32_t)>& on_frame) {
-    for (std::size_t n = 0; n < rx_ring_frames_; ++n) {
+    for (std::size_t n = 0; n < rx_ring_slots_; ++n) {
         auto* slot = rx_ring_ + rx_ring_next_ * rx_ring_slot_;
         auto* h = reinterpret_cast<tpacket2_hdr*>(slot);
         // The kernel hands a slot over by setting TP_STATUS_USER last.
@@ -226,7 +225,7 @@ void eth_port::drain_ring(const std::function<void(const std::byte*, std::uint32
             on_frame(slot + h->tp_mac, h->tp_snaplen);
         }
         __atomic_store_n(&h->tp_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
-        rx_ring_next_ = (rx_ring_next_ + 1) % rx_ring_frames_;
+        rx_ring_next_ = (rx_ring_next_ + 1) % rx_ring_slots_;
     }
 }
 

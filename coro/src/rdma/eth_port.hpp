@@ -97,11 +97,11 @@ private:
     std::size_t open_ = none;
     vr_bundle_writer bundle_{};
     std::uint64_t bundles_sent_ = 0;
-    // receive ring (use_rx_ring): rx_ring_frames_ slots of rx_ring_slot_ bytes
+    // receive ring (use_rx_ring): rx_ring_slots_ slots of rx_ring_slot_ bytes
     void drain_ring(const std::function<void(const std::byte*, std::uint32_t)>& on_frame);
     std::byte* rx_ring_ = nullptr;
-    std::size_t rx_ring_bytes_ = 0, rx_ring_slot_ = 0, rx_ring_frames_ = 0, rx_ring_next_ = 0;
-    std::uint64_t rx_ring_taken_ = 0;
+    std::size_t rx_ring_slot_ = 0, rx_ring_slots_ = 0, rx_ring_next_ = 0;
+    std::uint64_t rx_ring_taken_ = 0;  // frames handed to drain()'s caller
     // receive batch
     std::vector<std::byte> rx_buffers_;
     std::vector<iovec> rx_iov_;

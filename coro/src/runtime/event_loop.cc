@@ -143,8 +143,6 @@ void event_loop::forget(std::coroutine_handle<> h) noexcept {
     if (it != ready_.end()) ready_.erase(it);
 }
 
-// Submits what is pending and polls for completions for up to how_long;
-// true when some arrived.
 // Busy polling: one spinning turn, or false once busy_poll has passed since
 // the last turn that did something (then the loop blocks). The kernel is
 // entered only if something waits there: operations to submit, or task work
