@@ -343,12 +343,11 @@ TEST_CASE("two endpoints that start sending to each other at once end up on one 
     collect(p.a, p.b, at_a, to_a);
     collect(p.b, p.a, at_b, to_b);
     // Now ping-pong: an answer must carry the ACK of what it answers, so each
-    // side sends one frame per message (not an ACK frame besides), and a
-    // ping's completion comes with its pong, not 200 ms later.
+    // side sends one frame per message, not an ACK frame besides (counted on
+    // the veth, not timed).
     constexpr int rounds = 10;
     std::vector<char> ping(64, 'p'), pong(64, 'q'), in_b(64), in_a(64);
     const auto a0 = tx_packets("vfa0"), b0 = tx_packets("vfb0");
-    const auto t0 = clock_type::now();
     for (int r = 0; r < rounds; ++r) {
         FI_OK(fi_trecv(p.eb, in_b.data(), 64, nullptr, FI_ADDR_UNSPEC, 8, 0, &in_b));
         FI_OK(fi_trecv(p.ea, in_a.data(), 64, nullptr, FI_ADDR_UNSPEC, 9, 0, &in_a));
@@ -369,12 +368,10 @@ TEST_CASE("two endpoints that start sending to each other at once end up on one 
             ++got;
         }
     }
-    const auto elapsed = clock_type::now() - t0;
     const auto a_frames = tx_packets("vfa0") - a0, b_frames = tx_packets("vfb0") - b0;
     INFO("frames sent in ", rounds, " rounds: a ", a_frames, ", b ", b_frames);
     CHECK(a_frames <= rounds + 2);
     CHECK(b_frames <= rounds + 2);
-    CHECK(elapsed < std::chrono::milliseconds(200) * rounds / 2);  // not an ACK delay per round
 }
 
 TEST_CASE("messages match in the order sent, whatever their sizes, posted or unexpected") {

@@ -209,9 +209,10 @@ TEST_CASE("connection::closed works through vmrdmad: the frontend learns that it
 
 // Doorbells are batched: vmrdmad never rings while the frontend has not yet
 // drained what it was shown (the ring's event index).  32 small writes (all
-// fit in the ring and the engine's pool) are posted at once and the
-// frontend's thread then sleeps, so every response arrives while it has not
-// drained the first: one doorbell, not one per response.  (Letting the loop
+// fit in the ring and the engine's pool) are posted at once, published in
+// one turn, and the frontend's thread then waits outside its loop until vmrdmad has posted
+// every response, so each arrives while it has not drained the first: one
+// doorbell, not one per response.  (Letting the loop
 // run instead made the count depend on how the peer's ACKs happened to
 // batch: 50 doorbells for 128 writes once in CI under ASan.)
 TEST_CASE("vmrdmad rings a frontend's doorbell once for a turn's responses, not once per response") {
@@ -244,9 +245,11 @@ TEST_CASE("vmrdmad rings a frontend's doorbell once for a turn's responses, not 
         vmrdma::async_scope scope;
         for (std::uint64_t i = 0; i < writes; ++i)
             scope.spawn([&, i]() -> task<void> { co_await conn.write(mr, i * 64, remote, i * 64, 64); });
-        // Posted and kicked (the ring's doorbell to vmrdmad is a write(2)):
-        // now nothing drains the responses until they are all in.
-        std::this_thread::sleep_for(300ms);
+        // A turn publishes the requests (and rings vmrdmad's doorbell once);
+        // then nothing drains the responses until vmrdmad has posted them all
+        // (the loop thread waits here, outside the loop; alarm() bounds it).
+        co_await loop.schedule();
+        while (daemon.stats().responses - r0 < writes) std::this_thread::sleep_for(1ms);
         co_await scope.join();
         responses = daemon.stats().responses - r0;
         doorbells = daemon.stats().doorbells - d0;
