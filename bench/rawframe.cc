@@ -45,7 +45,7 @@ using result = vmrdma::bench::raw_counts;
 void usage(const char* argv0) {
     std::printf(
         "usage: %s [--mode mmsg|ring|mixed|mixed2|xdp|xdp-skb|all] [--frame BYTES] [-D SECONDS]\n"
-        "          [--threaded-napi] [--json]\n"
+        "          [--message BYTES] [--threaded-napi] [--json]\n"
         "Blasts raw Ethernet frames across a veth pair between two network namespaces it\n"
         "makes (root), and prints what arrived: the path's upper bound for vmrdma.\n"
         "  --mode     mmsg: sendmmsg/recvmmsg; ring: PACKET_TX_RING/PACKET_RX_RING;\n"
@@ -55,6 +55,10 @@ void usage(const char* argv0) {
         "             all: each in turn (default mmsg)\n"
         "  --frame    frame size on the wire incl. the 14-byte header (default 9014; MTU+14)\n"
         "  -D         seconds to send (default 2)\n"
+        "  --message  the frames carry a message of BYTES (K/M suffixes): their payloads\n"
+        "             are consecutive slices of one buffer of that size, as a protocol\n"
+        "             reads a message's bytes (default: every frame from one frame-sized\n"
+        "             buffer, hot in the cache; not for the xdp modes)\n"
         "  --threaded-napi  receive in a NAPI kernel thread of the receiver's veth (GRO on\n"
         "             there, TSO off at the sender; needs ethtool) instead of the sender's\n"
         "             softirq: the receive path may then run on another core\n",
@@ -147,6 +151,20 @@ std::pair<result, result> run_mode(const options& o) {
     return {sent, received};
 }
 
+// BYTES with an optional K or M suffix; exits on anything else.
+std::size_t parse_bytes(const std::string& text) {
+    char* end = nullptr;
+    unsigned long long n = std::strtoull(text.c_str(), &end, 10);
+    if (end == text.c_str()) n = 0;
+    else if (*end == 'K' || *end == 'k') n <<= 10, ++end;
+    else if (*end == 'M' || *end == 'm') n <<= 20, ++end;
+    if (n == 0 || *end != '\0' || n > (1ull << 30)) {
+        std::fprintf(stderr, "rawframe: bad byte count %s (try --help)\n", text.c_str());
+        std::exit(2);
+    }
+    return static_cast<std::size_t>(n);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -161,6 +179,7 @@ int main(int argc, char** argv) {
         else if (a == "--mode") o.raw.mode = value();
         else if (a == "--frame") o.raw.frame = std::strtoul(value().c_str(), nullptr, 10);
         else if (a == "-D") o.raw.seconds = std::strtod(value().c_str(), nullptr);
+        else if (a == "--message") o.raw.message = parse_bytes(value());
         else if (a == "--json") o.json = true;
         else if (a == "--threaded-napi") o.threaded_napi = true;
         else { std::fprintf(stderr, "rawframe: unknown option %s (try --help)\n", a.c_str()); return 2; }
@@ -171,6 +190,12 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "rawframe: bad arguments (try --help)\n");
         return 2;
     }
+    if (o.raw.message != 0 && is_xdp(o.raw.mode)) {
+        std::fprintf(stderr, "rawframe: --message is not implemented for the xdp modes\n");
+        return 2;
+    }
+    if (o.raw.message != 0 && o.raw.mode == "all")
+        std::fprintf(stderr, "rawframe: note: the xdp modes send from one frame buffer (--message ignored)\n");
     if (geteuid() != 0) { std::fprintf(stderr, "rawframe: needs root\n"); return 1; }
     std::vector<std::string> modes = o.raw.mode == "all" ? std::vector<std::string>{"mmsg", "ring", "mixed", "mixed2", "xdp", "xdp-skb"}
                                                      : std::vector<std::string>{o.raw.mode};

@@ -57,25 +57,65 @@ void fill_frame(std::vector<std::uint8_t>& f, const std::uint8_t dst[6]) {
 
 using clock_type = std::chrono::steady_clock;
 
+// The payload slices of a message, in order, again and again: where the next
+// frame's payload comes from when raw_options::message is set.
+class message_slices {
+public:
+    message_slices(std::size_t message, std::size_t payload) : bytes_(message), payload_(payload) {
+        for (std::size_t i = 0; i < bytes_.size(); ++i) bytes_[i] = static_cast<std::uint8_t>(i * 7);
+    }
+    iovec next() {
+        std::size_t n = std::min(payload_, bytes_.size() - offset_);
+        iovec v{bytes_.data() + offset_, n};
+        offset_ = offset_ + n == bytes_.size() ? 0 : offset_ + n;
+        return v;
+    }
+
+private:
+    std::vector<std::uint8_t> bytes_;
+    std::size_t payload_;
+    std::size_t offset_ = 0;
+};
+
+bool walks_a_message(const raw_options& o) { return o.message > o.frame - 14; }
+
 raw_counts send_mmsg(int fd, const raw_options& o, const std::uint8_t dst[6]) {
     std::vector<std::uint8_t> frame(o.frame);
     fill_frame(frame, dst);
-    iovec iov{frame.data(), frame.size()};
+    const bool walk = walks_a_message(o);
+    message_slices slices(walk ? o.message : 0, o.frame - 14);
+    // Two iovecs per frame when walking a message: its header, then its slice.
+    std::vector<iovec> iov(2 * batch);
     std::vector<mmsghdr> msgs(batch);
-    for (auto& m : msgs) {
-        m.msg_hdr = {};
-        m.msg_hdr.msg_iov = &iov;
-        m.msg_hdr.msg_iovlen = 1;
+    for (int i = 0; i < batch; ++i) {
+        msgs[i].msg_hdr = {};
+        msgs[i].msg_hdr.msg_iov = &iov[2 * i];
+        if (walk) {
+            iov[2 * i] = {frame.data(), 14};
+            msgs[i].msg_hdr.msg_iovlen = 2;
+        } else {
+            iov[2 * i] = {frame.data(), frame.size()};
+            msgs[i].msg_hdr.msg_iovlen = 1;
+        }
     }
     raw_counts r;
+    int filled = 0;  // frames at the front of msgs whose slice is already set
     auto t0 = clock_type::now();
     auto end = t0 + std::chrono::duration<double>(o.seconds);
     while (clock_type::now() < end) {
+        if (walk)
+            for (; filled < batch; ++filled) iov[2 * filled + 1] = slices.next();
         int n = sendmmsg(fd, msgs.data(), batch, 0);
-        if (n > 0) r.frames += static_cast<std::uint64_t>(n);
+        if (n <= 0) continue;
+        r.frames += static_cast<std::uint64_t>(n);
+        for (int i = 0; i < n; ++i) r.bytes += walk ? 14 + iov[2 * i + 1].iov_len : frame.size();
+        if (!walk) continue;
+        // Slices not sent this time go first next time, so that the message's
+        // bytes leave in order.
+        for (int i = n; i < batch; ++i) iov[2 * (i - n) + 1] = iov[2 * i + 1];
+        filled = batch - n;
     }
     r.seconds = std::chrono::duration<double>(clock_type::now() - t0).count();
-    r.bytes = r.frames * o.frame;
     return r;
 }
 
@@ -93,6 +133,8 @@ raw_counts send_ring(int fd, const raw_options& o, const std::uint8_t dst[6]) {
     if (ring == MAP_FAILED) { std::perror("mmap"); std::exit(1); }
     std::vector<std::uint8_t> frame(o.frame);
     fill_frame(frame, dst);
+    const bool walk = walks_a_message(o);
+    message_slices slices(walk ? o.message : 0, o.frame - 14);
     raw_counts r;
     unsigned slot = 0;
     auto t0 = clock_type::now();
@@ -102,17 +144,27 @@ raw_counts send_ring(int fd, const raw_options& o, const std::uint8_t dst[6]) {
         for (int i = 0; i < batch; ++i) {
             auto* hdr = reinterpret_cast<tpacket2_hdr*>(ring + std::size_t{slot} * req.tp_frame_size);
             if (hdr->tp_status != TP_STATUS_AVAILABLE) break;
-            std::memcpy(reinterpret_cast<std::uint8_t*>(hdr) + TPACKET2_HDRLEN - sizeof(sockaddr_ll),
-                        frame.data(), frame.size());
-            hdr->tp_len = static_cast<unsigned>(frame.size());
+            auto* data = reinterpret_cast<std::uint8_t*>(hdr) + TPACKET2_HDRLEN - sizeof(sockaddr_ll);
+            std::size_t len = frame.size();
+            if (walk) {
+                iovec slice = slices.next();
+                std::memcpy(data, frame.data(), 14);
+                std::memcpy(data + 14, slice.iov_base, slice.iov_len);
+                len = 14 + slice.iov_len;
+            } else {
+                std::memcpy(data, frame.data(), len);
+            }
+            hdr->tp_len = static_cast<unsigned>(len);
             hdr->tp_status = TP_STATUS_SEND_REQUEST;
+            r.bytes += len;
             slot = (slot + 1) % req.tp_frame_nr;
             ++queued;
         }
-        if (send(fd, nullptr, 0, 0) >= 0) r.frames += static_cast<std::uint64_t>(queued);
+        // The ring's slots are handed over whatever send says: they leave.
+        send(fd, nullptr, 0, 0);
+        r.frames += static_cast<std::uint64_t>(queued);
     }
     r.seconds = std::chrono::duration<double>(clock_type::now() - t0).count();
-    r.bytes = r.frames * o.frame;
     munmap(ring, size);
     return r;
 }

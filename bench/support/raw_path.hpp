@@ -16,6 +16,13 @@ struct raw_options {
     std::string mode = "mmsg";  // mmsg, ring, mixed, mixed2 (see rawframe --help)
     std::size_t frame = 9014;   // bytes on the wire, Ethernet header included
     double seconds = 2.0;
+    // Bytes of the message the frames carry. 0: every frame is sent from one
+    // frame-sized buffer, the same bytes again and again (hot in the cache).
+    // More than a frame's payload: the payloads are consecutive slices of one
+    // message-sized buffer, wrapping at its end, as a protocol reads a
+    // message's bytes (the last slice of a message may be shorter), with the
+    // 14-byte header gathered from a buffer of its own.
+    std::size_t message = 0;
 };
 
 struct raw_counts {
