@@ -57,6 +57,9 @@ void usage() {
         "                  which runs in a process of its own beside it; eth is measured too\n"
         "  --no-bundle     vmrdma sends every small frame alone (to compare; default:\n"
         "                  consecutive small frames to one peer leave as one bundle)\n"
+        "  --no-coalesce   vmrdma's loops wake once per completion (to compare; default:\n"
+        "                  while frames stream in, once per burst of up to 8 or 20 us:\n"
+        "                  loop_options::coalesce_wakeups, docs/runtime.md)\n"
         "  --integrity I   vmrdma's CRC: end-to-end (default: every payload byte) or link\n"
         "                  (headers only, payloads rest on the link's FCS, as TCP with\n"
         "                  checksum offload; docs/wire-format.md says what it gives up)\n"
@@ -133,6 +136,8 @@ options parse(int argc, char** argv) {
                 throw std::runtime_error("--transport: eth or unix (xen: is planned)");
         } else if (a == "--no-bundle") {
             o.w.bundle = false;
+        } else if (a == "--no-coalesce") {
+            o.w.coalesce = false;
         } else if (a == "--integrity") {
             std::string m = value();
             if (m == "link") o.w.link_integrity = true;
@@ -231,6 +236,10 @@ path_figures measure_raw(const vmrdma::examples::netns_pair& net, const workload
     // --mode xdp, moved 0.5-0.7x of it on veth: docs/benchmarks.md)
     ro.mode = "mixed";
     ro.frame = std::min<std::size_t>(w.size, w.mtu) + 14;
+    // The frames carry the message's bytes, as vmrdma's do: consecutive
+    // slices of one message-sized buffer, the last frame of a message the
+    // rest (a 64 KiB message is 8 frames at MTU 9000, not 7.3 full ones).
+    ro.message = w.size;
     ro.seconds = w.seconds;
     auto sink = [&](const std::function<void()>& ready) {
         int fd = raw_open(net.a().ifname);

@@ -62,7 +62,10 @@ private:
 
     std::string uri_;
     std::mutex mutex_;
-    event_loop loop_;
+    // Turned by application threads (run_ready) and submitted by the helper:
+    // the kernel must post completions for whichever thread polls, so its
+    // task work is not deferred to one thread (no coalesced wake-ups).
+    event_loop loop_{loop_options{.coalesce_wakeups = false}};
     std::unique_ptr<vmrdma::device> device_;
     bool any_memory_ = false;
     std::unordered_map<std::uint16_t, messenger*> local_;

@@ -784,6 +784,11 @@ int vr_engine_tx_poll(struct vr_engine *eng, u64 now, u32 budget)
 
 /* --------------------------------------------------------------- timers */
 
+bool vr_engine_rx_mid_message(const struct vr_engine *eng)
+{
+	return eng->rx_mid_message;
+}
+
 u64 vr_engine_next_timeout(const struct vr_engine *eng)
 {
 	u64 t = VR_U64_MAX, x;

@@ -418,6 +418,11 @@ int vr_engine_tx_poll(struct vr_engine *eng, u64 now, u32 budget);
 
 /* Absolute time of the next deadline, VR_U64_MAX if none. */
 u64 vr_engine_next_timeout(const struct vr_engine *eng);
+/* Whether the last data frame taken in order was a message's first or a
+ * middle one: the rest of that message is on its way, so a host may let
+ * its next wait for frames gather several (docs/runtime.md, "Coalesced
+ * wake-ups"); after a message's last frame an answer may be awaited. */
+bool vr_engine_rx_mid_message(const struct vr_engine *eng);
 void vr_engine_on_timer(struct vr_engine *eng, u64 now);
 
 const struct vr_counters *vr_engine_counters(const struct vr_engine *eng);

@@ -291,6 +291,8 @@ struct vr_engine {
 	bool tx_asks;             /* ... flagged ACKREQ because it fills the window */
 	bool tx_probe;            /* ... a tail-loss probe */
 	bool tx_ackreq;           /* ... flagged ACKREQ */
+	/* the last data frame taken in order was not its message's last */
+	bool rx_mid_message;
 };
 
 enum { VR_TX_NONE, VR_TX_CTL, VR_TX_NAK, VR_TX_DATA, VR_TX_ACK };

@@ -398,6 +398,7 @@ void vr_resp_rx_data(struct vr_engine *eng, struct vr_conn *c, const struct vr_p
 		}
 		return;
 	}
+	eng->rx_mid_message = vr_op_mid_message(h->opcode);
 	switch (h->opcode) {
 	case VR_OP_WRITE_FIRST: case VR_OP_WRITE_MIDDLE:
 	case VR_OP_WRITE_LAST: case VR_OP_WRITE_ONLY:

@@ -76,6 +76,14 @@ enum vr_opcode {
 	VR_OP_BUNDLE = 0x60, /* several whole frames in one (see below) */
 };
 
+/* A message's first or middle frame: more of the message follows it. */
+static inline bool vr_op_mid_message(u8 opcode)
+{
+	return opcode == VR_OP_WRITE_FIRST || opcode == VR_OP_WRITE_MIDDLE ||
+	       opcode == VR_OP_READ_RESP_FIRST || opcode == VR_OP_READ_RESP_MIDDLE ||
+	       opcode == VR_OP_SEND_FIRST || opcode == VR_OP_SEND_MIDDLE;
+}
+
 /*
  * A bundle carries several small frames to one peer in one Ethernet frame,
  * so small messages pay the per-frame cost of the path once per bundle:

@@ -43,8 +43,9 @@ std::string fairness_statement(const workload& w, const tcp_buffers& b) {
     s += "); a message counts when it is delivered: vmrdma's when its completion says the peer has placed it";
     s += w.kind == mode::read ? " (read: when it is in the reader's memory)" : "";
     s += ", TCP's when the receiver has read all of it, raw frames' when the receiver's ring has them";
-    s += " (sendmmsg + TPACKET_V3, the fastest raw path measured here; each frame the message size";
-    s += " or the MTU). Memory: ";
+    s += " (sendmmsg + TPACKET_V3, the fastest raw path measured here; a message's bytes in frames of";
+    s += " at most the MTU, the last one shorter, gathered from the message-sized buffer as vmrdma's";
+    s += " are). Memory: ";
     s += w.distinct_buffers ? "each vmrdma operation in flight has its own message-sized bytes at each end "
                               "(--distinct-buffers), TCP one buffer per side"
                             : "every path sends from one message-sized buffer and receives into one, as "

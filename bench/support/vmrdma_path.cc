@@ -56,6 +56,7 @@ device_options device_options_for(const workload& w) {
 loop_options loop_options_for(const workload& w) {
     loop_options o;
     o.busy_poll = std::chrono::microseconds(w.busy_poll_us);
+    o.coalesce_wakeups = w.coalesce;
     return o;
 }
 

@@ -21,6 +21,7 @@ struct workload {
     unsigned mtu = 9000;
     unsigned busy_poll_us = 0;  // poll for completions this long before blocking (both paths)
     bool bundle = true;         // eth: small frames to one peer leave bundled
+    bool coalesce = true;       // loop_options::coalesce_wakeups on vmrdma's loops
     bool link_integrity = false; // vmrdma: payloads rest on the link's FCS (device_options::integrity)
     bool auth = false;          // vmrdma: frames authenticated with a pre-shared key (device_options::auth_key)
     bool go_back_n = false;     // vmrdma: go-back-N instead of selective repeat (device_options::go_back_n)

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <mutex>
+#include <optional>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -26,6 +27,11 @@ namespace {
 
 
 bool is_cancelled(const error& e) { return e.code() == errc::cancelled; }
+
+struct loop_stats_pair {
+    vmrdma::loop_stats stats;
+    bool coalescing;
+};
 
 }  // namespace
 
@@ -432,8 +438,10 @@ TEST_CASE("run_once with a wait returns when an operation completes, and when it
 TEST_CASE("run_ready never submits; the submitting thread's wait runs the task work; another thread reaps") {
     // The libfabric provider: application threads take turns at the loop
     // (run_ready, under a lock) and never own an operation; a helper
-    // thread submits them and waits in poll(2) on the loop's fd.
-    event_loop loop;
+    // thread submits them and waits in poll(2) on the loop's fd. The
+    // kernel must post completions for the thread that reaps them, so
+    // task work is not deferred (as fabric/device_context.hpp makes it).
+    event_loop loop(vmrdma::loop_options{.coalesce_wakeups = false});
     int fds[2];
     REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
     vmrdma::async_scope scope;
@@ -487,4 +495,58 @@ TEST_CASE("turn_time is the time the loop reaped this turn's completions: it fol
     CHECK(seen_first <= after_first);
     CHECK(seen_second <= after_second);
     CHECK(seen_second - seen_first >= 2ms);  // the second sleep's completion was reaped 2 ms or more later
+}
+
+// A turn hook says once that more is on its way (as the eth: transport
+// does after frames of an unfinished message); the blocking turn that
+// follows, with only a 5 ms timer pending, gathers for coalesce_wait and
+// ends there; the next blocking turn waits for the timer alone.
+loop_stats_pair gathering_once(vmrdma::loop_options options) {
+    event_loop loop(options);
+    bool asked = false, slept = false;
+    auto id = loop.add_turn_hook([&] {
+        if (!asked) loop.expect_more();
+        asked = true;
+        return false;
+    });
+    auto t = [&]() -> task<void> {
+        co_await loop.sleep_for(5ms);
+        slept = true;
+    };
+    loop.run(t());
+    loop.remove_turn_hook(id);
+    CHECK(slept);
+    return {loop.stats(), loop.coalescing_wakeups()};
+}
+
+TEST_CASE("coalesced wake-ups: after expect_more() the next blocking turn gathers, and only that one") {
+    auto [stats, coalescing] = gathering_once({});
+    if (!coalescing) {
+        MESSAGE("this kernel has no IORING_SETUP_DEFER_TASKRUN (Linux 6.1+): nothing to check");
+        return;
+    }
+    CHECK(stats.blocks >= 2);     // the gathering turn, then the timer's
+    CHECK(stats.coalesced == 1);  // only the turn after expect_more() gathered
+}
+
+TEST_CASE("without coalesce_wakeups expect_more() changes nothing") {
+    auto [stats, coalescing] = gathering_once(vmrdma::loop_options{.coalesce_wakeups = false});
+    CHECK_FALSE(coalescing);
+    CHECK(stats.coalesced == 0);
+}
+
+TEST_CASE("a coalescing loop made on one thread runs on another, and is destroyed on the first") {
+    // The ring starts disabled and takes the first thread that enters the
+    // kernel for it as its only submitter (IORING_SETUP_SINGLE_ISSUER).
+    std::optional<event_loop> loop(std::in_place);
+    bool done = false;
+    std::thread runner([&] {
+        loop->run([&]() -> task<void> {
+            co_await loop->sleep_for(1ms);
+            done = true;
+        }());
+    });
+    runner.join();
+    CHECK(done);
+    loop.reset();  // leaves nothing behind (the fd count test above checks descriptors)
 }

@@ -1303,3 +1303,38 @@ TEST_CASE("an ACK asked for waits up to ackreq_delay_ns: an answer meanwhile car
 	}
 	CHECK(memcmp(in.data(), src.data(), 100) == 0);
 }
+
+TEST_CASE("a receiver knows while a message's rest is on its way (vr_engine_rx_mid_message)")
+{
+	vr_config cfg = base_cfg();
+	vrsim::Sim s(11);
+	REQUIRE(s.add_node(cfg) == 0);
+	REQUIRE(s.add_node(cfg) == 1);
+	REQUIRE(vr_ep_open(s.node(0).eng, 0, 1, false) == 0);
+	REQUIRE(vr_ep_open(s.node(1).eng, 0, 1, true) == 0);
+	uint32_t ca, cb;
+	REQUIRE(connect(s, 0, 0, 1, 0, &ca, &cb));
+	CHECK_FALSE(vr_engine_rx_mid_message(s.node(1).eng)); // control frames only so far
+	GuardedBuf src, dst;
+	src.init(4000, 1); // three frames at MTU 1500
+	dst.init(4000, 2);
+	REQUIRE(reg(s.node(0), 0, src, 0) == 0);
+	REQUIRE(reg(s.node(1), 0, dst, VR_ACCESS_REMOTE_WRITE) == 0);
+	REQUIRE(vr_post_write(s.node(0).eng, ca, src.key, 0, dst.key, 0, 4000, 1) == 0);
+	bool mid = false;
+	REQUIRE(s.run([&] {
+		mid = mid || vr_engine_rx_mid_message(s.node(1).eng);
+		return find(s.node(0), 1) != nullptr;
+	}, s.now + 1000000000));
+	CHECK(mid);                                          // after the first and the middle frame
+	CHECK_FALSE(vr_engine_rx_mid_message(s.node(1).eng)); // the last one ended it
+	// A one-frame message never leaves it set.
+	REQUIRE(vr_post_write(s.node(0).eng, ca, src.key, 0, dst.key, 0, 100, 2) == 0);
+	mid = false;
+	REQUIRE(s.run([&] {
+		mid = mid || vr_engine_rx_mid_message(s.node(1).eng);
+		return find(s.node(0), 2) != nullptr;
+	}, s.now + 1000000000));
+	CHECK_FALSE(mid);
+	CHECK(memcmp(src.data(), dst.data(), 4000) == 0);
+}

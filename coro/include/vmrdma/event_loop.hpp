@@ -70,6 +70,19 @@ struct loop_options {
     // on such a loop reads its frames in the turns (device_options::
     // receive_in_turns), from a mapped ring, so a spin costs no system call.
     std::chrono::nanoseconds busy_poll{0};
+    // Wake-up coalescing (docs/runtime.md, "Coalesced wake-ups"): after a
+    // transport took frames of a message whose rest is on its way
+    // (expect_more()), the next blocking turn sleeps through arrivals for
+    // up to event_loop::coalesce_wait instead of waking at the first, so
+    // that the sender's softirq wakes this thread once per burst rather
+    // than once per frame. Timers and cancellations still wake it at once;
+    // without expect_more() a blocking turn wakes at the first completion.
+    // Needs Linux 6.1 (IORING_SETUP_DEFER_TASKRUN; older kernels: off) and
+    // one thread entering the kernel for the loop: the first that submits
+    // or waits (run(), run_once()). A host whose loop is turned by one
+    // thread and submitted by another (run_ready() and submit_pending())
+    // turns it off.
+    bool coalesce_wakeups = true;
 };
 
 // Counters for tests and figures: how the loop spent its turns.
@@ -82,6 +95,7 @@ struct loop_stats {
     std::uint64_t polled = 0;        // spinning turns that found completions waiting
     std::uint64_t spins = 0;         // turns that spun instead of blocking (busy_poll)
     std::uint64_t blocks = 0;        // turns that blocked in the kernel for a completion
+    std::uint64_t coalesced = 0;     // blocking turns that gathered arrivals (expect_more)
 };
 
 class event_loop {
@@ -181,7 +195,19 @@ public:
         return awaiter{*this};
     }
 
+    // loop_options::coalesce_wakeups: how long a blocking turn after
+    // expect_more() may sleep through arrivals. About six 9000-byte frames
+    // on this project's veth pairs; what a burst's last frames can wait.
+    static constexpr std::chrono::microseconds coalesce_wait{20};
+    // A transport took frames of a message whose rest is still to come:
+    // the next blocking turn may gather arrivals (coalesce_wakeups). Loop
+    // thread only; holds for the next turn only.
+    void expect_more() noexcept { expect_more_ = true; }
+
     const loop_options& options() const noexcept { return options_; }
+    // Whether loop_options::coalesce_wakeups is in effect (the kernel has
+    // IORING_SETUP_DEFER_TASKRUN, Linux 6.1+).
+    bool coalescing_wakeups() const noexcept { return deferred_taskrun_; }
     bool on_loop_thread() const noexcept { return std::this_thread::get_id() == loop_thread_; }
     const loop_stats& stats() const noexcept { return stats_; }
     // When this turn's completions were reaped (read once per turn): a clock
@@ -232,9 +258,15 @@ private:
 
     bool spin() noexcept;
     void wait_for_completion();
+    void enable_once() noexcept;
 
     loop_options options_;
     bool taskrun_flag_ = false;  // the kernel flags pending task work (IORING_SQ_TASKRUN)
+    // coalesce_wakeups in effect: the ring defers task work to this loop's
+    // thread, and starts disabled until that thread first enters the kernel.
+    bool deferred_taskrun_ = false;
+    bool ring_enabled_ = true;
+    bool expect_more_ = false;  // expect_more() this turn
     std::chrono::steady_clock::time_point last_work_{};  // busy_poll: the last turn that did something
     io_uring ring_{};
     int wake_fd_ = -1;

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <chrono>
 #include <string_view>
+#include <utility>
 
 #include "engine_status.hpp"
 #include "vmrdma/error.hpp"
@@ -172,6 +173,7 @@ void engine_host::on_frame(void* context, const std::byte* frame, std::uint32_t 
     // frames within microseconds; a clock read per frame was 3 % of
     // vmrdmad's CPU at 4 KiB messages).
     vr_engine_input(self->engine_, frame, length, self->engine_clock(ns_of(self->loop_.turn_time())));
+    self->took_frames_ = true;
     self->flush_wanted_ = true;  // ACKs, responses and window openings
 }
 
@@ -259,6 +261,9 @@ bool engine_host::flush() {
         }
     }
     if (!receive_in_turns_) arm_timer_if_needed();  // else the idle hook arms it
+    // Frames of a message whose rest is still on its way: the loop's next
+    // wait may gather them (loop_options::coalesce_wakeups).
+    if (std::exchange(took_frames_, false) && vr_engine_rx_mid_message(engine_)) loop_.expect_more();
     return more || !looped_.empty();  // answers to looped frames: another turn
 }
 
@@ -284,6 +289,7 @@ void engine_host::drain(std::uint64_t now) {
         any = true;
     });
     if (any) {
+        took_frames_ = true;
         flush_wanted_ = true;  // ACKs, responses and window openings
         loop_.note_work();     // a passive side (one-sided writes into it) resumes nothing, yet is busy
     }

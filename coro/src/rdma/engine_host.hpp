@@ -95,6 +95,7 @@ private:
     }
     bool flush_wanted_ = false;
     bool receive_in_turns_ = false;  // device_options::receive_in_turns
+    bool took_frames_ = false;       // frames went into the engine since the last flush()
     std::vector<std::vector<std::byte>> looped_;  // frames for this host itself (loop_back)
 };
 

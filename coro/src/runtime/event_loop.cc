@@ -24,7 +24,18 @@ event_loop::event_loop(loop_options options)
     // this thread with an IPI; it runs when the thread next enters the
     // kernel, which a busy loop does all the time. Per-frame poll wake-ups
     // made IPIs a tenth of a transfer's CPU time. Older kernels: without.
-    int rc = init(IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG);
+    int rc = -EINVAL;
+    if (options.coalesce_wakeups) {
+        // Task work deferred to this loop's thread (Linux 6.1+), which lets a
+        // wait for several completions sleep through the ones before
+        // (wait_for_completion). One thread may enter the ring: the first
+        // that does (enable_once), not necessarily the one constructing it.
+        rc = init(IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_TASKRUN_FLAG |
+                  IORING_SETUP_R_DISABLED);
+        deferred_taskrun_ = rc == 0;
+        ring_enabled_ = !deferred_taskrun_;
+    }
+    if (rc == -EINVAL) rc = init(IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG);
     taskrun_flag_ = rc == 0;
     if (rc == -EINVAL) rc = init(0);
     if (rc < 0) throw_errno(rc, "io_uring_queue_init failed (is io_uring disabled by sysctl or seccomp?)");
@@ -42,6 +53,7 @@ event_loop::~event_loop() {
     for (std::uint32_t i = 0; i < slots_.size(); ++i)
         if (slots_[i]->busy) cancel(i);
     // Nothing may stay pending in the kernel: wait until every slot is free.
+    if (busy_slots_ > 0) enable_once();
     while (busy_slots_ > 0) {
         if (io_uring_submit_and_wait(&ring_, 1) < 0) break;
         reap();
@@ -54,6 +66,7 @@ io_uring_sqe* event_loop::get_sqe() {
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
     if (sqe) return sqe;
     // The submission queue is full: hand the batch to the kernel and retry.
+    enable_once();
     int submitted = io_uring_submit(&ring_);
     if (submitted > 0) {
         ++stats_.submits;
@@ -96,6 +109,7 @@ void event_loop::release_slot(std::uint32_t index) noexcept {
 void event_loop::cancel(std::uint32_t index) noexcept {
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
     if (!sqe) {
+        enable_once();
         io_uring_submit(&ring_);
         sqe = io_uring_get_sqe(&ring_);
         if (!sqe) return;  // the kernel holds the queue; the op still completes
@@ -128,6 +142,7 @@ void event_loop::abandon(std::uint32_t index) noexcept {
     if (s.busy) {
         s.orphaned = true;
         cancel(index);
+        enable_once();
         while (s.busy) {
             if (io_uring_submit_and_wait(&ring_, 1) < 0) break;
             reap();
@@ -155,6 +170,7 @@ bool event_loop::spin() noexcept {
     ++stats_.spins;
     const bool task_work = !taskrun_flag_ || (IO_URING_READ_ONCE(*ring_.sq.kflags) & IORING_SQ_TASKRUN);
     if (io_uring_sq_ready(&ring_) > 0 || task_work) {
+        enable_once();
         int submitted = io_uring_submit_and_get_events(&ring_);
         if (submitted > 0) {
             ++stats_.submits;
@@ -216,6 +232,7 @@ bool event_loop::run_ready_work() {
 }
 
 void event_loop::submit_counted() {
+    enable_once();
     int submitted = io_uring_submit(&ring_);
     if (submitted > 0) {
         ++stats_.submits;
@@ -225,6 +242,7 @@ void event_loop::submit_counted() {
 
 void event_loop::turn(const bool& finished) {
     const auto resumed = stats_.resumptions, reaped = stats_.completions;
+    expect_more_ = false;  // this turn's hooks say it anew
     const bool more_work = run_ready_work();
     // This turn did something (busy_poll spins from here on): the turn's
     // time is close enough, and saves a clock read per turn.
@@ -241,15 +259,46 @@ void event_loop::turn(const bool& finished) {
     if (stats_.completions != reaped) last_work_ = turn_time_;
 }
 
-// Idle: the idle hooks arm what wakes a sleeper, then block.
+// Idle: the idle hooks arm what wakes a sleeper, then block. After
+// expect_more(), with coalesce_wakeups: for two completions or coalesce_wait.
+// With task work deferred to this thread, what arrives for an operation
+// that is already waiting to run (a multishot receive's further frames)
+// only queues; the kernel wakes a thread that waits for n completions once
+// n operations have work, and at once for a timer or a cancellation. So a
+// stream's frames gather for coalesce_wait at most, and a timer still
+// fires on time.
 void event_loop::wait_for_completion() {
     prepare_to_wait();
     ++stats_.blocks;
-    int submitted = io_uring_submit_and_wait(&ring_, 1);
+    enable_once();
+    const bool gather = deferred_taskrun_ && std::exchange(expect_more_, false);
+    int submitted;
+    if (gather) {
+        ++stats_.coalesced;
+        __kernel_timespec ts{};
+        ts.tv_nsec = std::chrono::duration_cast<std::chrono::nanoseconds>(coalesce_wait).count();
+        io_uring_cqe* cqe = nullptr;
+        // Submits too; ends when two operations have work, at a timer, or
+        // at coalesce_wait (the usual end while one receive gathers frames).
+        submitted = io_uring_submit_and_wait_timeout(&ring_, &cqe, 2, &ts, nullptr);
+    } else {
+        submitted = io_uring_submit_and_wait(&ring_, 1);
+    }
     if (submitted > 0) {
         ++stats_.submits;
         stats_.sqes += static_cast<std::uint64_t>(submitted);
     }
+}
+
+// coalesce_wakeups: the ring was made disabled, so that the thread that
+// first enters the kernel for it (run(), run_once(), or a destructor that
+// must wait) becomes its only submitter, whichever thread constructed it.
+void event_loop::enable_once() noexcept {
+    if (ring_enabled_) return;
+    ring_enabled_ = true;
+    // io_uring_enable_rings() is declared by Debian's liburing 2.3 but not
+    // exported from its shared library: the register call it makes.
+    io_uring_register(static_cast<unsigned>(ring_.ring_fd), IORING_REGISTER_ENABLE_RINGS, nullptr, 0);
 }
 
 bool event_loop::run_once(std::chrono::nanoseconds max_wait) {
@@ -261,6 +310,7 @@ bool event_loop::run_once(std::chrono::nanoseconds max_wait) {
         ts.tv_sec = max_wait.count() / 1'000'000'000;
         ts.tv_nsec = max_wait.count() % 1'000'000'000;
         io_uring_cqe* cqe = nullptr;
+        enable_once();
         // Submits too; -ETIME when nothing completed in time.
         int submitted = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
         if (submitted > 0) {
