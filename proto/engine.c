@@ -566,6 +566,11 @@ int vr_engine_input(struct vr_engine *eng, const void *frame, u32 len, u64 now)
 	return vr_engine_input_frame(eng, frame, len, now);
 }
 
+bool vr_engine_rx_mid_message(const struct vr_engine *eng)
+{
+	return eng->rx_mid_message;
+}
+
 /*
  * Every frame of an established connection proves it comes from inside it:
  * its ACK never beyond what we sent nor more than VR_PSN_SLACK behind what
@@ -596,6 +601,8 @@ static int vr_engine_input_frame(struct vr_engine *eng, const void *frame, u32 l
 
 	eng->ctr.rx_frames++;
 	eng->ctr.rx_bytes += len;
+	/* set again only by an in-order first or middle data frame it admits */
+	eng->rx_mid_message = false;
 	rc = vr_wire_parse(frame, len, eng->cfg.ethertype, &p);
 	if (rc) {
 		int cls = vr_wire_err_class(rc);
@@ -783,11 +790,6 @@ int vr_engine_tx_poll(struct vr_engine *eng, u64 now, u32 budget)
 }
 
 /* --------------------------------------------------------------- timers */
-
-bool vr_engine_rx_mid_message(const struct vr_engine *eng)
-{
-	return eng->rx_mid_message;
-}
 
 u64 vr_engine_next_timeout(const struct vr_engine *eng)
 {

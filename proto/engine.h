@@ -412,17 +412,20 @@ int vr_post_recv(struct vr_engine *eng, u16 ep, u64 lkey, u64 loff, u32 len,
  * well-formed bundle returns 0 even if frames inside it were dropped: each
  * of those is counted as it would be alone. */
 int vr_engine_input(struct vr_engine *eng, const void *frame, u32 len, u64 now);
+/* Whether the last frame taken was a data frame, admitted in order, that
+ * is a message's first or a middle one: the rest of that message is on its
+ * way, so a host may let its next wait for frames gather several
+ * (docs/runtime.md, "Coalesced wake-ups"). False after anything else (a
+ * message's last frame, after which an answer may be awaited, an ACK, a
+ * frame refused, or one that closed a gap): a wrong false costs a host
+ * only a wake-up. */
+bool vr_engine_rx_mid_message(const struct vr_engine *eng);
 
 /* Emit up to budget frames in DRR order; returns the number emitted. */
 int vr_engine_tx_poll(struct vr_engine *eng, u64 now, u32 budget);
 
 /* Absolute time of the next deadline, VR_U64_MAX if none. */
 u64 vr_engine_next_timeout(const struct vr_engine *eng);
-/* Whether the last data frame taken in order was a message's first or a
- * middle one: the rest of that message is on its way, so a host may let
- * its next wait for frames gather several (docs/runtime.md, "Coalesced
- * wake-ups"); after a message's last frame an answer may be awaited. */
-bool vr_engine_rx_mid_message(const struct vr_engine *eng);
 void vr_engine_on_timer(struct vr_engine *eng, u64 now);
 
 const struct vr_counters *vr_engine_counters(const struct vr_engine *eng);

@@ -291,7 +291,7 @@ struct vr_engine {
 	bool tx_asks;             /* ... flagged ACKREQ because it fills the window */
 	bool tx_probe;            /* ... a tail-loss probe */
 	bool tx_ackreq;           /* ... flagged ACKREQ */
-	/* the last data frame taken in order was not its message's last */
+	/* the last frame taken was an in-order first or middle data frame */
 	bool rx_mid_message;
 };
 

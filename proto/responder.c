@@ -362,6 +362,9 @@ static void rx_advance(struct vr_engine *eng, struct vr_conn *c)
 	if (!c->n_held)
 		return;
 	c->ack_now = true; /* a gap closed: the peer's window opens now */
+	/* which message the held frames end in is not kept: say none is
+	 * unfinished (a host's wait then only wakes sooner than it had to) */
+	eng->rx_mid_message = false;
 	while (vr_sr_test(c->sr->held, c->rcv_nxt)) {
 		psn = c->rcv_nxt++;
 		vr_sr_clear(c->sr->held, psn);
@@ -398,7 +401,6 @@ void vr_resp_rx_data(struct vr_engine *eng, struct vr_conn *c, const struct vr_p
 		}
 		return;
 	}
-	eng->rx_mid_message = vr_op_mid_message(h->opcode);
 	switch (h->opcode) {
 	case VR_OP_WRITE_FIRST: case VR_OP_WRITE_MIDDLE:
 	case VR_OP_WRITE_LAST: case VR_OP_WRITE_ONLY:
@@ -434,6 +436,7 @@ void vr_resp_rx_data(struct vr_engine *eng, struct vr_conn *c, const struct vr_p
 		c->seq_nak_sent = true;
 		return;
 	}
+	eng->rx_mid_message = vr_op_mid_message(h->opcode);
 	c->rcv_nxt++;
 	rx_advance(eng, c);
 	if (c->state != VR_CONN_CONNECTED)

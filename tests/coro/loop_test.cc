@@ -535,18 +535,38 @@ TEST_CASE("without coalesce_wakeups expect_more() changes nothing") {
     CHECK(stats.coalesced == 0);
 }
 
-TEST_CASE("a coalescing loop made on one thread runs on another, and is destroyed on the first") {
+TEST_CASE("a coalescing loop made on one thread runs on another; a third thread that tries to run it is told why") {
     // The ring starts disabled and takes the first thread that enters the
     // kernel for it as its only submitter (IORING_SETUP_SINGLE_ISSUER).
     std::optional<event_loop> loop(std::in_place);
+    if (!loop->coalescing_wakeups()) return;
     bool done = false;
+    std::atomic<bool> ran{false}, tried{false};
     std::thread runner([&] {
         loop->run([&]() -> task<void> {
             co_await loop->sleep_for(1ms);
             done = true;
         }());
+        ran = true;
+        // Alive until the intruder has tried: a new thread may reuse the id
+        // of one that has ended.
+        while (!tried) std::this_thread::sleep_for(1ms);
     });
-    runner.join();
+    while (!ran) std::this_thread::sleep_for(1ms);
     CHECK(done);
-    loop.reset();  // leaves nothing behind (the fd count test above checks descriptors)
+    std::string what;
+    std::thread intruder([&] {
+        try {
+            loop->run([]() -> task<void> { co_return; }());
+        } catch (const error& e) {
+            what = e.what();
+        }
+        tried = true;
+    });
+    intruder.join();
+    runner.join();
+    CHECK(what.find("bound to the thread that first drove it") != std::string::npos);
+    // Nothing of a user's is pending: it may go on this thread.
+    CHECK(loop->pending_operations() == 0);
+    loop.reset();
 }

@@ -75,13 +75,17 @@ struct loop_options {
     // (expect_more()), the next blocking turn sleeps through arrivals for
     // up to event_loop::coalesce_wait instead of waking at the first, so
     // that the sender's softirq wakes this thread once per burst rather
-    // than once per frame. Timers and cancellations still wake it at once;
-    // without expect_more() a blocking turn wakes at the first completion.
-    // Needs Linux 6.1 (IORING_SETUP_DEFER_TASKRUN; older kernels: off) and
-    // one thread entering the kernel for the loop: the first that submits
-    // or waits (run(), run_once()). A host whose loop is turned by one
-    // thread and submitted by another (run_ready() and submit_pending())
-    // turns it off.
+    // than once per frame. Timers still wake it at once; a post() from
+    // another thread (a stop request too) within coalesce_wait. Without
+    // expect_more() a blocking turn wakes at the first completion. Needs
+    // IORING_SETUP_DEFER_TASKRUN (Linux 6.1; measured on 6.18, where a
+    // receive's further frames only queue while its task work waits; older
+    // kernels: off), and binds the loop to one thread: the first that
+    // submits or waits (run(), run_once()); run() or run_once() on another
+    // thread then throws, and the loop must be destroyed on that thread
+    // while operations of its users are pending. A host whose loop is
+    // turned by several threads, or by one and submitted by another
+    // (run_ready() and submit_pending()), turns it off.
     bool coalesce_wakeups = true;
 };
 
@@ -259,6 +263,13 @@ private:
     bool spin() noexcept;
     void wait_for_completion();
     void enable_once() noexcept;
+    // coalesce_wakeups binds the ring to one thread (SINGLE_ISSUER): run()
+    // and run_once() elsewhere throw rather than spin on refused calls.
+    void check_driving_thread() const;
+    [[noreturn]] static void throw_foreign_thread();
+    bool on_foreign_thread() const noexcept {
+        return deferred_taskrun_ && ring_enabled_ && std::this_thread::get_id() != submitter_;
+    }
 
     loop_options options_;
     bool taskrun_flag_ = false;  // the kernel flags pending task work (IORING_SQ_TASKRUN)
@@ -266,6 +277,7 @@ private:
     // thread, and starts disabled until that thread first enters the kernel.
     bool deferred_taskrun_ = false;
     bool ring_enabled_ = true;
+    std::thread::id submitter_;  // the thread that enabled the ring
     bool expect_more_ = false;  // expect_more() this turn
     std::chrono::steady_clock::time_point last_work_{};  // busy_poll: the last turn that did something
     io_uring ring_{};
@@ -392,6 +404,7 @@ auto event_loop::submit_raw(Prepare prepare, std::stop_token stop) {
 
 template <typename T>
 T event_loop::run(task<T> t) {
+    check_driving_thread();
     loop_thread_ = std::this_thread::get_id();
     bool done = false;
     std::exception_ptr failure;

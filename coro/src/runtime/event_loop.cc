@@ -6,6 +6,10 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
 
 namespace vmrdma {
 
@@ -54,6 +58,14 @@ event_loop::~event_loop() {
         if (slots_[i]->busy) cancel(i);
     // Nothing may stay pending in the kernel: wait until every slot is free.
     if (busy_slots_ > 0) enable_once();
+    if (busy_slots_ > internal_busy_ && on_foreign_thread()) {
+        // Only the ring's thread could wait for them, and their memory goes now.
+        std::fprintf(stderr,
+                     "vmrdma: an event_loop that coalesces wake-ups was destroyed on another thread than "
+                     "the one that drove it, with %zu operations in the kernel\n",
+                     busy_slots_ - internal_busy_);
+        std::terminate();
+    }
     while (busy_slots_ > 0) {
         if (io_uring_submit_and_wait(&ring_, 1) < 0) break;
         reap();
@@ -143,6 +155,13 @@ void event_loop::abandon(std::uint32_t index) noexcept {
         s.orphaned = true;
         cancel(index);
         enable_once();
+        if (on_foreign_thread()) {
+            // Only the ring's thread could reap it, and its memory goes now.
+            std::fprintf(stderr,
+                         "vmrdma: an operation of an event_loop that coalesces wake-ups was abandoned on "
+                         "another thread than the one that drives the loop\n");
+            std::terminate();
+        }
         while (s.busy) {
             if (io_uring_submit_and_wait(&ring_, 1) < 0) break;
             reap();
@@ -234,6 +253,7 @@ bool event_loop::run_ready_work() {
 void event_loop::submit_counted() {
     enable_once();
     int submitted = io_uring_submit(&ring_);
+    if (submitted == -EEXIST) throw_foreign_thread();
     if (submitted > 0) {
         ++stats_.submits;
         stats_.sqes += static_cast<std::uint64_t>(submitted);
@@ -264,9 +284,10 @@ void event_loop::turn(const bool& finished) {
 // With task work deferred to this thread, what arrives for an operation
 // that is already waiting to run (a multishot receive's further frames)
 // only queues; the kernel wakes a thread that waits for n completions once
-// n operations have work, and at once for a timer or a cancellation. So a
-// stream's frames gather for coalesce_wait at most, and a timer still
-// fires on time.
+// n operations have work, and at once for urgent work such as a timer's.
+// So a stream's frames gather for coalesce_wait at most, a timer still
+// fires on time, and a post() from another thread waits coalesce_wait at
+// most.
 void event_loop::wait_for_completion() {
     prepare_to_wait();
     ++stats_.blocks;
@@ -284,6 +305,7 @@ void event_loop::wait_for_completion() {
     } else {
         submitted = io_uring_submit_and_wait(&ring_, 1);
     }
+    if (submitted == -EEXIST) throw_foreign_thread();
     if (submitted > 0) {
         ++stats_.submits;
         stats_.sqes += static_cast<std::uint64_t>(submitted);
@@ -296,12 +318,30 @@ void event_loop::wait_for_completion() {
 void event_loop::enable_once() noexcept {
     if (ring_enabled_) return;
     ring_enabled_ = true;
+    submitter_ = std::this_thread::get_id();
     // io_uring_enable_rings() is declared by Debian's liburing 2.3 but not
     // exported from its shared library: the register call it makes.
-    io_uring_register(static_cast<unsigned>(ring_.ring_fd), IORING_REGISTER_ENABLE_RINGS, nullptr, 0);
+    int rc = io_uring_register(static_cast<unsigned>(ring_.ring_fd), IORING_REGISTER_ENABLE_RINGS, nullptr, 0);
+    if (rc < 0) {  // a disabled ring from io_uring_setup that cannot be enabled: nothing could run
+        std::fprintf(stderr, "vmrdma: cannot enable the event loop's io_uring: %s\n", std::strerror(-rc));
+        std::abort();
+    }
+}
+
+void event_loop::check_driving_thread() const {
+    if (on_foreign_thread()) throw_foreign_thread();
+}
+
+// Also where the kernel refuses a thread that merely has the id of the one
+// that drove the ring (a new thread may reuse an ended one's id).
+void event_loop::throw_foreign_thread() {
+    throw error(errc::invalid_argument,
+                "this event_loop coalesces wake-ups and is bound to the thread that first drove it "
+                "(loop_options::coalesce_wakeups = false lets several threads drive one loop)");
 }
 
 bool event_loop::run_once(std::chrono::nanoseconds max_wait) {
+    check_driving_thread();
     loop_thread_ = std::this_thread::get_id();
     const bool more_work = run_ready_work();
     if (!more_work && ready_.empty() && max_wait > std::chrono::nanoseconds::zero()) {
