@@ -151,20 +151,6 @@ std::pair<result, result> run_mode(const options& o) {
     return {sent, received};
 }
 
-// BYTES with an optional K or M suffix; exits on anything else.
-std::size_t parse_bytes(const std::string& text) {
-    char* end = nullptr;
-    unsigned long long n = std::strtoull(text.c_str(), &end, 10);
-    if (end == text.c_str()) n = 0;
-    else if (*end == 'K' || *end == 'k') n <<= 10, ++end;
-    else if (*end == 'M' || *end == 'm') n <<= 20, ++end;
-    if (n == 0 || *end != '\0' || n > (1ull << 30)) {
-        std::fprintf(stderr, "rawframe: bad byte count %s (try --help)\n", text.c_str());
-        std::exit(2);
-    }
-    return static_cast<std::size_t>(n);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -179,7 +165,14 @@ int main(int argc, char** argv) {
         else if (a == "--mode") o.raw.mode = value();
         else if (a == "--frame") o.raw.frame = std::strtoul(value().c_str(), nullptr, 10);
         else if (a == "-D") o.raw.seconds = std::strtod(value().c_str(), nullptr);
-        else if (a == "--message") o.raw.message = parse_bytes(value());
+        else if (a == "--message") {
+            try {
+                o.raw.message = vmrdma::examples::parse_size(value(), 1ull << 30, "rawframe: --message: 1 byte .. 1024M");
+            } catch (const std::exception& e) {
+                std::fprintf(stderr, "%s (try --help)\n", e.what());
+                return 2;
+            }
+        }
         else if (a == "--json") o.json = true;
         else if (a == "--threaded-napi") o.threaded_napi = true;
         else { std::fprintf(stderr, "rawframe: unknown option %s (try --help)\n", a.c_str()); return 2; }

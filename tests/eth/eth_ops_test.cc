@@ -39,8 +39,9 @@ struct pair_of_devices {
     event_loop loop;
     vmrdma::testing::veth_pair veth;
     std::unique_ptr<device> a, b;
-    explicit pair_of_devices(unsigned mtu)
-        : veth("vra" + std::to_string(mtu), "vrb" + std::to_string(mtu), mtu),
+    explicit pair_of_devices(unsigned mtu, vmrdma::loop_options options = {})
+        : loop(options),
+          veth("vra" + std::to_string(mtu), "vrb" + std::to_string(mtu), mtu),
           a(device::open(loop, "eth:" + veth.a)),
           b(device::open(loop, "eth:" + veth.b)) {}
 };
@@ -52,8 +53,9 @@ task<std::pair<connection, connection>> connect_pair(vmrdma::endpoint& ea, vmrdm
     co_return std::pair{std::move(client), std::move(server)};
 }
 
-void one_sided_round_trip(unsigned mtu, std::size_t size) {
-    pair_of_devices net(mtu);
+// A write of `size` bytes and a read back, over one loop; its stats.
+vmrdma::loop_stats one_sided_round_trip(unsigned mtu, std::size_t size, vmrdma::loop_options options = {}) {
+    pair_of_devices net(mtu, options);
     CHECK(net.a->mtu() == mtu);
     auto ea = net.a->open_endpoint(1);
     auto eb = net.b->open_endpoint(1, {.weight = 1, .listen = true});
@@ -76,6 +78,7 @@ void one_sided_round_trip(unsigned mtu, std::size_t size) {
         CHECK(dst[i] == std::byte{0x5a});
         CHECK(dst[32 + size + i] == std::byte{0x5a});
     }
+    return net.loop.stats();
 }
 
 }  // namespace
@@ -1034,45 +1037,16 @@ TEST_CASE("receive_in_turns: a loop asleep keeps its engine's timers: its keepal
     CHECK(heard >= 3);
 }
 
-namespace {
-
-// A 4 MiB write and a 4 MiB read back at MTU 1500 (some 2900 frames each
-// way) on one loop with the given options; returns the loop's stats.
-vmrdma::loop_stats bulk_both_ways(vmrdma::loop_options options, bool& coalescing) {
-    event_loop loop(options);
-    coalescing = loop.coalescing_wakeups();
-    vmrdma::testing::veth_pair veth("vca0", "vcb0", 1500);
-    auto a = device::open(loop, "eth:" + veth.a);
-    auto b = device::open(loop, "eth:" + veth.b);
-    auto ea = a->open_endpoint(1);
-    auto eb = b->open_endpoint(1, {.weight = 1, .listen = true});
-    constexpr std::size_t big = 4 << 20;
-    auto src = pattern(big, 11);
-    std::vector<std::byte> dst(big), back(big);
-    auto src_mr = ea.register_memory(src, access::none);
-    auto back_mr = ea.register_memory(back, access::local_write);
-    auto dst_mr = eb.register_memory(dst, access::remote_write | access::remote_read);
-    auto body = [&]() -> task<void> {
-        auto [client, server] = co_await connect_pair(ea, eb, b->mac());
-        co_await client.write(src_mr, 0, dst_mr.remote(), 0, big);
-        co_await client.read(back_mr, 0, dst_mr.remote(), 0, big);
-    };
-    loop.run(body());
-    CHECK(dst == src);
-    CHECK(back == src);
-    return loop.stats();
-}
-
-}  // namespace
-
 TEST_CASE("coalesced wake-ups: a loop taking a many-frame message gathers its frames, and the data arrives intact") {
     if (vmrdma::testing::skip_network_tests()) return;
     // The eth: engine host tells the loop when it took frames of an
     // unfinished message (vr_engine_rx_mid_message); the loop's next
     // blocking turn then gathers (docs/runtime.md, "Coalesced wake-ups").
-    bool coalescing = false;
-    auto on = bulk_both_ways({}, coalescing);
-    if (!coalescing) {
+    // A 4 MiB write and a 4 MiB read back at MTU 1500: some 2900 frames
+    // each way, on one loop.
+    constexpr std::size_t big = 4 << 20;
+    auto on = one_sided_round_trip(1500, big);
+    if (!event_loop().coalescing_wakeups()) {
         MESSAGE("this kernel has no IORING_SETUP_DEFER_TASKRUN (Linux 6.1+): nothing gathers");
         CHECK(on.coalesced == 0);
         return;
@@ -1080,7 +1054,8 @@ TEST_CASE("coalesced wake-ups: a loop taking a many-frame message gathers its fr
     CHECK(on.blocks > 0);
     CHECK(on.coalesced > 0);
     CHECK(on.coalesced <= on.blocks);
-    auto off = bulk_both_ways(vmrdma::loop_options{.coalesce_wakeups = false}, coalescing);
-    CHECK_FALSE(coalescing);
+    const vmrdma::loop_options off_options{.coalesce_wakeups = false};
+    CHECK_FALSE(event_loop(off_options).coalescing_wakeups());
+    auto off = one_sided_round_trip(1500, big, off_options);
     CHECK(off.coalesced == 0);
 }

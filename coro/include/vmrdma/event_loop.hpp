@@ -252,6 +252,7 @@ private:
     void turn(const bool& finished);
     bool run_ready_work();  // resume what is ready, run the hooks: whether one has more
     void submit_counted();
+    void count_submitted(int submitted) noexcept;
     void reap();
     void drain_posted();
     void arm_wakeup();

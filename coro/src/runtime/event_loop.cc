@@ -80,10 +80,7 @@ io_uring_sqe* event_loop::get_sqe() {
     // The submission queue is full: hand the batch to the kernel and retry.
     enable_once();
     int submitted = io_uring_submit(&ring_);
-    if (submitted > 0) {
-        ++stats_.submits;
-        stats_.sqes += static_cast<std::uint64_t>(submitted);
-    }
+    count_submitted(submitted);
     sqe = io_uring_get_sqe(&ring_);
     if (!sqe) throw error(errc::resources_exhausted, "io_uring submission queue full");
     return sqe;
@@ -191,10 +188,7 @@ bool event_loop::spin() noexcept {
     if (io_uring_sq_ready(&ring_) > 0 || task_work) {
         enable_once();
         int submitted = io_uring_submit_and_get_events(&ring_);
-        if (submitted > 0) {
-            ++stats_.submits;
-            stats_.sqes += static_cast<std::uint64_t>(submitted);
-        }
+        count_submitted(submitted);
     }
     if (io_uring_cq_ready(&ring_) > 0) ++stats_.polled;
     return true;
@@ -254,10 +248,7 @@ void event_loop::submit_counted() {
     enable_once();
     int submitted = io_uring_submit(&ring_);
     if (submitted == -EEXIST) throw_foreign_thread();
-    if (submitted > 0) {
-        ++stats_.submits;
-        stats_.sqes += static_cast<std::uint64_t>(submitted);
-    }
+    count_submitted(submitted);
 }
 
 void event_loop::turn(const bool& finished) {
@@ -306,10 +297,7 @@ void event_loop::wait_for_completion() {
         submitted = io_uring_submit_and_wait(&ring_, 1);
     }
     if (submitted == -EEXIST) throw_foreign_thread();
-    if (submitted > 0) {
-        ++stats_.submits;
-        stats_.sqes += static_cast<std::uint64_t>(submitted);
-    }
+    count_submitted(submitted);
 }
 
 // coalesce_wakeups: the ring was made disabled, so that the thread that
@@ -326,6 +314,13 @@ void event_loop::enable_once() noexcept {
         std::fprintf(stderr, "vmrdma: cannot enable the event loop's io_uring: %s\n", std::strerror(-rc));
         std::abort();
     }
+}
+
+// What an io_uring_enter that submitted (a positive count) handed over.
+void event_loop::count_submitted(int submitted) noexcept {
+    if (submitted <= 0) return;
+    ++stats_.submits;
+    stats_.sqes += static_cast<std::uint64_t>(submitted);
 }
 
 void event_loop::check_driving_thread() const {
@@ -353,10 +348,7 @@ bool event_loop::run_once(std::chrono::nanoseconds max_wait) {
         enable_once();
         // Submits too; -ETIME when nothing completed in time.
         int submitted = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
-        if (submitted > 0) {
-            ++stats_.submits;
-            stats_.sqes += static_cast<std::uint64_t>(submitted);
-        }
+        count_submitted(submitted);
     } else {
         // Enters the kernel only if it must: to submit, or to run task work
         // that holds completions (io_uring_submit does both).
