@@ -48,6 +48,10 @@ int open_socket_impl(const std::string& ifname) {
 }
 
 void fill_frame(std::vector<std::uint8_t>& f, const std::uint8_t dst[6]) {
+    if (f.size() < 14) {
+        std::fprintf(stderr, "raw frames: a frame of %zu bytes has no room for its Ethernet header\n", f.size());
+        std::exit(2);
+    }
     std::memcpy(f.data(), dst, 6);
     std::memset(f.data() + 6, 0x02, 6);
     f[12] = ethertype >> 8;
