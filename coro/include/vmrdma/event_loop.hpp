@@ -214,9 +214,11 @@ public:
     bool coalescing_wakeups() const noexcept { return deferred_taskrun_; }
     bool on_loop_thread() const noexcept { return std::this_thread::get_id() == loop_thread_; }
     const loop_stats& stats() const noexcept { return stats_; }
-    // When this turn's completions were reaped (read once per turn): a clock
-    // for work done per completion that needs the time to within a turn, not
-    // to the nanosecond (a protocol engine's input), at no cost per call.
+    // When this turn's completions were reaped, or, where coroutines ran
+    // since or the loop is stepped by run_once()/run_ready(), when its turn
+    // hooks began: a clock for work done per completion or per turn that
+    // needs the time to within a turn, not to the nanosecond (a protocol
+    // engine's input and timers), at no cost per call.
     std::chrono::steady_clock::time_point turn_time() const noexcept { return turn_time_; }
     // Operations submitted and not yet completed (the internal wake-up read
     // excluded): zero means nothing is pending in the kernel for users.
@@ -250,7 +252,10 @@ private:
     friend struct detail::cancel_request;
     void post_resume(std::coroutine_handle<> h);
     void turn(const bool& finished);
-    bool run_ready_work();  // resume what is ready, run the hooks: whether one has more
+    // Resume what is ready, run the hooks: whether one has more.
+    // driven_from_outside: run_once()/run_ready(), whose caller's own work
+    // came before (turn_time() is read anew for the hooks).
+    bool run_ready_work(bool driven_from_outside);
     void submit_counted();
     void count_submitted(int submitted) noexcept;
     void reap();

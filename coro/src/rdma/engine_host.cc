@@ -233,8 +233,9 @@ bool engine_host::flush() {
     constexpr int batches_per_turn = 16;
     bool more = false;
     if (!engine_) return false;  // destroyed early
+    // A turn hook: the loop's turn_time() is fresh here (event_loop.hpp).
+    const auto now = engine_clock(ns_of(loop_.turn_time()));
     if (receive_in_turns_) {
-        const auto now = engine_clock(now_ns());  // a hook runs before the turn's time is set
         drain(now);
         // The turns keep the engine's timers too (see arm_timer_if_needed).
         if (vr_engine_next_timeout(engine_) <= now) {
@@ -245,13 +246,11 @@ bool engine_host::flush() {
     if (!looped_.empty()) {
         auto frames = std::move(looped_);
         looped_.clear();
-        const auto now = engine_clock(now_ns());
         for (const auto& f : frames) vr_engine_input(engine_, f.data(), static_cast<std::uint32_t>(f.size()), now);
         flush_wanted_ = true;
     }
     if (flush_wanted_) {
         flush_wanted_ = false;
-        auto now = engine_clock(now_ns());
         const auto frames = static_cast<int>(port_->batch_frames());
         for (int i = 0; i < batches_per_turn; ++i) {
             int n = vr_engine_tx_poll(engine_, now, static_cast<std::uint32_t>(frames));
