@@ -12,6 +12,7 @@
 #include <cstring>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "tests/support/fd_count.hpp"
@@ -495,6 +496,52 @@ TEST_CASE("turn_time is the time the loop reaped this turn's completions: it fol
     CHECK(seen_first <= after_first);
     CHECK(seen_second <= after_second);
     CHECK(seen_second - seen_first >= 2ms);  // the second sleep's completion was reaped 2 ms or more later
+}
+
+TEST_CASE("a turn hook's turn_time is read after the coroutines that ran before it in the turn") {
+    // The hooks (the eth: engine host's transmit and timers) take their
+    // clock from turn_time(); a coroutine that worked for a while before
+    // them must not leave them with the time of the reap before it.
+    vmrdma::event_loop loop;
+    bool worked = false;
+    std::chrono::steady_clock::time_point work_done{}, hook_saw{};
+    auto id = loop.add_turn_hook([&] {
+        if (std::exchange(worked, false)) hook_saw = loop.turn_time();
+        return false;
+    });
+    auto body = [&]() -> vmrdma::task<void> {
+        co_await loop.sleep_for(1ms);
+        const auto start = std::chrono::steady_clock::now();
+        while (std::chrono::steady_clock::now() - start < 2ms) {
+        }  // the coroutine's own work, after the reap that resumed it
+        work_done = std::chrono::steady_clock::now();
+        worked = true;
+    };
+    loop.run(body());
+    loop.remove_turn_hook(id);
+    REQUIRE(hook_saw != std::chrono::steady_clock::time_point{});
+    CHECK(hook_saw >= work_done);
+}
+
+TEST_CASE("run_once: its turn hooks see the time of this call, not of the last one") {
+    // A host that steps the loop (libfabric's progress) does its own work
+    // between calls, for as long as it likes.
+    vmrdma::event_loop loop;
+    std::chrono::steady_clock::time_point hook_saw{};
+    auto id = loop.add_turn_hook([&] {
+        hook_saw = loop.turn_time();
+        return false;
+    });
+    loop.run_once(std::chrono::nanoseconds::zero());
+    std::this_thread::sleep_for(1ms);  // the host's own work
+    const auto before = std::chrono::steady_clock::now();
+    loop.run_once(std::chrono::nanoseconds::zero());
+    CHECK(hook_saw >= before);
+    std::this_thread::sleep_for(1ms);
+    const auto before_ready = std::chrono::steady_clock::now();
+    loop.run_ready();
+    CHECK(hook_saw >= before_ready);
+    loop.remove_turn_hook(id);
 }
 
 // A turn hook says once that more is on its way (as the eth: transport
