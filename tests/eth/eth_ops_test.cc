@@ -1037,6 +1037,86 @@ TEST_CASE("receive_in_turns: a loop asleep keeps its engine's timers: its keepal
     CHECK(heard >= 3);
 }
 
+TEST_CASE("from the receive ring, a loop gathers the frames of messages that stream, not those of a message on its own") {
+    if (vmrdma::testing::skip_network_tests()) return;
+    // Frames come from the mapped ring, and the engine host asks the loop to
+    // gather a message's frames (a timed wait) only where the kernel's
+    // arrival stamps show a stream (arrival_stream.hpp). The receiver runs
+    // its own loop, which sleeps when idle, as a server does. 64 KiB writes
+    // at MTU 9000 are 8 frames each: one at a time, a millisecond apart,
+    // none is gathered; 32 in flight at once, frames of one message follow
+    // those of the last within microseconds, and they are.
+    if (!event_loop().coalescing_wakeups()) {
+        MESSAGE("this kernel has no IORING_SETUP_DEFER_TASKRUN (Linux 6.1+): nothing gathers");
+        return;
+    }
+    if (const char* rx = std::getenv("VMRDMA_ETH_RX")) {
+        MESSAGE("VMRDMA_ETH_RX=" << rx << ": frames do not come from the ring");
+        return;
+    }
+    constexpr std::size_t size = 64 << 10;
+    constexpr int count = 32;
+    vmrdma::testing::veth_pair veth("vtg0", "vth0", 9000);
+    std::vector<std::byte> target(size * count, std::byte{0});
+    std::promise<vmrdma::mac_address> server_mac;
+    auto mac = server_mac.get_future();
+    event_loop server_loop;
+    vmrdma::loop_stats at_start{}, after_lone{}, at_end{};
+    std::uint64_t ring_frames = 0;
+    std::thread server([&] {
+        auto dev = device::open(server_loop, "eth:" + veth.b);
+        auto ep = dev->open_endpoint(1);
+        auto mr = ep.register_memory(target, access::remote_write);
+        std::array<std::byte, 8> note{};
+        auto note_mr = ep.register_memory(note, access::local_write);
+        auto body = [&]() -> task<void> {
+            co_await ep.set_accept_data(mr.remote().to_bytes());
+            co_await ep.listen();
+            server_mac.set_value(dev->mac());
+            auto conn = co_await ep.accept();
+            at_start = server_loop.stats();
+            co_await ep.recv(note_mr, 0, note.size(), 7);  // the lone writes are done
+            after_lone = server_loop.stats();
+            co_await conn.closed();
+            at_end = server_loop.stats();
+        };
+        server_loop.run(body());
+        ring_frames = dev->stats().rx_ring_frames;
+    });
+    event_loop loop;
+    auto dev = device::open(loop, "eth:" + veth.a);
+    auto ep = dev->open_endpoint(1);
+    std::vector<std::vector<std::byte>> sources;
+    std::vector<vmrdma::region> source_mrs;
+    for (int i = 0; i < count; ++i) sources.push_back(pattern(size, static_cast<unsigned>(i + 1)));
+    for (auto& s : sources) source_mrs.push_back(ep.register_memory(s, access::none));
+    std::array<std::byte, 8> note{};
+    auto note_mr = ep.register_memory(note, access::none);
+    const auto peer = mac.get();
+    auto body = [&]() -> task<void> {
+        auto conn = co_await ep.connect(peer, 1, 10s);
+        const auto remote = vmrdma::remote_region::from_bytes(conn.peer_data());
+        for (int i = 0; i < 8; ++i) {
+            co_await loop.sleep_for(1ms);  // far beyond any gap within a stream
+            co_await conn.write(source_mrs[i], 0, remote, static_cast<std::uint64_t>(i) * size, size);
+        }
+        co_await conn.send(note_mr, 0, note.size(), 7);
+        vmrdma::async_scope scope;
+        for (int i = 0; i < count; ++i)
+            scope.spawn([](connection& c, vmrdma::region& mr, vmrdma::remote_region r, std::uint64_t offset,
+                           std::uint32_t length) -> task<void> { co_await c.write(mr, 0, r, offset, length); }(
+                conn, source_mrs[i], remote, static_cast<std::uint64_t>(i) * size, size));
+        co_await scope.join();
+    };
+    loop.run(body());
+    server.join();
+    for (int i = 0; i < count; ++i) CHECK(std::memcmp(target.data() + i * size, sources[i].data(), size) == 0);
+    CHECK(ring_frames > 0);
+    CHECK(after_lone.blocks > at_start.blocks);  // the receiver slept between the lone writes
+    CHECK(after_lone.coalesced == at_start.coalesced);
+    CHECK(at_end.coalesced > after_lone.coalesced);
+}
+
 TEST_CASE("coalesced wake-ups: a loop taking a many-frame message gathers its frames, and the data arrives intact") {
     if (vmrdma::testing::skip_network_tests()) return;
     // The eth: engine host tells the loop when it took frames of an

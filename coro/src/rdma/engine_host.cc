@@ -61,7 +61,7 @@ engine_host::engine_host(event_loop& loop, engine_events& events, std::string_vi
     // A busy-polling loop turns all the time: its turns read the frames too
     // (from the mapped ring: no system call per spin), rather than a spin
     // entering io_uring for each frame's completion.
-    receive_in_turns_ = o.receive_in_turns || loop.options().busy_poll.count() > 0;
+    polled_ = o.receive_in_turns || loop.options().busy_poll.count() > 0;
     host_ops_.xmit = &engine_host::on_xmit;
     host_ops_.complete = &engine_host::on_complete;
     host_ops_.random = &engine_host::on_random;
@@ -137,22 +137,31 @@ counters engine_host::endpoint_counters(std::uint16_t ep) const {
     return to_counters(c);
 }
 
-// Receive through a provided-buffer ring if the kernel has them (5.19+),
-// about 8 MiB of MTU-sized buffers; otherwise poll + recvmmsg.
+// How frames come in (docs/eth-transport.md, "Receiving"); VMRDMA_ETH_RX
+// chooses another way, to compare:
+//  - by default, a mapped TPACKET_V2 ring that every turn of the loop reads
+//    (a memory read), with a one-shot poll and the engine's timer armed
+//    only as the loop is about to sleep;
+//  - recvmmsg: the same turns, each a recvmmsg(2) call;
+//  - uring: a multishot receive into a provided-buffer ring (Linux 5.19+,
+//    about 8 MiB of MTU-sized buffers; poll + recvmmsg before it), not for
+//    a polled loop (device_options::receive_in_turns, busy polling).
 void engine_host::start_receiving() {
-    // VMRDMA_ETH_RX=recvmmsg forces the fallback, to compare the two.
     const char* rx = std::getenv("VMRDMA_ETH_RX");
-    const bool force_recvmmsg = rx && std::string_view(rx) == "recvmmsg";
-    if (receive_in_turns_ || force_recvmmsg) {
-        if (receive_in_turns_) {  // the turns read the socket and keep the timers; a poll
-            idle_hook_id_ = loop_.add_idle_hook([this] {  // and a timer only for a loop about to sleep
-                if (poll_slot_ == UINT32_MAX) arm_poll();
-                arm_timer_if_needed();
-            });
-            // Every turn looks for frames: in the ring that is a memory read, not a system call.
-            if (!force_recvmmsg) port_->use_rx_ring();
-        } else
-            arm_poll();
+    const std::string_view how = rx ? rx : "";
+    receive_in_turns_ = polled_ || how != "uring";
+    if (receive_in_turns_) {
+        idle_hook_id_ = loop_.add_idle_hook([this] {  // a poll and a timer only for a loop about to sleep
+            if (poll_slot_ == UINT32_MAX) arm_poll();
+            arm_timer_if_needed();
+        });
+        // A polled ring is drained all the time: 2 MiB stays in cache as its
+        // slots cycle (NetPIPE at 1 MiB over the provider, one pair each:
+        // 8 MiB 17.6-17.8 Gbit/s, 2 MiB 18.9-19.7, 768 KiB 19.0-19.3). A
+        // loop that sleeps can be away for a scheduler's quantum while the
+        // peer's window keeps coming: 8 MiB, as the provided buffers had
+        // (2 MiB dropped 200-450 frames a second at 64 KiB-4 MiB).
+        if (how != "recvmmsg") ring_stamps_ = port_->use_rx_ring(polled_ ? 2u << 20 : 8u << 20);
         return;
     }
     std::size_t buffer = VR_ETH_HLEN + port_->mtu();
@@ -261,8 +270,12 @@ bool engine_host::flush() {
     }
     if (!receive_in_turns_) arm_timer_if_needed();  // else the idle hook arms it
     // Frames of a message whose rest is still on its way: the loop's next
-    // wait may gather them (loop_options::coalesce_wakeups).
-    if (std::exchange(took_frames_, false) && vr_engine_rx_mid_message(engine_)) loop_.expect_more();
+    // wait may gather them (loop_options::coalesce_wakeups). From the ring
+    // only in a stream (arrival_stream.hpp says why); an io_uring receive
+    // wakes the wait at each frame anyway, and gathers what came meanwhile.
+    if (std::exchange(took_frames_, false) && vr_engine_rx_mid_message(engine_) &&
+        (!ring_stamps_ || stream_.flowing()))
+        loop_.expect_more();
     return more || !looped_.empty();  // answers to looped frames: another turn
 }
 
@@ -283,9 +296,12 @@ void engine_host::arm_poll() {
 // Every frame waiting on the socket into the engine.
 void engine_host::drain(std::uint64_t now) {
     bool any = false;
-    port_->drain([this, now, &any](const std::byte* frame, std::uint32_t len) {
-        if (engine_) vr_engine_input(engine_, frame, len, now);
+    port_->drain([this, now, &any](const std::byte* frame, std::uint32_t len, std::uint64_t arrival) {
         any = true;
+        if (!engine_) return;
+        const bool mid_before = vr_engine_rx_mid_message(engine_);
+        vr_engine_input(engine_, frame, len, now);
+        if (arrival) stream_.frame(arrival, mid_before, vr_engine_rx_mid_message(engine_));
     });
     if (any) {
         took_frames_ = true;

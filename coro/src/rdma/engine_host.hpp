@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "arrival_stream.hpp"
 #include "eth_port.hpp"
 #include "ring_receiver.hpp"
 #include "vmrdma/event_loop.hpp"
@@ -94,7 +95,10 @@ private:
         return engine_time_;
     }
     bool flush_wanted_ = false;
-    bool receive_in_turns_ = false;  // device_options::receive_in_turns
+    bool polled_ = false;            // device_options::receive_in_turns, or a busy-polling loop
+    bool receive_in_turns_ = false;  // the turns read the socket (not VMRDMA_ETH_RX=uring)
+    bool ring_stamps_ = false;       // frames come from the mapped ring, with arrival stamps
+    arrival_stream stream_;
     bool took_frames_ = false;       // frames went into the engine since the last flush()
     std::vector<std::vector<std::byte>> looped_;  // frames for this host itself (loop_back)
 };

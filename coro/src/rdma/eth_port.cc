@@ -175,13 +175,8 @@ void eth_port::flush() {
     tx_count_ = 0;
 }
 
-bool eth_port::use_rx_ring() {
+bool eth_port::use_rx_ring(std::size_t ring_budget) {
     if (rx_ring_) return true;
-    // Small enough to stay in cache as the slots cycle (NetPIPE at 1 MiB over
-    // the provider, one pair each: 8 MiB 17.6-17.8 Gbit/s, 2 MiB 18.9-19.7,
-    // 768 KiB 19.0-19.3), and still about ten times the frames a socket's
-    // default receive buffer (212992 bytes) held for recvmmsg.
-    constexpr std::size_t ring_budget = 2 << 20;
     constexpr std::size_t min_frames = 64;
     const auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
     // A slot: the kernel's tpacket2_hdr and sockaddr_ll, alignment, then the
@@ -214,7 +209,7 @@ bool eth_port::use_rx_ring() {
     return true;
 }
 
-void eth_port::drain_ring(const std::function<void(const std::byte*, std::uint32_t)>& on_frame) {
+void eth_port::drain_ring(const frame_fn& on_frame) {
     for (std::size_t n = 0; n < rx_ring_slots_; ++n) {
         auto* slot = rx_ring_ + rx_ring_next_ * rx_ring_slot_;
         auto* h = reinterpret_cast<tpacket2_hdr*>(slot);
@@ -222,14 +217,14 @@ void eth_port::drain_ring(const std::function<void(const std::byte*, std::uint32
         if (!(__atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER)) return;
         if (h->tp_snaplen == h->tp_len) {  // else larger than our MTU: dropped, as recvmmsg's MSG_TRUNC
             ++rx_ring_taken_;
-            on_frame(slot + h->tp_mac, h->tp_snaplen);
+            on_frame(slot + h->tp_mac, h->tp_snaplen, std::uint64_t{h->tp_sec} * 1'000'000'000u + h->tp_nsec);
         }
         __atomic_store_n(&h->tp_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
         rx_ring_next_ = (rx_ring_next_ + 1) % rx_ring_slots_;
     }
 }
 
-void eth_port::drain(const std::function<void(const std::byte*, std::uint32_t)>& on_frame) {
+void eth_port::drain(const frame_fn& on_frame) {
     if (rx_ring_) {
         drain_ring(on_frame);
         return;
@@ -245,7 +240,7 @@ void eth_port::drain(const std::function<void(const std::byte*, std::uint32_t)>&
         if (n <= 0) return;  // EAGAIN: drained (errors surface as lost frames)
         for (int i = 0; i < n; ++i) {
             if (rx_msgs_[i].msg_hdr.msg_flags & MSG_TRUNC) continue;  // larger than our MTU
-            on_frame(&rx_buffers_[static_cast<std::size_t>(i) * frame_bytes_], rx_msgs_[i].msg_len);
+            on_frame(&rx_buffers_[static_cast<std::size_t>(i) * frame_bytes_], rx_msgs_[i].msg_len, 0);
         }
         if (static_cast<std::size_t>(n) < batch_frames_) return;
     }

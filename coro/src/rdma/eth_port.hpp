@@ -1,9 +1,10 @@
 // eth_port: the raw-Ethernet side of the eth: transport. One AF_PACKET
 // socket bound to an interface and our EtherType; frames leave in batches
 // through sendmmsg(2), gathered straight from registered memory (the header
-// is the only thing copied), and arrive in batches through recvmmsg(2) into
-// MTU-sized buffers from which the engine places payload (the one copy after
-// the kernel's). docs/eth-transport.md says why AF_PACKET and not AF_XDP.
+// is the only thing copied), and arrive in a mapped receive ring (or, where
+// the kernel refuses it or a host asks, through recvmmsg(2) into MTU-sized
+// buffers), from which the engine places payload (the one copy after the
+// kernel's). docs/eth-transport.md says why AF_PACKET and not AF_XDP.
 #pragma once
 
 #include <sys/socket.h>
@@ -58,15 +59,19 @@ public:
     std::size_t batch_frames() const noexcept { return batch_frames_; }
     std::uint64_t tx_dropped() const noexcept { return tx_dropped_; }
 
-    // Receives everything the socket holds now, calling on_frame for each
-    // (the bytes are valid during the call only).
-    void drain(const std::function<void(const std::byte*, std::uint32_t)>& on_frame);
-    // From now on frames arrive in a mapped TPACKET_V2 ring (one slot per
-    // frame, handed over as it arrives), so that drain() finds none waiting
-    // with a memory read instead of a recvmmsg(2) call: for a host that polls
-    // the socket on every turn of a spinning loop (docs/eth-transport.md).
-    // False, and recvmmsg stays, if the kernel refuses the ring.
-    bool use_rx_ring();
+    // Receives everything the socket holds now, calling on_frame(bytes,
+    // length, arrival) for each (the bytes are valid during the call only;
+    // arrival: the kernel's stamp in ns, CLOCK_REALTIME, from the ring; 0
+    // where recvmmsg took the frame).
+    using frame_fn = std::function<void(const std::byte*, std::uint32_t, std::uint64_t)>;
+    void drain(const frame_fn& on_frame);
+    // From now on frames arrive in a mapped TPACKET_V2 ring of about
+    // budget_bytes (one slot per frame, handed over as it arrives), so that
+    // drain() finds none waiting with a memory read instead of a recvmmsg(2)
+    // call, and the kernel's copy of each frame is made as it arrives
+    // (docs/eth-transport.md, "Receiving"). False, and recvmmsg stays, if
+    // the kernel refuses the ring.
+    bool use_rx_ring(std::size_t budget_bytes);
     std::uint64_t rx_ring_frames() const noexcept { return rx_ring_taken_; }
 
 private:
@@ -98,7 +103,7 @@ private:
     vr_bundle_writer bundle_{};
     std::uint64_t bundles_sent_ = 0;
     // receive ring (use_rx_ring): rx_ring_slots_ slots of rx_ring_slot_ bytes
-    void drain_ring(const std::function<void(const std::byte*, std::uint32_t)>& on_frame);
+    void drain_ring(const frame_fn& on_frame);
     std::byte* rx_ring_ = nullptr;
     std::size_t rx_ring_slot_ = 0, rx_ring_slots_ = 0, rx_ring_next_ = 0;
     std::uint64_t rx_ring_taken_ = 0;  // frames handed to drain()'s caller
