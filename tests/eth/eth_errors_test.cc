@@ -3,6 +3,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -70,6 +71,33 @@ TEST_CASE("unknown interfaces, bad URIs and small MTUs are refused with the reas
     CHECK(code_of("eth:vrmtu-a") == errc::invalid_argument);
     CHECK_THROWS_AS(vmrdma::mac_address::parse("02:00:00:00:00"), error);
     CHECK(vmrdma::mac_address::parse("02:0a:0B:00:00:ff").to_string() == "02:0a:0b:00:00:ff");
+}
+
+TEST_CASE("an unknown VMRDMA_ETH_RX is refused with the choices; each known one opens") {
+    if (vmrdma::testing::skip_network_tests()) return;
+    vmrdma::testing::veth_pair veth("vrrx-a", "vrrx-b", 1500);
+    const char* before = std::getenv("VMRDMA_ETH_RX");
+    const std::string saved = before ? before : "";
+    vmrdma::event_loop loop;
+    setenv("VMRDMA_ETH_RX", "rign", 1);
+    std::string what;
+    try {
+        vmrdma::device::open(loop, "eth:" + veth.a);
+    } catch (const error& e) {
+        CHECK(e.code() == errc::invalid_argument);
+        what = e.what();
+    }
+    CHECK(what.find("VMRDMA_ETH_RX is 'rign'") != std::string::npos);
+    CHECK(what.find("ring (the default), recvmmsg or uring") != std::string::npos);
+    for (const char* choice : {"ring", "recvmmsg", "uring"}) {
+        CAPTURE(choice);
+        setenv("VMRDMA_ETH_RX", choice, 1);
+        CHECK_NOTHROW(vmrdma::device::open(loop, "eth:" + veth.a));
+    }
+    if (before)
+        setenv("VMRDMA_ETH_RX", saved.c_str(), 1);
+    else
+        unsetenv("VMRDMA_ETH_RX");
 }
 
 TEST_CASE("an accept cancelled from another thread ends with errc::cancelled") {

@@ -151,8 +151,8 @@ struct device_options {
     // arrived, not only when io_uring reports it. On unix: and xen: the
     // responses already in the ring. An eth: device reads its socket's
     // mapped receive ring in every turn anyway (docs/eth-transport.md,
-    // "Receiving"); this keeps that ring small enough to stay in cache
-    // (2 MiB instead of 8) and never gathers frames in a wait. For a loop
+    // "Receive"); this keeps that ring small enough to stay in cache as a
+    // poller drains it (2 MiB instead of 8). For a loop
     // turned by a polling thread (MPI progress) while another thread
     // submits: what arrived is taken by the polling thread's next turn,
     // without the wake-up of the submitting thread that io_uring's
@@ -201,9 +201,9 @@ struct counters {
     // Bundles of small frames (eth: device only); their frames count in
     // tx_frames and rx_frames one by one.
     std::uint64_t bundles_sent = 0, bundles_received = 0;
-    // Frames taken from the mapped receive ring (eth: with
-    // device_options::receive_in_turns; 0 where frames come by io_uring or
-    // recvmmsg): docs/eth-transport.md, "Receiving".
+    // Frames taken from the mapped receive ring (eth:, unless VMRDMA_ETH_RX
+    // chose io_uring or recvmmsg, or the kernel refused the ring; 0 there):
+    // docs/eth-transport.md, "Receive".
     std::uint64_t rx_ring_frames = 0;
     // Refused as hostile (docs/wire-format.md, "Handshake", "Windows",
     // "Authentication"; each also counts in rx_dropped where it is a frame):

@@ -6,7 +6,7 @@
 // sleep is a timer, which on a VM wakes late (a 20 us sleep took 40-50 us
 // here), so a lone message's frames are better taken as they come, while a
 // stream's gain most from being taken in batches (docs/eth-transport.md,
-// "Receiving").
+// "Receive").
 #pragma once
 
 #include <cstdint>

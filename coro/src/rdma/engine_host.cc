@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <chrono>
+#include <string>
 #include <string_view>
 #include <utility>
 
@@ -57,6 +58,13 @@ counters to_counters(const vr_counters& c) {
 engine_host::engine_host(event_loop& loop, engine_events& events, std::string_view ifname,
                          const device_options& o)
     : loop_(loop), events_(events), port_(std::make_unique<eth_port>(ifname, o.ethertype)) {
+    // Before anything holds this object (a hook, the engine): a constructor
+    // that throws runs no destructor.
+    const char* rx = std::getenv("VMRDMA_ETH_RX");
+    rx_choice_ = rx ? rx : "ring";
+    if (rx_choice_ != "ring" && rx_choice_ != "recvmmsg" && rx_choice_ != "uring")
+        throw error(errc::invalid_argument,
+                    "VMRDMA_ETH_RX is '" + rx_choice_ + "': it must be ring (the default), recvmmsg or uring");
     port_->set_bundling(o.bundle_small_frames);
     // A busy-polling loop turns all the time: its turns read the frames too
     // (from the mapped ring: no system call per spin), rather than a spin
@@ -137,7 +145,7 @@ counters engine_host::endpoint_counters(std::uint16_t ep) const {
     return to_counters(c);
 }
 
-// How frames come in (docs/eth-transport.md, "Receiving"); VMRDMA_ETH_RX
+// How frames come in (docs/eth-transport.md, "Receive"); VMRDMA_ETH_RX
 // chooses another way, to compare:
 //  - by default, a mapped TPACKET_V2 ring that every turn of the loop reads
 //    (a memory read), with a one-shot poll and the engine's timer armed
@@ -147,8 +155,7 @@ counters engine_host::endpoint_counters(std::uint16_t ep) const {
 //    about 8 MiB of MTU-sized buffers; poll + recvmmsg before it), not for
 //    a polled loop (device_options::receive_in_turns, busy polling).
 void engine_host::start_receiving() {
-    const char* rx = std::getenv("VMRDMA_ETH_RX");
-    const std::string_view how = rx ? rx : "";
+    const std::string_view how = rx_choice_;
     receive_in_turns_ = polled_ || how != "uring";
     if (receive_in_turns_) {
         idle_hook_id_ = loop_.add_idle_hook([this] {  // a poll and a timer only for a loop about to sleep

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -95,6 +96,7 @@ private:
         return engine_time_;
     }
     bool flush_wanted_ = false;
+    std::string rx_choice_;          // VMRDMA_ETH_RX: ring, recvmmsg or uring
     bool polled_ = false;            // device_options::receive_in_turns, or a busy-polling loop
     bool receive_in_turns_ = false;  // the turns read the socket (not VMRDMA_ETH_RX=uring)
     bool ring_stamps_ = false;       // frames come from the mapped ring, with arrival stamps

@@ -69,7 +69,7 @@ public:
     // budget_bytes (one slot per frame, handed over as it arrives), so that
     // drain() finds none waiting with a memory read instead of a recvmmsg(2)
     // call, and the kernel's copy of each frame is made as it arrives
-    // (docs/eth-transport.md, "Receiving"). False, and recvmmsg stays, if
+    // (docs/eth-transport.md, "Receive"). False, and recvmmsg stays, if
     // the kernel refuses the ring.
     bool use_rx_ring(std::size_t budget_bytes);
     std::uint64_t rx_ring_frames() const noexcept { return rx_ring_taken_; }
