@@ -38,7 +38,9 @@ vmrdma::device_options provider_device_options() {
     o.max_posted_recvs = 128;
     // eth:: application threads polling for completions read frames
     // themselves, instead of waiting for the helper's wake-up (docs/mpi.md,
-    // Progress). VMRDMA_FI_RECEIVE_IN_TURNS=0 turns it off, to compare.
+    // Progress). VMRDMA_FI_RECEIVE_IN_TURNS=0 turns it off, to compare (on
+    // eth: with VMRDMA_ETH_RX=uring too: an eth: device reads its ring in
+    // turns by default, and then only the ring's size changes).
     const char* in_turns = std::getenv("VMRDMA_FI_RECEIVE_IN_TURNS");
     o.receive_in_turns = !(in_turns && std::strcmp(in_turns, "0") == 0);
     // A message's ACK waits up to this long for the answer the application

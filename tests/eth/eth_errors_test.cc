@@ -76,8 +76,18 @@ TEST_CASE("unknown interfaces, bad URIs and small MTUs are refused with the reas
 TEST_CASE("an unknown VMRDMA_ETH_RX is refused with the choices; each known one opens") {
     if (vmrdma::testing::skip_network_tests()) return;
     vmrdma::testing::veth_pair veth("vrrx-a", "vrrx-b", 1500);
-    const char* before = std::getenv("VMRDMA_ETH_RX");
-    const std::string saved = before ? before : "";
+    // Restores the variable however the test ends: every later test in this
+    // binary opens devices.
+    struct restore_env {
+        const char* before = std::getenv("VMRDMA_ETH_RX");
+        std::string saved = before ? before : "";
+        ~restore_env() {
+            if (before)
+                setenv("VMRDMA_ETH_RX", saved.c_str(), 1);
+            else
+                unsetenv("VMRDMA_ETH_RX");
+        }
+    } restore;
     vmrdma::event_loop loop;
     setenv("VMRDMA_ETH_RX", "rign", 1);
     std::string what;
@@ -94,10 +104,6 @@ TEST_CASE("an unknown VMRDMA_ETH_RX is refused with the choices; each known one 
         setenv("VMRDMA_ETH_RX", choice, 1);
         CHECK_NOTHROW(vmrdma::device::open(loop, "eth:" + veth.a));
     }
-    if (before)
-        setenv("VMRDMA_ETH_RX", saved.c_str(), 1);
-    else
-        unsetenv("VMRDMA_ETH_RX");
 }
 
 TEST_CASE("an accept cancelled from another thread ends with errc::cancelled") {

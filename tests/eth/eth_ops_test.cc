@@ -1044,13 +1044,18 @@ TEST_CASE("from the receive ring, a loop gathers the frames of messages that str
     // arrival stamps show a stream (arrival_stream.hpp). The receiver runs
     // its own loop, which sleeps when idle, as a server does. 64 KiB writes
     // at MTU 9000 are 8 frames each: one at a time, a millisecond apart,
-    // none is gathered; 32 in flight at once, frames of one message follow
-    // those of the last within microseconds, and they are.
+    // they are not gathered; 32 in flight at once, frames of one message
+    // follow those of the last within microseconds, and they are. (A lone
+    // write whose frames a loaded machine spreads over more than 50 us
+    // counts as a long message and may gather: two such waits are allowed.
+    // Here the receiver mostly wakes to a lone message already whole, so
+    // the stream half is the one that fails when the host never gathers;
+    // arrival_stream_test holds the rule itself.)
     if (!event_loop().coalescing_wakeups()) {
         MESSAGE("this kernel has no IORING_SETUP_DEFER_TASKRUN (Linux 6.1+): nothing gathers");
         return;
     }
-    if (const char* rx = std::getenv("VMRDMA_ETH_RX")) {
+    if (const char* rx = std::getenv("VMRDMA_ETH_RX"); rx && std::string_view(rx) != "ring") {
         MESSAGE("VMRDMA_ETH_RX=" << rx << ": frames do not come from the ring");
         return;
     }
@@ -1113,7 +1118,7 @@ TEST_CASE("from the receive ring, a loop gathers the frames of messages that str
     for (int i = 0; i < count; ++i) CHECK(std::memcmp(target.data() + i * size, sources[i].data(), size) == 0);
     CHECK(ring_frames > 0);
     CHECK(after_lone.blocks > at_start.blocks);  // the receiver slept between the lone writes
-    CHECK(after_lone.coalesced == at_start.coalesced);
+    CHECK(after_lone.coalesced - at_start.coalesced <= 2);
     CHECK(at_end.coalesced > after_lone.coalesced);
 }
 

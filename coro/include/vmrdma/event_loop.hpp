@@ -178,8 +178,8 @@ public:
     // block this turn. Returns an id for remove_turn_hook. Loop thread only.
     std::size_t add_turn_hook(std::function<bool()> hook);
     void remove_turn_hook(std::size_t id) noexcept;
-    // Runs `hook` whenever the loop is about to wait for completions (block
-    // or spin), and from prepare_to_wait(): a transport that takes its input
+    // Runs `hook` whenever the loop is about to block for completions (not
+    // before a spinning turn), and from prepare_to_wait(): a transport that takes its input
     // in the turn hooks arms a wake-up (one poll) only here, so a loop that
     // is turned all the time gets no completion per arrival. Loop thread
     // only; the id is remove_turn_hook's.

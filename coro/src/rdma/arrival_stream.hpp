@@ -3,8 +3,8 @@
 // arrival stamps. The engine host gathers a message's frames in its loop's
 // next wait (event_loop::expect_more) only in a stream: a receiver that
 // takes frames from the mapped ring can only gather by sleeping, and a
-// sleep is a timer, which on a VM wakes late (a 20 us sleep took 40-50 us
-// here), so a lone message's frames are better taken as they come, while a
+// sleep is a timer, which on a VM wakes late (a 20 us gathering wait took
+// 37-50 us here), so a lone message's frames are better taken as they come, while a
 // stream's gain most from being taken in batches (docs/eth-transport.md,
 // "Receive").
 #pragma once
@@ -25,8 +25,10 @@ public:
     // gathering wait late at most, is a small part of its time.
     static constexpr std::uint64_t long_message_ns = 50'000;
 
-    // One frame taken, arrived at arrival_ns (the kernel's stamp, any fixed
-    // clock), the engine in the middle of a message before and after it
+    // One frame taken, arrived at arrival_ns (the kernel's stamp, in
+    // CLOCK_REALTIME: a step of that clock back makes the next message no
+    // stream, a step forward makes the one under way a long one), the engine
+    // in the middle of a message before and after it
     // (vr_engine_rx_mid_message).
     void frame(std::uint64_t arrival_ns, bool mid_before, bool mid_after) noexcept {
         if (mid_after && !mid_before) {  // a message begins

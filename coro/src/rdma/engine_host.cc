@@ -66,9 +66,9 @@ engine_host::engine_host(event_loop& loop, engine_events& events, std::string_vi
         throw error(errc::invalid_argument,
                     "VMRDMA_ETH_RX is '" + rx_choice_ + "': it must be ring (the default), recvmmsg or uring");
     port_->set_bundling(o.bundle_small_frames);
-    // A busy-polling loop turns all the time: its turns read the frames too
-    // (from the mapped ring: no system call per spin), rather than a spin
-    // entering io_uring for each frame's completion.
+    // A loop that polls (receive_in_turns, or busy polling) drains the ring
+    // all the time: a smaller ring, and never the io_uring receive, whose
+    // completions a spin would enter the kernel for (start_receiving).
     polled_ = o.receive_in_turns || loop.options().busy_poll.count() > 0;
     host_ops_.xmit = &engine_host::on_xmit;
     host_ops_.complete = &engine_host::on_complete;
@@ -249,10 +249,12 @@ bool engine_host::flush() {
     constexpr int batches_per_turn = 16;
     bool more = false;
     if (!engine_) return false;  // destroyed early
-    // A turn hook: the loop's turn_time() is fresh here (event_loop.hpp).
-    const auto now = engine_clock(ns_of(loop_.turn_time()));
+    // A turn hook: the loop's turn_time() is read after the coroutines that
+    // ran this turn (event_loop.hpp); a drain that took frames took time
+    // (up to a full ring's copies and CRCs), so transmit reads the clock again.
+    auto now = engine_clock(ns_of(loop_.turn_time()));
     if (receive_in_turns_) {
-        drain(now);
+        if (drain(now)) now = engine_clock(now_ns());
         // The turns keep the engine's timers too (see arm_timer_if_needed).
         if (vr_engine_next_timeout(engine_) <= now) {
             vr_engine_on_timer(engine_, now);
@@ -277,11 +279,13 @@ bool engine_host::flush() {
     }
     if (!receive_in_turns_) arm_timer_if_needed();  // else the idle hook arms it
     // Frames of a message whose rest is still on its way: the loop's next
-    // wait may gather them (loop_options::coalesce_wakeups). From the ring
-    // only in a stream (arrival_stream.hpp says why); an io_uring receive
-    // wakes the wait at each frame anyway, and gathers what came meanwhile.
+    // wait may gather them (loop_options::coalesce_wakeups). An io_uring
+    // receive wakes that wait at each frame anyway, and gathers what came
+    // meanwhile. Read in turns, a wait can only gather by sleeping (its poll
+    // is one-shot): from the ring only in a stream (arrival_stream.hpp says
+    // why), and never without the ring's arrival stamps.
     if (std::exchange(took_frames_, false) && vr_engine_rx_mid_message(engine_) &&
-        (!ring_stamps_ || stream_.flowing()))
+        (!receive_in_turns_ || (ring_stamps_ && stream_.flowing())))
         loop_.expect_more();
     return more || !looped_.empty();  // answers to looped frames: another turn
 }
@@ -300,8 +304,8 @@ void engine_host::arm_poll() {
     });
 }
 
-// Every frame waiting on the socket into the engine.
-void engine_host::drain(std::uint64_t now) {
+// Every frame waiting on the socket into the engine; whether there was any.
+bool engine_host::drain(std::uint64_t now) {
     bool any = false;
     port_->drain([this, now, &any](const std::byte* frame, std::uint32_t len, std::uint64_t arrival) {
         any = true;
@@ -315,6 +319,7 @@ void engine_host::drain(std::uint64_t now) {
         flush_wanted_ = true;  // ACKs, responses and window openings
         loop_.note_work();     // a passive side (one-sided writes into it) resumes nothing, yet is busy
     }
+    return any;
 }
 
 void engine_host::on_readable(event_loop& loop, op_slot& slot) {

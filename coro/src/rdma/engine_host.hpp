@@ -1,7 +1,9 @@
 // engine_host: one proto/ engine hosted on the event loop, on a raw
 // AF_PACKET port. It feeds received frames and the time to the engine,
-// flushes transmit batches once per loop turn, keeps one io_uring timer
-// armed at the engine's next deadline, and hands every engine event
+// flushes transmit batches once per loop turn, keeps the engine's timers
+// (in its turns, with an io_uring timer armed at the next deadline only as
+// the loop is about to sleep; VMRDMA_ETH_RX=uring: that timer always
+// armed), and hands every engine event
 // (completions, accepted and failed connections, the accept policy) to its
 // owner. Two owners: engine_transport (eth:, the API in this process) and
 // vmrdmad (the driver domain, which serves frontends through
@@ -71,7 +73,7 @@ private:
     static void on_frame(void* context, const std::byte* frame, std::uint32_t length);
     void arm_poll();
     static void on_readable(event_loop& loop, op_slot& slot);
-    void drain(std::uint64_t now);
+    bool drain(std::uint64_t now);
     void arm_timer_if_needed();
     static void on_timer(event_loop& loop, op_slot& slot);
 
