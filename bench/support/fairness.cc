@@ -45,7 +45,7 @@ std::string fairness_statement(const workload& w, const tcp_buffers& b) {
     s += ", TCP's when the receiver has read all of it, raw frames' when the receiver's ring has them";
     s += " (sendmmsg + TPACKET_V3, the fastest raw path measured here; a message's bytes in frames of";
     s += " at most the MTU, the last one shorter, gathered from the message-sized buffer as vmrdma's";
-    s += " are). Memory: ";
+    s += " are; bytes count without the frames' Ethernet headers, as every path counts message bytes). Memory: ";
     s += w.distinct_buffers ? "each vmrdma operation in flight has its own message-sized bytes at each end "
                               "(--distinct-buffers), TCP one buffer per side"
                             : "every path sends from one message-sized buffer and receives into one, as "
