@@ -100,6 +100,7 @@ private:
     bool flush_wanted_ = false;
     std::string rx_choice_;          // VMRDMA_ETH_RX: ring, recvmmsg or uring
     bool polled_ = false;            // device_options::receive_in_turns, or a busy-polling loop
+    std::size_t window_frames_ = 0;  // a connection's window: the receive ring holds at least this
     bool receive_in_turns_ = false;  // the turns read the socket (not VMRDMA_ETH_RX=uring)
     bool ring_stamps_ = false;       // frames come from the mapped ring, with arrival stamps
     arrival_stream stream_;

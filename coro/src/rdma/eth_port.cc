@@ -99,7 +99,7 @@ eth_port::eth_port(std::string_view ifname, std::uint16_t ethertype) : name_(ifn
 }
 
 eth_port::~eth_port() {
-    if (rx_ring_) munmap(rx_ring_, rx_ring_slot_ * rx_ring_slots_);
+    if (rx_ring_) munmap(rx_ring_, rx_ring_block_ * (rx_ring_slots_ / rx_ring_per_block_));
     close(fd_);
 }
 
@@ -175,23 +175,29 @@ void eth_port::flush() {
     tx_count_ = 0;
 }
 
-bool eth_port::use_rx_ring(std::size_t ring_budget) {
+bool eth_port::use_rx_ring(std::size_t ring_budget, std::size_t min_frames) {
     if (rx_ring_) return true;
-    constexpr std::size_t min_frames = 64;
     const auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
     // A slot: the kernel's tpacket2_hdr and sockaddr_ll, alignment, then the
-    // frame; whole pages, so that one slot is one block.
+    // frame; whole pages. The kernel allocates each block as a power of two
+    // of pages, so a block is one, holding at least four slots: a block of
+    // one 12 KiB slot (MTU 9000) took 16 KiB, one of 68 KiB (MTU 65535)
+    // 128 KiB; four or more slots to a block leave at most a slot's worth.
     const std::size_t slot = (TPACKET_ALIGN(TPACKET2_HDRLEN) + 64 + frame_bytes_ + page - 1) / page * page;
-    const std::size_t frames = std::max(min_frames, ring_budget / slot);
+    std::size_t block = page;
+    while (block < 4 * slot) block *= 2;
+    const std::size_t per_block = block / slot;
+    const std::size_t blocks = std::max((min_frames + per_block - 1) / per_block, ring_budget / block);
+    const std::size_t frames = blocks * per_block;
     int version = TPACKET_V2;
     if (setsockopt(fd_, SOL_PACKET, PACKET_VERSION, &version, sizeof version) != 0) return false;
     tpacket_req req{};
-    req.tp_block_size = static_cast<unsigned>(slot);
-    req.tp_block_nr = static_cast<unsigned>(frames);
+    req.tp_block_size = static_cast<unsigned>(block);
+    req.tp_block_nr = static_cast<unsigned>(blocks);
     req.tp_frame_size = static_cast<unsigned>(slot);
     req.tp_frame_nr = static_cast<unsigned>(frames);
     if (setsockopt(fd_, SOL_PACKET, PACKET_RX_RING, &req, sizeof req) != 0) return false;
-    void* ring = mmap(nullptr, slot * frames, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
+    void* ring = mmap(nullptr, block * blocks, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
     if (ring == MAP_FAILED) {
         req = {};  // no ring after all: frames go to the socket's queue again
         setsockopt(fd_, SOL_PACKET, PACKET_RX_RING, &req, sizeof req);
@@ -199,6 +205,8 @@ bool eth_port::use_rx_ring(std::size_t ring_budget) {
     }
     rx_ring_ = static_cast<std::byte*>(ring);
     rx_ring_slot_ = slot;
+    rx_ring_block_ = block;
+    rx_ring_per_block_ = per_block;
     rx_ring_slots_ = frames;
     // Frames queued before the ring stay in the socket's queue, where
     // drain() no longer looks and which keeps poll(2) readable: drop them
@@ -211,7 +219,10 @@ bool eth_port::use_rx_ring(std::size_t ring_budget) {
 
 void eth_port::drain_ring(const frame_fn& on_frame) {
     for (std::size_t n = 0; n < rx_ring_slots_; ++n) {
-        auto* slot = rx_ring_ + rx_ring_next_ * rx_ring_slot_;
+        // Where the kernel puts frame n (packet_lookup_frame): slots fill a
+        // block from its start; what is left at its end is unused.
+        auto* slot = rx_ring_ + rx_ring_next_ / rx_ring_per_block_ * rx_ring_block_ +
+                     rx_ring_next_ % rx_ring_per_block_ * rx_ring_slot_;
         auto* h = reinterpret_cast<tpacket2_hdr*>(slot);
         // The kernel hands a slot over by setting TP_STATUS_USER last.
         if (!(__atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER)) return;

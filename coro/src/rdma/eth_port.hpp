@@ -66,12 +66,13 @@ public:
     using frame_fn = std::function<void(const std::byte*, std::uint32_t, std::uint64_t)>;
     void drain(const frame_fn& on_frame);
     // From now on frames arrive in a mapped TPACKET_V2 ring of about
-    // budget_bytes (one slot per frame, handed over as it arrives), so that
+    // budget_bytes, and of at least min_frames slots (one slot per frame,
+    // handed over as it arrives), so that
     // drain() finds none waiting with a memory read instead of a recvmmsg(2)
     // call, and the kernel's copy of each frame is made as it arrives
     // (docs/eth-transport.md, "Receive"). False, and recvmmsg stays, if
     // the kernel refuses the ring.
-    bool use_rx_ring(std::size_t budget_bytes);
+    bool use_rx_ring(std::size_t budget_bytes, std::size_t min_frames);
     std::uint64_t rx_ring_frames() const noexcept { return rx_ring_taken_; }
 
 private:
@@ -102,10 +103,12 @@ private:
     std::size_t open_ = none;
     vr_bundle_writer bundle_{};
     std::uint64_t bundles_sent_ = 0;
-    // receive ring (use_rx_ring): rx_ring_slots_ slots of rx_ring_slot_ bytes
+    // receive ring (use_rx_ring): rx_ring_slots_ slots of rx_ring_slot_ bytes,
+    // rx_ring_per_block_ of them at the start of each rx_ring_block_ bytes
     void drain_ring(const frame_fn& on_frame);
     std::byte* rx_ring_ = nullptr;
     std::size_t rx_ring_slot_ = 0, rx_ring_slots_ = 0, rx_ring_next_ = 0;
+    std::size_t rx_ring_block_ = 0, rx_ring_per_block_ = 1;
     std::uint64_t rx_ring_taken_ = 0;  // frames handed to drain()'s caller
     // receive batch
     std::vector<std::byte> rx_buffers_;
