@@ -884,7 +884,7 @@ TEST_CASE("receive_in_turns: frames read in every turn as well arrive once each,
     // Both paths read the one socket: the loop's turn hook and the
     // readiness completion. Sends must still match receives in order, and
     // bulk data must land exactly. Frames arrive in the mapped receive ring
-    // (eth_port::use_rx_ring, about 170 slots at MTU 9000): 16 MiB each way
+    // (eth_port::use_rx_ring, 160 slots at MTU 9000): 16 MiB each way
     // is some 1900 frames, so the ring wraps, and fills when the sender's
     // window is ahead of the receiver (what it drops is sent again).
     event_loop loop;
