@@ -60,16 +60,8 @@ engine_host::engine_host(event_loop& loop, engine_events& events, std::string_vi
     : loop_(loop), events_(events), port_(std::make_unique<eth_port>(ifname, o.ethertype)) {
     // Before anything holds this object (a hook, the engine): a constructor
     // that throws runs no destructor.
-    const char* rx = std::getenv("VMRDMA_ETH_RX");
-    rx_choice_ = rx ? rx : "ring";
-    if (rx_choice_ != "ring" && rx_choice_ != "recvmmsg" && rx_choice_ != "uring")
-        throw error(errc::invalid_argument,
-                    "VMRDMA_ETH_RX is '" + rx_choice_ + "': it must be ring (the default), recvmmsg or uring");
+    const receive_path path = receive_path_from_environment();
     port_->set_bundling(o.bundle_small_frames);
-    // A loop that polls (receive_in_turns, or busy polling) drains the ring
-    // all the time: a smaller ring, and never the io_uring receive, whose
-    // completions a spin would enter the kernel for (start_receiving).
-    polled_ = o.receive_in_turns || loop.options().busy_poll.count() > 0;
     host_ops_.xmit = &engine_host::on_xmit;
     host_ops_.complete = &engine_host::on_complete;
     host_ops_.random = &engine_host::on_random;
@@ -89,7 +81,6 @@ engine_host::engine_host(event_loop& loop, engine_events& events, std::string_vi
     // The rest of the tuning is the engine's profile (VR_DEFAULT_* in
     // proto/engine.h); a 0 here takes it too.
     cfg.window = o.window_frames;
-    window_frames_ = o.window_frames ? o.window_frames : VR_DEFAULT_WINDOW;
     cfg.rto_ns = o.rto_ns;
     cfg.retry_limit = o.retry_limit;
     cfg.peer_timeout_ns = o.peer_timeout_ns;
@@ -117,7 +108,11 @@ engine_host::engine_host(event_loop& loop, engine_events& events, std::string_vi
     if (rc < 0) throw error(code_from_status(rc), "cannot create the protocol engine");
 
     hook_id_ = loop_.add_turn_hook([this] { return flush(); });
-    start_receiving();
+    // A loop that polls (receive_in_turns, or busy polling) drains the ring
+    // all the time: a smaller ring, and never the io_uring receive, whose
+    // completions a spin would enter the kernel for.
+    const bool polled = o.receive_in_turns || loop.options().busy_poll.count() > 0;
+    start_receiving(path, polled, o.window_frames ? o.window_frames : VR_DEFAULT_WINDOW);
 }
 
 engine_host::~engine_host() {
@@ -155,9 +150,18 @@ counters engine_host::endpoint_counters(std::uint16_t ep) const {
 //  - uring: a multishot receive into a provided-buffer ring (Linux 5.19+,
 //    about 8 MiB of MTU-sized buffers; poll + recvmmsg before it), not for
 //    a polled loop (device_options::receive_in_turns, busy polling).
-void engine_host::start_receiving() {
-    const std::string_view how = rx_choice_;
-    receive_in_turns_ = polled_ || how != "uring";
+engine_host::receive_path engine_host::receive_path_from_environment() {
+    const char* rx = std::getenv("VMRDMA_ETH_RX");
+    const std::string_view how = rx ? rx : "ring";
+    if (how == "ring") return receive_path::ring;
+    if (how == "recvmmsg") return receive_path::recvmmsg;
+    if (how == "uring") return receive_path::uring;
+    throw error(errc::invalid_argument,
+                "VMRDMA_ETH_RX is '" + std::string(how) + "': it must be ring (the default), recvmmsg or uring");
+}
+
+void engine_host::start_receiving(receive_path path, bool polled, std::size_t window_frames) {
+    receive_in_turns_ = polled || path != receive_path::uring;
     if (receive_in_turns_) {
         idle_hook_id_ = loop_.add_idle_hook([this] {  // a poll and a timer only for a loop about to sleep
             if (poll_slot_ == UINT32_MAX) arm_poll();
@@ -171,8 +175,8 @@ void engine_host::start_receiving() {
         // (2 MiB dropped 200-450 frames a second at 64 KiB-4 MiB), and at
         // least a connection's window of frames (at MTU 65535, 8 MiB is 112
         // frames: 300-650 were dropped a second).
-        if (how != "recvmmsg")
-            ring_stamps_ = polled_ ? port_->use_rx_ring(2u << 20, 64) : port_->use_rx_ring(8u << 20, window_frames_);
+        if (path != receive_path::recvmmsg)
+            ring_stamps_ = polled ? port_->use_rx_ring(2u << 20, 64) : port_->use_rx_ring(8u << 20, window_frames);
         return;
     }
     std::size_t buffer = VR_ETH_HLEN + port_->mtu();

@@ -12,7 +12,6 @@
 
 #include <cstdint>
 #include <memory>
-#include <string>
 #include <string_view>
 #include <vector>
 
@@ -69,7 +68,11 @@ private:
 
     bool flush();
     void loop_back(const vr_frame& frame);
-    void start_receiving();
+    // VMRDMA_ETH_RX (engine_host.cc says what each does); throws
+    // errc::invalid_argument for anything else.
+    enum class receive_path { ring, recvmmsg, uring };
+    static receive_path receive_path_from_environment();
+    void start_receiving(receive_path path, bool polled, std::size_t window_frames);
     static void on_frame(void* context, const std::byte* frame, std::uint32_t length);
     void arm_poll();
     static void on_readable(event_loop& loop, op_slot& slot);
@@ -98,9 +101,6 @@ private:
         return engine_time_;
     }
     bool flush_wanted_ = false;
-    std::string rx_choice_;          // VMRDMA_ETH_RX: ring, recvmmsg or uring
-    bool polled_ = false;            // device_options::receive_in_turns, or a busy-polling loop
-    std::size_t window_frames_ = 0;  // a connection's window: the receive ring holds at least this
     bool receive_in_turns_ = false;  // the turns read the socket (not VMRDMA_ETH_RX=uring)
     bool ring_stamps_ = false;       // frames come from the mapped ring, with arrival stamps
     arrival_stream stream_;
