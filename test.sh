@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every vmrdma test (installs missing Debian packages first):
 #   1. bazel test //...  (unit, engine, simulation, transports, daemon, tools),
-#      and eth_ops_test again through the io_uring receive (VMRDMA_ETH_RX=uring);
+#      and eth_ops_test again through the other receive paths (VMRDMA_ETH_RX=uring,
+#      recvmmsg);
 #   2. the kernel checks: proto/ and both Xen modules built with kbuild
 #      (tests/kbuild/build.sh), loaded in Debian's kernel under QEMU
 #      (tests/qemu/run_module_test.sh), and the split driver under real Xen
@@ -35,8 +36,10 @@ fi
 scripts/deps.sh make || exit 1
 failed=()
 bazel test //... || failed+=("bazel test //...")
-# The eth: transport's other receive path (docs/eth-transport.md, "Receive").
-bazel test --test_env=VMRDMA_ETH_RX=uring //tests/eth:eth_ops_test || failed+=("eth_ops_test, VMRDMA_ETH_RX=uring")
+# The eth: transport's other receive paths (docs/eth-transport.md, "Receive").
+for rx in uring recvmmsg; do
+    bazel test --test_env=VMRDMA_ETH_RX=$rx //tests/eth:eth_ops_test || failed+=("eth_ops_test, VMRDMA_ETH_RX=$rx")
+done
 for check in tests/kbuild/build.sh tests/qemu/run_module_test.sh tests/xen/run_xen_test.sh \
     tests/fabric/run_fabric_test.sh; do
     echo "=== $check"

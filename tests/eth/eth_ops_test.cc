@@ -8,6 +8,7 @@
 #include <cstring>
 #include <numeric>
 #include <random>
+#include <string>
 #include <string_view>
 #include <future>
 #include <thread>
@@ -1057,7 +1058,7 @@ TEST_CASE("from the receive ring, lone writes and a stream of writes to a sleepi
         return;
     }
     if (const char* rx = std::getenv("VMRDMA_ETH_RX"); rx && std::string_view(rx) != "ring") {
-        MESSAGE("VMRDMA_ETH_RX=" << rx << ": frames do not come from the ring");
+        MESSAGE("VMRDMA_ETH_RX=" << std::string(rx) << ": frames do not come from the ring");
         return;
     }
     constexpr std::size_t size = 64 << 10;
@@ -1134,6 +1135,14 @@ TEST_CASE("coalesced wake-ups: a loop taking a many-frame message gathers its fr
     auto on = one_sided_round_trip(1500, big);
     if (!event_loop().coalescing_wakeups()) {
         MESSAGE("this kernel has no IORING_SETUP_DEFER_TASKRUN (Linux 6.1+): nothing gathers");
+        CHECK(on.coalesced == 0);
+        return;
+    }
+    if (const char* rx = std::getenv("VMRDMA_ETH_RX"); rx && std::string_view(rx) == "recvmmsg") {
+        // Read in turns without the ring's arrival stamps, a wait could only
+        // gather by sleeping, for lone messages too: the host never asks to
+        // (docs/eth-transport.md, "Gathering from the ring").
+        MESSAGE("VMRDMA_ETH_RX=recvmmsg: nothing gathers");
         CHECK(on.coalesced == 0);
         return;
     }
