@@ -1,12 +1,12 @@
 #include "fabric/device_context.hpp"
 
+#include "fabric/environment.hpp"
+
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <map>
 
 namespace vmrdma::fabric {
@@ -32,6 +32,7 @@ std::map<std::string, std::weak_ptr<device_context>>& registry() {
 }  // namespace
 
 vmrdma::device_options provider_device_options() {
+    const auto env = read_provider_environment();
     vmrdma::device_options o;
     o.max_endpoints = 32;
     o.max_connections = 256;
@@ -41,21 +42,17 @@ vmrdma::device_options provider_device_options() {
     // Progress). VMRDMA_FI_RECEIVE_IN_TURNS=0 turns it off, to compare (on
     // eth: with VMRDMA_ETH_RX=uring too: an eth: device reads its ring in
     // turns by default, and then only the ring's size changes).
-    const char* in_turns = std::getenv("VMRDMA_FI_RECEIVE_IN_TURNS");
-    o.receive_in_turns = !(in_turns && std::strcmp(in_turns, "0") == 0);
+    o.receive_in_turns = env.receive_in_turns;
     // A message's ACK waits up to this long for the answer the application
     // is about to send, which then carries it: in a ping-pong every message
     // otherwise cost an ACK frame of its own on each side, sent before the
     // answer (docs/mpi.md, Progress). VMRDMA_FI_ACK_DELAY_US overrides it
     // (0: at once), to compare.
-    o.ack_request_delay_ns = ack_request_delay_us * 1000;
-    if (const char* us = std::getenv("VMRDMA_FI_ACK_DELAY_US"); us && *us)
-        o.ack_request_delay_ns = std::strtoull(us, nullptr, 10) * 1000;
+    o.ack_request_delay_ns = env.ack_delay_us.value_or(ack_request_delay_us) * 1000;
     // What each frame's CRC covers: every payload byte (the default), or,
     // with VMRDMA_FI_INTEGRITY=link on both ends, headers only, payloads
     // resting on the link's FCS (device_options::integrity).
-    if (const char* integrity = std::getenv("VMRDMA_FI_INTEGRITY"); integrity && std::strcmp(integrity, "link") == 0)
-        o.integrity = vmrdma::device_options::integrity_mode::link;
+    if (env.link_integrity) o.integrity = vmrdma::device_options::integrity_mode::link;
     // The provider keeps its own slots posted; the engine's queue only
     // absorbs a burst that finds them all taken.
     o.unexpected_messages = 16;
@@ -76,9 +73,15 @@ std::shared_ptr<device_context> device_context::acquire(const std::string& uri) 
 }
 
 device_context::device_context(std::string uri) : uri_(std::move(uri)) {
+    print_stats_ = read_provider_environment().stats;  // first: it may refuse a value
     helper_wake_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (helper_wake_ < 0) throw_errno(-errno, "eventfd failed");
-    device_ = vmrdma::device::open(loop_, uri_, provider_device_options());
+    try {
+        device_ = vmrdma::device::open(loop_, uri_, provider_device_options());
+    } catch (...) {
+        ::close(helper_wake_);
+        throw;
+    }
     any_memory_ = uri_.rfind("unix:", 0) != 0;
     last_call_ns_ = now_ns();
     helper_ = std::thread([this] { helper(); });
@@ -90,7 +93,7 @@ device_context::~device_context() {
     helper_.join();
     ::close(helper_wake_);
     std::lock_guard lock(mutex_);
-    if (std::getenv("VMRDMA_FI_STATS")) {
+    if (print_stats_) {
         auto c = device_->stats();
         std::fprintf(stderr,
                      "vmrdma %s: tx %llu frames %llu bytes, rx %llu frames %llu bytes, retransmits %llu, "

@@ -68,6 +68,7 @@ private:
     event_loop loop_{loop_options{.coalesce_wakeups = false}};
     std::unique_ptr<vmrdma::device> device_;
     bool any_memory_ = false;
+    bool print_stats_ = false;  // VMRDMA_FI_STATS=1
     std::unordered_map<std::uint16_t, messenger*> local_;
     std::atomic<std::int64_t> last_call_ns_{0};  // the application's last progress call
     int helper_wake_ = -1;  // eventfd: operations wait to be submitted, or stop

@@ -130,7 +130,14 @@ int domain_open(fid_fabric* fabric, fi_info* info, fid_domain** out, void* conte
     return guarded([&]() -> int {
         if (!info || !info->domain_attr || !info->domain_attr->name) return -FI_EINVAL;
         auto d = std::make_unique<domain_obj>();
-        d->ctx = device_context::acquire(info->domain_attr->name);
+        try {
+            d->ctx = device_context::acquire(info->domain_attr->name);
+        } catch (const vmrdma::error& e) {
+            // A bad URI, VMRDMA_ETH_RX or provider variable, a small MTU:
+            // the user's to mend, so said whatever FI_LOG_LEVEL is.
+            if (e.code() == vmrdma::errc::invalid_argument) report_configuration_error(e.what());
+            throw;
+        }
         d->fabric = owner_of(fabric, &fabric_obj::fid);
         d->info = fi_dupinfo(info);
         if (!d->info) return -FI_ENOMEM;

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <exception>
 #include <new>
+#include <string>
 
 #include "fabric/objects.hpp"
 
@@ -13,6 +14,10 @@ namespace vmrdma::fabric {
 
 // Logs a line to stderr when FI_LOG_LEVEL asks for warnings (or more).
 void log_warning(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+// A configuration error (a provider variable, a device URI, VMRDMA_ETH_RX)
+// is said on stderr whatever FI_LOG_LEVEL is, once per message: the program
+// itself would only report "no provider" or "no data".
+void report_configuration_error(const std::string& what);
 
 // Runs fn() and returns its result, or a negative FI_ errno for an exception
 // (nothing may unwind into libfabric's C).

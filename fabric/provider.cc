@@ -4,12 +4,16 @@
 #include <rdma/providers/fi_prov.h>
 
 #include <cstdarg>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <string>
 
+#include "fabric/environment.hpp"
 #include "fabric/glue.hpp"
 #include "fabric/info.hpp"
+#include "vmrdma/error.hpp"
 
 #ifndef EXTERNALLY_VISIBLE
 #define EXTERNALLY_VISIBLE
@@ -30,6 +34,15 @@ void log_warning(const char* fmt, ...) {
     std::vfprintf(stderr, fmt, args);
     va_end(args);
     std::fputc('\n', stderr);
+}
+
+void report_configuration_error(const std::string& what) {
+    static std::mutex m;
+    static std::string last;
+    std::lock_guard lock(m);
+    if (what == last) return;
+    last = what;
+    std::fprintf(stderr, "vmrdma provider: %s\n", what.c_str());
 }
 
 namespace {
@@ -94,6 +107,12 @@ int getinfo(std::uint32_t version, const char* node, const char* service, std::u
             const fi_info* hints, fi_info** out) {
     return guarded([&]() -> int {
         *out = nullptr;
+        try {
+            read_provider_environment();
+        } catch (const vmrdma::error& e) {
+            report_configuration_error(e.what());
+            return -FI_EINVAL;
+        }
         std::string why;
         fi_info* tail = nullptr;
         for (const auto& uri : candidate_devices(hints, why)) {

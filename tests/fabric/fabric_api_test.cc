@@ -4,7 +4,7 @@
 // invariants: sources and directed receives, matching order across sizes,
 // peek/claim/discard, cancel, truncation, RMA and atomics checked at the
 // target, multi-receive, closing with work outstanding, a sleeping reader
-// woken.
+// woken, configuration values it does not take refused.
 #include <doctest/doctest.h>
 #include <rdma/fabric.h>
 #include <rdma/fi_atomic.h>
@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <ifaddrs.h>
@@ -26,6 +27,7 @@
 #include <string>
 #include <sys/epoll.h>
 #include <thread>
+#include <unistd.h>
 #include <vector>
 
 #include "tests/support/private_net.hpp"
@@ -172,6 +174,67 @@ std::uint64_t tx_packets(const std::string& iface) {
 }
 
 }  // namespace
+
+// What `call` writes to stderr (the provider's own messages), and its result.
+template <typename Call>
+std::pair<int, std::string> with_stderr_captured(Call call) {
+    std::fflush(stderr);
+    FILE* said = std::tmpfile();
+    REQUIRE(said);
+    const int saved = dup(STDERR_FILENO);
+    dup2(fileno(said), STDERR_FILENO);
+    const int rc = call();
+    std::fflush(stderr);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    std::string text(4096, '\0');
+    std::rewind(said);
+    text.resize(std::fread(text.data(), 1, text.size(), said));
+    std::fclose(said);
+    return {rc, text};
+}
+
+TEST_CASE("a variable with a value the provider does not know: refused, and stderr names it") {
+    if (skip()) return;
+    vmrdma::testing::veth_pair veth{"vfa0", "vfb0", 9000};
+    fi_info* info = nullptr;
+    auto getinfo = [&info] {
+        fi_info* hints = fi_allocinfo();
+        hints->ep_attr->type = FI_EP_RDM;
+        hints->caps = FI_TAGGED;
+        hints->domain_attr->name = strdup("eth:vfa0");
+        hints->fabric_attr->prov_name = strdup("vmrdma");
+        if (info) fi_freeinfo(info);
+        info = nullptr;
+        int rc = fi_getinfo(FI_VERSION(1, 17), nullptr, nullptr, 0, hints, &info);
+        fi_freeinfo(hints);
+        return rc;
+    };
+    CHECK(getinfo() == 0);
+    for (auto [name, value] : {std::pair{"VMRDMA_FI_INTEGRITY", "lnk"}, std::pair{"VMRDMA_FI_ACK_DELAY_US", "ten"}}) {
+        const std::string variable = name;
+        CAPTURE(variable);
+        setenv(name, value, 1);
+        auto [rc, said] = with_stderr_captured(getinfo);
+        unsetenv(name);
+        CHECK(rc < 0);  // libfabric reports it as FI_ENODATA: nothing offered
+        CHECK(said.find(variable + " is '" + value + "'") != std::string::npos);
+    }
+    // The receive path is the device's to read: opening the domain refuses it.
+    REQUIRE(getinfo() == 0);
+    fid_fabric* fabric = nullptr;
+    FI_OK(fi_fabric(info->fabric_attr, &fabric, nullptr));
+    fid_domain* domain = nullptr;
+    setenv("VMRDMA_ETH_RX", "rings", 1);
+    auto [rc, said] = with_stderr_captured([&] { return fi_domain(fabric, info, &domain, nullptr); });
+    unsetenv("VMRDMA_ETH_RX");
+    CHECK(rc == -FI_EINVAL);
+    CHECK(said.find("VMRDMA_ETH_RX is 'rings'") != std::string::npos);
+    FI_OK(fi_domain(fabric, info, &domain, nullptr));
+    fi_close(&domain->fid);
+    fi_close(&fabric->fid);
+    fi_freeinfo(info);
+}
 
 TEST_CASE("a message names its source; a directed receive takes only its source's; an unknown sender is FI_ADDR_NOTAVAIL") {
     if (skip()) return;

@@ -1,5 +1,6 @@
 // The provider's pieces that need no network (fabric/): its message header,
-// its addresses, the atomic table, the staging allocator and the wait fd. Each test tries
+// its addresses, the atomic table, the staging allocator, the wait fd and
+// its environment variables. Each test tries
 // the edge a peer or an application could push.
 #include <doctest/doctest.h>
 #include <netinet/in.h>
@@ -7,14 +8,18 @@
 
 #include <complex>
 #include <cstring>
+#include <map>
 #include <set>
+#include <string>
 #include <vector>
 
 #include "fabric/address.hpp"
 #include "fabric/atomics.hpp"
 #include "fabric/block_pool.hpp"
+#include "fabric/environment.hpp"
 #include "fabric/wake_fd.hpp"
 #include "fabric/wire_msg.hpp"
+#include "vmrdma/error.hpp"
 
 using namespace vmrdma::fabric;
 
@@ -251,5 +256,54 @@ TEST_CASE("wake_fd: readable exactly while set once somebody may sleep on it, an
         wake_fd eq(true);
         eq.set();
         CHECK(readable(eq));
+    }
+}
+
+TEST_CASE("environment: known values are taken, anything else is refused with the variable's name") {
+    std::map<std::string, std::string> vars;
+    auto lookup = [&](const char* name) -> const char* {
+        auto it = vars.find(name);
+        return it == vars.end() ? nullptr : it->second.c_str();
+    };
+    auto env = read_provider_environment(lookup);
+    CHECK(env.receive_in_turns);
+    CHECK_FALSE(env.ack_delay_us);
+    CHECK_FALSE(env.link_integrity);
+    CHECK_FALSE(env.stats);
+
+    vars = {{"VMRDMA_FI_RECEIVE_IN_TURNS", "0"}, {"VMRDMA_FI_ACK_DELAY_US", "0"},
+            {"VMRDMA_FI_INTEGRITY", "link"}, {"VMRDMA_FI_STATS", "1"}};
+    env = read_provider_environment(lookup);
+    CHECK_FALSE(env.receive_in_turns);
+    CHECK(env.ack_delay_us == 0u);
+    CHECK(env.link_integrity);
+    CHECK(env.stats);
+    vars = {{"VMRDMA_FI_INTEGRITY", "end-to-end"}, {"VMRDMA_FI_ACK_DELAY_US", "1000000"},
+            {"VMRDMA_FI_STATS", ""}};  // empty: unset
+    env = read_provider_environment(lookup);
+    CHECK_FALSE(env.link_integrity);
+    CHECK(env.ack_delay_us == 1000000u);
+    CHECK_FALSE(env.stats);
+
+    const std::pair<const char*, const char*> refused[] = {
+        {"VMRDMA_FI_INTEGRITY", "Link"},       {"VMRDMA_FI_INTEGRITY", "none"},
+        {"VMRDMA_FI_RECEIVE_IN_TURNS", "no"},  {"VMRDMA_FI_RECEIVE_IN_TURNS", "2"},
+        {"VMRDMA_FI_STATS", "yes"},            {"VMRDMA_FI_ACK_DELAY_US", "10us"},
+        {"VMRDMA_FI_ACK_DELAY_US", "-1"},      {"VMRDMA_FI_ACK_DELAY_US", "1000001"},
+        {"VMRDMA_FI_ACK_DELAY_US", "99999999999999999999999"},
+    };
+    for (auto [name, value] : refused) {
+        vars = {{name, value}};
+        CAPTURE(name);
+        CAPTURE(value);
+        try {
+            read_provider_environment(lookup);
+            FAIL("accepted");
+        } catch (const vmrdma::error& e) {
+            CHECK(e.code() == vmrdma::errc::invalid_argument);
+            const std::string what = e.what();
+            CHECK(what.find(name) != std::string::npos);
+            CHECK(what.find(std::string("'") + value + "'") != std::string::npos);
+        }
     }
 }
