@@ -1038,14 +1038,16 @@ TEST_CASE("receive_in_turns: a loop asleep keeps its engine's timers: its keepal
     CHECK(heard >= 3);
 }
 
-TEST_CASE("from the receive ring, lone writes and a stream of writes to a sleeping receiver land intact") {
+TEST_CASE("from the receive ring, lone writes and streams of writes to a sleeping receiver land intact") {
     if (vmrdma::testing::skip_network_tests()) return;
     // Frames come from the mapped ring (8 MiB for a loop that sleeps), and
     // the engine host asks the loop to gather a message's frames (a timed
     // wait) only where the kernel's arrival stamps show a stream
     // (arrival_stream.hpp). The receiver runs its own loop, which sleeps
     // when idle, as a server does: eight lone 64 KiB writes a millisecond
-    // apart, then 32 in flight at once (8 frames each at MTU 9000). How
+    // apart, then 32 in flight at once (8 frames each at MTU 9000), then
+    // 256 writes of 4 KiB in flight at once (whole messages, two to a
+    // frame, which gather in a stream too). How
     // often it gathered is only reported, not checked: whether a receiver
     // catches up with a stream and blocks mid-message, and how far apart the
     // kernel stamps a lone message's frames, depend on the machine's load
@@ -1063,12 +1065,13 @@ TEST_CASE("from the receive ring, lone writes and a stream of writes to a sleepi
     }
     constexpr std::size_t size = 64 << 10;
     constexpr int count = 32;
+    constexpr std::size_t small = 4 << 10, small_count = 256;
     vmrdma::testing::veth_pair veth("vtg0", "vth0", 9000);
-    std::vector<std::byte> target(size * count, std::byte{0});
+    std::vector<std::byte> target(size * count + small * small_count, std::byte{0});
     std::promise<vmrdma::mac_address> server_mac;
     auto mac = server_mac.get_future();
     event_loop server_loop;
-    vmrdma::loop_stats at_start{}, after_lone{}, at_end{};
+    vmrdma::loop_stats at_start{}, after_lone{}, after_stream{}, at_end{};
     std::uint64_t ring_frames = 0;
     std::thread server([&] {
         auto dev = device::open(server_loop, "eth:" + veth.b);
@@ -1084,6 +1087,8 @@ TEST_CASE("from the receive ring, lone writes and a stream of writes to a sleepi
             at_start = server_loop.stats();
             co_await ep.recv(note_mr, 0, note.size(), 7);  // the lone writes are done
             after_lone = server_loop.stats();
+            co_await ep.recv(note_mr, 0, note.size(), 8);  // the 64 KiB stream is done
+            after_stream = server_loop.stats();
             co_await conn.closed();
             at_end = server_loop.stats();
         };
@@ -1097,6 +1102,8 @@ TEST_CASE("from the receive ring, lone writes and a stream of writes to a sleepi
     std::vector<vmrdma::region> source_mrs;
     for (int i = 0; i < count; ++i) sources.push_back(pattern(size, static_cast<unsigned>(i + 1)));
     for (auto& s : sources) source_mrs.push_back(ep.register_memory(s, access::none));
+    auto small_source = pattern(small * small_count, 99);
+    auto small_mr = ep.register_memory(small_source, access::none);
     std::array<std::byte, 8> note{};
     auto note_mr = ep.register_memory(note, access::none);
     const auto peer = mac.get();
@@ -1114,14 +1121,22 @@ TEST_CASE("from the receive ring, lone writes and a stream of writes to a sleepi
                            std::uint32_t length) -> task<void> { co_await c.write(mr, 0, r, offset, length); }(
                 conn, source_mrs[i], remote, static_cast<std::uint64_t>(i) * size, size));
         co_await scope.join();
+        co_await conn.send(note_mr, 0, note.size(), 8);
+        for (std::size_t i = 0; i < small_count; ++i)
+            scope.spawn(conn.write(small_mr, i * small, remote, size * count + i * small, small));
+        co_await scope.join();
     };
     loop.run(body());
     server.join();
     for (int i = 0; i < count; ++i) CHECK(std::memcmp(target.data() + i * size, sources[i].data(), size) == 0);
+    CHECK(std::memcmp(target.data() + size * count, small_source.data(), small * small_count) == 0);
     CHECK(ring_frames > 0);
     CHECK(after_lone.blocks > at_start.blocks);  // the receiver slept between the lone writes
     MESSAGE("gathering waits during the lone writes: " << after_lone.coalesced - at_start.coalesced
-                                                        << ", during the stream: " << at_end.coalesced - after_lone.coalesced);
+                                                        << ", during the 64 KiB stream: "
+                                                        << after_stream.coalesced - after_lone.coalesced
+                                                        << ", during the 4 KiB stream: "
+                                                        << at_end.coalesced - after_stream.coalesced);
 }
 
 TEST_CASE("coalesced wake-ups: a loop taking a many-frame message gathers its frames, and the data arrives intact") {

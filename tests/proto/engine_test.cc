@@ -1304,7 +1304,7 @@ TEST_CASE("an ACK asked for waits up to ackreq_delay_ns: an answer meanwhile car
 	CHECK(memcmp(in.data(), src.data(), 100) == 0);
 }
 
-TEST_CASE("a receiver knows while a message's rest is on its way (vr_engine_rx_mid_message)")
+TEST_CASE("a receiver knows while a message's rest is on its way (vr_engine_rx_mid_message), and counts the data frames it took")
 {
 	vr_config cfg = base_cfg();
 	vrsim::Sim s(11);
@@ -1337,4 +1337,10 @@ TEST_CASE("a receiver knows while a message's rest is on its way (vr_engine_rx_m
 	}, s.now + 1000000000));
 	CHECK_FALSE(mid);
 	CHECK(memcmp(src.data(), dst.data(), 4000) == 0);
+	// rx_data_frames (which the eth: host reads around each frame to know
+	// whether it carried data): the four data frames the target took, not
+	// the handshake's frames nor the ACKs; the writer took none.
+	CHECK(vr_engine_counters(s.node(1).eng)->rx_data_frames == 4);
+	CHECK(vr_engine_counters(s.node(1).eng)->rx_frames > 4);
+	CHECK(vr_engine_counters(s.node(0).eng)->rx_data_frames == 0);
 }

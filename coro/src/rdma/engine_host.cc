@@ -286,13 +286,16 @@ bool engine_host::flush() {
         }
     }
     if (!receive_in_turns_) arm_timer_if_needed();  // else the idle hook arms it
-    // Frames of a message whose rest is still on its way: the loop's next
-    // wait may gather them (loop_options::coalesce_wakeups). An io_uring
-    // receive wakes that wait at each frame anyway, and gathers what came
-    // meanwhile. Read in turns, a wait can only gather by sleeping (its poll
-    // is one-shot): from the ring only in a stream (arrival_stream.hpp says
-    // why), and never without the ring's arrival stamps.
-    if (std::exchange(took_frames_, false) && vr_engine_rx_mid_message(engine_) &&
+    // More frames on their way: the loop's next wait may gather them
+    // (loop_options::coalesce_wakeups). An io_uring receive wakes that wait
+    // at each frame anyway, and gathers what came meanwhile: it gathers
+    // while a message's rest is on its way. Read in turns, a wait can only
+    // gather by sleeping (its poll is one-shot): from the ring only in a
+    // stream (arrival_stream.hpp says why), mid-message or after a frame
+    // of whole messages of 1 KiB and more, and never without the ring's
+    // arrival stamps.
+    if (std::exchange(took_frames_, false) &&
+        (vr_engine_rx_mid_message(engine_) || (receive_in_turns_ && stream_.large_whole_messages())) &&
         (!receive_in_turns_ || (ring_stamps_ && stream_.flowing())))
         loop_.expect_more();
     return more || !looped_.empty();  // answers to looped frames: another turn
@@ -319,8 +322,11 @@ bool engine_host::drain(std::uint64_t now) {
         any = true;
         if (!engine_) return;
         const bool mid_before = vr_engine_rx_mid_message(engine_);
+        const auto data_before = vr_engine_counters(engine_)->rx_data_frames;
         vr_engine_input(engine_, frame, len, now);
-        if (arrival) stream_.frame(arrival, mid_before, vr_engine_rx_mid_message(engine_));
+        if (arrival)
+            stream_.frame(arrival, mid_before, vr_engine_rx_mid_message(engine_),
+                          static_cast<std::uint32_t>(vr_engine_counters(engine_)->rx_data_frames - data_before), len);
     });
     if (any) {
         took_frames_ = true;
