@@ -75,11 +75,18 @@ side_result vmrdma_server(const std::string& uri, const workload& w, const std::
         auto conn = co_await ep.accept();
         auto desc = mr.remote().to_bytes();
         std::memcpy(control.data(), desc.data(), desc.size());
-        co_await conn.send(control_mr, 0, 16, tag_descriptor);
-        double cpu0 = cpu_now();
-        auto t0 = clock_type::now();
+        double cpu0 = 0;
+        clock_type::time_point t0;
+        auto start = [&]() -> task<void> {
+            co_await conn.send(control_mr, 0, 16, tag_descriptor);
+            cpu0 = cpu_now();
+            t0 = clock_type::now();
+        };
         if (w.kind == mode::send) {
             // Keep `depth` receives posted; the client's sends land in turn.
+            // Posted before the client learns where to send: else its first
+            // sends found none, were refused (receiver not ready) and a
+            // window's frames were sent again (113-258 a run).
             std::uint64_t received = 0;
             std::stop_source finished;
             async_scope scope;
@@ -102,9 +109,11 @@ side_result vmrdma_server(const std::string& uri, const workload& w, const std::
                 }
             };
             for (unsigned i = 0; i < w.depth; ++i) scope.spawn(receiver(i));
+            co_await start();
             co_await scope.join();
             r.messages = static_cast<double>(received);
         } else {
+            co_await start();
             co_await ep.recv(control_mr, 0, 8, tag_done);
         }
         r.seconds = elapsed(t0);
