@@ -26,7 +26,8 @@ public:
     static constexpr std::uint64_t long_message_ns = 50'000;
 
     // A frame of whole messages (a bundle, or one message in one frame)
-    // lets the next wait gather only if they are this large on average: a
+    // lets the next wait gather only if they are this large on average (the
+    // frame's length, headers included, over the messages in it): a
     // stream of small ones is bound by how many are in flight, each waiting
     // for its ACK, and a gathering wait only delays those ACKs (64-byte
     // writes through vmrdmad lost a quarter of their rate); a stream of
