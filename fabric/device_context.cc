@@ -1,13 +1,13 @@
 #include "fabric/device_context.hpp"
 
-#include "fabric/environment.hpp"
-
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <map>
+
+#include "fabric/environment.hpp"
 
 namespace vmrdma::fabric {
 

@@ -91,12 +91,30 @@ int open_fabric(fi_fabric_attr* attr, fid_fabric** out, void* context) {
     });
 }
 
+// Whether the user chose vmrdma: by the provider's name, by a domain name or
+// with VMRDMA_DEVICE. Only then is a device that cannot be opened for a
+// reason the user must mend said on stderr whatever FI_LOG_LEVEL is; a
+// program that merely lists providers hears nothing of us.
+bool chosen_by_user(const fi_info* hints) {
+    if (hints && hints->fabric_attr && hints->fabric_attr->prov_name &&
+        std::strstr(hints->fabric_attr->prov_name, provider_name))
+        return true;
+    if (hints && hints->domain_attr && hints->domain_attr->name) return true;
+    const char* device = std::getenv("VMRDMA_DEVICE");
+    return device && *device;
+}
+
 // The MAC of a device: without opening it where possible (eth:), else from
 // the shared device (opened, and closed again if nothing else uses it).
-std::optional<mac_address> device_mac(const std::string& uri, std::string& why) {
+std::optional<mac_address> device_mac(const std::string& uri, bool chosen, std::string& why) {
     if (auto mac = mac_without_opening(uri)) return mac;
     try {
         return device_context::acquire(uri)->device().mac();
+    } catch (const vmrdma::error& e) {
+        why = uri + ": " + e.what();
+        if (chosen && (e.code() == vmrdma::errc::invalid_argument || e.code() == vmrdma::errc::permission_denied))
+            report_configuration_error(why);
+        return std::nullopt;
     } catch (const std::exception& e) {
         why = uri + ": " + e.what();
         return std::nullopt;
@@ -115,8 +133,9 @@ int getinfo(std::uint32_t version, const char* node, const char* service, std::u
         }
         std::string why;
         fi_info* tail = nullptr;
+        const bool chosen = chosen_by_user(hints);
         for (const auto& uri : candidate_devices(hints, why)) {
-            auto mac = device_mac(uri, why);
+            auto mac = device_mac(uri, chosen, why);
             if (!mac) continue;
             fi_info* info = describe(version, uri, *mac, node, service, flags, hints, why);
             if (!info) continue;

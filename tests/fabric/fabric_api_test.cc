@@ -22,10 +22,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <ifaddrs.h>
+#include <linux/capability.h>
 #include <linux/if_link.h>
 #include <optional>
 #include <string>
 #include <sys/epoll.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
 #include <vector>
@@ -234,6 +237,64 @@ TEST_CASE("a variable with a value the provider does not know: refused, and stde
     fi_close(&domain->fid);
     fi_close(&fabric->fid);
     fi_freeinfo(info);
+}
+
+TEST_CASE("a process without CAP_NET_RAW that asks for an eth: domain is refused, and stderr says why") {
+    if (skip()) return;
+    vmrdma::testing::veth_pair veth{"vfa0", "vfb0", 9000};
+    int pipefd[2];
+    REQUIRE(pipe(pipefd) == 0);
+    const pid_t child = fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        close(pipefd[0]);
+        // Give up CAP_NET_RAW alone (as nobody the provider's library in
+        // Bazel's output under /root could not even be loaded).
+        __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+        __user_cap_data_struct caps[2]{};
+        if (syscall(SYS_capget, &hdr, caps) != 0) _exit(3);
+        caps[CAP_NET_RAW / 32].effective &= ~(1u << (CAP_NET_RAW % 32));
+        caps[CAP_NET_RAW / 32].permitted &= ~(1u << (CAP_NET_RAW % 32));
+        if (syscall(SYS_capset, &hdr, caps) != 0) _exit(3);
+        // fi_getinfo opens the device to learn its MAC where sysfs does not
+        // show this namespace's interfaces (here), else fi_domain opens it:
+        // one of them refuses, and says why.
+        std::string step;
+        auto [rc, said] = with_stderr_captured([&] {
+            fi_info* hints = fi_allocinfo();
+            hints->ep_attr->type = FI_EP_RDM;
+            hints->caps = FI_TAGGED;
+            hints->domain_attr->name = strdup("eth:vfa0");
+            hints->fabric_attr->prov_name = strdup("vmrdma");
+            fi_info* info = nullptr;
+            step = "getinfo";
+            int r = fi_getinfo(FI_VERSION(1, 17), nullptr, nullptr, 0, hints, &info);
+            if (r != 0) return r;
+            fid_fabric* fabric = nullptr;
+            fid_domain* domain = nullptr;
+            step = "fabric";
+            if ((r = fi_fabric(info->fabric_attr, &fabric, nullptr)) != 0) return r;
+            step = "domain";
+            return static_cast<int>(fi_domain(fabric, info, &domain, nullptr));
+        });
+        const std::string result = step + " " + std::to_string(rc) + " " + said;
+        if (write(pipefd[1], result.data(), result.size()) < 0) _exit(4);
+        _exit(0);
+    }
+    close(pipefd[1]);
+    std::string result(4096, '\0');
+    const ssize_t n = read(pipefd[0], result.data(), result.size());
+    close(pipefd[0]);
+    int status = 0;
+    waitpid(child, &status, 0);
+    REQUIRE(WIFEXITED(status));
+    REQUIRE(WEXITSTATUS(status) == 0);
+    REQUIRE(n > 0);
+    result.resize(static_cast<std::size_t>(n));
+    INFO(result);
+    const bool refused = result.rfind("getinfo -", 0) == 0 || result.rfind("domain " + std::to_string(-FI_EACCES) + " ", 0) == 0;
+    CHECK(refused);
+    CHECK(result.find("CAP_NET_RAW") != std::string::npos);
 }
 
 TEST_CASE("a message names its source; a directed receive takes only its source's; an unknown sender is FI_ADDR_NOTAVAIL") {
