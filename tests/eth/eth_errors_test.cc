@@ -8,6 +8,7 @@
 #include <string>
 #include <thread>
 
+#include "tests/support/in_child.hpp"
 #include "tests/support/private_net.hpp"
 #include "vmrdma/rdma.hpp"
 #include "vmrdma/runtime.hpp"
@@ -18,35 +19,19 @@ using vmrdma::error;
 TEST_CASE("without CAP_NET_RAW, eth: says that it needs it") {
     if (vmrdma::testing::skip_network_tests()) return;
     vmrdma::testing::veth_pair veth("vrcap-a", "vrcap-b", 1500);
-    int pipefd[2];
-    REQUIRE(pipe(pipefd) == 0);
-    pid_t child = fork();
-    REQUIRE(child >= 0);
-    if (child == 0) {
-        close(pipefd[0]);
-        std::string result = "no error";
+    auto said = vmrdma::testing::in_child([&]() -> std::string {
         // Become nobody: every capability is gone.
         if (setresgid(65534, 65534, 65534) != 0 || setresuid(65534, 65534, 65534) != 0) _exit(3);
         try {
             vmrdma::event_loop loop;
             vmrdma::device::open(loop, "eth:" + veth.a);
         } catch (const error& e) {
-            result = (e.code() == errc::permission_denied ? "permission_denied: " : "other: ") +
-                     std::string(e.what());
+            return (e.code() == errc::permission_denied ? "permission_denied: " : "other: ") + std::string(e.what());
         }
-        if (write(pipefd[1], result.data(), result.size()) < 0) _exit(4);
-        _exit(0);
-    }
-    close(pipefd[1]);
-    char buf[512] = {};
-    ssize_t n = read(pipefd[0], buf, sizeof buf - 1);
-    close(pipefd[0]);
-    int status = 0;
-    waitpid(child, &status, 0);
-    REQUIRE(WIFEXITED(status));
-    REQUIRE(WEXITSTATUS(status) == 0);
-    REQUIRE(n > 0);
-    std::string message(buf);
+        return "no error";
+    });
+    REQUIRE(said);
+    const std::string& message = *said;
     MESSAGE(message);
     CHECK(message.rfind("permission_denied: ", 0) == 0);
     CHECK(message.find("CAP_NET_RAW") != std::string::npos);

@@ -28,11 +28,11 @@
 #include <string>
 #include <sys/epoll.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
 #include <vector>
 
+#include "tests/support/in_child.hpp"
 #include "tests/support/private_net.hpp"
 
 namespace {
@@ -242,12 +242,7 @@ TEST_CASE("a variable with a value the provider does not know: refused, and stde
 TEST_CASE("a process without CAP_NET_RAW that asks for an eth: domain is refused, and stderr says why") {
     if (skip()) return;
     vmrdma::testing::veth_pair veth{"vfa0", "vfb0", 9000};
-    int pipefd[2];
-    REQUIRE(pipe(pipefd) == 0);
-    const pid_t child = fork();
-    REQUIRE(child >= 0);
-    if (child == 0) {
-        close(pipefd[0]);
+    auto said = vmrdma::testing::in_child([]() -> std::string {
         // Give up CAP_NET_RAW alone (as nobody the provider's library in
         // Bazel's output under /root could not even be loaded).
         __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
@@ -260,7 +255,7 @@ TEST_CASE("a process without CAP_NET_RAW that asks for an eth: domain is refused
         // show this namespace's interfaces (here), else fi_domain opens it:
         // one of them refuses, and says why.
         std::string step;
-        auto [rc, said] = with_stderr_captured([&] {
+        auto [rc, text] = with_stderr_captured([&] {
             fi_info* hints = fi_allocinfo();
             hints->ep_attr->type = FI_EP_RDM;
             hints->caps = FI_TAGGED;
@@ -277,20 +272,10 @@ TEST_CASE("a process without CAP_NET_RAW that asks for an eth: domain is refused
             step = "domain";
             return static_cast<int>(fi_domain(fabric, info, &domain, nullptr));
         });
-        const std::string result = step + " " + std::to_string(rc) + " " + said;
-        if (write(pipefd[1], result.data(), result.size()) < 0) _exit(4);
-        _exit(0);
-    }
-    close(pipefd[1]);
-    std::string result(4096, '\0');
-    const ssize_t n = read(pipefd[0], result.data(), result.size());
-    close(pipefd[0]);
-    int status = 0;
-    waitpid(child, &status, 0);
-    REQUIRE(WIFEXITED(status));
-    REQUIRE(WEXITSTATUS(status) == 0);
-    REQUIRE(n > 0);
-    result.resize(static_cast<std::size_t>(n));
+        return step + " " + std::to_string(rc) + " " + text;
+    });
+    REQUIRE(said);
+    const std::string& result = *said;
     INFO(result);
     const bool refused = result.rfind("getinfo -", 0) == 0 || result.rfind("domain " + std::to_string(-FI_EACCES) + " ", 0) == 0;
     CHECK(refused);
