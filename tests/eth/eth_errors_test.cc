@@ -1,6 +1,5 @@
 // Opening the eth: transport: clear errors for what users get wrong.
 #include <doctest/doctest.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
