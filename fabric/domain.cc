@@ -132,12 +132,8 @@ int domain_open(fid_fabric* fabric, fi_info* info, fid_domain** out, void* conte
         auto d = std::make_unique<domain_obj>();
         try {
             d->ctx = device_context::acquire(info->domain_attr->name);
-        } catch (const vmrdma::error& e) {
-            // A bad URI, VMRDMA_ETH_RX or provider variable, a small MTU, no
-            // CAP_NET_RAW for eth:: the user's to mend, so said whatever
-            // FI_LOG_LEVEL is.
-            if (e.code() == vmrdma::errc::invalid_argument || e.code() == vmrdma::errc::permission_denied)
-                report_configuration_error(e.what());
+        } catch (const std::exception& e) {
+            if (users_to_mend(e)) report_configuration_error(e.what());
             throw;
         }
         d->fabric = owner_of(fabric, &fabric_obj::fid);

@@ -18,6 +18,10 @@ void log_warning(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 // is said on stderr whatever FI_LOG_LEVEL is, once per message: the program
 // itself would only report "no provider" or "no data".
 void report_configuration_error(const std::string& what);
+// Whether opening a device failed for a reason the user must mend (a bad
+// URI, VMRDMA_ETH_RX or provider variable, a small MTU, no CAP_NET_RAW for
+// eth:), which report_configuration_error says.
+bool users_to_mend(const std::exception& e) noexcept;
 
 // Runs fn() and returns its result, or a negative FI_ errno for an exception
 // (nothing may unwind into libfabric's C).

@@ -45,6 +45,11 @@ void report_configuration_error(const std::string& what) {
     std::fprintf(stderr, "vmrdma provider: %s\n", what.c_str());
 }
 
+bool users_to_mend(const std::exception& e) noexcept {
+    const auto* v = dynamic_cast<const vmrdma::error*>(&e);
+    return v && (v->code() == vmrdma::errc::invalid_argument || v->code() == vmrdma::errc::permission_denied);
+}
+
 namespace {
 
 int fabric_close(fid* f) {
@@ -110,13 +115,9 @@ std::optional<mac_address> device_mac(const std::string& uri, bool chosen, std::
     if (auto mac = mac_without_opening(uri)) return mac;
     try {
         return device_context::acquire(uri)->device().mac();
-    } catch (const vmrdma::error& e) {
-        why = uri + ": " + e.what();
-        if (chosen && (e.code() == vmrdma::errc::invalid_argument || e.code() == vmrdma::errc::permission_denied))
-            report_configuration_error(why);
-        return std::nullopt;
     } catch (const std::exception& e) {
         why = uri + ": " + e.what();
+        if (chosen && users_to_mend(e)) report_configuration_error(why);
         return std::nullopt;
     }
 }
