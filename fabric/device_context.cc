@@ -7,7 +7,6 @@
 #include <cstdio>
 #include <map>
 
-#include "fabric/environment.hpp"
 
 namespace vmrdma::fabric {
 
@@ -31,8 +30,7 @@ std::map<std::string, std::weak_ptr<device_context>>& registry() {
 }
 }  // namespace
 
-vmrdma::device_options provider_device_options() {
-    const auto env = read_provider_environment();
+vmrdma::device_options provider_device_options(const provider_environment& env) {
     vmrdma::device_options o;
     o.max_endpoints = 32;
     o.max_connections = 256;
@@ -73,11 +71,12 @@ std::shared_ptr<device_context> device_context::acquire(const std::string& uri) 
 }
 
 device_context::device_context(std::string uri) : uri_(std::move(uri)) {
-    print_stats_ = read_provider_environment().stats;  // first: it may refuse a value
+    const auto env = read_provider_environment();  // first: it may refuse a value
+    print_stats_ = env.stats;
     helper_wake_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (helper_wake_ < 0) throw_errno(-errno, "eventfd failed");
     try {
-        device_ = vmrdma::device::open(loop_, uri_, provider_device_options());
+        device_ = vmrdma::device::open(loop_, uri_, provider_device_options(env));
     } catch (...) {
         ::close(helper_wake_);
         throw;

@@ -12,6 +12,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "fabric/environment.hpp"
 #include "fabric/wake_fd.hpp"
 #include "vmrdma/rdma.hpp"
 #include "vmrdma/runtime.hpp"
@@ -80,7 +81,8 @@ private:
 
 // The device options the provider opens devices with (eth:): room for many
 // endpoints and the provider's own receive slots, and patience with ranks
-// that compute for a long time between calls.
-vmrdma::device_options provider_device_options();
+// that compute for a long time between calls; what the environment asks
+// (fabric/environment.hpp) on top.
+vmrdma::device_options provider_device_options(const provider_environment& env);
 
 }  // namespace vmrdma::fabric
