@@ -294,10 +294,11 @@ bool engine_host::flush() {
     // stream (arrival_stream.hpp says why), mid-message or after a frame
     // of whole messages of 1 KiB and more, and never without the ring's
     // arrival stamps.
-    if (std::exchange(took_frames_, false) &&
-        (vr_engine_rx_mid_message(engine_) || (receive_in_turns_ && stream_.large_whole_messages())) &&
-        (!receive_in_turns_ || (ring_stamps_ && stream_.flowing())))
-        loop_.expect_more();
+    const bool mid_message = vr_engine_rx_mid_message(engine_);
+    const bool more_coming = receive_in_turns_
+                                 ? ring_stamps_ && stream_.flowing() && (mid_message || stream_.large_whole_messages())
+                                 : mid_message;
+    if (std::exchange(took_frames_, false) && more_coming) loop_.expect_more();
     return more || !looped_.empty();  // answers to looped frames: another turn
 }
 
