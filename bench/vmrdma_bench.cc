@@ -237,6 +237,17 @@ double payload_bytes(const raw_counts& c) {
     return static_cast<double>(c.bytes) - 14.0 * static_cast<double>(c.frames);
 }
 
+// One side of the raw path: what it counted and the CPU it took.
+side_result raw_side(const raw_counts& c, double cpu_seconds) {
+    side_result r;
+    r.ok = true;
+    r.cpu_seconds = cpu_seconds;
+    r.bytes = payload_bytes(c);
+    r.messages = static_cast<double>(c.frames);
+    r.seconds = c.seconds;
+    return r;
+}
+
 path_figures measure_raw(const vmrdma::examples::netns_pair& net, const workload& w) {
     raw_options ro;
     // sendmmsg + TPACKET_V3 receive ring: the fastest measured (AF_XDP, rawframe
@@ -252,28 +263,18 @@ path_figures measure_raw(const vmrdma::examples::netns_pair& net, const workload
         int fd = raw_open(net.a().ifname);
         ready();
         const double cpu0 = cpu_now();  // the sink blocks in poll() until frames come
-        auto c = raw_sink(fd, ro);
-        side_result r;
-        r.cpu_seconds = cpu_now() - cpu0;
+        const auto c = raw_sink(fd, ro);  // before the CPU is read: arguments have no order
+        auto r = raw_side(c, cpu_now() - cpu0);
         close(fd);
-        r.ok = true;
-        r.bytes = payload_bytes(c);
-        r.messages = static_cast<double>(c.frames);
-        r.seconds = c.seconds;
         return r;
     };
     auto blast = [&](const std::function<void()>&) {
         int fd = raw_open(net.b().ifname);
         auto dst = vmrdma::mac_address::parse(net.a().mac).bytes;
         const double cpu0 = cpu_now();
-        auto c = raw_blast(fd, ro, dst.data());
-        side_result r;
-        r.cpu_seconds = cpu_now() - cpu0;
+        const auto c = raw_blast(fd, ro, dst.data());
+        auto r = raw_side(c, cpu_now() - cpu0);
         close(fd);
-        r.ok = true;
-        r.bytes = payload_bytes(c);
-        r.messages = static_cast<double>(c.frames);
-        r.seconds = c.seconds;
         return r;
     };
     auto f = measure(net, sink, blast, true);
