@@ -576,6 +576,24 @@ TEST_CASE("coalesced wake-ups: after expect_more() the next blocking turn gather
     CHECK(stats.coalesced == 1);  // only the turn after expect_more() gathered
 }
 
+TEST_CASE("a busy-polling loop spins through expect_more(), or with gather_while_polling sleeps once to gather") {
+    // busy_poll 1 s outlasts the 5 ms timer: a loop that does not gather
+    // spins to the timer and never blocks; one that gathers blocks in the
+    // gathering turn only, and spins after it.
+    const auto spun = gathering_once(vmrdma::loop_options{.busy_poll = std::chrono::seconds(1)}).stats;
+    CHECK(spun.coalesced == 0);
+    CHECK(spun.blocks == 0);
+    auto [gathered, coalescing] = gathering_once(
+        vmrdma::loop_options{.busy_poll = std::chrono::seconds(1), .gather_while_polling = true});
+    if (!coalescing) {
+        MESSAGE("this kernel has no IORING_SETUP_DEFER_TASKRUN (Linux 6.1+): nothing more to check");
+        return;
+    }
+    CHECK(gathered.coalesced == 1);
+    CHECK(gathered.blocks == 1);
+    CHECK(gathered.spins >= 1);
+}
+
 TEST_CASE("without coalesce_wakeups expect_more() changes nothing") {
     auto [stats, coalescing] = gathering_once(vmrdma::loop_options{.coalesce_wakeups = false});
     CHECK_FALSE(coalescing);

@@ -157,7 +157,8 @@ struct device_options {
     // submits: what arrived is taken by the polling thread's next turn,
     // without the wake-up of the submitting thread that io_uring's
     // completion would need. A loop with loop_options::busy_poll takes it
-    // too (its spin is turns).
+    // too (its spin is turns), but keeps the 8 MiB ring: it sleeps once its
+    // poll window passes idle, and the peer's window may arrive meanwhile.
     bool receive_in_turns = false;
     // What each frame's CRC32C covers (docs/wire-format.md, "Integrity").
     // end_to_end: every byte, the payload included, from the sender's memory

@@ -108,11 +108,13 @@ engine_host::engine_host(event_loop& loop, engine_events& events, std::string_vi
     if (rc < 0) throw error(code_from_status(rc), "cannot create the protocol engine");
 
     hook_id_ = loop_.add_turn_hook([this] { return flush(); });
-    // A loop that polls (receive_in_turns, or busy polling) drains the ring
-    // all the time: a smaller ring, and never the io_uring receive, whose
-    // completions a spin would enter the kernel for.
+    // A loop that polls (receive_in_turns, or busy polling) never takes the
+    // io_uring receive, whose completions a spin would enter the kernel for.
+    // Only one polled by its application (receive_in_turns) never sleeps and
+    // gets the small ring; a busy-polling loop still sleeps once its poll
+    // window passes idle.
     const bool polled = o.receive_in_turns || loop.options().busy_poll.count() > 0;
-    start_receiving(path, polled, o.window_frames ? o.window_frames : VR_DEFAULT_WINDOW);
+    start_receiving(path, polled, o.receive_in_turns, o.window_frames ? o.window_frames : VR_DEFAULT_WINDOW);
 }
 
 engine_host::~engine_host() {
@@ -160,15 +162,15 @@ engine_host::receive_path engine_host::receive_path_from_environment() {
                 "VMRDMA_ETH_RX is '" + std::string(how) + "': it must be ring (the default), recvmmsg or uring");
 }
 
-void engine_host::start_receiving(receive_path path, bool polled, std::size_t window_frames) {
+void engine_host::start_receiving(receive_path path, bool polled, bool never_sleeps, std::size_t window_frames) {
     receive_in_turns_ = polled || path != receive_path::uring;
     if (receive_in_turns_) {
         idle_hook_id_ = loop_.add_idle_hook([this] {  // a poll and a timer only for a loop about to sleep
             if (poll_slot_ == UINT32_MAX) arm_poll();
             arm_timer_if_needed();
         });
-        // A polled ring is drained all the time: 2 MiB stays in cache as its
-        // slots cycle (NetPIPE at 1 MiB over the provider, one pair each:
+        // A loop that never sleeps drains the ring all the time: 2 MiB stays
+        // in cache as its slots cycle (NetPIPE at 1 MiB over the provider, one pair each:
         // 8 MiB 17.6-17.8 Gbit/s, 2 MiB 18.9-19.7, 768 KiB 19.0-19.3). A
         // loop that sleeps can be away for a scheduler's quantum while the
         // peer's window keeps coming: 8 MiB, as the provided buffers had
@@ -176,7 +178,8 @@ void engine_host::start_receiving(receive_path path, bool polled, std::size_t wi
         // least a connection's window of frames (at MTU 65535, 8 MiB is 112
         // frames: 300-650 were dropped a second).
         if (path != receive_path::recvmmsg)
-            ring_stamps_ = polled ? port_->use_rx_ring(2u << 20, 64) : port_->use_rx_ring(8u << 20, window_frames);
+            ring_stamps_ =
+                never_sleeps ? port_->use_rx_ring(2u << 20, 64) : port_->use_rx_ring(8u << 20, window_frames);
         return;
     }
     std::size_t buffer = VR_ETH_HLEN + port_->mtu();

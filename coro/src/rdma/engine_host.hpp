@@ -72,7 +72,7 @@ private:
     // errc::invalid_argument for anything else.
     enum class receive_path { ring, recvmmsg, uring };
     static receive_path receive_path_from_environment();
-    void start_receiving(receive_path path, bool polled, std::size_t window_frames);
+    void start_receiving(receive_path path, bool polled, bool never_sleeps, std::size_t window_frames);
     static void on_frame(void* context, const std::byte* frame, std::uint32_t length);
     void arm_poll();
     static void on_readable(event_loop& loop, op_slot& slot);

@@ -268,7 +268,10 @@ void event_loop::turn(const bool& finished) {
     // Block for completions only while the awaited task still needs them.
     const bool may_block = !finished && !more_work;
     if (may_block && ready_.empty()) {
-        if (!spin()) wait_for_completion();
+        // loop_options::gather_while_polling: a stream's frames are on
+        // their way, and one sleep gathers them.
+        const bool gather = options_.gather_while_polling && deferred_taskrun_ && expect_more_;
+        if (gather || !spin()) wait_for_completion();
     } else {
         submit_counted();
     }
