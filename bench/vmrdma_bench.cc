@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -55,6 +56,8 @@ void usage() {
         "  --transport T   eth (default; the in-process engine on the veth), or unix: the\n"
         "                  client as a frontend of vmrdmad (the user-space driver domain),\n"
         "                  which runs in a process of its own beside it; eth is measured too\n"
+        "  --daemon-poll-us N  with --transport unix: vmrdmad's --poll-us (default: its\n"
+        "                  default, 50; at least --busy-poll)\n"
         "  --no-bundle     vmrdma sends every small frame alone (to compare; default:\n"
         "                  consecutive small frames to one peer leave as one bundle)\n"
         "  --no-coalesce   vmrdma's loops wake once per completion (to compare; default:\n"
@@ -91,6 +94,7 @@ void usage() {
 
 options parse(int argc, char** argv) {
     options o;
+    o.w.daemon_poll_us = static_cast<unsigned>(default_daemon_poll_us());
     bool sizes_given = false;  // the first -s replaces the default, later ones add
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
@@ -134,6 +138,10 @@ options parse(int argc, char** argv) {
             o.transport = value();
             if (o.transport != "eth" && o.transport != "unix")
                 throw std::runtime_error("--transport: eth or unix (xen: is planned)");
+        } else if (a == "--daemon-poll-us") {
+            unsigned long us = std::strtoul(value().c_str(), nullptr, 10);
+            if (us > 1000000) throw std::runtime_error("--daemon-poll-us is in microseconds, at most 1 s");
+            o.w.daemon_poll_us = static_cast<unsigned>(us);
         } else if (a == "--no-bundle") {
             o.w.bundle = false;
         } else if (a == "--no-coalesce") {
@@ -204,7 +212,7 @@ path_figures measure_split(const vmrdma::examples::netns_pair& net, const worklo
     child dmn(net.b(), [&](const std::function<void()>& ready) {
         close(stop[1]);
         return daemon_side("eth:" + net.b().ifname, socket_path, stop[0], device_options_for(w), loop_options_for(w),
-                           ready);
+                           w.daemon_poll_us, ready);
     });
     close(stop[0]);
     path_figures f;
@@ -357,6 +365,9 @@ int main(int argc, char** argv) {
                      net.a().netns.c_str(), net.b().netns.c_str());
         budget = tcp_budget(net.b().netns);
         std::fprintf(stderr, "%s\n", fairness_statement(o.w, budget).c_str());
+        if (o.transport == "unix")
+            std::fprintf(stderr, "vmrdma-bench: vmrdmad polls %u us before it sleeps (--daemon-poll-us)\n",
+                         std::max(o.w.daemon_poll_us, o.w.busy_poll_us));
         const bool write_like = o.w.kind != mode::read;
         for (std::size_t size : o.sizes) {
             workload w = o.w;

@@ -129,6 +129,13 @@ std::int32_t refused(int rc, const char* reason, std::uint64_t limit, std::strin
 
 }  // namespace
 
+vmrdma::loop_options loop_options_for(const options& opts) {
+    vmrdma::loop_options o;
+    o.busy_poll = opts.poll;
+    o.gather_while_polling = true;
+    return o;
+}
+
 daemon::daemon(vmrdma::event_loop& loop, std::string_view device, options opts)
     : loop_(loop), opts_(std::move(opts)) {
     constexpr std::string_view eth = "eth:";

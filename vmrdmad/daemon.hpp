@@ -61,6 +61,10 @@ struct uid_limits {
     std::uint32_t reserve_percent = 12;
 };
 
+// The daemon's poll window by default (measured: docs/benchmarks.md,
+// "The daemon polls before it sleeps").
+inline constexpr std::chrono::microseconds default_poll{50};
+
 struct options {
     std::string socket_path = "/run/vmrdma.sock";
     // Who may connect: the socket's mode and group (default 0660 and
@@ -87,7 +91,18 @@ struct options {
     std::uint64_t inflight_bytes = 4u << 20;
     // The engine's sizes (its tables are shared by every frontend).
     vmrdma::device_options engine{};
+    // How long the daemon's loop keeps turning after its last work before
+    // it sleeps (loop_options::busy_poll; docs/split-driver.md, "Polling
+    // before sleeping"). A frontend's next request or the peer's next frame
+    // often comes within microseconds; caught by a turn it costs no wake-up.
+    std::chrono::microseconds poll = default_poll;
 };
+
+// The loop a daemon with these options runs on: it polls opts.poll before
+// it sleeps, and gathers a stream's frames in a sleep rather than a spin
+// (loop_options::gather_while_polling: its frontends block, so their round
+// trips are never shorter than a stream's gaps).
+vmrdma::loop_options loop_options_for(const options& opts);
 
 // Read from any thread.
 struct stats {

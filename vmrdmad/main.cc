@@ -32,7 +32,7 @@ void usage(std::FILE* out = stderr) {
                  "               [--socket-mode OCTAL (default 0660)] [--socket-group GROUP]\n"
                  "               [--max-frontends N (default 1024)] [--uid-max-frontends N]\n"
                  "               [--uid-max-endpoints N] [--uid-max-connections N]\n"
-                 "               [--uid-reserve PERCENT (default 12)]\n"
+                 "               [--uid-reserve PERCENT (default 12)] [--poll-us N (default 50)]\n"
                  "Who may be a frontend: the socket's mode and group; add the users to the group\n"
                  "(or --socket-mode 0666 for everyone). vmrdmactl shows a user only their own\n"
                  "frontends; root and vmrdmad's uid see all and alone change limits.\n"
@@ -49,6 +49,10 @@ void usage(std::FILE* out = stderr) {
                  "--xen: also be the Xen backend (in dom0, instead of backend_kmod): serve the\n"
                  "guests' frontend_kmod through libxengnttab/libxenevtchn, with the same limits,\n"
                  "weights and admission as socket frontends (docs/xen.md).\n"
+                 "--poll-us: after its last work the daemon keeps looking for requests and frames\n"
+                 "this long before it sleeps: a frontend's next request or the peer's next frame,\n"
+                 "caught so, costs no wake-up (docs/split-driver.md, Polling before sleeping);\n"
+                 "0: sleep at once (least CPU when busy).\n"
                  "SIGTERM or SIGINT: stop accepting, finish what is in flight (new requests get\n"
                  "ESHUTDOWN), disconnect the frontends, exit 0. Administration: vmrdmactl.\n");
 }
@@ -123,6 +127,14 @@ int main(int argc, char** argv) {
                 opts.drain_timeout = std::chrono::milliseconds(std::stoul(value()));
             else if (a == "--xen")
                 xen_mode = true;
+            else if (a == "--poll-us") {
+                unsigned long us = std::stoul(value());
+                if (us > 1000000) {
+                    std::fprintf(stderr, "vmrdmad: --poll-us is in microseconds, at most 1000000\n");
+                    return 2;
+                }
+                opts.poll = std::chrono::microseconds(us);
+            }
             else if (a == "--socket-mode") {
                 std::string m = value();
                 char* end = nullptr;
@@ -180,7 +192,7 @@ int main(int argc, char** argv) {
     sigprocmask(SIG_BLOCK, &mask, nullptr);
     int sigfd = signalfd(-1, &mask, SFD_CLOEXEC);
     try {
-            vmrdma::event_loop loop;
+            vmrdma::event_loop loop(vmrdmad::loop_options_for(opts));
             std::unique_ptr<vmrdmad::xen_backend> xen;
             if (xen_mode) xen = std::make_unique<vmrdmad::xen_backend>(loop);  // no Xen: fail first
             vmrdmad::daemon d(loop, device_uri, opts);

@@ -1,5 +1,6 @@
 #include "bench/support/daemon_path.hpp"
 
+#include <algorithm>
 #include <chrono>
 
 #include "vmrdma/runtime.hpp"
@@ -8,12 +9,16 @@
 namespace vmrdma::bench {
 
 side_result daemon_side(const std::string& device_uri, const std::string& socket_path, int stop_fd,
-                        const device_options& engine, const loop_options& loop_opts,
+                        const device_options& engine, const loop_options& loop_opts, unsigned poll_us,
                         const std::function<void()>& ready) {
-    event_loop loop(loop_opts);
     vmrdmad::options opts;
     opts.socket_path = socket_path;
     opts.engine = engine;
+    opts.poll = std::chrono::microseconds(poll_us);
+    loop_options daemon_loop = vmrdmad::loop_options_for(opts);  // as vmrdmad runs
+    daemon_loop.busy_poll = std::max<std::chrono::nanoseconds>(loop_opts.busy_poll, opts.poll);
+    daemon_loop.coalesce_wakeups = loop_opts.coalesce_wakeups;  // --no-coalesce
+    event_loop loop(daemon_loop);
     vmrdmad::daemon d(loop, device_uri, opts);  // listening from here on
     side_result r;
     double cpu0 = cpu_now();
@@ -40,5 +45,7 @@ side_result daemon_side(const std::string& device_uri, const std::string& socket
     r.ok = true;
     return r;
 }
+
+int default_daemon_poll_us() { return static_cast<int>(vmrdmad::default_poll.count()); }
 
 }  // namespace vmrdma::bench

@@ -13,8 +13,13 @@
 namespace vmrdma::bench {
 
 // `engine` configures the daemon's own device (the bench passes the same
-// options the in-process eth: path runs with: integrity, bundling).
+// options the in-process eth: path runs with: integrity, bundling); its loop
+// polls for the longer of loop_opts.busy_poll and poll_us (vmrdmad --poll-us).
 side_result daemon_side(const std::string& device_uri, const std::string& socket_path, int stop_fd,
-                        const device_options& engine, const loop_options& loop_opts, const std::function<void()>& ready);
+                        const device_options& engine, const loop_options& loop_opts, unsigned poll_us,
+                        const std::function<void()>& ready);
+
+// vmrdmad's --poll-us when none is given.
+int default_daemon_poll_us();
 
 }  // namespace vmrdma::bench

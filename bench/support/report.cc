@@ -169,10 +169,10 @@ double cpu_per_gib(const path_figures& f) { return f.client_cpu_s_per_gib + f.se
 
 void print_json(std::FILE* out, const workload& w, const tcp_buffers& b, const std::vector<row>& rows) {
     std::fprintf(out,
-                 "{\"mode\":\"%s\",\"mtu\":%u,\"depth\":%u,\"busy_poll_us\":%u,\"integrity\":\"%s\","
+                 "{\"mode\":\"%s\",\"mtu\":%u,\"depth\":%u,\"busy_poll_us\":%u,\"daemon_poll_us\":%u,\"integrity\":\"%s\","
                  "\"auth\":%s,\"recovery\":\"%s\",\"ack_delay_us\":%u,\"relay\":\"%s\",\"buffers\":\"%s\",\"coalesce\":%s,\"tcp_wmem_max\":%ld,"
                  "\"tcp_rmem_max\":%ld,\"fairness\":\"%s\",\"rows\":[",
-                 mode_name(w.kind), w.mtu, w.depth, w.busy_poll_us, w.link_integrity ? "link" : "end-to-end",
+                 mode_name(w.kind), w.mtu, w.depth, w.busy_poll_us, w.daemon_poll_us, w.link_integrity ? "link" : "end-to-end",
                  w.auth ? "true" : "false", w.go_back_n ? "go-back-n" : "selective", w.ack_delay_us,
                  json_escape(w.relay).c_str(),
                  w.distinct_buffers ? "distinct" : "shared", w.coalesce ? "true" : "false", b.wmem_max, b.rmem_max,

@@ -20,6 +20,10 @@ struct workload {
     std::uint64_t iterations = 0;
     unsigned mtu = 9000;
     unsigned busy_poll_us = 0;  // poll for completions this long before blocking (both paths)
+    // --transport unix: how long vmrdmad's loop polls before it sleeps
+    // (vmrdmad --poll-us; at least busy_poll_us; vmrdma-bench starts from
+    // vmrdmad's default).
+    unsigned daemon_poll_us = 0;
     bool bundle = true;         // eth: small frames to one peer leave bundled
     bool coalesce = true;       // loop_options::coalesce_wakeups on vmrdma's loops
     bool link_integrity = false; // vmrdma: payloads rest on the link's FCS (device_options::integrity)

@@ -13,7 +13,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstring>
+#include <string>
+#include <utility>
 
 #include "tests/split/split_support.hpp"
 #include "tests/support/runfile.hpp"
@@ -231,4 +234,24 @@ TEST_CASE("SIGTERM drains: in-flight writes finish, waiting and new operations f
 TEST_CASE("a killed daemon: pending and new operations fail shut_down; a new device reconnects") {
     if (vmrdma::testing::skip_network_tests()) return;
     run_case(SIGKILL, "k");
+}
+
+TEST_CASE("vmrdmad refuses a --poll-us it cannot take, before it opens anything, and says why") {
+    // Parsed before the device: no namespace or interface needed.
+    auto run = [](const std::string& poll) {
+        std::string cmd = daemon_binary() + " --device eth:none --poll-us " + poll + " 2>&1";
+        FILE* p = popen(cmd.c_str(), "r");
+        REQUIRE(p != nullptr);
+        std::string out;
+        char buf[256];
+        while (std::fgets(buf, sizeof buf, p)) out += buf;
+        int status = pclose(p);
+        return std::pair{WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+    };
+    auto [code, out] = run("1000001");
+    CHECK(code == 2);
+    CHECK(out.find("--poll-us is in microseconds, at most 1000000") != std::string::npos);
+    auto [code2, out2] = run("soon");
+    CHECK(code2 == 2);
+    CHECK(out2.find("usage: vmrdmad") != std::string::npos);
 }
