@@ -11,6 +11,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "bench/support/child.hpp"
@@ -404,6 +405,12 @@ int main(int argc, char** argv) {
                 r.raw = o.w.kind == mode::lat ? measure_raw_lat(net, w) : measure_raw(net, w);
             }
             std::fprintf(stderr, " done\n");
+            // A path that was not measured says why (it is left out of the
+            // figures, and the run exits 1 if it was vmrdma's).
+            for (auto [name, p] : {std::pair{"vmrdma", &r.vmrdma}, std::pair{"eth", &r.eth},
+                                   std::pair{"tcp", &r.tcp}, std::pair{"raw", &r.raw}})
+                if (!p->measured && !p->error.empty())
+                    std::fprintf(stderr, "    %s failed: %s\n", name, p->error.c_str());
             rows.push_back(r);
         }
         if (relay) relay_final = relay->stop();
