@@ -66,6 +66,8 @@ struct daemon::frontend {
     int sock = -1;
     bool hello_done = false;
     bool dead = false;
+    bool doorbell_due = false;   // in daemon::doorbells_due_
+    std::uint64_t rung_in_pass = 0;  // daemon::doorbell_pass_ when its doorbell last rang at once
     std::string over_share;      // its uid had its share of frontends: refused at its first message
     // Shared ring (we created it; the frontend writes into it).
     int ring_fd = -1, req_efd = -1, rsp_efd = -1;
@@ -150,7 +152,12 @@ daemon::daemon(vmrdma::event_loop& loop, std::string_view device, options opts)
     // requests in once per loop turn.
     // The hook may run after the engine's flush in the same turn: true makes
     // the loop turn again without blocking, so what it posted leaves now.
+    // Doorbells: the engine host rings those of the responses its frames
+    // completed before it transmits (engine_input_taken); this hook, after
+    // the engine host's (host_ above), rings the rest in the same turn,
+    // before the loop can sleep.
     turn_hook_ = loop_.add_turn_hook([this] {
+        ring_doorbells();
         if (!admission_due_) return false;
         pump_admission();
         return true;
@@ -899,7 +906,10 @@ void daemon::violation(frontend& f, const char* what) {
 // Shown to the frontend at once: it starts on the response while the
 // engine completes the next (publishing a turn's responses together at its
 // end was 5-10 % slower at 64 B and 4 KiB: docs/benchmarks.md). The ring's
-// event index still rings the doorbell only when the frontend waits.
+// event index rings the doorbell only when the frontend waits, and then
+// once at the end of the turn (ring_doorbells): a sleeping frontend woken
+// at the first response took that one alone and slept again, a wake-up per
+// 4 KiB read (docs/split-driver.md, "Doorbells").
 void daemon::respond(frontend& f, const vr_ring_rsp& rsp) {
     --f.in_flight;
     if (f.dead) return;
@@ -908,15 +918,38 @@ void daemon::respond(frontend& f, const vr_ring_rsp& rsp) {
     f.rsps[f.rsp_prod_pvt & (f.size - 1)] = rsp;
     ++f.rsp_prod_pvt;
     ++stats_.responses;
-    if (vr_ring_push(&f.shared->rsp_prod, &f.shared->rsp_event, f.rsp_prod_pvt)) {
-        ++stats_.doorbells;
-        if (f.port) {
-            f.port->notify();
-        } else {
-            std::uint64_t one = 1;
-            [[maybe_unused]] auto n = ::write(f.rsp_efd, &one, sizeof one);
+    if (vr_ring_push(&f.shared->rsp_prod, &f.shared->rsp_event, f.rsp_prod_pvt) && !f.doorbell_due) {
+        if (f.rung_in_pass != doorbell_pass_) {
+            f.rung_in_pass = doorbell_pass_;
+            ring(f);
+            return;
         }
+        f.doorbell_due = true;
+        doorbells_due_.push_back(f.id);
     }
+}
+
+void daemon::ring(frontend& f) {
+    ++stats_.doorbells;
+    if (f.port) {
+        f.port->notify();
+    } else {
+        std::uint64_t one = 1;
+        [[maybe_unused]] auto n = ::write(f.rsp_efd, &one, sizeof one);
+    }
+}
+
+void daemon::ring_doorbells() {
+    ++doorbell_pass_;
+    if (doorbells_due_.empty()) return;
+    for (std::uint32_t id : doorbells_due_) {
+        auto it = by_id_.find(id);
+        if (it == by_id_.end()) continue;  // gone since
+        frontend& f = *it->second;
+        f.doorbell_due = false;
+        if (!f.dead) ring(f);
+    }
+    doorbells_due_.clear();
 }
 
 void daemon::frontend::answered(void* ctx, const vr_svc_pending* req, const vr_ring_rsp* rsp) {

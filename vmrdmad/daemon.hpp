@@ -193,6 +193,7 @@ private:
     // engine_events
     void engine_completion(const vr_completion& wc) override;
     int engine_accept(std::uint16_t ep, const std::uint8_t* mac, std::uint16_t peer_ep) override;
+    void engine_input_taken() override { ring_doorbells(); }
     vmrdma::task<void> cleanup(frontend& f);
     // Takes at most ring_pass_budget requests; true when more are waiting.
     bool drain_ring(frontend& f);
@@ -204,6 +205,8 @@ private:
     static constexpr std::uint64_t invalid_per_second = 10000;
     bool too_many_invalid(frontend& f);
     void respond(frontend& f, const vr_ring_rsp& rsp);
+    void ring_doorbells();
+    void ring(frontend& f);
     // What the socket's VR_CTL_* and the Xen ring's VR_RING_* control
     // requests share: 0 or a negative errno, with the reason in `why`.
     std::int32_t open_ep(frontend& f, std::uint64_t id, std::uint64_t weight, bool listen, std::string& why);
@@ -243,6 +246,10 @@ private:
     std::unordered_map<std::uint16_t, frontend*> ep_owner_;  // engine endpoint ids
     std::size_t turn_hook_ = 0;
     bool admission_due_ = false;  // bytes were released: look at the queues this turn
+    // Frontends (by id) whose response doorbell is due: rung once at the
+    // end of the turn that answered them (ring_doorbells).
+    std::vector<std::uint32_t> doorbells_due_;
+    std::uint64_t doorbell_pass_ = 1;  // ring_doorbells() calls
     std::uint32_t next_frontend_id_ = 1;
     std::unordered_map<uid_t, std::uint64_t> uid_refused_;  // refusals per uid (vmrdmactl uids)
     bool draining_ = false;

@@ -278,6 +278,7 @@ bool engine_host::flush() {
         for (const auto& f : frames) vr_engine_input(engine_, f.data(), static_cast<std::uint32_t>(f.size()), now);
         flush_wanted_ = true;
     }
+    events_.engine_input_taken();
     if (flush_wanted_) {
         flush_wanted_ = false;
         const auto frames = static_cast<int>(port_->batch_frames());

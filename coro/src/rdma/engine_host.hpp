@@ -33,6 +33,10 @@ public:
     virtual void engine_completion(const vr_completion& wc) = 0;
     // The engine's accept policy: 0 to accept, or a negative errno.
     virtual int engine_accept(std::uint16_t, const std::uint8_t*, std::uint16_t) { return 0; }
+    // Once a turn, after the frames it took went into the engine and before
+    // the engine transmits: this turn's completions so far are all known,
+    // and what they should wake need not wait for the transmit.
+    virtual void engine_input_taken() {}
 
 protected:
     ~engine_events() = default;
