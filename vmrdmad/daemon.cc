@@ -906,10 +906,12 @@ void daemon::violation(frontend& f, const char* what) {
 // Shown to the frontend at once: it starts on the response while the
 // engine completes the next (publishing a turn's responses together at its
 // end was 5-10 % slower at 64 B and 4 KiB: docs/benchmarks.md). The ring's
-// event index rings the doorbell only when the frontend waits, and then
-// once at the end of the turn (ring_doorbells): a sleeping frontend woken
-// at the first response took that one alone and slept again, a wake-up per
-// 4 KiB read (docs/split-driver.md, "Doorbells").
+// event index rings the doorbell only when the frontend waits: at once for
+// the first response of an engine pass (the frontend starts on it while the
+// pass goes on), and for later ones once after the pass (ring_doorbells). A
+// doorbell per response woke a frontend that took one response, slept again
+// and was woken again, a wake-up per 4 KiB read (docs/split-driver.md,
+// "Doorbells").
 void daemon::respond(frontend& f, const vr_ring_rsp& rsp) {
     --f.in_flight;
     if (f.dead) return;
