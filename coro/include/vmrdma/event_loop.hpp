@@ -73,7 +73,7 @@ struct loop_options {
     // A busy-polling loop whose transport expects more of a stream
     // (expect_more(), with coalesce_wakeups) sleeps once to gather it instead
     // of spinning: the spin takes a stream's frames one turn each, on a core
-    // the kernel needs to deliver them (vmrdmad polling 50 us read 64 KiB
+    // the kernel needs to deliver them (vmrdmad polling 100 us read 64 KiB
     // messages at 0.71-0.77 of the in-process rate; gathering, 0.99-1.09).
     // Off by default: where both ends poll, a round trip can be shorter
     // than the gap that makes arrivals a stream (10 us), and each gathering

@@ -170,8 +170,9 @@ void engine_host::start_receiving(receive_path path, bool polled, bool never_sle
             arm_timer_if_needed();
         });
         // A loop that never sleeps drains the ring all the time: 2 MiB stays
-        // in cache as its slots cycle (NetPIPE at 1 MiB over the provider, one pair each:
-        // 8 MiB 17.6-17.8 Gbit/s, 2 MiB 18.9-19.7, 768 KiB 19.0-19.3). A
+        // in cache as its slots cycle (NetPIPE at 1 MiB over the provider,
+        // one pair each: 8 MiB 17.6-17.8 Gbit/s, 2 MiB 18.9-19.7, 768 KiB
+        // 19.0-19.3). A
         // loop that sleeps can be away for a scheduler's quantum while the
         // peer's window keeps coming: 8 MiB, as the provided buffers had
         // (2 MiB dropped 200-450 frames a second at 64 KiB-4 MiB), and at
