@@ -286,6 +286,9 @@ private:
     bool on_foreign_thread() const noexcept {
         return deferred_taskrun_ && ring_enabled_ && std::this_thread::get_id() != submitter_;
     }
+    // The next blocking wait gathers arrivals: coalesce_wakeups is in effect
+    // and a transport said expect_more() this turn.
+    bool gathering_due() const noexcept { return deferred_taskrun_ && expect_more_; }
 
     loop_options options_;
     bool taskrun_flag_ = false;  // the kernel flags pending task work (IORING_SQ_TASKRUN)

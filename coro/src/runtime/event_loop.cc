@@ -270,7 +270,7 @@ void event_loop::turn(const bool& finished) {
     if (may_block && ready_.empty()) {
         // loop_options::gather_while_polling: a stream's frames are on
         // their way, and one sleep gathers them.
-        const bool gather = options_.gather_while_polling && deferred_taskrun_ && expect_more_;
+        const bool gather = options_.gather_while_polling && gathering_due();
         if (gather || !spin()) wait_for_completion();
     } else {
         submit_counted();
@@ -293,7 +293,8 @@ void event_loop::wait_for_completion() {
     prepare_to_wait();
     ++stats_.blocks;
     enable_once();
-    const bool gather = deferred_taskrun_ && std::exchange(expect_more_, false);
+    const bool gather = gathering_due();
+    expect_more_ = false;
     int submitted;
     if (gather) {
         ++stats_.coalesced;
