@@ -327,12 +327,13 @@ bool engine_host::drain(std::uint64_t now) {
     port_->drain([this, now, &any](const std::byte* frame, std::uint32_t len, std::uint64_t arrival) {
         any = true;
         if (!engine_) return;
+        const vr_counters& counters = *vr_engine_counters(engine_);
         const bool mid_before = vr_engine_rx_mid_message(engine_);
-        const auto data_before = vr_engine_counters(engine_)->rx_data_frames;
+        const auto data_before = counters.rx_data_frames;
         vr_engine_input(engine_, frame, len, now);
         if (arrival)
             stream_.frame(arrival, mid_before, vr_engine_rx_mid_message(engine_),
-                          static_cast<std::uint32_t>(vr_engine_counters(engine_)->rx_data_frames - data_before), len);
+                          static_cast<std::uint32_t>(counters.rx_data_frames - data_before), len);
     });
     if (any) {
         took_frames_ = true;
