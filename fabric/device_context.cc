@@ -7,7 +7,6 @@
 #include <cstdio>
 #include <map>
 
-
 namespace vmrdma::fabric {
 
 using namespace std::chrono_literals;

@@ -56,6 +56,17 @@ void use_built_provider() {
         REQUIRE_MESSAGE(rc_ == 0, fi_strerror(-rc_));                            \
     } while (0)
 
+// Hints that ask vmrdma for an RDM endpoint on eth:IFACE with `caps`
+// (fi_freeinfo them).
+fi_info* vmrdma_hints(const std::string& iface, std::uint64_t caps) {
+    fi_info* hints = fi_allocinfo();
+    hints->ep_attr->type = FI_EP_RDM;
+    hints->caps = caps;
+    hints->domain_attr->name = strdup(("eth:" + iface).c_str());
+    hints->fabric_attr->prov_name = strdup("vmrdma");
+    return hints;
+}
+
 // One side: a domain on one end of the pair and endpoints on it.
 struct side {
     fi_info* info = nullptr;
@@ -66,12 +77,9 @@ struct side {
     std::vector<fid_ep*> eps;
 
     explicit side(const std::string& iface) {
-        fi_info* hints = fi_allocinfo();
-        hints->ep_attr->type = FI_EP_RDM;
-        hints->caps = FI_MSG | FI_TAGGED | FI_RMA | FI_ATOMIC | FI_DIRECTED_RECV | FI_SOURCE | FI_MULTI_RECV;
+        fi_info* hints =
+            vmrdma_hints(iface, FI_MSG | FI_TAGGED | FI_RMA | FI_ATOMIC | FI_DIRECTED_RECV | FI_SOURCE | FI_MULTI_RECV);
         hints->domain_attr->mr_mode = FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | FI_MR_PROV_KEY;
-        hints->domain_attr->name = strdup(("eth:" + iface).c_str());
-        hints->fabric_attr->prov_name = strdup("vmrdma");
         FI_OK(fi_getinfo(FI_VERSION(1, 17), nullptr, nullptr, 0, hints, &info));
         fi_freeinfo(hints);
         FI_OK(fi_fabric(info->fabric_attr, &fabric, nullptr));
@@ -202,11 +210,7 @@ TEST_CASE("a variable with a value the provider does not know: refused, and stde
     vmrdma::testing::veth_pair veth{"vfa0", "vfb0", 9000};
     fi_info* info = nullptr;
     auto getinfo = [&info] {
-        fi_info* hints = fi_allocinfo();
-        hints->ep_attr->type = FI_EP_RDM;
-        hints->caps = FI_TAGGED;
-        hints->domain_attr->name = strdup("eth:vfa0");
-        hints->fabric_attr->prov_name = strdup("vmrdma");
+        fi_info* hints = vmrdma_hints("vfa0", FI_TAGGED);
         if (info) fi_freeinfo(info);
         info = nullptr;
         int rc = fi_getinfo(FI_VERSION(1, 17), nullptr, nullptr, 0, hints, &info);
@@ -256,11 +260,7 @@ TEST_CASE("a process without CAP_NET_RAW that asks for an eth: domain is refused
         // one of them refuses, and says why.
         std::string step;
         auto [rc, text] = with_stderr_captured([&] {
-            fi_info* hints = fi_allocinfo();
-            hints->ep_attr->type = FI_EP_RDM;
-            hints->caps = FI_TAGGED;
-            hints->domain_attr->name = strdup("eth:vfa0");
-            hints->fabric_attr->prov_name = strdup("vmrdma");
+            fi_info* hints = vmrdma_hints("vfa0", FI_TAGGED);
             fi_info* info = nullptr;
             step = "getinfo";
             int r = fi_getinfo(FI_VERSION(1, 17), nullptr, nullptr, 0, hints, &info);
