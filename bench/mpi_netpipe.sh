@@ -1,46 +1,57 @@
 #!/usr/bin/env bash
 # NetPIPE over Open MPI (NPopenmpi, Debian's netpipe-openmpi), two ranks in
 # two network namespaces joined by one veth pair, three ways in one run:
-#   vmrdma   pml cm + mtl ofi + the vmrdma provider (eth:, in-process engine)
+#   vmrdma   pml cm + mtl ofi + the vmrdma provider: eth: (the engine in each
+#            rank, the default), or with --transport unix a frontend of a
+#            vmrdmad in each namespace (unix:, MPI with no privilege)
 #   ofi-tcp  pml cm + mtl ofi + libfabric's tcp provider (tcp;ofi_rxm)
 #   ob1-tcp  pml ob1 + btl tcp (Open MPI's own TCP path)
 # Prints latency (half round trip) and bandwidth at a few sizes and the
 # ratios vmrdma/ob1-tcp and vmrdma/ofi-tcp (docs/benchmarks.md, docs/mpi.md).
 #
-#   bench/mpi_netpipe.sh [--mtu N] [--upper BYTES] [--out DIR]
+#   bench/mpi_netpipe.sh [--mtu N] [--upper BYTES] [--transport eth|unix] [--out DIR]
 #
-# VMRDMA_* variables set when it runs (VMRDMA_FI_*, VMRDMA_ETH_RX, VMRDMA_DEVICE) reach
-# the vmrdma ranks (docs/mpi.md, Environment), e.g. VMRDMA_FI_INTEGRITY=link bench/mpi_netpipe.sh.
+# VMRDMA_* variables set when it runs (VMRDMA_FI_*, VMRDMA_ETH_RX; VMRDMA_DEVICE
+# unless --transport unix, which sets it per namespace) reach the vmrdma ranks
+# (docs/mpi.md, Environment), e.g. VMRDMA_FI_INTEGRITY=link bench/mpi_netpipe.sh.
 #
 # Needs root (namespaces, raw sockets), openmpi-bin, netpipe-openmpi,
-# libfabric-bin. Builds the provider with --config=release.
+# libfabric-bin. Builds the provider and vmrdmad with --config=release.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 mtu=9000
 upper=4194304
+transport=eth
 out=
 while [ $# -gt 0 ]; do
     case "$1" in
     --mtu) mtu=$2; shift 2 ;;
     --upper) upper=$2; shift 2 ;;
+    --transport) transport=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "usage: $0 [--mtu N] [--upper BYTES] [--out DIR]" >&2; exit 2 ;;
+    -h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "usage: $0 [--mtu N] [--upper BYTES] [--transport eth|unix] [--out DIR]" >&2; exit 2 ;;
     esac
 done
+case "$transport" in
+eth | unix) ;;
+*) echo "$0: --transport: eth or unix, not '$transport'" >&2; exit 2 ;;
+esac
 [ "$(id -u)" -eq 0 ] || { echo "$0: needs root (namespaces, raw sockets)" >&2; exit 1; }
 for tool in mpirun NPopenmpi fi_info; do
     command -v "$tool" >/dev/null || { echo "$0: $tool missing (scripts/deps.sh openmpi-bin netpipe-openmpi libfabric-bin)" >&2; exit 1; }
 done
 
-(cd "$root" && bazel build --config=release //fabric:libvmrdma-fi.so >/dev/null 2>&1) ||
-    { echo "$0: bazel build --config=release //fabric:libvmrdma-fi.so failed" >&2; exit 1; }
+(cd "$root" && bazel build --config=release //fabric:libvmrdma-fi.so //vmrdmad:vmrdmad >/dev/null 2>&1) ||
+    { echo "$0: bazel build --config=release //fabric:libvmrdma-fi.so //vmrdmad:vmrdmad failed" >&2; exit 1; }
 work=$(mktemp -d)
 [ -n "$out" ] || out=$work
 mkdir -p "$out" "$work/prov"
 # The release output itself: bazel-bin follows whichever build ran last.
-cp "$(cd "$root" && bazel info --config=release bazel-bin 2>/dev/null)/fabric/libvmrdma-fi.so" "$work/prov/"
+bin=$(cd "$root" && bazel info --config=release bazel-bin 2>/dev/null)
+cp "$bin/fabric/libvmrdma-fi.so" "$work/prov/"
+cp "$bin/vmrdmad/vmrdmad" "$work/vmrdmad"
 export FI_PROVIDER_PATH=$work/prov
 
 ns_a=npa$$
@@ -50,7 +61,10 @@ ns_b=npb$$
 if_name=vmnp0
 if_a=vna$$
 if_b=vnb$$
+daemons=()
 cleanup() {
+    for pid in "${daemons[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${daemons[@]}"; do wait "$pid" 2>/dev/null || true; done
     ip netns del "$ns_a" 2>/dev/null || true
     ip netns del "$ns_b" 2>/dev/null || true
     rm -rf "$work/prov"
@@ -85,12 +99,31 @@ run() {
         { tail -20 "$out/np-$name.log"; echo "$0: $name failed" >&2; exit 1; }
     echo "$name: $(($(date +%s) - start)) s" >&2
 }
+if [ "$transport" = unix ]; then
+    # One vmrdmad per namespace (the driver domain of that "host"); each
+    # rank is a frontend of its own namespace's daemon: the launcher's
+    # VMRDMA_DEVICE for rank 0, rsh_netns.sh's pattern for the other.
+    unset VMRDMA_DEVICE VMRDMA_DEVICE_PATTERN
+    for ns in "$ns_a" "$ns_b"; do
+        ip netns exec "$ns" "$work/vmrdmad" --device "eth:$if_name" --socket "$work/$ns.sock" \
+            >"$out/vmrdmad-$ns.log" 2>&1 &
+        daemons+=($!)
+    done
+    for _ in $(seq 50); do [ -S "$work/$ns_a.sock" ] && [ -S "$work/$ns_b.sock" ] && break; sleep 0.1; done
+    [ -S "$work/$ns_a.sock" ] && [ -S "$work/$ns_b.sock" ] ||
+        { tail "$out"/vmrdmad-*.log; echo "$0: vmrdmad did not start" >&2; exit 1; }
+    export VMRDMA_DEVICE_PATTERN="unix:$work/%h.sock"
+    echo "vmrdma: unix:, a frontend of the vmrdmad in its namespace (vmrdmad's defaults)" >&2
+fi
 provider_env=
 for v in $(env | sed -n 's/^\(VMRDMA_[A-Z_]*\)=.*/\1/p'); do
+    case "$v" in VMRDMA_DEVICE | VMRDMA_DEVICE_PATTERN) [ "$transport" = unix ] && continue ;; esac
     provider_env="$provider_env -x $v"
     echo "vmrdma: $v=${!v}" >&2
 done
+[ "$transport" = unix ] && export VMRDMA_DEVICE="unix:$work/$ns_a.sock"
 run vmrdma --mca pml cm --mca mtl ofi --mca mtl_ofi_provider_include vmrdma --mca btl self $provider_env
+unset VMRDMA_DEVICE
 run ofi-tcp --mca pml cm --mca mtl ofi --mca mtl_ofi_provider_include "'tcp;ofi_rxm'" --mca btl self \
     -x FI_TCP_IFACE="$if_name"
 run ob1-tcp --mca pml ob1 --mca btl self,tcp --mca btl_tcp_if_include 192.0.2.0/24

@@ -135,6 +135,7 @@ vmrdma::loop_options loop_options_for(const options& opts) {
     vmrdma::loop_options o;
     o.busy_poll = opts.poll;
     o.gather_while_polling = true;
+    o.yield_while_polling = true;
     return o;
 }
 

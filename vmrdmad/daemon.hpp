@@ -99,9 +99,11 @@ struct options {
 };
 
 // The loop a daemon with these options runs on: it polls opts.poll before
-// it sleeps, and gathers a stream's frames in a sleep rather than a spin
+// it sleeps, gathers a stream's frames in a sleep rather than a spin
 // (loop_options::gather_while_polling: its frontends block, so their round
-// trips are never shorter than a stream's gaps).
+// trips are never shorter than a stream's gaps), and a spin that finds
+// nothing gives the core to whoever waits for it (yield_while_polling:
+// frontends that spin, as MPI ranks do, may need it).
 vmrdma::loop_options loop_options_for(const options& opts);
 
 // Read from any thread.

@@ -594,6 +594,32 @@ TEST_CASE("a busy-polling loop spins through expect_more(), or with gather_while
     CHECK(gathered.spins >= 1);
 }
 
+TEST_CASE("a busy-polling loop with yield_while_polling gives the core away in spins that found nothing, else never") {
+    // busy_poll 1 s outlasts the 5 ms sleep: the loop spins until the
+    // timer, and every spin before it finds nothing.
+    auto spin_through_sleep = [](vmrdma::loop_options o) {
+        event_loop loop(o);
+        bool slept = false;
+        loop.run([&]() -> task<void> {
+            co_await loop.sleep_for(5ms);
+            slept = true;
+        }());
+        CHECK(slept);
+        return loop.stats();
+    };
+    const auto yielding = spin_through_sleep({.busy_poll = std::chrono::seconds(1), .yield_while_polling = true});
+    CHECK(yielding.spins >= 1);
+    CHECK(yielding.yields >= 1);
+    CHECK(yielding.yields <= yielding.spins);
+    CHECK(yielding.blocks == 0);  // yielding is not sleeping: the loop still never blocked
+    const auto spinning = spin_through_sleep({.busy_poll = std::chrono::seconds(1)});
+    CHECK(spinning.spins >= 1);
+    CHECK(spinning.yields == 0);
+    const auto blocking = spin_through_sleep({.yield_while_polling = true});  // no busy_poll: nothing to yield in
+    CHECK(blocking.spins == 0);
+    CHECK(blocking.yields == 0);
+}
+
 TEST_CASE("without coalesce_wakeups expect_more() changes nothing") {
     auto [stats, coalescing] = gathering_once(vmrdma::loop_options{.coalesce_wakeups = false});
     CHECK_FALSE(coalescing);

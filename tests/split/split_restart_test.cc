@@ -255,3 +255,15 @@ TEST_CASE("vmrdmad refuses a --poll-us it cannot take, before it opens anything,
     CHECK(code2 == 2);
     CHECK(out2.find("usage: vmrdmad") != std::string::npos);
 }
+
+TEST_CASE("vmrdmad's loop polls --poll-us, gathers a stream in a sleep, and gives the core away in empty spins") {
+    vmrdmad::options o;
+    o.poll = std::chrono::microseconds(75);
+    const auto polling = vmrdmad::loop_options_for(o);
+    CHECK(polling.busy_poll == std::chrono::microseconds(75));
+    CHECK(polling.gather_while_polling);
+    // Beside frontends that spin (MPI ranks) on as few cores: docs/split-driver.md.
+    CHECK(polling.yield_while_polling);
+    o.poll = std::chrono::microseconds(0);
+    CHECK(vmrdmad::loop_options_for(o).busy_poll.count() == 0);  // --poll-us 0: sleeps at once
+}

@@ -80,6 +80,18 @@ struct loop_options {
     // sleep then adds a timer's lateness to it (4 KiB busy round trips went
     // from 4 to 19-32 us). vmrdmad turns it on: its frontends block.
     bool gather_while_polling = false;
+    // A busy-polling turn that did nothing gives the core away once
+    // (sched_yield) before it spins again, to a thread of the same priority
+    // that waits for it. Where polling threads outnumber cores (vmrdmad
+    // beside frontends that spin, as MPI ranks do), a spin otherwise held a
+    // core that the thread with the next step of the work waited for until
+    // the scheduler took it away: NetPIPE through vmrdmad, two ranks and
+    // two daemons on two cores, took 230-320 us a small message with
+    // vmrdmad polling 50 us, 15-19 us with both yielding (docs/
+    // split-driver.md, "Polling beside spinning frontends"). Where nothing
+    // else waits, a yield is a system call that returns at once. Off by
+    // default; vmrdmad turns it on.
+    bool yield_while_polling = false;
     // Wake-up coalescing (docs/runtime.md, "Coalesced wake-ups"): after a
     // transport took frames of a message whose rest is on its way
     // (expect_more()), the next blocking turn sleeps through arrivals for
@@ -110,6 +122,7 @@ struct loop_stats {
     std::uint64_t spins = 0;         // turns that spun instead of blocking (busy_poll)
     std::uint64_t blocks = 0;        // turns that blocked in the kernel for a completion
     std::uint64_t coalesced = 0;     // blocking turns that gathered arrivals (expect_more)
+    std::uint64_t yields = 0;        // spinning turns that gave the core away (yield_while_polling)
 };
 
 class event_loop {
@@ -277,6 +290,7 @@ private:
     int next_buffer_group_ = 1;
 
     bool spin() noexcept;
+    void yield_core() noexcept;  // loop_options::yield_while_polling
     void wait_for_completion();
     void enable_once() noexcept;
     // coalesce_wakeups binds the ring to one thread (SINGLE_ISSUER): run()

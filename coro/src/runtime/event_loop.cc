@@ -1,5 +1,7 @@
 #include "vmrdma/event_loop.hpp"
 
+#include <sched.h>
+
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -190,8 +192,16 @@ bool event_loop::spin() noexcept {
         int submitted = io_uring_submit_and_get_events(&ring_);
         count_submitted(submitted);
     }
-    if (io_uring_cq_ready(&ring_) > 0) ++stats_.polled;
+    if (io_uring_cq_ready(&ring_) > 0)
+        ++stats_.polled;
+    else if (options_.yield_while_polling && last_work_ != turn_time_)  // this turn did nothing
+        yield_core();
     return true;
+}
+
+void event_loop::yield_core() noexcept {
+    ++stats_.yields;
+    sched_yield();
 }
 
 void event_loop::reap() {
