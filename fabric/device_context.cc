@@ -152,9 +152,9 @@ void device_context::progress() {
 // backend), whose next step is often what this thread polls for, and which
 // may be waiting for this very core: an MPI rank calls fi_cq_read in a
 // loop. A call that found nothing gives the core away once. NetPIPE through
-// vmrdmad, two ranks and two daemons on two cores: 50 us a small message
-// with the daemons not polling, 27 us with the ranks yielding (docs/mpi.md,
-// Progress).
+// vmrdmad, two ranks and two polling daemons on two cores: 230-320 us a
+// small message; 15-18 us with the ranks and the daemons (loop_options::
+// yield_while_polling) yielding (docs/mpi.md, Progress).
 void device_context::give_way() noexcept { std::this_thread::yield(); }
 
 // With the mutex held, lets the helper, which waits for it to submit what

@@ -87,7 +87,7 @@ struct loop_options {
     // core that the thread with the next step of the work waited for until
     // the scheduler took it away: NetPIPE through vmrdmad, two ranks and
     // two daemons on two cores, took 230-320 us a small message with
-    // vmrdmad polling 50 us, 15-19 us with both yielding (docs/
+    // vmrdmad polling 50 us, 15-18 us with both yielding (docs/
     // split-driver.md, "Polling beside spinning frontends"). Where nothing
     // else waits, a yield is a system call that returns at once. Off by
     // default; vmrdmad turns it on.
