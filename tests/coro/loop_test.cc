@@ -620,6 +620,22 @@ TEST_CASE("a busy-polling loop with yield_while_polling gives the core away in s
     CHECK(blocking.yields == 0);
 }
 
+TEST_CASE("a busy-polling loop yields in empty spins while a core sharer is counted, and not after") {
+    event_loop loop({.busy_poll = std::chrono::seconds(1)});
+    auto sleep_5ms = [&]() -> task<void> { co_await loop.sleep_for(5ms); };
+    loop.run(sleep_5ms());
+    CHECK(loop.stats().yields == 0);
+    loop.add_core_sharer();
+    loop.add_core_sharer();  // two transports
+    loop.remove_core_sharer();
+    loop.run(sleep_5ms());
+    const auto shared = loop.stats().yields;
+    CHECK(shared >= 1);
+    loop.remove_core_sharer();
+    loop.run(sleep_5ms());
+    CHECK(loop.stats().yields == shared);
+}
+
 TEST_CASE("without coalesce_wakeups expect_more() changes nothing") {
     auto [stats, coalescing] = gathering_once(vmrdma::loop_options{.coalesce_wakeups = false});
     CHECK_FALSE(coalescing);

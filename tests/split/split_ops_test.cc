@@ -150,6 +150,26 @@ TEST_CASE("ordinary memory on a unix: device is refused with invalid_argument") 
     alarm(0);
 }
 
+TEST_CASE("a busy-polling loop with a unix: device yields in spins that find nothing; without it, not") {
+    // vmrdmad is another process that may need this loop's core
+    // (event_loop::add_core_sharer; docs/split-driver.md).
+    if (vmrdma::testing::skip_network_tests()) return;
+    alarm(60);
+    vmrdma::testing::veth_pair veth("vsdy", "vspy", 1500);
+    split_test::daemon_thread daemon(veth.a, split_test::socket_path("yield"));
+    vmrdma::event_loop loop({.busy_poll = std::chrono::seconds(1)});
+    auto sleep_5ms = [&]() -> task<void> { co_await loop.sleep_for(5ms); };
+    {
+        auto dev = vmrdma::device::open(loop, daemon.uri());
+        loop.run(sleep_5ms());
+        CHECK(loop.stats().yields >= 1);
+    }
+    const auto yields = loop.stats().yields;
+    loop.run(sleep_5ms());
+    CHECK(loop.stats().yields == yields);  // the device is gone: the loop spins as it was told
+    alarm(0);
+}
+
 TEST_CASE("small sends and receives from ordinary memory work through vmrdmad too") {
     if (vmrdma::testing::skip_network_tests()) return;
     alarm(60);

@@ -31,9 +31,13 @@ ring_transport::ring_transport(event_loop& loop, completion_sink& sink, std::uni
     else
         arm_doorbell();
     if (link_->hangup_fd() >= 0) arm_hangup();
+    // The engine is in another process (vmrdmad, the backend), which a
+    // busy-polling loop must not keep from a core it shares.
+    loop_.add_core_sharer();
 }
 
 ring_transport::~ring_transport() {
+    loop_.remove_core_sharer();
     loop_.remove_turn_hook(hook_id_);
     if (idle_hook_id_) loop_.remove_turn_hook(idle_hook_id_);
     if (doorbell_slot_ != UINT32_MAX) loop_.abandon(doorbell_slot_);
