@@ -240,8 +240,8 @@ public:
     // While any does, busy polling yields in spins that found nothing, as
     // with loop_options::yield_while_polling: that process may need this
     // core for the next step of what the loop polls for (a busy-polling
-    // frontend's 64 B round trip through vmrdmad on two cores: 82-89 us
-    // without, 10-12 us with).
+    // frontend's 64 B round trip through vmrdmad on two cores: 87-90 us
+    // without, 12-14 us with).
     void add_core_sharer() noexcept { ++core_sharers_; }
     void remove_core_sharer() noexcept { --core_sharers_; }
     // Whether loop_options::coalesce_wakeups is in effect (the kernel has
