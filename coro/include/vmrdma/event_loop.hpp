@@ -92,8 +92,8 @@ struct loop_options {
     // else waits, a yield is a system call that returns at once, but it
     // delays noticing what comes meanwhile: the in-process eth: busy round
     // trip went from 3.4 to 4.0 us with it. Off by default; vmrdmad turns it
-    // on, and a unix: or xen: device turns it on for the loop it lives on
-    // (event_loop::add_core_sharer).
+    // on, and a unix: or xen: device has the same effect on the loop it
+    // lives on while it lives (event_loop::add_core_sharer).
     bool yield_while_polling = false;
     // Wake-up coalescing (docs/runtime.md, "Coalesced wake-ups"): after a
     // transport took frames of a message whose rest is on its way
