@@ -143,19 +143,18 @@ void device_context::progress() {
     turn();
     last_call_ns_.store(now_ns(), std::memory_order_relaxed);
     if (helper_waiting_.load(std::memory_order_acquire)) let_helper_in();
-    if (!in_process_engine() && loop_.stats().resumptions == resumed && loop_.stats().completions == reaped &&
+    // On unix: and xen: the engine runs in another process (vmrdmad, the
+    // backend; its transport counts itself on the loop: shares_cores()),
+    // whose next step is often what this thread polls for, and which may be
+    // waiting for this very core: an MPI rank calls fi_cq_read in a loop. A
+    // call that found nothing gives the core away once. NetPIPE through
+    // vmrdmad, two ranks and two polling daemons on two cores: 230-320 us a
+    // small message; 15-18 us with the ranks and the daemons (loop_options::
+    // yield_while_polling) yielding (docs/mpi.md, Progress).
+    if (loop_.shares_cores() && loop_.stats().resumptions == resumed && loop_.stats().completions == reaped &&
         !loop_.has_ready_work())
-        give_way();
+        std::this_thread::yield();
 }
-
-// On unix: and xen: the engine runs in another process (vmrdmad, the
-// backend), whose next step is often what this thread polls for, and which
-// may be waiting for this very core: an MPI rank calls fi_cq_read in a
-// loop. A call that found nothing gives the core away once. NetPIPE through
-// vmrdmad, two ranks and two polling daemons on two cores: 230-320 us a
-// small message; 15-18 us with the ranks and the daemons (loop_options::
-// yield_while_polling) yielding (docs/mpi.md, Progress).
-void device_context::give_way() noexcept { std::this_thread::yield(); }
 
 // With the mutex held, lets the helper, which waits for it to submit what
 // the loop has queued, have it. std::mutex is not fair: an application

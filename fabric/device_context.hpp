@@ -57,7 +57,6 @@ private:
     explicit device_context(std::string uri);
     void turn();  // a few turns of the loop without entering the kernel
     bool passes();  // those turns; true when operations wait to be submitted
-    void give_way() noexcept;
     void helper();
     void wake_helper() noexcept;
     void let_helper_in();

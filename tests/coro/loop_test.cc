@@ -625,13 +625,16 @@ TEST_CASE("a busy-polling loop yields in empty spins while a core sharer is coun
     auto sleep_5ms = [&]() -> task<void> { co_await loop.sleep_for(5ms); };
     loop.run(sleep_5ms());
     CHECK(loop.stats().yields == 0);
+    CHECK_FALSE(loop.shares_cores());
     loop.add_core_sharer();
     loop.add_core_sharer();  // two transports
     loop.remove_core_sharer();
+    CHECK(loop.shares_cores());
     loop.run(sleep_5ms());
     const auto shared = loop.stats().yields;
     CHECK(shared >= 1);
     loop.remove_core_sharer();
+    CHECK_FALSE(loop.shares_cores());
     loop.run(sleep_5ms());
     CHECK(loop.stats().yields == shared);
 }

@@ -161,9 +161,11 @@ TEST_CASE("a busy-polling loop with a unix: device yields in spins that find not
     auto sleep_5ms = [&]() -> task<void> { co_await loop.sleep_for(5ms); };
     {
         auto dev = vmrdma::device::open(loop, daemon.uri());
+        CHECK(loop.shares_cores());
         loop.run(sleep_5ms());
         CHECK(loop.stats().yields >= 1);
     }
+    CHECK_FALSE(loop.shares_cores());
     const auto yields = loop.stats().yields;
     loop.run(sleep_5ms());
     CHECK(loop.stats().yields == yields);  // the device is gone: the loop spins as it was told

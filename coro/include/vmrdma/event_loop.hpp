@@ -244,6 +244,7 @@ public:
     // without, 12-14 us with).
     void add_core_sharer() noexcept { ++core_sharers_; }
     void remove_core_sharer() noexcept { --core_sharers_; }
+    bool shares_cores() const noexcept { return core_sharers_ > 0; }
     // Whether loop_options::coalesce_wakeups is in effect (the kernel has
     // IORING_SETUP_DEFER_TASKRUN, Linux 6.1+).
     bool coalescing_wakeups() const noexcept { return deferred_taskrun_; }

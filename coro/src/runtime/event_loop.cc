@@ -194,7 +194,7 @@ bool event_loop::spin() noexcept {
     }
     if (io_uring_cq_ready(&ring_) > 0)
         ++stats_.polled;
-    else if ((options_.yield_while_polling || core_sharers_ > 0) && last_work_ != turn_time_)  // did nothing
+    else if ((options_.yield_while_polling || shares_cores()) && last_work_ != turn_time_)  // did nothing
         yield_core();
     return true;
 }
