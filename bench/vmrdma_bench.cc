@@ -95,7 +95,7 @@ void usage() {
 
 options parse(int argc, char** argv) {
     options o;
-    o.w.daemon_poll_us = static_cast<unsigned>(default_daemon_poll_us());
+    o.w.daemon_poll_us = default_daemon_poll_us();
     bool sizes_given = false;  // the first -s replaces the default, later ones add
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];

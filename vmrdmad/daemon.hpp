@@ -248,8 +248,9 @@ private:
     std::unordered_map<std::uint16_t, frontend*> ep_owner_;  // engine endpoint ids
     std::size_t turn_hook_ = 0;
     bool admission_due_ = false;  // bytes were released: look at the queues this turn
-    // Frontends (by id) whose response doorbell is due: rung once at the
-    // end of the turn that answered them (ring_doorbells).
+    // Frontends (by id) whose response doorbell is due: rung once after the
+    // engine pass that answered them (ring_doorbells, from engine_input_taken
+    // and the turn hook).
     std::vector<std::uint32_t> doorbells_due_;
     std::uint64_t doorbell_pass_ = 1;  // ring_doorbells() calls
     std::uint32_t next_frontend_id_ = 1;

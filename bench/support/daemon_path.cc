@@ -46,6 +46,6 @@ side_result daemon_side(const std::string& device_uri, const std::string& socket
     return r;
 }
 
-int default_daemon_poll_us() { return static_cast<int>(vmrdmad::default_poll.count()); }
+unsigned default_daemon_poll_us() { return static_cast<unsigned>(vmrdmad::default_poll.count()); }
 
 }  // namespace vmrdma::bench

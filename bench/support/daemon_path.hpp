@@ -20,6 +20,6 @@ side_result daemon_side(const std::string& device_uri, const std::string& socket
                         const std::function<void()>& ready);
 
 // vmrdmad's --poll-us when none is given.
-int default_daemon_poll_us();
+unsigned default_daemon_poll_us();
 
 }  // namespace vmrdma::bench
